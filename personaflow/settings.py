@@ -1,0 +1,82 @@
+"""The one config surface: environment variables with documented defaults.
+
+Every path, URL and address the project uses is read here and nowhere else. Values are read when
+`load()` is called, not at import, so a test or a DAG run can point a whole run elsewhere by setting
+environment variables first. README's "Settings" table lists the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "")
+    return value if value.strip() else default
+
+
+def _path(name: str, default: Path) -> Path:
+    return Path(_env(name, str(default))).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    landing_dir: Path
+    quarantine_dir: Path
+    warehouse: Path
+    features_dir: Path
+    reports_dir: Path
+    bentoml_home: Path
+    production_pointer: Path
+    airflow_home: Path
+    dbt_project_dir: Path
+    feature_repo_dir: Path
+    smtp_host: str
+    smtp_port: int
+    alert_from: str
+    alert_to: tuple[str, ...]
+    holdout_days: int
+    seed: int
+    serve_host: str
+    serve_port: int
+
+
+def load() -> Settings:
+    """Read the settings from the environment (defaults keep everything under `.personaflow/`)."""
+    home = _path("PERSONAFLOW_HOME", REPO_ROOT / ".personaflow")
+    return Settings(
+        home=home,
+        landing_dir=_path("PERSONAFLOW_LANDING_DIR", home / "landing"),
+        quarantine_dir=_path("PERSONAFLOW_QUARANTINE_DIR", home / "quarantine"),
+        warehouse=_path("PERSONAFLOW_WAREHOUSE", home / "warehouse.duckdb"),
+        features_dir=_path("PERSONAFLOW_FEATURES_DIR", home / "features"),
+        reports_dir=_path("PERSONAFLOW_REPORTS_DIR", home / "reports"),
+        bentoml_home=_path("BENTOML_HOME", home / "bentoml"),
+        production_pointer=_path("PERSONAFLOW_PRODUCTION_POINTER", home / "registry" / "production.json"),
+        airflow_home=_path("AIRFLOW_HOME", home / "airflow"),
+        dbt_project_dir=_path("PERSONAFLOW_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project"),
+        feature_repo_dir=_path("PERSONAFLOW_FEATURE_REPO_DIR", REPO_ROOT / "feature_repo"),
+        smtp_host=_env("PERSONAFLOW_SMTP_HOST", "127.0.0.1"),
+        smtp_port=int(_env("PERSONAFLOW_SMTP_PORT", "8025")),
+        alert_from=_env("PERSONAFLOW_ALERT_FROM", "personaflow@localhost"),
+        alert_to=tuple(
+            a.strip() for a in _env("PERSONAFLOW_ALERT_TO", "data-team@localhost").split(",") if a.strip()
+        ),
+        holdout_days=int(_env("PERSONAFLOW_HOLDOUT_DAYS", "7")),
+        seed=int(_env("PERSONAFLOW_SEED", "42")),
+        serve_host=_env("PERSONAFLOW_SERVE_HOST", "127.0.0.1"),
+        serve_port=int(_env("PERSONAFLOW_SERVE_PORT", "3000")),
+    )
+
+
+def export_tool_env(settings: Settings) -> None:
+    """Point the tools that read their own variables (dbt profile, BentoML, Airflow) at our paths."""
+    os.environ["PERSONAFLOW_WAREHOUSE"] = str(settings.warehouse)
+    os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
+    os.environ["AIRFLOW_HOME"] = str(settings.airflow_home)
+    os.environ["PERSONAFLOW_FEATURES_DIR"] = str(settings.features_dir)
