@@ -1,0 +1,80 @@
+"""The nightly stages as functions of (date, settings): what both the Airflow DAG and the CLI call.
+
+Each wrapper only resolves paths from settings and hands them to the stage's own pure-ish function.
+Stage modules are imported inside the functions so that parsing the DAG file stays cheap.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from personaflow.settings import Settings, export_tool_env
+
+
+def ingest(batch_date: date, s: Settings) -> dict[str, Any]:
+    """Load the day's batch (and the latest users/items snapshot) into the raw layer."""
+    from ingest.load import load_batch, load_dimensions
+
+    dims = load_dimensions(s.warehouse, s.landing_dir)
+    return {**load_batch(s.warehouse, s.landing_dir, batch_date), **dims}
+
+
+def ingest_history(through: date, s: Settings) -> list[dict[str, Any]]:
+    """Catch up every landed batch up to `through` that was never loaded (first install, replay)."""
+    from ingest.load import load_dimensions, load_pending
+
+    load_dimensions(s.warehouse, s.landing_dir)
+    return load_pending(s.warehouse, s.landing_dir, through)
+
+
+def _smtp(s: Settings):
+    from quality.validate import SmtpConfig
+
+    return SmtpConfig(host=s.smtp_host, port=s.smtp_port, sender=s.alert_from, recipients=list(s.alert_to))
+
+
+def validate_batch(batch_date: date, s: Settings) -> dict[str, Any]:
+    """Great Expectations over the raw batch; a failure quarantines it, emails and raises."""
+    from quality.validate import validate_batch as run
+
+    return run(s.warehouse, batch_date, s.quarantine_dir, s.reports_dir, _smtp(s))
+
+
+def transform(as_of: date, s: Settings) -> dict[str, Any]:
+    """`dbt build`: staging views and marts, each tested right after it is built."""
+    from personaflow.transform import run_dbt
+
+    export_tool_env(s)
+    return run_dbt(s.warehouse, as_of, s.dbt_project_dir, s.home / "dbt")
+
+
+def validate_marts(as_of: date, s: Settings) -> dict[str, Any]:
+    """Great Expectations over the marts; a failure emails and raises before features and training."""
+    from quality.validate import validate_marts as run
+
+    return run(s.warehouse, as_of, s.reports_dir, _smtp(s))
+
+
+def features(as_of: date, s: Settings) -> dict[str, Any]:
+    """Export marts to Feast, materialize the new interval, write the point-in-time training set."""
+    from personaflow.features import build_features
+
+    return build_features(s.warehouse, s.features_dir, s.feature_repo_dir, as_of)
+
+
+def train(s: Settings, epochs: int = 20, dim: int = 64) -> dict[str, Any]:
+    """Fit the recommender on a time-based split; save it as a candidate with its metrics."""
+    export_tool_env(s)
+    from training.pipeline import train_candidate
+
+    return train_candidate(s.warehouse, s.holdout_days, s.seed, epochs=epochs, dim=dim,
+                           reports_dir=s.reports_dir / "training")
+
+
+def promote(tag: str, s: Settings) -> dict[str, Any]:
+    """Move the production pointer to `tag` only if it passes the gate."""
+    export_tool_env(s)
+    from training.pipeline import promote_candidate
+
+    return promote_candidate(tag, s.production_pointer)

@@ -1,0 +1,1 @@
+"""Data quality: Great Expectations suites, quarantine of failed batches, SMTP alerts."""

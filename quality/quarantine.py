@@ -1,0 +1,132 @@
+"""Move a failed batch out of raw.events into quarantine.events, and keep its landing file as evidence.
+
+Nothing is deleted from disk: the landing file stays where it is and a copy goes to
+`quarantine_dir/<batch_date>/` with `reasons.json`. Rows move in one DuckDB transaction, so a crash
+leaves the batch either fully in raw or fully in quarantine. Running it twice is harmless: the second
+run finds no raw rows and leaves the quarantined ones as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+
+def quarantine_batch(warehouse: Path, batch_date: date, quarantine_dir: Path, reasons: list[dict]) -> Path:
+    """Quarantine one batch; returns the folder holding the landing-file copy and reasons.json."""
+    now = datetime.now(UTC).replace(tzinfo=None)  # TIMESTAMP columns here hold naive UTC
+    reason_text = _summary(reasons)
+    con = duckdb.connect(str(warehouse))
+    try:
+        row = con.execute("SELECT source_file FROM raw.batches WHERE batch_date = ?", [batch_date]).fetchone()
+        if row is None:
+            raise LookupError(
+                f"batch {batch_date} has no row in raw.batches of {warehouse}; nothing to quarantine"
+            )
+        source_file = row[0]
+        target = quarantine_dir / batch_date.isoformat()
+        copied = _keep_landing_file(source_file, target)
+        _write_reasons(target, batch_date, source_file, copied, reasons, now)
+
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
+            # Same columns as raw.events whatever they are today, plus when and why.
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS quarantine.events AS SELECT *, "
+                "NULL::TIMESTAMP AS quarantined_at, NULL::VARCHAR AS reason FROM raw.events LIMIT 0"
+            )
+            (n_raw,) = con.execute(
+                "SELECT count(*) FROM raw.events WHERE batch_date = ?", [batch_date]
+            ).fetchone()
+            if n_raw:
+                # A re-loaded batch that fails again replaces its earlier quarantined copy.
+                con.execute("DELETE FROM quarantine.events WHERE batch_date = ?", [batch_date])
+                con.execute(
+                    "INSERT INTO quarantine.events BY NAME "
+                    "SELECT *, ?::TIMESTAMP AS quarantined_at, ? AS reason "
+                    "FROM raw.events WHERE batch_date = ?",
+                    [now, reason_text, batch_date],
+                )
+                con.execute("DELETE FROM raw.events WHERE batch_date = ?", [batch_date])
+            con.execute("UPDATE raw.batches SET status = 'quarantined' WHERE batch_date = ?", [batch_date])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
+    log.warning(
+        "batch %s quarantined: %d rows moved to quarantine.events (%s)", batch_date, n_raw, reason_text
+    )
+    return target
+
+
+def _keep_landing_file(source_file: str | None, target: Path) -> Path | None:
+    """Copy the landing file into `target`; an existing copy with other content is kept, never replaced."""
+    target.mkdir(parents=True, exist_ok=True)
+    if not source_file or not Path(source_file).is_file():
+        # Still quarantine the rows: losing the evidence file must not let bad rows reach the marts.
+        log.error(
+            "landing file %r of the quarantined batch is missing; only rows are quarantined", source_file
+        )
+        return None
+    source = Path(source_file)
+    digest = _sha256(source)
+    dest = target / source.name
+    if dest.exists() and _sha256(dest) != digest:
+        dest = target / f"{source.stem}.{digest[:12]}{source.suffix}"
+    if not dest.exists():
+        shutil.copy2(source, dest)
+    return dest
+
+
+def _write_reasons(
+    target: Path,
+    batch_date: date,
+    source_file: str | None,
+    copy: Path | None,
+    reasons: list[dict],
+    now: datetime,
+) -> None:
+    payload: dict[str, Any] = {
+        "batch_date": batch_date.isoformat(),
+        "quarantined_at": now.isoformat(sep=" "),
+        "source_file": source_file,
+        "copy": copy.name if copy else None,
+        "reasons": reasons,
+    }
+    path = target / "reasons.json"
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier.get("reasons") == json.loads(json.dumps(reasons, default=str)):
+            return  # same failure again (a retry): keep the first record and its timestamp
+        # A re-loaded batch failed differently: keep the earlier record next to the new one.
+        stamp = str(earlier.get("quarantined_at", "earlier")).replace(" ", "T").replace(":", "")
+        path.rename(target / f"reasons.{stamp}.json")
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _summary(reasons: list[dict]) -> str:
+    parts = []
+    for r in reasons:
+        where = f"{r.get('table', '')}.{r['column']}" if r.get("column") else r.get("table", "")
+        parts.append(f"{r.get('expectation', 'unknown')}({where})")
+    return "; ".join(parts) or "unspecified"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,27 @@
+"""Every test session gets its own state folder, so tests never touch a user's `.personaflow/`.
+
+Set before any test module imports Airflow, BentoML or Feast: they read these variables at import.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_HOME = Path(tempfile.mkdtemp(prefix="personaflow-tests-"))
+_REPO = Path(__file__).resolve().parent.parent
+os.environ.update(
+    {
+        "PERSONAFLOW_HOME": str(_HOME),
+        "AIRFLOW_HOME": str(_HOME / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "BENTOML_HOME": str(_HOME / "bentoml"),
+        "PERSONAFLOW_FEATURES_DIR": str(_HOME / "features"),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HOME, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Recommender training: load interactions, split by time, fit BPR-MF, evaluate, register."""

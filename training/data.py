@@ -1,0 +1,114 @@
+"""Interactions in, a leak-free time split out.
+
+`load_interactions` is the only I/O here; `time_split` is pure so tests can feed it tiny frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+INTERACTION_COLUMNS = ["user_id", "item_id", "event_date", "n_views", "n_carts", "n_purchases", "weight"]
+
+
+@dataclass(frozen=True)
+class IdMaps:
+    """Dense indices for the users and items seen in training (index i <-> ids[i])."""
+
+    user_ids: list[str]
+    item_ids: list[str]
+    user_index: dict[str, int] = field(init=False, repr=False)
+    item_index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "user_index", {u: i for i, u in enumerate(self.user_ids)})
+        object.__setattr__(self, "item_index", {v: i for i, v in enumerate(self.item_ids)})
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"user_ids": list(self.user_ids), "item_ids": list(self.item_ids)}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, list[str]]) -> IdMaps:
+        return cls(user_ids=list(payload["user_ids"]), item_ids=list(payload["item_ids"]))
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training rows before `cutoff`; purchase truth per train user inside the hold-out window."""
+
+    train: pd.DataFrame
+    test_truth: dict[str, set[str]]
+    maps: IdMaps
+    cutoff: date
+    last_date: date
+    n_truth_items_unrankable: int
+
+
+def load_interactions(warehouse: Path) -> pd.DataFrame:
+    """Read marts.interactions with a short-lived read-only connection (dbt may write later)."""
+    if not Path(warehouse).exists():
+        raise FileNotFoundError(f"warehouse not found: {warehouse}")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        frame = con.execute(
+            f"select {', '.join(INTERACTION_COLUMNS)} from marts.interactions order by event_date, user_id, item_id"
+        ).df()
+    finally:
+        con.close()
+    frame["event_date"] = pd.to_datetime(frame["event_date"]).dt.date
+    return frame
+
+
+def _check_columns(frame: pd.DataFrame) -> None:
+    missing = [c for c in ("user_id", "item_id", "event_date", "n_purchases", "weight") if c not in frame]
+    if missing:
+        raise ValueError(f"interactions frame lacks column(s) {missing}; has {list(frame.columns)}")
+
+
+def time_split(frame: pd.DataFrame, holdout_days: int) -> Split:
+    """Split at cutoff = max(event_date) - holdout_days + 1.
+
+    Train is every row strictly before the cutoff. Truth is, for users present in train, the items
+    they purchased inside the hold-out window, restricted to items seen in train (nothing else can be
+    ranked); the number of truth items dropped that way is reported, not hidden.
+    """
+    _check_columns(frame)
+    if holdout_days < 1:
+        raise ValueError(f"holdout_days must be >= 1, got {holdout_days}")
+    if frame.empty:
+        raise ValueError("interactions frame is empty: nothing to split")
+    dates = pd.to_datetime(frame["event_date"]).dt.date
+    last_date: date = max(dates)
+    cutoff = last_date - timedelta(days=holdout_days - 1)
+    in_train = dates < cutoff
+    train = frame.loc[in_train].reset_index(drop=True)
+    if train.empty:
+        raise ValueError(f"no training rows before cutoff {cutoff} (last date {last_date}, holdout {holdout_days})")
+    holdout = frame.loc[~in_train]
+
+    maps = IdMaps(user_ids=sorted(train["user_id"].unique()), item_ids=sorted(train["item_id"].unique()))
+    bought = holdout[(holdout["n_purchases"] > 0) & holdout["user_id"].isin(maps.user_index)]
+    rankable = bought["item_id"].isin(maps.item_index)
+    truth: dict[str, set[str]] = {}
+    for user_id, items in bought.loc[rankable].groupby("user_id")["item_id"]:
+        truth[str(user_id)] = set(items)
+    return Split(
+        train=train,
+        test_truth=truth,
+        maps=maps,
+        cutoff=cutoff,
+        last_date=last_date,
+        n_truth_items_unrankable=int(bought.loc[~rankable, ["user_id", "item_id"]].drop_duplicates().shape[0]),
+    )

@@ -1,0 +1,86 @@
+"""Stage functions for the DAG and the CLI: explicit arguments in, plain-type dicts out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from training import registry
+from training.data import load_interactions, time_split
+from training.evaluate import evaluate, popularity_ranking, popularity_scores_fn
+from training.train import default_device, fit_bpr
+
+log = logging.getLogger(__name__)
+
+
+def train_candidate(
+    warehouse: Path,
+    holdout_days: int,
+    seed: int,
+    epochs: int = 20,
+    dim: int = 64,
+    reports_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Load -> split -> fit -> evaluate (model and popularity) -> save a candidate -> report."""
+    started = time.perf_counter()
+    frame = load_interactions(warehouse)
+    split = time_split(frame, holdout_days)
+    device = default_device()
+    fit_started = time.perf_counter()
+    model, history = fit_bpr(split, dim=dim, epochs=epochs, seed=seed, device=device)
+    fit_seconds = time.perf_counter() - fit_started
+
+    model_metrics = evaluate(lambda users: model.score(users).numpy(), split, k=10)
+    baseline = evaluate(popularity_scores_fn(split), split, k=10)
+    metrics: dict[str, Any] = {
+        **model_metrics,
+        "baseline_recall_at_10": baseline["recall_at_10"],
+        "baseline_ndcg_at_10": baseline["ndcg_at_10"],
+    }
+    params: dict[str, Any] = {
+        "holdout_days": holdout_days,
+        "seed": seed,
+        "epochs": epochs,
+        "dim": dim,
+        "device": device,
+        "cutoff": split.cutoff.isoformat(),
+        "last_date": split.last_date.isoformat(),
+        "n_train_rows": int(len(split.train)),
+        "n_users": split.maps.n_users,
+        "n_items": split.maps.n_items,
+        "n_truth_items_unrankable": split.n_truth_items_unrankable,
+    }
+    tag = registry.save_candidate(model, split.maps, popularity_ranking(split), metrics, params)
+    result: dict[str, Any] = {
+        "tag": tag,
+        "metrics": metrics,
+        "params": params,
+        "final_loss": history[-1]["loss"],
+        "fit_seconds": round(fit_seconds, 3),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if reports_dir is not None:
+        reports_dir = Path(reports_dir)
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        path = reports_dir / f"training_{tag.replace(':', '_')}.json"
+        path.write_text(json.dumps({**result, "history": history}, indent=2))
+        result["report"] = str(path)
+    log.info(
+        "candidate %s ndcg@10=%.4f (popularity %.4f) recall@10=%.4f on %d users",
+        tag,
+        metrics["ndcg_at_10"],
+        metrics["baseline_ndcg_at_10"],
+        metrics["recall_at_10"],
+        metrics["n_test_users"],
+    )
+    return result
+
+
+def promote_candidate(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, Any]:
+    """Run the promotion gate; the decision dict is the result either way."""
+    decision = registry.promote(tag, Path(pointer_path), min_gain=min_gain)
+    log.info("promotion of %s: %s (%s)", tag, "accepted" if decision["promoted"] else "refused", decision["reason"])
+    return decision
