@@ -22,7 +22,17 @@ DEFAULT_ARGS = {
 
 
 def _batch_day() -> date:
-    return get_current_context()["data_interval_start"].date()
+    """The day this run processes: `conf["batch_date"]` if given, else the run's logical date.
+
+    A scheduled run's logical date is the start of its data interval, i.e. the batch day; a manual
+    run (UI, REST, `dag.test`) names the day through its logical date or conf.
+    """
+    context = get_current_context()
+    conf = context["dag_run"].conf or {}
+    if conf.get("batch_date"):
+        return date.fromisoformat(conf["batch_date"])
+    stamp = context.get("logical_date") or context["data_interval_start"]
+    return stamp.date()
 
 
 def _settings():
@@ -34,7 +44,7 @@ def _settings():
 @dag(
     dag_id="personaflow_nightly",
     description="Nightly: ingest the day's events, validate, dbt build, Feast, retrain, promote.",
-    schedule=CronDataIntervalTimetable("0 1 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=datetime(2010, 12, 1),
     catchup=False,
     max_active_runs=1,

@@ -27,7 +27,16 @@ COUNTRIES = ("UK", "DE", "FR", "NL", "ES", "IT", "US", "PL")
 COUNTRY_WEIGHTS = (0.35, 0.15, 0.12, 0.08, 0.08, 0.08, 0.08, 0.06)
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 AGE_WEIGHTS = (0.14, 0.30, 0.24, 0.16, 0.10, 0.06)
-EVENT_COLUMNS = ["event_id", "user_id", "item_id", "event_type", "event_ts", "session_id", "quantity", "price"]
+EVENT_COLUMNS = [
+    "event_id",
+    "user_id",
+    "item_id",
+    "event_type",
+    "event_ts",
+    "session_id",
+    "quantity",
+    "price",
+]
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,14 @@ def _sample_items(rng, n, cat_of_event, category, popularity) -> np.ndarray:
     return out
 
 
-def generate_shop(users: int = 2000, items: int = 500, days: int = 60, seed: int = 42,
-                  start: date = date(2026, 9, 1), sessions_per_day: float = 0.15) -> Shop:
+def generate_shop(
+    users: int = 2000,
+    items: int = 500,
+    days: int = 60,
+    seed: int = 42,
+    start: date = date(2026, 9, 1),
+    sessions_per_day: float = 0.15,
+) -> Shop:
     """Draw a whole shop. Same arguments, same shop (every draw comes from one seeded generator)."""
     if users < 1 or items < 1 or days < 1:
         raise ValueError(f"users, items and days must be >= 1 (got {users}, {items}, {days})")
@@ -113,8 +128,13 @@ def generate_shop(users: int = 2000, items: int = 500, days: int = 60, seed: int
     v_cat = (cum_taste[v_user] < rng.random(v_user.size)[:, None]).sum(axis=1).clip(max=len(CATEGORIES) - 1)
     v_item = _sample_items(rng, v_user.size, v_cat, category, popularity)
     favourites = _sample_items(
-        rng, users * 5, (cum_taste.repeat(5, axis=0) < rng.random(users * 5)[:, None]).sum(axis=1)
-        .clip(max=len(CATEGORIES) - 1), category, popularity,
+        rng,
+        users * 5,
+        (cum_taste.repeat(5, axis=0) < rng.random(users * 5)[:, None])
+        .sum(axis=1)
+        .clip(max=len(CATEGORIES) - 1),
+        category,
+        popularity,
     ).reshape(users, 5)
     is_fav = rng.random(v_user.size) < 0.35
     v_item = np.where(is_fav, favourites[v_user, rng.integers(0, 5, v_user.size)], v_item)
@@ -134,24 +154,37 @@ def generate_shop(users: int = 2000, items: int = 500, days: int = 60, seed: int
     parts = []
     for name, mask, lag in kinds:
         idx = np.flatnonzero(mask)
-        parts.append(pd.DataFrame({
-            "user": v_user[idx], "item": v_item[idx], "session": v_session[idx], "event_type": name,
-            "day": s_day[v_session[idx]], "second": np.minimum(v_second[idx] + lag, 86_399),
-            "quantity": np.where(name == "view", 1, quantity[idx]),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "user": v_user[idx],
+                    "item": v_item[idx],
+                    "session": v_session[idx],
+                    "event_type": name,
+                    "day": s_day[v_session[idx]],
+                    "second": np.minimum(v_second[idx] + lag, 86_399),
+                    "quantity": np.where(name == "view", 1, quantity[idx]),
+                }
+            )
+        )
     ev = pd.concat(parts, ignore_index=True).sort_values(["day", "second", "user"], kind="stable")
-    ts = (np.datetime64(start, "s") + ev["day"].to_numpy().astype("timedelta64[D]")
-          + ev["second"].to_numpy().astype("timedelta64[s]"))
-    events = pd.DataFrame({
-        "event_id": [f"e{i:09d}" for i in range(1, len(ev) + 1)],
-        "user_id": user_frame["user_id"].to_numpy()[ev["user"].to_numpy()],
-        "item_id": item_frame["item_id"].to_numpy()[ev["item"].to_numpy()],
-        "event_type": ev["event_type"].to_numpy(),
-        "event_ts": ts,
-        "session_id": [f"s{s:08d}" for s in ev["session"].to_numpy()],
-        "quantity": ev["quantity"].to_numpy().astype(np.int64),
-        "price": item_frame["price"].to_numpy()[ev["item"].to_numpy()],
-    })
+    ts = (
+        np.datetime64(start, "s")
+        + ev["day"].to_numpy().astype("timedelta64[D]")
+        + ev["second"].to_numpy().astype("timedelta64[s]")
+    )
+    events = pd.DataFrame(
+        {
+            "event_id": [f"e{i:09d}" for i in range(1, len(ev) + 1)],
+            "user_id": user_frame["user_id"].to_numpy()[ev["user"].to_numpy()],
+            "item_id": item_frame["item_id"].to_numpy()[ev["item"].to_numpy()],
+            "event_type": ev["event_type"].to_numpy(),
+            "event_ts": ts,
+            "session_id": [f"s{s:08d}" for s in ev["session"].to_numpy()],
+            "quantity": ev["quantity"].to_numpy().astype(np.int64),
+            "price": item_frame["price"].to_numpy()[ev["item"].to_numpy()],
+        }
+    )
     return Shop(users=user_frame, items=item_frame, events=events)
 
 
@@ -171,8 +204,7 @@ def write_shop(shop: Shop, landing_dir: Path) -> list[Path]:
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(days)], strict=True):
         day = pd.Timestamp(days[lo]).date()
         path = batch_path(landing_dir, day)
-        pacsv.write_csv(table.slice(lo, hi - lo), path,
-                        pacsv.WriteOptions(quoting_style="needed"))
+        pacsv.write_csv(table.slice(lo, hi - lo), path, pacsv.WriteOptions(quoting_style="needed"))
         written.append(path)
     return written
 

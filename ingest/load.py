@@ -109,7 +109,9 @@ def load_batch(warehouse: Path, landing_dir: Path, batch_date: date) -> dict[str
                 f"insert into raw.events select *, ?::date, ?, now()::timestamp from ({sql})",
                 [batch_date, str(path)],
             )
-            rows = con.execute("select count(*) from raw.events where batch_date = ?", [batch_date]).fetchone()[0]
+            rows = con.execute(
+                "select count(*) from raw.events where batch_date = ?", [batch_date]
+            ).fetchone()[0]
             con.execute("delete from raw.batches where batch_date = ?", [batch_date])
             con.execute(
                 "insert into raw.batches values (?, ?, ?, ?, 'loaded', now()::timestamp)",
@@ -130,4 +132,8 @@ def load_pending(warehouse: Path, landing_dir: Path, through: date) -> list[dict
     ensure_raw_layer(warehouse)
     with connect(warehouse, read_only=True) as con:
         known = {row[0] for row in con.execute("select batch_date from raw.batches").fetchall()}
-    return [load_batch(warehouse, landing_dir, d) for d in batch_dates(landing_dir) if d <= through and d not in known]
+    return [
+        load_batch(warehouse, landing_dir, d)
+        for d in batch_dates(landing_dir)
+        if d <= through and d not in known
+    ]

@@ -14,8 +14,11 @@ import typer
 from personaflow import settings as config
 from personaflow import stages
 
-app = typer.Typer(help="personaflow: nightly user profiles and recommenders for e-commerce shops.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="personaflow: nightly user profiles and recommenders for e-commerce shops.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 DateOpt = Annotated[datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Batch / as-of day.")]
 
@@ -34,22 +37,37 @@ def _last_batch_day(s: config.Settings) -> date:
 
 
 @app.command()
-def generate(users: int = 2000, items: int = 500, days: int = 60, seed: int = 42,
-             start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])] = datetime(2026, 9, 1)) -> None:
+def generate(
+    users: int = 2000,
+    items: int = 500,
+    days: int = 60,
+    seed: int = 42,
+    start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])] = datetime(2026, 9, 1),
+) -> None:
     """Write a deterministic synthetic shop (users, items, one events CSV per day) to the landing area."""
     from ingest.generate import generate_shop, write_shop
 
     s = config.load()
     shop = generate_shop(users=users, items=items, days=days, seed=seed, start=start.date())
     files = write_shop(shop, s.landing_dir)
-    _print({"events": len(shop.events), "users": len(shop.users), "items": len(shop.items),
-            "batches": len(files), "first_day": files[0].stem[7:], "last_day": files[-1].stem[7:],
-            "landing_dir": str(s.landing_dir)})
+    _print(
+        {
+            "events": len(shop.events),
+            "users": len(shop.users),
+            "items": len(shop.items),
+            "batches": len(files),
+            "first_day": files[0].stem[7:],
+            "last_day": files[-1].stem[7:],
+            "landing_dir": str(s.landing_dir),
+        }
+    )
 
 
 @app.command()
-def ingest(day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
-           through: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None) -> None:
+def ingest(
+    day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
+    through: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+) -> None:
     """Load one day's batch (--date), or every landed batch not loaded yet up to --through."""
     s = config.load()
     if through is not None:
@@ -60,7 +78,9 @@ def ingest(day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%
 
 
 @app.command()
-def validate(day: DateOpt, marts: bool = typer.Option(False, help="Check the marts instead of the batch.")) -> None:
+def validate(
+    day: DateOpt, marts: bool = typer.Option(False, help="Check the marts instead of the batch.")
+) -> None:
     """Great Expectations over a raw batch (default) or the marts; exits 1 on failure after alerting."""
     s = config.load()
     _print(stages.validate_marts(day.date(), s) if marts else stages.validate_batch(day.date(), s))
@@ -100,8 +120,10 @@ def models() -> None:
     for m in list_models(s.production_pointer):
         mark = "*" if m.get("is_production") else " "
         metrics = m.get("metrics", {})
-        typer.echo(f"{mark} {m['tag']}  ndcg@10={metrics.get('ndcg_at_10', float('nan')):.4f}  "
-                   f"recall@10={metrics.get('recall_at_10', float('nan')):.4f}  created={m.get('created')}")
+        typer.echo(
+            f"{mark} {m['tag']}  ndcg@10={metrics.get('ndcg_at_10', float('nan')):.4f}  "
+            f"recall@10={metrics.get('recall_at_10', float('nan')):.4f}  created={m.get('created')}"
+        )
 
 
 @app.command()
@@ -117,10 +139,10 @@ def rollback() -> None:
 @app.command("run-dag")
 def run_dag(day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None) -> None:
     """Run personaflow_nightly for one batch day through Airflow (`dag.test()`)."""
-    from personaflow.orchestrate import test_run
+    from personaflow.orchestrate import run_once
 
     s = config.load()
-    result = test_run(s, (day.date() if day else _last_batch_day(s)))
+    result = run_once(s, (day.date() if day else _last_batch_day(s)))
     _print(result)
     if result["state"] != "success":
         raise typer.Exit(1)

@@ -40,7 +40,7 @@ def ask(base_url: str, user_id: str, k: int = 10) -> dict:
 
 def run_demo(s: Settings, users: int, items: int, days: int, seed: int) -> dict:
     from ingest.generate import generate_shop, write_shop
-    from personaflow.orchestrate import test_run
+    from personaflow.orchestrate import run_once
     from serving.process import start, stop, wait_ready
 
     started = time.perf_counter()
@@ -52,7 +52,7 @@ def run_demo(s: Settings, users: int, items: int, days: int, seed: int) -> dict:
     typer.echo(f"[history] loaded {len(history)} earlier batches not in the warehouse yet")
 
     typer.echo(f"[airflow] running personaflow_nightly for {last} ...")
-    run = test_run(s, last)
+    run = run_once(s, last)
     typer.echo(f"[airflow] run {run['state']}: " + ", ".join(f"{t}={st}" for t, st in run["tasks"].items()))
     if run["state"] != "success":
         raise typer.Exit(1)
@@ -67,14 +67,16 @@ def run_demo(s: Settings, users: int, items: int, days: int, seed: int) -> dict:
         answer = ask(base_url, user_id, k=10)
     finally:
         stop(proc)
-    typer.echo(f"[serve] POST {base_url}/recommend {{\"user_id\": \"{user_id}\", \"k\": 10}} ->")
+    typer.echo(f'[serve] POST {base_url}/recommend {{"user_id": "{user_id}", "k": 10}} ->')
     typer.echo(json.dumps(answer, indent=2))
 
-    report = json.loads((s.reports_dir / "training" / "latest.json").read_text())
+    reports = sorted((s.reports_dir / "training").glob("training_*.json"), key=lambda p: p.stat().st_mtime)
+    report = json.loads(reports[-1].read_text())
     summary = {
         "rows": table_counts(s),
         "model_version": answer.get("model_version"),
-        "metrics": {k: v for k, v in report.items() if k.endswith(("_at_10", "_users"))},
+        "candidate": report["tag"],
+        "metrics": report["metrics"],
         "seconds": round(time.perf_counter() - started, 1),
     }
     typer.echo("[summary] " + json.dumps(summary, indent=2, default=str))

@@ -20,7 +20,16 @@ USER_COLUMNS = [
     "user_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "rfm_segment",
     "n_views", "n_carts", "n_purchases", "n_sessions", "last_event_ts",
 ]  # fmt: skip
-ITEM_COLUMNS = ["item_id", "category", "brand", "price", "n_views", "n_purchases", "n_buyers", "popularity_rank"]
+ITEM_COLUMNS = [
+    "item_id",
+    "category",
+    "brand",
+    "price",
+    "n_views",
+    "n_purchases",
+    "n_buyers",
+    "popularity_rank",
+]
 # Users and items both count views and purchases; Feast needs feature names unique across a service.
 ITEM_RENAMES = {"n_views": "item_n_views", "n_purchases": "item_n_purchases", "n_buyers": "item_n_buyers"}
 
@@ -35,8 +44,9 @@ def snapshot(frame: pd.DataFrame, columns: list[str], as_of: date, loaded_at: da
     out = frame[columns].copy()
     if "last_event_ts" in out:
         out["last_event_ts"] = out["last_event_ts"].astype(str)
-    out["feature_ts"] = pd.Timestamp(day_end(as_of))
-    out["created_ts"] = pd.Timestamp(loaded_at)
+    # Feast compares timestamps across frames: keep every one tz-aware UTC at ns precision.
+    out["feature_ts"] = pd.Timestamp(day_end(as_of), tz="UTC")
+    out["created_ts"] = pd.Timestamp(loaded_at).tz_localize("UTC")
     return out
 
 
@@ -79,10 +89,16 @@ def build_features(warehouse: Path, features_dir: Path, repo_dir: Path, as_of: d
             "select user_id, item_id, last_event_ts as event_timestamp from marts.interactions "
             "where n_purchases > 0"
         ).df()
+    purchases["event_timestamp"] = (
+        pd.to_datetime(purchases["event_timestamp"]).astype("datetime64[ns]").dt.tz_localize("UTC")
+    )
     now = datetime.now()
-    user_rows = append_snapshot(features_dir / "user_features.parquet", snapshot(users, USER_COLUMNS, as_of, now))
+    user_rows = append_snapshot(
+        features_dir / "user_features.parquet", snapshot(users, USER_COLUMNS, as_of, now)
+    )
     item_rows = append_snapshot(
-        features_dir / "item_features.parquet", snapshot(items, ITEM_COLUMNS, as_of, now).rename(columns=ITEM_RENAMES)
+        features_dir / "item_features.parquet",
+        snapshot(items, ITEM_COLUMNS, as_of, now).rename(columns=ITEM_RENAMES),
     )
 
     store = open_store(repo_dir, features_dir)

@@ -51,11 +51,13 @@ def migrate(s: Settings) -> None:
     s.airflow_home.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=airflow_env(s), check=True, stdout=subprocess.DEVNULL,
+        env=airflow_env(s),
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
 
 
-def test_run(s: Settings, day: date) -> dict[str, object]:
+def run_once(s: Settings, day: date) -> dict[str, object]:
     """One full DAG run for `day` through Airflow's own executor loop (`dag.test()`).
 
     Returns the run's state and each task's state; the child's log goes to stderr.
@@ -63,7 +65,9 @@ def test_run(s: Settings, day: date) -> dict[str, object]:
     migrate(s)
     done = subprocess.run(
         [sys.executable, "-m", "personaflow.orchestrate", day.isoformat()],
-        env=airflow_env(s), stdout=subprocess.PIPE, text=True,
+        env=airflow_env(s),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:

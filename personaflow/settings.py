@@ -80,3 +80,6 @@ def export_tool_env(settings: Settings) -> None:
     os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
     os.environ["AIRFLOW_HOME"] = str(settings.airflow_home)
     os.environ["PERSONAFLOW_FEATURES_DIR"] = str(settings.features_dir)
+    os.environ["PERSONAFLOW_PRODUCTION_POINTER"] = str(settings.production_pointer)
+    # BentoML otherwise posts usage statistics on every model save; this machine has no network.
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

@@ -68,8 +68,9 @@ def train(s: Settings, epochs: int = 20, dim: int = 64) -> dict[str, Any]:
     export_tool_env(s)
     from training.pipeline import train_candidate
 
-    return train_candidate(s.warehouse, s.holdout_days, s.seed, epochs=epochs, dim=dim,
-                           reports_dir=s.reports_dir / "training")
+    return train_candidate(
+        s.warehouse, s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training"
+    )
 
 
 def promote(tag: str, s: Settings) -> dict[str, Any]:

@@ -31,10 +31,14 @@ def _dbt_args(
 ) -> list[str]:
     args = [
         command,
-        "--project-dir", str(project_dir),
-        "--profiles-dir", str(project_dir),
-        "--target-path", str(state_dir / "target"),
-        "--log-path", str(state_dir / "logs"),
+        "--project-dir",
+        str(project_dir),
+        "--profiles-dir",
+        str(project_dir),
+        "--target-path",
+        str(state_dir / "target"),
+        "--log-path",
+        str(state_dir / "logs"),
         # no network here: tracking and the version check would only wait on timeouts
         "--no-send-anonymous-usage-stats",
         "--no-version-check",
@@ -55,9 +59,16 @@ def _failure_message(command: str, results: list[Any], log_path: Path) -> str:
             message = (result.message or "").strip() or "no message"
             failures = f", {result.failures} failing rows" if getattr(result, "failures", None) else ""
             lines.append(f"  {result.node.unique_id} [{status}{failures}]: {message}")
-    skipped = [r.node.unique_id for r in results if str(r.status).lower() == "skipped"]
+    # name the skipped models (what is now stale); their tests are only counted
+    skipped = [r.node for r in results if str(r.status).lower() == "skipped"]
+    skipped_models = [n.unique_id for n in skipped if n.resource_type == "model"]
     head = f"dbt {command} failed: {len(lines)} node(s) failed or errored"
-    tail = f"\n  skipped because of them: {', '.join(skipped)}" if skipped else ""
+    tail = ""
+    if skipped:
+        tail = (
+            f"\n  skipped because of them: {', '.join(skipped_models) or 'no models'}"
+            f" (+{len(skipped) - len(skipped_models)} tests)"
+        )
     return f"{head}\n" + "\n".join(lines) + tail + f"\n  (dbt log: {log_path})"
 
 
@@ -95,7 +106,8 @@ def run_dbt(
 
     Returns plain types: {"models": n built, "tests": n data tests, "unit_tests": n, "rows":
     {"marts.user_features": n, ...} for every model built, "seconds": wall time}. Raises
-    TransformError naming each failed node (a failing test included) and its message.
+    TransformError naming each failed node (a failing test included) and its message. One call at a
+    time per process: dbt keeps global state, and the DuckDB instance is shared by the whole process.
     """
     # Imported here: dbt's import costs seconds, and modules that only import this one (the CLI,
     # DAG files) should not pay it at import time.

@@ -30,6 +30,12 @@ class SmtpConfig:
     recipients: tuple[str, ...]
     timeout_s: float = 10.0
 
+    def __post_init__(self) -> None:
+        # Callers pass lists from settings; a tuple keeps the frozen config hashable and unshared.
+        object.__setattr__(self, "recipients", tuple(self.recipients))
+        if not self.recipients:
+            raise ValueError("SmtpConfig needs at least one recipient")
+
 
 def build_alert(
     *, stage: str, target: str, result: CheckResult, sender: str, recipients: Sequence[str], note: str = ""

@@ -153,7 +153,7 @@ def _run_suite(
             gx.ValidationDefinition(name=f"{suite_name}:{table}", data=batch_definition, suite=suite)
         )
         # A fresh RangeIndex makes GX's partial_unexpected_index_list usable as row positions.
-        frame = frame.reset_index(drop=True)
+        frame = _vectorizable(frame.reset_index(drop=True))
         result = validation.run(
             batch_parameters={"dataframe": frame},
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
@@ -162,6 +162,33 @@ def _run_suite(
         n_expectations += len(result.results)
         failures.extend(_failure(table, r.to_json_dict(), frame) for r in result.results if not r.success)
     return CheckResult(suite_name, not failures, n_rows, n_expectations, failures)
+
+
+def _vectorizable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cast to the dtypes GX's pandas `between` vectorizes (datetime64[ns], int64, float64).
+
+    DuckDB hands TIMESTAMP over as datetime64[us] and INTEGER as int32; for those GX falls back to a
+    per-row Python comparison, about 4x slower on a 100k-row batch.
+    """
+    casts: dict[str, str] = {}
+    for name, dtype in frame.dtypes.items():
+        if pd.api.types.is_datetime64_dtype(dtype) and dtype != "datetime64[ns]":
+            casts[str(name)] = "datetime64[ns]"
+        elif (
+            pd.api.types.is_integer_dtype(dtype)
+            and dtype != "int64"
+            and not pd.api.types.is_extension_array_dtype(dtype)
+        ):
+            casts[str(name)] = "int64"
+        elif pd.api.types.is_float_dtype(dtype) and dtype != "float64":
+            casts[str(name)] = "float64"
+    out = frame
+    for name, target in casts.items():
+        try:
+            out = out.astype({name: target})
+        except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+            pass  # e.g. a year-9999 timestamp: keep the slow path, which still reports the row
+    return out
 
 
 def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame) -> Failure:

@@ -28,9 +28,10 @@ def test_events_follow_the_funnel_and_stay_in_the_window():
     assert set(ev["item_id"]) <= set(shop.items["item_id"])
     assert (ev["quantity"] >= 1).all() and (ev["price"] > 0).all()
     # Every cart follows a view of the same item in the same session.
-    views = set(zip(ev.loc[ev.event_type == "view", "session_id"], ev.loc[ev.event_type == "view", "item_id"]))
-    carts = zip(ev.loc[ev.event_type == "cart", "session_id"], ev.loc[ev.event_type == "cart", "item_id"])
-    assert all(c in views for c in carts)
+    views = ev[ev.event_type == "view"]
+    carts = ev[ev.event_type == "cart"]
+    seen = set(zip(views["session_id"], views["item_id"], strict=True))
+    assert all(pair in seen for pair in zip(carts["session_id"], carts["item_id"], strict=True))
 
 
 def test_popularity_is_long_tailed_and_users_rebuy():

@@ -62,9 +62,9 @@ def load_interactions(warehouse: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"warehouse not found: {warehouse}")
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        frame = con.execute(
-            f"select {', '.join(INTERACTION_COLUMNS)} from marts.interactions order by event_date, user_id, item_id"
-        ).df()
+        columns = ", ".join(INTERACTION_COLUMNS)
+        sql = f"select {columns} from marts.interactions order by event_date, user_id, item_id"
+        frame = con.execute(sql).df()
     finally:
         con.close()
     frame["event_date"] = pd.to_datetime(frame["event_date"]).dt.date
@@ -95,7 +95,9 @@ def time_split(frame: pd.DataFrame, holdout_days: int) -> Split:
     in_train = dates < cutoff
     train = frame.loc[in_train].reset_index(drop=True)
     if train.empty:
-        raise ValueError(f"no training rows before cutoff {cutoff} (last date {last_date}, holdout {holdout_days})")
+        raise ValueError(
+            f"no training rows before cutoff {cutoff} (last date {last_date}, holdout {holdout_days})"
+        )
     holdout = frame.loc[~in_train]
 
     maps = IdMaps(user_ids=sorted(train["user_id"].unique()), item_ids=sorted(train["item_id"].unique()))
@@ -110,5 +112,7 @@ def time_split(frame: pd.DataFrame, holdout_days: int) -> Split:
         maps=maps,
         cutoff=cutoff,
         last_date=last_date,
-        n_truth_items_unrankable=int(bought.loc[~rankable, ["user_id", "item_id"]].drop_duplicates().shape[0]),
+        n_truth_items_unrankable=int(
+            bought.loc[~rankable, ["user_id", "item_id"]].drop_duplicates().shape[0]
+        ),
     )

@@ -74,7 +74,9 @@ def popularity_scores_fn(split: Split, window_days: int = POPULARITY_WINDOW_DAYS
     return lambda users: np.broadcast_to(scores, (len(users), scores.shape[0]))
 
 
-def evaluate(scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024) -> dict[str, float | int]:
+def evaluate(
+    scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
+) -> dict[str, float | int]:
     """Mean recall@k and NDCG@k over users with hold-out purchases; plain floats for JSON/metadata."""
     users = sorted(split.test_truth)
     recalls: list[float] = []
@@ -85,7 +87,9 @@ def evaluate(scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 
         idx = np.array([split.maps.user_index[u] for u in chunk], dtype=np.int64)
         scores = np.asarray(scores_fn(idx))
         if scores.shape != (len(chunk), split.maps.n_items):
-            raise ValueError(f"scores_fn returned shape {scores.shape}, want {(len(chunk), split.maps.n_items)}")
+            raise ValueError(
+                f"scores_fn returned shape {scores.shape}, want {(len(chunk), split.maps.n_items)}"
+            )
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         for user, row in zip(chunk, top, strict=True):
             ranked = item_ids[row].tolist()

@@ -82,5 +82,7 @@ def train_candidate(
 def promote_candidate(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, Any]:
     """Run the promotion gate; the decision dict is the result either way."""
     decision = registry.promote(tag, Path(pointer_path), min_gain=min_gain)
-    log.info("promotion of %s: %s (%s)", tag, "accepted" if decision["promoted"] else "refused", decision["reason"])
+    log.info(
+        "promotion of %s: %s (%s)", tag, "accepted" if decision["promoted"] else "refused", decision["reason"]
+    )
     return decision

@@ -142,7 +142,11 @@ def promote(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, An
         {"tag": tag, "promoted_at": datetime.now(UTC).isoformat(), "history": history, "metrics": metrics},
     )
     beaten = f"production {prod:.4f}" if prod is not None else "no production model"
-    return {**decision, "promoted": True, "reason": f"ndcg@10 {cand:.4f} beats baseline {base:.4f} and {beaten}"}
+    return {
+        **decision,
+        "promoted": True,
+        "reason": f"ndcg@10 {cand:.4f} beats baseline {base:.4f} and {beaten}",
+    }
 
 
 def rollback(pointer_path: Path) -> str:
@@ -228,5 +232,7 @@ def load_model(tag: str) -> LoadedModel:
 def load_production(pointer_path: Path) -> LoadedModel:
     pointer = read_pointer(pointer_path)
     if not pointer:
-        raise FileNotFoundError(f"no production model: pointer {pointer_path} does not exist (promote one first)")
+        raise FileNotFoundError(
+            f"no production model: pointer {pointer_path} does not exist (promote one first)"
+        )
     return load_model(pointer["tag"])

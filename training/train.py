@@ -50,7 +50,7 @@ def fit_bpr(
     dim: int = 64,
     epochs: int = 20,
     lr: float = 0.01,
-    batch_size: int = 1024,
+    batch_size: int = 4096,
     seed: int = 42,
     device: str | None = None,
     reg: float = 1e-4,
@@ -88,10 +88,16 @@ def fit_bpr(
         model.train()
         total = 0.0
         for start in range(0, n, batch_size):
-            u, i, j = u_t[start : start + batch_size], i_t[start : start + batch_size], j_t[start : start + batch_size]
+            u, i, j = (
+                u_t[start : start + batch_size],
+                i_t[start : start + batch_size],
+                j_t[start : start + batch_size],
+            )
             margin = model(u, i) - model(u, j)
             penalty = (
-                model.user_emb(u).pow(2).sum() + model.item_emb(i).pow(2).sum() + model.item_emb(j).pow(2).sum()
+                model.user_emb(u).pow(2).sum()
+                + model.item_emb(i).pow(2).sum()
+                + model.item_emb(j).pow(2).sum()
             ) / u.shape[0]
             loss = -F.logsigmoid(margin).mean() + reg * penalty
             opt.zero_grad(set_to_none=True)
