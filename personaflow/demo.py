@@ -68,7 +68,9 @@ def run_demo(s: Settings, users: int, items: int, days: int, seed: int) -> dict:
     finally:
         stop(proc)
     typer.echo(f'[serve] POST {base_url}/recommend {{"user_id": "{user_id}", "k": 10}} ->')
-    typer.echo(json.dumps(answer, indent=2))
+    typer.echo(f"  model_version={answer['model_version']} fallback={answer['fallback']}")
+    for rank, item in enumerate(answer["items"], start=1):
+        typer.echo(f"  {rank:2d}. {item['item_id']}  score={item['score']:.3f}")
 
     reports = sorted((s.reports_dir / "training").glob("training_*.json"), key=lambda p: p.stat().st_mtime)
     report = json.loads(reports[-1].read_text())
@@ -76,6 +78,7 @@ def run_demo(s: Settings, users: int, items: int, days: int, seed: int) -> dict:
         "rows": table_counts(s),
         "model_version": answer.get("model_version"),
         "candidate": report["tag"],
+        "candidate_promoted": report["tag"] == answer.get("model_version"),
         "metrics": report["metrics"],
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -69,7 +69,8 @@ def train(s: Settings, epochs: int = 20, dim: int = 64) -> dict[str, Any]:
     from training.pipeline import train_candidate
 
     return train_candidate(
-        s.warehouse, s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training"
+        s.warehouse, s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training",
+        pointer_path=s.production_pointer,
     )
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from training import registry
-from training.data import time_split
-from training.evaluate import popularity_ranking
+from training.data import IdMaps, time_split
+from training.evaluate import evaluate, popularity_ranking, transferred_scores_fn
+from training.model import MatrixFactorization
 from training.pipeline import promote_candidate, train_candidate
 from training.synthetic import make_interactions
 from training.train import fit_bpr
@@ -27,10 +28,28 @@ def store(tmp_path, monkeypatch):
     return tmp_path / "registry" / "production.json"
 
 
+@pytest.fixture
+def warehouse(tmp_path):
+    path = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(path))
+    con.register("synthetic", make_interactions(seed=8))
+    con.execute("create schema marts")
+    con.execute("create table marts.interactions as select * from synthetic")
+    con.close()
+    return path
+
+
 def save(trained, ndcg: float, baseline: float = 0.1) -> str:
     model, split = trained
     metrics = {"ndcg_at_10": ndcg, "recall_at_10": ndcg, "n_test_users": 10, "baseline_ndcg_at_10": baseline}
     return registry.save_candidate(model, split.maps, popularity_ranking(split), metrics, {"seed": 1})
+
+
+def promote_as_production(model, split, recorded_ndcg: float, store) -> str:
+    """Production trained on another (longer hold-out) window, with the ndcg that window gave it."""
+    tag = save((model, split), recorded_ndcg, baseline=0.1)
+    assert registry.promote(tag, store)["promoted"] is True
+    return tag
 
 
 def test_promote_accepts_better_refuses_worse_and_rollback_restores(trained, store, tmp_path):
@@ -112,13 +131,7 @@ def test_load_production_without_pointer_names_the_file(store):
         registry.load_production(store)
 
 
-def test_train_candidate_stage_end_to_end(tmp_path, store):
-    warehouse = tmp_path / "wh.duckdb"
-    con = duckdb.connect(str(warehouse))
-    con.register("synthetic", make_interactions(seed=8))
-    con.execute("create schema marts")
-    con.execute("create table marts.interactions as select * from synthetic")
-    con.close()
+def test_train_candidate_stage_end_to_end(tmp_path, store, warehouse):
     result = train_candidate(warehouse, holdout_days=7, seed=4, epochs=8, dim=16, reports_dir=tmp_path / "r")
     json.dumps(result)  # plain types only: it crosses process boundaries in the DAG
     assert result["tag"].startswith(f"{registry.MODEL_NAME}:")
@@ -130,3 +143,86 @@ def test_train_candidate_stage_end_to_end(tmp_path, store):
     decision = promote_candidate(result["tag"], store)
     assert decision["promoted"] is True
     assert registry.load_production(store).tag == result["tag"]
+
+
+def test_transferred_scores_map_production_onto_the_candidate_split(trained):
+    _, split = trained
+    users, items = split.maps.user_ids, split.maps.item_ids
+    # production knows a different, reordered set: not users[:5] nor items[0]; plus ids the split lacks
+    prod_maps = IdMaps(user_ids=["ghost", *users[5:][::-1]], item_ids=["gone", *items[1:][::-1]])
+    rng = np.random.default_rng(0)
+    prod = registry.LoadedModel(
+        tag="prod:1",
+        metrics={},
+        user_emb=rng.normal(size=(prod_maps.n_users, 4)).astype(np.float32),
+        item_emb=rng.normal(size=(prod_maps.n_items, 4)).astype(np.float32),
+        item_bias=rng.normal(size=prod_maps.n_items).astype(np.float32),
+        maps=prod_maps,
+        popularity=[("gone", 9.0), (items[7], 5.0), (items[3], 4.0), (items[1], 1.0)],
+    )
+    scores = transferred_scores_fn(prod, split.maps)(np.array([split.maps.user_index[users[9]], 0]))
+    assert scores.shape == (2, split.maps.n_items)
+    # a known user: the same score as production gives that (user, item), item by item
+    u = prod_maps.user_index[users[9]]
+    for j in (1, 5, len(items) - 1):
+        v = prod_maps.item_index[items[j]]
+        expected = float(prod.user_emb[u] @ prod.item_emb[v] + prod.item_bias[v])
+        assert scores[0, j] == pytest.approx(expected, rel=1e-5)
+    assert scores[0, 0] == -np.inf  # items[0] is unknown to production: ranked after all it knows
+    # an unknown user: production's popularity order over the items this split can rank ("gone" cannot)
+    top = np.argsort(-scores[1], kind="stable")[:3]
+    assert [items[j] for j in top] == [items[7], items[3], items[1]]
+    result = evaluate(transferred_scores_fn(prod, split.maps), split)
+    assert result["n_test_users"] == len(split.test_truth)
+
+
+def test_gate_uses_production_rescored_on_the_candidate_split_not_its_easier_window(store, warehouse):
+    # production: an untrained model whose recorded 0.95 came from an easy window
+    earlier = time_split(make_interactions(seed=8), holdout_days=14)
+    untrained = MatrixFactorization(earlier.maps.n_users, earlier.maps.n_items, dim=8)
+    prod = promote_as_production(untrained, earlier, 0.95, store)
+
+    # without re-scoring, the gate can only compare with the recorded number, and says so
+    blind = train_candidate(warehouse, holdout_days=7, seed=4, epochs=8, dim=16)
+    assert "production_ndcg_at_10" not in blind["metrics"]
+    refused = registry.promote(blind["tag"], store)
+    assert refused["promoted"] is False and "0.9500" in refused["reason"]
+    assert "as recorded on its own hold-out window" in refused["reason"]
+
+    fair = train_candidate(warehouse, holdout_days=7, seed=4, epochs=8, dim=16, pointer_path=store)
+    metrics = fair["metrics"]
+    assert metrics["production_tag"] == prod
+    assert metrics["production_ndcg_at_10"] < metrics["baseline_ndcg_at_10"] < metrics["ndcg_at_10"] < 0.95
+    assert 0.0 <= metrics["production_recall_at_10"] <= 1.0
+    decision = registry.promote(fair["tag"], store)
+    assert decision["promoted"] is True, decision["reason"]
+    assert decision["production_ndcg_at_10"] == pytest.approx(metrics["production_ndcg_at_10"])
+    assert "on the candidate's split" in decision["reason"]
+    assert registry.read_pointer(store)["history"] == [prod]
+
+
+def test_gate_refuses_a_worse_candidate_that_only_beats_productions_harder_window(store, warehouse):
+    # production: a well-trained model whose recorded 0.30 came from a hard window
+    earlier = time_split(make_interactions(seed=8), holdout_days=14)
+    strong, _ = fit_bpr(earlier, dim=16, epochs=8, batch_size=256, seed=2, device="cpu")
+    prod = promote_as_production(strong, earlier, 0.30, store)
+
+    # a less trained candidate (big default batches: few steps): beats popularity and the recorded
+    # 0.30, but not production on this split
+    weak = train_candidate(warehouse, holdout_days=7, seed=4, epochs=8, dim=16, pointer_path=store)
+    metrics = weak["metrics"]
+    assert 0.30 < metrics["baseline_ndcg_at_10"] < metrics["ndcg_at_10"] < metrics["production_ndcg_at_10"]
+    before = store.read_text()
+    decision = registry.promote(weak["tag"], store)
+    assert decision["promoted"] is False
+    reason = decision["reason"]
+    assert f"{metrics['ndcg_at_10']:.4f}" in reason and f"{metrics['production_ndcg_at_10']:.4f}" in reason
+    assert prod in reason and "on the candidate's split" in reason
+    assert store.read_text() == before
+
+    # once production has changed, the candidate's same-split number is stale: fall back, and say so
+    newer = save((strong, earlier), 0.31)
+    assert registry.promote(newer, store)["promoted"] is True
+    stale = registry.promote(weak["tag"], store)
+    assert stale["production_ndcg_at_10"] == pytest.approx(0.31)
+    assert "as recorded on its own hold-out window" in stale["reason"]

@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from training.data import Split
+from training.data import IdMaps, Split
+
+if TYPE_CHECKING:  # registry pulls in BentoML; evaluation only needs the arrays
+    from training.registry import LoadedModel
 
 ScoresFn = Callable[[np.ndarray], np.ndarray]
 """Maps user indices (n,) to scores over all train items (n, n_items)."""
@@ -101,3 +104,33 @@ def evaluate(
         f"ndcg_at_{k}": float(np.mean(ndcgs)) if n else 0.0,
         "n_test_users": n,
     }
+
+
+def transferred_scores_fn(model: LoadedModel, maps: IdMaps) -> ScoresFn:
+    """Score another split's model (production) over *this* split's users and items (`maps`).
+
+    So production and a candidate can be compared on the same test users, truth and item set. Users
+    the model does not know get its popularity order, as serving would give them; items it does not
+    know score -inf (after every item it can rank); its items outside `maps` are simply not rankable.
+    """
+    item_src = np.array([model.maps.item_index.get(i, -1) for i in maps.item_ids], dtype=np.int64)
+    user_src = np.array([model.maps.user_index.get(u, -1) for u in maps.user_ids], dtype=np.int64)
+    known_items = np.flatnonzero(item_src >= 0)
+    item_emb = model.item_emb[item_src[known_items]].astype(np.float64)
+    item_bias = model.item_bias[item_src[known_items]].astype(np.float64)
+    # Rank positions, not raw scores, so the order is exactly the model's popularity list.
+    pop_pos = {item: pos for pos, (item, _) in enumerate(model.popularity)}
+    fallback = np.array(
+        [len(pop_pos) - pop_pos[i] if i in pop_pos else -np.inf for i in maps.item_ids], dtype=np.float64
+    )
+
+    def scores_fn(users: np.ndarray) -> np.ndarray:
+        src = user_src[np.asarray(users, dtype=np.int64)]
+        out = np.tile(fallback, (len(src), 1))
+        known = np.flatnonzero(src >= 0)
+        rows = np.full((len(known), maps.n_items), -np.inf)
+        rows[:, known_items] = model.user_emb[src[known]].astype(np.float64) @ item_emb.T + item_bias
+        out[known] = rows
+        return out
+
+    return scores_fn

@@ -9,11 +9,33 @@ from pathlib import Path
 from typing import Any
 
 from training import registry
-from training.data import load_interactions, time_split
-from training.evaluate import evaluate, popularity_ranking, popularity_scores_fn
+from training.data import Split, load_interactions, time_split
+from training.evaluate import evaluate, popularity_ranking, popularity_scores_fn, transferred_scores_fn
 from training.train import default_device, fit_bpr
 
 log = logging.getLogger(__name__)
+
+
+def score_production(pointer_path: Path | None, split: Split) -> dict[str, Any]:
+    """The production model's metrics on `split` (the candidate's), or {} when there is none.
+
+    Each night's hold-out window differs, so production's recorded ndcg is not comparable with a new
+    candidate's; re-scoring production on the candidate's split is what makes the gate fair.
+    """
+    pointer = registry.read_pointer(Path(pointer_path)) if pointer_path is not None else None
+    if not pointer:
+        return {}
+    try:
+        production = registry.load_model(pointer["tag"])
+    except ValueError as exc:  # deleted from the store: the gate falls back and says so
+        log.warning("production %s not re-scored on this split: %s", pointer["tag"], exc)
+        return {}
+    scored = evaluate(transferred_scores_fn(production, split.maps), split, k=10)
+    return {
+        "production_tag": production.tag,
+        "production_recall_at_10": scored["recall_at_10"],
+        "production_ndcg_at_10": scored["ndcg_at_10"],
+    }
 
 
 def train_candidate(
@@ -23,8 +45,13 @@ def train_candidate(
     epochs: int = 20,
     dim: int = 64,
     reports_dir: Path | None = None,
+    pointer_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Load -> split -> fit -> evaluate (model and popularity) -> save a candidate -> report."""
+    """Load -> split -> fit -> evaluate (model, popularity, production) -> save a candidate -> report.
+
+    With `pointer_path`, the current production model is scored on this same split too, so the
+    promotion gate compares like with like.
+    """
     started = time.perf_counter()
     frame = load_interactions(warehouse)
     split = time_split(frame, holdout_days)
@@ -39,6 +66,7 @@ def train_candidate(
         **model_metrics,
         "baseline_recall_at_10": baseline["recall_at_10"],
         "baseline_ndcg_at_10": baseline["ndcg_at_10"],
+        **score_production(pointer_path, split),
     }
     params: dict[str, Any] = {
         "holdout_days": holdout_days,

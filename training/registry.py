@@ -95,11 +95,31 @@ def _metrics(model: bentoml.Model) -> dict[str, Any]:
     return dict(model.info.metadata.get("metrics", {}))
 
 
+def _production_score(metrics: dict[str, Any], current: str | None) -> tuple[float | None, str]:
+    """Production's ndcg to beat and how it was measured.
+
+    Preferred: production re-scored on the candidate's own split (recorded at training time), valid
+    only if production is still the model that was scored. Otherwise production's recorded number,
+    which comes from another hold-out window: the gate still runs, but says it is not like for like.
+    """
+    if current is None:
+        return None, "no production model"
+    same = metrics.get(f"production_{GATE_METRIC}")
+    if same is not None and metrics.get("production_tag") == current:
+        return float(same), "on the candidate's split"
+    try:
+        recorded = _metrics(_get(current)).get(GATE_METRIC)
+    except ValueError:
+        return None, f"production {current} is gone from the store"  # nothing to compare against
+    return recorded, "as recorded on its own hold-out window (not re-scored on the candidate's split)"
+
+
 def promote(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, Any]:
     """Move production to `tag` only if its ndcg_at_10 beats its popularity baseline and production.
 
-    "Beats" means by more than `min_gain`. A refusal is a normal answer (promoted=False plus a reason),
-    not an exception; the pointer is untouched then.
+    "Beats" means by more than `min_gain`; production's ndcg is taken on the candidate's split when the
+    candidate recorded it (see `_production_score`). A refusal is a normal answer (promoted=False plus
+    a reason), not an exception; the pointer is untouched then.
     """
     candidate = _get(tag)
     tag = str(candidate.tag)  # resolves "name:latest" to the concrete version
@@ -108,18 +128,14 @@ def promote(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, An
     base = metrics.get(f"baseline_{GATE_METRIC}")
     pointer = read_pointer(pointer_path)
     current = pointer["tag"] if pointer else None
-    prod = None
-    if current is not None:
-        try:
-            prod = _metrics(_get(current)).get(GATE_METRIC)
-        except ValueError:
-            prod = None  # production model deleted from the store: nothing to compare against
+    prod, basis = _production_score(metrics, current)
     decision: dict[str, Any] = {
         "tag": tag,
         "previous": current,
         "candidate_ndcg_at_10": cand,
         "baseline_ndcg_at_10": base,
         "production_ndcg_at_10": prod,
+        "production_basis": basis,
         "min_gain": min_gain,
     }
     reason = None
@@ -130,7 +146,10 @@ def promote(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, An
     elif not cand > base + min_gain:
         reason = f"candidate ndcg@10 {cand:.4f} does not beat popularity baseline {base:.4f} (+{min_gain})"
     elif prod is not None and not cand > prod + min_gain:
-        reason = f"candidate ndcg@10 {cand:.4f} does not beat production {current} {prod:.4f} (+{min_gain})"
+        reason = (
+            f"candidate ndcg@10 {cand:.4f} does not beat production {current} {prod:.4f} {basis} "
+            f"(+{min_gain})"
+        )
     if reason is not None:
         return {**decision, "promoted": False, "reason": reason}
 
@@ -141,7 +160,7 @@ def promote(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, An
         pointer_path,
         {"tag": tag, "promoted_at": datetime.now(UTC).isoformat(), "history": history, "metrics": metrics},
     )
-    beaten = f"production {prod:.4f}" if prod is not None else "no production model"
+    beaten = f"production {prod:.4f} {basis}" if prod is not None else basis
     return {
         **decision,
         "promoted": True,
