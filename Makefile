@@ -10,7 +10,7 @@ FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install demo test lint bench bench-pipeline lock clean
+.PHONY: install browser demo test lint bench bench-pipeline bench-serving bench-airflow bench-models lock clean
 
 install: $(VENV)/.installed
 
@@ -29,7 +29,12 @@ lock:
 demo: install
 	$(BIN)/personaflow demo
 
-test: install
+# The UI test drives the distribution's Chromium through Playwright (which never downloads browsers
+# here); install it once if missing. Needs root, as on CI and this project's machines.
+browser:
+	test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
+test: install browser
 	$(BIN)/python -m pytest
 
 lint: install
@@ -39,6 +44,27 @@ bench: bench-pipeline
 
 bench-pipeline: install
 	$(BIN)/python benchmarks/pipeline.py
+
+# Latency/throughput of the running API (and a bare FastAPI floor); writes benchmarks/results/serving.json.
+bench-serving: install
+	$(BIN)/python benchmarks/serving.py
+
+# One nightly run through the real scheduler vs the same stages called directly (Airflow's overhead).
+bench-airflow: install
+	$(BIN)/python benchmarks/airflow_overhead.py
+
+# Every recommender baseline and model on one time-cut split (synthetic shop by default; pass
+# ARGS="--data online-retail" for retail-30d). ALS comes from `implicit`, a benchmark-only extra,
+# installed here against the lock. Writes benchmarks/results/recommenders.json.
+bench-models: install
+	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) -c requirements.lock "implicit==0.7.3"
+	$(BIN)/python benchmarks/recommenders.py $(ARGS)
+
+# dbt transform (+ GX validation) time and peak memory: a nightly incremental day vs a full rebuild,
+# at ~1 M and ~10 M synthetic events (10 M needs ~5.5 GB to generate). Writes benchmarks/results/transform.json.
+.PHONY: bench-transform
+bench-transform: install
+	$(BIN)/python benchmarks/transform.py $(ARGS)
 
 clean:
 	rm -rf .personaflow

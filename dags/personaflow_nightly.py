@@ -3,13 +3,45 @@
 Thin wiring only: every task calls a function in `personaflow.stages`, which also runs from the CLI
 (`personaflow <stage> --date ...`). The data interval is the batch day, so clearing and re-running a
 task for its logical date redoes exactly that day. Heavy imports live inside the tasks.
+
+Task groups follow the stages: `ingest` (load, validate_batch), `transform` (dbt build,
+validate_marts), `features`, `model` (train in the one-slot `gpu` pool, promote). A failed task emails
+the data team through the SMTP notifier (connection `smtp_default`); a data-quality failure also sends
+its own detailed report and quarantines the batch. The validate and promote tasks leave notes on
+their task instance and on the run, so the UI says why a model was or was not promoted.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, chain, dag, get_current_context, task
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow.sdk import CronDataIntervalTimetable, TaskGroup, chain, dag, get_current_context, task
+
+FAILURE_SUBJECT = (
+    "[personaflow] {{ ti.task_id }} failed for batch "
+    "{{ (dag_run.conf or {}).get('batch_date') or ds }} (try {{ ti.try_number }})"
+)
+FAILURE_BODY = """<p>Task <b>{{ ti.task_id }}</b> of <b>{{ ti.dag_id }}</b> failed.</p>
+<p>Batch day: {{ (dag_run.conf or {}).get('batch_date') or ds }}<br>Run: {{ run_id }}<br>
+Try: {{ ti.try_number }}</p>
+<p>Reason:</p><pre>{{ exception }}</pre>
+<p>Log: <a href="{{ ti.log_url }}">{{ ti.log_url }}</a></p>"""
+
+
+def _alert_on_failure() -> SmtpNotifier:
+    # Recipients come from our settings' env (set by `personaflow up` / orchestrate.airflow_env);
+    # reading two variables is all the parse-time work this does.
+    recipients = [a.strip() for a in os.environ.get("PERSONAFLOW_ALERT_TO", "").split(",") if a.strip()]
+    return SmtpNotifier(
+        to=recipients or ["data-team@localhost"],
+        from_email=os.environ.get("PERSONAFLOW_ALERT_FROM") or "personaflow@localhost",
+        subject=FAILURE_SUBJECT,
+        html_content=FAILURE_BODY,
+        smtp_conn_id="smtp_default",
+    )
+
 
 DEFAULT_ARGS = {
     "owner": "personaflow",
@@ -18,6 +50,8 @@ DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+    "on_failure_callback": _alert_on_failure(),
 }
 
 
@@ -41,6 +75,38 @@ def _settings():
     return load()
 
 
+def _note(task_note: str, run_note: str | None = None) -> None:
+    """Leave a note on this task instance (and the run) for the UI; never fails the task."""
+    from personaflow.airflow_api import write_notes
+
+    context = get_current_context()
+    ti = context["ti"]
+    write_notes(ti.dag_id, ti.run_id, ti.task_id, task_note, run_note)
+
+
+def _quality_note(result: dict) -> str:
+    return (
+        f"**Data quality passed** for {result['date']}: {result['rows']:,} rows, "
+        f"{result['expectations']} expectations. Report: `{result['report']}`"
+    )
+
+
+def _validate(stage: str) -> dict:
+    from personaflow import stages
+    from quality.validate import DataQualityError
+
+    run = stages.validate_batch if stage == "batch" else stages.validate_marts
+    day = _batch_day()
+    try:
+        result = run(day, _settings())
+    except DataQualityError as exc:
+        text = f"**Data quality FAILED** ({stage} {day}): {exc}"
+        _note(text, run_note=text + "\n\nNothing downstream ran; the production model is unchanged.")
+        raise
+    _note(_quality_note(result))
+    return result
+
+
 @dag(
     dag_id="personaflow_nightly",
     description="Nightly: ingest the day's events, validate, dbt build, Feast, retrain, promote.",
@@ -53,51 +119,77 @@ def _settings():
     doc_md=__doc__,
 )
 def personaflow_nightly():
-    @task
-    def ingest() -> dict:
-        from personaflow import stages
+    with TaskGroup("ingest", tooltip="Load the day's landing file; check it before anything uses it"):
 
-        return stages.ingest(_batch_day(), _settings())
+        @task(task_id="load")
+        def ingest() -> dict:
+            from personaflow import stages
 
-    @task(retries=0)
-    def validate_batch() -> dict:
-        from personaflow import stages
+            return stages.ingest(_batch_day(), _settings())
 
-        return stages.validate_batch(_batch_day(), _settings())
+        @task(retries=0)
+        def validate_batch() -> dict:
+            return _validate("batch")
 
-    @task
-    def transform() -> dict:
-        from personaflow import stages
+        loaded, checked = ingest(), validate_batch()
+        chain(loaded, checked)
 
-        return stages.transform(_batch_day(), _settings())
+    with TaskGroup("transform", tooltip="dbt build (staging views, marts, their tests), then GX on marts"):
 
-    @task(retries=0)
-    def validate_marts() -> dict:
-        from personaflow import stages
+        @task(task_id="dbt_build")
+        def transform() -> dict:
+            from personaflow import stages
 
-        return stages.validate_marts(_batch_day(), _settings())
+            return stages.transform(_batch_day(), _settings())
 
-    @task
-    def features() -> dict:
-        from personaflow import stages
+        @task(retries=0)
+        def validate_marts() -> dict:
+            return _validate("marts")
 
-        return stages.features(_batch_day(), _settings())
+        built, marts_ok = transform(), validate_marts()
+        chain(built, marts_ok)
 
-    @task
-    def train() -> dict:
-        from personaflow import stages
+    with TaskGroup("features", tooltip="Feast: snapshots, materialize the new interval, training set"):
 
-        return stages.train(_settings())
+        @task(task_id="materialize")
+        def features() -> dict:
+            from personaflow import stages
 
-    @task
-    def promote(candidate: dict) -> dict:
-        from personaflow import stages
+            return stages.features(_batch_day(), _settings())
 
-        return stages.promote(candidate["tag"], _settings())
+        materialized = features()
 
-    trained = train()
-    chain(ingest(), validate_batch(), transform(), validate_marts(), features(), trained)
-    promote(trained)
+    with TaskGroup("model", tooltip="Train a candidate (gpu pool), promote it only through the gate"):
+
+        @task(pool="gpu", pool_slots=1)
+        def train() -> dict:
+            from personaflow import stages
+
+            result = stages.train(_settings())
+            metrics = result["metrics"]
+            _note(
+                f"Candidate `{result['tag']}`: ndcg@10 {metrics['ndcg_at_10']:.4f} (popularity "
+                f"{metrics['baseline_ndcg_at_10']:.4f}), recall@10 {metrics['recall_at_10']:.4f}. "
+                f"Report: `{result.get('report', '-')}`"
+            )
+            return result
+
+        @task
+        def promote(candidate: dict) -> dict:
+            from personaflow import stages
+
+            decision = stages.promote(candidate["tag"], _settings(), report=candidate.get("report"))
+            verdict = "**Promoted**" if decision["promoted"] else "**Not promoted**"
+            text = f"{verdict} `{decision['tag']}`: {decision['reason']}."
+            report = candidate.get("report")
+            _note(text, run_note=f"{text}\n\nData quality passed. Training report: `{report}`")
+            return decision
+
+        trained = train()
+        promoted = promote(trained)
+
+    chain(checked, built)
+    chain(marts_ok, materialized, trained, promoted)
 
 
 personaflow_nightly()

@@ -3,13 +3,18 @@
 The sources are Parquet snapshots of `marts.user_features` / `marts.item_features`, one per nightly
 run, stamped with the end of the run's as-of day (`feature_ts`); that stamp is what makes training
 sets point-in-time correct.
+
+Two more views serve the API: `user_purchases` (items each user bought, from marts.interactions, for
+"do not recommend what they already bought") and `user_live`, fed by the `user_live_events` push
+source: the serving API pushes a user's live activity since the last nightly run there (per UTC day,
+as JSON), so the next /profile and /recommend see an event at once; the nightly run absorbs it later.
 """
 
 from datetime import timedelta
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64, Int64, String
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.types import Array, Float64, Int64, String
 
 from personaflow.settings import load
 
@@ -74,6 +79,50 @@ item_stats = FeatureView(
     tags={"mart": "marts.item_features"},
 )
 
+purchases_source = FileSource(
+    name="user_purchases_source",
+    path=str(_FEATURES_DIR / "user_purchases.parquet"),
+    timestamp_field="feature_ts",
+    created_timestamp_column="created_ts",
+)
+user_purchases = FeatureView(
+    name="user_purchases",
+    entities=[user],
+    ttl=_TTL,
+    schema=[Field(name="purchased_items", dtype=Array(String))],
+    source=purchases_source,
+    online=True,
+    tags={"mart": "marts.interactions"},
+)
+
+# The push source's batch source only exists because Feast requires one; the live file of record is
+# the landing area's JSONL (see ingest/live.py), loaded into raw.events by the nightly run.
+live_push = PushSource(
+    name="user_live_events",
+    batch_source=FileSource(
+        name="user_live_batch_source",
+        path=str(_FEATURES_DIR / "user_live.parquet"),
+        timestamp_field="event_timestamp",
+    ),
+)
+user_live = FeatureView(
+    name="user_live",
+    entities=[user],
+    ttl=timedelta(days=30),
+    schema=[
+        Field(name="live_buckets", dtype=String),
+        Field(name="live_last_event_ts", dtype=String),
+    ],
+    source=live_push,
+    online=True,
+    tags={"source": "POST /events"},
+)
+
 recommender_features = FeatureService(name="recommender_features", features=[user_profile, item_stats])
 
-DEFINITIONS = [user, item, user_source, item_source, user_profile, item_stats, recommender_features]
+DEFINITIONS = [
+    user, item, user_source, item_source, purchases_source, live_push,
+    user_profile, item_stats, user_purchases, user_live, recommender_features,
+]  # fmt: skip
+# Views filled by a push, not by materialization from their batch source.
+PUSH_FED_VIEWS = ("user_live",)

@@ -1,8 +1,16 @@
-"""Land daily batch files in the warehouse's raw layer.
+"""Land daily batch files in the warehouse's raw layer (raw contract v2).
 
-The raw layer keeps every landed row as it came (typed, plus where it came from). Loading a batch is
-idempotent: the batch's rows are replaced in one transaction, so re-running a day never duplicates it.
-The landing file itself is never moved or changed; quarantine copies it.
+The raw layer keeps every landed row as it came (typed, plus where it came from: source_file,
+source_row, source_format). Loading a batch is idempotent: the batch's rows are replaced in one
+transaction, so re-running a day never duplicates it, and loading the same file again is reported as
+a replay. The landing file itself is never moved or changed; quarantine copies it.
+
+Before anything is written the whole file is parsed and type-checked (ingest/csvfile.py), so a bad
+file leaves the warehouse exactly as it was and the error names the file, the column and the line.
+
+A batch day also loads the live events the API accepted that day (`landing/live/events_<day>.jsonl`,
+see ingest/live.py) into raw.events with source_format 'live', inside the same transaction; returns
+included (event_type 'return').
 """
 
 from __future__ import annotations
@@ -12,22 +20,45 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from ingest.csvfile import IngestError, read_csv_text, write_rejects
 from ingest.generate import batch_dates, batch_path
+from ingest.live import LIVE_COLUMNS, live_path, read_live_lines
 
+__all__ = ["IngestError", "connect", "ensure_raw_layer", "load_batch", "load_dimensions", "load_pending"]
+
+# The landing layout: the contract's eight columns, then v2's optional ones (absent -> NULL).
 EVENT_TYPES = {
     "event_id": "varchar", "user_id": "varchar", "item_id": "varchar", "event_type": "varchar",
     "event_ts": "timestamp", "session_id": "varchar", "quantity": "integer", "price": "double",
 }  # fmt: skip
+V2_TYPES = {
+    "order_id": "varchar", "description": "varchar", "country": "varchar", "source_format": "varchar",
+    "source_row": "bigint",
+}  # fmt: skip
+LANDING_COLUMNS = (*EVENT_TYPES, *V2_TYPES)
 USER_TYPES = {"user_id": "varchar", "signup_date": "date", "country": "varchar", "age_band": "varchar"}
 ITEM_TYPES = {"item_id": "varchar", "category": "varchar", "brand": "varchar", "price": "double"}
+DEFAULT_SOURCE_FORMAT = "synthetic"  # files in our layout without a source_format column
+# Text a typed column must look like before DuckDB casts it: DuckDB would round '2.5' to an integer
+# and silently drop a '+02:00' offset from a timestamp (landing timestamps are UTC without offset).
+SHAPES = {
+    "date": r"\s*\d{4}-\d{2}-\d{2}\s*",
+    "integer": r"\s*[+-]?\d+\s*",
+    "bigint": r"\s*[+-]?\d+\s*",
+    "double": r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*",
+    "timestamp": r"\s*\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?\s*",
+}
 
 RAW_DDL = """
 create schema if not exists raw;
 create table if not exists raw.events (
     event_id varchar, user_id varchar, item_id varchar, event_type varchar, event_ts timestamp,
     session_id varchar, quantity integer, price double,
-    batch_date date, source_file varchar, loaded_at timestamp
+    batch_date date, source_file varchar, loaded_at timestamp,
+    order_id varchar, description varchar, country varchar, source_format varchar, source_row bigint
 );
 create table if not exists raw.users (user_id varchar, signup_date date, country varchar, age_band varchar);
 create table if not exists raw.items (item_id varchar, category varchar, brand varchar, price double);
@@ -36,10 +67,10 @@ create table if not exists raw.batches (
     status varchar, loaded_at timestamp
 );
 """
-
-
-class IngestError(ValueError):
-    """A landing file that cannot be loaded; the message names the file and what is wrong."""
+# A warehouse made before contract v2 gets the new columns appended, in contract order.
+MIGRATE_V2 = "".join(
+    f"alter table raw.events add column if not exists {c} {t};\n" for c, t in V2_TYPES.items()
+)
 
 
 def connect(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -50,26 +81,10 @@ def connect(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyConnecti
 def ensure_raw_layer(warehouse: Path) -> None:
     with connect(warehouse) as con:
         con.execute(RAW_DDL)
+        con.execute(MIGRATE_V2)
 
 
-def _read_csv_sql(path: Path, types: dict[str, str]) -> str:
-    """A `read_csv` call with declared column types, after checking the header names them all."""
-    if not path.exists():
-        raise IngestError(f"{path}: file not found")
-    with path.open("rb") as handle:
-        header = handle.readline().decode("utf-8", errors="replace").strip()
-    if not header:
-        raise IngestError(f"{path}: empty file (no header line)")
-    columns = [c.strip().strip('"') for c in header.split(",")]
-    missing = [c for c in types if c not in columns]
-    if missing:
-        raise IngestError(f"{path}: missing column(s) {', '.join(missing)}; header has {', '.join(columns)}")
-    spec = ", ".join(f"'{name}': '{kind}'" for name, kind in types.items())
-    escaped = str(path).replace("'", "''")
-    return f"select {', '.join(types)} from read_csv('{escaped}', header=true, columns={{{spec}}})"
-
-
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -77,63 +92,205 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_dimensions(warehouse: Path, landing_dir: Path) -> dict[str, int]:
-    """Replace raw.users and raw.items with the landed dimension files (a full snapshot each time)."""
+def load_dimensions(warehouse: Path, landing_dir: Path) -> dict[str, int | str]:
+    """Replace raw.users and raw.items with the landed dimension files (a full snapshot each time).
+
+    An absent file leaves its table as it is (event-only sources have no dimension files); extra
+    columns in a file are ignored.
+    """
     ensure_raw_layer(warehouse)
-    counts = {}
+    counts: dict[str, int | str] = {}
     with connect(warehouse) as con:
         for table, types in (("users", USER_TYPES), ("items", ITEM_TYPES)):
-            sql = _read_csv_sql(landing_dir / f"{table}.csv", types)
+            path = landing_dir / f"{table}.csv"
+            if not path.exists():
+                counts[f"raw.{table}"] = "no landing file; unchanged"
+                continue
+            text = read_csv_text(path, required=list(types))
+            view = text.table.select(list(types)).append_column("_line", pa.array(text.lines, pa.int64()))
+            con.register("dimension", view)
+            _check_types(con, "dimension", types, path)
+            exprs = [
+                f"nullif({c}, '')" if kind == "varchar" else f"cast(nullif(trim({c}), '') as {kind})"
+                for c, kind in types.items()
+            ]
             try:
                 con.execute("begin")
                 con.execute(f"delete from raw.{table}")
-                con.execute(f"insert into raw.{table} {sql}")
+                con.execute(
+                    f"insert into raw.{table} ({', '.join(types)}) select {', '.join(exprs)} from dimension"
+                )
                 con.execute("commit")
             except duckdb.Error as exc:
                 con.execute("rollback")
-                raise IngestError(f"{landing_dir / f'{table}.csv'}: {exc}") from exc
-            counts[f"raw.{table}"] = con.execute(f"select count(*) from raw.{table}").fetchone()[0]
+                raise IngestError(f"{path}: {exc}") from exc
+            finally:
+                con.unregister("dimension")
+            counts[f"raw.{table}"] = con.execute(f"select count(*) from raw.{table}").fetchall()[0][0]
     return counts
 
 
-def load_batch(warehouse: Path, landing_dir: Path, batch_date: date) -> dict[str, object]:
-    """Load one day's events file into raw.events, replacing any earlier load of that day."""
-    ensure_raw_layer(warehouse)
-    path = batch_path(landing_dir, batch_date)
-    sql = _read_csv_sql(path, EVENT_TYPES)
+def _live_table(path: Path) -> pa.Table:
+    """The live file as string columns in the landing layout (line numbers in `_line`)."""
+    try:
+        numbered = read_live_lines(path)
+    except ValueError as exc:
+        raise IngestError(str(exc)) from exc
+    columns: dict[str, list] = {c: [] for c in LIVE_COLUMNS[:-1]}
+    for _, record in numbered:
+        for c in columns:
+            value = record.get(c)
+            columns[c].append("" if value is None else str(value))
+    table = pa.table({c: pa.array(v, pa.string()) for c, v in columns.items()})
+    lines = pa.array([n for n, _ in numbered], pa.int64())
+    return table.append_column("_line", lines).append_column("source_row", pc.cast(lines, pa.string()))
+
+
+def _check_types(con: duckdb.DuckDBPyConnection, view: str, types: dict[str, str], path: Path) -> None:
+    """Raise naming file, column, line and value for the first text a typed column cannot hold.
+
+    One scan for all columns; the offending value is looked up only when there is one.
+    """
+    bad = {}
+    for column, kind in types.items():
+        if kind != "varchar":
+            shape = f" or not regexp_full_match({column}, '{SHAPES[kind]}')" if kind in SHAPES else ""
+            bad[column] = f"{column} <> '' and (try_cast({column} as {kind}) is null{shape})"
+    if not bad:
+        return
+    counts = ", ".join(
+        f"count(*) filter (where {cond}), min(_line) filter (where {cond})" for cond in bad.values()
+    )
+    # fetchall: DuckDB 2 refuses new work on a connection while a result is only partly fetched.
+    found = con.execute(f"select {counts} from {view}").fetchall()[0]
+    for i, column in enumerate(bad):
+        n, line = found[2 * i], found[2 * i + 1]
+        if n:
+            [(value,)] = con.execute(f"select {column} from {view} where _line = ?", [line]).fetchall()
+            raise IngestError(
+                f"{path}:{line}: column {column}: {value!r} is not a valid {types[column]} "
+                f"({n} bad value(s) in this column); nothing was loaded"
+            )
+
+
+def _insert(con, view: str, present: list[str], path: Path, batch_date: date, source_format: str) -> None:
+    """Named-column insert of a checked string view into raw.events."""
+    exprs = []
+    for column, kind in {**EVENT_TYPES, **V2_TYPES}.items():
+        if column == "source_row":
+            text = "source_row" if column in present else "null"
+            exprs.append(f"coalesce(try_cast(nullif(trim({text}), '') as bigint), _line - 1)")
+        elif column == "source_format":
+            text = "nullif(source_format, '')" if column in present else "null"
+            exprs.append(f"coalesce({text}, '{source_format}')")
+        elif column not in present:
+            exprs.append(f"null::{kind}")
+        elif kind == "varchar":
+            exprs.append(f"nullif({column}, '')")
+        else:
+            exprs.append(f"cast(nullif(trim({column}), '') as {kind})")
+    names = [*EVENT_TYPES, *V2_TYPES, "batch_date", "source_file", "loaded_at"]
+    con.execute(
+        f"insert into raw.events ({', '.join(names)}) "
+        f"select {', '.join(exprs)}, ?::date, ?, now()::timestamp from {view}",
+        [batch_date, str(path)],
+    )
+
+
+def load_batch(
+    warehouse: Path, landing_dir: Path, batch_date: date, max_rejects: int = 0
+) -> dict[str, object]:
+    """Load one day's events file, and that day's live events, into raw.events, replacing any earlier
+    load of that day. Up to `max_rejects` unparseable lines go to `events_<day>.rejects.jsonl`."""
     with connect(warehouse) as con:
+        con.execute(RAW_DDL)
+        con.execute(MIGRATE_V2)
+        return _load_day(con, landing_dir, batch_date, max_rejects)
+
+
+def _load_day(
+    con: duckdb.DuckDBPyConnection, landing_dir: Path, batch_date: date, max_rejects: int
+) -> dict[str, object]:
+    path = batch_path(landing_dir, batch_date)
+    text = read_csv_text(path, required=list(EVENT_TYPES), optional=list(V2_TYPES), max_rejects=max_rejects)
+    present = [c for c in LANDING_COLUMNS if c in text.columns]
+    table = text.table.select(present).append_column("_line", pa.array(text.lines, pa.int64()))
+    live_file = live_path(landing_dir, batch_date)
+    live = _live_table(live_file)
+    digest = sha256(path)
+    all_types = {**EVENT_TYPES, **V2_TYPES}
+    con.register("landing_batch", table)
+    con.register("live_batch", live)
+    try:
+        _check_types(con, "landing_batch", {c: all_types[c] for c in present}, path)
+        _check_types(
+            con, "live_batch", {c: all_types[c] for c in live.column_names if c in all_types}, live_file
+        )
+        found = con.execute(
+            "select sha256, status, row_count from raw.batches where batch_date = ?", [batch_date]
+        ).fetchall()
+        before = found[0] if found else None
         try:
             con.execute("begin")
             con.execute("delete from raw.events where batch_date = ?", [batch_date])
-            con.execute(
-                f"insert into raw.events select *, ?::date, ?, now()::timestamp from ({sql})",
-                [batch_date, str(path)],
-            )
-            rows = con.execute(
-                "select count(*) from raw.events where batch_date = ?", [batch_date]
-            ).fetchone()[0]
+            _insert(con, "landing_batch", present, path, batch_date, DEFAULT_SOURCE_FORMAT)
+            if live.num_rows:
+                _insert(con, "live_batch", live.column_names, live_file, batch_date, "live")
+            rows = table.num_rows + live.num_rows
             con.execute("delete from raw.batches where batch_date = ?", [batch_date])
             con.execute(
-                "insert into raw.batches values (?, ?, ?, ?, 'loaded', now()::timestamp)",
-                [batch_date, str(path), rows, _sha256(path)],
+                "insert into raw.batches (batch_date, source_file, row_count, sha256, status, loaded_at) "
+                "values (?, ?, ?, ?, 'loaded', now()::timestamp)",
+                [batch_date, str(path), rows, digest],
             )
             con.execute("commit")
         except duckdb.Error as exc:
             con.execute("rollback")
             raise IngestError(f"{path}: {exc}") from exc
-    return {"batch_date": batch_date.isoformat(), "rows": int(rows), "source_file": str(path)}
+    finally:
+        con.unregister("landing_batch")
+        con.unregister("live_batch")
+    rejects = write_rejects(text.rejects, path.with_name(f"{path.stem}.rejects.jsonl"))
+    returns = pc.sum(pc.equal(live.column("event_type"), "return")).as_py() if live.num_rows else 0
+    return {
+        "batch_date": batch_date.isoformat(),
+        "rows": int(rows),
+        "source_file": str(path),
+        "sha256": digest,
+        # Same file as the last load of this day: the rows are the same ones again, not new ones.
+        "replay": bool(before and before[0] == digest),
+        "previous_status": before[1] if before else None,
+        "live_rows": live.num_rows,
+        "live_returns": int(returns or 0),
+        "ignored_columns": [c for c in text.columns if c not in LANDING_COLUMNS],
+        **text.report(),
+        "rejects_file": str(rejects) if rejects else None,
+    }
 
 
-def load_pending(warehouse: Path, landing_dir: Path, through: date) -> list[dict[str, object]]:
-    """Load every landed batch up to `through` that the raw layer does not hold yet (history catch-up).
+def load_pending(
+    warehouse: Path, landing_dir: Path, through: date, since: date | None = None
+) -> list[dict[str, object]]:
+    """Load every landed batch in [since, through] that the raw layer does not hold yet, or holds from a
+    different file (history catch-up, backfill of a date range, a re-imported export).
 
-    Quarantined batches are left alone: they come back only through an explicit `load_batch`.
+    Quarantined batches are left alone: they come back only through an explicit `load_batch`. One
+    connection for all days (opening and checkpointing the file per day costs more than a small day's
+    load); each day is still its own transaction.
     """
-    ensure_raw_layer(warehouse)
-    with connect(warehouse, read_only=True) as con:
-        known = {row[0] for row in con.execute("select batch_date from raw.batches").fetchall()}
-    return [
-        load_batch(warehouse, landing_dir, d)
-        for d in batch_dates(landing_dir)
-        if d <= through and d not in known
-    ]
+    with connect(warehouse) as con:
+        con.execute(RAW_DDL)
+        con.execute(MIGRATE_V2)
+        known = {
+            r[0]: r[1:] for r in con.execute("select batch_date, sha256, status from raw.batches").fetchall()
+        }
+        loaded = []
+        for day in batch_dates(landing_dir):
+            if day > through or (since and day < since):
+                continue
+            if day in known:
+                digest, status = known[day]
+                if status == "quarantined" or digest == sha256(batch_path(landing_dir, day)):
+                    continue
+            loaded.append(_load_day(con, landing_dir, day, 0))
+    return loaded

@@ -1,4 +1,5 @@
-"""`personaflow` command line: one command per stage, plus `demo`, `models` and `rollback`.
+"""`personaflow` command line: one command per stage, plus `demo`, `models`, `rollback`, and
+`up`/`down`/`trigger`/`backfill` for the Airflow service.
 
 Options mirror the stage functions' arguments; paths and addresses come from settings (env vars).
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -65,25 +67,65 @@ def generate(
 
 @app.command()
 def ingest(
+    path: Annotated[
+        Path | None, typer.Argument(help="A shop export to import (with --format); omit to load landed days.")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Format of PATH: online-retail | csv | parquet.")
+    ] = "",
+    mapping: Annotated[
+        str | None, typer.Option(help="csv/parquet: their=ours pairs, e.g. 'customer=user_id,ts=event_ts'.")
+    ] = None,
     day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
+    since: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"])] = None,
     through: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    load: bool = typer.Option(True, "--load/--no-load", help="After importing PATH, load its days too."),
+    max_rejects: int = typer.Option(0, help="Unparseable lines to set aside (to a .rejects.jsonl file)."),
+    overwrite: bool = typer.Option(False, help="Importing: replace landed day files that differ."),
 ) -> None:
-    """Load one day's batch (--date), or every landed batch not loaded yet up to --through."""
+    """Load one day's batch (--date), every landed batch not loaded yet up to --through (from --from),
+    or import a shop export (PATH --format online-retail|csv|parquet) as daily batches."""
+    from ingest.csvfile import IngestError
+
     s = config.load()
-    if through is not None:
-        loaded = stages.ingest_history(through.date(), s)
-        _print({"batches_loaded": len(loaded), "rows": sum(int(b["rows"]) for b in loaded)})
-    else:
-        _print(stages.ingest((day or datetime.combine(_last_batch_day(s), datetime.min.time())).date(), s))
+    try:
+        if path is not None:
+            if fmt not in ("online-retail", "csv", "parquet"):
+                raise typer.BadParameter("importing PATH needs --format online-retail, csv or parquet")
+            report = stages.import_events(
+                path, fmt, s, mapping=mapping, load=load, through=through.date() if through else None,
+                max_rejects=max_rejects, overwrite=overwrite,
+            )  # fmt: skip
+            _print(report)
+        elif fmt:
+            raise typer.BadParameter(f"--format {fmt} needs the PATH of the file to import")
+        elif through is not None:
+            loaded = stages.ingest_history(through.date(), s, since=since.date() if since else None)
+            _print({"batches_loaded": len(loaded), "rows": sum(int(b["rows"]) for b in loaded)})
+        else:
+            batch_day = (day or datetime.combine(_last_batch_day(s), datetime.min.time())).date()
+            _print(stages.ingest(batch_day, s, max_rejects=max_rejects))
+    except (IngestError, ValueError) as exc:
+        if isinstance(exc, typer.BadParameter):
+            raise
+        typer.echo(f"ingest failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
 def validate(
     day: DateOpt, marts: bool = typer.Option(False, help="Check the marts instead of the batch.")
 ) -> None:
-    """Great Expectations over a raw batch (default) or the marts; exits 1 on failure after alerting."""
+    """Great Expectations over a raw batch (default) or the marts; exits 1 on failure after alerting.
+    Warnings (e.g. a volume drop) alert too but exit 0."""
+    from quality.validate import DataQualityError
+
     s = config.load()
-    _print(stages.validate_marts(day.date(), s) if marts else stages.validate_batch(day.date(), s))
+    try:
+        _print(stages.validate_marts(day.date(), s) if marts else stages.validate_batch(day.date(), s))
+    except (DataQualityError, LookupError, FileNotFoundError) as exc:
+        typer.echo(f"validate failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -146,6 +188,78 @@ def run_dag(day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-
     _print(result)
     if result["state"] != "success":
         raise typer.Exit(1)
+
+
+@app.command()
+def up() -> None:
+    """Start Airflow (UI, scheduler, our DAGs) and, if a model is in production, the BentoML server."""
+    from personaflow.airflow_service import up as start
+
+    s = config.load()
+    started = start(s)
+    typer.echo(f"Airflow UI   {started.url}  (ready in {started.seconds:.0f}s)")
+    typer.echo(f"login        {started.user} / {started.password}")
+    typer.echo(f"serving      {started.serving_url or 'not started: no model in production yet'}")
+    typer.echo(f"logs         {s.home / 'run'}   stop with `personaflow down`")
+
+
+@app.command()
+def down() -> None:
+    """Stop what `personaflow up` started (signals each process group, waits for the ports to close)."""
+    from personaflow.airflow_service import down as stop
+
+    stopped = stop(config.load())
+    typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def _client(s: config.Settings):
+    from personaflow.airflow_api import AirflowClient, read_password
+
+    password = s.airflow_password or read_password(s.airflow_home, s.airflow_user)
+    return AirflowClient(f"http://{s.airflow_host}:{s.airflow_port}", s.airflow_user, password)
+
+
+@app.command()
+def trigger(
+    day: DateOpt,
+    wait: bool = typer.Option(False, help="Wait for the run to finish and print every task's state."),
+) -> None:
+    """Trigger personaflow_nightly for one batch day on the running Airflow (`personaflow up`)."""
+    from personaflow.orchestrate import DAG_ID
+
+    client = _client(config.load())
+    if client.dag(DAG_ID)["is_paused"]:
+        client.set_paused(DAG_ID, False)
+        typer.echo(f"{DAG_ID} was paused: unpaused it")
+    run_id = client.trigger(DAG_ID, day.date(), conf={"batch_date": day.date().isoformat()})
+    typer.echo(f"triggered {run_id}")
+    if wait:
+        run = client.wait(DAG_ID, run_id, timeout=3600)
+        _print({"state": run["state"], "note": run.get("note"), "tasks": client.task_states(DAG_ID, run_id)})
+        if run["state"] != "success":
+            raise typer.Exit(1)
+
+
+@app.command()
+def backfill(
+    first: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"])],
+    last: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"])],
+    rerun: bool = typer.Option(False, help="Also redo days that already have a run."),
+    wait: bool = typer.Option(False, help="Wait for every day's run and print its state."),
+) -> None:
+    """One personaflow_nightly run per day from --from to --to (inclusive), oldest first, one at a time."""
+    from personaflow.orchestrate import DAG_ID
+
+    client = _client(config.load())
+    if client.dag(DAG_ID)["is_paused"]:
+        client.set_paused(DAG_ID, False)
+    created = client.backfill(DAG_ID, first.date(), last.date(), rerun=rerun)
+    typer.echo(f"backfill {created['id']}: {first.date()} .. {last.date()}")
+    if wait:
+        runs = client.wait_backfill(DAG_ID, created["id"], timeout=6 * 3600)
+        _print({r["logical_date"][:10]: r["state"] for r in runs})
+        if any(r["state"] != "success" for r in runs):
+            raise typer.Exit(1)
 
 
 @app.command()

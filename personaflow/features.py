@@ -30,6 +30,8 @@ ITEM_COLUMNS = [
     "n_buyers",
     "popularity_rank",
 ]
+# Most recent purchases kept per user in the `user_purchases` view (what /recommend can exclude).
+MAX_PURCHASED_ITEMS = 500
 # Users and items both count views and purchases; Feast needs feature names unique across a service.
 ITEM_RENAMES = {"n_views": "item_n_views", "n_purchases": "item_n_purchases", "n_buyers": "item_n_buyers"}
 
@@ -60,6 +62,32 @@ def append_snapshot(path: Path, snap: pd.DataFrame) -> int:
     snap.to_parquet(tmp, index=False)
     tmp.replace(path)  # readers never see a half-written file
     return len(snap)
+
+
+def purchased_items(purchases: pd.DataFrame, as_of: date, loaded_at: datetime) -> pd.DataFrame:
+    """One row per buyer: the distinct items bought, most recent first (capped), stamped like a snapshot."""
+    latest = purchases.sort_values("event_timestamp", ascending=False).drop_duplicates(["user_id", "item_id"])
+    lists = latest.groupby("user_id", sort=True)["item_id"].agg(lambda s: list(s[:MAX_PURCHASED_ITEMS]))
+    out = lists.rename("purchased_items").reset_index()
+    out["feature_ts"] = pd.Timestamp(day_end(as_of), tz="UTC")
+    out["created_ts"] = pd.Timestamp(loaded_at).tz_localize("UTC")
+    return out
+
+
+def ensure_live_source(features_dir: Path) -> None:
+    """Feast wants the push source's batch file to exist; it stays empty (the landing JSONL is the record)."""
+    path = features_dir / "user_live.parquet"
+    if not path.exists():
+        empty = pd.DataFrame(
+            {
+                "user_id": pd.Series(dtype="string"),
+                "live_buckets": pd.Series(dtype="string"),
+                "live_last_event_ts": pd.Series(dtype="string"),
+                "event_timestamp": pd.Series(dtype="datetime64[ns, UTC]"),
+            }
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        empty.to_parquet(path, index=False)
 
 
 def load_definitions(repo_dir: Path) -> ModuleType:
@@ -100,6 +128,8 @@ def build_features(warehouse: Path, features_dir: Path, repo_dir: Path, as_of: d
         features_dir / "item_features.parquet",
         snapshot(items, ITEM_COLUMNS, as_of, now).rename(columns=ITEM_RENAMES),
     )
+    append_snapshot(features_dir / "user_purchases.parquet", purchased_items(purchases, as_of, now))
+    ensure_live_source(features_dir)
 
     store = open_store(repo_dir, features_dir)
     definitions = load_definitions(repo_dir)
@@ -109,6 +139,8 @@ def build_features(warehouse: Path, features_dir: Path, repo_dir: Path, as_of: d
     views = {fv.name: fv for fv in store.list_feature_views()}
     materialized = {}
     for name, view in views.items():
+        if name in getattr(definitions, "PUSH_FED_VIEWS", ()):
+            continue  # filled by POST /events through the push source, not from a batch file
         start = view.most_recent_end_time.replace(tzinfo=None) if view.most_recent_end_time else None
         start = min(start, end - timedelta(days=1)) if start else end - timedelta(days=1)
         store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=[name])

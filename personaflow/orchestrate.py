@@ -16,6 +16,16 @@ from pathlib import Path
 from personaflow.settings import REPO_ROOT, Settings
 
 DAG_ID = "personaflow_nightly"
+# Training runs in this pool; one slot, so two trainings never share the (one) GPU.
+GPU_POOL = ("gpu", 1, "One slot per GPU: training tasks queue instead of sharing a device.")
+SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+
+
+def smtp_connection(s: Settings) -> str:
+    """Airflow's `smtp_default` connection (JSON form) for the SMTP notifier, built from our settings."""
+    extra = {"disable_tls": True, "disable_ssl": True, "from_email": s.alert_from, "timeout": 10,
+             "retry_limit": 1}  # fmt: skip
+    return json.dumps({"conn_type": "smtp", "host": s.smtp_host, "port": s.smtp_port, "extra": extra})
 
 
 def airflow_env(s: Settings) -> dict[str, str]:
@@ -41,20 +51,50 @@ def airflow_env(s: Settings) -> dict[str, str]:
             "PERSONAFLOW_SMTP_HOST": s.smtp_host,
             "PERSONAFLOW_SMTP_PORT": str(s.smtp_port),
             "BENTOML_HOME": str(s.bentoml_home),
+            "PERSONAFLOW_ALERT_FROM": s.alert_from,
+            "PERSONAFLOW_ALERT_TO": ",".join(s.alert_to),
+            # Failure emails go through the SMTP provider's notifier and this connection.
+            "AIRFLOW_CONN_SMTP_DEFAULT": smtp_connection(s),
+            # The api-server (UI + REST + the execution API tasks talk to) on our address only.
+            "AIRFLOW__API__HOST": s.airflow_host,
+            "AIRFLOW__API__PORT": str(s.airflow_port),
+            "AIRFLOW__API__BASE_URL": f"http://{s.airflow_host}:{s.airflow_port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{s.airflow_host}:{s.airflow_port}/execution/",
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_user}:admin",
+            # Small machine: one api worker, two task slots (the warehouse takes one writer anyway).
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "2"),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(s.airflow_schedule),
+            "PERSONAFLOW_AIRFLOW_HOST": s.airflow_host,
+            "PERSONAFLOW_AIRFLOW_PORT": str(s.airflow_port),
+            "PERSONAFLOW_AIRFLOW_USER": s.airflow_user,
         }
     )
+    if s.airflow_password:
+        env["PERSONAFLOW_AIRFLOW_PASSWORD"] = s.airflow_password
     return env
 
 
 def migrate(s: Settings) -> None:
-    """Create or upgrade Airflow's metadata DB (SQLite under AIRFLOW_HOME by default); idempotent."""
+    """Create or upgrade Airflow's metadata DB (SQLite under AIRFLOW_HOME by default) and the `gpu`
+    pool; idempotent. One child process for both: each Airflow start costs seconds of imports."""
     s.airflow_home.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
+        [sys.executable, "-m", "personaflow.orchestrate", "migrate"],
         env=airflow_env(s),
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def _migrate() -> None:
+    from airflow.models.pool import Pool
+    from airflow.utils import db
+
+    db.initdb()
+    name, slots, description = GPU_POOL
+    Pool.create_or_update_pool(name, slots, description, include_deferred=False)
 
 
 def run_once(s: Settings, day: date) -> dict[str, object]:
@@ -88,4 +128,7 @@ def _dag_test(day: str) -> None:
 
 
 if __name__ == "__main__":
-    _dag_test(sys.argv[1])
+    if sys.argv[1] == "migrate":
+        _migrate()
+    else:
+        _dag_test(sys.argv[1])

@@ -44,6 +44,12 @@ class Settings:
     seed: int
     serve_host: str
     serve_port: int
+    serve_max_in_flight: int
+    airflow_host: str = "127.0.0.1"
+    airflow_port: int = 8080
+    airflow_user: str = "admin"
+    airflow_password: str = ""
+    airflow_schedule: bool = True
 
 
 def load() -> Settings:
@@ -71,6 +77,15 @@ def load() -> Settings:
         seed=int(_env("PERSONAFLOW_SEED", "42")),
         serve_host=_env("PERSONAFLOW_SERVE_HOST", "127.0.0.1"),
         serve_port=int(_env("PERSONAFLOW_SERVE_PORT", "3000")),
+        # Requests past this many in flight get 503 at once instead of queueing without bound.
+        serve_max_in_flight=int(_env("PERSONAFLOW_SERVE_MAX_IN_FLIGHT", "256")),
+        airflow_host=_env("PERSONAFLOW_AIRFLOW_HOST", "127.0.0.1"),
+        airflow_port=int(_env("PERSONAFLOW_AIRFLOW_PORT", "8080")),
+        airflow_user=_env("PERSONAFLOW_AIRFLOW_USER", "admin"),
+        # Empty: Airflow generates a password into AIRFLOW_HOME on first start (`personaflow up` prints it).
+        airflow_password=_env("PERSONAFLOW_AIRFLOW_PASSWORD", ""),
+        # false: the scheduler runs only manual runs and backfills (demos on old data, tests)
+        airflow_schedule=_env("PERSONAFLOW_AIRFLOW_SCHEDULE", "true").lower() in ("1", "true", "yes"),
     )
 
 

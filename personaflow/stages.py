@@ -7,25 +7,60 @@ Stage modules are imported inside the functions so that parsing the DAG file sta
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from personaflow.settings import Settings, export_tool_env
 
 
-def ingest(batch_date: date, s: Settings) -> dict[str, Any]:
+def ingest(batch_date: date, s: Settings, max_rejects: int = 0) -> dict[str, Any]:
     """Load the day's batch (and the latest users/items snapshot) into the raw layer."""
     from ingest.load import load_batch, load_dimensions
 
     dims = load_dimensions(s.warehouse, s.landing_dir)
-    return {**load_batch(s.warehouse, s.landing_dir, batch_date), **dims}
+    return {**load_batch(s.warehouse, s.landing_dir, batch_date, max_rejects=max_rejects), **dims}
 
 
-def ingest_history(through: date, s: Settings) -> list[dict[str, Any]]:
-    """Catch up every landed batch up to `through` that was never loaded (first install, replay)."""
+def ingest_history(through: date, s: Settings, since: date | None = None) -> list[dict[str, Any]]:
+    """Catch up every landed batch in [since, through] that was never loaded, or whose file changed
+    since it was (first install, replay, backfill of a date range)."""
     from ingest.load import load_dimensions, load_pending
 
     load_dimensions(s.warehouse, s.landing_dir)
-    return load_pending(s.warehouse, s.landing_dir, through)
+    return load_pending(s.warehouse, s.landing_dir, through, since=since)
+
+
+def import_events(
+    path: Path,
+    source_format: str,
+    s: Settings,
+    mapping: str | None = None,
+    load: bool = True,
+    through: date | None = None,
+    max_rejects: int = 0,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Land a shop export as daily batch files; with `load`, load its days (up to `through`) too.
+
+    Without `load` the files wait for the nightly DAG to load and validate them day by day.
+    """
+    from ingest.formats import parse_mapping
+    from ingest.landing import import_events as land
+    from ingest.landing import imported_days
+
+    report = land(path, source_format, s.landing_dir, parse_mapping(mapping), max_rejects, overwrite)
+    days = imported_days(report)
+    if load and days:
+        last = min(through or days[1], days[1])
+        loaded = ingest_history(last, s, since=days[0])
+        report["loaded"] = {
+            "through": last.isoformat(),
+            "batches": len(loaded),
+            "rows": sum(int(b["rows"]) for b in loaded),
+            # Loaded before from the same file (a replay of the import), or quarantined: left as they are.
+            "skipped": (last - days[0]).days + 1 - len(loaded),
+        }
+    return report
 
 
 def _smtp(s: Settings):
@@ -74,9 +109,10 @@ def train(s: Settings, epochs: int = 20, dim: int = 64) -> dict[str, Any]:
     )
 
 
-def promote(tag: str, s: Settings) -> dict[str, Any]:
-    """Move the production pointer to `tag` only if it passes the gate."""
+def promote(tag: str, s: Settings, report: str | None = None) -> dict[str, Any]:
+    """Move the production pointer to `tag` only if it passes the gate; the verdict goes into the
+    candidate's run report when its path is given."""
     export_tool_env(s)
     from training.pipeline import promote_candidate
 
-    return promote_candidate(tag, s.production_pointer)
+    return promote_candidate(tag, s.production_pointer, report=report)

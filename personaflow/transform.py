@@ -1,4 +1,9 @@
-"""Run the dbt project (raw -> staging -> marts) in-process and summarise what it built.
+"""Run the dbt project (raw -> staging -> intermediate -> marts) in-process and summarise what it built.
+
+The event models (intermediate.int_events_flagged, marts.interactions, sessions, data_quality) are
+incremental: a run for day N rewrites day N (and any days skipped since the last run) on top of
+what they hold, so a nightly run costs one day, not all history. `full_refresh=True` rebuilds them
+from all of raw.events (after changing a past batch, or the models).
 
 dbt runs through `dbtRunner` in this Python process rather than a `dbt` subprocess: no second
 interpreter start (~10 s of imports) and the results come back as objects instead of log lines.
@@ -27,7 +32,13 @@ class TransformError(RuntimeError):
 
 
 def _dbt_args(
-    command: str, as_of: date | None, project_dir: Path, state_dir: Path, select: str | None
+    command: str,
+    as_of: date | None,
+    project_dir: Path,
+    state_dir: Path,
+    select: str | None,
+    full_refresh: bool = False,
+    dbt_vars: dict[str, Any] | None = None,
 ) -> list[str]:
     args = [
         command,
@@ -44,10 +55,16 @@ def _dbt_args(
         "--no-version-check",
         "--no-use-colors",
     ]
+    variables = dict(dbt_vars or {})
     if as_of is not None:
-        args += ["--vars", json.dumps({"as_of": as_of.isoformat()})]
+        variables["as_of"] = as_of.isoformat()
+    if variables:
+        args += ["--vars", json.dumps(variables, sort_keys=True)]
     if select:
         args += ["--select", select]
+    if full_refresh:
+        # incremental models (int_events_as_of and the event marts) are rebuilt from all of raw.events
+        args.append("--full-refresh")
     return args
 
 
@@ -101,8 +118,15 @@ def run_dbt(
     state_dir: Path,
     command: str = "build",
     select: str | None = None,
+    full_refresh: bool = False,
+    dbt_vars: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run `dbt <command>` against `warehouse` for the as-of date (None: the newest event's day).
+
+    The incremental models rebuild only the as-of day on top of what they hold (and fill in days
+    skipped since their newest one); `full_refresh=True` rebuilds them from all of raw.events.
+    `dbt_vars` sets other project vars (see dbt_project.yml, e.g. churn_horizon_days); `as_of` wins
+    over a var of that name.
 
     Returns plain types: {"models": n built, "tests": n data tests, "unit_tests": n, "rows":
     {"marts.user_features": n, ...} for every model built, "seconds": wall time}. Raises
@@ -115,6 +139,8 @@ def run_dbt(
 
     if command not in _COMMANDS:
         raise ValueError(f"run_dbt: command {command!r} not supported; use one of {', '.join(_COMMANDS)}")
+    if full_refresh and command not in ("build", "run"):
+        raise ValueError(f"run_dbt: full_refresh only applies to build and run, not {command!r}")
     warehouse = Path(warehouse).resolve()
     project_dir = Path(project_dir).resolve()
     state_dir = Path(state_dir).resolve()
@@ -122,7 +148,7 @@ def run_dbt(
         raise TransformError(f"no dbt_project.yml in project_dir {project_dir}")
     state_dir.mkdir(parents=True, exist_ok=True)
 
-    args = _dbt_args(command, as_of, project_dir, state_dir, select)
+    args = _dbt_args(command, as_of, project_dir, state_dir, select, full_refresh, dbt_vars)
     started = time.perf_counter()
     previous = os.environ.get("PERSONAFLOW_WAREHOUSE")
     os.environ["PERSONAFLOW_WAREHOUSE"] = str(warehouse)  # read by profiles.yml
@@ -152,6 +178,7 @@ def run_dbt(
     return {
         "command": command,
         "as_of": as_of.isoformat() if as_of else None,
+        "full_refresh": full_refresh,
         "models": len(built),
         "tests": sum(1 for r in results if r.node.resource_type == "test"),
         "unit_tests": sum(1 for r in results if r.node.resource_type == "unit_test"),

@@ -40,41 +40,53 @@ class SmtpConfig:
 def build_alert(
     *, stage: str, target: str, result: CheckResult, sender: str, recipients: Sequence[str], note: str = ""
 ) -> EmailMessage:
-    """Email naming the stage, the batch/date (`target`), and every failed expectation with samples."""
-    failed = len(result.failures)
-    msg = EmailMessage()
-    msg["Subject"] = (
-        f"[personaflow] data quality FAILED: {stage} {target} "
-        f"({failed} of {result.n_expectations} expectations failed)"
+    """Email naming the stage, the batch/date (`target`), the severity, and every failed expectation
+    (observed vs expected, sample bad values and rows), with the path of the GX Data Docs page."""
+    failed, warned = len(result.failures), len(result.warnings)
+    level = "FAILED" if failed else "WARNING"
+    counts = (
+        f"{failed} of {result.n_expectations} expectations failed"
+        + (f", {warned} warning(s)" if warned else "")
+        if failed
+        else f"{warned} warning(s) of {result.n_expectations} expectations; the run goes on"
     )
+    msg = EmailMessage()
+    msg["Subject"] = f"[personaflow] data quality {level}: {stage} {target} ({counts})"
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain="personaflow.local")
     msg["X-Personaflow-Stage"] = stage
     msg["X-Personaflow-Target"] = target
+    msg["X-Personaflow-Severity"] = result.severity
 
     lines = [
-        f"Stage:  {stage}",
-        f"Target: {target}",
-        f"Suite:  {result.suite} ({result.n_rows} rows checked, {failed} failed expectations)",
+        f"Severity: {level}",
+        f"Stage:    {stage}",
+        f"Target:   {target}",
+        f"Suite:    {result.suite} ({result.n_rows} rows checked, {failed} failed expectations, "
+        f"{warned} warnings)",
     ]
+    if result.docs:
+        lines.append(f"Report:   {result.docs}")
+    if result.docs_index:
+        lines.append(f"All runs: {result.docs_index}")
     if note:
         lines += ["", note]
-    for n, failure in enumerate(result.failures, start=1):
-        where = f"{failure.table}.{failure.column}" if failure.column else failure.table
-        lines += [
-            "",
-            f"{n}. {failure.expectation} on {where}",
-            f"   observed: {json.dumps(failure.observed, default=str)}",
-            f"   expected: {json.dumps(failure.expected, default=str)}",
-        ]
-        if failure.unexpected_count:
-            lines.append(f"   bad rows: {failure.unexpected_count}")
-        if failure.sample_values:
-            lines.append(f"   sample bad values: {json.dumps(failure.sample_values, default=str)}")
-        for row in failure.sample_rows:
-            lines.append(f"   row: {json.dumps(row, default=str)}")
+    sections = (
+        ("FAILED (critical): the batch is stopped", result.failures),
+        ("WARNING: reported, the run goes on", result.warnings),
+    )
+    for title, items in sections:
+        if items:
+            lines += ["", f"== {title} =="]
+        for n, failure in enumerate(items, start=1):
+            lines += _describe(n, failure)
+    if result.notices:
+        lines += ["", "== Noted (within allowances) =="]
+        for f in result.notices:
+            where = f"{f.table}.{f.column}" if f.column else f.table
+            lines.append(f"- {f.expectation} on {where}: {json.dumps(f.observed, default=str)}")
     # Plain 8bit keeps the .eml readable as text (the default would quote-print lines over 78 chars);
     # RFC 5322 still caps a line at 998 characters.
     body = "\n".join(line if len(line) <= 990 else line[:987] + "..." for line in lines) + "\n"
@@ -82,12 +94,35 @@ def build_alert(
     return msg
 
 
+def _describe(n: int, failure) -> list[str]:
+    where = f"{failure.table}.{failure.column}" if failure.column else failure.table
+    lines = [f"{n}. [{failure.severity}] {failure.expectation} on {where}"]
+    if failure.description:
+        lines.append(f"   rule:     {failure.description}")
+    lines += [
+        f"   observed: {json.dumps(failure.observed, default=str)}",
+        f"   expected: {json.dumps(failure.expected, default=str)}",
+    ]
+    if failure.unexpected_count:
+        lines.append(f"   bad rows: {failure.unexpected_count}")
+    if failure.sample_values:
+        lines.append(f"   sample bad values: {json.dumps(failure.sample_values, default=str)}")
+    for row in failure.sample_rows:
+        lines.append(f"   row: {json.dumps(row, default=str)}")
+    return lines
+
+
 def write_eml(message: EmailMessage, reports_dir: Path) -> Path:
-    """Keep the alert on disk; the name carries stage, target and UTC time so retries never overwrite."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
+    """Keep the alert on disk under `reports_dir/alerts/`; the name carries severity, stage, target and
+    UTC time so retries never overwrite."""
+    folder = reports_dir / "alerts"
+    folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    label = f"{message['X-Personaflow-Stage']}_{message['X-Personaflow-Target']}"
-    path = reports_dir / f"alert_{re.sub(r'[^A-Za-z0-9_.-]+', '-', label)}_{stamp}.eml"
+    label = (
+        f"{message['X-Personaflow-Severity'] or 'critical'}_{message['X-Personaflow-Stage']}_"
+        f"{message['X-Personaflow-Target']}"
+    )
+    path = folder / f"alert_{re.sub(r'[^A-Za-z0-9_.-]+', '-', label)}_{stamp}.eml"
     path.write_bytes(message.as_bytes())
     return path
 

@@ -1,42 +1,44 @@
-"""Great Expectations 1.x suites for one raw batch and for the marts.
+"""Run Great Expectations 1.x suites over frames and turn the outcome into plain, mailable results.
 
 Frames in, `CheckResult` out: the caller reads the data (DuckDB) and decides what a failure means
-(quarantine, alert). GX runs in an ephemeral context so nothing is written under the repo, and each
-call builds its own context: contexts are cheap (~30 ms) and sharing one across Airflow task retries
-or threads would share its batch cache too.
+(quarantine, alert). The expectations themselves are in quality/suites.py.
+
+With `docs_dir`, GX runs in a file-based context under that folder and each run adds its validation
+results to the GX Data Docs site (HTML, `docs_dir/gx/uncommitted/data_docs/local_site/index.html`);
+the result carries the page of this run. Without it, an ephemeral context (nothing on disk).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
 import pandas as pd
+from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.data_context.types.resource_identifiers import (
+    ExpectationSuiteIdentifier,
+    ValidationResultIdentifier,
+)
+
+from quality.suites import Thresholds, marts_expectations, raw_expectations
 
 # GX logs every metric resolution at INFO and some deprecations at WARNING; our own log says what failed.
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
 
-EVENT_COLUMNS = (
-    "event_id",
-    "user_id",
-    "item_id",
-    "event_type",
-    "event_ts",
-    "session_id",
-    "quantity",
-    "price",
-)
-EVENT_TYPES = ("view", "cart", "purchase")
 # Loader bookkeeping on raw.events: same for every row of a batch, so only noise in sample rows.
 LOAD_COLUMNS = ("batch_date", "source_file", "loaded_at")
 SAMPLE_SIZE = 5  # bad values / rows kept per failed expectation: enough to diagnose, small for an email
+KEEP_RESULTS = 120  # validation results listed on the Data Docs index (two suites a night: two months)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Failure:
     unexpected_count: int | None = None
     sample_values: list[Any] = field(default_factory=list)
     sample_rows: list[dict[str, Any]] = field(default_factory=list)
+    severity: str = "critical"
+    description: str | None = None
 
     def describe(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
@@ -60,108 +64,148 @@ class Failure:
 
 @dataclass(frozen=True)
 class CheckResult:
+    """`failures` are critical (stop the run), `warnings` alert only, `notices` are for the report."""
+
     suite: str
     success: bool
     n_rows: int
     n_expectations: int
     failures: list[Failure]
+    warnings: list[Failure] = field(default_factory=list)
+    notices: list[Failure] = field(default_factory=list)
+    docs: str | None = None  # the Data Docs HTML page of this run (a file path)
+    docs_index: str | None = None
+
+    @property
+    def severity(self) -> str:
+        return "critical" if self.failures else "warning" if self.warnings else "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "severity": self.severity}
 
 
-def check_raw_batch(events: pd.DataFrame, batch_date: date, expected_rows: int | None = None) -> CheckResult:
-    """Validate one batch of raw.events rows (all rows share `batch_date`).
+def check_raw_batch(
+    events: pd.DataFrame,
+    batch_date: date,
+    expected_rows: int | None = None,
+    *,
+    source_format: str = "synthetic",
+    trailing_rows: Sequence[int] = (),
+    now: datetime | None = None,
+    limits: Thresholds | None = None,
+    docs_dir: Path | None = None,
+) -> CheckResult:
+    """Validate one batch of raw.events rows (all rows share `batch_date`) by its source format's rules.
 
-    `expected_rows` is raw.batches.row_count when known: a mismatch means a partial load.
+    `expected_rows` is raw.batches.row_count (a mismatch means a partial load); `trailing_rows` the
+    row counts of the batches before it, newest first (for the volume check).
     """
-    day = datetime.combine(batch_date, datetime.min.time())
-    expectations: list[gxe.Expectation] = [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectTableColumnsToMatchSet(column_set=list(EVENT_COLUMNS), exact_match=False),
-        *(
-            gxe.ExpectColumnValuesToNotBeNull(column=c)
-            for c in ("event_id", "user_id", "item_id", "event_ts")
-        ),
-        gxe.ExpectColumnValuesToBeUnique(column="event_id"),
-        gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
-        gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=1000),
-        gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0.01, max_value=100_000),
-        # [day, day + 1): an event at midnight belongs to the next day's file.
-        gxe.ExpectColumnValuesToBeBetween(
-            column="event_ts", min_value=day, max_value=day + timedelta(days=1), strict_max=True
-        ),
-    ]
-    if expected_rows is not None:
-        expectations.append(gxe.ExpectTableRowCountToEqual(value=int(expected_rows)))
-    return _run_suite("raw_events", {"raw.events": (events, expectations)})
-
-
-def check_marts(user_features: pd.DataFrame, item_features: pd.DataFrame, as_of: date) -> CheckResult:
-    """Validate marts.user_features and marts.item_features as built for `as_of`."""
-    as_of_ts = datetime.combine(as_of, datetime.min.time())
-    # Marts only use events with event_ts < as_of + 1 day, so a later timestamp means a leak.
-    horizon = as_of_ts + timedelta(days=1)
-    user_checks: list[gxe.Expectation] = [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="user_id"),
-        gxe.ExpectColumnValuesToBeUnique(column="user_id"),
-        gxe.ExpectColumnValuesToBeBetween(column="as_of_date", min_value=as_of_ts, max_value=as_of_ts),
-        *(
-            check
-            for col in ("r_score", "f_score", "m_score")
-            for check in (
-                gxe.ExpectColumnValuesToNotBeNull(column=col),
-                gxe.ExpectColumnValuesToBeBetween(column=col, min_value=1, max_value=5),
-            )
-        ),
-        gxe.ExpectColumnValuesToBeBetween(column="monetary", min_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column="last_event_ts", max_value=horizon, strict_max=True),
-    ]
-    item_checks: list[gxe.Expectation] = [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="item_id"),
-        gxe.ExpectColumnValuesToBeUnique(column="item_id"),
-        gxe.ExpectColumnValuesToBeBetween(column="revenue", min_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column="popularity_rank", min_value=1),
-    ]
-    return _run_suite(
-        "marts",
-        {
-            "marts.user_features": (user_features, user_checks),
-            "marts.item_features": (item_features, item_checks),
-        },
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    expectations = raw_expectations(
+        source_format, batch_date, now, len(events), expected_rows, trailing_rows, limits or Thresholds()
     )
+    suite = f"raw_events.{source_format}"
+    return _run_suite(suite, {"raw.events": (events, expectations)}, docs_dir, f"batch-{batch_date}")
+
+
+def check_marts(
+    tables: dict[str, pd.DataFrame], as_of: date, *, now: datetime | None = None, docs_dir: Path | None = None
+) -> CheckResult:
+    """Validate the marts (`{"marts.user_features": frame, ...}`) as built for `as_of`."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    suites = marts_expectations({t: list(f.columns) for t, f in tables.items()}, as_of, now)
+    return _run_suite("marts", {t: (tables[t], s) for t, s in suites.items()}, docs_dir, f"as_of-{as_of}")
+
+
+def _context(docs_dir: Path | None):
+    if docs_dir is None:
+        context = gx.get_context(mode="ephemeral")
+    else:
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+    # tqdm bars would land in Airflow task logs, one line per metric batch.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
 
 
 def _run_suite(
-    suite_name: str, tables: dict[str, tuple[pd.DataFrame, Sequence[gxe.Expectation]]]
+    suite_name: str,
+    tables: dict[str, tuple[pd.DataFrame, Sequence[gxe.Expectation]]],
+    docs_dir: Path | None,
+    run_name: str,
 ) -> CheckResult:
-    context = gx.get_context(mode="ephemeral")
-    # tqdm bars would land in Airflow task logs, one line per metric batch.
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas(name=suite_name)
+    context = _context(docs_dir)
+    source = context.data_sources.add_or_update_pandas(name=suite_name)
+    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
     failures: list[Failure] = []
+    warnings: list[Failure] = []
+    notices: list[Failure] = []
+    identifiers: list[ValidationResultIdentifier] = []
     n_rows = n_expectations = 0
     for table, (frame, expectations) in tables.items():
-        asset = source.add_dataframe_asset(name=table)
-        batch_definition = asset.add_batch_definition_whole_dataframe(name=f"{table}:whole")
-        suite = context.suites.add(gx.ExpectationSuite(name=f"{suite_name}:{table}"))
-        for expectation in expectations:
-            suite.add_expectation(expectation)
-        validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{suite_name}:{table}", data=batch_definition, suite=suite)
+        # GX turns dots in suite names into folders of the Data Docs site: keep names flat.
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{suite_name}-{table}")
+        asset = next((a for a in source.assets if a.name == table), None) or source.add_dataframe_asset(table)
+        batch_definition = next(
+            (b for b in asset.batch_definitions if b.name == "whole"), None
+        ) or asset.add_batch_definition_whole_dataframe(name="whole")
+        # The expectations carry this run's bounds (day, now, trailing mean): replace the stored suite.
+        suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=list(expectations)))
+        validation = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
         )
         # A fresh RangeIndex makes GX's partial_unexpected_index_list usable as row positions.
         frame = _vectorizable(frame.reset_index(drop=True))
         result = validation.run(
             batch_parameters={"dataframe": frame},
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
+            run_id=run_id,
+        )
+        identifiers.append(
+            ValidationResultIdentifier(
+                expectation_suite_identifier=ExpectationSuiteIdentifier(name=name),
+                run_id=run_id,
+                batch_identifier=result.meta.get("active_batch_definition", {}).get("batch_identifier")
+                or result.batch_id,
+            )
         )
         n_rows += len(frame)
         n_expectations += len(result.results)
-        failures.extend(_failure(table, r.to_json_dict(), frame) for r in result.results if not r.success)
-    return CheckResult(suite_name, not failures, n_rows, n_expectations, failures)
+        for r in result.results:
+            outcome = r.to_json_dict()
+            severity = str(outcome["expectation_config"].get("severity") or "critical")
+            if not r.success:
+                {"critical": failures, "warning": warnings}.get(severity, notices).append(
+                    _failure(table, outcome, frame, severity)
+                )
+            elif (outcome.get("result") or {}).get("unexpected_count"):
+                # Passed within its `mostly` allowance: still say how many rows were off.
+                notices.append(_failure(table, outcome, frame, "info"))
+    docs, index = _build_docs(context, identifiers) if docs_dir is not None else (None, None)
+    return CheckResult(
+        suite_name, not failures, n_rows, n_expectations, failures, warnings, notices, docs, index
+    )
+
+
+def _build_docs(context, identifiers: list[ValidationResultIdentifier]) -> tuple[str | None, str | None]:
+    """Render this run's validation pages and the site index; returns their file paths."""
+    _prune(context.validation_results_store)
+    built = context.build_data_docs(resource_identifiers=identifiers)
+    pages = context.get_docs_sites_urls(resource_identifier=identifiers[0]) if identifiers else []
+    return _file(pages[0]["site_url"] if pages else None), _file(next(iter(built.values()), None))
+
+
+def _prune(store, keep: int = KEEP_RESULTS) -> None:
+    """Drop the oldest stored results beyond `keep`: the index page reads every stored result, so a
+    year of nightly runs would slow each run down. Their HTML pages stay on disk."""
+    keys = store.list_keys()
+    if len(keys) > keep:
+        for key in sorted(keys, key=lambda k: str(k.run_id.run_time))[: len(keys) - keep]:
+            store.remove_key(key)
+
+
+def _file(url: str | None) -> str | None:
+    return unquote(url.removeprefix("file://")) if url else None
 
 
 def _vectorizable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -191,7 +235,7 @@ def _vectorizable(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame) -> Failure:
+def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame, severity: str) -> Failure:
     config = outcome["expectation_config"]
     kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
     result = outcome.get("result") or {}
@@ -201,10 +245,13 @@ def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame) -> Failur
         observed: Any = "error: " + "; ".join(errors)
     elif "mismatched" in (result.get("details") or {}):
         observed = {"columns": result.get("observed_value"), **result["details"]["mismatched"]}
-    elif "observed_value" in result:
+    elif result.get("observed_value") is not None:
         observed = result["observed_value"]
     else:
-        observed = f"{result.get('unexpected_count')} of {result.get('element_count')} rows unexpected"
+        share = result.get("unexpected_percent")
+        observed = f"{result.get('unexpected_count')} of {result.get('element_count')} rows unexpected" + (
+            f" ({share:.1f}%)" if share is not None else ""
+        )
     indexes = [i for i in result.get("partial_unexpected_index_list") or [] if isinstance(i, int)]
     rows = frame.iloc[indexes[:SAMPLE_SIZE]] if indexes else frame.iloc[0:0]
     rows = rows.drop(columns=[c for c in LOAD_COLUMNS if c in rows.columns])
@@ -217,6 +264,8 @@ def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame) -> Failur
         unexpected_count=result.get("unexpected_count"),
         sample_values=_plain(list(result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]),
         sample_rows=[_plain(row) for row in rows.to_dict(orient="records")],
+        severity=severity,
+        description=config.get("description"),
     )
 
 
@@ -235,7 +284,7 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [_plain(v) for v in value]
-    if value is None or value is pd.NaT:
+    if value is None or value is pd.NaT or value is pd.NA:
         return None
     if isinstance(value, datetime | date | pd.Timestamp):
         return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()

@@ -27,7 +27,10 @@ def quarantine_batch(warehouse: Path, batch_date: date, quarantine_dir: Path, re
     reason_text = _summary(reasons)
     con = duckdb.connect(str(warehouse))
     try:
-        row = con.execute("SELECT source_file FROM raw.batches WHERE batch_date = ?", [batch_date]).fetchone()
+        found = con.execute(
+            "SELECT source_file FROM raw.batches WHERE batch_date = ?", [batch_date]
+        ).fetchall()
+        row = found[0] if found else None
         if row is None:
             raise LookupError(
                 f"batch {batch_date} has no row in raw.batches of {warehouse}; nothing to quarantine"
@@ -45,9 +48,10 @@ def quarantine_batch(warehouse: Path, batch_date: date, quarantine_dir: Path, re
                 "CREATE TABLE IF NOT EXISTS quarantine.events AS SELECT *, "
                 "NULL::TIMESTAMP AS quarantined_at, NULL::VARCHAR AS reason FROM raw.events LIMIT 0"
             )
-            (n_raw,) = con.execute(
+            _add_new_raw_columns(con)
+            [(n_raw,)] = con.execute(
                 "SELECT count(*) FROM raw.events WHERE batch_date = ?", [batch_date]
-            ).fetchone()
+            ).fetchall()
             if n_raw:
                 # A re-loaded batch that fails again replaces its earlier quarantined copy.
                 con.execute("DELETE FROM quarantine.events WHERE batch_date = ?", [batch_date])
@@ -69,6 +73,19 @@ def quarantine_batch(warehouse: Path, batch_date: date, quarantine_dir: Path, re
         "batch %s quarantined: %d rows moved to quarantine.events (%s)", batch_date, n_raw, reason_text
     )
     return target
+
+
+def _add_new_raw_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """quarantine.events was made from raw.events as it was then: add columns raw gained since (contract
+    v2 appended order_id, description, ...), so moving rows BY NAME keeps every column."""
+    columns = (
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = 'events' ORDER BY ordinal_position"
+    )
+    have = {name for name, _ in con.execute(columns, ["quarantine"]).fetchall()}
+    for name, data_type in con.execute(columns, ["raw"]).fetchall():
+        if name not in have:
+            con.execute(f'ALTER TABLE quarantine.events ADD COLUMN "{name}" {data_type}')
 
 
 def _keep_landing_file(source_file: str | None, target: Path) -> Path | None:

@@ -1,8 +1,12 @@
 """Pipeline stages: validate one raw batch (quarantine + alert on failure) and validate the marts.
 
 Both take explicit paths and addresses (no settings reads) and return a summary of plain types, which
-Airflow can pass through XCom. A failure raises `DataQualityError` after the alert went out (or was
-kept as .eml when SMTP is down), so the task fails on the data, never on the mailer.
+Airflow can pass through XCom. Severities (quality/suites.py):
+- critical failures: the batch is quarantined, a FAILED alert goes out (or is kept as .eml when SMTP
+  is down) and `DataQualityError` is raised, so the task fails on the data, never on the mailer;
+- warnings only: a WARNING alert goes out and the summary is returned: the run goes on;
+- notices: in the summary, the JSON report and the GX Data Docs only.
+Every run writes `reports_dir/quality/<suite>_<day>.json` and adds its page to the Data Docs site.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ import duckdb
 from quality.alert import SmtpConfig, build_alert, send_alert
 from quality.checks import CheckResult, check_marts, check_raw_batch
 from quality.quarantine import quarantine_batch
+from quality.suites import Thresholds
 
 __all__ = ["DataQualityError", "SmtpConfig", "validate_batch", "validate_marts"]
 
 log = logging.getLogger(__name__)
+MART_TABLES = ("user_features", "item_features", "interactions", "sessions")
+REQUIRED_MARTS = ("user_features", "item_features")
 
 
 class DataQualityError(Exception):
@@ -47,34 +54,66 @@ class DataQualityError(Exception):
 
 
 def validate_batch(
-    warehouse: Path, batch_date: date | str, quarantine_dir: Path, reports_dir: Path, smtp: SmtpConfig
+    warehouse: Path,
+    batch_date: date | str,
+    quarantine_dir: Path,
+    reports_dir: Path,
+    smtp: SmtpConfig,
+    *,
+    now: datetime | None = None,
+    limits: Thresholds | None = None,
 ) -> dict[str, Any]:
-    """Check raw.events rows of `batch_date`; on failure quarantine the batch, alert, and raise."""
+    """Check raw.events rows of `batch_date` by the rules of their source format; on a critical
+    failure quarantine the batch, alert, and raise; on warnings alert and return."""
     batch_date = _as_date(batch_date)
+    limits = limits or Thresholds()
     started = time.perf_counter()
     with _read_only(warehouse) as con:
         batch = con.execute(
             "SELECT source_file, row_count, status FROM raw.batches WHERE batch_date = ?", [batch_date]
-        ).fetchone()
-        if batch is None:
+        ).fetchall()
+        if not batch:
             raise LookupError(f"batch {batch_date} has no row in raw.batches of {warehouse}: load it first")
         events = con.execute("SELECT * FROM raw.events WHERE batch_date = ?", [batch_date]).df()
-    source_file, row_count, status = batch
+        # An empty batch (a closed day) has no rows to tell its format: use the shop's latest one.
+        latest = con.execute(
+            "SELECT source_format FROM raw.events WHERE batch_date < ? AND source_format <> 'live' "
+            "ORDER BY batch_date DESC LIMIT 1",
+            [batch_date],
+        ).fetchall()
+        trailing = con.execute(
+            "SELECT row_count FROM raw.batches WHERE batch_date < ? AND status = 'loaded' AND row_count > 0 "
+            "ORDER BY batch_date DESC LIMIT ?",
+            [batch_date, limits.trailing_batches],
+        ).fetchall()
+    source_file, row_count, status = batch[0]
     if status == "quarantined" and events.empty:
         # A retry after quarantine: the rows are gone, say so instead of alerting again.
         raise DataQualityError(
             f"batch {batch_date} was quarantined earlier (see {quarantine_dir / batch_date.isoformat()}); "
-            "re-load a fixed landing file to validate it again"
+            f"fix the landing file and re-load it: personaflow ingest --date {batch_date}"
         )
 
-    result = check_raw_batch(events, batch_date, expected_rows=row_count)
+    source_format = _source_format(events, latest[0][0] if latest else None)
+    result = check_raw_batch(
+        events,
+        batch_date,
+        expected_rows=row_count,
+        source_format=source_format,
+        trailing_rows=[r[0] for r in trailing],
+        now=now,
+        limits=limits,
+        docs_dir=reports_dir / "quality",
+    )
     report = _write_report(reports_dir, f"raw_events_{batch_date}", result)
-    summary = _summary("raw_events", batch_date, result, started, report)
+    summary = {**_summary("raw_events", batch_date, result, started, report), "source_format": source_format}
+    target = f"batch {batch_date}"
     if result.success:
         log.info(
-            "batch %s passed %d expectations (%d rows)", batch_date, result.n_expectations, result.n_rows
-        )
-        return summary
+            "batch %s (%s) passed %d expectations (%d rows, %d warnings)",
+            batch_date, source_format, result.n_expectations, result.n_rows, len(result.warnings),
+        )  # fmt: skip
+        return {**summary, **_warn(result, "raw_events", target, smtp, reports_dir, _reload_hint(batch_date))}
 
     reasons = [asdict(f) for f in result.failures]
     quarantined: Path | None = None
@@ -83,7 +122,7 @@ def validate_batch(
         note = (
             f"The batch's {len(events)} rows were moved from raw.events to quarantine.events and "
             f"raw.batches.status set to 'quarantined'.\nLanding file {source_file} is unchanged; a copy and "
-            f"reasons.json are in {quarantined}."
+            f"reasons.json are in {quarantined}.\n{_reload_hint(batch_date)}"
         )
         quarantine_error = None
     except Exception as exc:  # the alert must still go out, then the task fails on the data
@@ -91,7 +130,7 @@ def validate_batch(
         note = f"QUARANTINE FAILED ({type(exc).__name__}: {exc}); the bad rows are still in raw.events."
     message = build_alert(
         stage="raw_events",
-        target=f"batch {batch_date}",
+        target=target,
         result=result,
         sender=smtp.sender,
         recipients=smtp.recipients,
@@ -109,27 +148,37 @@ def validate_batch(
     ) from quarantine_error
 
 
-def validate_marts(warehouse: Path, as_of: date | str, reports_dir: Path, smtp: SmtpConfig) -> dict[str, Any]:
-    """Check marts.user_features and marts.item_features built for `as_of`; alert and raise on failure."""
+def validate_marts(
+    warehouse: Path, as_of: date | str, reports_dir: Path, smtp: SmtpConfig, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Check the marts built for `as_of` (user_features and item_features, plus interactions and
+    sessions when built); alert and raise on a critical failure, alert on warnings."""
     as_of = _as_date(as_of)
     started = time.perf_counter()
     with _read_only(warehouse) as con:
-        users = con.execute("SELECT * FROM marts.user_features").df()
-        items = con.execute("SELECT * FROM marts.item_features").df()
-    result = check_marts(users, items, as_of)
+        present = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'"
+            ).fetchall()
+        }
+        missing = [t for t in REQUIRED_MARTS if t not in present]
+        if missing:
+            raise LookupError(f"marts {', '.join(missing)} missing in {warehouse}: run the transform first")
+        tables = {
+            f"marts.{t}": con.execute(f"SELECT * FROM marts.{t}").df() for t in MART_TABLES if t in present
+        }
+    result = check_marts(tables, as_of, now=now, docs_dir=reports_dir / "quality")
     report = _write_report(reports_dir, f"marts_{as_of}", result)
     summary = _summary("marts", as_of, result, started, report)
+    note = "The marts were built but failed their checks: features and training must not use them."
     if result.success:
         log.info("marts as of %s passed %d expectations", as_of, result.n_expectations)
-        return summary
+        return {**summary, **_warn(result, "marts", f"as_of {as_of}", smtp, reports_dir, "")}
     message = build_alert(
-        stage="marts",
-        target=f"as_of {as_of}",
-        result=result,
-        sender=smtp.sender,
-        recipients=smtp.recipients,
-        note="The marts were built but failed their checks: features and training must not use them.",
-    )
+        stage="marts", target=f"as_of {as_of}", result=result, sender=smtp.sender, recipients=smtp.recipients,
+        note=note,
+    )  # fmt: skip
     sent, eml = send_alert(message, smtp, reports_dir)
     raise DataQualityError(
         f"marts as of {as_of} failed {_failure_list(result)}; "
@@ -138,6 +187,32 @@ def validate_marts(warehouse: Path, as_of: date | str, reports_dir: Path, smtp: 
         alert_sent=sent,
         eml_path=eml,
     )
+
+
+def _warn(
+    result: CheckResult, stage: str, target: str, smtp: SmtpConfig, reports_dir: Path, hint: str
+) -> dict[str, Any]:
+    """A passed suite with warnings: a WARNING alert, and the run goes on."""
+    if not result.warnings:
+        return {"alert_sent": False}
+    message = build_alert(
+        stage=stage, target=target, result=result, sender=smtp.sender, recipients=smtp.recipients,
+        note="Nothing was quarantined and the run goes on; please look at the warnings below. " + hint,
+    )  # fmt: skip
+    sent, eml = send_alert(message, smtp, reports_dir)
+    log.warning("%s %s passed with %d warning(s); alert sent=%s", stage, target, len(result.warnings), sent)
+    return {"alert_sent": sent, "alert_eml": str(eml)}
+
+
+def _source_format(events, earlier: str | None) -> str:
+    """The format of the batch's landing file (live rows ride along with any format)."""
+    formats = events["source_format"].dropna() if "source_format" in events else events.iloc[0:0, 0]
+    formats = formats[formats != "live"]
+    return str(formats.mode().iloc[0]) if len(formats) else earlier or "synthetic"
+
+
+def _reload_hint(day: date) -> str:
+    return f"After fixing the landing file, load it again with: personaflow ingest --date {day}"
 
 
 @contextmanager
@@ -174,14 +249,22 @@ def _write_report(reports_dir: Path, name: str, result: CheckResult) -> Path:
     return path
 
 
+def _label(f) -> str:
+    return f"{f.expectation}:{f.table}.{f.column or ''}"
+
+
 def _summary(stage: str, day: date, result: CheckResult, started: float, report: Path) -> dict[str, Any]:
     return {
         "stage": stage,
         "date": day.isoformat(),
         "success": result.success,
+        "severity": result.severity,
         "rows": result.n_rows,
         "expectations": result.n_expectations,
-        "failed": [f"{f.expectation}:{f.table}.{f.column or ''}" for f in result.failures],
+        "failed": [_label(f) for f in result.failures],
+        "warnings": [_label(f) for f in result.warnings],
+        "notices": [f"{_label(f)} {f.observed}" for f in result.notices],
         "seconds": round(time.perf_counter() - started, 3),
         "report": str(report),
+        "data_docs": result.docs,
     }

@@ -1,147 +1,251 @@
-"""BentoML service: POST /recommend answers top-k items from the production model.
+"""BentoML service: recommendations, similar items, profiles, live events and model metadata over HTTP.
 
 The model is whatever the production pointer names (not BentoML's `:latest`). It is loaded in
-`__init__`, never at import, and re-loaded when the pointer file changes (checked at most once a
-second), so a promotion or rollback is live without a restart. Invalid input answers 422 naming the
-field: BentoML answers 400 for pydantic errors, so a small ASGI middleware re-labels those.
+`__init__`, never at import; a watcher thread re-loads it when the pointer file (or the item
+catalogue) changes and swaps one immutable `Ranker` reference, so a promotion or a rollback is live
+without a restart and a request in flight finishes on the model it started with. Profiles and live
+events go through one Feast FeatureStore per process (serving/online.py); accepted events are first
+appended and fsynced to the landing area (ingest/live.py), which the nightly run loads.
+
+Bad input answers 4xx naming the field, overload answers 503: see serving/guard.py.
 """
 
-import json
+from __future__ import annotations
+
 import logging
 import os
 import threading
-import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
 
 import bentoml
-from pydantic import BaseModel, Field, StringConstraints
+from starlette.responses import JSONResponse
 
 from personaflow import settings
-from training.registry import LoadedModel, load_production
+from serving.guard import Guard
+from serving.live import LiveLog
+from serving.online import OnlineFeatures, favourite_categories, load_catalogue
+from serving.ranking import Ranker
+from serving.schemas import (
+    MAX_K,
+    EventAccepted,
+    EventRequest,
+    Metadata,
+    Profile,
+    ProfileRequest,
+    Recommendations,
+    RecommendRequest,
+    ScoredItem,
+    SimilarItems,
+    SimilarItemsRequest,
+)
+from training.registry import load_production, model_info, read_pointer
 
 log = logging.getLogger(__name__)
 
-RELOAD_CHECK_SECONDS = 1.0
-MAX_K = 100
-
-UserId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"number of items, 1..{MAX_K}")]
-
-
-class ScoredItem(BaseModel):
-    item_id: str
-    score: float
+RELOAD_CHECK_SECONDS = 0.5
+API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/metadata")
+# Requests past this many in flight get 503 at once (settings: PERSONAFLOW_SERVE_MAX_IN_FLIGHT).
+MAX_IN_FLIGHT = settings.load().serve_max_in_flight
+MAX_BODY_BYTES = 16_384
+__all__ = ["MAX_K", "Recommender"]
 
 
-class Recommendations(BaseModel):
-    user_id: str
-    items: list[ScoredItem]
-    model_version: str
-    fallback: Literal["popularity"] | None = None
+def _invalid(field: str, message: str, status: int = 422) -> JSONResponse:
+    detail = [{"loc": [field], "msg": message, "type": "value_error"}]
+    return JSONResponse({"error": f"invalid request: {field}: {message}", "detail": detail}, status)
 
 
-class ValidationAs422:
-    """ASGI middleware: BentoML's 400 for a pydantic validation error becomes 422 with a readable message.
-
-    Only 400s whose JSON body carries pydantic's `detail` list are touched; anything else passes as is.
-    """
-
-    def __init__(self, app, paths: tuple[str, ...] = ("/recommend",)) -> None:
-        self.app = app
-        self.paths = paths
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
-            await self.app(scope, receive, send)
-            return
-        held: dict | None = None
-        chunks: list[bytes] = []
-
-        async def relabel(message: dict) -> None:
-            nonlocal held
-            if message["type"] == "http.response.start" and message["status"] == 400:
-                held = message
-                return
-            if held is None:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            status, body = _rewrite(b"".join(chunks))
-            headers = [(k, v) for k, v in held.get("headers", []) if k.lower() != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send({**held, "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, relabel)
-
-
-def _rewrite(body: bytes) -> tuple[int, bytes]:
+def _mtime(path: Path) -> int | None:
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return 400, body
-    if not isinstance(payload, dict) or not isinstance(payload.get("detail"), list):
-        return 400, body
-    problems = []
-    for err in payload["detail"]:
-        field = ".".join(str(p) for p in err.get("loc", ())) or "body (not a JSON object)"
-        problems.append(f"{field}: {err.get('msg', 'invalid')}")
-    payload["error"] = "invalid request: " + "; ".join(problems)
-    return 422, json.dumps(payload).encode()
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
-@bentoml.service(name="personaflow-recommender", workers=1, traffic={"timeout": 10})
+# One worker: the live-event counters are read-modify-write under an in-process lock (serving/online.py).
+# No access log: formatting and writing a line per request cost more than the scoring (benchmarks/serving.py).
+@bentoml.service(
+    name="personaflow-recommender",
+    workers=1,
+    traffic={"timeout": 10},
+    logging={"access": {"enabled": False}},
+)
 class Recommender:
     def __init__(self) -> None:
-        self.pointer = Path(
-            os.environ.get("PERSONAFLOW_PRODUCTION_POINTER") or settings.load().production_pointer
-        )
-        self._lock = threading.Lock()
-        self._checked_at = 0.0
-        self._mtime = self._pointer_mtime()
-        self.model: LoadedModel = load_production(self.pointer)
-        log.info("serving %s from pointer %s", self.model.tag, self.pointer)
+        s = settings.load()
+        self.pointer = Path(os.environ.get("PERSONAFLOW_PRODUCTION_POINTER") or s.production_pointer)
+        self.features_dir = s.features_dir
+        self.online = OnlineFeatures(s.feature_repo_dir, s.features_dir)
+        self.live = LiveLog(s.landing_dir)
+        self._watched = self._watch_state()
+        self.ranker, self.meta = self._build()
+        log.info("serving %s from pointer %s", self.ranker.tag, self.pointer)
+        threading.Thread(target=self._watch, name="model-watcher", daemon=True).start()
 
-    def _pointer_mtime(self) -> int | None:
-        try:
-            return self.pointer.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
+    # -- model swaps -------------------------------------------------------------------------------
+    def _watch_state(self) -> tuple[int | None, int | None]:
+        return _mtime(self.pointer), _mtime(self.features_dir / "item_features.parquet")
 
-    def _maybe_reload(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < RELOAD_CHECK_SECONDS:
-            return
-        with self._lock:
-            self._checked_at = now
-            mtime = self._pointer_mtime()
-            if mtime is None or mtime == self._mtime:
-                return
+    def _build(self) -> tuple[Ranker, dict]:
+        model = load_production(self.pointer)
+        ranker = Ranker(model, load_catalogue(self.features_dir))
+        pointer = read_pointer(self.pointer) or {}
+        info = model_info(model.tag)
+        meta = {
+            "model_version": model.tag,
+            "trained_at": info["created"],
+            "promoted_at": pointer.get("promoted_at"),
+            "metrics": {k: v for k, v in info["metrics"].items() if isinstance(v, int | float | str)},
+            "n_users": model.maps.n_users,
+            "n_items": model.maps.n_items,
+        }
+        return ranker, meta
+
+    def _watch(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(RELOAD_CHECK_SECONDS):
+            state = self._watch_state()
+            if state == self._watched or state[0] is None:
+                continue
             try:
-                model = load_production(self.pointer)
+                ranker, meta = self._build()
             except Exception:  # keep serving the old model rather than failing requests
-                log.exception("reload from %s failed; still serving %s", self.pointer, self.model.tag)
-                return
-            self._mtime = mtime
-            if model.tag != self.model.tag:
-                log.info("production model changed: %s -> %s", self.model.tag, model.tag)
-            self.model = model
+                log.exception("reload from %s failed; still serving %s", self.pointer, self.ranker.tag)
+                self._watched = state
+                continue
+            if ranker.tag != self.ranker.tag:
+                log.info("production model changed: %s -> %s", self.ranker.tag, ranker.tag)
+            # One assignment each; a request reads self.ranker once, so it never mixes two models.
+            self.meta = meta
+            self.ranker = ranker
+            self._watched = state
 
-    @bentoml.api(route="/recommend")
-    def recommend(self, user_id: UserId, k: TopK = 10) -> Recommendations:
-        """Top-k items for a user; unknown users get the popularity list, flagged in `fallback`."""
-        self._maybe_reload()
-        model = self.model
-        items, fallback = model.recommend(user_id, k)
+    # -- API ---------------------------------------------------------------------------------------
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    async def recommend(
+        self, user_id: str, k: int = 10, exclude_purchased: bool = False, category: str | None = None
+    ) -> Recommendations:
+        """Top-k items for a user, best first. Users the model does not know get the popularity list
+        (flagged in `fallback`); `exclude_purchased` reads the user's purchases from the online store,
+        live purchases included; `category` keeps one catalogue category."""
+        ranker = self.ranker
+        if category is not None and not ranker.knows_category(category):
+            return _invalid("category", f"unknown category {category!r}")
+        exclude = self.online.purchased(user_id) if exclude_purchased else None
+        items, fallback, excluded = ranker.recommend(user_id, k, exclude, category)
         return Recommendations(
             user_id=user_id,
-            items=[ScoredItem(item_id=i, score=s) for i, s in items],
-            model_version=model.tag,
+            items=[ScoredItem(item_id=i, score=s, category=c) for i, s, c in items],
+            model_version=ranker.tag,
             fallback=fallback,
+            excluded=excluded,
         )
 
+    @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
+    async def similar_items(self, item_id: str, k: int = 10) -> SimilarItems:
+        """Items closest to `item_id` by cosine similarity of the model's item embeddings."""
+        ranker = self.ranker
+        items = ranker.similar(item_id, k)
+        if items is None:
+            return JSONResponse({"error": f"item_id {item_id!r}: not in model {ranker.tag}"}, 404)
+        return SimilarItems(
+            item_id=item_id,
+            items=[ScoredItem(item_id=i, score=s, category=c) for i, s, c in items],
+            model_version=ranker.tag,
+        )
 
-Recommender.add_asgi_middleware(ValidationAs422)
+    @bentoml.api(route="/profile", input_spec=ProfileRequest)
+    async def profile(self, user_id: str) -> Profile:
+        """The user's RFM scores and segment from the nightly run, plus live activity since then."""
+        row = self.online.user(user_id)
+        live = row["live"]
+        if row.get("rfm_segment") is None and live["n_events"] == 0:
+            return JSONResponse(
+                {"error": f"user_id {user_id!r}: no profile (not in the nightly features, no live events)"},
+                404,
+            )
+        nightly_last, live_last = row.get("last_event_ts"), row.get("live_last_event_ts")
+        last = max((t for t in (nightly_last, live_last) if t), default=None)
+        r_score = row.get("r_score")
+        churn = None if r_score is None else ("high" if r_score <= 2 else "medium" if r_score == 3 else "low")
+        if live["n_events"]:
+            churn = "low"
+        purchased = list(row.get("purchased_items") or []) + live["purchased"]
+        monetary = row.get("monetary")
+        if monetary is not None or live["revenue"]:
+            monetary = (monetary or 0.0) + live["revenue"]
+        return Profile(
+            user_id=user_id,
+            segment=row.get("rfm_segment"),
+            churn_risk=churn,
+            r_score=r_score,
+            f_score=row.get("f_score"),
+            m_score=row.get("m_score"),
+            recency_days=row.get("recency_days"),
+            frequency=row.get("frequency"),
+            monetary=monetary,
+            n_views=(row.get("n_views") or 0) + live["n_views"],
+            n_carts=(row.get("n_carts") or 0) + live["n_carts"],
+            n_purchases=(row.get("n_purchases") or 0) + live["n_purchases"],
+            n_returns=live["n_returns"],
+            n_sessions=row.get("n_sessions"),
+            favourite_categories=favourite_categories(purchased, self.ranker.catalogue),
+            last_event_ts=str(last)[:19] if last else None,
+            live_events=live["n_events"],
+            features_as_of=row["as_of"].isoformat() if row["as_of"] else None,
+        )
+
+    @bentoml.api(route="/events", input_spec=EventRequest)
+    def events(
+        self,
+        user_id: str,
+        item_id: str,
+        event_type: str,
+        quantity: int = 1,
+        price: float | None = None,
+        event_ts: datetime | None = None,
+        session_id: str | None = None,
+    ) -> EventAccepted:
+        """Accept a live event: appended and fsynced to today's landing file (the nightly run loads it),
+        then added to the user's live features, so the next /profile and /recommend see it."""
+        now = datetime.now(UTC)
+        ts = event_ts or now
+        if price is None:
+            known = self.ranker.catalogue["price"].get(item_id)
+            if known is None:
+                return _invalid("price", f"required: item {item_id!r} is not in the catalogue")
+            price = float(known)
+        record = {
+            "event_id": f"live-{uuid.uuid4().hex}",
+            "user_id": user_id,
+            "item_id": item_id,
+            "event_type": event_type,
+            "event_ts": ts.strftime("%Y-%m-%d %H:%M:%S"),
+            "session_id": session_id or f"live-{user_id}",
+            "quantity": quantity,
+            "price": price,
+            "received_at": now.isoformat(),
+        }
+        path = self.live.append(ts.date(), record)  # durable before anything else happens
+        try:
+            n_live = self.online.record(user_id, ts.date(), record)
+        except Exception:  # the event is safe on disk; the nightly run will include it
+            log.exception("event %s is in %s but not in the online store", record["event_id"], path)
+            n_live = 0
+        return EventAccepted(
+            event_id=record["event_id"],
+            batch_date=ts.date().isoformat(),
+            landing_file=str(path),
+            live_events=n_live,
+        )
+
+    @bentoml.api(route="/metadata")
+    async def metadata(self) -> Metadata:
+        """The production model being served (also answers GET /metadata)."""
+        as_of = self.online.as_of()
+        return Metadata(**self.meta, features_as_of=as_of.isoformat() if as_of else None)
+
+
+Recommender.add_asgi_middleware(Guard, paths=API_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT)

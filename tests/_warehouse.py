@@ -18,7 +18,8 @@ CREATE SCHEMA IF NOT EXISTS raw;
 CREATE TABLE IF NOT EXISTS raw.events (
     event_id VARCHAR, user_id VARCHAR, item_id VARCHAR, event_type VARCHAR, event_ts TIMESTAMP,
     session_id VARCHAR, quantity INTEGER, price DOUBLE, batch_date DATE, source_file VARCHAR,
-    loaded_at TIMESTAMP
+    loaded_at TIMESTAMP, order_id VARCHAR, description VARCHAR, country VARCHAR, source_format VARCHAR,
+    source_row BIGINT
 );
 CREATE TABLE IF NOT EXISTS raw.batches (
     batch_date DATE PRIMARY KEY, source_file VARCHAR, row_count BIGINT, sha256 VARCHAR,
@@ -65,14 +66,16 @@ def load_batch(warehouse: Path, csv_path: Path, batch_date: date) -> int:
         # all_varchar + explicit casts: a corrupted file must load so that the checks can see it.
         con.execute(
             """
-            INSERT INTO raw.events
+            INSERT INTO raw.events (event_id, user_id, item_id, event_type, event_ts, session_id, quantity,
+                                    price, batch_date, source_file, loaded_at, source_format, source_row)
             SELECT event_id, user_id, item_id, event_type, CAST(event_ts AS TIMESTAMP), session_id,
-                   CAST(quantity AS INTEGER), CAST(price AS DOUBLE), ?::DATE, ?, now()::TIMESTAMP
+                   CAST(quantity AS INTEGER), CAST(price AS DOUBLE), ?::DATE, ?, now()::TIMESTAMP,
+                   'synthetic', row_number() OVER ()
             FROM read_csv(?, header = true, all_varchar = true)
             """,
             [batch_date, str(csv_path), str(csv_path)],
         )
-        (n,) = con.execute("SELECT count(*) FROM raw.events WHERE batch_date = ?", [batch_date]).fetchone()
+        [(n,)] = con.execute("SELECT count(*) FROM raw.events WHERE batch_date = ?", [batch_date]).fetchall()
         con.execute("DELETE FROM raw.batches WHERE batch_date = ?", [batch_date])
         con.execute(
             "INSERT INTO raw.batches VALUES (?, ?, ?, ?, 'loaded', now()::TIMESTAMP)",

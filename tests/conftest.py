@@ -22,6 +22,9 @@ os.environ.update(
     }
 )
 
+# Session fixtures of the end-to-end tests (one Airflow for test_e2e.py and test_e2e_ui.py).
+from tests.e2e_helpers import airflow_stack, good_run, inbox  # noqa: E402,F401
+
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HOME, ignore_errors=True)

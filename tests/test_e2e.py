@@ -1,69 +1,28 @@
-"""End to end, with every real part: a generated shop, the DAG run by Airflow, dbt on DuckDB, Great
-Expectations, Feast, PyTorch, a `bentoml serve` process answering HTTP, and a real SMTP server.
+"""End to end through a real Airflow: the scheduler, dag-processor and api-server run as processes
+(`airflow standalone`), runs are triggered and read through the REST API, every task runs in its own
+process as in production. Around it: a generated shop, dbt on DuckDB, Great Expectations, Feast,
+PyTorch, a `bentoml serve` process answering HTTP, and a real SMTP server.
 
-One module-scoped shop; the good night runs first, then a corrupted night must stop at validation,
-email the data team, quarantine the batch and leave the marts and the production model untouched.
+The good night runs first (session fixture `good_run`), then a corrupted night must stop at
+validation, email the data team (the detailed quality report and Airflow's failure notice), quarantine
+the batch and leave the marts and the production model untouched.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
-from email import message_from_bytes
 
 import duckdb
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
-from ingest.generate import batch_path, generate_shop, write_shop
-from personaflow import settings as config
-from personaflow import stages
+from ingest.generate import batch_path
 from personaflow.demo import free_port
-from personaflow.orchestrate import airflow_env, run_once
+from personaflow.orchestrate import DAG_ID, airflow_env
+from tests.e2e_helpers import TASKS, body_text, run_day
 
 pytestmark = pytest.mark.e2e
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture(scope="module")
-def inbox():
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, handler
-    controller.stop()
-
-
-@pytest.fixture(scope="module")
-def shop_settings(tmp_path_factory, inbox):
-    controller, _ = inbox
-    home = tmp_path_factory.mktemp("e2e")
-    env = {
-        "PERSONAFLOW_HOME": str(home),
-        "PERSONAFLOW_FEATURES_DIR": str(home / "features"),
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "BENTOML_HOME": str(home / "bentoml"),
-        "PERSONAFLOW_SMTP_PORT": str(controller.port),
-        "PERSONAFLOW_ALERT_TO": "data-team@example.test",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        s = config.load()
-        shop = generate_shop(users=400, items=120, days=21, seed=11)
-        write_shop(shop, s.landing_dir)
-        last = shop.events["event_ts"].max().date()
-        stages.ingest_history(last - timedelta(days=1), s)
-        yield s, shop, last
 
 
 def _marts_fingerprint(s) -> tuple:
@@ -73,29 +32,50 @@ def _marts_fingerprint(s) -> tuple:
         ).fetchone()
 
 
-def test_nightly_run_through_airflow_then_served_over_http(shop_settings):
-    s, shop, last = shop_settings
-    run = run_once(s, last)
-    assert run["state"] == "success", run
-    assert set(run["tasks"]) == {
-        "ingest", "validate_batch", "transform", "validate_marts", "features", "train", "promote",
-    }  # fmt: skip
-    assert all(state == "success" for state in run["tasks"].values()), run["tasks"]
+def test_nightly_run_through_the_real_scheduler_succeeds_and_explains_itself(airflow_stack, good_run):
+    stack = airflow_stack
+    assert good_run.state == "success", good_run.tasks
+    assert set(good_run.tasks) == TASKS
+    assert all(state == "success" for state in good_run.tasks.values()), good_run.tasks
 
-    pointer = json.loads(s.production_pointer.read_text())
+    # What the UI shows: notes on the quality gate, the candidate and the promotion decision.
+    notes = {ti["task_id"]: ti["note"] for ti in stack.client.task_instances(DAG_ID, good_run.run_id)}
+    assert notes["ingest.validate_batch"].startswith("**Data quality passed**"), notes
+    assert str(stack.last) in notes["ingest.validate_batch"]
+    assert "ndcg@10" in notes["model.train"] and "Report:" in notes["model.train"]
+    pointer = json.loads(stack.s.production_pointer.read_text())
+    assert notes["model.promote"].startswith("**Promoted**"), notes["model.promote"]
+    assert pointer["tag"] in notes["model.promote"]
+    run = stack.client.run(DAG_ID, good_run.run_id)
+    assert "Promoted" in run["note"] and "training_" in run["note"]
+    # a manual run for a day looks like that day's scheduled run: data interval = the batch day
+    assert run["logical_date"].startswith(str(stack.last))
+    assert run["data_interval_start"].startswith(str(stack.last))
+    assert run["data_interval_end"].startswith(str(stack.last + timedelta(days=1)))
+    # training ran in the one-slot gpu pool
+    train = next(ti for ti in stack.client.task_instances(DAG_ID, good_run.run_id)
+                 if ti["task_id"] == "model.train")  # fmt: skip
+    assert train["pool"] == "gpu"
+
+
+def test_promoted_model_is_served_over_http(airflow_stack, good_run):
+    stack = airflow_stack
+    assert good_run.state == "success"
+    pointer = json.loads(stack.s.production_pointer.read_text())
     from serving.process import start, stop, wait_ready
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start("127.0.0.1", port, env=airflow_env(s))
+    proc = start("127.0.0.1", port, env=airflow_env(stack.s))
     try:
-        wait_ready(base, timeout=120)
-        known = shop.events.loc[shop.events["event_type"] == "purchase", "user_id"].iloc[0]
+        wait_ready(base, timeout=120, proc=proc)
+        events = stack.shop.events
+        known = events.loc[events["event_type"] == "purchase", "user_id"].iloc[0]
         answer = httpx.post(f"{base}/recommend", json={"user_id": known, "k": 5}, timeout=30).json()
         assert answer["model_version"] == pointer["tag"]
         assert answer["fallback"] is None
         assert len(answer["items"]) == 5
-        assert set(i["item_id"] for i in answer["items"]) <= set(shop.items["item_id"])
+        assert set(i["item_id"] for i in answer["items"]) <= set(stack.shop.items["item_id"])
         scores = [i["score"] for i in answer["items"]]
         assert scores == sorted(scores, reverse=True)
 
@@ -108,9 +88,9 @@ def test_nightly_run_through_airflow_then_served_over_http(shop_settings):
     assert proc.poll() is not None
 
 
-def test_corrupted_batch_stops_at_validation_and_emails(shop_settings, inbox):
-    s, _, last = shop_settings
-    _, handler = inbox
+def test_corrupted_batch_fails_validation_skips_downstream_and_emails(airflow_stack, good_run):
+    stack, s, last = airflow_stack, airflow_stack.s, airflow_stack.last
+    assert good_run.state == "success"
     before_marts = _marts_fingerprint(s)
     before_pointer = s.production_pointer.read_text()
 
@@ -124,21 +104,35 @@ def test_corrupted_batch_stops_at_validation_and_emails(shop_settings, inbox):
     bad_file = batch_path(s.landing_dir, bad_day)
     bad_file.write_text("\n".join([lines[0], *rows]) + "\n")
 
-    run = run_once(s, bad_day)
-    assert run["state"] == "failed"
-    assert run["tasks"]["ingest"] == "success"
-    assert run["tasks"]["validate_batch"] == "failed"
-    for downstream in ("transform", "validate_marts", "features", "train", "promote"):
-        assert run["tasks"][downstream] == "upstream_failed", run["tasks"]
+    run = run_day(stack, bad_day)
+    assert run.state == "failed"
+    assert run.tasks["ingest.load"] == "success"
+    assert run.tasks["ingest.validate_batch"] == "failed"
+    for downstream in TASKS - {"ingest.load", "ingest.validate_batch"}:
+        assert run.tasks[downstream] == "upstream_failed", run.tasks
+    # no retry on a data-quality failure
+    validate = next(ti for ti in stack.client.task_instances(DAG_ID, run.run_id)
+                    if ti["task_id"] == "ingest.validate_batch")  # fmt: skip
+    assert validate["try_number"] == 1
 
     assert _marts_fingerprint(s) == before_marts
     assert s.production_pointer.read_text() == before_pointer
     assert bad_file.exists()
     assert (s.quarantine_dir / bad_day.isoformat() / "reasons.json").exists()
+    run_note = stack.client.run(DAG_ID, run.run_id)["note"]
+    assert "Data quality FAILED" in run_note and "price" in run_note
 
-    mails = [m for m in handler.messages if bad_day.isoformat() in m["Subject"]]
-    assert mails, [m["Subject"] for m in handler.messages]
-    body = mails[-1].get_payload(decode=True).decode()
-    assert "price" in body and "event_type" in body
-    assert "teleport" in body
-    assert mails[-1]["To"] == "data-team@example.test"
+    # 1) the quality stage's detailed report
+    mails = stack.inbox.wait_for(bad_day.isoformat())
+    detailed = [m for m in mails if "failed for batch" not in m["Subject"]]
+    assert detailed, [m["Subject"] for m in stack.inbox.messages]
+    body = body_text(detailed[-1])
+    assert "price" in body and "event_type" in body and "teleport" in body
+    assert detailed[-1]["To"] == "data-team@example.test"
+    # 2) Airflow's failure notice from the SMTP provider's notifier, with the reason and the log link
+    notices = stack.inbox.wait_for(f"ingest.validate_batch failed for batch {bad_day}")
+    assert notices, [m["Subject"] for m in stack.inbox.messages]
+    notice = body_text(notices[-1])
+    assert "DataQualityError" in notice or "failed" in notice
+    assert "price" in notice and stack.url in notice
+    assert "data-team@example.test" in notices[-1]["To"]

@@ -198,3 +198,48 @@ def test_smtp_down_still_fails_on_data(dirs):
         "expect_column_values_to_be_in_set on raw.events.event_type" in eml.get_payload(decode=True).decode()
     )
     assert execute(dirs["warehouse"], "SELECT count(*) FROM quarantine.events") == [(100,)]
+
+
+def test_marts_keys_money_and_dates(dirs, smtp_server):
+    handler, smtp = smtp_server
+    as_of = date(2024, 3, 31)
+    wh = dirs["warehouse"]
+    write_marts(wh, as_of)
+    execute(
+        wh,
+        "CREATE TABLE marts.interactions AS SELECT * FROM (VALUES "
+        "('u000001', 'i00001', DATE '2024-03-30', 5.0), ('u000001', 'i00002', DATE '2024-03-30', 1.0), "
+        "('u000001', 'i00001', DATE '2024-03-30', 2.0), ('u000002', 'i00001', DATE '2024-04-02', 1.0)) "
+        "AS t(user_id, item_id, event_date, weight)",
+    )
+    execute(wh, "UPDATE marts.user_features SET monetary = -12.5 WHERE user_id = 'u000007'")
+    execute(wh, "UPDATE marts.item_features SET item_id = 'i00000' WHERE item_id = 'i00003'")
+
+    with pytest.raises(DataQualityError) as info:
+        validate_marts(wh, as_of, dirs["reports"], smtp)
+
+    failed = {(f.table, f.expectation, f.column) for f in info.value.result.failures}
+    assert failed == {
+        ("marts.interactions", "expect_compound_columns_to_be_unique", None),  # (user, item, day) twice
+        ("marts.interactions", "expect_column_values_to_be_between", "event_date"),  # after the as-of day
+        ("marts.user_features", "expect_column_values_to_be_between", "monetary"),  # negative money
+        ("marts.item_features", "expect_column_values_to_be_unique", "item_id"),  # duplicate key
+    }
+    [msg] = handler.messages()
+    body = msg.get_payload(decode=True).decode()
+    assert "-12.5" in body and "2024-04-02" in body and msg["X-Personaflow-Severity"] == "critical"
+
+
+def test_quarantine_made_before_contract_v2_gains_the_new_columns(dirs):
+    wh = dirs["warehouse"]
+    _load(dirs, BAD_DAY, make_events(BAD_DAY, 10))
+    execute(wh, "CREATE SCHEMA quarantine")
+    execute(  # quarantine.events as the walking skeleton created it (raw.events without v2 columns)
+        wh,
+        "CREATE TABLE quarantine.events AS SELECT * EXCLUDE (order_id, description, country, source_format, "
+        "source_row), NULL::TIMESTAMP AS quarantined_at, NULL::VARCHAR AS reason FROM raw.events LIMIT 0",
+    )
+    quarantine_batch(wh, BAD_DAY, dirs["quarantine"], [{"expectation": "x", "table": "raw.events"}])
+    assert execute(wh, "SELECT count(*), min(source_format), max(source_row) FROM quarantine.events") == [
+        (10, "synthetic", 10)
+    ]

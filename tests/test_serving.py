@@ -1,123 +1,191 @@
-"""A real `bentoml serve` on 127.0.0.1, serving a tiny promoted model from a temp BENTOML_HOME."""
+"""A real `bentoml serve` on 127.0.0.1 over a tiny promoted model and a tiny Feast store.
 
-import socket
+One server for the whole module; the in-flight limit is low (8) so the overload test can reach it.
+"""
+
+import asyncio
+import threading
 import time
 
 import httpx
 import pytest
 
-from serving import process
+from tests._serving_setup import running_server
 from training import registry
-from training.data import time_split
-from training.evaluate import popularity_ranking
-from training.synthetic import make_interactions
-from training.train import fit_bpr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("serving")
-    pointer = home / "production.json"
-    env = {"BENTOML_HOME": str(home / "bentoml"), "PERSONAFLOW_PRODUCTION_POINTER": str(pointer)}
-    split = time_split(make_interactions(seed=31), holdout_days=7)
-    model, _ = fit_bpr(split, dim=8, epochs=3, batch_size=256, seed=2, device="cpu")
-    popular = popularity_ranking(split)
-
-    def save(ndcg: float) -> str:
-        metrics = {"ndcg_at_10": ndcg, "baseline_ndcg_at_10": 0.1}
-        return registry.save_candidate(model, split.maps, popular, metrics, {"seed": 2})
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BENTOML_HOME", env["BENTOML_HOME"])
-        tag = save(0.3)
-        assert registry.promote(tag, pointer)["promoted"]
-        port = free_port()
-        proc = process.start("127.0.0.1", port, env=env, log_file=home / "serve.log")
-        try:
-            process.wait_ready(f"http://127.0.0.1:{port}", timeout=90, proc=proc)
-            yield {
-                "url": f"http://127.0.0.1:{port}/recommend",
-                "tag": tag,
-                "split": split,
-                "popular": popular,
-                "pointer": pointer,
-                "save": save,
-            }
-        finally:
-            process.stop(proc)
-            assert proc.poll() is not None
+    with running_server(tmp_path_factory.mktemp("serving"), max_in_flight=8) as srv:
+        yield srv
     with pytest.raises(httpx.TransportError):
-        httpx.post(f"http://127.0.0.1:{port}/recommend", json={"user_id": "u1"}, timeout=2)
+        httpx.post(f"{srv['base']}/recommend", json={"user_id": "u1"}, timeout=2)
+
+
+def post(server, path: str, body) -> httpx.Response:
+    return httpx.post(server["base"] + path, json=body, timeout=10)
 
 
 def test_known_user_gets_k_items_and_model_version(server):
-    user = server["split"].maps.user_ids[0]
-    resp = httpx.post(server["url"], json={"user_id": user, "k": 5})
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
+    user = server["users"][3]
+    body = post(server, "/recommend", {"user_id": user, "k": 5}).json()
     assert body["user_id"] == user and body["model_version"] == server["tag"] and body["fallback"] is None
     assert len(body["items"]) == 5
     scores = [it["score"] for it in body["items"]]
     assert scores == sorted(scores, reverse=True)
-    assert {it["item_id"] for it in body["items"]} <= set(server["split"].maps.item_ids)
-    default = httpx.post(server["url"], json={"user_id": user}).json()
-    assert len(default["items"]) == 10
+    assert {it["item_id"] for it in body["items"]} <= set(server["items"])
+    assert len(post(server, "/recommend", {"user_id": user}).json()["items"]) == 10
 
 
 def test_unknown_user_gets_popularity_fallback(server):
-    resp = httpx.post(server["url"], json={"user_id": "never-seen", "k": 3})
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
+    body = post(server, "/recommend", {"user_id": "never-seen", "k": 3}).json()
     assert body["fallback"] == "popularity"
     assert [it["item_id"] for it in body["items"]] == [i for i, _ in server["popular"][:3]]
 
 
+def test_category_filter_and_exclude_purchased(server):
+    user = server["users"][0]  # bought items[0] in the nightly history
+    toys = post(server, "/recommend", {"user_id": user, "k": 5, "category": "toys"}).json()
+    assert len(toys["items"]) == 5 and {it["category"] for it in toys["items"]} == {"toys"}
+    everything = post(server, "/recommend", {"user_id": user, "k": 60}).json()
+    assert server["items"][0] in {it["item_id"] for it in everything["items"]}
+    excluded = post(server, "/recommend", {"user_id": user, "k": 60, "exclude_purchased": True}).json()
+    assert server["items"][0] not in {it["item_id"] for it in excluded["items"]}
+    assert excluded["excluded"] == 1 and len(excluded["items"]) == 59
+
+
+def test_similar_items_are_ranked_by_cosine(server):
+    item = server["items"][5]
+    body = post(server, "/similar_items", {"item_id": item, "k": 4}).json()
+    ids = [it["item_id"] for it in body["items"]]
+    assert len(ids) == 4 and item not in ids and body["method"] == "embedding_cosine"
+    scores = [it["score"] for it in body["items"]]
+    assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
+    missing = post(server, "/similar_items", {"item_id": "no-such-item"})
+    assert missing.status_code == 404 and "no-such-item" in missing.json()["error"]
+
+
+def test_profile_from_online_store_and_404_for_unknown(server):
+    user = server["users"][2]
+    body = post(server, "/profile", {"user_id": user}).json()
+    assert body["segment"] == "Champions" and body["r_score"] == 3 and body["churn_risk"] == "medium"
+    assert body["n_views"] == 7 and body["monetary"] == pytest.approx(30.0)
+    assert body["features_as_of"] == server["as_of"].isoformat() and body["live_events"] == 0
+    missing = post(server, "/profile", {"user_id": "nobody-at-all"})
+    assert missing.status_code == 404 and "nobody-at-all" in missing.json()["error"]
+
+
+def test_metadata_names_the_model_get_and_post(server):
+    for resp in (httpx.get(server["base"] + "/metadata"), post(server, "/metadata", {})):
+        body = resp.json()
+        assert resp.status_code == 200 and body["model_version"] == server["tag"]
+        assert body["metrics"]["ndcg_at_10"] == 0.3 and body["trained_at"] and body["max_k"] == 100
+
+
+def test_openapi_documents_every_endpoint_and_field(server):
+    spec = httpx.get(server["base"] + "/docs.json").json()
+    for path in ("/recommend", "/similar_items", "/profile", "/events", "/metadata"):
+        assert path in spec["paths"], path
+    schemas = spec["components"]["schemas"]
+    request = next(v for k, v in schemas.items() if k.startswith("RecommendRequest"))
+    assert all(p.get("description") for p in request["properties"].values()), request
+    assert request.get("additionalProperties") is False
+
+
 @pytest.mark.parametrize(
-    ("payload", "field"),
+    ("path", "payload", "field"),
     [
-        ({"user_id": "u000001", "k": 0}, "k"),
-        ({"user_id": "u000001", "k": -1}, "k"),
-        ({"user_id": "u000001", "k": 1000}, "k"),
-        ({"user_id": "u000001", "k": "ten"}, "k"),
-        ({"k": 3}, "user_id"),
-        ({"user_id": "", "k": 3}, "user_id"),
+        ("/recommend", {"user_id": "u000001", "k": 0}, "k"),
+        ("/recommend", {"user_id": "u000001", "k": -1}, "k"),
+        ("/recommend", {"user_id": "u000001", "k": 101}, "k"),
+        ("/recommend", {"user_id": "u000001", "k": "ten"}, "k"),
+        ("/recommend", {"k": 3}, "user_id"),
+        ("/recommend", {"user_id": "", "k": 3}, "user_id"),
+        ("/recommend", {"user_id": "u000001", "kk": 3}, "kk"),
+        ("/recommend", {"user_id": "u000001", "exclude_purchased": "perhaps"}, "exclude_purchased"),
+        ("/recommend", {"user_id": "u000001", "category": "no-such-category"}, "category"),
+        ("/recommend", {}, "user_id"),
+        ("/similar_items", {"item_id": "i00001", "k": 1000}, "k"),
+        ("/profile", {"user_id": ["u1"]}, "user_id"),
+        ("/events", {"user_id": "u1", "item_id": "i00001", "event_type": "like"}, "event_type"),
+        ("/events", {"user_id": "u1", "item_id": "i00001", "event_type": "view", "quantity": 0}, "quantity"),
+        ("/events", {"user_id": "u1", "item_id": "i00001", "event_type": "view", "price": -2}, "price"),
+        ("/events", {"user_id": "u1", "item_id": "zzz", "event_type": "view"}, "price"),
+        (
+            "/events",
+            {"user_id": "u1", "item_id": "i00001", "event_type": "view", "event_ts": "2020-01-01T10:00:00"},
+            "event_ts",
+        ),
     ],
 )
-def test_invalid_input_answers_422_naming_the_field(server, payload, field):
-    resp = httpx.post(server["url"], json=payload)
+def test_invalid_input_answers_422_naming_the_field(server, path, payload, field):
+    resp = post(server, path, payload)
     assert resp.status_code == 422, resp.text
     body = resp.json()
-    assert body["error"].startswith(f"invalid request: {field}:")
+    assert body["error"].startswith(f"invalid request: {field}:"), body
     assert [e["loc"] for e in body["detail"]] == [[field]]
 
 
-def test_non_json_body_answers_422(server):
-    resp = httpx.post(server["url"], content=b"user_id=u1", headers={"content-type": "application/json"})
-    assert resp.status_code == 422, resp.text
-    assert "body" in resp.json()["error"] and "JSON" in resp.json()["error"]
+def test_non_json_and_huge_bodies(server):
+    resp = httpx.post(
+        server["base"] + "/recommend", content=b"user_id=u1", headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 422 and "body" in resp.json()["error"] and "JSON" in resp.json()["error"]
+    huge = httpx.post(server["base"] + "/recommend", json={"user_id": "u1", "pad": "x" * 100_000})
+    assert huge.status_code == 413 and huge.json()["error"].startswith("body:")
 
 
-def test_promotion_and_rollback_are_picked_up_without_restart(server):
-    user = server["split"].maps.user_ids[1]
+def test_overload_sheds_with_503_and_recovers(server):
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=server["base"], limits=limits, timeout=30) as client:
+            body = {"user_id": "overload-user", "item_id": server["items"][1], "event_type": "view"}
+            answers = await asyncio.gather(*(client.post("/events", json=body) for _ in range(64)))
+        return [r.status_code for r in answers]
+
+    codes = asyncio.run(burst())
+    assert set(codes) == {200, 503}, codes
+    assert codes.count(200) >= 8
+    again = post(server, "/recommend", {"user_id": server["users"][1], "k": 2})
+    assert again.status_code == 200
+
+
+def test_requests_keep_succeeding_across_promotion_and_rollback(server):
+    user = server["users"][1]
+    seen: list[str] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=server["base"], timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    resp = client.post("/recommend", json={"user_id": user, "k": 3})
+                    if resp.status_code != 200:
+                        errors.append(f"{resp.status_code} {resp.text}")
+                    else:
+                        seen.append(resp.json()["model_version"])
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
 
     def version_becomes(tag: str) -> bool:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if httpx.post(server["url"], json={"user_id": user, "k": 1}).json()["model_version"] == tag:
+            if seen and seen[-1] == tag:
                 return True
-            time.sleep(0.3)
+            time.sleep(0.1)
         return False
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BENTOML_HOME", str(server["pointer"].parent / "bentoml"))
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    try:
         newer = server["save"](0.5)
         assert registry.promote(newer, server["pointer"])["promoted"]
         assert version_becomes(newer)
         assert registry.rollback(server["pointer"]) == server["tag"]
         assert version_becomes(server["tag"])
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert errors == []
+    assert newer in seen and seen[0] == server["tag"] and len(seen) > 20

@@ -27,7 +27,20 @@ from personaflow.transform import TransformError, run_dbt
 
 PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"
 AS_OF = date(2024, 1, 10)
-MARTS = ("interactions", "user_features", "item_features", "sessions")
+MARTS = (
+    "interactions", "user_features", "item_features", "sessions",
+    "co_purchase", "churn_labels", "data_quality",
+)  # fmt: skip
+
+# raw.events as ingest/load.py creates it (raw contract v2: the last five columns are new)
+RAW_EVENTS_DDL = """
+create table raw.events (
+    event_id varchar, user_id varchar, item_id varchar, event_type varchar, event_ts timestamp,
+    session_id varchar, quantity integer, price double, batch_date date, source_file varchar,
+    loaded_at timestamp, order_id varchar, description varchar, country varchar, source_format varchar,
+    source_row bigint
+)
+"""
 
 EVENTS = [
     # event_id, user, item, type, ts, session, quantity, price
@@ -57,11 +70,7 @@ def make_raw(warehouse: Path, extra_events: list[tuple] = ()) -> Path:
             "create table raw.users (user_id varchar, signup_date date, country varchar, age_band varchar)"
         )
         con.execute("create table raw.items (item_id varchar, category varchar, brand varchar, price double)")
-        con.execute(
-            "create table raw.events (event_id varchar, user_id varchar, item_id varchar, event_type varchar,"
-            " event_ts timestamp, session_id varchar, quantity integer, price double, batch_date date,"
-            " source_file varchar, loaded_at timestamp)"
-        )
+        con.execute(RAW_EVENTS_DDL)
         con.executemany(
             "insert into raw.users values (?, '2023-12-01', 'DE', '25-34')", [[f"u{i}"] for i in range(1, 7)]
         )
@@ -75,9 +84,11 @@ def make_raw(warehouse: Path, extra_events: list[tuple] = ()) -> Path:
             ],
         )
         con.executemany(
-            "insert into raw.events values (?, ?, ?, ?, ?, ?, ?, ?, cast(? as timestamp)::date,"
-            " 'events.csv', timestamp '2024-01-13 01:00:00')",
-            [[*e, e[4]] for e in [*EVENTS, *extra_events]],
+            "insert into raw.events (event_id, user_id, item_id, event_type, event_ts, session_id, quantity,"
+            " price, batch_date, source_file, loaded_at, source_format, source_row)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?, cast(? as timestamp)::date, 'events.csv',"
+            " timestamp '2024-01-13 01:00:00', 'synthetic', ?)",
+            [[*e, e[4], n] for n, e in enumerate([*EVENTS, *extra_events], start=1)],
         )
     finally:
         con.close()
@@ -104,15 +115,23 @@ def built(tmp_path_factory):
 def test_summary_counts_models_tests_and_rows(built):
     warehouse, root, summary = built
     assert json.loads(json.dumps(summary)) == summary  # plain types only
-    assert summary["models"] == 7 and summary["unit_tests"] == 2 and summary["tests"] >= 40
+    assert summary["models"] == 14 and summary["unit_tests"] == 7 and summary["tests"] >= 80
+    assert summary["full_refresh"] is False
     assert summary["rows"] == {
         "staging.stg_events": 14,
         "staging.stg_users": 6,
         "staging.stg_items": 4,
+        "intermediate.int_events_flagged": 12,  # e13 and e14 are after the as-of day
+        "intermediate.int_events_as_of": 12,
+        "intermediate.int_users": 6,
+        "intermediate.int_items": 4,
         "marts.interactions": 8,
         "marts.user_features": 5,
         "marts.item_features": 4,
-        "marts.sessions": 7,
+        "marts.sessions": 8,
+        "marts.co_purchase": 0,  # no pair reaches the default minimum of 3 orders
+        "marts.churn_labels": 0,  # 10 days of log: no 90-day horizon fits yet
+        "marts.data_quality": 35,  # 7 batches up to the as-of day x 5 reasons
     }
     assert summary["seconds"] > 0
     # dbt's artefacts land in state_dir, not in the repository's dbt_project/
@@ -173,17 +192,37 @@ def test_item_features_and_sessions(built):
     ]
     sessions = fetch(
         warehouse,
-        "select session_id, user_id, n_events, n_views, n_carts, n_purchases, revenue,"
-        " date_diff('second', session_start, session_end) from marts.sessions order by session_id",
+        "select session_id, source_session_id, user_id, n_events, n_views, n_carts, n_purchases, revenue,"
+        " duration_seconds from marts.sessions order by session_id",
     )
+    # 30-minute rule: u1's source session s2 (cart 18:00, purchase 23:59:59) is two sessions
     assert sessions == [
-        ("s1", "u1", 2, 1, 0, 1, 20.0, 300),
-        ("s2", "u1", 2, 0, 1, 1, 20.0, 21599),
-        ("s3", "u2", 3, 1, 1, 1, 10.0, 120),
-        ("s4", "u3", 1, 1, 0, 0, 0.0, 0),
-        ("s5", "u4", 1, 0, 0, 1, 15.0, 0),
-        ("s6", "u4", 1, 0, 0, 1, 5.0, 0),
-        ("s7", "u5", 2, 0, 0, 2, 30.0, 600),
+        ("u1-20240109T090000", "s1", "u1", 2, 1, 0, 1, 20.0, 300),
+        ("u1-20240110T180000", "s2", "u1", 1, 0, 1, 0, 0.0, 0),
+        ("u1-20240110T235959", "s2", "u1", 1, 0, 0, 1, 20.0, 0),
+        ("u2-20240105T120000", "s3", "u2", 3, 1, 1, 1, 10.0, 120),
+        ("u3-20240108T200000", "s4", "u3", 1, 1, 0, 0, 0.0, 0),
+        ("u4-20240101T100000", "s5", "u4", 1, 0, 0, 1, 15.0, 0),
+        ("u4-20240102T100000", "s6", "u4", 1, 0, 0, 1, 5.0, 0),
+        ("u5-20240107T110000", "s7", "u5", 2, 0, 0, 2, 30.0, 600),
+    ]
+
+
+def test_user_profile_windows_tenure_and_favourite_categories(built):
+    warehouse, _, _ = built
+    rows = fetch(
+        warehouse,
+        "select user_id, favourite_categories, n_events_7d, n_events_30d, n_orders_7d, revenue_7d,"
+        " tenure_days, days_since_first_purchase, avg_basket_value, return_rate, country"
+        " from marts.user_features order by user_id",
+    )
+    # weights view 1, cart 3, purchase 5 per category; 7 days = 01-04..01-10; signed up 2023-12-01
+    assert rows == [
+        ("u1", "toys,books", 4, 4, 2, 40.0, 40, 1, 20.0, 0.0, "DE"),  # toys 3 + 5 > books 1 + 5
+        ("u2", "books", 3, 3, 1, 10.0, 40, 5, 10.0, 0.0, "DE"),
+        ("u3", "food", 1, 1, 0, 0.0, 40, None, None, None, "DE"),
+        ("u4", "food", 0, 2, 0, 0.0, 40, 9, 10.0, 0.0, "DE"),  # 01-01 and 01-02 fall out of 7 days
+        ("u5", "books,toys", 2, 2, 1, 30.0, 40, 3, 30.0, 0.0, "DE"),  # a tie goes by name
     ]
 
 
@@ -202,12 +241,16 @@ def test_rerun_gives_identical_marts_and_releases_the_file(built):
 
 def test_as_of_defaults_to_newest_event_day(tmp_path):
     warehouse = make_raw(tmp_path / "warehouse.duckdb")
-    summary = run_dbt(warehouse, None, PROJECT, tmp_path / "state", select="staging marts.user_features")
+    summary = run_dbt(warehouse, None, PROJECT, tmp_path / "state", select="+user_features")
     assert summary["as_of"] is None
     assert summary["rows"] == {
         "staging.stg_events": 14,
         "staging.stg_users": 6,
         "staging.stg_items": 4,
+        "intermediate.int_events_flagged": 14,
+        "intermediate.int_events_as_of": 14,
+        "intermediate.int_users": 6,
+        "intermediate.int_items": 4,
         "marts.user_features": 6,
     }
     u1, u6 = fetch(
@@ -225,7 +268,7 @@ def test_failing_data_test_raises_naming_it(tmp_path):
     with pytest.raises(TransformError) as failure:
         run_dbt(warehouse, AS_OF, PROJECT, tmp_path / "state")
     message = str(failure.value)
-    assert "test.personaflow.accepted_values_stg_events_event_type__view__cart__purchase" in message
+    assert "test.personaflow.accepted_values_stg_events_event_type__view__cart__purchase__return" in message
     assert "[fail, 1 failing rows]" in message
     # the marts downstream of the failed test were not built, and the message says so
     assert "model.personaflow.user_features" in message.split("skipped because of them:")[1]

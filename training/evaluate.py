@@ -46,6 +46,16 @@ def ndcg_at_k(ranked: Sequence[Any], relevant: set[Any], k: int) -> float:
     return dcg / ideal
 
 
+def mrr_at_k(ranked: Sequence[Any], relevant: set[Any], k: int) -> float:
+    """1 / rank of the first hit in the top k (0 when none)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    for pos, item in enumerate(list(ranked)[:k]):
+        if item in relevant:
+            return 1.0 / (pos + 1)
+    return 0.0
+
+
 def popularity_scores(split: Split, window_days: int = POPULARITY_WINDOW_DAYS) -> np.ndarray:
     """Purchases per train item in the last `window_days` before the cutoff.
 
@@ -77,31 +87,63 @@ def popularity_scores_fn(split: Split, window_days: int = POPULARITY_WINDOW_DAYS
     return lambda users: np.broadcast_to(scores, (len(users), scores.shape[0]))
 
 
-def evaluate(
+def top_k(
     scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
-) -> dict[str, float | int]:
-    """Mean recall@k and NDCG@k over users with hold-out purchases; plain floats for JSON/metadata."""
+) -> tuple[list[str], np.ndarray]:
+    """Test users (sorted) and their top-k item indices (n_users, k), best first, ties by item order.
+
+    NaN scores are a model fault, not a ranking: they raise, naming the first user and item.
+    """
     users = sorted(split.test_truth)
-    recalls: list[float] = []
-    ndcgs: list[float] = []
-    item_ids = np.asarray(split.maps.item_ids)
+    out = np.zeros((len(users), min(k, split.maps.n_items)), dtype=np.int64)
     for start in range(0, len(users), batch_users):
         chunk = users[start : start + batch_users]
         idx = np.array([split.maps.user_index[u] for u in chunk], dtype=np.int64)
-        scores = np.asarray(scores_fn(idx))
+        scores = np.asarray(scores_fn(idx), dtype=np.float64)
         if scores.shape != (len(chunk), split.maps.n_items):
             raise ValueError(
                 f"scores_fn returned shape {scores.shape}, want {(len(chunk), split.maps.n_items)}"
             )
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        for user, row in zip(chunk, top, strict=True):
-            ranked = item_ids[row].tolist()
-            recalls.append(recall_at_k(ranked, split.test_truth[user], k))
-            ndcgs.append(ndcg_at_k(ranked, split.test_truth[user], k))
-    n = len(recalls)
+        nan = np.isnan(scores)
+        if nan.any():
+            row, col = np.argwhere(nan)[0]
+            raise ValueError(
+                f"scores_fn returned NaN for user {chunk[row]!r}, item {split.maps.item_ids[col]!r} "
+                f"({int(nan.sum())} NaN scores in this batch)"
+            )
+        out[start : start + len(chunk)] = np.argsort(-scores, axis=1, kind="stable")[:, : out.shape[1]]
+    return users, out
+
+
+def per_user_metrics(
+    scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
+) -> dict[str, np.ndarray]:
+    """Recall/NDCG/MRR@k per test user (sorted by user id) plus the top-k indices, for CIs and gates."""
+    users, top = top_k(scores_fn, split, k, batch_users)
+    item_ids = np.asarray(split.maps.item_ids)
+    rows = []
+    for user, row in zip(users, top, strict=True):
+        ranked, truth = item_ids[row].tolist(), split.test_truth[user]
+        rows.append((recall_at_k(ranked, truth, k), ndcg_at_k(ranked, truth, k), mrr_at_k(ranked, truth, k)))
+    arr = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
     return {
-        f"recall_at_{k}": float(np.mean(recalls)) if n else 0.0,
-        f"ndcg_at_{k}": float(np.mean(ndcgs)) if n else 0.0,
+        "users": np.asarray(users, dtype=object),
+        f"recall_at_{k}": arr[:, 0],
+        f"ndcg_at_{k}": arr[:, 1],
+        f"mrr_at_{k}": arr[:, 2],
+        "top": top,
+    }
+
+
+def evaluate(
+    scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
+) -> dict[str, float | int]:
+    """Mean recall@k and NDCG@k over users with hold-out purchases; plain floats for JSON/metadata."""
+    per_user = per_user_metrics(scores_fn, split, k, batch_users)
+    n = len(per_user["users"])
+    return {
+        f"recall_at_{k}": float(per_user[f"recall_at_{k}"].mean()) if n else 0.0,
+        f"ndcg_at_{k}": float(per_user[f"ndcg_at_{k}"].mean()) if n else 0.0,
         "n_test_users": n,
     }
 

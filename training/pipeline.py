@@ -11,9 +11,22 @@ from typing import Any
 from training import registry
 from training.data import Split, load_interactions, time_split
 from training.evaluate import evaluate, popularity_ranking, popularity_scores_fn, transferred_scores_fn
+from training.gate import gate_evidence
+from training.report import write_png
 from training.train import default_device, fit_bpr
 
 log = logging.getLogger(__name__)
+
+
+def production_scores_fn(pointer_path: Path | None, split: Split):
+    """Production's scores over this split's users and items, or None when there is none."""
+    pointer = registry.read_pointer(Path(pointer_path)) if pointer_path is not None else None
+    if not pointer:
+        return None
+    try:
+        return transferred_scores_fn(registry.load_model(pointer["tag"]), split.maps)
+    except ValueError:
+        return None
 
 
 def score_production(pointer_path: Path | None, split: Split) -> dict[str, Any]:
@@ -67,6 +80,9 @@ def train_candidate(
         "baseline_recall_at_10": baseline["recall_at_10"],
         "baseline_ndcg_at_10": baseline["ndcg_at_10"],
         **score_production(pointer_path, split),
+        **gate_evidence(
+            lambda users: model.score(users).numpy(), split, production_scores_fn(pointer_path, split)
+        ),
     }
     params: dict[str, Any] = {
         "holdout_days": holdout_days,
@@ -96,6 +112,15 @@ def train_candidate(
         path = reports_dir / f"training_{tag.replace(':', '_')}.json"
         path.write_text(json.dumps({**result, "history": history}, indent=2))
         result["report"] = str(path)
+        table = {
+            "candidate": {"ndcg@10": metrics["ndcg_at_10"], "recall@10": metrics["recall_at_10"]},
+            "popularity": {"ndcg@10": baseline["ndcg_at_10"], "recall@10": baseline["recall_at_10"]},
+        }
+        if "production_ndcg_at_10" in metrics:
+            table["production"] = {
+                "ndcg@10": metrics["production_ndcg_at_10"], "recall@10": metrics["production_recall_at_10"]
+            }
+        result["report_png"] = str(write_png(path.with_suffix(".png"), tag, table, history))
     log.info(
         "candidate %s ndcg@10=%.4f (popularity %.4f) recall@10=%.4f on %d users",
         tag,
@@ -107,9 +132,15 @@ def train_candidate(
     return result
 
 
-def promote_candidate(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, Any]:
+def promote_candidate(
+    tag: str, pointer_path: Path, min_gain: float = 0.0, report: Path | str | None = None
+) -> dict[str, Any]:
     """Run the promotion gate; the decision dict is the result either way."""
     decision = registry.promote(tag, Path(pointer_path), min_gain=min_gain)
+    if report is not None and Path(report).exists():  # the run report carries the gate's verdict too
+        payload = json.loads(Path(report).read_text())
+        payload["promotion"] = decision
+        Path(report).write_text(json.dumps(payload, indent=2))
     log.info(
         "promotion of %s: %s (%s)", tag, "accepted" if decision["promoted"] else "refused", decision["reason"]
     )

@@ -150,6 +150,13 @@ def promote(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, An
             f"candidate ndcg@10 {cand:.4f} does not beat production {current} {prod:.4f} {basis} "
             f"(+{min_gain})"
         )
+    # Evidence recorded at training time: sanity, paired bootstrap vs production, low-activity slice.
+    from training.gate import check
+
+    refusals = check(metrics, same_split_production=basis == "on the candidate's split")
+    decision["gate_checks"] = refusals
+    if reason is None and refusals:
+        reason = "; ".join(refusals)
     if reason is not None:
         return {**decision, "promoted": False, "reason": reason}
 
@@ -255,3 +262,14 @@ def load_production(pointer_path: Path) -> LoadedModel:
             f"no production model: pointer {pointer_path} does not exist (promote one first)"
         )
     return load_model(pointer["tag"])
+
+
+def model_info(tag: str) -> dict[str, Any]:
+    """What serving's /metadata shows about a saved version: when it was saved, its metrics, params."""
+    model = _get(tag)
+    return {
+        "tag": str(model.tag),
+        "created": model.info.creation_time.isoformat(),
+        "metrics": _metrics(model),
+        "params": dict(model.info.metadata.get("params", {})),
+    }

@@ -45,6 +45,59 @@ def _negatives(rng: np.random.Generator, users: np.ndarray, n_items: int, known:
     return neg
 
 
+def bpr_epoch(
+    model: MatrixFactorization,
+    opt: torch.optim.Optimizer,
+    u_t: torch.Tensor,
+    i_t: torch.Tensor,
+    j_t: torch.Tensor,
+    batch_size: int,
+    reg: float,
+) -> float:
+    """One pass over pre-drawn (user, positive, negative) triples; returns the summed loss.
+
+    On cuda the forward pass runs under bf16 autocast (no loss scaling needed); on CPU in fp32.
+    """
+    model.train()
+    total = 0.0
+    amp = u_t.is_cuda
+    for start in range(0, u_t.shape[0], batch_size):
+        u, i, j = (
+            u_t[start : start + batch_size],
+            i_t[start : start + batch_size],
+            j_t[start : start + batch_size],
+        )
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            margin = model(u, i) - model(u, j)
+            penalty = (
+                model.user_emb(u).pow(2).sum()
+                + model.item_emb(i).pow(2).sum()
+                + model.item_emb(j).pow(2).sum()
+            ) / u.shape[0]
+            loss = -F.logsigmoid(margin.float()).mean() + reg * penalty.float()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * u.shape[0]
+    return total
+
+
+def draw_triples(
+    rng: np.random.Generator,
+    users: np.ndarray,
+    items: np.ndarray,
+    probs: np.ndarray,
+    n_items: int,
+    known: np.ndarray,
+    device: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One epoch's positives (weighted by interaction strength) and uniform negatives, on `device`."""
+    pick = rng.choice(users.size, size=users.size, p=probs)
+    u_all, i_all = users[pick], items[pick]
+    j_all = _negatives(rng, u_all, n_items, known)
+    return tuple(torch.from_numpy(a).to(device) for a in (u_all, i_all, j_all))  # type: ignore[return-value]
+
+
 def fit_bpr(
     split: Split,
     dim: int = 64,
@@ -79,31 +132,8 @@ def fit_bpr(
     n = users.size
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
-        pick = rng.choice(n, size=n, p=probs)
-        u_all, i_all = users[pick], items[pick]
-        j_all = _negatives(rng, u_all, maps.n_items, known)
-        u_t = torch.from_numpy(u_all).to(device)
-        i_t = torch.from_numpy(i_all).to(device)
-        j_t = torch.from_numpy(j_all).to(device)
-        model.train()
-        total = 0.0
-        for start in range(0, n, batch_size):
-            u, i, j = (
-                u_t[start : start + batch_size],
-                i_t[start : start + batch_size],
-                j_t[start : start + batch_size],
-            )
-            margin = model(u, i) - model(u, j)
-            penalty = (
-                model.user_emb(u).pow(2).sum()
-                + model.item_emb(i).pow(2).sum()
-                + model.item_emb(j).pow(2).sum()
-            ) / u.shape[0]
-            loss = -F.logsigmoid(margin).mean() + reg * penalty
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * u.shape[0]
+        u_t, i_t, j_t = draw_triples(rng, users, items, probs, maps.n_items, known, device)
+        total = bpr_epoch(model, opt, u_t, i_t, j_t, batch_size, reg)
         row = {"epoch": float(epoch), "loss": total / n, "seconds": time.perf_counter() - started}
         history.append(row)
         log.info("bpr epoch %d/%d loss=%.4f (%.2fs, %s)", epoch, epochs, row["loss"], row["seconds"], device)

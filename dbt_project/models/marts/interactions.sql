@@ -2,22 +2,18 @@ with
 
 events as (
 
-    select * from {{ ref('stg_events') }}
+    select * from {{ ref('int_events_as_of') }}
 
 ),
 
-as_of as (
+feedback_events as (
 
-    select {{ as_of_date() }} as as_of_date
-
-),
-
-events_as_of as (
-
-    select events.*
-    from events
-    cross join as_of
-    where events.event_ts < as_of.as_of_date + interval 1 day
+    -- views, carts and purchases are implicit feedback; returns are counted in the feature marts
+    select * from events
+    where event_type in ('view', 'cart', 'purchase')
+        {% if is_incremental() %}
+        and event_date >= {{ incremental_start('event_date') }}
+        {% endif %}
 
 ),
 
@@ -34,7 +30,7 @@ daily as (
         coalesce(sum(quantity) filter (where event_type = 'purchase'), 0) as quantity,
         round(sum(revenue), 2) as revenue
 
-    from events_as_of
+    from feedback_events
     group by user_id, item_id, event_date
 
 ),

@@ -1,0 +1,160 @@
+"""Every baseline and every model of ours on one time-cut split: one table, one JSON.
+
+    python benchmarks/recommenders.py                      # the synthetic shop (retail-30d protocol)
+    python benchmarks/recommenders.py --data online-retail [--path ../shared/data/online-retail]
+
+Writes benchmarks/results/recommenders.json with flat keys `<data>_<model>_<metric>` (ndcg_at_10,
+recall_at_10, mrr_at_10 and their _ci_low/_ci_high, coverage, fit_s, peak_rss_mb) plus split sizes and
+the machine's cores. Peak RSS is the process's resident-set peak sampled while that model fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "recommenders.json"
+
+
+class PeakRss:
+    """This process's RSS peak, sampled every 10 ms while the block runs (tracemalloc misses torch)."""
+
+    def __enter__(self) -> PeakRss:
+        self.peak, self._stop = self._rss(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def load_split(data: str, path: Path, test_days: int, users: int, items: int, days: int):
+    from training import protocol
+
+    if data == "online-retail":
+        try:
+            purchases = protocol.load_online_retail(path)
+        except FileNotFoundError as exc:
+            sys.exit(f"--data online-retail: {exc}")
+    else:
+        from ingest.generate import generate_shop
+
+        shop = generate_shop(users=users, items=items, days=days, seed=7)
+        purchases = protocol.purchases_from_events(shop.events)
+    return protocol.split_purchases(purchases, test_days)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from training import baselines, protocol
+    from training.fit import FitConfig, fit_model
+    from training.hybrid import hybrid
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    split = load_split(args.data, Path(args.path), args.test_days, args.users, args.items, args.days)
+    prefix = args.data.replace("-", "_")
+    out: dict = {f"{prefix}_{k}": v for k, v in split.sizes().items()}
+    out.update(
+        {
+            "cores": os.cpu_count(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            f"{prefix}_test_days": args.test_days,
+        }
+    )
+    rows = []
+
+    def record(name: str, scores_fn, fit_s: float, peak: float, extra: dict | None = None) -> None:
+        metrics, _ = protocol.score(scores_fn, split, n_boot=args.boot)
+        metrics.update(fit_s=round(fit_s, 2), peak_rss_mb=round(peak, 1))
+        out.update({f"{prefix}_{name}_{k}": v for k, v in metrics.items() if k != "n_test_users"})
+        out.update({f"{prefix}_{name}_{k}": v for k, v in (extra or {}).items()})
+        rows.append((name, metrics))
+        print(f"  {name:<14} ndcg@10 {metrics['ndcg_at_10']:.4f}  ({fit_s:.1f}s)", flush=True)
+
+    for name, make in baselines.BASELINES.items():
+        with PeakRss() as mem:
+            started = time.perf_counter()
+            scores_fn = make(split)
+            fit_s = time.perf_counter() - started
+        record(name, scores_fn, fit_s, mem.peak)
+
+    for name in args.models:
+        cfg = FitConfig(epochs=args.epochs, lr=3e-3, seed=args.seed, val_days=args.test_days)
+        with PeakRss() as mem:
+            started = time.perf_counter()
+            fitted = fit_model(name, split, cfg)
+            fit_s = time.perf_counter() - started
+        record(name, fitted.scores_fn, fit_s, mem.peak, {"best_epoch": fitted.best_epoch})
+        started = time.perf_counter()
+        blended, info = hybrid(split, fitted.scores_fn, fitted.val_split, fitted.val_scores_fn)
+        record(
+            f"{name}_hybrid",
+            blended,
+            fit_s + time.perf_counter() - started,
+            mem.peak,
+            {"blend_weight": info["weight"]},
+        )
+
+    print(f"\n{args.data}: {split.sizes()}  cores={out['cores']} device={out['device']}")
+    header = (
+        f"{'model':<16}{'NDCG@10 [95% CI]':<26}{'Recall@10':>10}{'MRR@10':>9}{'cover':>8}{'fit s':>8}"
+        f"{'RSS MB':>8}"
+    )
+    print(header + "\n" + "-" * len(header))
+    for name, m in sorted(rows, key=lambda r: -r[1]["ndcg_at_10"]):
+        ci = f"{m['ndcg_at_10']:.4f} [{m['ndcg_at_10_ci_low']:.3f},{m['ndcg_at_10_ci_high']:.3f}]"
+        print(
+            f"{name:<16}{ci:<26}{m['recall_at_10']:>10.4f}{m['mrr_at_10']:>9.4f}{m['coverage']:>8.3f}"
+            f"{m['fit_s']:>8.1f}{m['peak_rss_mb']:>8.0f}"
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("synthetic", "online-retail"), default="synthetic")
+    parser.add_argument(
+        "--path", default=os.environ.get("PERSONAFLOW_RETAIL_PATH", "../shared/data/online-retail")
+    )
+    parser.add_argument("--test-days", type=int, default=30)
+    parser.add_argument("--users", type=int, default=4000)
+    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--boot", type=int, default=1000)
+    parser.add_argument("--models", nargs="+", default=["bpr", "gru", "sasrec"])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    warnings.filterwarnings("ignore", message="OpenBLAS is configured")
+    result = run(args)
+    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    merged.update(result)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(merged, indent=2, sort_keys=True))
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

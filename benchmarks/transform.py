@@ -1,0 +1,242 @@
+"""Benchmark: dbt transform (+ validation) time and peak memory, nightly incremental day vs full rebuild.
+
+For each size a synthetic shop is generated (ingest.generate), landed as daily CSVs and loaded into
+a fresh DuckDB raw layer (ingest.load). Then, each step in its own child process so its peak RSS
+(os.wait4) is its own:
+  history   `dbt build` as of the day before the last (the first build: every model from scratch)
+  day       load + validate the last day's batch, then `dbt build` as of that day (the nightly run:
+            incremental models rewrite that day only) and validate the marts
+  full      `dbt build --full-refresh` as of the last day (every model from all of raw.events)
+Writes benchmarks/results/transform.json with flat keys: <step>_<size>_<what>_s / _peak_rss_mb.
+<step>_<size>_transform_s is the whole child process (imports, dbt parse, build, tests);
+_dbt_only_s is run_dbt's call, _dbt_exec_s dbt's own build-and-test clock.
+
+    make bench-transform                       # 1m and 10m
+    python benchmarks/transform.py --sizes 1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "transform.json"
+PROJECT = ROOT / "dbt_project"
+START = date(2026, 9, 1)
+SIZES = {
+    "1m": {"users": 22_000, "items": 3_000, "days": 60},
+    "10m": {"users": 220_000, "items": 20_000, "days": 60},
+}
+# raw contract v2 columns, in case the loader in this checkout predates them
+V2_COLUMNS = {
+    "order_id": "varchar", "description": "varchar", "country": "varchar",
+    "source_format": "varchar", "source_row": "bigint",
+}  # fmt: skip
+
+
+# ---- steps, each run in a child process: `python benchmarks/transform.py --step NAME ARGS_JSON` ----
+
+
+def step_generate(landing: str, users: int, items: int, days: int) -> dict:
+    from ingest.generate import generate_shop, write_shop
+
+    shop = generate_shop(users=users, items=items, days=days, start=START)
+    write_shop(shop, Path(landing))
+    return {"events": len(shop.events)}
+
+
+def step_load(warehouse: str, landing: str, through: str) -> dict:
+    import duckdb
+
+    from ingest.load import ensure_raw_layer, load_dimensions, load_pending
+
+    ensure_raw_layer(Path(warehouse))
+    with duckdb.connect(warehouse) as con:
+        for column, kind in V2_COLUMNS.items():
+            con.execute(f"alter table raw.events add column if not exists {column} {kind}")
+    load_dimensions(Path(warehouse), Path(landing))
+    loaded = load_pending(Path(warehouse), Path(landing), date.fromisoformat(through))
+    return {"batches": len(loaded), "rows": sum(int(b["rows"]) for b in loaded)}
+
+
+def step_transform(warehouse: str, state: str, as_of: str, full_refresh: bool) -> dict:
+    from personaflow.transform import run_dbt
+
+    summary = run_dbt(
+        Path(warehouse), date.fromisoformat(as_of), PROJECT, Path(state), full_refresh=full_refresh
+    )
+    # dbt's own clock: building and testing the nodes, without imports and parsing (a new as_of
+    # var makes dbt re-parse the whole project, which a nightly run pays every night)
+    executed = json.loads((Path(state) / "target" / "run_results.json").read_text())["elapsed_time"]
+    return {
+        "dbt_s": summary["seconds"],
+        "dbt_exec_s": round(executed, 2),
+        "models": summary["models"],
+        "tests": summary["tests"],
+    }
+
+
+def step_validate(warehouse: str, work: str, day: str, what: str) -> dict:
+    from quality.validate import SmtpConfig, validate_batch, validate_marts
+
+    # port 1: no mail server; a failure would still raise (and keep the alert as .eml)
+    smtp = SmtpConfig(host="127.0.0.1", port=1, sender="bench@localhost", recipients=["bench@localhost"])
+    reports, quarantine = Path(work) / "reports", Path(work) / "quarantine"
+    if what == "batch":
+        validate_batch(Path(warehouse), date.fromisoformat(day), quarantine, reports, smtp)
+    else:
+        validate_marts(Path(warehouse), date.fromisoformat(day), reports, smtp)
+    return {}
+
+
+STEPS = {
+    "generate": step_generate,
+    "load": step_load,
+    "transform": step_transform,
+    "validate": step_validate,
+}
+
+
+# ---- the parent ----
+
+
+def timed(step: str, **kwargs) -> tuple[float, float, dict]:
+    """Run one step in a child; return (seconds, peak RSS in MB of that child alone, its result)."""
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--step", step, json.dumps(kwargs), "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"step {step} {kwargs} failed with exit {code}")
+    result = json.loads(out.read_text())
+    out.unlink()
+    return round(seconds, 2), round(usage.ru_maxrss / 1024, 1), result  # ru_maxrss: KiB on Linux
+
+
+def validation_available() -> bool:
+    try:
+        from quality.validate import SmtpConfig, validate_batch, validate_marts  # noqa: F401
+    except ImportError as exc:
+        print(f"validation skipped: quality.validate not importable ({exc})")
+        return False
+    return True
+
+
+def run_size(name: str, users: int, items: int, days: int, validate: bool, keep: bool) -> dict:
+    work = Path(tempfile.mkdtemp(prefix=f"personaflow-bench-transform-{name}-"))
+    landing, warehouse, state = work / "landing", work / "warehouse.duckdb", work / "dbt"
+    last = START + timedelta(days=days - 1)
+    before = last - timedelta(days=1)
+    out: dict[str, object] = {}
+
+    def record(key: str, seconds: float, rss: float) -> None:
+        out[f"{key}_s"], out[f"{key}_peak_rss_mb"] = seconds, rss
+        print(f"{key:34s} {seconds:8.2f} s {rss:9.1f} MB", flush=True)
+
+    # the machine may be shared: the 1-minute load average says how much (2.0 = both cores busy)
+    out[f"{name}_loadavg_at_start"] = round(os.getloadavg()[0], 2)
+    try:
+        seconds, rss, gen = timed("generate", landing=str(landing), users=users, items=items, days=days)
+        record(f"generate_{name}", seconds, rss)
+        seconds, rss, _ = timed(
+            "load", warehouse=str(warehouse), landing=str(landing), through=before.isoformat()
+        )
+        record(f"load_history_{name}", seconds, rss)
+        seconds, rss, res = timed(
+            "transform",
+            warehouse=str(warehouse),
+            state=str(state),
+            as_of=before.isoformat(),
+            full_refresh=False,
+        )
+        record(f"history_{name}_transform", seconds, rss)
+
+        seconds, rss, _ = timed("load", warehouse=str(warehouse), landing=str(landing), through=str(last))
+        record(f"day_{name}_load", seconds, rss)
+        if validate:
+            seconds, rss, _ = timed("validate", warehouse=str(warehouse), work=str(work),
+                                    day=last.isoformat(), what="batch")  # fmt: skip
+            record(f"day_{name}_validate_batch", seconds, rss)
+        seconds, rss, res = timed("transform", warehouse=str(warehouse), state=str(state),
+                                  as_of=last.isoformat(), full_refresh=False)  # fmt: skip
+        record(f"day_{name}_transform", seconds, rss)
+        out[f"day_{name}_dbt_only_s"], out[f"day_{name}_dbt_exec_s"] = res["dbt_s"], res["dbt_exec_s"]
+        if validate:
+            seconds, rss, _ = timed("validate", warehouse=str(warehouse), work=str(work),
+                                    day=last.isoformat(), what="marts")  # fmt: skip
+            record(f"day_{name}_validate_marts", seconds, rss)
+
+        seconds, rss, res = timed("transform", warehouse=str(warehouse), state=str(state),
+                                  as_of=last.isoformat(), full_refresh=True)  # fmt: skip
+        record(f"full_{name}_transform", seconds, rss)
+        out[f"full_{name}_dbt_only_s"], out[f"full_{name}_dbt_exec_s"] = res["dbt_s"], res["dbt_exec_s"]
+        out[f"{name}_models"], out[f"{name}_data_tests"] = res["models"], res["tests"]
+
+        import duckdb
+
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            out[f"{name}_events"] = con.execute("select count(*) from raw.events").fetchone()[0]
+            out[f"{name}_day_events"] = con.execute(
+                "select count(*) from raw.events where batch_date = ?", [last]
+            ).fetchone()[0]
+            for mart in ("interactions", "sessions", "user_features", "item_features", "co_purchase"):
+                out[f"{name}_{mart}_rows"] = con.execute(f"select count(*) from marts.{mart}").fetchone()[0]
+        out[f"{name}_generated_events"] = gen["events"]
+        out[f"{name}_users"], out[f"{name}_items"], out[f"{name}_days"] = users, items, days
+        out[f"{name}_warehouse_mb"] = round(warehouse.stat().st_size / 2**20, 1)
+        out[f"{name}_loadavg_at_end"] = round(os.getloadavg()[0], 2)
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--keep", action="store_true", help="keep the generated warehouse and landing files")
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.step:  # a child: run one step, write its result
+        result = STEPS[args.step](**json.loads(rest[0]))
+        Path(args.out).write_text(json.dumps(result))
+        return
+
+    validate = validation_available()
+    result: dict[str, object] = {
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "dbt_threads": 2,
+        "validated": validate,
+    }
+    for name in args.sizes:
+        result.update(run_size(name, **SIZES[name], validate=validate, keep=args.keep))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps({**previous, **result}, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

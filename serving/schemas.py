@@ -1,0 +1,136 @@
+"""Request and answer bodies of the API. Every field is described: the OpenAPI docs (`/docs.json`, and
+the page at `/`) are generated from these models.
+
+Requests forbid unknown fields, so a typo (`"user": ...`) is a 422 naming the field, not a silent default.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+MAX_K = 100
+LIVE_EVENT_TYPES = ("view", "cart", "purchase", "return")
+# A live event may be stamped a little ahead of the server's clock (client skew), never more.
+CLOCK_SKEW = timedelta(seconds=60)
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"number of items wanted, 1..{MAX_K}")]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecommendRequest(_Request):
+    user_id: Id = Field(description="the shop's user id, e.g. u000042")
+    k: TopK = 10
+    exclude_purchased: bool = Field(
+        False,
+        description="leave out items the user already bought (nightly history plus live purchases)",
+    )
+    category: Id | None = Field(None, description="only items of this catalogue category, e.g. toys")
+
+
+class SimilarItemsRequest(_Request):
+    item_id: Id = Field(description="a catalogue item id, e.g. i00042")
+    k: TopK = 10
+
+
+class ProfileRequest(_Request):
+    user_id: Id = Field(description="the shop's user id")
+
+
+class EventRequest(_Request):
+    user_id: Id = Field(description="who did it")
+    item_id: Id = Field(description="on which item")
+    event_type: Literal["view", "cart", "purchase", "return"] = Field(description="what happened")
+    quantity: int = Field(1, ge=1, le=1000, description="units (purchases and returns), 1..1000")
+    price: float | None = Field(
+        None, gt=0, le=100_000, description="unit price; default: the catalogue price of the item"
+    )
+    event_ts: datetime | None = Field(
+        None,
+        description="when it happened (UTC; naive values are read as UTC); default: now. Live events "
+        "only: it must fall on the server's current UTC day, so the next nightly run loads it",
+    )
+    session_id: Id | None = Field(None, description="the front end's session id; default: live-<user_id>")
+
+    @field_validator("event_ts")
+    @classmethod
+    def _today_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        now = datetime.now(UTC)
+        if value > now + CLOCK_SKEW:
+            raise ValueError(f"is in the future (server time {now:%Y-%m-%d %H:%M:%S} UTC)")
+        if value.date() != now.date():
+            raise ValueError(f"must be on the current UTC day {now.date()} (live events only)")
+        return value
+
+
+class ScoredItem(BaseModel):
+    item_id: str = Field(description="catalogue item id")
+    score: float = Field(description="model score (higher is better) or popularity for a fallback")
+    category: str | None = Field(None, description="the item's category, when the catalogue knows it")
+
+
+class Recommendations(BaseModel):
+    user_id: str = Field(description="the user asked about")
+    items: list[ScoredItem] = Field(description="best first; fewer than k when filters leave fewer")
+    model_version: str = Field(description="the model (BentoML tag) that produced this answer")
+    fallback: Literal["popularity"] | None = Field(
+        None, description="set when the user is unknown to the model: the answer is the popularity list"
+    )
+    excluded: int = Field(0, description="items left out because the user already bought them")
+
+
+class SimilarItems(BaseModel):
+    item_id: str = Field(description="the item asked about")
+    items: list[ScoredItem] = Field(description="most similar first (cosine of item embeddings)")
+    model_version: str = Field(description="the model whose embeddings were used")
+    method: Literal["embedding_cosine"] = Field("embedding_cosine", description="how similarity is measured")
+
+
+class Profile(BaseModel):
+    user_id: str = Field(description="the user")
+    segment: str | None = Field(description="RFM segment name from the nightly run (None: live-only user)")
+    churn_risk: Literal["low", "medium", "high"] | None = Field(
+        description="rule of thumb: recency score 1-2 high, 3 medium, 4-5 low; low after a live event today"
+    )
+    r_score: int | None = Field(description="recency score 1..5 (5 = most recent), nightly")
+    f_score: int | None = Field(description="frequency score 1..5, nightly")
+    m_score: int | None = Field(description="monetary score 1..5, nightly")
+    recency_days: int | None = Field(description="days since last purchase as of the nightly run")
+    frequency: int | None = Field(description="distinct purchase sessions, nightly")
+    monetary: float | None = Field(description="revenue from the user, nightly plus live purchases")
+    n_views: int = Field(description="views, nightly plus live")
+    n_carts: int = Field(description="add-to-carts, nightly plus live")
+    n_purchases: int = Field(description="purchase events, nightly plus live")
+    n_returns: int = Field(description="returns received live since the nightly run")
+    n_sessions: int | None = Field(description="sessions, nightly")
+    favourite_categories: list[str] = Field(description="up to 3 categories the user bought most from")
+    last_event_ts: str | None = Field(description="latest activity (UTC, YYYY-MM-DD HH:MM:SS)")
+    live_events: int = Field(description="events received through POST /events since the nightly run")
+    features_as_of: str | None = Field(description="the nightly run's as-of day the profile builds on")
+
+
+class EventAccepted(BaseModel):
+    event_id: str = Field(description="id given to the event (also its id in raw.events)")
+    batch_date: str = Field(description="the nightly batch that will load it (its UTC day)")
+    landing_file: str = Field(description="the live landing file it was appended to (fsynced)")
+    live_events: int = Field(description="the user's live events since the nightly run, this one included")
+
+
+class Metadata(BaseModel):
+    model_version: str = Field(description="BentoML tag of the production model being served")
+    trained_at: str | None = Field(description="when the model was saved (ISO, UTC)")
+    promoted_at: str | None = Field(description="when the production pointer last moved (ISO, UTC)")
+    metrics: dict[str, float | int | str | None] = Field(description="evaluation metrics saved with it")
+    n_users: int = Field(description="users the model knows")
+    n_items: int = Field(description="items the model ranks")
+    features_as_of: str | None = Field(description="as-of day of the nightly features in the online store")
+    max_k: int = Field(MAX_K, description="largest k accepted")

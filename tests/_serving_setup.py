@@ -1,0 +1,117 @@
+"""A tiny promoted model, a tiny Feast store and a running `bentoml serve` over them, for serving tests.
+
+The marts are written straight into DuckDB (like tests/test_features.py) as of yesterday (UTC), so a
+live event sent today counts as "since the nightly run".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from personaflow.features import build_features
+from personaflow.settings import REPO_ROOT
+from serving import process
+from training import registry
+from training.data import time_split
+from training.evaluate import popularity_ranking
+from training.synthetic import make_interactions
+from training.train import fit_bpr
+
+CATEGORIES = ("toys", "home", "books")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_marts(warehouse: Path, users: list[str], items: list[str], as_of: date) -> None:
+    """user_features for `users` (alternating segments), item_features for every item, and one past
+    purchase of items[0] by users[0] (so `purchased_items` has something)."""
+    ts = f"{as_of} 12:00:00"
+    user_rows = ", ".join(
+        f"('{u}', date '{as_of}', timestamp '{ts}', timestamp '{ts}', timestamp '{ts}', {n % 30}, "
+        f"{1 + n % 4}, {10.0 * (n + 1)}, {1 + n % 5}, {1 + n % 5}, {1 + n % 5}, "
+        f"'{'Champions' if n % 2 == 0 else 'Hibernating'}', {5 + n}, {n % 3}, {1 + n % 4}, {1 + n % 6})"
+        for n, u in enumerate(users)
+    )
+    item_rows = ", ".join(
+        f"('{i}', '{CATEGORIES[n % len(CATEGORIES)]}', 'brand-{n % 4}', {5.0 + n}, 10, 2, 1, 1, 9.5, {n + 1})"
+        for n, i in enumerate(items)
+    )
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema if not exists marts")
+        con.execute(
+            f"""create or replace table marts.user_features as select * from (values {user_rows})
+            t(user_id, as_of_date, first_event_ts, last_event_ts, last_purchase_ts, recency_days, frequency,
+              monetary, r_score, f_score, m_score, rfm_segment, n_views, n_carts, n_purchases, n_sessions)"""
+        )
+        con.execute(
+            f"""create or replace table marts.item_features as select * from (values {item_rows})
+            t(item_id, category, brand, price, n_views, n_carts, n_purchases, n_buyers, revenue,
+              popularity_rank)"""
+        )
+        con.execute(
+            f"""create or replace table marts.interactions as select * from (values
+              ('{users[0]}', '{items[0]}', date '{as_of}', timestamp '{ts}', 1, 1, 1, 1, 5.0, 9.0)
+            ) t(user_id, item_id, event_date, last_event_ts, n_views, n_carts, n_purchases, quantity,
+                revenue, weight)"""
+        )
+
+
+@contextlib.contextmanager
+def running_server(home: Path, max_in_flight: int = 256) -> Iterator[dict]:
+    """Train, promote, build features, serve; yields what tests need; stops the server after."""
+    features_dir = home / "features"
+    env = {
+        "BENTOML_HOME": str(home / "bentoml"),
+        "PERSONAFLOW_PRODUCTION_POINTER": str(home / "production.json"),
+        "PERSONAFLOW_FEATURES_DIR": str(features_dir),
+        "PERSONAFLOW_LANDING_DIR": str(home / "landing"),
+        "PERSONAFLOW_SERVE_MAX_IN_FLIGHT": str(max_in_flight),
+    }
+    split = time_split(make_interactions(seed=31), holdout_days=7)
+    model, _ = fit_bpr(split, dim=8, epochs=3, batch_size=256, seed=2, device="cpu")
+    popular = popularity_ranking(split)
+    as_of = datetime.now(UTC).date() - timedelta(days=1)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+
+        def save(ndcg: float) -> str:
+            metrics = {"ndcg_at_10": ndcg, "baseline_ndcg_at_10": 0.1}
+            return registry.save_candidate(model, split.maps, popular, metrics, {"seed": 2})
+
+        tag = save(0.3)
+        assert registry.promote(tag, home / "production.json")["promoted"]
+        users, items = split.maps.user_ids[:20], split.maps.item_ids
+        write_marts(home / "warehouse.duckdb", users, items, as_of)
+        build_features(home / "warehouse.duckdb", features_dir, REPO_ROOT / "feature_repo", as_of)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = process.start("127.0.0.1", port, env=env, log_file=home / "serve.log")
+        try:
+            process.wait_ready(base, timeout=120, proc=proc)
+            yield {
+                "base": base,
+                "tag": tag,
+                "split": split,
+                "popular": popular,
+                "pointer": home / "production.json",
+                "save": save,
+                "users": users,
+                "items": items,
+                "home": home,
+                "as_of": as_of,
+                "env": env,
+            }
+        finally:
+            process.stop(proc)

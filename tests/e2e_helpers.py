@@ -1,0 +1,142 @@
+"""Session fixtures for the end-to-end tests: a generated shop, a real SMTP server, and ONE running
+Airflow (standalone: api-server, scheduler, dag-processor, triggerer) shared by the scheduler tests and
+the browser test, so its ~30 s start is paid once. Registered in conftest.py.
+
+Nothing here patches os.environ for the session: the settings are built once from a private
+environment and everything Airflow runs gets them through `orchestrate.airflow_env`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from ingest.generate import generate_shop, write_shop
+from personaflow import settings as config
+from personaflow import stages
+from personaflow.airflow_api import AirflowClient
+from personaflow.airflow_service import down, port_open, start_airflow
+from personaflow.demo import free_port
+from personaflow.orchestrate import DAG_ID
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+TASKS = {
+    "ingest.load", "ingest.validate_batch", "transform.dbt_build", "transform.validate_marts",
+    "features.materialize", "model.train", "model.promote",
+}  # fmt: skip
+
+
+class Inbox:
+    """aiosmtpd handler keeping every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def wait_for(self, needle: str, timeout: float = 30) -> list[Message]:
+        """Messages whose subject contains `needle`, waiting a little for late ones."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.messages if needle in (m["Subject"] or "")]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
+
+@dataclass
+class Stack:
+    s: config.Settings
+    shop: object
+    last: date
+    client: AirflowClient
+    url: str
+    user: str
+    password: str
+    inbox: Inbox
+    start_seconds: float
+
+
+@dataclass
+class Run:
+    run_id: str
+    day: date
+    state: str
+    tasks: dict[str, str | None]
+    seconds: float
+
+
+def body_text(message: Message) -> str:
+    parts = message.walk() if message.is_multipart() else [message]
+    chunks = [p.get_payload(decode=True) for p in parts if p.get_content_maintype() == "text"]
+    return "\n".join(c.decode(errors="replace") for c in chunks if c)
+
+
+@pytest.fixture(scope="session")
+def inbox():
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory, inbox):
+    controller, handler = inbox
+    home = tmp_path_factory.mktemp("e2e")
+    env = {
+        "PERSONAFLOW_HOME": str(home),
+        "PERSONAFLOW_FEATURES_DIR": str(home / "features"),
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "PERSONAFLOW_SMTP_PORT": str(controller.port),
+        "PERSONAFLOW_ALERT_TO": "data-team@example.test",
+        "PERSONAFLOW_AIRFLOW_PORT": str(free_port()),
+        # manual runs only: the nightly clock would otherwise start a run for "yesterday"
+        "PERSONAFLOW_AIRFLOW_SCHEDULE": "false",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        s = config.load()
+    shop = generate_shop(users=400, items=120, days=21, seed=11)
+    write_shop(shop, s.landing_dir)
+    last = shop.events["event_ts"].max().date()
+    stages.ingest_history(last - timedelta(days=1), s)
+
+    started = start_airflow(s)
+    try:
+        client = AirflowClient(started.url, started.user, started.password)
+        client.wait_for_dag(DAG_ID)
+        client.set_paused(DAG_ID, False)
+        yield Stack(s, shop, last, client, started.url, started.user, started.password, handler,
+                    started.seconds)  # fmt: skip
+    finally:
+        stopped = down(s)  # what `personaflow down` does: signal the group, wait for the port
+    assert stopped and stopped[0].startswith("airflow"), stopped
+    assert not port_open(s.airflow_host, s.airflow_port), "Airflow still listens after `down`"
+
+
+def run_day(stack: Stack, day: date, timeout: float = 600) -> Run:
+    """Trigger personaflow_nightly for `day` through the REST API and wait for it to finish."""
+    started = time.perf_counter()
+    run_id = stack.client.trigger(DAG_ID, day, conf={"batch_date": day.isoformat()})
+    run = stack.client.wait(DAG_ID, run_id, timeout=timeout)
+    states = stack.client.task_states(DAG_ID, run_id)
+    return Run(run_id, day, run["state"], states, time.perf_counter() - started)
+
+
+@pytest.fixture(scope="session")
+def good_run(airflow_stack) -> Run:
+    """The last day's nightly run, done once for every test that needs a finished good run."""
+    return run_day(airflow_stack, airflow_stack.last)

@@ -1,0 +1,217 @@
+"""Importing real shop exports: the Online Retail layout (every fault kind it has, counted) and the
+generic CSV/Parquet events format with a column mapping, through the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import duckdb
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ingest.csvfile import IngestError
+from ingest.formats import parse_mapping, read_events
+from ingest.landing import import_events
+from ingest.load import load_pending
+from ingest.online_retail import read_online_retail
+from personaflow.cli import app
+
+HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+# One line per fault kind the real file has; the comment gives the data row number (8: no customer,
+# 9: duplicate of 8).
+ROWS = [
+    "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850.0,United Kingdom",  # 1
+    "536365,71053,WHITE METAL LANTERN,6,12/1/2010 8:26,3.39,17850.0,United Kingdom",  # 2
+    "536365,71053,WHITE METAL LANTERN,6,12/1/2010 8:26,3.39,17850.0,United Kingdom",  # 3 duplicate of 2
+    "536366,22633,HAND WARMER UNION JACK,6,12/1/2010 8:28,1.85,17850,United Kingdom",  # 4 same customer
+    "C536379,D,Discount,-1,12/1/2010 9:41,27.5,14527.0,United Kingdom",  # 5 cancellation
+    "C536383,35004C,SET OF 3 COLOURED  FLYING DUCKS,-1,12/1/2010 9:49,4.65,15311,United Kingdom",  # 6 return
+    "536414,22139,,56,12/1/2010 11:52,0,,United Kingdom",  # 7 price 0, no customer
+    '536544,21773,"DECORATIVE ROSE BATHROOM BOTTLE, BLUE",1,12/1/2010 14:32,2.51,,United Kingdom',  # 8
+    '536544,21773,"DECORATIVE ROSE BATHROOM BOTTLE, BLUE",1,12/1/2010 14:32,2.51,,United Kingdom',  # 9
+    "536592,DOT,DOTCOM POSTAGE,1,12/1/2010 17:06,569.77,,United Kingdom",  # 10 no customer
+    "536600,21123,SET/10 IVORY POLKADOT PARTY CANDLES,-3,12/2/2010 10:00,0,,United Kingdom",  # 11 neg qty
+    "536601,22086,PAPER CHAIN KIT 50'S CHRISTMAS,12,12/2/2010 10:05,2.55,13047.0,United Kingdom",  # 12
+    "A563185,B,Adjust bad debt,1,12/4/2010 14:50,-11062.06,,United Kingdom",  # 13 negative price
+    "536620,22728,ALARM CLOCK BAKELIKE PINK,24,12/5/2010 9:00,3.75,12583,France",  # 14 (12/3: closed)
+]
+FAULTS = {
+    "return": 2, "missing_customer": 6, "non_positive_price": 3, "duplicate": 2, "zero_price": 2,
+    "negative_price": 1, "negative_quantity": 3, "negative_quantity_not_return": 1,
+}  # fmt: skip
+
+
+@pytest.fixture()
+def export(tmp_path):
+    path = tmp_path / "exports" / "online_retail.csv"
+    path.parent.mkdir()
+    path.write_text(HEADER + "\n" + "\n".join(ROWS) + "\n")
+    return path
+
+
+def _rows(warehouse, sql):
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_fault_counts_per_reason(export):
+    frame, report = read_online_retail(export)
+    assert report["rows"] == 14 and report["faults"] == FAULTS
+    assert (report["customers"], report["products"], report["customer_ids_normalized"]) == (5, 12, 5)
+    assert frame.loc[frame["event_type"] == "return", "event_id"].tolist() == ["C536379-5", "C536383-6"]
+
+
+def test_float_looking_customer_id_is_the_same_customer(export):
+    frame, _ = read_online_retail(export)
+    assert frame.loc[:3, "user_id"].tolist() == ["17850"] * 4  # '17850.0' and '17850' alike
+    assert frame.loc[4, "user_id"] == "14527" and frame["user_id"].isna().sum() == 6
+
+
+def test_import_lands_daily_files_loads_them_and_is_idempotent(export, tmp_path):
+    landing, warehouse = tmp_path / "landing", tmp_path / "wh.duckdb"
+    original = export.read_bytes()
+    report = import_events(export, "online-retail", landing)
+    batches = report["batches"]
+    assert (batches["days"], batches["written"], batches["empty_days"]) == (5, 5, 1)
+    assert sorted(p.name for p in (landing / "events").iterdir()) == [
+        f"events_2010-12-0{d}.csv" for d in range(1, 6)
+    ]
+    assert (landing / "events" / "events_2010-12-03.csv").read_text().count("\n") == 1  # header only
+    assert export.read_bytes() == original  # the export is never changed
+
+    loaded = load_pending(warehouse, landing, date(2010, 12, 31))
+    assert [b["rows"] for b in loaded] == [10, 2, 0, 1, 1]
+    assert _rows(
+        warehouse,
+        "select event_id, user_id, item_id, event_type, quantity, price, order_id, session_id, country, "
+        "source_format, source_row from raw.events where order_id like 'C%' or price < 0 order by source_row",
+    ) == [
+        ("C536379-5", "14527", "D", "return", -1, 27.5, "C536379", "C536379", "United Kingdom",
+         "online-retail", 5),
+        ("C536383-6", "15311", "35004C", "return", -1, 4.65, "C536383", "C536383", "United Kingdom",
+         "online-retail", 6),
+        ("A563185-13", None, "B", "purchase", 1, -11062.06, "A563185", "A563185", "United Kingdom",
+         "online-retail", 13),
+    ]  # fmt: skip
+    assert _rows(warehouse, "select count(*), count(distinct event_id) from raw.events") == [(14, 14)]
+    assert _rows(warehouse, "select description from raw.events where source_row = 8") == [
+        ("DECORATIVE ROSE BATHROOM BOTTLE, BLUE",)
+    ]
+
+    # Importing the same export again changes nothing and loads nothing.
+    again = import_events(export, "online-retail", landing)
+    assert (again["batches"]["unchanged"], again["batches"]["written"]) == (5, 0)
+    assert again["users_added"] == again["items_added"] == 0
+    assert load_pending(warehouse, landing, date(2010, 12, 31)) == []
+
+    # A day file fixed by hand is kept by a later import (and reported), unless --overwrite.
+    fixed = landing / "events" / "events_2010-12-02.csv"
+    fixed.write_text(fixed.read_text().replace(",-3,", ",3,"))
+    assert import_events(export, "online-retail", landing)["batches"]["kept"] == ["2010-12-02"]
+    assert ",3," in fixed.read_text()
+    assert import_events(export, "online-retail", landing, overwrite=True)["batches"]["written"] == 1
+    assert ",-3," in fixed.read_text()
+
+
+def test_dimensions_are_derived_for_sources_without_them(export, tmp_path):
+    landing = tmp_path / "landing"
+    import_events(export, "online-retail", landing)
+    users = pd.read_csv(landing / "users.csv", dtype=str)
+    assert sorted(users["user_id"]) == ["12583", "13047", "14527", "15311", "17850"]
+    assert users.set_index("user_id").loc["12583", "country"] == "France"
+    items = pd.read_csv(landing / "items.csv", dtype={"item_id": str})
+    assert items.set_index("item_id").loc["71053", "price"] == 3.39 and len(items) == 12
+
+
+def test_bad_export_values_name_file_column_and_line(export):
+    text = export.read_text()
+    export.write_text(text.replace("12/2/2010 10:05", "2010-13-45 10:05"))
+    with pytest.raises(IngestError, match=r"online_retail.csv:13: column InvoiceDate: '2010-13-45 10:05'"):
+        read_online_retail(export)
+    export.write_text(text.replace(",56,", ",fifty,"))
+    with pytest.raises(
+        IngestError, match=r"online_retail.csv:8: column Quantity: 'fifty' is not a whole number"
+    ):
+        read_online_retail(export)
+    export.write_text(text.replace("CustomerID", "Customer"))
+    with pytest.raises(IngestError, match=r"missing column\(s\) CustomerID; unexpected column\(s\) Customer"):
+        read_online_retail(export)
+    with pytest.raises(IngestError, match="openpyxl"):
+        read_online_retail(export.with_suffix(".xlsx"))
+
+
+def test_latin1_export_and_a_truncated_line(export, tmp_path):
+    lines = export.read_bytes().split(b"\n")
+    lines[5] = lines[5].replace(b"Discount", b"Remise d\xe9duite")
+    lines[9] = b"536999,99999,TRUNCATED LINE,1,12/1/20"  # cut off mid-line
+    export.write_bytes(b"\n".join(lines))
+    with pytest.raises(
+        IngestError, match=r"online_retail.csv: 1 unparseable line.*line 10: expected 8 fields"
+    ):
+        import_events(export, "online-retail", tmp_path / "landing")
+    report = import_events(export, "online-retail", tmp_path / "landing", max_rejects=1)
+    assert (report["rows"], report["rejected_lines"], report["non_utf8_lines"]) == (13, 1, 1)
+    assert json.loads(open(report["rejects_file"]).read())["line"] == 10
+    day = (tmp_path / "landing" / "events" / "events_2010-12-01.csv").read_text()
+    assert "Remise déduite" in day and "TRUNCATED" not in day and "DOTCOM" in day
+
+
+def test_generic_csv_and_parquet_with_a_mapping(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "customer": ["c1", "c2", "c1"],
+            "sku": ["p1", "p2", "p3"],
+            "action": ["view", "purchase", "return"],
+            "ts": ["2024-05-01T10:00:00Z", "2024-05-01 23:30:00+02:00", "2024-05-02T08:00:00"],
+            "qty": [1, 2, -2],
+            "amount": [None, 9.5, 9.5],
+            "campaign": ["a", "b", "c"],
+        }
+    )
+    csv_path, parquet_path = tmp_path / "shop.csv", tmp_path / "shop.parquet"
+    frame.to_csv(csv_path, index=False)
+    frame.to_parquet(parquet_path, index=False)
+    mapping = parse_mapping("customer=user_id, sku=item_id, action=event_type, ts=event_ts, qty=quantity, "
+                            "amount=price")  # fmt: skip
+    for path, fmt in ((csv_path, "csv"), (parquet_path, "parquet")):
+        events, report = read_events(path, fmt, mapping)
+        assert report["ignored_columns"] == ["campaign"]
+        assert events["event_ts"].dt.strftime("%Y-%m-%d %H:%M").tolist() == [
+            "2024-05-01 10:00", "2024-05-01 21:30", "2024-05-02 08:00",
+        ]  # fmt: skip
+        assert events["event_id"].tolist() == [f"shop-{i}" for i in (1, 2, 3)]
+        assert events["quantity"].tolist() == [1, 2, -2] and events["source_format"].unique().tolist() == [
+            fmt
+        ]
+    with pytest.raises(IngestError, match=r"missing column\(s\) event_ts"):
+        read_events(csv_path, "csv", parse_mapping("customer=user_id,sku=item_id,action=event_type"))
+    with pytest.raises(ValueError, match="'when' is not one of ours"):
+        parse_mapping("ts=when")
+
+
+def test_cli_imports_then_loads_or_leaves_days_for_the_dag(export, tmp_path):
+    runner = CliRunner()
+    home = tmp_path / "home"
+    env = {"PERSONAFLOW_HOME": str(home)}
+    args = ["ingest", str(export), "--format", "online-retail"]
+    first = runner.invoke(app, [*args, "--no-load"], env=env)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["faults"] == FAULTS
+    assert not (home / "warehouse.duckdb").exists()  # --no-load: the nightly DAG loads day by day
+
+    loaded = runner.invoke(app, [*args, "--through", "2010-12-02"], env=env)
+    assert loaded.exit_code == 0, loaded.output
+    assert json.loads(loaded.output)["loaded"] == {
+        "through": "2010-12-02",
+        "batches": 2,
+        "rows": 12,
+        "skipped": 0,
+    }
+    backfill = runner.invoke(app, ["ingest", "--from", "2010-12-03", "--through", "2010-12-05"], env=env)
+    assert json.loads(backfill.output) == {"batches_loaded": 3, "rows": 2}
+    bad = runner.invoke(app, ["ingest", str(export)], env=env)
+    assert bad.exit_code != 0 and "--format" in bad.output
+    missing = runner.invoke(app, ["ingest", str(tmp_path / "nope.csv"), "--format", "online-retail"], env=env)
+    assert missing.exit_code == 1 and "nope.csv: file not found" in missing.output

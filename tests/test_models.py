@@ -1,0 +1,163 @@
+"""The retail-30d protocol, its metrics and baselines on hand-made data; models that learn; the gate."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training import baselines, gate, protocol, registry
+from training.evaluate import evaluate, mrr_at_k, per_user_metrics
+from training.fit import FitConfig, fit_model
+from training.hybrid import blend
+from training.synthetic import make_interactions
+
+RETAIL_CSV = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
+536365,A,WHITE HEART,6,12/1/2010 8:26,2.55,17850.0,United Kingdom
+536365,B,LANTERN,6,12/1/2010 8:26,3.39,17850.0,United Kingdom
+536366,A,WHITE HEART,2,12/20/2010 9:00,2.55,13047.0,United Kingdom
+536367,C,MUG,1,12/21/2010 10:00,0,13047.0,United Kingdom
+C536368,A,WHITE HEART,-1,12/22/2010 10:00,2.55,17850.0,United Kingdom
+536369,B,LANTERN,3,12/23/2010 10:00,3.39,,United Kingdom
+536370,B,LANTERN,1,1/25/2011 10:00,3.39,17850.0,United Kingdom
+536370,D,NEW THING,1,1/25/2011 10:00,1.00,17850.0,United Kingdom
+536371,A,WHITE HEART,1,1/30/2011 10:00,2.55,99999.0,United Kingdom
+536372,A,WHITE HEART,-3,1/31/2011 11:00,2.55,13047.0,United Kingdom
+536373,A,WHITE HEART,2,2/1/2011 11:00,2.55,13047.0,United Kingdom
+"""
+
+
+def test_retail_protocol_cleans_and_cuts_a_hand_made_export(tmp_path):
+    folder = tmp_path / "online-retail"
+    folder.mkdir()
+    (folder / "Online Retail.csv").write_text(RETAIL_CSV)
+    purchases = protocol.load_online_retail(folder)
+    # dropped: price 0, the C invoice, the missing customer, the negative quantity
+    assert len(purchases) == 7 and set(purchases["user_id"]) == {"17850", "13047", "99999"}
+    split = protocol.split_purchases(purchases, test_days=30)
+    assert split.last_ts == pd.Timestamp("2011-02-01 11:00") and split.cut_ts == pd.Timestamp(
+        "2011-01-02 11:00"
+    )
+    assert split.sizes() == {
+        "train_rows": 3, "train_users": 2, "train_items": 2, "test_users": 2, "test_rows": 3,
+        "truth_items_unrankable": 1,
+    }  # fmt: skip
+    # 99999 buys in the test window but never before: not a test user; D is new: kept as a miss
+    assert split.test_truth == {"17850": {"B", "D"}, "13047": {"A"}}
+    assert split.train["ts"].max() < split.cut_ts
+    with pytest.raises(FileNotFoundError, match="not found"):
+        protocol.load_online_retail(tmp_path / "absent")
+
+
+def test_metrics_coverage_and_intervals_match_hand_computed_cases():
+    assert mrr_at_k(["a", "b", "c"], {"c"}, 3) == pytest.approx(1 / 3)
+    assert mrr_at_k(["a", "b", "c"], {"c"}, 2) == 0.0
+    assert mrr_at_k(["b", "c"], {"b", "c"}, 2) == 1.0
+    purchases = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u2", "u1", "u2"], "item_id": ["x", "y", "y", "y", "x"],
+         "ts": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03", "2025-03-01", "2025-03-01"])}
+    )  # fmt: skip
+    split = protocol.split_purchases(purchases, test_days=10)
+    fixed = np.array([2.0, 1.0])  # x then y for everyone
+    metrics, per_user = protocol.score(lambda u: np.tile(fixed, (len(u), 1)), split, k=1, n_boot=200)
+    # u1 truth {y}: miss; u2 truth {x}: hit at 1
+    assert per_user["ndcg_at_1"].tolist() == [0.0, 1.0] and metrics["mrr_at_1"] == pytest.approx(0.5)
+    assert metrics["coverage"] == pytest.approx(0.5)  # only x is ever recommended
+    assert 0.0 <= metrics["ndcg_at_1_ci_low"] <= 0.5 <= metrics["ndcg_at_1_ci_high"] <= 1.0
+    assert protocol.bootstrap_ci(np.full(50, 0.3)) == pytest.approx((0.3, 0.3))
+    paired = protocol.paired_bootstrap(np.full(40, 0.5), np.full(40, 0.2))
+    assert paired["gain"] == pytest.approx(0.3) and paired["gain_ci_low"] == pytest.approx(0.3)
+    assert paired["p_not_better"] == 0.0
+
+
+def test_baselines_rank_as_specified():
+    purchases = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u1", "u2", "u2", "u3", "u1"],
+         "item_id": ["a", "b", "b", "c", "c", "c", "a"],
+         "ts": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-20", "2025-01-21",
+                               "2025-01-22", "2025-03-01"])}
+    )  # fmt: skip
+    split = protocol.split_purchases(purchases, test_days=30)
+    items = split.maps.item_ids  # a, b, c
+    u1 = split.maps.user_index["u1"]
+    order = np.argsort(-baselines.own_history(split)(np.array([u1]))[0], kind="stable")
+    assert [items[i] for i in order] == ["b", "a", "c"]  # bought b twice, a once; c is popular fill
+    pop = baselines.popularity(split)(np.array([u1]))[0]
+    assert [items[i] for i in np.argsort(-pop, kind="stable")] == ["c", "b", "a"]
+    knn = baselines.item_knn(split, shrink=0.0)(np.array([u1]))[0]
+    assert knn[items.index("c")] < knn[items.index("a")]  # c was never bought with a or b
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bpr"])
+def test_models_learn_on_tiny_data_and_beat_random(name):
+    frame = make_interactions(n_users=150, n_items=40, n_rows=6000, days=60, seed=3)
+    bought = frame[frame["n_purchases"] > 0]
+    rng = np.random.default_rng(0)
+    ts = pd.to_datetime(bought["event_date"]) + pd.to_timedelta(rng.integers(0, 86_400, len(bought)), "s")
+    split = protocol.split_purchases(bought.assign(ts=ts)[["user_id", "item_id", "ts"]], test_days=10)
+    cfg = FitConfig(epochs=6, patience=6, val_days=10, dim=16, lr=5e-3, seed=1, device="cpu", max_len=20)
+    fitted = fit_model(name, split, cfg)
+    losses = [row["loss"] for row in fitted.history]
+    assert losses[-1] < losses[0]
+    assert fitted.val_split.train["ts"].max() < split.cut_ts  # validation lives inside training
+    learned = evaluate(fitted.scores_fn, split)
+    randomly = evaluate(lambda u: rng.random((len(u), split.maps.n_items)), split)
+    assert learned["ndcg_at_10"] > randomly["ndcg_at_10"] + 0.1
+    again = fit_model(name, split, FitConfig(**{**cfg.__dict__, "epochs": 2}))
+    assert [r["loss"] for r in again.history] == pytest.approx(losses[:2], rel=1e-4)  # seeded
+    hist = baselines.own_history(split)
+    mixed = evaluate(blend(hist, fitted.scores_fn, 0.3), split)
+    assert 0.0 < mixed["ndcg_at_10"] <= 1.0
+
+
+def test_gate_refuses_nan_and_worse_models_and_passes_a_real_gain(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    from training.data import time_split
+    from training.evaluate import popularity_ranking
+    from training.train import fit_bpr
+
+    split = time_split(make_interactions(seed=21), holdout_days=7)
+    model, _ = fit_bpr(split, dim=8, epochs=6, batch_size=256, seed=1, device="cpu")
+    good = lambda u: model.score(u).numpy()  # noqa: E731
+    broken = lambda u: np.where(np.arange(split.maps.n_items) == 3, np.nan, good(u))  # noqa: E731
+    rng = np.random.default_rng(0)
+    worse = lambda u: rng.random((len(u), split.maps.n_items))  # noqa: E731
+
+    failures, _ = gate.sanity(broken, split)
+    assert len(failures) == 1 and "NaN" in failures[0] and split.maps.item_ids[3] in failures[0]
+    assert gate.sanity(good, split)[0] == []
+    assert "coverage" in gate.sanity(good, split, coverage_floor=0.99)[0][0]
+    assert per_user_metrics(good, split)["top"].shape == (len(split.test_truth), 10)
+
+    def save(fn, prod_fn=None, prod_tag=None):
+        metrics = {**evaluate(fn, split)} if fn is not broken else {"ndcg_at_10": 0.9, "recall_at_10": 0.9}
+        metrics["baseline_ndcg_at_10"] = 0.0
+        metrics.update(gate.gate_evidence(fn, split, prod_fn))
+        if prod_fn is not None:
+            metrics.update(
+                production_tag=prod_tag, production_ndcg_at_10=evaluate(prod_fn, split)["ndcg_at_10"]
+            )
+        return registry.save_candidate(model, split.maps, popularity_ranking(split), metrics, {})
+
+    pointer = tmp_path / "production.json"
+    nan_decision = registry.promote(save(broken), pointer)
+    assert nan_decision["promoted"] is False and "sanity check failed" in nan_decision["reason"]
+    assert not pointer.exists()
+    first = save(worse)
+    assert registry.promote(first, pointer)["promoted"] is True  # random beats the 0.0 baseline
+    better = save(good, worse, first)
+    decision = registry.promote(better, pointer)
+    assert decision["promoted"] is True and decision["gate_checks"] == []
+    # a candidate equal to production: its gain's interval includes 0
+    same = save(good, good, better)
+    refused = registry.promote(same, pointer)
+    assert refused["promoted"] is False and "does not beat production" in refused["reason"]
+    metrics = {"gate_gain": 0.001, "gate_gain_ci_low": -0.01, "gate_gain_ci_high": 0.012,
+               "low_activity_ndcg_at_10": 0.10, "production_low_activity_ndcg_at_10": 0.20,
+               "gate_n_low_activity_users": 7}  # fmt: skip
+    reasons = gate.check(metrics, same_split_production=True)
+    assert len(reasons) == 2 and "noise" in reasons[0] and "low-activity users regress" in reasons[1]
+    assert gate.check(metrics, same_split_production=False) == []
+    json.dumps(decision)
+    assert math.isfinite(decision["candidate_ndcg_at_10"])

@@ -1,0 +1,180 @@
+"""The retail-30d benchmark protocol, parameterised: purchases in, a time-cut split and scored rankings out.
+
+Protocol (issue 4): keep purchases with a customer, not cancelled, quantity > 0, price > 0; cut at
+`test_days` before the log's last timestamp; train on everything before the cut; test users are those
+who buy after the cut *and* bought before it; their truth is the set of items they buy after the cut.
+Every training item is ranked (re-buys allowed). Truth items never seen in training stay in the truth
+(they count as misses: no model can rank them), so numbers are comparable with the shared reference
+ones. Metrics come from `training.evaluate`; this module adds coverage and bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.data import IdMaps, Split
+from training.evaluate import ScoresFn, per_user_metrics
+
+PURCHASE_COLUMNS = ["user_id", "item_id", "ts"]
+DEFAULT_RETAIL_DIR = Path("../shared/data/online-retail")
+METRICS = ("recall_at_10", "ndcg_at_10", "mrr_at_10")
+
+
+@dataclass(frozen=True)
+class PurchaseSplit(Split):
+    """A `data.Split` (so every metric and model works on it) plus the exact cut timestamps."""
+
+    cut_ts: pd.Timestamp | None = None
+    last_ts: pd.Timestamp | None = None
+    n_test_rows: int = 0
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "train_rows": int(len(self.train)),
+            "train_users": self.maps.n_users,
+            "train_items": self.maps.n_items,
+            "test_users": len(self.test_truth),
+            "test_rows": self.n_test_rows,
+            "truth_items_unrankable": self.n_truth_items_unrankable,
+        }
+
+
+def clean_online_retail(landing: pd.DataFrame) -> pd.DataFrame:
+    """Online Retail rows in the landing layout (ingest.online_retail) -> the protocol's purchases."""
+    keep = (
+        landing["user_id"].notna()
+        & (landing["event_type"] == "purchase")
+        & (landing["quantity"] > 0)
+        & (landing["price"] > 0)
+    )
+    out = landing.loc[keep, ["user_id", "item_id", "event_ts", "quantity"]].rename(columns={"event_ts": "ts"})
+    out["ts"] = pd.to_datetime(out["ts"])
+    return out.reset_index(drop=True)
+
+
+def find_retail_file(folder: Path) -> Path:
+    """The CSV export inside the shared data folder (a file path is accepted as is)."""
+    folder = Path(folder)
+    if folder.is_file():
+        return folder
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"Online Retail data not found at {folder}: put the UCI export (CSV) there or pass its path"
+        )
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv")
+    if not files:
+        raise FileNotFoundError(f"no .csv file in {folder} (the UCI sheet saved as CSV is expected)")
+    return files[0]
+
+
+def load_online_retail(path: Path = DEFAULT_RETAIL_DIR) -> pd.DataFrame:
+    """Read the export with the ingest parser (same dates, ids and faults), then clean it."""
+    from ingest.online_retail import read_online_retail
+
+    landing, _ = read_online_retail(find_retail_file(path))
+    return clean_online_retail(landing)
+
+
+def purchases_from_events(events: pd.DataFrame) -> pd.DataFrame:
+    """Synthetic-shop (or raw.events-shaped) events -> purchases; returns/views/carts dropped."""
+    keep = (events["event_type"] == "purchase") & (events["quantity"] > 0) & (events["price"] > 0)
+    keep &= events["user_id"].notna()
+    out = events.loc[keep, ["user_id", "item_id", "event_ts", "quantity"]].rename(columns={"event_ts": "ts"})
+    out["ts"] = pd.to_datetime(out["ts"])
+    return out.reset_index(drop=True)
+
+
+def split_purchases(purchases: pd.DataFrame, test_days: int = 30) -> PurchaseSplit:
+    """Cut at last_ts - test_days; see the module docstring for the rules."""
+    missing = [c for c in PURCHASE_COLUMNS if c not in purchases]
+    if missing:
+        raise ValueError(f"purchases frame lacks column(s) {missing}; has {list(purchases.columns)}")
+    if test_days < 1:
+        raise ValueError(f"test_days must be >= 1, got {test_days}")
+    if purchases.empty:
+        raise ValueError("purchases frame is empty: nothing to split")
+    frame = purchases.copy()
+    frame["ts"] = pd.to_datetime(frame["ts"])
+    frame["user_id"] = frame["user_id"].astype(str)
+    frame["item_id"] = frame["item_id"].astype(str)
+    last_ts = frame["ts"].max()
+    cut_ts = last_ts - pd.Timedelta(days=test_days)
+    in_train = frame["ts"] < cut_ts
+    train = frame.loc[in_train].sort_values("ts", kind="stable").reset_index(drop=True)
+    if train.empty:
+        raise ValueError(f"no purchases before the cut {cut_ts} (last {last_ts}, test_days {test_days})")
+    test = frame.loc[~in_train]
+    # The columns the skeleton's models and baselines read (one purchase line = one purchase).
+    train["event_date"] = train["ts"].dt.date
+    train["n_purchases"] = 1
+    train["weight"] = 1.0
+    maps = IdMaps(user_ids=sorted(train["user_id"].unique()), item_ids=sorted(train["item_id"].unique()))
+    test = test[test["user_id"].isin(maps.user_index)]
+    truth = {str(u): set(items) for u, items in test.groupby("user_id")["item_id"]}
+    pairs = test[["user_id", "item_id"]].drop_duplicates()
+    return PurchaseSplit(
+        train=train,
+        test_truth=truth,
+        maps=maps,
+        cutoff=cut_ts.date(),
+        last_date=last_ts.date(),
+        n_truth_items_unrankable=int((~pairs["item_id"].isin(maps.item_index)).sum()),
+        cut_ts=cut_ts,
+        last_ts=last_ts,
+        n_test_rows=int(len(test)),
+    )
+
+
+def validation_split(split: PurchaseSplit, val_days: int) -> PurchaseSplit:
+    """The same protocol inside the training period: early stopping and tuning never see the test."""
+    return split_purchases(split.train[PURCHASE_COLUMNS], test_days=val_days)
+
+
+def bootstrap_ci(
+    values: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Percentile interval of the mean over users resampled with replacement."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def paired_bootstrap(
+    candidate: np.ndarray, baseline: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """Mean per-user gain of candidate over baseline, its 95% interval, and P(gain <= 0) under resampling."""
+    diff = np.asarray(candidate, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    if diff.size == 0:
+        return {"gain": 0.0, "gain_ci_low": 0.0, "gain_ci_high": 0.0, "p_not_better": 1.0}
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, size=(n_boot, diff.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return {
+        "gain": float(diff.mean()),
+        "gain_ci_low": float(lo),
+        "gain_ci_high": float(hi),
+        "p_not_better": float((means <= 0).mean()),
+    }
+
+
+def score(
+    scores_fn: ScoresFn, split: Split, k: int = 10, n_boot: int = 1000, seed: int = 0
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Means, bootstrap 95% intervals and catalogue coverage; also the per-user arrays (for gates)."""
+    per_user = per_user_metrics(scores_fn, split, k)
+    out: dict[str, Any] = {"n_test_users": int(len(per_user["users"]))}
+    for name in (f"recall_at_{k}", f"ndcg_at_{k}", f"mrr_at_{k}"):
+        values = per_user[name]
+        out[name] = float(values.mean()) if values.size else 0.0
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = bootstrap_ci(values, n_boot, seed)
+    out["coverage"] = float(np.unique(per_user["top"]).size / split.maps.n_items)
+    return out, per_user
