@@ -40,7 +40,7 @@ test: install browser
 lint: install
 	$(BIN)/ruff check .
 
-bench: bench-pipeline
+bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models
 
 bench-pipeline: install
 	$(BIN)/python benchmarks/pipeline.py

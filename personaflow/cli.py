@@ -129,9 +129,12 @@ def validate(
 
 
 @app.command()
-def transform(day: DateOpt) -> None:
+def transform(
+    day: DateOpt,
+    full_refresh: bool = typer.Option(False, help="Rebuild incremental marts from all of raw."),
+) -> None:
     """dbt build of staging models and marts as of the day."""
-    _print(stages.transform(day.date(), config.load()))
+    _print(stages.transform(day.date(), config.load(), full_refresh=full_refresh))
 
 
 @app.command()

@@ -76,12 +76,13 @@ def validate_batch(batch_date: date, s: Settings) -> dict[str, Any]:
     return run(s.warehouse, batch_date, s.quarantine_dir, s.reports_dir, _smtp(s))
 
 
-def transform(as_of: date, s: Settings) -> dict[str, Any]:
-    """`dbt build`: staging views and marts, each tested right after it is built."""
+def transform(as_of: date, s: Settings, full_refresh: bool = False) -> dict[str, Any]:
+    """`dbt build`: staging views and marts, each tested right after it is built. Incremental marts
+    process the new day; `full_refresh` rebuilds them from all of raw (once after a model change)."""
     from personaflow.transform import run_dbt
 
     export_tool_env(s)
-    return run_dbt(s.warehouse, as_of, s.dbt_project_dir, s.home / "dbt")
+    return run_dbt(s.warehouse, as_of, s.dbt_project_dir, s.home / "dbt", full_refresh=full_refresh)
 
 
 def validate_marts(as_of: date, s: Settings) -> dict[str, Any]:

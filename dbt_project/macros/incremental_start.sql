@@ -16,6 +16,13 @@
     {%- if reprocess_days < 1 -%}
         {{- exceptions.raise_compiler_error("var reprocess_days must be >= 1, got " ~ reprocess_days) -}}
     {%- endif -%}
+    {%- set existing = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {%- if day_column not in existing -%}
+        {{- exceptions.raise_compiler_error(
+            this ~ " has no column " ~ day_column ~ ": it was built by an older version of the model;"
+            ~ " rebuild it once with full_refresh=True (dbt --full-refresh)"
+        ) -}}
+    {%- endif -%}
     {%- set query -%}
         select least({{ as_of_date() }} - {{ reprocess_days - 1 }}, max({{ day_column }}) + 1)
         from {{ this }}
