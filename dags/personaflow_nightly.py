@@ -5,10 +5,13 @@ Thin wiring only: every task calls a function in `personaflow.stages`, which als
 task for its logical date redoes exactly that day. Heavy imports live inside the tasks.
 
 Task groups follow the stages: `ingest` (load, validate_batch), `transform` (dbt build,
-validate_marts), `features`, `model` (train in the one-slot `gpu` pool, promote). A failed task emails
-the data team through the SMTP notifier (connection `smtp_default`); a data-quality failure also sends
-its own detailed report and quarantines the batch. The validate and promote tasks leave notes on
-their task instance and on the run, so the UI says why a model was or was not promoted.
+validate_marts), `features`, `model` (train in the one-slot `gpu` pool, promote). With
+PERSONAFLOW_DBT_TASKS=models, `transform.dbt_build` is a task group with one `dbt build --select
+<model>` task per dbt model, wired as the precompiled manifest says (read as JSON at parse time).
+A failed task emails the data team through the SMTP notifier (connection `smtp_default`); a
+data-quality failure also sends its own detailed report and quarantines the batch. The validate
+and promote tasks leave notes on their task instance and on the run, so the UI says why a model
+was or was not promoted.
 """
 
 from __future__ import annotations
@@ -17,14 +20,29 @@ import os
 from datetime import date, datetime, timedelta
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-from airflow.sdk import CronDataIntervalTimetable, TaskGroup, chain, dag, get_current_context, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, chain, dag, get_current_context, task
+
+from personaflow.dbt_graph import manifest_path, model_graph
+from personaflow.orchestrate import dbt_tasks_mode
+from personaflow.settings import REPO_ROOT
+
+# Lineage the UI shows, and what other DAGs can be scheduled on. RAW_CORRECTED is announced by hand
+# (UI "Create Asset Event", `python -m personaflow.orchestrate announce D`) after a corrected batch
+# file landed, with extra {"batch_date": D}; it starts `personaflow_refresh`. The nightly load
+# does not emit it (or every night would run twice).
+RAW_CORRECTED = Asset(name="personaflow_raw_corrected", uri="personaflow://warehouse/raw/corrected_batch")
+MARTS = Asset(name="personaflow_marts", uri="personaflow://warehouse/marts")
+FEATURES = Asset(name="personaflow_features", uri="personaflow://features/feast")
 
 FAILURE_SUBJECT = (
     "[personaflow] {{ ti.task_id }} failed for batch "
-    "{{ (dag_run.conf or {}).get('batch_date') or ds }} (try {{ ti.try_number }})"
+    # asset-triggered runs (personaflow_refresh) have no logical date, hence no `ds`
+    "{{ (dag_run.conf or {}).get('batch_date') or ds | default('of the asset event') }}"
+    " (try {{ ti.try_number }})"
 )
 FAILURE_BODY = """<p>Task <b>{{ ti.task_id }}</b> of <b>{{ ti.dag_id }}</b> failed.</p>
-<p>Batch day: {{ (dag_run.conf or {}).get('batch_date') or ds }}<br>Run: {{ run_id }}<br>
+<p>Batch day: {{ (dag_run.conf or {}).get('batch_date') or ds | default('of the asset event') }}<br>
+Run: {{ run_id }}<br>
 Try: {{ ti.try_number }}</p>
 <p>Reason:</p><pre>{{ exception }}</pre>
 <p>Log: <a href="{{ ti.log_url }}">{{ ti.log_url }}</a></p>"""
@@ -65,7 +83,15 @@ def _batch_day() -> date:
     conf = context["dag_run"].conf or {}
     if conf.get("batch_date"):
         return date.fromisoformat(conf["batch_date"])
-    stamp = context.get("logical_date") or context["data_interval_start"]
+    # An asset-triggered run (personaflow_refresh) has no logical date: the event names the day.
+    triggering = context.get("triggering_asset_events") or {}
+    announced = [e.extra["batch_date"] for events in triggering.values() for e in events
+                 if (e.extra or {}).get("batch_date")]  # fmt: skip
+    if announced:
+        return date.fromisoformat(announced[-1])
+    stamp = context.get("logical_date") or context.get("data_interval_start")
+    if stamp is None:
+        raise ValueError("no batch day: set conf batch_date, or asset event extra {'batch_date': 'Y-M-D'}")
     return stamp.date()
 
 
@@ -107,18 +133,50 @@ def _validate(stage: str) -> dict:
     return result
 
 
-@dag(
-    dag_id="personaflow_nightly",
-    description="Nightly: ingest the day's events, validate, dbt build, Feast, retrain, promote.",
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=datetime(2010, 12, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["personaflow", "nightly"],
-    doc_md=__doc__,
-)
-def personaflow_nightly():
+def _dbt_models() -> dict[str, list[str]] | None:
+    """The dbt model graph when per-model tasks are asked for and a manifest exists (a JSON read)."""
+    if dbt_tasks_mode() != "models":
+        return None
+    home = os.environ.get("PERSONAFLOW_HOME") or REPO_ROOT / ".personaflow"  # settings.load()'s default
+    return model_graph(manifest_path(home))
+
+
+@task(task_id="dbt_build")
+def dbt_build() -> dict:
+    from personaflow import stages
+
+    return stages.transform(_batch_day(), _settings())
+
+
+@task(pool="dbt", pool_slots=1)
+def dbt_model(model: str) -> dict:
+    """`dbt build --select <model>`: the model, then its tests; same `as_of` var as the single build, so
+    incremental models rewrite the same day. One at a time (pool `dbt`): DuckDB takes one writer."""
+    from personaflow.settings import export_tool_env
+    from personaflow.transform import run_dbt
+
+    s = _settings()
+    export_tool_env(s)
+    return run_dbt(s.warehouse, _batch_day(), s.dbt_project_dir, s.home / "dbt", select=model)
+
+
+def _dbt_group(models: dict[str, list[str]] | None):
+    """(first tasks, last tasks) of the dbt step: one task, or a group with a task per model."""
+    if not models:
+        built = dbt_build()
+        return [built], [built]
+    with TaskGroup("dbt_build", tooltip="dbt build --select <model>, one task per model (manifest)"):
+        tasks = {name: dbt_model.override(task_id=name)(name) for name in sorted(models)}
+        for name, parents in models.items():
+            for parent in parents:
+                tasks[parent] >> tasks[name]
+    children = {p for parents in models.values() for p in parents}
+    return [tasks[n] for n in sorted(models) if not models[n]], [tasks[n] for n in sorted(models)
+                                                                   if n not in children]  # fmt: skip
+
+
+def _pipeline() -> None:
+    """The stages as task groups; both DAGs below run the same graph, only their trigger differs."""
     with TaskGroup("ingest", tooltip="Load the day's landing file; check it before anything uses it"):
 
         @task(task_id="load")
@@ -135,23 +193,18 @@ def personaflow_nightly():
         chain(loaded, checked)
 
     with TaskGroup("transform", tooltip="dbt build (staging views, marts, their tests), then GX on marts"):
+        first, last = _dbt_group(_dbt_models())
 
-        @task(task_id="dbt_build")
-        def transform() -> dict:
-            from personaflow import stages
-
-            return stages.transform(_batch_day(), _settings())
-
-        @task(retries=0)
+        @task(retries=0, outlets=[MARTS])
         def validate_marts() -> dict:
             return _validate("marts")
 
-        built, marts_ok = transform(), validate_marts()
-        chain(built, marts_ok)
+        marts_ok = validate_marts()
+        last >> marts_ok
 
     with TaskGroup("features", tooltip="Feast: snapshots, materialize the new interval, training set"):
 
-        @task(task_id="materialize")
+        @task(task_id="materialize", outlets=[FEATURES])
         def features() -> dict:
             from personaflow import stages
 
@@ -188,8 +241,43 @@ def personaflow_nightly():
         trained = train()
         promoted = promote(trained)
 
-    chain(checked, built)
+    checked >> first
     chain(marts_ok, materialized, trained, promoted)
 
 
+@dag(
+    dag_id="personaflow_nightly",
+    description="Nightly: ingest the day's events, validate, dbt build, Feast, retrain, promote.",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2010, 12, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["personaflow", "nightly"],
+    doc_md=__doc__,
+)
+def personaflow_nightly():
+    _pipeline()
+
+
+@dag(
+    dag_id="personaflow_refresh",
+    description="A corrected batch was announced (asset event with batch_date): reload it and redo the rest.",
+    schedule=[RAW_CORRECTED],
+    start_date=datetime(2010, 12, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["personaflow", "refresh"],
+    doc_md="""Runs the nightly graph for the day named by a `personaflow_raw_corrected` asset event
+(extra `{"batch_date": "YYYY-MM-DD"}`): after fixing a landing file, announce it from the asset's page
+in the UI (*Create Asset Event*) or with `python -m personaflow.orchestrate announce D`; the batch
+is reloaded, validated, the marts rebuilt (`personaflow_marts`), features re-materialized
+(`personaflow_features`) and a model retrained and gated, without waiting for the next night.""",
+)
+def personaflow_refresh():
+    _pipeline()
+
+
 personaflow_nightly()
+personaflow_refresh()

@@ -144,6 +144,28 @@ class AirflowClient:
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         return {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
 
+    def asset_id(self, uri: str) -> int:
+        found = self._call("GET", "/assets", params={"uri_pattern": uri})["assets"]
+        ids = [a["id"] for a in found if a["uri"] == uri]
+        if not ids:
+            raise RuntimeError(f"asset {uri!r} unknown to Airflow (is the DAG that uses it parsed?)")
+        return ids[0]
+
+    def asset_event(self, uri: str, extra: dict | None = None) -> dict[str, Any]:
+        """Record an event for the asset with this URI (as a producing task would); unpaused DAGs
+        scheduled on it start. The asset must be known to Airflow, i.e. some parsed DAG uses it."""
+        body = {"asset_id": self.asset_id(uri), "extra": extra or {}}
+        return self._call("POST", "/assets/events", json=body)
+
+    def asset_events(self, uri: str) -> list[dict[str, Any]]:
+        """The asset's events, oldest first (source_dag_id / source_run_id name the producing run)."""
+        params = {"asset_id": self.asset_id(uri), "order_by": "timestamp"}
+        return self._call("GET", "/assets/events", params=params)["asset_events"]
+
+    def queued_asset_events(self, dag_id: str) -> list[dict[str, Any]]:
+        """Asset events waiting to start a run of `dag_id` (the scheduler turns them into runs)."""
+        return self._call("GET", f"/dags/{dag_id}/assets/queuedEvents")["queued_events"]
+
     def set_task_note(self, dag_id: str, run_id: str, task_id: str, note: str) -> None:
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
         self._call("PATCH", path, params={"update_mask": "note"}, json={"note": note[:1000]})

@@ -80,7 +80,7 @@ def start_airflow(s: Settings, extra_env: dict[str, str] | None = None, timeout:
         raise RuntimeError(f"{s.airflow_host}:{s.airflow_port} is in use: `personaflow down`, or set "
                            "PERSONAFLOW_AIRFLOW_PORT")  # fmt: skip
     started = time.perf_counter()
-    migrate(s)  # metadata DB + `gpu` pool, before any component needs them
+    migrate(s)  # metadata DB, `gpu` and `dbt` pools (and the dbt manifest), before any component needs them
     _write_password(s)
     env = {**airflow_env(s), **(extra_env or {})}
     run_dir(s).mkdir(parents=True, exist_ok=True)

@@ -181,6 +181,15 @@ def rollback() -> None:
     typer.echo(f"production is now {run(s.production_pointer)}")
 
 
+@app.command()
+def announce(day: DateOpt) -> None:
+    """Tell the running Airflow (`personaflow up`) that the day's batch was corrected and re-ingested:
+    an event on the raw asset starts `personaflow_refresh` for that day."""
+    from personaflow.orchestrate import announce_batch
+
+    _print(announce_batch(config.load(), day.date()))
+
+
 @app.command("run-dag")
 def run_dag(day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None) -> None:
     """Run personaflow_nightly for one batch day through Airflow (`dag.test()`)."""

@@ -16,8 +16,13 @@ from pathlib import Path
 from personaflow.settings import REPO_ROOT, Settings
 
 DAG_ID = "personaflow_nightly"
+REFRESH_DAG_ID = "personaflow_refresh"
+# Announced after a corrected batch landed; starts REFRESH_DAG_ID (declared in dags/personaflow_nightly.py).
+RAW_CORRECTED_URI = "personaflow://warehouse/raw/corrected_batch"
 # Training runs in this pool; one slot, so two trainings never share the (one) GPU.
 GPU_POOL = ("gpu", 1, "One slot per GPU: training tasks queue instead of sharing a device.")
+# Per-model dbt tasks (PERSONAFLOW_DBT_TASKS=models) take turns: DuckDB has one writer at a time.
+DBT_POOL = ("dbt", 1, "One dbt invocation at a time: the DuckDB warehouse takes one writer.")
 SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
@@ -69,6 +74,8 @@ def airflow_env(s: Settings) -> dict[str, str]:
             "PERSONAFLOW_AIRFLOW_HOST": s.airflow_host,
             "PERSONAFLOW_AIRFLOW_PORT": str(s.airflow_port),
             "PERSONAFLOW_AIRFLOW_USER": s.airflow_user,
+            # single (default): dbt is one task; models: one task per dbt model (from the manifest)
+            "PERSONAFLOW_DBT_TASKS": dbt_tasks_mode(),
         }
     )
     if s.airflow_password:
@@ -76,9 +83,19 @@ def airflow_env(s: Settings) -> dict[str, str]:
     return env
 
 
+def dbt_tasks_mode() -> str:
+    """PERSONAFLOW_DBT_TASKS: `single` (default, one `dbt build` task) or `models` (a task per model)."""
+    mode = os.environ.get("PERSONAFLOW_DBT_TASKS", "single").strip().lower() or "single"
+    if mode not in ("single", "models"):
+        raise ValueError(f"PERSONAFLOW_DBT_TASKS={mode!r}: use 'single' or 'models'")
+    return mode
+
+
 def migrate(s: Settings) -> None:
     """Create or upgrade Airflow's metadata DB (SQLite under AIRFLOW_HOME by default) and the `gpu`
-    pool; idempotent. One child process for both: each Airflow start costs seconds of imports."""
+    and `dbt` pools; with PERSONAFLOW_DBT_TASKS=models, also `dbt parse` so the DAG finds the manifest
+    it draws a task per model from. Idempotent. One child process for all: each Airflow start costs
+    seconds of imports."""
     s.airflow_home.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "personaflow.orchestrate", "migrate"],
@@ -93,8 +110,27 @@ def _migrate() -> None:
     from airflow.utils import db
 
     db.initdb()
-    name, slots, description = GPU_POOL
-    Pool.create_or_update_pool(name, slots, description, include_deferred=False)
+    for name, slots, description in (GPU_POOL, DBT_POOL):
+        Pool.create_or_update_pool(name, slots, description, include_deferred=False)
+    if dbt_tasks_mode() == "models":
+        from personaflow.dbt_graph import parse_project
+        from personaflow.settings import load
+
+        s = load()
+        parse_project(s.dbt_project_dir, s.home / "dbt")
+
+
+def announce_batch(s: Settings, day: date) -> dict[str, object]:
+    """Tell the running Airflow that `day`'s batch was corrected: an event on the raw asset, which
+    starts `personaflow_refresh` for that day (reload, validate, dbt, features, train, promote)."""
+    from personaflow.airflow_api import AirflowClient, read_password
+
+    password = s.airflow_password or read_password(s.airflow_home, s.airflow_user)
+    client = AirflowClient(f"http://{s.airflow_host}:{s.airflow_port}", s.airflow_user, password)
+    try:
+        return client.asset_event(RAW_CORRECTED_URI, {"batch_date": day.isoformat()})
+    finally:
+        client.close()
 
 
 def run_once(s: Settings, day: date) -> dict[str, object]:
@@ -130,5 +166,9 @@ def _dag_test(day: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "migrate":
         _migrate()
+    elif sys.argv[1] == "announce":  # python -m personaflow.orchestrate announce YYYY-MM-DD
+        from personaflow.settings import load
+
+        print(json.dumps(announce_batch(load(), date.fromisoformat(sys.argv[2])), default=str))
     else:
         _dag_test(sys.argv[1])

@@ -94,3 +94,65 @@ def test_dag_file_parses_fast_with_no_heavy_imports():
     assert float(seconds) < 2.0, (
         f"parsing took {seconds}s (whole process {time.perf_counter() - started:.1f}s)"
     )
+
+
+def _models_in_project() -> set[str]:
+    return {p.stem for p in (REPO_ROOT / "dbt_project" / "models").rglob("*.sql")}
+
+
+def test_dbt_models_become_tasks_wired_by_the_manifest(tmp_path, monkeypatch):
+    """PERSONAFLOW_DBT_TASKS=models: a task per dbt model from a real `dbt parse` manifest (what
+    `orchestrate.migrate()` writes), wired by depends_on, between validate_batch and validate_marts."""
+    from personaflow.dbt_graph import manifest_path, parse_project
+
+    monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("PERSONAFLOW_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("PERSONAFLOW_DBT_TASKS", "models")
+    written = parse_project(REPO_ROOT / "dbt_project", tmp_path / "dbt")
+    assert written == manifest_path(tmp_path) and written.is_file()
+    assert not (tmp_path / "warehouse.duckdb").exists()  # parse only: the warehouse is not touched
+
+    bag = _dagbag()
+    assert bag.import_errors == {}
+    for dag_id in ("personaflow_nightly", "personaflow_refresh"):
+        dag = bag.dags[dag_id]
+        prefix = "transform.dbt_build."
+        models = {t.task_id.removeprefix(prefix) for t in dag.tasks if t.task_id.startswith(prefix)}
+        assert models == _models_in_project()
+        assert "transform.dbt_build" not in dag.task_ids
+        get = dag.get_task
+        assert prefix + "int_events_flagged" in get(prefix + "stg_events").downstream_task_ids
+        assert prefix + "user_features" in get(prefix + "int_events_as_of").downstream_task_ids
+        assert get(prefix + "stg_events").upstream_task_ids == {"ingest.validate_batch"}
+        assert prefix + "interactions" in get("transform.validate_marts").upstream_task_ids
+        assert prefix + "stg_events" not in get("transform.validate_marts").upstream_task_ids
+        for model in models:
+            task = get(prefix + model)
+            assert task.pool == "dbt" and task.retries >= 1, model  # one DuckDB writer at a time
+            assert list(task.op_args) == [model]
+
+
+def test_without_a_manifest_or_by_default_dbt_is_one_task(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))  # no dbt/target/manifest.json here
+    for mode in ("models", "single"):
+        monkeypatch.setenv("PERSONAFLOW_DBT_TASKS", mode)
+        dag = _dagbag().dags["personaflow_nightly"]
+        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 7, mode
+
+
+def test_marts_and_features_are_assets_and_a_corrected_batch_starts_the_refresh():
+    from airflow.sdk import Asset
+
+    from personaflow.orchestrate import RAW_CORRECTED_URI, REFRESH_DAG_ID
+
+    bag = _dagbag()
+    nightly, refresh = bag.dags["personaflow_nightly"], bag.dags[REFRESH_DAG_ID]
+    for dag in (nightly, refresh):
+        outlets = {t.task_id: [a.uri for a in t.outlets if isinstance(a, Asset)] for t in dag.tasks}
+        assert outlets["transform.validate_marts"] == ["personaflow://warehouse/marts"]
+        assert outlets["features.materialize"] == ["personaflow://features/feast"]
+        # nobody emits the corrected-batch asset from a task: the nightly run must not start a refresh
+        assert not any(RAW_CORRECTED_URI in uris for uris in outlets.values())
+    assert [a.uri for a in refresh.timetable.asset_condition.objects] == [RAW_CORRECTED_URI]
+    assert nightly.timetable.expression == "0 0 * * *"  # the nightly stays on its clock
+    assert refresh.task_ids == nightly.task_ids and refresh.max_active_runs == 1

@@ -136,3 +136,29 @@ def test_corrupted_batch_fails_validation_skips_downstream_and_emails(airflow_st
     assert "DataQualityError" in notice or "failed" in notice
     assert "price" in notice and stack.url in notice
     assert "data-team@example.test" in notices[-1]["To"]
+
+
+def test_marts_and_features_assets_and_an_announced_correction_queues_the_refresh(airflow_stack, good_run):
+    """Asset wiring on the real scheduler: the good night recorded events on the marts and features
+    assets; announcing a corrected batch queues `personaflow_refresh` for that day. (The e2e stack
+    runs with the schedule off, so the queued run is not started here: the scheduler creates
+    asset-triggered runs only when its schedule is on, the default.)"""
+    from personaflow.orchestrate import RAW_CORRECTED_URI, REFRESH_DAG_ID, announce_batch
+
+    stack = airflow_stack
+    assert good_run.state == "success"
+    for uri, task_id in (("personaflow://warehouse/marts", "transform.validate_marts"),
+                         ("personaflow://features/feast", "features.materialize")):  # fmt: skip
+        produced = [e for e in stack.client.asset_events(uri) if e["source_run_id"] == good_run.run_id]
+        assert [(e["source_dag_id"], e["source_task_id"]) for e in produced] == [(DAG_ID, task_id)], uri
+
+    stack.client.wait_for_dag(REFRESH_DAG_ID)
+    stack.client.set_paused(REFRESH_DAG_ID, False)  # paused DAGs do not queue asset events
+    try:
+        event = announce_batch(stack.s, stack.last)
+        assert event["uri"] == RAW_CORRECTED_URI and event["extra"]["batch_date"] == str(stack.last)
+        queued = stack.client.queued_asset_events(REFRESH_DAG_ID)
+        assert [q["asset_id"] for q in queued] == [event["asset_id"]]
+        assert DAG_ID not in {q["dag_id"] for q in queued}
+    finally:
+        stack.client.set_paused(REFRESH_DAG_ID, True)
