@@ -287,9 +287,13 @@ def main() -> None:
         "seconds_per_run": SECONDS_PER_RUN,
         "online_store": "sqlite",
         "client": "aiohttp in one process on the same machine (httpx pools stall past ~16 connections)",
+        # Other work on the box skews every figure: the 1-minute load average when the run started.
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
     for name in args.sizes:
+        results[f"{name}_load_avg_1m_before"] = round(os.getloadavg()[0], 2)
         results.update(run_size(name, **SIZES[name]))
+        results[f"{name}_load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if RESULTS.exists():  # keep figures of sizes not run this time
         results = {**json.loads(RESULTS.read_text()), **results}

@@ -34,6 +34,12 @@ ITEM_COLUMNS = [
 MAX_PURCHASED_ITEMS = 500
 # Users and items both count views and purchases; Feast needs feature names unique across a service.
 ITEM_RENAMES = {"n_views": "item_n_views", "n_purchases": "item_n_purchases", "n_buyers": "item_n_buyers"}
+# Serving side-files (plain Parquet, read whole at server start and on reload; not Feast views).
+CO_PURCHASE_COLUMNS = ["item_id", "other_item_id", "n_orders_both", "confidence", "lift"]
+# Rules kept per antecedent item (best lift first): /similar_items never needs more than MAX_K.
+MAX_CO_PURCHASE_PER_ITEM = 100
+# Most-bought items kept per RFM segment, for /recommend's fallback for users the model does not know.
+MAX_SEGMENT_ITEMS = 200
 
 
 def day_end(as_of: date) -> datetime:
@@ -90,6 +96,45 @@ def ensure_live_source(features_dir: Path) -> None:
         empty.to_parquet(path, index=False)
 
 
+def write_atomic(frame: pd.DataFrame, path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)  # a server reloading it never sees a half-written file
+    return len(frame)
+
+
+def export_serving_tables(con: duckdb.DuckDBPyConnection, features_dir: Path) -> dict[str, int]:
+    """Latest co-purchase rules (marts.co_purchase) and per-segment best sellers, as the serving API
+    reads them at start and on reload. A warehouse without marts.co_purchase gives an empty file."""
+    try:
+        co = con.execute(
+            f"""select {", ".join(CO_PURCHASE_COLUMNS)} from (
+                  select *, row_number() over (
+                    partition by item_id order by lift desc, n_orders_both desc, other_item_id) as rn
+                  from marts.co_purchase) where rn <= {MAX_CO_PURCHASE_PER_ITEM}
+                order by item_id, lift desc, n_orders_both desc, other_item_id"""
+        ).df()
+    except duckdb.CatalogException:
+        co = pd.DataFrame(
+            {c: pd.Series(dtype="string" if "item" in c else "float64") for c in CO_PURCHASE_COLUMNS}
+        )
+    segments = con.execute(
+        f"""select rfm_segment, item_id, n_buyers from (
+              select u.rfm_segment, p.item_id, count(distinct p.user_id) as n_buyers,
+                row_number() over (partition by u.rfm_segment
+                  order by count(distinct p.user_id) desc, sum(p.n_purchases) desc, p.item_id) as rn
+              from marts.interactions p join marts.user_features u using (user_id)
+              where p.n_purchases > 0 and u.rfm_segment is not null
+              group by u.rfm_segment, p.item_id) where rn <= {MAX_SEGMENT_ITEMS}
+            order by rfm_segment, rn"""
+    ).df()
+    return {
+        "co_purchase_rows": write_atomic(co, features_dir / "co_purchase.parquet"),
+        "segment_popularity_rows": write_atomic(segments, features_dir / "segment_popularity.parquet"),
+    }
+
+
 def load_definitions(repo_dir: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location("personaflow_feature_definitions", repo_dir / "features.py")
     module = importlib.util.module_from_spec(spec)
@@ -117,6 +162,7 @@ def build_features(warehouse: Path, features_dir: Path, repo_dir: Path, as_of: d
             "select user_id, item_id, last_event_ts as event_timestamp from marts.interactions "
             "where n_purchases > 0"
         ).df()
+        serving_tables = export_serving_tables(con, features_dir)
     purchases["event_timestamp"] = (
         pd.to_datetime(purchases["event_timestamp"]).astype("datetime64[ns]").dt.tz_localize("UTC")
     )
@@ -160,6 +206,7 @@ def build_features(warehouse: Path, features_dir: Path, repo_dir: Path, as_of: d
         "materialized": materialized,
         "training_set_rows": int(len(training)),
         "training_rows_with_features": int(training["frequency"].notna().sum()),
+        **serving_tables,
         "seconds": round(time.perf_counter() - started, 2),
     }
 

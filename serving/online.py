@@ -44,6 +44,32 @@ def load_catalogue(features_dir: Path) -> pd.DataFrame:
     return latest.set_index("item_id")[["category", "price"]]
 
 
+def load_co_purchase(features_dir: Path) -> dict[str, list[tuple[str, float, int]]]:
+    """item_id -> [(other_item_id, lift, n_orders_both)] best lift first, from the features stage's
+    export of marts.co_purchase; empty before a run that had the mart."""
+    path = Path(features_dir) / "co_purchase.parquet"
+    if not path.exists():
+        return {}
+    frame = pd.read_parquet(path, columns=["item_id", "other_item_id", "lift", "n_orders_both"])
+    frame = frame.sort_values(["item_id", "lift", "other_item_id"], ascending=[True, False, True])
+    out: dict[str, list[tuple[str, float, int]]] = {}
+    for item, other, lift, n_both in frame.itertuples(index=False, name=None):
+        out.setdefault(item, []).append((other, float(lift), int(n_both)))
+    return out
+
+
+def load_segment_popularity(features_dir: Path) -> dict[str, list[tuple[str, float]]]:
+    """rfm_segment -> [(item_id, buyers in the segment)] most bought first (features stage export)."""
+    path = Path(features_dir) / "segment_popularity.parquet"
+    if not path.exists():
+        return {}
+    frame = pd.read_parquet(path, columns=["rfm_segment", "item_id", "n_buyers"])
+    out: dict[str, list[tuple[str, float]]] = {}
+    for segment, item, n_buyers in frame.itertuples(index=False, name=None):  # written in rank order
+        out.setdefault(segment, []).append((item, float(n_buyers)))
+    return out
+
+
 def live_totals(buckets: dict[str, dict], as_of: date | None) -> dict[str, Any]:
     """Sum the buckets of days the nightly features do not include yet."""
     total: dict[str, Any] = {c: 0 for c in COUNTERS} | {"revenue": 0.0, "n_events": 0, "purchased": []}
@@ -97,8 +123,7 @@ class OnlineFeatures:
             return row
 
     def purchased(self, user_id: str) -> set[str]:
-        row = self.user(user_id)
-        return set(row.get("purchased_items") or []) | set(row["live"]["purchased"])
+        return purchased_in(self.user(user_id))
 
     def record(self, user_id: str, day: date, event: dict[str, Any]) -> int:
         """Add one event to the user's live bucket for `day`; returns the live events now counted."""
@@ -135,6 +160,11 @@ class OnlineFeatures:
                 self.store.config, self._live_view, [(key, values, now, now)], None
             )
             return sum(int(b.get("n_events", 0)) for b in buckets.values())
+
+
+def purchased_in(row: dict[str, Any]) -> set[str]:
+    """Items a user row from OnlineFeatures.user() bought: nightly history plus live purchases."""
+    return set(row.get("purchased_items") or []) | set(row["live"]["purchased"])
 
 
 def favourite_categories(items: list[str], catalogue: pd.DataFrame, n: int = 3) -> list[str]:

@@ -1,11 +1,22 @@
-"""What one production model answers with: top-k with filters, popularity fallback, similar items.
+"""What one production model answers with: top-k with filters, cold-user fallbacks, similar items.
 
-A `Ranker` is built once per model version (at start and on a swap) and never mutated, so a request
-that picked one up keeps a consistent model, catalogue and index even if a swap happens meanwhile.
+A `Ranker` is built once per model version (at start, on a swap, and when the nightly run rewrites the
+catalogue or the side tables) and never mutated, so a request that picked one up keeps a consistent
+model, catalogue and index even if a swap happens meanwhile.
+
+Cold users (unknown to the model): a user the online store knows (an RFM segment from the nightly run)
+gets the items most bought by users of the same segment (`fallback: "segment"`), topped up with the
+overall popularity list; anybody else gets the popularity list (`fallback: "popularity"`).
+
+Similar items: co-purchase rules first (marts.co_purchase: bought together in at least
+MIN_CO_PURCHASE_ORDERS orders and with lift > 1, best lift first; `source: "co_purchase"`, score = lift),
+then the nearest items by cosine of the model's item embeddings (`source: "embedding"`, score = cosine)
+until k. An item with no rules (new, or rarely bought) is answered by embeddings alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,11 +24,20 @@ import pandas as pd
 
 from training.registry import LoadedModel
 
+# Co-purchase rules resting on fewer common orders than this are noise for a shop front; the mart's own
+# floor (dbt var co_purchase_min_orders) may be lower for analysis.
+MIN_CO_PURCHASE_ORDERS = 3
+Scored = tuple[str, float, str | None]
+
 
 @dataclass(frozen=True)
 class Ranker:
     model: LoadedModel
     catalogue: pd.DataFrame  # item_id index; category, price
+    # item_id -> [(other_item_id, lift, n_orders_both)], best lift first (serving/online.py loads it)
+    co_purchase: Mapping[str, list[tuple[str, float, int]]] = field(default_factory=dict)
+    # rfm_segment -> [(item_id, buyers in the segment)], most bought first
+    segments: Mapping[str, list[tuple[str, float]]] = field(default_factory=dict)
     categories: np.ndarray = field(init=False, repr=False)  # category per model item (None if unknown)
     unit_items: np.ndarray = field(init=False, repr=False)  # L2-normalised item embeddings
 
@@ -39,25 +59,36 @@ class Ranker:
     def knows_category(self, category: str) -> bool:
         return bool((self.catalogue["category"] == category).any())
 
+    def knows_user(self, user_id: str) -> bool:
+        return user_id in self.model.maps.user_index
+
     def recommend(
-        self, user_id: str, k: int, exclude: set[str] | None = None, category: str | None = None
-    ) -> tuple[list[tuple[str, float, str | None]], str | None, int]:
-        """(items as (id, score, category), fallback flag, number excluded as already bought)."""
+        self,
+        user_id: str,
+        k: int,
+        exclude: set[str] | None = None,
+        category: str | None = None,
+        segment: str | None = None,
+    ) -> tuple[list[Scored], str | None, int]:
+        """(items as (id, score, category), fallback flag, number excluded as already bought).
+        `segment` (the user's RFM segment) only matters for a user the model does not know."""
         model = self.model
         exclude = exclude or set()
         idx = model.maps.user_index.get(user_id)
         if idx is None:
-            return self._popular(k, exclude, category)
+            return self._fallback(k, exclude, category, segment)
         scores = model.item_emb @ model.user_emb[idx] + model.item_bias
-        mask = np.ones(scores.shape[0], dtype=bool)
         excluded = 0
-        if exclude:
-            hits = [model.maps.item_index[i] for i in exclude if i in model.maps.item_index]
-            mask[hits] = False
-            excluded = len(hits)
-        if category is not None:
-            mask &= self.categories == category
-        candidates = np.flatnonzero(mask) if not mask.all() else None
+        candidates = None  # the common case (no filter) builds no mask: scores straight to top-k
+        if exclude or category is not None:
+            mask = np.ones(scores.shape[0], dtype=bool)
+            if exclude:
+                hits = [model.maps.item_index[i] for i in exclude if i in model.maps.item_index]
+                mask[hits] = False
+                excluded = len(hits)
+            if category is not None:
+                mask &= self.categories == category
+            candidates = np.flatnonzero(mask) if not mask.all() else None
         pool = scores if candidates is None else scores[candidates]
         k = min(k, pool.shape[0])
         if k == 0:
@@ -68,32 +99,49 @@ class Ranker:
         items = [(model.maps.item_ids[i], float(scores[i]), self.categories[i]) for i in chosen]
         return items, None, excluded
 
-    def _popular(
-        self, k: int, exclude: set[str], category: str | None
-    ) -> tuple[list[tuple[str, float, str | None]], str, int]:
-        out, excluded = [], 0
-        for item, score in self.model.popularity:
-            if item in exclude:
-                excluded += 1
-                continue
-            cat = self.category_of(item)
-            if category is not None and cat != category:
-                continue
-            out.append((item, score, cat))
-            if len(out) == k:
-                break
-        return out, "popularity", excluded
+    def _fallback(
+        self, k: int, exclude: set[str], category: str | None, segment: str | None
+    ) -> tuple[list[Scored], str, int]:
+        out: list[Scored] = []
+        seen: set[str] = set()
+        excluded = 0
+        from_segment = 0
+        lists = [self.segments.get(segment, []) if segment else [], self.model.popularity]
+        for n, ranked in enumerate(lists):
+            for item, score in ranked:
+                if len(out) == k:
+                    break
+                if item in seen:
+                    continue
+                seen.add(item)
+                if item in exclude:
+                    excluded += 1
+                    continue
+                cat = self.category_of(item)
+                if category is not None and cat != category:
+                    continue
+                out.append((item, float(score), cat))
+                from_segment += n == 0
+        return out, "segment" if from_segment else "popularity", excluded
 
-    def similar(self, item_id: str, k: int) -> list[tuple[str, float, str | None]] | None:
-        """Top-k items by cosine of embeddings (the item itself left out); None for an unknown item."""
+    def similar(self, item_id: str, k: int) -> list[tuple[str, float, str | None, str]] | None:
+        """Top-k (id, score, category, source): co-purchase rules, then embedding neighbours (see the
+        module docstring); the item itself left out; None for an item neither source knows."""
+        rules = [
+            (other, float(lift), self.category_of(other), "co_purchase")
+            for other, lift, n_both in self.co_purchase.get(item_id, ())
+            if lift > 1.0 and n_both >= MIN_CO_PURCHASE_ORDERS
+        ][:k]
         idx = self.model.maps.item_index.get(item_id)
         if idx is None:
-            return None
+            return rules if item_id in self.co_purchase or item_id in self.catalogue.index else None
+        taken = {item_id, *(r[0] for r in rules)}
+        want = min(k - len(rules), len(self.model.maps.item_ids) - len(taken))
+        if want <= 0:
+            return rules
         sims = self.unit_items @ self.unit_items[idx]
-        sims[idx] = -np.inf
-        k = min(k, sims.shape[0] - 1)
-        if k <= 0:
-            return []
-        top = np.argpartition(-sims, k - 1)[:k]
+        sims[[self.model.maps.item_index[i] for i in taken if i in self.model.maps.item_index]] = -np.inf
+        top = np.argpartition(-sims, want - 1)[:want]
         top = top[np.argsort(-sims[top], kind="stable")]
-        return [(self.model.maps.item_ids[i], float(sims[i]), self.categories[i]) for i in top]
+        ids = self.model.maps.item_ids
+        return rules + [(ids[i], float(sims[i]), self.categories[i], "embedding") for i in top]

@@ -82,17 +82,32 @@ class Recommendations(BaseModel):
     user_id: str = Field(description="the user asked about")
     items: list[ScoredItem] = Field(description="best first; fewer than k when filters leave fewer")
     model_version: str = Field(description="the model (BentoML tag) that produced this answer")
-    fallback: Literal["popularity"] | None = Field(
-        None, description="set when the user is unknown to the model: the answer is the popularity list"
+    fallback: Literal["segment", "popularity"] | None = Field(
+        None,
+        description="set when the user is unknown to the model: 'segment' = the items most bought by "
+        "users of the user's RFM segment (topped up with overall popularity; score = buyers), "
+        "'popularity' = the overall popularity list (the user has no segment either)",
     )
     excluded: int = Field(0, description="items left out because the user already bought them")
 
 
+class SimilarItem(ScoredItem):
+    source: Literal["co_purchase", "embedding"] = Field(
+        description="co_purchase: bought together (score = lift, > 1); embedding: score = cosine of the "
+        "model's item embeddings"
+    )
+
+
 class SimilarItems(BaseModel):
     item_id: str = Field(description="the item asked about")
-    items: list[ScoredItem] = Field(description="most similar first (cosine of item embeddings)")
+    items: list[SimilarItem] = Field(
+        description="co-purchase rules first (lift > 1, at least 3 common orders, best lift first), "
+        "then embedding neighbours (best cosine first) up to k"
+    )
     model_version: str = Field(description="the model whose embeddings were used")
-    method: Literal["embedding_cosine"] = Field("embedding_cosine", description="how similarity is measured")
+    method: Literal["co_purchase_lift_then_embedding_cosine"] = Field(
+        "co_purchase_lift_then_embedding_cosine", description="how the list is put together"
+    )
 
 
 class Profile(BaseModel):

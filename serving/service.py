@@ -12,6 +12,7 @@ Bad input answers 4xx naming the field, overload answers 503: see serving/guard.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -25,7 +26,14 @@ from starlette.responses import JSONResponse
 from personaflow import settings
 from serving.guard import Guard
 from serving.live import LiveLog
-from serving.online import OnlineFeatures, favourite_categories, load_catalogue
+from serving.online import (
+    OnlineFeatures,
+    favourite_categories,
+    load_catalogue,
+    load_co_purchase,
+    load_segment_popularity,
+    purchased_in,
+)
 from serving.ranking import Ranker
 from serving.schemas import (
     MAX_K,
@@ -37,6 +45,7 @@ from serving.schemas import (
     Recommendations,
     RecommendRequest,
     ScoredItem,
+    SimilarItem,
     SimilarItems,
     SimilarItemsRequest,
 )
@@ -46,6 +55,8 @@ log = logging.getLogger(__name__)
 
 RELOAD_CHECK_SECONDS = 0.5
 API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/metadata")
+# Files the nightly features stage rewrites; a change rebuilds the Ranker like a model swap does.
+WATCHED_FEATURE_FILES = ("item_features.parquet", "co_purchase.parquet", "segment_popularity.parquet")
 # Requests past this many in flight get 503 at once (settings: PERSONAFLOW_SERVE_MAX_IN_FLIGHT).
 MAX_IN_FLIGHT = settings.load().serve_max_in_flight
 MAX_BODY_BYTES = 16_384
@@ -65,12 +76,16 @@ def _mtime(path: Path) -> int | None:
 
 
 # One worker: the live-event counters are read-modify-write under an in-process lock (serving/online.py).
-# No access log: formatting and writing a line per request cost more than the scoring (benchmarks/serving.py).
+# Per-request work BentoML lets a service turn off, all of it costing more than our scoring: no access
+# log, no Prometheus metrics middleware (/metrics then has nothing of ours), and the OpenTelemetry
+# middleware (always installed) passes our API paths straight through (no span per request).
 @bentoml.service(
     name="personaflow-recommender",
     workers=1,
     traffic={"timeout": 10},
     logging={"access": {"enabled": False}},
+    metrics={"enabled": False, "namespace": "personaflow"},
+    tracing={"excluded_urls": list(API_PATHS)},
 )
 class Recommender:
     def __init__(self) -> None:
@@ -83,14 +98,23 @@ class Recommender:
         self.ranker, self.meta = self._build()
         log.info("serving %s from pointer %s", self.ranker.tag, self.pointer)
         threading.Thread(target=self._watch, name="model-watcher", daemon=True).start()
+        # Everything loaded so far (torch, pandas, Feast, the model) lives as long as the process: moved
+        # out of the collector's reach, a full collection no longer walks it in the middle of a request
+        # (those pauses were the /recommend p99 tail).
+        gc.freeze()
 
     # -- model swaps -------------------------------------------------------------------------------
-    def _watch_state(self) -> tuple[int | None, int | None]:
-        return _mtime(self.pointer), _mtime(self.features_dir / "item_features.parquet")
+    def _watch_state(self) -> tuple[int | None, ...]:
+        return _mtime(self.pointer), *(_mtime(self.features_dir / name) for name in WATCHED_FEATURE_FILES)
 
     def _build(self) -> tuple[Ranker, dict]:
         model = load_production(self.pointer)
-        ranker = Ranker(model, load_catalogue(self.features_dir))
+        ranker = Ranker(
+            model,
+            load_catalogue(self.features_dir),
+            load_co_purchase(self.features_dir),
+            load_segment_popularity(self.features_dir),
+        )
         pointer = read_pointer(self.pointer) or {}
         info = model_info(model.tag)
         meta = {
@@ -121,20 +145,27 @@ class Recommender:
             self.meta = meta
             self.ranker = ranker
             self._watched = state
+            gc.collect()  # drop the old model now, then keep the new one out of later collections
+            gc.freeze()
 
     # -- API ---------------------------------------------------------------------------------------
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
     async def recommend(
         self, user_id: str, k: int = 10, exclude_purchased: bool = False, category: str | None = None
     ) -> Recommendations:
-        """Top-k items for a user, best first. Users the model does not know get the popularity list
-        (flagged in `fallback`); `exclude_purchased` reads the user's purchases from the online store,
-        live purchases included; `category` keeps one catalogue category."""
+        """Top-k items for a user, best first. Users the model does not know get their RFM segment's
+        best sellers (`fallback: "segment"`) or, unknown to the online store too, the popularity list
+        (`fallback: "popularity"`); `exclude_purchased` reads the user's purchases from the online
+        store, live purchases included; `category` keeps one catalogue category."""
         ranker = self.ranker
         if category is not None and not ranker.knows_category(category):
             return _invalid("category", f"unknown category {category!r}")
-        exclude = self.online.purchased(user_id) if exclude_purchased else None
-        items, fallback, excluded = ranker.recommend(user_id, k, exclude, category)
+        known = ranker.knows_user(user_id)
+        # The online store is only read when needed: a known user without filters costs no lookup.
+        row = self.online.user(user_id) if exclude_purchased or not known else None
+        exclude = purchased_in(row) if exclude_purchased else None
+        segment = None if known else row.get("rfm_segment")
+        items, fallback, excluded = ranker.recommend(user_id, k, exclude, category, segment)
         return Recommendations(
             user_id=user_id,
             items=[ScoredItem(item_id=i, score=s, category=c) for i, s, c in items],
@@ -145,14 +176,18 @@ class Recommender:
 
     @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
     async def similar_items(self, item_id: str, k: int = 10) -> SimilarItems:
-        """Items closest to `item_id` by cosine similarity of the model's item embeddings."""
+        """Items bought together with `item_id` (co-purchase lift, best first), then its nearest items
+        by cosine of the model's item embeddings, up to k; each item names its `source`."""
         ranker = self.ranker
         items = ranker.similar(item_id, k)
         if items is None:
-            return JSONResponse({"error": f"item_id {item_id!r}: not in model {ranker.tag}"}, 404)
+            return JSONResponse(
+                {"error": f"item_id {item_id!r}: not in model {ranker.tag}, the catalogue or co-purchases"},
+                404,
+            )
         return SimilarItems(
             item_id=item_id,
-            items=[ScoredItem(item_id=i, score=s, category=c) for i, s, c in items],
+            items=[SimilarItem(item_id=i, score=s, category=c, source=src) for i, s, c, src in items],
             model_version=ranker.tag,
         )
 

@@ -1,7 +1,9 @@
 """A tiny promoted model, a tiny Feast store and a running `bentoml serve` over them, for serving tests.
 
 The marts are written straight into DuckDB (like tests/test_features.py) as of yesterday (UTC), so a
-live event sent today counts as "since the nightly run".
+live event sent today counts as "since the nightly run". Besides the model's users, the marts hold one
+user the model does not know (COLD_USER, segment Champions), a segment best seller (users[2] and
+users[6], both Champions, bought `segment_hit`) and co-purchase rules for items[5] (CO_PURCHASE).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from training.synthetic import make_interactions
 from training.train import fit_bpr
 
 CATEGORIES = ("toys", "home", "books")
+COLD_USER = "cold-champion"
+# (item index, other item index, lift, n_orders_both): two usable rules for items[5], one on too few
+# orders and one below chance (both must be left out by serving).
+CO_PURCHASE = [(5, 9, 2.5, 4), (5, 11, 1.5, 3), (5, 12, 3.0, 2), (5, 13, 0.8, 5), (9, 5, 2.5, 4)]
 
 
 def free_port() -> int:
@@ -33,9 +39,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_marts(warehouse: Path, users: list[str], items: list[str], as_of: date) -> None:
-    """user_features for `users` (alternating segments), item_features for every item, and one past
-    purchase of items[0] by users[0] (so `purchased_items` has something)."""
+def write_marts(
+    warehouse: Path,
+    users: list[str],
+    items: list[str],
+    as_of: date,
+    purchases: list[tuple[str, str]] = (),
+) -> None:
+    """user_features for `users` (alternating segments), item_features for every item, one past
+    purchase of items[0] by users[0] (so `purchased_items` has something) plus `purchases`, and the
+    co_purchase rules of CO_PURCHASE."""
     ts = f"{as_of} 12:00:00"
     user_rows = ", ".join(
         f"('{u}', date '{as_of}', timestamp '{ts}', timestamp '{ts}', timestamp '{ts}', {n % 30}, "
@@ -59,11 +72,23 @@ def write_marts(warehouse: Path, users: list[str], items: list[str], as_of: date
             t(item_id, category, brand, price, n_views, n_carts, n_purchases, n_buyers, revenue,
               popularity_rank)"""
         )
+        bought = ", ".join(
+            f"('{u}', '{i}', date '{as_of}', timestamp '{ts}', 1, 1, 1, 1, 5.0, 9.0)"
+            for u, i in [(users[0], items[0]), *purchases]
+        )
         con.execute(
-            f"""create or replace table marts.interactions as select * from (values
-              ('{users[0]}', '{items[0]}', date '{as_of}', timestamp '{ts}', 1, 1, 1, 1, 5.0, 9.0)
-            ) t(user_id, item_id, event_date, last_event_ts, n_views, n_carts, n_purchases, quantity,
-                revenue, weight)"""
+            f"""create or replace table marts.interactions as select * from (values {bought})
+            t(user_id, item_id, event_date, last_event_ts, n_views, n_carts, n_purchases, quantity,
+              revenue, weight)"""
+        )
+        rules = ", ".join(
+            f"('{items[a]}', '{items[b]}', {n}, 10, 10, 100, {n / 100}, {n / 10}, {lift})"
+            for a, b, lift, n in CO_PURCHASE
+        )
+        con.execute(
+            f"""create or replace table marts.co_purchase as select * from (values {rules})
+            t(item_id, other_item_id, n_orders_both, n_orders_item, n_orders_other, n_orders, support,
+              confidence, lift)"""
         )
 
 
@@ -93,7 +118,9 @@ def running_server(home: Path, max_in_flight: int = 256) -> Iterator[dict]:
         tag = save(0.3)
         assert registry.promote(tag, home / "production.json")["promoted"]
         users, items = split.maps.user_ids[:20], split.maps.item_ids
-        write_marts(home / "warehouse.duckdb", users, items, as_of)
+        segment_hit = next(i for i, _ in reversed(popular) if i != items[0])
+        purchases = [(users[2], segment_hit), (users[6], segment_hit)]
+        write_marts(home / "warehouse.duckdb", [*users, COLD_USER], items, as_of, purchases)
         build_features(home / "warehouse.duckdb", features_dir, REPO_ROOT / "feature_repo", as_of)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -109,6 +136,7 @@ def running_server(home: Path, max_in_flight: int = 256) -> Iterator[dict]:
                 "save": save,
                 "users": users,
                 "items": items,
+                "segment_hit": segment_hit,
                 "home": home,
                 "as_of": as_of,
                 "env": env,

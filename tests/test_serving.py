@@ -8,9 +8,10 @@ import threading
 import time
 
 import httpx
+import pandas as pd
 import pytest
 
-from tests._serving_setup import running_server
+from tests._serving_setup import CATEGORIES, COLD_USER, running_server
 from training import registry
 
 
@@ -43,6 +44,23 @@ def test_unknown_user_gets_popularity_fallback(server):
     assert [it["item_id"] for it in body["items"]] == [i for i, _ in server["popular"][:3]]
 
 
+def test_cold_user_with_a_segment_gets_the_segments_best_sellers(server):
+    # Known to the online store (Champions) but not to the model: Champions bought segment_hit (2 buyers)
+    # and items[0] (1 buyer); the rest of k comes from overall popularity.
+    body = post(server, "/recommend", {"user_id": COLD_USER, "k": 4}).json()
+    ids = [it["item_id"] for it in body["items"]]
+    assert body["fallback"] == "segment" and ids[:2] == [server["segment_hit"], server["items"][0]], body
+    assert [it["score"] for it in body["items"][:2]] == [2.0, 1.0]
+    rest = [i for i, _ in server["popular"] if i not in ids[:2]][:2]
+    assert ids[2:] == rest and len(set(ids)) == 4
+    # A category filter that leaves none of the segment's items: plain popularity, flagged so.
+    other = next(
+        c for c in CATEGORIES if c not in {body["items"][0]["category"], body["items"][1]["category"]}
+    )
+    filtered = post(server, "/recommend", {"user_id": COLD_USER, "k": 2, "category": other}).json()
+    assert filtered["fallback"] == "popularity" and {it["category"] for it in filtered["items"]} == {other}
+
+
 def test_category_filter_and_exclude_purchased(server):
     user = server["users"][0]  # bought items[0] in the nightly history
     toys = post(server, "/recommend", {"user_id": user, "k": 5, "category": "toys"}).json()
@@ -54,13 +72,23 @@ def test_category_filter_and_exclude_purchased(server):
     assert excluded["excluded"] == 1 and len(excluded["items"]) == 59
 
 
-def test_similar_items_are_ranked_by_cosine(server):
-    item = server["items"][5]
-    body = post(server, "/similar_items", {"item_id": item, "k": 4}).json()
-    ids = [it["item_id"] for it in body["items"]]
-    assert len(ids) == 4 and item not in ids and body["method"] == "embedding_cosine"
-    scores = [it["score"] for it in body["items"]]
+def test_similar_items_blend_co_purchase_lift_then_embeddings(server):
+    items = server["items"]
+    body = post(server, "/similar_items", {"item_id": items[5], "k": 4}).json()
+    assert body["method"] == "co_purchase_lift_then_embedding_cosine"
+    got = [(it["item_id"], it["source"]) for it in body["items"]]
+    # Rules with lift > 1 on >= 3 orders, best lift first; the 2-order and the lift-0.8 rule are left out.
+    assert got[:2] == [(items[9], "co_purchase"), (items[11], "co_purchase")], got
+    assert [it["score"] for it in body["items"][:2]] == [2.5, 1.5]
+    rest = body["items"][2:]
+    assert len(rest) == 2 and {it["source"] for it in rest} == {"embedding"}
+    assert not {it["item_id"] for it in rest} & {items[5], items[9], items[11], items[12], items[13]}
+    scores = [it["score"] for it in rest]
     assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
+    only_rules = post(server, "/similar_items", {"item_id": items[5], "k": 1}).json()["items"]
+    assert [(it["item_id"], it["source"]) for it in only_rules] == [(items[9], "co_purchase")]
+    no_rules = post(server, "/similar_items", {"item_id": items[20], "k": 3}).json()["items"]
+    assert len(no_rules) == 3 and {it["source"] for it in no_rules} == {"embedding"}
     missing = post(server, "/similar_items", {"item_id": "no-such-item"})
     assert missing.status_code == 404 and "no-such-item" in missing.json()["error"]
 
@@ -179,6 +207,7 @@ def test_requests_keep_succeeding_across_promotion_and_rollback(server):
     thread = threading.Thread(target=hammer, daemon=True)
     thread.start()
     try:
+        assert version_becomes(server["tag"])  # the hammer is answered before anything changes
         newer = server["save"](0.5)
         assert registry.promote(newer, server["pointer"])["promoted"]
         assert version_becomes(newer)
@@ -189,3 +218,29 @@ def test_requests_keep_succeeding_across_promotion_and_rollback(server):
         thread.join(timeout=10)
     assert errors == []
     assert newer in seen and seen[0] == server["tag"] and len(seen) > 20
+
+
+def test_new_co_purchase_rules_are_served_without_a_restart(server):
+    path, items = server["home"] / "features" / "co_purchase.parquet", server["items"]
+    original = pd.read_parquet(path)
+    rule = {"item_id": items[20], "other_item_id": items[21], "n_orders_both": 7, "confidence": 0.7}
+
+    def replace(frame: pd.DataFrame) -> None:  # as the features stage does: whole file, atomically
+        frame.to_parquet(path.with_suffix(".tmp"), index=False)
+        path.with_suffix(".tmp").replace(path)
+
+    def top_of_item20(wanted_source: str) -> tuple[str, str]:
+        deadline = time.monotonic() + 10
+        while True:
+            top = post(server, "/similar_items", {"item_id": items[20], "k": 1}).json()["items"][0]
+            if top["source"] == wanted_source or time.monotonic() > deadline:
+                return top["item_id"], top["source"]
+            time.sleep(0.1)
+
+    assert top_of_item20("embedding")[1] == "embedding"
+    replace(pd.concat([original, pd.DataFrame([{**rule, "lift": 4.0}])], ignore_index=True))
+    try:
+        assert top_of_item20("co_purchase") == (items[21], "co_purchase")
+    finally:
+        replace(original)
+    assert top_of_item20("embedding")[1] == "embedding"

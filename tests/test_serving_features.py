@@ -1,0 +1,58 @@
+"""The features stage's side tables for serving (co-purchase rules, segment best sellers) and how the
+serving side reads them back; real DuckDB, no server."""
+
+import duckdb
+import pandas as pd
+
+from personaflow import features
+from personaflow.features import export_serving_tables
+from serving.online import load_co_purchase, load_segment_popularity
+
+
+def _marts(con, with_co_purchase: bool) -> None:
+    con.execute("create schema marts")
+    con.execute(
+        """create table marts.user_features as select * from (values
+             ('a', 'Champions'), ('b', 'Champions'), ('c', 'Hibernating'), ('d', null))
+           t(user_id, rfm_segment)"""
+    )
+    con.execute(
+        """create table marts.interactions as select * from (values
+             ('a', 'i1', 1), ('b', 'i1', 1), ('a', 'i2', 3), ('c', 'i2', 1), ('c', 'i3', 0), ('d', 'i9', 1))
+           t(user_id, item_id, n_purchases)"""
+    )
+    if with_co_purchase:
+        con.execute(
+            """create table marts.co_purchase as select * from (values
+                 ('i1', 'i2', 4, 0.5, 1.2), ('i1', 'i3', 3, 0.3, 2.0), ('i1', 'i4', 3, 0.3, 1.5),
+                 ('i2', 'i1', 4, 0.4, 1.2))
+               t(item_id, other_item_id, n_orders_both, confidence, lift)"""
+        )
+
+
+def test_exports_rules_capped_per_item_and_segment_best_sellers(tmp_path, monkeypatch):
+    monkeypatch.setattr(features, "MAX_CO_PURCHASE_PER_ITEM", 2)
+    with duckdb.connect() as con:
+        _marts(con, with_co_purchase=True)
+        counts = export_serving_tables(con, tmp_path)
+    assert counts == {"co_purchase_rows": 3, "segment_popularity_rows": 3}
+    # Best lift first, the weakest rule of i1 cut by the cap.
+    assert load_co_purchase(tmp_path) == {
+        "i1": [("i3", 2.0, 3), ("i4", 1.5, 3)],
+        "i2": [("i1", 1.2, 4)],
+    }
+    # Champions: i1 has 2 buyers, i2 one; views-only rows (n_purchases 0) and users without a segment
+    # are not counted.
+    assert load_segment_popularity(tmp_path) == {
+        "Champions": [("i1", 2.0), ("i2", 1.0)],
+        "Hibernating": [("i2", 1.0)],
+    }
+
+
+def test_a_warehouse_without_the_co_purchase_mart_gives_an_empty_file(tmp_path):
+    with duckdb.connect() as con:
+        _marts(con, with_co_purchase=False)
+        counts = export_serving_tables(con, tmp_path)
+    assert counts["co_purchase_rows"] == 0
+    assert list(pd.read_parquet(tmp_path / "co_purchase.parquet").columns) == features.CO_PURCHASE_COLUMNS
+    assert load_co_purchase(tmp_path) == {} and load_co_purchase(tmp_path / "nowhere") == {}
