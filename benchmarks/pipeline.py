@@ -11,17 +11,15 @@ Writes benchmarks/results/pipeline.json with flat keys: <size>_<stage>_s and <si
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+from _common import merge_results, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline.json"
@@ -34,17 +32,7 @@ START = date(2026, 9, 1)
 
 def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Run one CLI command; return (seconds, peak RSS in MB) of that child alone."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "personaflow.cli", *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(
-            f"`personaflow {' '.join(args)}` failed with exit {os.waitstatus_to_exitcode(status)}"
-        )
-    return round(seconds, 2), round(usage.ru_maxrss / 1024, 1)  # ru_maxrss is in KiB on Linux
+    return run_measured([sys.executable, "-m", "personaflow.cli", *args], env=env, cwd=ROOT)
 
 
 def run_size(name: str, users: int, items: int, days: int) -> dict[str, float]:
@@ -95,10 +83,7 @@ def main() -> None:
     }
     for name in args.sizes:
         result.update(run_size(name, **SIZES[name]))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    RESULTS.write_text(json.dumps({**previous, **result}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    merge_results(RESULTS, result)
 
 
 if __name__ == "__main__":

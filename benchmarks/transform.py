@@ -22,12 +22,12 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date, timedelta
 from pathlib import Path
+
+from _common import merge_results, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "transform.json"
@@ -113,21 +113,14 @@ STEPS = {
 def timed(step: str, **kwargs) -> tuple[float, float, dict]:
     """Run one step in a child; return (seconds, peak RSS in MB of that child alone, its result)."""
     out = Path(tempfile.mkstemp(suffix=".json")[1])
-    started = time.perf_counter()
-    proc = subprocess.Popen(
+    seconds, peak_mb = run_measured(
         [sys.executable, __file__, "--step", step, json.dumps(kwargs), "--out", str(out)],
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"step {step} {kwargs} failed with exit {code}")
     result = json.loads(out.read_text())
     out.unlink()
-    return round(seconds, 2), round(usage.ru_maxrss / 1024, 1), result  # ru_maxrss: KiB on Linux
+    return seconds, peak_mb, result
 
 
 def validation_available() -> bool:
@@ -232,10 +225,7 @@ def main() -> None:
     }
     for name in args.sizes:
         result.update(run_size(name, **SIZES[name], validate=validate, keep=args.keep))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    RESULTS.write_text(json.dumps({**previous, **result}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    merge_results(RESULTS, result)
 
 
 if __name__ == "__main__":

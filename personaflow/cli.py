@@ -156,6 +156,40 @@ def promote(tag: str) -> None:
 
 
 @app.command()
+def segments(day: DateOpt) -> None:
+    """K-means user segments as of the day: prints the segment table, writes user_segments.parquet."""
+    try:
+        result = stages.segments(day.date(), config.load())
+    except ValueError as exc:
+        typer.echo(f"segments failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"k={result['k']} ({result['criterion']})")
+    head = f"{'id':>3} {'label':<28} {'size':>7} {'share':>6} {'recency':>8} {'freq':>6} {'monetary':>10}"
+    typer.echo(f"{head}  rfm  [top categories]")
+    for seg in result["segments"]:
+        typer.echo(
+            f"{seg['segment_id']:>3} {seg['label']:<28} {seg['size']:>7} {seg['share']:>6.1%} "
+            f"{seg['mean_recency_days']:>8.1f} {seg['mean_frequency']:>6.1f} {seg['mean_monetary']:>10.2f}  "
+            f"{seg['dominant_rfm_segment']}  [{', '.join(seg['top_categories'])}]"
+        )
+    typer.echo(f"wrote {result['parquet']}")
+
+
+@app.command()
+def churn(
+    day: DateOpt,
+    horizon_days: int | None = typer.Option(None, help="Check the mart was built with this horizon."),
+) -> None:
+    """Churn classifier on marts.churn_labels: prints held-out metrics, writes churn_scores.parquet."""
+    try:
+        result = stages.churn(day.date(), config.load(), horizon_days=horizon_days)
+    except ValueError as exc:
+        typer.echo(f"churn failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    _print({k: result[k] for k in ("split", "metrics", "users_scored", "latest_cutoff", "parquet", "report")})
+
+
+@app.command()
 def models() -> None:
     """List saved model versions with their metrics; the production one is marked."""
     from training.registry import list_models

@@ -117,3 +117,75 @@ def promote(tag: str, s: Settings, report: str | None = None) -> dict[str, Any]:
     from training.pipeline import promote_candidate
 
     return promote_candidate(tag, s.production_pointer, report=report)
+
+
+def _read_mart(warehouse: Path, sql: str, params: list[Any]):
+    import duckdb
+
+    # read-only and short-lived: DuckDB allows one writer process, and the DAG may be loading
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute(sql, params).df()
+    except duckdb.CatalogException as exc:
+        first_line = exc.args[0].splitlines()[0]
+        raise ValueError(f"{warehouse}: {first_line} (build the marts: personaflow transform)") from exc
+    finally:
+        con.close()
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> Path:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def segments(as_of: date, s: Settings) -> dict[str, Any]:
+    """K-means user segments over marts.user_features as of the day -> features_dir/user_segments.parquet."""
+    from training.segments import fit_segments
+
+    profile = _read_mart(s.warehouse, "select * from marts.user_features where as_of_date = ?", [as_of])
+    if profile.empty:
+        raise ValueError(f"marts.user_features has no rows as of {as_of}: run `personaflow transform`")
+    result = fit_segments(profile, seed=s.seed)
+    out = result.assignments.assign(as_of_date=as_of)
+    s.features_dir.mkdir(parents=True, exist_ok=True)
+    path = s.features_dir / "user_segments.parquet"
+    out.to_parquet(path, index=False)
+    report = {
+        "as_of": as_of.isoformat(), "k": result.k, "criterion": result.criterion,
+        "silhouettes": result.silhouettes, "segments": result.segments, "users": len(out),
+    }  # fmt: skip
+    report_path = _write_json(s.reports_dir / "segments" / f"segments_{as_of.isoformat()}.json", report)
+    return {**report, "parquet": str(path), "report": str(report_path)}
+
+
+def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str, Any]:
+    """Churn classifier on marts.churn_labels -> features_dir/churn_scores.parquet (latest cut-off).
+
+    The horizon is fixed when dbt builds the mart (var churn_horizon_days); `horizon_days` only
+    checks that the mart was built with the horizon the caller expects."""
+    import pandas as pd
+
+    from training.churn import train_churn
+
+    labels = _read_mart(s.warehouse, "select * from marts.churn_labels", [])
+    if horizon_days is not None and not labels.empty:
+        built = sorted(int(h) for h in labels["horizon_days"].unique())
+        if built != [horizon_days]:
+            raise ValueError(
+                f"marts.churn_labels was built with horizon_days={built}, not {horizon_days}: rebuild it "
+                f"with dbt var churn_horizon_days={horizon_days}"
+            )
+    result = train_churn(labels, seed=s.seed)
+    s.features_dir.mkdir(parents=True, exist_ok=True)
+    path = s.features_dir / "churn_scores.parquet"
+    result.scores.assign(as_of_date=as_of).to_parquet(path, index=False)
+    report = {
+        "as_of": as_of.isoformat(), "split": result.split, "metrics": result.metrics,
+        "calibration": result.calibration, "users_scored": len(result.scores),
+        "latest_cutoff": str(pd.Timestamp(result.scores["cutoff_date"].max()).date()),
+    }  # fmt: skip
+    report_path = _write_json(s.reports_dir / "churn" / f"churn_{as_of.isoformat()}.json", report)
+    return {**report, "parquet": str(path), "report": str(report_path)}

@@ -1,0 +1,31 @@
+"""What every benchmark shares: timing a child process with its own peak memory, and merging results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+
+def run_measured(
+    cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, float]:
+    """Run `cmd`; return (wall seconds, peak RSS in MB of that child alone, from wait4). Exits on failure."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"`{' '.join(cmd)}` failed with exit {code}")
+    return round(seconds, 2), round(usage.ru_maxrss / 1024, 1)  # ru_maxrss is in KiB on Linux
+
+
+def merge_results(path: Path, result: dict[str, object]) -> None:
+    """Write `result` over the keys already in `path`, so runs of one size keep the other sizes' figures."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**previous, **result}, indent=2) + "\n")
+    print(f"wrote {path}")

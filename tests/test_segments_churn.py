@@ -1,0 +1,165 @@
+"""Segments and churn: planted structure is recovered, errors are clear, stages write their files."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from personaflow import settings as config
+from personaflow import stages
+from training.churn import N_BINS, train_churn
+from training.segments import fit_segments
+
+PLANTED = {  # (recency_days, frequency, monetary) centres, far apart in log space
+    "champions": (3, 25, 3000.0),
+    "lapsed": (250, 1, 25.0),
+    "middle": (45, 5, 300.0),
+}
+
+
+def planted_profile(n_per: int = 150, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows, truth = [], []
+    for c, (rec, freq, mon) in enumerate(PLANTED.values()):
+        for _ in range(n_per):
+            rows.append(
+                {
+                    "recency_days": int(max(0, rec * rng.lognormal(0, 0.15))),
+                    "frequency": int(max(1, round(freq * rng.lognormal(0, 0.15)))),
+                    "monetary": round(mon * rng.lognormal(0, 0.15), 2),
+                    "rfm_segment": ["Champions", "Lost", "Need Attention"][c],
+                    "favourite_categories": ["toys,books", "garden", "books,kitchen"][c],
+                }
+            )
+            truth.append(c)
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "user_id", [f"u{i:05d}" for i in range(len(frame))])
+    return frame, np.array(truth)
+
+
+def planted_labels(n_users: int = 800, cutoffs: int = 3, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i in range(cutoffs):
+        rec = rng.integers(0, 300, n_users)
+        freq = rng.integers(1, 30, n_users)
+        # planted: long-gone, rare buyers churn; strong enough for a clear AUC
+        logit = -1.0 + 2.0 * (np.log1p(rec) - 3.5) - 1.5 * (np.log1p(freq) - 1.8)
+        churned = rng.random(n_users) < 1 / (1 + np.exp(-logit))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "user_id": [f"u{u:05d}" for u in range(n_users)],
+                    "cutoff_date": pd.Timestamp("2024-06-01") - pd.Timedelta(days=30 * i),
+                    "horizon_days": 90,
+                    "recency_days": rec,
+                    "frequency": freq,
+                    "monetary": freq * rng.lognormal(3, 0.5, n_users),
+                    "days_since_first_purchase": rec + rng.integers(0, 200, n_users),
+                    "n_orders_90d": np.where(rec < 90, np.minimum(freq, 3), 0),
+                    "n_orders_in_horizon": np.where(churned, 0, 1),
+                    "churned": churned,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_segments_recover_planted_clusters():
+    profile, truth = planted_profile()
+    result = fit_segments(profile, k_range=range(2, 7), seed=42)
+    assert result.k == len(PLANTED)
+    assert "silhouette" in result.criterion and set(result.silhouettes) == {2, 3, 4, 5, 6}
+    assert adjusted_rand_score(truth, result.assignments["segment_id"]) > 0.8
+    assert list(result.assignments.columns) == ["user_id", "segment_id", "segment_label"]
+    assert len(result.segments) == result.k
+    assert sum(s["size"] for s in result.segments) == len(profile)
+    labels = {s["label"] for s in result.segments}
+    assert len(labels) == result.k and result.assignments["segment_label"].notna().all()
+    by_recency = sorted(result.segments, key=lambda s: s["mean_recency_days"])
+    assert by_recency[0]["dominant_rfm_segment"] == "Champions"
+    assert by_recency[0]["label"].startswith("recent") and "big spenders" in by_recency[0]["label"]
+    assert by_recency[-1]["label"] == "lapsed one-timers"
+    assert by_recency[-1]["top_categories"] == ["garden"]
+    assert set(by_recency[0]["top_categories"]) == {"toys", "books"}
+
+
+def test_churn_learns_planted_signal_and_calibration_adds_up():
+    labels = planted_labels()
+    result = train_churn(labels, seed=7)
+    assert result.split.startswith("by cut-off date")
+    assert result.metrics["roc_auc"] > 0.75, result.metrics
+    assert 0 < result.metrics["brier"] < 0.25
+    assert result.metrics["pr_auc"] > result.metrics["base_rate"]
+    assert len(result.calibration) == N_BINS
+    assert sum(r["n"] for r in result.calibration) == result.metrics["n_test"] == 800
+    filled = [r for r in result.calibration if r["n"]]
+    assert all(r["lo"] <= r["mean_predicted"] <= r["hi"] for r in filled)
+    assert len(result.scores) == 800 and result.scores["churn_score"].between(0, 1).all()
+    assert (result.scores["cutoff_date"] == labels["cutoff_date"].max()).all()
+
+
+def test_churn_single_cutoff_splits_by_user():
+    result = train_churn(planted_labels(cutoffs=1), seed=7)
+    assert result.split.startswith("by user")
+    assert result.metrics["n_test"] == 200 and result.metrics["roc_auc"] > 0.75
+
+
+def test_churn_single_class_raises_clear_error():
+    labels = planted_labels().assign(churned=True)
+    with pytest.raises(ValueError, match="single class"):
+        train_churn(labels, seed=7)
+    with pytest.raises(ValueError, match="shorter than the churn horizon"):
+        train_churn(labels.iloc[0:0], seed=7)
+
+
+def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
+    warehouse = tmp_path / "wh.duckdb"
+    as_of = date(2024, 9, 1)
+    profile, _ = planted_profile(n_per=40)
+    profile["as_of_date"] = as_of
+    labels = planted_labels(n_users=300)
+    con = duckdb.connect(str(warehouse))
+    try:
+        con.execute("create schema marts")
+        con.register("profile_df", profile)
+        con.register("labels_df", labels)
+        con.execute("create table marts.user_features as select * from profile_df")
+        con.execute(
+            "create table marts.churn_labels as select * replace (cast(cutoff_date as date) as cutoff_date)"
+            " from labels_df"
+        )
+        con.execute(
+            "insert into marts.user_features select * replace (date '2024-08-01' as as_of_date)"
+            " from marts.user_features"
+        )  # another day's rows must be ignored
+    finally:
+        con.close()
+    monkeypatch.setenv("PERSONAFLOW_WAREHOUSE", str(warehouse))
+    monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(tmp_path / "features"))
+    monkeypatch.setenv("PERSONAFLOW_REPORTS_DIR", str(tmp_path / "reports"))
+    s = config.load()
+
+    seg = stages.segments(as_of, s)
+    written = pd.read_parquet(tmp_path / "features" / "user_segments.parquet")
+    assert len(written) == len(profile) == seg["users"] and written["user_id"].is_unique
+    assert (
+        seg["k"] == 3
+        and json.loads((tmp_path / "reports" / "segments" / "segments_2024-09-01.json").read_text())["k"] == 3
+    )
+    with pytest.raises(ValueError, match="no rows as of 2024-09-02"):
+        stages.segments(as_of + timedelta(days=1), s)
+
+    out = stages.churn(as_of, s, horizon_days=90)
+    scores = pd.read_parquet(tmp_path / "features" / "churn_scores.parquet")
+    assert len(scores) == 300 and scores["churn_score"].between(0, 1).all()
+    report = json.loads((tmp_path / "reports" / "churn" / "churn_2024-09-01.json").read_text())
+    assert report["metrics"]["roc_auc"] == out["metrics"]["roc_auc"] > 0.7
+    with pytest.raises(ValueError, match="horizon_days=\\[90\\], not 30"):
+        stages.churn(as_of, s, horizon_days=30)
