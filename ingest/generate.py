@@ -27,23 +27,13 @@ COUNTRIES = ("UK", "DE", "FR", "NL", "ES", "IT", "US", "PL")
 COUNTRY_WEIGHTS = (0.35, 0.15, 0.12, 0.08, 0.08, 0.08, 0.08, 0.06)
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 AGE_WEIGHTS = (0.14, 0.30, 0.24, 0.16, 0.10, 0.06)
-EVENT_COLUMNS = [
-    "event_id",
-    "user_id",
-    "item_id",
-    "event_type",
-    "event_ts",
-    "session_id",
-    "quantity",
-    "price",
-]
 
 
 @dataclass(frozen=True)
 class Shop:
     users: pd.DataFrame
     items: pd.DataFrame
-    events: pd.DataFrame  # sorted by event_ts, columns EVENT_COLUMNS
+    events: pd.DataFrame  # sorted by event_ts, in the raw contract's column order (ingest/load.py)
 
 
 def _items(rng: np.random.Generator, n_items: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

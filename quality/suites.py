@@ -20,17 +20,12 @@ from datetime import date, datetime, timedelta
 import great_expectations.expectations as gxe
 from great_expectations.expectations.row_conditions import Column
 
-EVENT_COLUMNS = (
-    "event_id",
-    "user_id",
-    "item_id",
-    "event_type",
-    "event_ts",
-    "session_id",
-    "quantity",
-    "price",
-)
-V2_COLUMNS = ("order_id", "description", "country", "source_format", "source_row")
+from ingest.load import EVENT_TYPES as RAW_EVENT_TYPES
+from ingest.load import V2_TYPES as RAW_V2_TYPES
+
+# The raw contract is defined once, by the loader that writes it.
+EVENT_COLUMNS = tuple(RAW_EVENT_TYPES)
+V2_COLUMNS = tuple(RAW_V2_TYPES)
 EVENT_TYPES = ("view", "cart", "purchase", "return")
 # "Exact duplicate" (raw contract v2): equal on every business column, whatever the event_id says.
 DUPLICATE_KEY = [
