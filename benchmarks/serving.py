@@ -182,8 +182,8 @@ def request_makers(users: int, items: int) -> dict[str, object]:
 
 def component_times(env: dict[str, str], users: int) -> dict[str, float]:
     """Microseconds per call of each part of a request, in this process (no HTTP)."""
+    from ingest.live import LiveLog
     from personaflow.settings import load
-    from serving.live import LiveLog
     from serving.online import OnlineFeatures, load_catalogue
     from serving.ranking import Ranker
     from training.registry import load_production

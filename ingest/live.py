@@ -1,6 +1,6 @@
 """The live landing file: events accepted by POST /events, one JSON object a line, one file per UTC day.
 
-Lives in ingest/ because both sides use it: the API (serving/service.py, through serving/live.py)
+Lives in ingest/ because both sides use it: the API (serving/service.py)
 writes it and the nightly load (ingest/load.py) reads it.
 
 Writer (the API): append the line and fsync the file before answering, so an accepted event survives

@@ -8,7 +8,6 @@ run finds no raw rows and leaves the quarantined ones as they are.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from ingest.load import sha256
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,9 @@ def _keep_landing_file(source_file: str | None, target: Path) -> Path | None:
         )
         return None
     source = Path(source_file)
-    digest = _sha256(source)
+    digest = sha256(source)
     dest = target / source.name
-    if dest.exists() and _sha256(dest) != digest:
+    if dest.exists() and sha256(dest) != digest:
         dest = target / f"{source.stem}.{digest[:12]}{source.suffix}"
     if not dest.exists():
         shutil.copy2(source, dest)
@@ -139,11 +140,3 @@ def _summary(reasons: list[dict]) -> str:
         where = f"{r.get('table', '')}.{r['column']}" if r.get("column") else r.get("table", "")
         parts.append(f"{r.get('expectation', 'unknown')}({where})")
     return "; ".join(parts) or "unspecified"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -23,9 +23,9 @@ from pathlib import Path
 import bentoml
 from starlette.responses import JSONResponse
 
+from ingest.live import LiveLog
 from personaflow import settings
 from serving.guard import Guard
-from serving.live import LiveLog
 from serving.online import (
     OnlineFeatures,
     favourite_categories,
