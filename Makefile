@@ -40,7 +40,7 @@ test: install browser
 lint: install
 	$(BIN)/ruff check .
 
-bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models
+bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models bench-training
 
 bench-pipeline: install
 	$(BIN)/python benchmarks/pipeline.py
@@ -59,6 +59,12 @@ bench-airflow: install
 bench-models: install
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) -c requirements.lock "implicit==0.7.3"
 	$(BIN)/python benchmarks/recommenders.py $(ARGS)
+
+# The nightly training task (training.pipeline.train_candidate) per model on ~10 M synthetic events:
+# task and fit seconds, peak RSS, NDCG@10 vs baselines; on the GPU when present. Writes nightly_training.json.
+.PHONY: bench-training
+bench-training: install
+	$(BIN)/python benchmarks/nightly_training.py $(ARGS)
 
 # dbt transform (+ GX validation) time and peak memory: a nightly incremental day vs a full rebuild,
 # at ~1 M and ~10 M synthetic events (10 M needs ~5.5 GB to generate). Writes benchmarks/results/transform.json.

@@ -6,6 +6,8 @@
 Writes benchmarks/results/recommenders.json with flat keys `<data>_<model>_<metric>` (ndcg_at_10,
 recall_at_10, mrr_at_10 and their _ci_low/_ci_high, coverage, fit_s, peak_rss_mb) plus split sizes and
 the machine's cores. Peak RSS is the process's resident-set peak sampled while that model fits.
+`<model>_deepfm` rows: a DeepFM re-ranker (training/rerank.py) over that model's candidates
+(--rerank-on, default the first of --models), with its candidate recall on validation and test.
 """
 
 from __future__ import annotations
@@ -64,6 +66,22 @@ def load_split(data: str, path: Path, test_days: int, users: int, items: int, da
     return protocol.split_purchases(purchases, test_days)
 
 
+# --- DeepFM re-ranking section (rows `<model>_deepfm`) ---
+RERANK_EXTRAS = ("candidate_recall_val", "candidate_recall_test", "train_rows", "positive_rate", "best_epoch")
+
+
+def rerank_features(args: argparse.Namespace):
+    """Features from each split's training rows, plus the synthetic shop's catalogue (category, brand)."""
+    from training.feature_tables import purchases_source
+
+    if args.data != "synthetic":
+        return purchases_source(None)
+    from ingest.generate import generate_shop
+
+    shop = generate_shop(users=args.users, items=args.items, days=args.days, seed=7)  # as load_split
+    return purchases_source(shop.items.set_index("item_id"))
+
+
 def run(args: argparse.Namespace) -> dict:
     import torch
 
@@ -99,11 +117,12 @@ def run(args: argparse.Namespace) -> dict:
             fit_s = time.perf_counter() - started
         record(name, scores_fn, fit_s, mem.peak)
 
+    features = rerank_features(args)  # two_tower's user/item features (point in time per split)
     for name in args.models:
         cfg = FitConfig(epochs=args.epochs, lr=3e-3, seed=args.seed, val_days=args.test_days)
         with PeakRss() as mem:
             started = time.perf_counter()
-            fitted = fit_model(name, split, cfg)
+            fitted = fit_model(name, split, cfg, features=features)
             fit_s = time.perf_counter() - started
         record(name, fitted.scores_fn, fit_s, mem.peak, {"best_epoch": fitted.best_epoch})
         started = time.perf_counter()
@@ -115,6 +134,19 @@ def run(args: argparse.Namespace) -> dict:
             mem.peak,
             {"blend_weight": info["weight"]},
         )
+        if name in (args.models[:1] if args.rerank_on is None else args.rerank_on):
+            from training.deepfm import DeepFMConfig
+            from training.rerank import RerankConfig, fit_reranker
+
+            with PeakRss() as rr_mem:
+                started = time.perf_counter()
+                rr_cfg = RerankConfig(model=DeepFMConfig(seed=args.seed))
+                reranked, rr_info = fit_reranker(split, fitted, features, rr_cfg)
+                rr_s = time.perf_counter() - started
+            extra = {k: rr_info[k] for k in RERANK_EXTRAS} | {"rerank_s": round(rr_s, 2)}
+            record(f"{name}_deepfm", reranked, fit_s + rr_s, max(mem.peak, rr_mem.peak), extra)
+            print(f"  {'':<14} candidate recall val {extra['candidate_recall_val']:.3f} "
+                  f"test {extra['candidate_recall_test']:.3f} (pool {rr_info['pool_size']})")  # fmt: skip
 
     print(f"\n{args.data}: {split.sizes()}  cores={out['cores']} device={out['device']}")
     header = (
@@ -144,7 +176,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--boot", type=int, default=1000)
-    parser.add_argument("--models", nargs="+", default=["bpr", "gru", "sasrec"])
+    parser.add_argument("--models", nargs="+", default=["bpr", "gru", "sasrec", "two_tower"])
+    parser.add_argument(
+        "--rerank-on", nargs="*", default=None,
+        help="models whose candidates DeepFM re-ranks (default: the first of --models; none: no re-ranking)",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", message="OpenBLAS is configured")

@@ -5,7 +5,9 @@ Thin wiring only: every task calls a function in `personaflow.stages`, which als
 task for its logical date redoes exactly that day. Heavy imports live inside the tasks.
 
 Task groups follow the stages: `ingest` (load, validate_batch), `transform` (dbt build,
-validate_marts), `features`, `model` (train in the one-slot `gpu` pool, promote). With
+validate_marts), `profiles` (segments, churn: K-means segments and churn scores, in the same night's
+Feast materialization; each is *skipped* with its reason when the data cannot support it, e.g. churn
+before the log spans its horizon), `features`, `model` (train in the one-slot `gpu` pool, promote). With
 PERSONAFLOW_DBT_TASKS=models, `transform.dbt_build` is a task group with one `dbt build --select
 <model>` task per dbt model, wired as the precompiled manifest says (read as JSON at parse time).
 A failed task emails the data team through the SMTP notifier (connection `smtp_default`); a
@@ -133,6 +135,26 @@ def _validate(stage: str) -> dict:
     return result
 
 
+def _skip_or_note(stage: str, result: dict) -> dict:
+    """A profile stage that could not run on this data is shown as skipped, with its reason."""
+    if result.get("status") == "skipped":
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        _note(f"**Skipped** {stage}: {result['reason']}")
+        raise AirflowSkipException(f"{stage} skipped: {result['reason']}")
+    report = result["report"]
+    if stage == "segments":
+        labels = ", ".join(f"{s['label']} ({s['size']})" for s in result["segments"])
+        _note(f"{result['k']} segments over {result['users']:,} users: {labels}. Report: `{report}`")
+    else:
+        m = result["metrics"]
+        _note(
+            f"Churn model: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f} (base rate "
+            f"{m['base_rate']:.3f}); {result['users_scored_as_of']:,} users scored. Report: `{report}`"
+        )
+    return result
+
+
 def _dbt_models() -> dict[str, list[str]] | None:
     """The dbt model graph when per-model tasks are asked for and a manifest exists (a JSON read)."""
     if dbt_tasks_mode() != "models":
@@ -153,11 +175,14 @@ def dbt_model(model: str) -> dict:
     """`dbt build --select <model>`: the model, then its tests; same `as_of` var as the single build, so
     incremental models rewrite the same day. One at a time (pool `dbt`): DuckDB takes one writer."""
     from personaflow.settings import export_tool_env
+    from personaflow.stages import dbt_vars
     from personaflow.transform import run_dbt
 
     s = _settings()
     export_tool_env(s)
-    return run_dbt(s.warehouse, _batch_day(), s.dbt_project_dir, s.home / "dbt", select=model)
+    return run_dbt(
+        s.warehouse, _batch_day(), s.dbt_project_dir, s.home / "dbt", select=model, dbt_vars=dbt_vars(s)
+    )
 
 
 def _dbt_group(models: dict[str, list[str]] | None):
@@ -202,9 +227,27 @@ def _pipeline() -> None:
         marts_ok = validate_marts()
         last >> marts_ok
 
-    with TaskGroup("features", tooltip="Feast: snapshots, materialize the new interval, training set"):
+    with TaskGroup("profiles", tooltip="K-means segments and churn scores, before Feast materializes"):
 
-        @task(task_id="materialize", outlets=[FEATURES])
+        @task(task_id="segments")
+        def segments() -> dict:
+            from personaflow import stages
+
+            return _skip_or_note("segments", stages.segments(_batch_day(), _settings()))
+
+        @task(task_id="churn")
+        def churn() -> dict:
+            from personaflow import stages
+
+            s = _settings()
+            return _skip_or_note("churn", stages.churn(_batch_day(), s, horizon_days=s.churn_horizon_days))
+
+        profiled = [segments(), churn()]
+
+    with TaskGroup("features", tooltip="Feast: snapshots, materialize the new interval, training set"):
+        # none_failed: a skipped profile stage (churn before the log spans its horizon) must not skip
+        # the features and the model; a failed one (or failed marts) still stops them.
+        @task(task_id="materialize", outlets=[FEATURES], trigger_rule="none_failed")
         def features() -> dict:
             from personaflow import stages
 
@@ -221,8 +264,9 @@ def _pipeline() -> None:
             result = stages.train(_settings())
             metrics = result["metrics"]
             _note(
-                f"Candidate `{result['tag']}`: ndcg@10 {metrics['ndcg_at_10']:.4f} (popularity "
-                f"{metrics['baseline_ndcg_at_10']:.4f}), recall@10 {metrics['recall_at_10']:.4f}. "
+                f"Candidate `{result['tag']}` ({result['params']['kind']}): ndcg@10 "
+                f"{metrics['ndcg_at_10']:.4f} (popularity {metrics['baseline_ndcg_at_10']:.4f}, repeat-buy "
+                f"{metrics['repeat_buy_ndcg_at_10']:.4f}), recall@10 {metrics['recall_at_10']:.4f}. "
                 f"Report: `{result.get('report', '-')}`"
             )
             return result
@@ -242,7 +286,7 @@ def _pipeline() -> None:
         promoted = promote(trained)
 
     checked >> first
-    chain(marts_ok, materialized, trained, promoted)
+    chain(marts_ok, profiled, materialized, trained, promoted)
 
 
 @dag(

@@ -8,6 +8,7 @@ Two more views serve the API: `user_purchases` (items each user bought, from mar
 "do not recommend what they already bought") and `user_live`, fed by the `user_live_events` push
 source: the serving API pushes a user's live activity since the last nightly run there (per UTC day,
 as JSON), so the next /profile and /recommend see an event at once; the nightly run absorbs it later.
+`user_segment` and `user_churn` hold the segments and churn stages' outputs (see below).
 """
 
 from datetime import timedelta
@@ -118,11 +119,48 @@ user_live = FeatureView(
     tags={"source": "POST /events"},
 )
 
+# What the nightly segments and churn stages compute (training/segments.py, training/churn.py): each
+# appends one snapshot stamped like the marts' (end of the as-of day) on the nights it runs. A night
+# that skips (churn before the log spans the horizon, too few users) adds nothing; the last values stay.
+segment_source = FileSource(
+    name="user_segment_source",
+    path=str(_FEATURES_DIR / "user_segment.parquet"),
+    timestamp_field="feature_ts",
+    created_timestamp_column="created_ts",
+)
+user_segment = FeatureView(
+    name="user_segment",
+    entities=[user],
+    ttl=_TTL,
+    schema=[Field(name="segment_id", dtype=Int64), Field(name="segment_label", dtype=String)],
+    source=segment_source,
+    online=True,
+    tags={"stage": "segments (K-means over RFM)"},
+)
+churn_source = FileSource(
+    name="user_churn_source",
+    path=str(_FEATURES_DIR / "user_churn.parquet"),
+    timestamp_field="feature_ts",
+    created_timestamp_column="created_ts",
+)
+user_churn = FeatureView(
+    name="user_churn",
+    entities=[user],
+    ttl=_TTL,
+    schema=[Field(name="churn_score", dtype=Float64)],
+    source=churn_source,
+    online=True,
+    tags={"stage": "churn (logistic regression, P(no order within the horizon))"},
+)
+
 recommender_features = FeatureService(name="recommender_features", features=[user_profile, item_stats])
+# What /profile reads (with the purchases and live views, in the same online call).
+profile_features = FeatureService(name="profile_features", features=[user_profile, user_segment, user_churn])
 
 DEFINITIONS = [
-    user, item, user_source, item_source, purchases_source, live_push,
-    user_profile, item_stats, user_purchases, user_live, recommender_features,
+    user, item, user_source, item_source, purchases_source, live_push, segment_source, churn_source,
+    user_profile, item_stats, user_purchases, user_live, user_segment, user_churn,
+    recommender_features, profile_features,
 ]  # fmt: skip
 # Views filled by a push, not by materialization from their batch source.
 PUSH_FED_VIEWS = ("user_live",)

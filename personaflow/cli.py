@@ -144,9 +144,21 @@ def features(day: DateOpt) -> None:
 
 
 @app.command()
-def train(epochs: int = 20, dim: int = 64) -> None:
+def train(
+    epochs: int = 20,
+    dim: int = 64,
+    model: Annotated[
+        str | None, typer.Option(help="bpr | two_tower | sasrec | gru (default: PERSONAFLOW_MODEL)")
+    ] = None,
+    hybrid: Annotated[
+        bool | None, typer.Option(help="blend with repeat-buy (default: PERSONAFLOW_HYBRID)")
+    ] = None,
+    rerank: Annotated[
+        bool | None, typer.Option(help="DeepFM re-ranking of candidates (default: PERSONAFLOW_RERANK)")
+    ] = None,
+) -> None:
     """Train the recommender on a time-based split and save it as a candidate."""
-    _print(stages.train(config.load(), epochs=epochs, dim=dim))
+    _print(stages.train(config.load(), epochs=epochs, dim=dim, model=model, hybrid=hybrid, rerank=rerank))
 
 
 @app.command()
@@ -163,6 +175,9 @@ def segments(day: DateOpt) -> None:
     except ValueError as exc:
         typer.echo(f"segments failed: {exc}", err=True)
         raise typer.Exit(1) from exc
+    if result["status"] == "skipped":  # not an error: the data cannot support segments yet
+        typer.echo(f"segments skipped: {result['reason']}")
+        return
     typer.echo(f"k={result['k']} ({result['criterion']})")
     head = f"{'id':>3} {'label':<28} {'size':>7} {'share':>6} {'recency':>8} {'freq':>6} {'monetary':>10}"
     typer.echo(f"{head}  rfm  [top categories]")
@@ -180,13 +195,17 @@ def churn(
     day: DateOpt,
     horizon_days: int | None = typer.Option(None, help="Check the mart was built with this horizon."),
 ) -> None:
-    """Churn classifier on marts.churn_labels: prints held-out metrics, writes churn_scores.parquet."""
+    """Churn classifier on marts.churn_labels: prints held-out metrics, scores today's buyers for Feast."""
     try:
         result = stages.churn(day.date(), config.load(), horizon_days=horizon_days)
     except ValueError as exc:
         typer.echo(f"churn failed: {exc}", err=True)
         raise typer.Exit(1) from exc
-    _print({k: result[k] for k in ("split", "metrics", "users_scored", "latest_cutoff", "parquet", "report")})
+    if result["status"] == "skipped":  # not an error: e.g. the log is shorter than the horizon
+        typer.echo(f"churn skipped: {result['reason']}")
+        return
+    keys = ("split", "metrics", "users_scored", "latest_cutoff", "users_scored_as_of", "parquet", "report")
+    _print({k: result[k] for k in keys})
 
 
 @app.command()
@@ -200,7 +219,8 @@ def models() -> None:
         mark = "*" if m.get("is_production") else " "
         metrics = m.get("metrics", {})
         typer.echo(
-            f"{mark} {m['tag']}  ndcg@10={metrics.get('ndcg_at_10', float('nan')):.4f}  "
+            f"{mark} {m['tag']}  {m.get('kind', '?'):<16} "
+            f"ndcg@10={metrics.get('ndcg_at_10', float('nan')):.4f}  "
             f"recall@10={metrics.get('recall_at_10', float('nan')):.4f}  created={m.get('created')}"
         )
 

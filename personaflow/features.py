@@ -40,6 +40,12 @@ CO_PURCHASE_COLUMNS = ["item_id", "other_item_id", "n_orders_both", "confidence"
 MAX_CO_PURCHASE_PER_ITEM = 100
 # Most-bought items kept per RFM segment, for /recommend's fallback for users the model does not know.
 MAX_SEGMENT_ITEMS = 200
+# Feast sources the segments and churn stages append to (file = view name), with their typed columns.
+# A night that skipped a stage adds no rows: the online store keeps the last values.
+PROFILE_SOURCES = {
+    "user_segment": {"user_id": "string", "segment_id": "int64", "segment_label": "string"},
+    "user_churn": {"user_id": "string", "churn_score": "float64"},
+}
 
 
 def day_end(as_of: date) -> datetime:
@@ -62,7 +68,9 @@ def append_snapshot(path: Path, snap: pd.DataFrame) -> int:
     """Add one as-of snapshot to the Parquet history, replacing an earlier export of the same day."""
     if path.exists():
         old = pd.read_parquet(path)
-        snap = pd.concat([old[old["feature_ts"] != snap["feature_ts"].iloc[0]], snap], ignore_index=True)
+        old = old[old["feature_ts"] != snap["feature_ts"].iloc[0]]
+        if len(old):  # an empty placeholder (ensure_profile_sources) adds nothing
+            snap = pd.concat([old, snap], ignore_index=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     snap.to_parquet(tmp, index=False)
@@ -94,6 +102,23 @@ def ensure_live_source(features_dir: Path) -> None:
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         empty.to_parquet(path, index=False)
+
+
+def append_profile(features_dir: Path, view: str, frame: pd.DataFrame, as_of: date) -> int:
+    """Stamp a profile stage's output (segments, churn scores) as of `as_of` and add it to the
+    view's source; returns the rows in the file."""
+    snap = snapshot(frame, list(PROFILE_SOURCES[view]), as_of, datetime.now())
+    return append_snapshot(features_dir / f"{view}.parquet", snap)
+
+
+def ensure_profile_sources(features_dir: Path) -> None:
+    """Before the first segments/churn run (or while churn cannot train yet) the views' sources are
+    empty typed files: Feast's apply and materialize need the file, and then load nothing."""
+    stamps = {"feature_ts": "datetime64[ns, UTC]", "created_ts": "datetime64[ns, UTC]"}
+    for view, dtypes in PROFILE_SOURCES.items():
+        path = features_dir / f"{view}.parquet"
+        if not path.exists():
+            write_atomic(pd.DataFrame({c: pd.Series(dtype=d) for c, d in {**dtypes, **stamps}.items()}), path)
 
 
 def write_atomic(frame: pd.DataFrame, path: Path) -> int:
@@ -176,6 +201,7 @@ def build_features(warehouse: Path, features_dir: Path, repo_dir: Path, as_of: d
     )
     append_snapshot(features_dir / "user_purchases.parquet", purchased_items(purchases, as_of, now))
     ensure_live_source(features_dir)
+    ensure_profile_sources(features_dir)
 
     store = open_store(repo_dir, features_dir)
     definitions = load_definitions(repo_dir)

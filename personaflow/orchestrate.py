@@ -76,6 +76,7 @@ def airflow_env(s: Settings) -> dict[str, str]:
             "PERSONAFLOW_AIRFLOW_USER": s.airflow_user,
             # single (default): dbt is one task; models: one task per dbt model (from the manifest)
             "PERSONAFLOW_DBT_TASKS": dbt_tasks_mode(),
+            "PERSONAFLOW_CHURN_HORIZON_DAYS": str(s.churn_horizon_days),
         }
     )
     if s.airflow_password:

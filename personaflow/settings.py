@@ -50,6 +50,10 @@ class Settings:
     airflow_user: str = "admin"
     airflow_password: str = ""
     airflow_schedule: bool = True
+    churn_horizon_days: int = 90
+    model: str = "bpr"
+    hybrid: bool = True
+    rerank: bool = False
 
 
 def load() -> Settings:
@@ -86,6 +90,17 @@ def load() -> Settings:
         airflow_password=_env("PERSONAFLOW_AIRFLOW_PASSWORD", ""),
         # false: the scheduler runs only manual runs and backfills (demos on old data, tests)
         airflow_schedule=_env("PERSONAFLOW_AIRFLOW_SCHEDULE", "true").lower() in ("1", "true", "yes"),
+        # churn = no order within this many days after a cut-off: the dbt var churn_horizon_days that
+        # marts.churn_labels is built with. The log must span more than it before churn can train.
+        churn_horizon_days=int(_env("PERSONAFLOW_CHURN_HORIZON_DAYS", "90")),
+        # The nightly recommender: bpr | two_tower | sasrec | gru (training/fit.py), blended with the
+        # repeat-buy baseline when PERSONAFLOW_HYBRID is true (weight tuned on a validation window).
+        model=_env("PERSONAFLOW_MODEL", "bpr"),
+        hybrid=_env("PERSONAFLOW_HYBRID", "true").lower() in ("1", "true", "yes"),
+        # DeepFM re-ranks each user's candidates (retrieval + history + co-purchase) over the features.
+        # Off by default: it learns from the validation window's buyers, too few on a 7-day window at
+        # demo size (measured below the hybrid there); on 30-day windows it is the best model we have.
+        rerank=_env("PERSONAFLOW_RERANK", "false").lower() in ("1", "true", "yes"),
     )
 
 

@@ -82,7 +82,15 @@ def transform(as_of: date, s: Settings, full_refresh: bool = False) -> dict[str,
     from personaflow.transform import run_dbt
 
     export_tool_env(s)
-    return run_dbt(s.warehouse, as_of, s.dbt_project_dir, s.home / "dbt", full_refresh=full_refresh)
+    return run_dbt(
+        s.warehouse, as_of, s.dbt_project_dir, s.home / "dbt", full_refresh=full_refresh,
+        dbt_vars=dbt_vars(s),
+    )  # fmt: skip
+
+
+def dbt_vars(s: Settings) -> dict[str, Any]:
+    """Project vars that come from our settings (every dbt run of a night must pass the same ones)."""
+    return {"churn_horizon_days": s.churn_horizon_days}
 
 
 def validate_marts(as_of: date, s: Settings) -> dict[str, Any]:
@@ -99,15 +107,27 @@ def features(as_of: date, s: Settings) -> dict[str, Any]:
     return build_features(s.warehouse, s.features_dir, s.feature_repo_dir, as_of)
 
 
-def train(s: Settings, epochs: int = 20, dim: int = 64) -> dict[str, Any]:
-    """Fit the recommender on a time-based split; save it as a candidate with its metrics."""
+def train(
+    s: Settings,
+    epochs: int = 20,
+    dim: int = 64,
+    model: str | None = None,
+    hybrid: bool | None = None,
+    rerank: bool | None = None,
+) -> dict[str, Any]:
+    """Fit the recommender (settings' model unless given) on a time-based split; save it as a candidate
+    with its metrics and the gate's evidence."""
     export_tool_env(s)
+    from training.feature_tables import nightly_source
     from training.pipeline import train_candidate
 
+    catalogue = _read_mart(s.warehouse, "select item_id, category, brand, price from marts.item_features", [])
     return train_candidate(
         s.warehouse, s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training",
-        pointer_path=s.production_pointer,
-    )
+        pointer_path=s.production_pointer, model=model or s.model,
+        hybrid=s.hybrid if hybrid is None else hybrid, rerank=s.rerank if rerank is None else rerank,
+        features=nightly_source(s.feature_repo_dir, s.features_dir, catalogue.set_index("item_id")),
+    )  # fmt: skip
 
 
 def promote(tag: str, s: Settings, report: str | None = None) -> dict[str, Any]:
@@ -141,51 +161,102 @@ def _write_json(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def _skipped(stage: str, as_of: date, s: Settings, reason: str) -> dict[str, Any]:
+    """A stage that cannot run on this data (not an error): say why, in the result and a report."""
+    report = {"as_of": as_of.isoformat(), "status": "skipped", "reason": reason}
+    path = _write_json(s.reports_dir / stage / f"{stage}_{as_of.isoformat()}.json", report)
+    return {**report, "report": str(path)}
+
+
 def segments(as_of: date, s: Settings) -> dict[str, Any]:
-    """K-means user segments over marts.user_features as of the day -> features_dir/user_segments.parquet."""
-    from training.segments import fit_segments
+    """K-means user segments over marts.user_features as of the day -> features_dir/user_segments.parquet,
+    and a snapshot for the Feast view `user_segment`. Too few users: {"status": "skipped", "reason"}."""
+    from personaflow.features import append_profile
+    from training.segments import TooFewUsers, fit_segments
 
     profile = _read_mart(s.warehouse, "select * from marts.user_features where as_of_date = ?", [as_of])
     if profile.empty:
         raise ValueError(f"marts.user_features has no rows as of {as_of}: run `personaflow transform`")
-    result = fit_segments(profile, seed=s.seed)
+    try:
+        result = fit_segments(profile, seed=s.seed)
+    except TooFewUsers as exc:
+        return _skipped("segments", as_of, s, str(exc))
     out = result.assignments.assign(as_of_date=as_of)
     s.features_dir.mkdir(parents=True, exist_ok=True)
     path = s.features_dir / "user_segments.parquet"
     out.to_parquet(path, index=False)
+    feast_rows = append_profile(s.features_dir, "user_segment", result.assignments, as_of)
     report = {
-        "as_of": as_of.isoformat(), "k": result.k, "criterion": result.criterion,
+        "as_of": as_of.isoformat(), "status": "ok", "k": result.k, "criterion": result.criterion,
         "silhouettes": result.silhouettes, "segments": result.segments, "users": len(out),
     }  # fmt: skip
     report_path = _write_json(s.reports_dir / "segments" / f"segments_{as_of.isoformat()}.json", report)
-    return {**report, "parquet": str(path), "report": str(report_path)}
+    return {**report, "parquet": str(path), "feast_source_rows": feast_rows, "report": str(report_path)}
+
+
+# Today's features in the shape of marts.churn_labels' (the model was fitted at past cut-offs).
+# Only buyers: churn_labels only has users who bought before a cut-off, so the model knows no others.
+_CHURN_FEATURES_NOW = """
+    select user_id, recency_days, frequency, monetary,
+        date_diff('day', cast(first_purchase_ts as date), as_of_date) as days_since_first_purchase,
+        n_orders_90d
+    from marts.user_features where as_of_date = ? and frequency > 0
+"""
+
+
+def _log_span(warehouse: Path, as_of: date) -> str:
+    import pandas as pd
+
+    first = _read_mart(warehouse, "select min(event_date) as d from marts.interactions", [])["d"].iloc[0]
+    if pd.isna(first):
+        return "no events"
+    first = pd.Timestamp(first).date()
+    return f"{first} .. {as_of}, {(as_of - first).days + 1} days"
 
 
 def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str, Any]:
-    """Churn classifier on marts.churn_labels -> features_dir/churn_scores.parquet (latest cut-off).
+    """Churn classifier on marts.churn_labels; scores today's buyers (marts.user_features as of the
+    day) into a snapshot for the Feast view `user_churn`; the latest cut-off's scores (what the
+    metrics are about) go to features_dir/churn_scores.parquet. Labels that cannot train a model
+    (a log not longer than the horizon, one class): {"status": "skipped", "reason"}.
 
-    The horizon is fixed when dbt builds the mart (var churn_horizon_days); `horizon_days` only
-    checks that the mart was built with the horizon the caller expects."""
+    The horizon is fixed when dbt builds the mart (var churn_horizon_days, from the setting
+    PERSONAFLOW_CHURN_HORIZON_DAYS); the mart must have been built with `horizon_days` (default: the
+    setting)."""
     import pandas as pd
 
-    from training.churn import train_churn
+    from personaflow.features import append_profile
+    from training.churn import CannotTrain, score_users, train_churn
 
+    expected = horizon_days or s.churn_horizon_days
     labels = _read_mart(s.warehouse, "select * from marts.churn_labels", [])
-    if horizon_days is not None and not labels.empty:
-        built = sorted(int(h) for h in labels["horizon_days"].unique())
-        if built != [horizon_days]:
-            raise ValueError(
-                f"marts.churn_labels was built with horizon_days={built}, not {horizon_days}: rebuild it "
-                f"with dbt var churn_horizon_days={horizon_days}"
-            )
-    result = train_churn(labels, seed=s.seed)
+    if labels.empty:
+        reason = (
+            f"marts.churn_labels is empty: the event log ({_log_span(s.warehouse, as_of)}) is not longer "
+            f"than the {expected}-day churn horizon, so no cut-off has an observed outcome yet"
+        )
+        return _skipped("churn", as_of, s, reason)
+    built = sorted(int(h) for h in labels["horizon_days"].unique())
+    if built != [expected]:
+        raise ValueError(
+            f"marts.churn_labels was built with horizon_days={built}, not {expected}: rebuild it "
+            f"with dbt var churn_horizon_days={expected} (setting PERSONAFLOW_CHURN_HORIZON_DAYS)"
+        )
+    try:
+        result = train_churn(labels, seed=s.seed)
+    except CannotTrain as exc:
+        return _skipped("churn", as_of, s, str(exc))
+    now = score_users(result.model, _read_mart(s.warehouse, _CHURN_FEATURES_NOW, [as_of]))
     s.features_dir.mkdir(parents=True, exist_ok=True)
     path = s.features_dir / "churn_scores.parquet"
     result.scores.assign(as_of_date=as_of).to_parquet(path, index=False)
+    feast_rows = append_profile(s.features_dir, "user_churn", now, as_of) if len(now) else 0
     report = {
-        "as_of": as_of.isoformat(), "split": result.split, "metrics": result.metrics,
+        "as_of": as_of.isoformat(), "status": "ok", "split": result.split, "metrics": result.metrics,
         "calibration": result.calibration, "users_scored": len(result.scores),
         "latest_cutoff": str(pd.Timestamp(result.scores["cutoff_date"].max()).date()),
+        "users_scored_as_of": len(now),
+        "mean_churn_score_as_of": round(float(now["churn_score"].mean()), 4) if len(now) else None,
     }  # fmt: skip
     report_path = _write_json(s.reports_dir / "churn" / f"churn_{as_of.isoformat()}.json", report)
-    return {**report, "parquet": str(path), "report": str(report_path)}
+    return {**report, "parquet": str(path), "feast_source_rows": feast_rows, "report": str(report_path)}

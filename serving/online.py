@@ -29,8 +29,16 @@ USER_REFS = [
     "user_purchases:purchased_items",
     "user_live:live_buckets",
     "user_live:live_last_event_ts",
+    # the nightly segments and churn stages (absent for users they did not cover, or before they ran)
+    "user_segment:segment_id",
+    "user_segment:segment_label",
+    "user_churn:churn_score",
 ]
 COUNTERS = ("n_views", "n_carts", "n_purchases", "n_returns")
+# Churn risk from the churn model's probability of no order within the horizon. Logistic regression's
+# probabilities are close to calibrated (the churn report's calibration table checks it), so the cuts
+# read as "more likely than not, give or take" (high) and "a real chance" (medium).
+CHURN_HIGH, CHURN_MEDIUM = 0.6, 0.3
 REFRESH_SECONDS = 30.0
 
 
@@ -165,6 +173,22 @@ class OnlineFeatures:
 def purchased_in(row: dict[str, Any]) -> set[str]:
     """Items a user row from OnlineFeatures.user() bought: nightly history plus live purchases."""
     return set(row.get("purchased_items") or []) | set(row["live"]["purchased"])
+
+
+def churn_risk(
+    churn_score: float | None, r_score: int | None, live_events: int
+) -> tuple[str | None, str | None]:
+    """(risk, basis): live activity since the nightly run -> low ("live"); else the churn model's score
+    (high >= CHURN_HIGH, medium >= CHURN_MEDIUM, "model"); else the recency-score rule (r_score 1-2
+    high, 3 medium, 4-5 low, "rule") for users the model did not score; (None, None) with neither."""
+    if live_events:
+        return "low", "live"
+    if churn_score is not None:
+        risk = "high" if churn_score >= CHURN_HIGH else "medium" if churn_score >= CHURN_MEDIUM else "low"
+        return risk, "model"
+    if r_score is not None:
+        return ("high" if r_score <= 2 else "medium" if r_score == 3 else "low"), "rule"
+    return None, None
 
 
 def favourite_categories(items: list[str], catalogue: pd.DataFrame, n: int = 3) -> list[str]:

@@ -77,7 +77,7 @@ class Ranker:
         idx = model.maps.user_index.get(user_id)
         if idx is None:
             return self._fallback(k, exclude, category, segment)
-        scores = model.item_emb @ model.user_emb[idx] + model.item_bias
+        scores = model.scores(idx)
         excluded = 0
         candidates = None  # the common case (no filter) builds no mask: scores straight to top-k
         if exclude or category is not None:

@@ -113,8 +113,23 @@ class SimilarItems(BaseModel):
 class Profile(BaseModel):
     user_id: str = Field(description="the user")
     segment: str | None = Field(description="RFM segment name from the nightly run (None: live-only user)")
+    segment_id: int | None = Field(
+        None, description="K-means segment id from the nightly segments stage (None: not segmented yet)"
+    )
+    segment_label: str | None = Field(
+        None, description="readable name of the K-means segment, e.g. 'recent regulars'"
+    )
+    churn_score: float | None = Field(
+        None,
+        description="churn model's probability that the user places no order within the churn horizon "
+        "(nightly; None: not scored, e.g. never bought, or the log is shorter than the horizon)",
+    )
     churn_risk: Literal["low", "medium", "high"] | None = Field(
-        description="rule of thumb: recency score 1-2 high, 3 medium, 4-5 low; low after a live event today"
+        description="from churn_score when there is one (high >= 0.6, medium >= 0.3, else low); else the "
+        "recency-score rule (1-2 high, 3 medium, 4-5 low); low after a live event since the nightly run"
+    )
+    churn_basis: Literal["model", "rule", "live"] | None = Field(
+        None, description="what churn_risk rests on: the churn model, the recency rule, or live activity"
     )
     r_score: int | None = Field(description="recency score 1..5 (5 = most recent), nightly")
     f_score: int | None = Field(description="frequency score 1..5, nightly")

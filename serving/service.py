@@ -28,6 +28,7 @@ from personaflow import settings
 from serving.guard import Guard
 from serving.online import (
     OnlineFeatures,
+    churn_risk,
     favourite_categories,
     load_catalogue,
     load_co_purchase,
@@ -193,7 +194,8 @@ class Recommender:
 
     @bentoml.api(route="/profile", input_spec=ProfileRequest)
     async def profile(self, user_id: str) -> Profile:
-        """The user's RFM scores and segment from the nightly run, plus live activity since then."""
+        """The user's RFM scores, RFM and K-means segments and churn score from the nightly run, plus live
+        activity since then (one online-store read for all of it)."""
         row = self.online.user(user_id)
         live = row["live"]
         if row.get("rfm_segment") is None and live["n_events"] == 0:
@@ -204,9 +206,7 @@ class Recommender:
         nightly_last, live_last = row.get("last_event_ts"), row.get("live_last_event_ts")
         last = max((t for t in (nightly_last, live_last) if t), default=None)
         r_score = row.get("r_score")
-        churn = None if r_score is None else ("high" if r_score <= 2 else "medium" if r_score == 3 else "low")
-        if live["n_events"]:
-            churn = "low"
+        churn, basis = churn_risk(row.get("churn_score"), r_score, live["n_events"])
         purchased = list(row.get("purchased_items") or []) + live["purchased"]
         monetary = row.get("monetary")
         if monetary is not None or live["revenue"]:
@@ -214,7 +214,11 @@ class Recommender:
         return Profile(
             user_id=user_id,
             segment=row.get("rfm_segment"),
+            segment_id=row.get("segment_id"),
+            segment_label=row.get("segment_label"),
+            churn_score=row.get("churn_score"),
             churn_risk=churn,
+            churn_basis=basis,
             r_score=r_score,
             f_score=row.get("f_score"),
             m_score=row.get("m_score"),

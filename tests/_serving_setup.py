@@ -4,6 +4,8 @@ The marts are written straight into DuckDB (like tests/test_features.py) as of y
 live event sent today counts as "since the nightly run". Besides the model's users, the marts hold one
 user the model does not know (COLD_USER, segment Champions), a segment best seller (users[2] and
 users[6], both Champions, bought `segment_hit`) and co-purchase rules for items[5] (CO_PURCHASE).
+marts.churn_labels has two past cut-offs (planted: 15+ days without an order = churned), so the real
+segments and churn stages run before the features stage, as in the nightly DAG.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from personaflow import settings, stages
 from personaflow.features import build_features
 from personaflow.settings import REPO_ROOT
 from serving import process
@@ -53,8 +56,17 @@ def write_marts(
     user_rows = ", ".join(
         f"('{u}', date '{as_of}', timestamp '{ts}', timestamp '{ts}', timestamp '{ts}', {n % 30}, "
         f"{1 + n % 4}, {10.0 * (n + 1)}, {1 + n % 5}, {1 + n % 5}, {1 + n % 5}, "
-        f"'{'Champions' if n % 2 == 0 else 'Hibernating'}', {5 + n}, {n % 3}, {1 + n % 4}, {1 + n % 6})"
+        f"'{'Champions' if n % 2 == 0 else 'Hibernating'}', {5 + n}, {n % 3}, {1 + n % 4}, {1 + n % 6}, "
+        f"timestamp '{as_of - timedelta(days=n % 30)} 12:00:00', {1 + n % 4})"
         for n, u in enumerate(users)
+    )
+    # Two past cut-offs for the churn stage; planted: 15+ days without an order -> churned.
+    label_rows = ", ".join(
+        f"('{u}', date '{as_of - timedelta(days=90 + 30 * c)}', 90, {(3 * n + 5 * c) % 40}, {1 + n % 4}, "
+        f"{10.0 * (n + 1)}, {(3 * n + 5 * c) % 40 + 10}, {1 + n % 4}, {int((3 * n + 5 * c) % 40 < 15)}, "
+        f"{str((3 * n + 5 * c) % 40 >= 15).lower()})"
+        for n, u in enumerate(users)
+        for c in (0, 1)
     )
     item_rows = ", ".join(
         f"('{i}', '{CATEGORIES[n % len(CATEGORIES)]}', 'brand-{n % 4}', {5.0 + n}, 10, 2, 1, 1, 9.5, {n + 1})"
@@ -65,7 +77,13 @@ def write_marts(
         con.execute(
             f"""create or replace table marts.user_features as select * from (values {user_rows})
             t(user_id, as_of_date, first_event_ts, last_event_ts, last_purchase_ts, recency_days, frequency,
-              monetary, r_score, f_score, m_score, rfm_segment, n_views, n_carts, n_purchases, n_sessions)"""
+              monetary, r_score, f_score, m_score, rfm_segment, n_views, n_carts, n_purchases, n_sessions,
+              first_purchase_ts, n_orders_90d)"""
+        )
+        con.execute(
+            f"""create or replace table marts.churn_labels as select * from (values {label_rows})
+            t(user_id, cutoff_date, horizon_days, recency_days, frequency, monetary,
+              days_since_first_purchase, n_orders_90d, n_orders_in_horizon, churned)"""
         )
         con.execute(
             f"""create or replace table marts.item_features as select * from (values {item_rows})
@@ -121,6 +139,11 @@ def running_server(home: Path, max_in_flight: int = 256) -> Iterator[dict]:
         segment_hit = next(i for i, _ in reversed(popular) if i != items[0])
         purchases = [(users[2], segment_hit), (users[6], segment_hit)]
         write_marts(home / "warehouse.duckdb", [*users, COLD_USER], items, as_of, purchases)
+        # the nightly profile stages, as the DAG runs them before Feast materializes
+        mp.setenv("PERSONAFLOW_WAREHOUSE", str(home / "warehouse.duckdb"))
+        mp.setenv("PERSONAFLOW_REPORTS_DIR", str(home / "reports"))
+        s = settings.load()
+        profiles = {"segments": stages.segments(as_of, s), "churn": stages.churn(as_of, s)}
         build_features(home / "warehouse.duckdb", features_dir, REPO_ROOT / "feature_repo", as_of)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -140,6 +163,7 @@ def running_server(home: Path, max_in_flight: int = 256) -> Iterator[dict]:
                 "home": home,
                 "as_of": as_of,
                 "env": env,
+                "profiles": profiles,
             }
         finally:
             process.stop(proc)

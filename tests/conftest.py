@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 _HOME = Path(tempfile.mkdtemp(prefix="personaflow-tests-"))
 _REPO = Path(__file__).resolve().parent.parent
 os.environ.update(
@@ -24,6 +26,16 @@ os.environ.update(
 
 # Session fixtures of the end-to-end tests (one Airflow for test_e2e.py and test_e2e_ui.py).
 from tests.e2e_helpers import airflow_stack, good_run, inbox  # noqa: E402,F401
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Stages export tool variables (personaflow.settings.export_tool_env) into os.environ; without
+    this, one test's warehouse or production pointer would leak into the next test's settings."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -29,7 +29,7 @@ from personaflow.orchestrate import DAG_ID
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TASKS = {
     "ingest.load", "ingest.validate_batch", "transform.dbt_build", "transform.validate_marts",
-    "features.materialize", "model.train", "model.promote",
+    "profiles.segments", "profiles.churn", "features.materialize", "model.train", "model.promote",
 }  # fmt: skip
 
 

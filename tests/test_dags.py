@@ -32,10 +32,18 @@ def test_nightly_runs_every_stage_in_order_in_task_groups():
         "ingest.load", "ingest.validate_batch", "transform.dbt_build", "transform.validate_marts",
         "features.materialize", "model.train", "model.promote",
     ]  # fmt: skip
-    assert set(order) == set(dag.task_ids)
+    profiles = {"profiles.segments", "profiles.churn"}
+    assert set(order) | profiles == set(dag.task_ids)
     for upstream, downstream in zip(order, order[1:], strict=False):
-        assert downstream in dag.get_task(upstream).downstream_task_ids
-    assert set(dag.task_group.children) == {"ingest", "transform", "features", "model"}
+        if upstream == "transform.validate_marts":  # the profile stages sit in between
+            assert dag.get_task(upstream).downstream_task_ids == profiles
+            for task_id in profiles:
+                assert dag.get_task(task_id).downstream_task_ids == {downstream}
+        else:
+            assert downstream in dag.get_task(upstream).downstream_task_ids
+    assert set(dag.task_group.children) == {"ingest", "transform", "profiles", "features", "model"}
+    # a skipped profile stage (churn on a log shorter than its horizon) does not skip Feast and training
+    assert dag.get_task("features.materialize").trigger_rule == "none_failed"
     assert dag.timetable.expression == "0 0 * * *" and dag.max_active_runs == 1
 
 
@@ -137,7 +145,7 @@ def test_without_a_manifest_or_by_default_dbt_is_one_task(tmp_path, monkeypatch)
     for mode in ("models", "single"):
         monkeypatch.setenv("PERSONAFLOW_DBT_TASKS", mode)
         dag = _dagbag().dags["personaflow_nightly"]
-        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 7, mode
+        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 9, mode
 
 
 def test_marts_and_features_are_assets_and_a_corrected_batch_starts_the_refresh():

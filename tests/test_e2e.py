@@ -36,11 +36,19 @@ def test_nightly_run_through_the_real_scheduler_succeeds_and_explains_itself(air
     stack = airflow_stack
     assert good_run.state == "success", good_run.tasks
     assert set(good_run.tasks) == TASKS
-    assert all(state == "success" for state in good_run.tasks.values()), good_run.tasks
+    # 21 days of log cannot train a 90-day churn model: that task is skipped, the night still succeeds
+    states = dict(good_run.tasks)
+    assert states.pop("profiles.churn") == "skipped", states
+    assert all(state == "success" for state in states.values()), states
 
     # What the UI shows: notes on the quality gate, the candidate and the promotion decision.
     notes = {ti["task_id"]: ti["note"] for ti in stack.client.task_instances(DAG_ID, good_run.run_id)}
     assert notes["ingest.validate_batch"].startswith("**Data quality passed**"), notes
+    assert "is not longer than the 90-day churn horizon" in notes["profiles.churn"], notes
+    assert (
+        notes["profiles.churn"].startswith("**Skipped** churn")
+        and " segments over " in notes["profiles.segments"]
+    )
     assert str(stack.last) in notes["ingest.validate_batch"]
     assert "ndcg@10" in notes["model.train"] and "Report:" in notes["model.train"]
     pointer = json.loads(stack.s.production_pointer.read_text())
@@ -79,6 +87,10 @@ def test_promoted_model_is_served_over_http(airflow_stack, good_run):
         scores = [i["score"] for i in answer["items"]]
         assert scores == sorted(scores, reverse=True)
 
+        # segments ran that night, churn was skipped: the K-means label, the recency rule for churn
+        profile = httpx.post(f"{base}/profile", json={"user_id": known}, timeout=30).json()
+        assert profile["segment_label"] and isinstance(profile["segment_id"], int), profile
+        assert profile["churn_score"] is None and profile["churn_basis"] == "rule" and profile["churn_risk"]
         stranger = httpx.post(f"{base}/recommend", json={"user_id": "nobody", "k": 3}, timeout=30).json()
         assert stranger["fallback"] == "popularity" and len(stranger["items"]) == 3
         bad = httpx.post(f"{base}/recommend", json={"user_id": known, "k": 0}, timeout=30)

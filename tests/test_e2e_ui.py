@@ -53,7 +53,7 @@ def test_ui_login_shows_schedule_and_last_run_task_states(airflow_stack, good_ru
     expect(header).to_contain_text("Schedule", timeout=30_000)
     expect(header).to_contain_text("0 0 * * *")
     expect(header).to_contain_text("personaflow")  # owner and tag
-    for group in ("ingest", "transform", "features", "model"):
+    for group in ("ingest", "transform", "profiles", "features", "model"):
         expect(page.get_by_test_id(f"task-{group}")).to_be_visible()
     page.get_by_test_id("expand-all-button").click()
     page.screenshot(path=str(ARTIFACTS / "airflow_dag.png"), full_page=True)
@@ -63,7 +63,7 @@ def test_ui_login_shows_schedule_and_last_run_task_states(airflow_stack, good_ru
     states = stack.client.task_states(DAG_ID, latest["dag_run_id"])
     assert set(states) == TASKS
     page.goto(f"{stack.url}/dags/{DAG_ID}/runs/{latest['dag_run_id']}")
-    expect(page.get_by_text("7 Task Instances")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"{len(TASKS)} Task Instances")).to_be_visible(timeout=30_000)
     for task_id, state in states.items():
         row = page.locator("tr", has=page.get_by_role("link", name=task_id, exact=True))
         label = re.compile(state.replace("_", " "), re.IGNORECASE)

@@ -33,7 +33,8 @@ def test_event_changes_profile_and_recommendations_then_lands_in_raw(server):
     assert first.status_code == 200, first.text
     after_view = post(server, "/profile", {"user_id": user}).json()
     assert after_view["n_views"] == 10 and after_view["live_events"] == 1
-    assert after_view["churn_risk"] == "low"
+    assert after_view["churn_risk"] == "low" and after_view["churn_basis"] == "live"
+    assert after_view["churn_score"] == before["churn_score"] is not None  # the nightly score stays
     assert after_view["last_event_ts"].startswith(today.isoformat())
 
     top = post(server, "/recommend", {"user_id": user, "k": 1, "exclude_purchased": True}).json()["items"][0]

@@ -124,6 +124,9 @@ def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
     as_of = date(2024, 9, 1)
     profile, _ = planted_profile(n_per=40)
     profile["as_of_date"] = as_of
+    # what churn scores today's buyers on (marts.user_features has them)
+    profile["first_purchase_ts"] = pd.Timestamp(as_of) - pd.to_timedelta(profile["recency_days"] + 30, "D")
+    profile["n_orders_90d"] = np.where(profile["recency_days"] < 90, np.minimum(profile["frequency"], 3), 0)
     labels = planted_labels(n_users=300)
     con = duckdb.connect(str(warehouse))
     try:
@@ -163,3 +166,69 @@ def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
     assert report["metrics"]["roc_auc"] == out["metrics"]["roc_auc"] > 0.7
     with pytest.raises(ValueError, match="horizon_days=\\[90\\], not 30"):
         stages.churn(as_of, s, horizon_days=30)
+
+    # Feast sources: today's snapshot of every user's segment, and of every buyer's churn score today,
+    # stamped at the end of the as-of day; a rerun of the night replaces its snapshot.
+    feast_seg = pd.read_parquet(tmp_path / "features" / "user_segment.parquet")
+    assert set(feast_seg.columns) == {"user_id", "segment_id", "segment_label", "feature_ts", "created_ts"}
+    assert len(feast_seg) == len(profile) and (feast_seg["feature_ts"] == stamp(as_of)).all()
+    now = pd.read_parquet(tmp_path / "features" / "user_churn.parquet")
+    assert out["users_scored_as_of"] == len(now) == len(profile) and now["churn_score"].between(0, 1).all()
+    lapsed = set(profile.loc[profile["recency_days"] > 150, "user_id"])
+    champions = set(profile.loc[profile["recency_days"] < 10, "user_id"])
+    by_user = now.set_index("user_id")["churn_score"]
+    assert by_user[list(lapsed)].mean() > by_user[list(champions)].mean() + 0.3  # planted: long gone churn
+    stages.churn(as_of, s)
+    assert len(pd.read_parquet(tmp_path / "features" / "user_churn.parquet")) == len(profile)
+
+
+def stamp(as_of: date) -> pd.Timestamp:
+    return pd.Timestamp(f"{as_of} 23:59:59", tz="UTC")
+
+
+def _warehouse(path, profile: pd.DataFrame, labels: pd.DataFrame, first_event: date) -> None:
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema marts")
+        con.register("profile_df", profile)
+        con.register("labels_df", labels)
+        con.execute("create table marts.user_features as select * from profile_df")
+        con.execute("create table marts.churn_labels as select * from labels_df")
+        con.execute(f"create table marts.interactions as select date '{first_event}' as event_date")
+
+
+def test_stages_skip_with_their_reason_when_the_data_cannot_support_them(tmp_path, monkeypatch):
+    """A log shorter than the horizon (no labels), one class, too few users: skipped, not raised;
+    the CLI prints the reason and exits 0; nothing lands in the Feast sources."""
+    from typer.testing import CliRunner
+
+    from personaflow.cli import app
+
+    as_of = date(2024, 9, 1)
+    profile, _ = planted_profile(n_per=2)  # 6 users
+    profile["as_of_date"] = as_of
+    monkeypatch.setenv("PERSONAFLOW_WAREHOUSE", str(tmp_path / "short.duckdb"))
+    monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(tmp_path / "features"))
+    monkeypatch.setenv("PERSONAFLOW_REPORTS_DIR", str(tmp_path / "reports"))
+    _warehouse(tmp_path / "short.duckdb", profile, planted_labels(n_users=10).iloc[0:0], date(2024, 8, 11))
+    s = config.load()
+
+    churn = stages.churn(as_of, s)
+    assert churn["status"] == "skipped"
+    assert "(2024-08-11 .. 2024-09-01, 22 days) is not longer than the 90-day" in churn["reason"]
+    report = json.loads((tmp_path / "reports" / "churn" / "churn_2024-09-01.json").read_text())
+    assert report["status"] == "skipped" and report["reason"] == churn["reason"]
+    seg = stages.segments(as_of, s)
+    assert seg["status"] == "skipped" and "at least 10 users; got 6" in seg["reason"]
+    assert not (tmp_path / "features").exists()
+
+    runner = CliRunner()
+    for command, reason in (("churn", "churn skipped: marts.churn_labels is empty"),
+                            ("segments", "segments skipped: segments need at least 10 users")):  # fmt: skip
+        result = runner.invoke(app, [command, "--date", "2024-09-01"])
+        assert result.exit_code == 0 and reason in result.output, result.output
+
+    monkeypatch.setenv("PERSONAFLOW_WAREHOUSE", str(tmp_path / "one_class.duckdb"))
+    _warehouse(tmp_path / "one_class.duckdb", profile, planted_labels(n_users=50).assign(churned=True),
+               date(2024, 1, 1))  # fmt: skip
+    one_class = stages.churn(as_of, config.load())
+    assert one_class["status"] == "skipped" and "single class" in one_class["reason"]

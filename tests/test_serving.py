@@ -96,11 +96,37 @@ def test_similar_items_blend_co_purchase_lift_then_embeddings(server):
 def test_profile_from_online_store_and_404_for_unknown(server):
     user = server["users"][2]
     body = post(server, "/profile", {"user_id": user}).json()
-    assert body["segment"] == "Champions" and body["r_score"] == 3 and body["churn_risk"] == "medium"
+    assert body["segment"] == "Champions" and body["r_score"] == 3
     assert body["n_views"] == 7 and body["monetary"] == pytest.approx(30.0)
     assert body["features_as_of"] == server["as_of"].isoformat() and body["live_events"] == 0
     missing = post(server, "/profile", {"user_id": "nobody-at-all"})
     assert missing.status_code == 404 and "nobody-at-all" in missing.json()["error"]
+
+
+def test_profile_answers_the_nightly_segments_and_churn_model(server):
+    """The segments and churn stages' outputs went through Feast (snapshot -> materialize -> online
+    store) into /profile; churn_risk rests on the model's score (planted: 15+ days without an order)."""
+    churn, segments = server["profiles"]["churn"], server["profiles"]["segments"]
+    assert churn["status"] == segments["status"] == "ok" and churn["users_scored_as_of"] == 21
+    features = server["home"] / "features"
+    scores = pd.read_parquet(features / "user_churn.parquet").set_index("user_id")["churn_score"]
+    labels = pd.read_parquet(features / "user_segment.parquet").set_index("user_id")
+    seen = {}
+    for n in (0, 2, 14, 19):  # recency_days = n
+        user = server["users"][n]
+        body = post(server, "/profile", {"user_id": user}).json()
+        assert body["churn_basis"] == "model" and body["churn_score"] == pytest.approx(scores[user]), body
+        expected = "high" if body["churn_score"] >= 0.6 else "medium" if body["churn_score"] >= 0.3 else "low"
+        assert body["churn_risk"] == expected
+        assert body["segment_id"] == labels.loc[user, "segment_id"]
+        assert body["segment_label"] == labels.loc[user, "segment_label"] and body["segment_label"]
+        assert body["segment"] in ("Champions", "Hibernating")  # the RFM segment stays
+        seen[n] = body
+    # planted: churn grows with recency (here 0.0 / 0.14 / 0.43: low, low, medium)
+    assert seen[0]["churn_score"] < seen[14]["churn_score"] < seen[19]["churn_score"], seen
+    assert seen[0]["churn_risk"] == "low" and seen[19]["churn_risk"] in ("medium", "high"), seen
+    cold = post(server, "/profile", {"user_id": COLD_USER}).json()
+    assert cold["churn_basis"] == "model" and cold["segment_label"]
 
 
 def test_metadata_names_the_model_get_and_post(server):

@@ -1,5 +1,5 @@
-"""The features stage's side tables for serving (co-purchase rules, segment best sellers) and how the
-serving side reads them back; real DuckDB, no server."""
+"""The features stage's side tables for serving (co-purchase rules, segment best sellers), how the
+serving side reads them back, and how /profile turns a churn score into a risk; real DuckDB, no server."""
 
 import duckdb
 import pandas as pd
@@ -56,3 +56,16 @@ def test_a_warehouse_without_the_co_purchase_mart_gives_an_empty_file(tmp_path):
     assert counts["co_purchase_rows"] == 0
     assert list(pd.read_parquet(tmp_path / "co_purchase.parquet").columns) == features.CO_PURCHASE_COLUMNS
     assert load_co_purchase(tmp_path) == {} and load_co_purchase(tmp_path / "nowhere") == {}
+
+
+def test_churn_risk_from_the_model_score_else_the_recency_rule_and_live_wins():
+    from serving.online import churn_risk
+
+    assert churn_risk(0.6, 5, 0) == ("high", "model")  # the score wins over a contrary rule
+    assert churn_risk(0.5999, 1, 0) == ("medium", "model") and churn_risk(0.3, 1, 0) == ("medium", "model")
+    assert churn_risk(0.2999, 1, 0) == ("low", "model")
+    assert [churn_risk(None, r, 0) for r in (1, 2, 3, 4, 5)] == [
+        ("high", "rule"), ("high", "rule"), ("medium", "rule"), ("low", "rule"), ("low", "rule"),
+    ]  # fmt: skip
+    assert churn_risk(0.9, 1, live_events=2) == ("low", "live")
+    assert churn_risk(None, None, 0) == (None, None)

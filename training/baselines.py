@@ -64,16 +64,19 @@ def recency_matrix(split: Split) -> sp.csr_matrix:
     return sp.csr_matrix((vals, (frame["r"], frame["c"])), shape=(split.maps.n_users, split.maps.n_items))
 
 
+def history_parts(split: Split) -> tuple[sp.csr_matrix, np.ndarray]:
+    """own_history's two parts: a sparse (count + recency / 2) per bought item, and a dense popularity
+    fill strictly below any recency tie-breaker. Saved with hybrid models so serving scores the same."""
+    pop = popularity_vector(split)
+    return (user_item_matrix(split) + recency_matrix(split) * 0.5).tocsr(), pop / (pop.max() + 1.0) * 1e-3
+
+
 def own_history(split: Split) -> ScoresFn:
     """Count of the user's purchases of each item; recency (< 1) breaks ties, popularity fills the rest."""
-    counts = user_item_matrix(split)
-    recency = recency_matrix(split)
-    pop = popularity_vector(split)
-    fill = pop / (pop.max() + 1.0) * 1e-3  # strictly below any recency tie-breaker
+    history, fill = history_parts(split)
 
     def scores_fn(users: np.ndarray) -> np.ndarray:
-        users = np.asarray(users, dtype=np.int64)
-        return counts[users].toarray() + recency[users].toarray() * 0.5 + fill
+        return history[np.asarray(users, dtype=np.int64)].toarray() + fill
 
     return scores_fn
 

@@ -15,6 +15,10 @@ FEATURES = ("recency_days", "frequency", "monetary", "days_since_first_purchase"
 N_BINS = 10
 
 
+class CannotTrain(ValueError):
+    """The labels cannot train a classifier (none, or one class): a reason to skip, not a bug."""
+
+
 @dataclass
 class ChurnResult:
     split: str
@@ -72,17 +76,17 @@ def train_churn(labels_with_features: pd.DataFrame, seed: int = 42) -> ChurnResu
     if missing:
         raise ValueError(f"churn labels lack column(s) {missing}")
     if frame.empty:
-        raise ValueError("churn_labels is empty: the event log is shorter than the churn horizon")
+        raise CannotTrain("churn_labels is empty: the event log is shorter than the churn horizon")
     y = frame["churned"].astype(int).to_numpy()
     if len(np.unique(y)) < 2:
-        raise ValueError(
+        raise CannotTrain(
             f"churn labels have a single class (churned={bool(y[0])} for all {len(y)} rows): "
             "a classifier cannot be trained; the log is likely shorter than the horizon or too small"
         )
     train, test, how = split_rows(frame, seed)
     for name, mask in (("training", train), ("test", test)):
         if len(np.unique(y[mask])) < 2:
-            raise ValueError(f"churn {name} split ({how}) has a single class over {int(mask.sum())} rows")
+            raise CannotTrain(f"churn {name} split ({how}) has a single class over {int(mask.sum())} rows")
     x = _x(frame)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
     model.fit(x[train], y[train])
@@ -99,3 +103,14 @@ def train_churn(labels_with_features: pd.DataFrame, seed: int = 42) -> ChurnResu
     scores = frame.loc[latest, ["user_id", "cutoff_date"]].reset_index(drop=True)
     scores["churn_score"] = model.predict_proba(x[latest.to_numpy()])[:, 1]
     return ChurnResult(how, metrics, calibration_table(y[test], p), scores, model)
+
+
+def score_users(model: Any, features: pd.DataFrame) -> pd.DataFrame:
+    """P(churn) for users described by FEATURES as of a day (e.g. today's marts.user_features), with
+    the model train_churn fitted on past cut-offs: user_id, churn_score."""
+    missing = [c for c in ("user_id", *FEATURES) if c not in features.columns]
+    if missing:
+        raise ValueError(f"frame to score lacks column(s) {missing}")
+    out = features[["user_id"]].reset_index(drop=True)
+    out["churn_score"] = model.predict_proba(_x(features))[:, 1] if len(features) else np.array([], float)
+    return out

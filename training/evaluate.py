@@ -158,8 +158,7 @@ def transferred_scores_fn(model: LoadedModel, maps: IdMaps) -> ScoresFn:
     item_src = np.array([model.maps.item_index.get(i, -1) for i in maps.item_ids], dtype=np.int64)
     user_src = np.array([model.maps.user_index.get(u, -1) for u in maps.user_ids], dtype=np.int64)
     known_items = np.flatnonzero(item_src >= 0)
-    item_emb = model.item_emb[item_src[known_items]].astype(np.float64)
-    item_bias = model.item_bias[item_src[known_items]].astype(np.float64)
+    columns = item_src[known_items]
     # Rank positions, not raw scores, so the order is exactly the model's popularity list.
     pop_pos = {item: pos for pos, (item, _) in enumerate(model.popularity)}
     fallback = np.array(
@@ -171,7 +170,8 @@ def transferred_scores_fn(model: LoadedModel, maps: IdMaps) -> ScoresFn:
         out = np.tile(fallback, (len(src), 1))
         known = np.flatnonzero(src >= 0)
         rows = np.full((len(known), maps.n_items), -np.inf)
-        rows[:, known_items] = model.user_emb[src[known]].astype(np.float64) @ item_emb.T + item_bias
+        if known.size:  # the model's own scoring (hybrids included), on the items both sides know
+            rows[:, known_items] = np.atleast_2d(model.scores(src[known]))[:, columns]
         out[known] = rows
         return out
 

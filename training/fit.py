@@ -4,8 +4,9 @@
 `config.val_days` before the training cut), trains epoch by epoch on the rows before that inner cut,
 logs one line per epoch (loss, validation NDCG@10, seconds), keeps the best epoch's weights and stops
 after `patience` epochs without improvement. The test window is never looked at.
-- BPR-MF then refits on the whole training period for the best number of epochs (user vectors must
-  see the recent weeks);
+- BPR-MF and the two-tower model then refit on the whole training period for the best number of epochs
+  (user vectors must see the recent weeks); the two-tower model needs a `FeatureSource`: the validation
+  learner gets features as of the inner cut, the refit learner features as of the training cut;
 - sequence models keep their best weights and score from each user's full training history.
 """
 
@@ -23,13 +24,23 @@ import torch.nn.functional as F
 
 from training.data import Split
 from training.evaluate import ScoresFn, evaluate
+from training.feature_tables import FeatureSource, FeatureTables, encode
 from training.model import MatrixFactorization
 from training.protocol import PurchaseSplit, validation_split
 from training.sequence import SeqRec, last_windows, training_windows, user_sequences
 from training.train import bpr_epoch, default_device, draw_triples, positive_pairs
+from training.two_tower import TwoTower, softmax_epoch
 
 log = logging.getLogger(__name__)
-MODELS = ("bpr", "sasrec", "gru")
+MODELS = ("bpr", "sasrec", "gru", "two_tower")
+FEATURE_MODELS = ("two_tower",)  # these need `features=` in fit_model
+# two-tower knobs, overridable through FitConfig.extra. Steps are batch_size * batch_scale positives at
+# lr * lr_scale: each step runs the whole item tower, so few large steps amortise it (and suffer far less
+# from thread contention on shared cores); chosen on validation NDCG on the synthetic shop.
+TWO_TOWER_DEFAULTS = {
+    "temperature": 1.0, "negatives": "full", "hidden": 128, "weight_decay": 0.0, "lr_scale": 6.0,
+    "batch_scale": 4,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,7 @@ class FitResult:
     device: str
     val_scores_fn: ScoresFn  # the early-stopped model scored on the validation view (for tuning blends)
     val_split: Split
-    module: torch.nn.Module
+    module: torch.nn.Module  # two_tower: a TwoTower, whose user_vectors()/item_vectors() serving needs
 
 
 class _BPR:
@@ -81,6 +92,39 @@ class _BPR:
     def scores(self, users: np.ndarray) -> np.ndarray:
         self.module.eval()
         return self.module.score(torch.as_tensor(users)).float().cpu().numpy()
+
+
+class _TwoTower:
+    def __init__(self, train, maps, cfg: FitConfig, device: str, tables: FeatureTables) -> None:
+        self.rng = np.random.default_rng(cfg.seed)
+        self.users, self.items, weights = positive_pairs(train, maps)
+        self.probs = weights / weights.sum()
+        self.cfg, self.device = cfg, device
+        opts = {**TWO_TOWER_DEFAULTS, **cfg.extra}
+        self.temperature = float(opts["temperature"])
+        self.log_q = None
+        if opts["negatives"] == "in_batch":  # each item's share of the positive stream
+            q = np.bincount(self.items, weights=self.probs, minlength=maps.n_items)
+            self.log_q = torch.from_numpy(np.log(np.maximum(q, 1e-12))).float().to(device)
+        elif opts["negatives"] != "full":
+            raise ValueError(f"two_tower: negatives must be 'full' or 'in_batch', got {opts['negatives']!r}")
+        feats = encode(tables, maps)
+        self.module = TwoTower(maps.n_users, maps.n_items, feats, cfg.dim, int(opts["hidden"])).to(device)
+        lr = cfg.lr * float(opts["lr_scale"])  # like BPR's 10x: above the sequence models' shared lr
+        self.batch_size = cfg.batch_size * int(opts["batch_scale"])
+        decay = float(opts["weight_decay"])
+        self.opt = torch.optim.AdamW(self.module.parameters(), lr=lr, weight_decay=decay)
+
+    def epoch(self) -> float:
+        pick = self.rng.choice(self.users.size, size=self.users.size, p=self.probs)
+        u, i = (torch.from_numpy(a[pick]).to(self.device) for a in (self.users, self.items))
+        return softmax_epoch(self.module, self.opt, u, i, self.batch_size, self.temperature, self.log_q)
+
+    @torch.no_grad()
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        self.module.eval()
+        idx = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
+        return (self.module.users(idx) @ self.module.items().T).float().cpu().numpy()
 
 
 class _Seq:
@@ -124,9 +168,11 @@ class _Seq:
         return torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
 
 
-def _learner(name: str, train, maps, cfg: FitConfig, device: str):
+def _learner(name: str, train, maps, cfg: FitConfig, device: str, tables: FeatureTables | None = None):
     if name == "bpr":
         return _BPR(train, maps, cfg, device)
+    if name == "two_tower":
+        return _TwoTower(train, maps, cfg, device, tables)
     if name in ("sasrec", "gru"):
         return _Seq(train, maps, cfg, device, name)
     raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
@@ -138,12 +184,21 @@ def validation_view(split: PurchaseSplit, val_days: int) -> PurchaseSplit:
     return replace(inner, maps=split.maps)
 
 
-def fit_model(name: str, split: PurchaseSplit, cfg: FitConfig | None = None) -> FitResult:
+def fit_model(
+    name: str, split: PurchaseSplit, cfg: FitConfig | None = None, features: FeatureSource | None = None
+) -> FitResult:
+    """Train `name` on `split.train` (see the module docstring); `features` is required by FEATURE_MODELS."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
+    if name in FEATURE_MODELS and features is None:
+        raise ValueError(f"model {name!r} needs user/item features: pass features=<FeatureSource>")
     cfg = cfg or FitConfig()
     device = cfg.device or default_device()
     torch.manual_seed(cfg.seed)
     val = validation_view(split, cfg.val_days)
-    learner = _learner(name, val.train, split.maps, cfg, device)
+    # point in time: the validation learner sees features as of the inner cut only
+    val_tables = features(val) if name in FEATURE_MODELS else None
+    learner = _learner(name, val.train, split.maps, cfg, device, val_tables)
     history: list[dict[str, float]] = []
     best, best_epoch, best_state, waited = -1.0, 0, None, 0
     for epoch in range(1, cfg.epochs + 1):
@@ -175,9 +230,10 @@ def fit_model(name: str, split: PurchaseSplit, cfg: FitConfig | None = None) -> 
                 break
     learner.module.load_state_dict(best_state)
     val_scores = learner.scores
-    if name == "bpr":  # refit on the whole training period for the chosen number of epochs
+    if name in ("bpr", "two_tower"):  # refit on the whole training period for the chosen number of epochs
         val_learner = learner
-        learner = _learner(name, split.train, split.maps, cfg, device)
+        tables = features(split) if name in FEATURE_MODELS else None
+        learner = _learner(name, split.train, split.maps, cfg, device, tables)
         for _ in range(best_epoch):
             learner.epoch()
         val_scores = val_learner.scores

@@ -19,20 +19,19 @@ from training.evaluate import ScoresFn, evaluate
 WEIGHTS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
 
 
-def _minmax(scores: np.ndarray) -> np.ndarray:
-    scores = np.asarray(scores, dtype=np.float64)
-    lo = scores.min(axis=1, keepdims=True)
-    span = scores.max(axis=1, keepdims=True) - lo
-    return (scores - lo) / np.where(span > 0, span, 1.0)
+def blend_rows(history_rows: np.ndarray, model_rows: np.ndarray, weight: float) -> np.ndarray:
+    """history / its row max + weight * per-row min-max(model), for one row (n_items,) or a batch."""
+    hist = np.atleast_2d(np.asarray(history_rows, dtype=np.float64))
+    hist = hist / np.maximum(hist.max(axis=1, keepdims=True), 1e-12)
+    model = np.atleast_2d(np.asarray(model_rows, dtype=np.float64))
+    lo = model.min(axis=1, keepdims=True)
+    span = model.max(axis=1, keepdims=True) - lo
+    out = hist + weight * (model - lo) / np.where(span > 0, span, 1.0)
+    return out if np.ndim(model_rows) > 1 else out[0]
 
 
 def blend(history_fn: ScoresFn, model_fn: ScoresFn, weight: float) -> ScoresFn:
-    def scores_fn(users: np.ndarray) -> np.ndarray:
-        hist = np.asarray(history_fn(users), dtype=np.float64)
-        hist = hist / np.maximum(hist.max(axis=1, keepdims=True), 1e-12)
-        return hist + weight * _minmax(model_fn(users))
-
-    return scores_fn
+    return lambda users: blend_rows(history_fn(users), model_fn(users), weight)
 
 
 def tune_weight(

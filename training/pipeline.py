@@ -8,12 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training import registry
+from training import export, registry
+from training.baselines import history_parts, own_history
 from training.data import Split, load_interactions, time_split
 from training.evaluate import evaluate, popularity_ranking, popularity_scores_fn, transferred_scores_fn
+from training.feature_tables import FeatureSource
+from training.fit import FitConfig, fit_model
 from training.gate import gate_evidence
+from training.hybrid import hybrid as blend_with_history
 from training.report import write_png
-from training.train import default_device, fit_bpr
+from training.rerank import fit_reranker
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,17 @@ def score_production(pointer_path: Path | None, split: Split) -> dict[str, Any]:
     }
 
 
+def _report(
+    reports_dir: Path, result: dict[str, Any], table: dict[str, dict[str, float]], history: list[dict]
+) -> dict[str, str]:
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    path = reports_dir / f"training_{result['tag'].replace(':', '_')}.json"
+    path.write_text(json.dumps({**result, "table": table, "history": history}, indent=2))
+    png = write_png(path.with_suffix(".png"), result["tag"], table, history)
+    return {"report": str(path), "report_png": str(png)}
+
+
 def train_candidate(
     warehouse: Path,
     holdout_days: int,
@@ -59,73 +74,96 @@ def train_candidate(
     dim: int = 64,
     reports_dir: Path | None = None,
     pointer_path: Path | None = None,
+    model: str = "bpr",
+    hybrid: bool = False,
+    features: FeatureSource | None = None,
+    rerank: bool = False,
 ) -> dict[str, Any]:
-    """Load -> split -> fit -> evaluate (model, popularity, production) -> save a candidate -> report.
+    """Load -> split -> fit (`training.fit`, early-stopped on a validation window inside the training
+    period) -> export -> evaluate against popularity, repeat-buy and production -> save a candidate.
 
-    With `pointer_path`, the current production model is scored on this same split too, so the
-    promotion gate compares like with like.
+    `model` is any of training.fit.MODELS; `hybrid` blends it with the repeat-buy baseline (weight tuned
+    on the validation window); `features` feeds the feature-aware models (two_tower) and the DeepFM
+    re-ranker (`rerank`: trained on the validation window's candidates, frozen per user for serving).
+    What is evaluated is the exported model, scored exactly as serving will score it.
     """
+    if rerank and features is None:
+        raise ValueError("rerank=True needs a feature source (features=...) for the DeepFM re-ranker")
     started = time.perf_counter()
-    frame = load_interactions(warehouse)
-    split = time_split(frame, holdout_days)
-    device = default_device()
+    split = time_split(load_interactions(warehouse), holdout_days)
+    cfg = FitConfig(epochs=epochs, dim=dim, seed=seed, val_days=holdout_days, lr=3e-3)
     fit_started = time.perf_counter()
-    model, history = fit_bpr(split, dim=dim, epochs=epochs, seed=seed, device=device)
+    fitted = fit_model(model, split, cfg, features=features)
+    exported = export.embeddings(model, fitted.module, split, cfg.max_len)
+    extra: dict[str, Any] = {}
+    if hybrid:
+        _, info = blend_with_history(split, fitted.scores_fn, fitted.val_split, fitted.val_scores_fn)
+        exported = export.with_history(exported, *history_parts(split), info["weight"])
+        extra = {"blend_weight": info["weight"], "blend_val_ndcg_curve": info["val_ndcg_curve"]}
+    if rerank:
+        reranked, info = fit_reranker(split, fitted, features)
+        exported = export.with_rerank(exported, reranked, split.maps.n_users)
+        extra.update({f"rerank_{k}": v for k, v in info.items()})
     fit_seconds = time.perf_counter() - fit_started
+    popular = popularity_ranking(split)
+    candidate = registry.LoadedModel.of(exported, split.maps, popular)
+    candidate_fn = candidate.scores
 
-    model_metrics = evaluate(lambda users: model.score(users).numpy(), split, k=10)
-    baseline = evaluate(popularity_scores_fn(split), split, k=10)
+    model_metrics = evaluate(candidate_fn, split, k=10)
+    baselines = {
+        "baseline": evaluate(popularity_scores_fn(split), split, k=10),
+        "repeat_buy": evaluate(own_history(split), split, k=10),
+    }
     metrics: dict[str, Any] = {
         **model_metrics,
-        "baseline_recall_at_10": baseline["recall_at_10"],
-        "baseline_ndcg_at_10": baseline["ndcg_at_10"],
+        **{f"{name}_{m}": b[m] for name, b in baselines.items() for m in ("recall_at_10", "ndcg_at_10")},
         **score_production(pointer_path, split),
-        **gate_evidence(
-            lambda users: model.score(users).numpy(), split, production_scores_fn(pointer_path, split)
-        ),
+        **gate_evidence(candidate_fn, split, production_scores_fn(pointer_path, split)),
     }
     params: dict[str, Any] = {
+        "model": model,
+        "kind": exported.kind,
+        "hybrid": hybrid,
+        "rerank": rerank,
         "holdout_days": holdout_days,
         "seed": seed,
         "epochs": epochs,
+        "best_epoch": fitted.best_epoch,
         "dim": dim,
-        "device": device,
+        "device": fitted.device,
         "cutoff": split.cutoff.isoformat(),
         "last_date": split.last_date.isoformat(),
         "n_train_rows": int(len(split.train)),
         "n_users": split.maps.n_users,
         "n_items": split.maps.n_items,
         "n_truth_items_unrankable": split.n_truth_items_unrankable,
+        **extra,
     }
-    tag = registry.save_candidate(model, split.maps, popularity_ranking(split), metrics, params)
+    tag = registry.save_candidate(exported, split.maps, popular, metrics, params)
     result: dict[str, Any] = {
         "tag": tag,
         "metrics": metrics,
         "params": params,
-        "final_loss": history[-1]["loss"],
+        "final_loss": fitted.history[-1]["loss"],
         "fit_seconds": round(fit_seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
     }
     if reports_dir is not None:
-        reports_dir = Path(reports_dir)
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        path = reports_dir / f"training_{tag.replace(':', '_')}.json"
-        path.write_text(json.dumps({**result, "history": history}, indent=2))
-        result["report"] = str(path)
-        table = {
-            "candidate": {"ndcg@10": metrics["ndcg_at_10"], "recall@10": metrics["recall_at_10"]},
-            "popularity": {"ndcg@10": baseline["ndcg_at_10"], "recall@10": baseline["recall_at_10"]},
-        }
+        table = {"candidate": {"ndcg@10": metrics["ndcg_at_10"], "recall@10": metrics["recall_at_10"]}}
+        for name, b in baselines.items():
+            table[name] = {"ndcg@10": b["ndcg_at_10"], "recall@10": b["recall_at_10"]}
         if "production_ndcg_at_10" in metrics:
             table["production"] = {
                 "ndcg@10": metrics["production_ndcg_at_10"], "recall@10": metrics["production_recall_at_10"]
             }
-        result["report_png"] = str(write_png(path.with_suffix(".png"), tag, table, history))
+        result.update(_report(reports_dir, result, table, fitted.history))
     log.info(
-        "candidate %s ndcg@10=%.4f (popularity %.4f) recall@10=%.4f on %d users",
+        "candidate %s (%s) ndcg@10=%.4f (popularity %.4f, repeat-buy %.4f) recall@10=%.4f on %d users",
         tag,
+        exported.kind,
         metrics["ndcg_at_10"],
         metrics["baseline_ndcg_at_10"],
+        metrics["repeat_buy_ndcg_at_10"],
         metrics["recall_at_10"],
         metrics["n_test_users"],
     )

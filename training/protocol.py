@@ -130,9 +130,16 @@ def split_purchases(purchases: pd.DataFrame, test_days: int = 30) -> PurchaseSpl
     )
 
 
-def validation_split(split: PurchaseSplit, val_days: int) -> PurchaseSplit:
-    """The same protocol inside the training period: early stopping and tuning never see the test."""
-    return split_purchases(split.train[PURCHASE_COLUMNS], test_days=val_days)
+def validation_split(split: Split, val_days: int) -> Split:
+    """The same protocol inside the training period: early stopping and tuning never see the test.
+
+    A purchases split (benchmark) is cut again by timestamp; a nightly split of the interactions mart
+    (views and carts too, `data.time_split`) is cut again by day, keeping its own rules."""
+    if isinstance(split, PurchaseSplit):
+        return split_purchases(split.train[PURCHASE_COLUMNS], test_days=val_days)
+    from training.data import time_split
+
+    return time_split(split.train, val_days)
 
 
 def bootstrap_ci(

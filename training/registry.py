@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 # Usage tracking posts to the internet on every save; this machine (and CI) has none.
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
@@ -28,12 +29,16 @@ from bentoml._internal.models import ModelStore  # noqa: E402
 from bentoml.exceptions import NotFound  # noqa: E402
 
 from training.data import IdMaps  # noqa: E402
+from training.export import Embeddings, score_users  # noqa: E402
 from training.model import MatrixFactorization  # noqa: E402
 
 MODEL_NAME = "personaflow-recommender"
 STATE_FILE = "state_dict.pt"
 IDS_FILE = "ids.json"
 POPULARITY_FILE = "popularity.json"
+HISTORY_FILE = "history.npz"
+FILL_FILE = "history_fill.npy"
+RERANK_FILE = "rerank.npz"
 GATE_METRIC = "ndcg_at_10"
 
 
@@ -52,18 +57,39 @@ def _get(tag: str) -> bentoml.Model:
 
 
 def save_candidate(
-    model: MatrixFactorization,
+    model: MatrixFactorization | Embeddings,
     maps: IdMaps,
     popularity: list[tuple[str, float]],
     metrics: dict[str, Any],
     params: dict[str, Any],
 ) -> str:
-    """Save a trained model as a new candidate version; returns its full tag ("name:version")."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    """Save a trained model as a new candidate version; returns its full tag ("name:version").
+
+    Any model is stored as what serving scores with (training/export.py): user and item vectors and
+    item biases, plus, for a hybrid, the repeat-buy history matrix and the blend weight.
+    """
+    if isinstance(model, MatrixFactorization):
+        model = Embeddings(
+            "bpr-mf",
+            model.user_emb.weight.detach().cpu().numpy(),
+            model.item_emb.weight.detach().cpu().numpy(),
+            model.item_bias.weight.detach().cpu().numpy().reshape(-1),
+        )
+    state = {
+        "user_emb.weight": torch.from_numpy(np.ascontiguousarray(model.user_emb, dtype=np.float32)),
+        "item_emb.weight": torch.from_numpy(np.ascontiguousarray(model.item_emb, dtype=np.float32)),
+        "item_bias.weight": torch.from_numpy(np.ascontiguousarray(model.item_bias, dtype=np.float32)),
+    }
     with bentoml.models.create(
         MODEL_NAME,
-        labels={"project": "personaflow", "kind": "bpr-mf"},
-        metadata={"metrics": dict(metrics), "params": dict(params), "dim": model.dim},
+        labels={"project": "personaflow", "kind": model.kind},
+        metadata={
+            "metrics": dict(metrics),
+            "params": dict(params),
+            "dim": int(model.user_emb.shape[1]),
+            "kind": model.kind,
+            "blend_weight": float(model.blend_weight),
+        },
         _model_store=_store(),
     ) as ref:
         torch.save(state, ref.path_of(STATE_FILE))
@@ -71,6 +97,11 @@ def save_candidate(
         Path(ref.path_of(POPULARITY_FILE)).write_text(
             json.dumps([[item, float(score)] for item, score in popularity])
         )
+        if model.is_hybrid:
+            sp.save_npz(ref.path_of(HISTORY_FILE), model.history.tocsr())
+            np.save(ref.path_of(FILL_FILE), np.asarray(model.history_fill, dtype=np.float64))
+        if model.rerank is not None:
+            sp.save_npz(ref.path_of(RERANK_FILE), model.rerank.tocsr())
     return str(ref.tag)
 
 
@@ -207,6 +238,7 @@ def list_models(pointer_path: Path) -> list[dict[str, Any]]:
         {
             "tag": str(m.tag),
             "created": m.info.creation_time.isoformat(),
+            "kind": str(m.info.metadata.get("kind", "bpr-mf")),
             "metrics": _metrics(m),
             "is_production": str(m.tag) == current,
         }
@@ -217,7 +249,7 @@ def list_models(pointer_path: Path) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to answer requests: numpy only, no autograd."""
+    """A model ready to answer requests: numpy only, no autograd (see training/export.py)."""
 
     tag: str
     metrics: dict[str, Any]
@@ -226,13 +258,32 @@ class LoadedModel:
     item_bias: np.ndarray
     maps: IdMaps
     popularity: list[tuple[str, float]]
+    kind: str = "bpr-mf"
+    history: sp.csr_matrix | None = None
+    history_fill: np.ndarray | None = None
+    blend_weight: float = 0.0
+    rerank: sp.csr_matrix | None = None
+
+    @classmethod
+    def of(
+        cls, emb: Embeddings, maps: IdMaps, popularity: list[tuple[str, float]], tag: str = "candidate"
+    ) -> LoadedModel:
+        """A just-trained model, scored exactly as it will be once saved and loaded."""
+        return cls(
+            tag, {}, emb.user_emb, emb.item_emb, emb.item_bias, maps, popularity, emb.kind,
+            emb.history, emb.history_fill, emb.blend_weight, emb.rerank,
+        )  # fmt: skip
+
+    def scores(self, user_idx: int | np.ndarray) -> np.ndarray:
+        """Scores over all items for one user index (n_items,) or several (n, n_items)."""
+        return score_users(self, user_idx)
 
     def recommend(self, user_id: str, k: int) -> tuple[list[tuple[str, float]], str | None]:
         """Top-k (item_id, score) for a known user; popularity (flagged) for an unknown one."""
         idx = self.maps.user_index.get(user_id)
         if idx is None:
             return self.popularity[:k], "popularity"
-        scores = self.item_emb @ self.user_emb[idx] + self.item_bias
+        scores = self.scores(idx)
         k = min(k, scores.shape[0])
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -244,6 +295,8 @@ def load_model(tag: str) -> LoadedModel:
     state = torch.load(model.path_of(STATE_FILE), map_location="cpu", weights_only=True)
     maps = IdMaps.from_json(json.loads(Path(model.path_of(IDS_FILE)).read_text()))
     popularity = [(str(i), float(s)) for i, s in json.loads(Path(model.path_of(POPULARITY_FILE)).read_text())]
+    hybrid = Path(model.path_of(HISTORY_FILE)).exists()
+    reranked = Path(model.path_of(RERANK_FILE)).exists()
     return LoadedModel(
         tag=str(model.tag),
         metrics=_metrics(model),
@@ -252,6 +305,11 @@ def load_model(tag: str) -> LoadedModel:
         item_bias=state["item_bias.weight"].numpy().reshape(-1),
         maps=maps,
         popularity=popularity,
+        kind=str(model.info.metadata.get("kind", "bpr-mf")),
+        history=sp.load_npz(model.path_of(HISTORY_FILE)).tocsr() if hybrid else None,
+        history_fill=np.load(model.path_of(FILL_FILE)) if hybrid else None,
+        blend_weight=float(model.info.metadata.get("blend_weight", 0.0)),
+        rerank=sp.load_npz(model.path_of(RERANK_FILE)).tocsr() if reranked else None,
     )
 
 
@@ -270,6 +328,7 @@ def model_info(tag: str) -> dict[str, Any]:
     return {
         "tag": str(model.tag),
         "created": model.info.creation_time.isoformat(),
+        "kind": str(model.info.metadata.get("kind", "bpr-mf")),
         "metrics": _metrics(model),
         "params": dict(model.info.metadata.get("params", {})),
     }

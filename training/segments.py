@@ -15,6 +15,12 @@ import pandas as pd
 FEATURES = ("recency_days", "frequency", "monetary")
 CRITERION = "highest mean silhouette (euclidean, standardised log1p features) over k_range; ties -> smaller k"
 SILHOUETTE_SAMPLE = 5000  # silhouette is O(n^2): score a fixed-seed sample on big shops
+# Below this many users there is nothing worth naming as segments (a new shop, a test night).
+MIN_USERS = 10
+
+
+class TooFewUsers(ValueError):
+    """Not enough users (or distinct profiles) to cluster: a reason to skip the stage, not a bug."""
 
 
 @dataclass
@@ -47,10 +53,12 @@ def fit_segments(profile: pd.DataFrame, k_range: range = range(2, 9), seed: int 
     from sklearn.metrics import silhouette_score
 
     x = _matrix(profile)
+    if len(x) < MIN_USERS:
+        raise TooFewUsers(f"segments need at least {MIN_USERS} users; got {len(x)}")
     n_distinct = len(np.unique(x.round(9), axis=0))
     ks = [k for k in k_range if 2 <= k < n_distinct]
     if not ks:
-        raise ValueError(
+        raise TooFewUsers(
             f"segments need at least 3 distinct user profiles; got {n_distinct} in {len(x)} rows"
         )
     silhouettes: dict[int, float] = {}

@@ -70,7 +70,12 @@ class SeqRec(nn.Module):
 
 
 def user_sequences(train: pd.DataFrame, maps: IdMaps) -> list[np.ndarray]:
-    """Per user index: their purchased item tokens (index + 1) in time order (ties by item)."""
+    """Per user index: their purchased item tokens (index + 1) in time order (ties by item).
+
+    Rows of the interactions mart without a purchase (views, carts) are left out: the model learns
+    what is bought next, which is what it is measured on."""
+    if "n_purchases" in train:
+        train = train.loc[train["n_purchases"] > 0]
     frame = pd.DataFrame(
         {
             "u": train["user_id"].map(maps.user_index).to_numpy(np.int64),

@@ -1,0 +1,114 @@
+"""What serving needs from any fitted model: user and item vectors, scored as item_vecs @ user_vec + bias.
+
+Every model of ours reduces to that at the end of a nightly run:
+- matrix factorisation: its embeddings and item biases;
+- two-tower: the towers' outputs over every user's and item's features;
+- sequence models (SASRec, GRU): a user's vector is the encoder's last hidden state over their most
+  recent purchases; its dot product with the item embeddings *is* the model's next-item logit, so
+  the ranking is exactly the model's. It is computed once per night (a live purchase shows up in the
+  user's history features at once, in this vector at the next run).
+A hybrid adds the repeat-buy part (own purchase counts + recency, popularity fill) and its weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from training.data import Split
+from training.hybrid import blend_rows
+from training.sequence import last_windows, user_sequences
+
+KINDS = {"bpr": "bpr-mf", "two_tower": "two-tower", "sasrec": "sasrec", "gru": "gru"}
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    kind: str
+    user_emb: np.ndarray  # float32 (n_users, dim)
+    item_emb: np.ndarray  # float32 (n_items, dim)
+    item_bias: np.ndarray  # float32 (n_items,)
+    history: sp.csr_matrix | None = None  # hybrid: own-history score per (user, bought item)
+    history_fill: np.ndarray | None = None  # hybrid: popularity fill under every history score
+    blend_weight: float = 0.0  # hybrid: weight of the min-max scaled model score
+    rerank: sp.csr_matrix | None = None  # re-ranked: each user's candidates' scores, in (1, 2]
+
+    @property
+    def is_hybrid(self) -> bool:
+        return self.history is not None
+
+
+@torch.no_grad()
+def _sequence_vectors(module: torch.nn.Module, split: Split, max_len: int, batch: int = 1024) -> np.ndarray:
+    module = module.cpu().eval()
+    windows = last_windows(user_sequences(split.train, split.maps), np.arange(split.maps.n_users), max_len)
+    out = [
+        module.encode(torch.from_numpy(windows[start : start + batch]))[:, -1].float().numpy()
+        for start in range(0, len(windows), batch)
+    ]
+    return np.concatenate(out).astype(np.float32)
+
+
+def embeddings(name: str, module: torch.nn.Module, split: Split, max_len: int = 50) -> Embeddings:
+    """Vectors of a model fitted by `training.fit.fit_model(name, split, ...)` on this split."""
+    module = module.cpu().eval()
+    if name == "bpr":
+        return Embeddings(
+            KINDS[name],
+            module.user_emb.weight.detach().numpy().copy(),
+            module.item_emb.weight.detach().numpy().copy(),
+            module.item_bias.weight.detach().numpy().reshape(-1).copy(),
+        )
+    if name == "two_tower":
+        with torch.no_grad():
+            users, items = np.asarray(module.user_vectors()), np.asarray(module.item_vectors())
+        return Embeddings(KINDS[name], users, items, np.zeros(items.shape[0], dtype=np.float32))
+    if name in ("sasrec", "gru"):
+        items = module.item.weight.detach()[1:].numpy().copy()  # token 0 is padding
+        users = _sequence_vectors(module, split, max_len)
+        return Embeddings(KINDS[name], users, items, np.zeros(items.shape[0], dtype=np.float32))
+    raise ValueError(f"no export for model {name!r}; known: {sorted(KINDS)}")
+
+
+def with_rerank(emb: Embeddings, scores_fn, n_users: int, batch: int = 512) -> Embeddings:
+    """Freeze a re-ranker's (training/rerank.py) candidate scores for every user into a sparse matrix:
+    serving puts them above the model's own (min-max scaled into [0, 0.5]) order, as the re-ranker did.
+    Computed nightly: the candidates and their features are those of the training cut."""
+    blocks = []
+    for start in range(0, n_users, batch):
+        block = np.asarray(scores_fn(np.arange(start, min(start + batch, n_users))))
+        blocks.append(sp.csr_matrix(np.where(block > 1.0, block, 0.0)))
+    matrix = sp.vstack(blocks).tocsr()
+    return Embeddings(
+        f"{emb.kind}+deepfm", emb.user_emb, emb.item_emb, emb.item_bias, emb.history, emb.history_fill,
+        emb.blend_weight, matrix,
+    )  # fmt: skip
+
+
+def with_history(emb: Embeddings, history: sp.csr_matrix, fill: np.ndarray, weight: float) -> Embeddings:
+    """The hybrid of `emb` with the repeat-buy baseline (training.hybrid.blend, as stored)."""
+    return Embeddings(
+        f"{emb.kind}+history", emb.user_emb, emb.item_emb, emb.item_bias, history.tocsr(), fill, weight
+    )
+
+
+def score_users(model: Embeddings, user_idx: int | np.ndarray) -> np.ndarray:
+    """Scores over all items for one user index (n_items,) or several (n, n_items): the model's dot
+    product, blended with the repeat-buy history for a hybrid, under the re-ranked candidates if any.
+    (Also scores a registry.LoadedModel, which carries the same fields.)"""
+    scores = model.user_emb[user_idx] @ model.item_emb.T + model.item_bias
+    if model.history is not None:
+        hist = model.history[np.atleast_1d(user_idx)].toarray() + model.history_fill
+        scores = blend_rows(hist if np.ndim(user_idx) else hist[0], scores, model.blend_weight)
+    if model.rerank is None:
+        return scores
+    # re-ranked candidates in (1, 2] above the rest of the catalogue in the model's order in [0, 0.5]
+    rows = np.atleast_2d(scores).astype(np.float64)
+    lo, span = rows.min(axis=1, keepdims=True), np.ptp(rows, axis=1, keepdims=True)
+    rows = (rows - lo) / np.where(span > 0, span, 1.0) * 0.5
+    picked = model.rerank[np.atleast_1d(user_idx)].toarray()
+    out = np.where(picked > 0, picked, rows)
+    return out if np.ndim(user_idx) else out[0]

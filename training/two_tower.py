@@ -1,0 +1,117 @@
+"""A two-tower recommender over ids and features: score(u, i) = user_vec(u) · item_vec(i).
+
+Each tower embeds the id, embeds every categorical feature, maps the numeric features linearly, and
+sends the concatenation through a small MLP to `dim`; the id embedding is also added to the MLP's output
+(a residual), so a user with a long history keeps an MF-like personal vector while a new or thin one
+leans on its features. Scores are a plain dot product, so serving uses the precomputed matrices exactly
+like matrix factorisation: scores = item_vectors() @ user_vector.
+
+Training is a softmax over items for each (user, bought item) pair. With a catalogue of a few thousand
+items the full softmax is cheap and exact (the default); `negatives="in_batch"` uses the other
+positives of the batch as negatives with the logQ correction (subtract log of each item's sampling
+probability) so popular items are not over-penalised, for catalogues too big for the full softmax.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.feature_tables import Encoded
+
+
+class Tower(nn.Module):
+    def __init__(
+        self, n_ids: int, cardinality: tuple[int, ...], n_numeric: int, dim: int, hidden: int
+    ) -> None:
+        super().__init__()
+        self.ids = nn.Embedding(n_ids, dim)
+        self.cats = nn.ModuleList(nn.Embedding(size, dim) for size in cardinality)
+        self.num = nn.Linear(n_numeric, dim) if n_numeric else None
+        width = dim * (1 + len(cardinality) + (1 if n_numeric else 0))
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        nn.init.normal_(self.ids.weight, std=0.1)
+        for emb in self.cats:
+            nn.init.normal_(emb.weight, std=0.1)
+
+    def forward(self, idx: torch.Tensor, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        own = self.ids(idx)
+        parts = [own] + [emb(cat[:, k]) for k, emb in enumerate(self.cats)]
+        if self.num is not None:
+            parts.append(self.num(num))
+        return own + self.mlp(torch.cat(parts, dim=-1))
+
+
+class TwoTower(nn.Module):
+    """Features live in non-persistent buffers: they follow `.to(device)` but stay out of state_dict."""
+
+    def __init__(self, n_users: int, n_items: int, feats: Encoded, dim: int = 64, hidden: int = 128) -> None:
+        super().__init__()
+        if feats.user_num.shape[0] != n_users or feats.item_num.shape[0] != n_items:
+            raise ValueError(
+                f"features cover {feats.user_num.shape[0]} users / {feats.item_num.shape[0]} items; "
+                f"the id maps have {n_users} / {n_items}"
+            )
+        self.user_tower = Tower(n_users, feats.user_cardinality, feats.user_num.shape[1], dim, hidden)
+        self.item_tower = Tower(n_items, feats.item_cardinality, feats.item_num.shape[1], dim, hidden)
+        for name in ("user_num", "user_cat", "item_num", "item_cat"):
+            self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(getattr(feats, name))), False)
+
+    def users(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.user_tower(idx, self.user_cat[idx], self.user_num[idx])
+
+    def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        if idx is None:
+            idx = torch.arange(self.item_num.shape[0], device=self.item_num.device)
+        return self.item_tower(idx, self.item_cat[idx], self.item_num[idx])
+
+    @torch.no_grad()
+    def user_vectors(self) -> np.ndarray:
+        """(n_users, dim) float32, row i = maps.user_ids[i]."""
+        self.eval()
+        idx = torch.arange(self.user_num.shape[0], device=self.user_num.device)
+        return self.users(idx).float().cpu().numpy()
+
+    @torch.no_grad()
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, dim) float32, row i = maps.item_ids[i]."""
+        self.eval()
+        return self.items().float().cpu().numpy()
+
+
+def softmax_epoch(
+    model: TwoTower,
+    opt: torch.optim.Optimizer,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    batch_size: int,
+    temperature: float,
+    log_q: torch.Tensor | None = None,
+) -> float:
+    """One pass over (user, item) positives; full softmax, or in-batch with logQ when `log_q` is given.
+
+    Returns the mean loss per positive. bf16 autocast on cuda; the loss itself is taken in fp32.
+    """
+    model.train()
+    total = 0.0
+    for start in range(0, users.shape[0], batch_size):
+        u, i = users[start : start + batch_size], items[start : start + batch_size]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=u.is_cuda):
+            user_vec = model.users(u)
+            if log_q is None:
+                logits = (user_vec @ model.items().T).float() / temperature
+                target = i
+            else:
+                logits = (user_vec @ model.items(i).T).float() / temperature - log_q[i][None, :]
+                # the same item twice in a batch is not a negative of itself
+                clash = (i[:, None] == i[None, :]) & ~torch.eye(i.shape[0], dtype=torch.bool, device=i.device)
+                logits = logits.masked_fill(clash, float("-inf"))
+                target = torch.arange(i.shape[0], device=i.device)
+        loss = F.cross_entropy(logits, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * u.shape[0]
+    return total / max(users.shape[0], 1)
