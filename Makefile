@@ -40,7 +40,7 @@ test: install browser
 lint: install
 	$(BIN)/ruff check .
 
-bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models bench-training
+bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models bench-training bench-profiles
 
 bench-pipeline: install
 	$(BIN)/python benchmarks/pipeline.py
@@ -65,6 +65,11 @@ bench-models: install
 .PHONY: bench-training
 bench-training: install
 	$(BIN)/python benchmarks/nightly_training.py $(ARGS)
+
+# Customer segments (table, k by silhouette) and churn ROC/PR AUC on a shop longer than the horizon.
+.PHONY: bench-profiles
+bench-profiles: install
+	$(BIN)/python benchmarks/profiles.py $(ARGS)
 
 # dbt transform (+ GX validation) time and peak memory: a nightly incremental day vs a full rebuild,
 # at ~1 M and ~10 M synthetic events (10 M needs ~5.5 GB to generate). Writes benchmarks/results/transform.json.

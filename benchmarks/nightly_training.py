@@ -7,7 +7,7 @@ then trains in its own child process, so the peak RSS (os.wait4) is that model's
 is whatever the task would pick (`cuda` when present), so the same command on a GPU machine gives
 the GPU figures. Writes benchmarks/results/nightly_training.json with flat keys `<size>_<model>_<what>`.
 
-    make bench-training                              # 10m events: bpr, sasrec, gru, each +history
+    make bench-training                              # 10m events: bpr (+history), two_tower, sasrec, gru
     python benchmarks/nightly_training.py --size small --models bpr
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -40,6 +41,7 @@ def step_train(warehouse: str, bentoml_home: str, model: str, hybrid: bool, epoc
     from training.pipeline import train_candidate
 
     torch.set_num_threads(os.cpu_count() or 1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     # features from the training rows + the catalogue mart (no Feast store is built here)
     with duckdb.connect(warehouse, read_only=True) as con:
         catalogue = con.execute("select item_id, category, brand, price from marts.item_features").df()
@@ -64,10 +66,11 @@ def warehouse_sizes(warehouse: Path) -> dict:
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = con.execute(
-            "select count(*), count(distinct user_id), count(distinct item_id), sum((n_purchases > 0)::int) "
-            "from marts.interactions"
+            "select count(*), count(distinct user_id), count(distinct item_id), sum((n_purchases > 0)::int), "
+            "(select count(*) from raw.events) from marts.interactions"
         ).fetchall()[0]
-    return dict(zip(("interaction_rows", "users", "items", "purchase_rows"), map(int, rows), strict=True))
+    names = ("interaction_rows", "users", "items", "purchase_rows", "raw_events")
+    return dict(zip(names, map(int, rows), strict=True))
 
 
 def main() -> None:
@@ -76,7 +79,9 @@ def main() -> None:
     parser.add_argument("--warehouse", help="reuse this warehouse instead of building one")
     parser.add_argument("--models", nargs="+", default=["bpr", "two_tower", "sasrec", "gru"])
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--no-hybrid", action="store_true", help="skip each model's +history variant")
+    parser.add_argument(
+        "--hybrid-for", nargs="*", default=["bpr"], help="models also run blended with repeat-buy (+history)"
+    )
     parser.add_argument("--step", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.step:
@@ -98,7 +103,7 @@ def main() -> None:
             warehouse, built = build_warehouse(work, SHOPS[size])
         out.update({f"{size}_{k}": v for k, v in {**built, **warehouse_sizes(warehouse)}.items()})
         for model in args.models:
-            for hybrid in (False,) if args.no_hybrid else (False, True):
+            for hybrid in (False, True) if model in args.hybrid_for else (False,):
                 name = f"{model}_history" if hybrid else model
                 result_path = work / f"{name}.json"
                 payload = {
@@ -120,6 +125,7 @@ def main() -> None:
                     "repeat_buy_ndcg_at_10": m["repeat_buy_ndcg_at_10"], "test_users": m["n_test_users"],
                 }  # fmt: skip
                 out.update({f"{size}_{name}_{k}": v for k, v in row.items()})
+                merge_results(RESULTS, out)  # after every model: a long run keeps what it finished
                 print(
                     f"{name:<16} task {seconds:7.1f}s fit {result['fit_seconds']:7.1f}s peak {peak:7.0f} MB "
                     f"ndcg@10 {m['ndcg_at_10']:.4f} (popularity {m['baseline_ndcg_at_10']:.4f}, "
@@ -128,7 +134,6 @@ def main() -> None:
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    merge_results(RESULTS, out)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,14 @@ def rerank_features(args: argparse.Namespace):
     return purchases_source(shop.items.set_index("item_id"))
 
 
+def _versus(m: dict) -> str:
+    """The paired gain over repeat-buy (own_history) with its interval, or "" for the baselines."""
+    key = "vs_own_history_ndcg_at_10_gain"
+    if key not in m:
+        return ""
+    return f"{m[key]:+.4f} [{m[key + '_ci_low']:+.4f}, {m[key + '_ci_high']:+.4f}]"
+
+
 def run(args: argparse.Namespace) -> dict:
     import torch
 
@@ -102,13 +110,21 @@ def run(args: argparse.Namespace) -> dict:
     )
     rows = []
 
+    per_user_of: dict = {}
+
     def record(name: str, scores_fn, fit_s: float, peak: float, extra: dict | None = None) -> None:
-        metrics, _ = protocol.score(scores_fn, split, n_boot=args.boot)
+        metrics, per_user = protocol.score(scores_fn, split, n_boot=args.boot)
         metrics.update(fit_s=round(fit_s, 2), peak_rss_mb=round(peak, 1))
+        per_user_of[name] = per_user["ndcg_at_10"]
+        if "own_history" in per_user_of and name not in baselines.BASELINES:
+            # paired over the same test users: is the gain over repeat-buy more than resampling noise?
+            paired = protocol.paired_bootstrap(per_user["ndcg_at_10"], per_user_of["own_history"], args.boot)
+            metrics.update({f"vs_own_history_ndcg_at_10_{k}": v for k, v in paired.items()})
         out.update({f"{prefix}_{name}_{k}": v for k, v in metrics.items() if k != "n_test_users"})
         out.update({f"{prefix}_{name}_{k}": v for k, v in (extra or {}).items()})
         rows.append((name, metrics))
-        print(f"  {name:<14} ndcg@10 {metrics['ndcg_at_10']:.4f}  ({fit_s:.1f}s)", flush=True)
+        versus = f"  vs repeat-buy {_versus(metrics)}" if _versus(metrics) else ""
+        print(f"  {name:<18} ndcg@10 {metrics['ndcg_at_10']:.4f}  ({fit_s:.1f}s){versus}", flush=True)
 
     for name, make in baselines.BASELINES.items():
         with PeakRss() as mem:
@@ -145,20 +161,20 @@ def run(args: argparse.Namespace) -> dict:
                 rr_s = time.perf_counter() - started
             extra = {k: rr_info[k] for k in RERANK_EXTRAS} | {"rerank_s": round(rr_s, 2)}
             record(f"{name}_deepfm", reranked, fit_s + rr_s, max(mem.peak, rr_mem.peak), extra)
-            print(f"  {'':<14} candidate recall val {extra['candidate_recall_val']:.3f} "
+            print(f"  {'':<18} candidate recall val {extra['candidate_recall_val']:.3f} "
                   f"test {extra['candidate_recall_test']:.3f} (pool {rr_info['pool_size']})")  # fmt: skip
 
     print(f"\n{args.data}: {split.sizes()}  cores={out['cores']} device={out['device']}")
     header = (
-        f"{'model':<16}{'NDCG@10 [95% CI]':<26}{'Recall@10':>10}{'MRR@10':>9}{'cover':>8}{'fit s':>8}"
-        f"{'RSS MB':>8}"
+        f"{'model':<18}{'NDCG@10 [95% CI]':<26}{'Recall@10':>10}{'MRR@10':>9}{'cover':>8}{'fit s':>8}"
+        f"{'RSS MB':>8}  vs repeat-buy: gain [95% CI]"
     )
     print(header + "\n" + "-" * len(header))
     for name, m in sorted(rows, key=lambda r: -r[1]["ndcg_at_10"]):
         ci = f"{m['ndcg_at_10']:.4f} [{m['ndcg_at_10_ci_low']:.3f},{m['ndcg_at_10_ci_high']:.3f}]"
         print(
-            f"{name:<16}{ci:<26}{m['recall_at_10']:>10.4f}{m['mrr_at_10']:>9.4f}{m['coverage']:>8.3f}"
-            f"{m['fit_s']:>8.1f}{m['peak_rss_mb']:>8.0f}"
+            f"{name:<18}{ci:<26}{m['recall_at_10']:>10.4f}{m['mrr_at_10']:>9.4f}{m['coverage']:>8.3f}"
+            f"{m['fit_s']:>8.1f}{m['peak_rss_mb']:>8.0f}  {_versus(m)}"
         )
     return out
 

@@ -23,21 +23,22 @@ _FEATURES_DIR = Path(load().features_dir)
 # Long enough that a profile stays servable between rare visits; the nightly run refreshes it.
 _TTL = timedelta(days=400)
 
+
+def _snapshots(table: str) -> FileSource:
+    """The Parquet file a nightly stage appends its snapshot to, stamped at the end of its as-of day."""
+    return FileSource(
+        name=f"{table}_source",
+        path=str(_FEATURES_DIR / f"{table}.parquet"),
+        timestamp_field="feature_ts",
+        created_timestamp_column="created_ts",
+    )
+
+
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING, description="A shop customer")
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="A catalogue item")
 
-user_source = FileSource(
-    name="user_features_source",
-    path=str(_FEATURES_DIR / "user_features.parquet"),
-    timestamp_field="feature_ts",
-    created_timestamp_column="created_ts",
-)
-item_source = FileSource(
-    name="item_features_source",
-    path=str(_FEATURES_DIR / "item_features.parquet"),
-    timestamp_field="feature_ts",
-    created_timestamp_column="created_ts",
-)
+user_source = _snapshots("user_features")
+item_source = _snapshots("item_features")
 
 user_profile = FeatureView(
     name="user_profile",
@@ -80,12 +81,7 @@ item_stats = FeatureView(
     tags={"mart": "marts.item_features"},
 )
 
-purchases_source = FileSource(
-    name="user_purchases_source",
-    path=str(_FEATURES_DIR / "user_purchases.parquet"),
-    timestamp_field="feature_ts",
-    created_timestamp_column="created_ts",
-)
+purchases_source = _snapshots("user_purchases")
 user_purchases = FeatureView(
     name="user_purchases",
     entities=[user],
@@ -122,12 +118,7 @@ user_live = FeatureView(
 # What the nightly segments and churn stages compute (training/segments.py, training/churn.py): each
 # appends one snapshot stamped like the marts' (end of the as-of day) on the nights it runs. A night
 # that skips (churn before the log spans the horizon, too few users) adds nothing; the last values stay.
-segment_source = FileSource(
-    name="user_segment_source",
-    path=str(_FEATURES_DIR / "user_segment.parquet"),
-    timestamp_field="feature_ts",
-    created_timestamp_column="created_ts",
-)
+segment_source = _snapshots("user_segment")
 user_segment = FeatureView(
     name="user_segment",
     entities=[user],
@@ -137,12 +128,7 @@ user_segment = FeatureView(
     online=True,
     tags={"stage": "segments (K-means over RFM)"},
 )
-churn_source = FileSource(
-    name="user_churn_source",
-    path=str(_FEATURES_DIR / "user_churn.parquet"),
-    timestamp_field="feature_ts",
-    created_timestamp_column="created_ts",
-)
+churn_source = _snapshots("user_churn")
 user_churn = FeatureView(
     name="user_churn",
     entities=[user],

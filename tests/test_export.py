@@ -29,6 +29,17 @@ def store(tmp_path, monkeypatch):
     return tmp_path / "registry" / "production.json"
 
 
+@pytest.fixture
+def warehouse(tmp_path):
+    """marts.interactions as the nightly run leaves it (synthetic rows), nothing else."""
+    path = tmp_path / "wh.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.register("synthetic", make_interactions(seed=8))
+        con.execute("create schema marts")
+        con.execute("create table marts.interactions as select * from synthetic")
+    return path
+
+
 @pytest.mark.parametrize("name", ["sasrec", "gru", "bpr"])
 def test_exported_vectors_rank_exactly_as_the_fitted_model(split, name):
     fitted = fit_model(name, split, CFG)
@@ -64,12 +75,7 @@ def test_a_hybrid_survives_the_model_store_and_scores_like_the_blend(split, stor
     assert registry.list_models(store)[0]["kind"] == "bpr-mf+history"
 
 
-def test_nightly_training_saves_a_sequence_hybrid_that_the_gate_can_promote(tmp_path, store):
-    warehouse = tmp_path / "wh.duckdb"
-    with duckdb.connect(str(warehouse)) as con:
-        con.register("synthetic", make_interactions(seed=8))
-        con.execute("create schema marts")
-        con.execute("create table marts.interactions as select * from synthetic")
+def test_nightly_training_saves_a_sequence_hybrid_that_the_gate_can_promote(tmp_path, store, warehouse):
     result = train_candidate(
         warehouse, holdout_days=7, seed=4, epochs=3, dim=16, reports_dir=tmp_path / "r", model="gru",
         hybrid=True,
@@ -85,12 +91,7 @@ def test_nightly_training_saves_a_sequence_hybrid_that_the_gate_can_promote(tmp_
     assert decision["promoted"] is (metrics["ndcg_at_10"] > metrics["baseline_ndcg_at_10"])
 
 
-def test_a_reranked_model_serves_its_frozen_candidates_first(tmp_path, store):
-    warehouse = tmp_path / "wh.duckdb"
-    with duckdb.connect(str(warehouse)) as con:
-        con.register("synthetic", make_interactions(seed=8))
-        con.execute("create schema marts")
-        con.execute("create table marts.interactions as select * from synthetic")
+def test_a_reranked_model_serves_its_frozen_candidates_first(store, warehouse):
     with pytest.raises(ValueError, match="rerank=True needs a feature source"):
         train_candidate(warehouse, holdout_days=7, seed=4, epochs=2, dim=8, rerank=True)
     result = train_candidate(

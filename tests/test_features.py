@@ -88,3 +88,40 @@ def test_rerun_same_day_is_idempotent(paths):
     again = build_features(warehouse, features_dir, REPO, date(2026, 9, 2))
     assert again["user_history_rows"] == 2
     assert again["item_history_rows"] == 2
+
+
+def test_training_features_are_read_point_in_time_and_fall_back_before_the_first_snapshot(paths):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from training.data import IdMaps
+    from training.feature_tables import from_feast, nightly_source
+
+    warehouse, features_dir = paths
+    _write_marts(warehouse, monetary=100.0, as_of=date(2026, 9, 2))
+    build_features(warehouse, features_dir, REPO, date(2026, 9, 2))
+    _write_marts(warehouse, monetary=250.0, as_of=date(2026, 9, 3))
+    build_features(warehouse, features_dir, REPO, date(2026, 9, 3))
+    users, items = ["u1", "u2", "nobody"], ["i1", "i2"]
+
+    # a model cut at 9/3 noon sees the night of 9/2, not the later one
+    noon = from_feast(REPO, features_dir, users, items, pd.Timestamp("2026-09-03 12:00"))
+    assert noon.users.loc["u1", "monetary"] == pytest.approx(100.0)
+    assert noon.users.loc["u2", "rfm_segment"] == "Hibernating" and noon.users.loc["nobody"].isna().all()
+    assert noon.items.loc["i1", "category"] == "toys"
+    later = from_feast(REPO, features_dir, users, items, pd.Timestamp("2026-09-04"))
+    assert later.users.loc["u1", "monetary"] == pytest.approx(250.0)
+
+    # before any snapshot: Feast has nothing that old, so the features come from the training rows
+    train = pd.DataFrame(
+        {"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "event_date": [date(2026, 8, 20)] * 2,
+         "n_purchases": [2, 0]}
+    )  # fmt: skip
+    split = SimpleNamespace(cut_ts=pd.Timestamp("2026-08-25"), train=train, maps=IdMaps(users, items))
+    source = nightly_source(REPO, features_dir, None)
+    early = source(split)
+    assert early.users.loc["u1", "recency_days"] == 5 and "u2" not in early.users.index  # u2 never bought
+    assert source(SimpleNamespace(cut_ts=pd.Timestamp("2026-09-04"), train=train, maps=split.maps)).users.loc[
+        "u1", "monetary"
+    ] == pytest.approx(250.0)
