@@ -38,5 +38,12 @@ def _environment_restored():
     os.environ.update(saved)
 
 
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh BentoML model store and the production pointer path beside it."""
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    return tmp_path / "registry" / "production.json"
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HOME, ignore_errors=True)

@@ -24,12 +24,6 @@ def split():
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    return tmp_path / "registry" / "production.json"
-
-
-@pytest.fixture
 def warehouse(tmp_path):
     """marts.interactions as the nightly run leaves it (synthetic rows), nothing else."""
     path = tmp_path / "wh.duckdb"

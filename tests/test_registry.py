@@ -23,12 +23,6 @@ def trained():
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    return tmp_path / "registry" / "production.json"
-
-
-@pytest.fixture
 def warehouse(tmp_path):
     path = tmp_path / "wh.duckdb"
     con = duckdb.connect(str(path))
