@@ -41,6 +41,8 @@ V2_TYPES = {
 LANDING_COLUMNS = (*EVENT_TYPES, *V2_TYPES)
 USER_TYPES = {"user_id": "varchar", "signup_date": "date", "country": "varchar", "age_band": "varchar"}
 ITEM_TYPES = {"item_id": "varchar", "category": "varchar", "brand": "varchar", "price": "double"}
+# Columns a dimension file may have (absent -> NULL): the item's name, which shops want in answers.
+OPTIONAL_TYPES = {"users": {}, "items": {"description": "varchar"}}
 DEFAULT_SOURCE_FORMAT = "synthetic"  # files in our layout without a source_format column
 # Text a typed column must look like before DuckDB casts it: DuckDB would round '2.5' to an integer
 # and silently drop a '+02:00' offset from a timestamp (landing timestamps are UTC without offset).
@@ -61,7 +63,9 @@ create table if not exists raw.events (
     order_id varchar, description varchar, country varchar, source_format varchar, source_row bigint
 );
 create table if not exists raw.users (user_id varchar, signup_date date, country varchar, age_band varchar);
-create table if not exists raw.items (item_id varchar, category varchar, brand varchar, price double);
+create table if not exists raw.items (
+    item_id varchar, category varchar, brand varchar, price double, description varchar
+);
 create table if not exists raw.batches (
     batch_date date primary key, source_file varchar, row_count bigint, sha256 varchar,
     status varchar, loaded_at timestamp
@@ -70,7 +74,14 @@ create table if not exists raw.batches (
 # A warehouse made before contract v2 gets the new columns appended, in contract order.
 MIGRATE_V2 = "".join(
     f"alter table raw.events add column if not exists {c} {t};\n" for c, t in V2_TYPES.items()
-)
+) + "alter table raw.items add column if not exists description varchar;\n" + "".join(
+    # a re-delivered day remembers the load it replaced until it passes validation (quality/quarantine.py
+    # puts that load back if it fails); quarantined_sha256 is a re-delivery that failed and is not retried
+    f"alter table raw.batches add column if not exists {c};\n"
+    for c in ("previous_rows bigint", "previous_sha256 varchar", "quarantined_sha256 varchar")
+) + """create table if not exists raw.replaced_events as
+    select *, null::timestamp as replaced_at, null::varchar as replaced_sha256 from raw.events limit 0;
+"""
 
 
 def connect(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -106,7 +117,9 @@ def load_dimensions(warehouse: Path, landing_dir: Path) -> dict[str, int | str]:
             if not path.exists():
                 counts[f"raw.{table}"] = "no landing file; unchanged"
                 continue
-            text = read_csv_text(path, required=list(types))
+            optional = OPTIONAL_TYPES[table]
+            text = read_csv_text(path, required=list(types), optional=list(optional))
+            types = {**types, **{c: k for c, k in optional.items() if c in text.columns}}
             view = text.table.select(list(types)).append_column("_line", pa.array(text.lines, pa.int64()))
             con.register("dimension", view)
             _check_types(con, "dimension", types, path)
@@ -230,8 +243,17 @@ def _load_day(
             "select sha256, status, row_count from raw.batches where batch_date = ?", [batch_date]
         ).fetchall()
         before = found[0] if found else None
+        # A different file for a day that is loaded: keep what it replaces until it passes validation.
+        redelivery = bool(before and before[1] == "loaded" and before[0] != digest)
         try:
             con.execute("begin")
+            if redelivery:
+                con.execute("delete from raw.replaced_events where batch_date = ?", [batch_date])
+                con.execute(
+                    "insert into raw.replaced_events by name select *, now()::timestamp as replaced_at, "
+                    "? as replaced_sha256 from raw.events where batch_date = ?",
+                    [before[0], batch_date],
+                )
             con.execute("delete from raw.events where batch_date = ?", [batch_date])
             _insert(con, "landing_batch", present, path, batch_date, DEFAULT_SOURCE_FORMAT)
             if live.num_rows:
@@ -239,9 +261,9 @@ def _load_day(
             rows = table.num_rows + live.num_rows
             con.execute("delete from raw.batches where batch_date = ?", [batch_date])
             con.execute(
-                "insert into raw.batches (batch_date, source_file, row_count, sha256, status, loaded_at) "
-                "values (?, ?, ?, ?, 'loaded', now()::timestamp)",
-                [batch_date, str(path), rows, digest],
+                "insert into raw.batches (batch_date, source_file, row_count, sha256, status, loaded_at, "
+                "previous_rows, previous_sha256) values (?, ?, ?, ?, 'loaded', now()::timestamp, ?, ?)",
+                [batch_date, str(path), rows, digest, *(_previous(before) if redelivery else (None, None))],
             )
             con.execute("commit")
         except duckdb.Error as exc:
@@ -260,12 +282,19 @@ def _load_day(
         # Same file as the last load of this day: the rows are the same ones again, not new ones.
         "replay": bool(before and before[0] == digest),
         "previous_status": before[1] if before else None,
+        "replaces_rows": int(before[2]) if redelivery else None,
         "live_rows": live.num_rows,
         "live_returns": int(returns or 0),
         "ignored_columns": [c for c in text.columns if c not in LANDING_COLUMNS],
         **text.report(),
         "rejects_file": str(rejects) if rejects else None,
     }
+
+
+def _previous(before: tuple) -> tuple[int, str]:
+    """(row_count, sha256) of the load a re-delivery replaces, from its raw.batches row."""
+    digest, _status, rows = before
+    return int(rows), digest
 
 
 def load_pending(
@@ -282,15 +311,19 @@ def load_pending(
         con.execute(RAW_DDL)
         con.execute(MIGRATE_V2)
         known = {
-            r[0]: r[1:] for r in con.execute("select batch_date, sha256, status from raw.batches").fetchall()
+            r[0]: r[1:]
+            for r in con.execute(
+                "select batch_date, sha256, status, quarantined_sha256 from raw.batches"
+            ).fetchall()
         }
         loaded = []
         for day in batch_dates(landing_dir):
             if day > through or (since and day < since):
                 continue
             if day in known:
-                digest, status = known[day]
-                if status == "quarantined" or digest == sha256(batch_path(landing_dir, day)):
+                digest, status, refused = known[day]
+                landed = sha256(batch_path(landing_dir, day))
+                if status == "quarantined" or landed in (digest, refused):
                     continue
             loaded.append(_load_day(con, landing_dir, day, 0))
     return loaded

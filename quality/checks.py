@@ -94,6 +94,7 @@ def check_raw_batch(
     now: datetime | None = None,
     limits: Thresholds | None = None,
     docs_dir: Path | None = None,
+    previous_rows: int | None = None,
 ) -> CheckResult:
     """Validate one batch of raw.events rows (all rows share `batch_date`) by its source format's rules.
 
@@ -102,7 +103,8 @@ def check_raw_batch(
     """
     now = now or datetime.now(UTC).replace(tzinfo=None)
     expectations = raw_expectations(
-        source_format, batch_date, now, len(events), expected_rows, trailing_rows, limits or Thresholds()
+        source_format, batch_date, now, len(events), expected_rows, trailing_rows, limits or Thresholds(),
+        previous_rows=previous_rows,
     )
     suite = f"raw_events.{source_format}"
     return _run_suite(suite, {"raw.events": (events, expectations)}, docs_dir, f"batch-{batch_date}")

@@ -64,6 +64,7 @@ def quarantine_batch(warehouse: Path, batch_date: date, quarantine_dir: Path, re
                 )
                 con.execute("DELETE FROM raw.events WHERE batch_date = ?", [batch_date])
             con.execute("UPDATE raw.batches SET status = 'quarantined' WHERE batch_date = ?", [batch_date])
+            restored = _restore_replaced(con, batch_date)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -73,7 +74,42 @@ def quarantine_batch(warehouse: Path, batch_date: date, quarantine_dir: Path, re
     log.warning(
         "batch %s quarantined: %d rows moved to quarantine.events (%s)", batch_date, n_raw, reason_text
     )
+    if restored is not None:
+        log.warning("batch %s: the earlier load (%d rows) it was to replace is back in raw.events",
+                    batch_date, restored)  # fmt: skip
     return target
+
+
+def _restore_replaced(con: duckdb.DuckDBPyConnection, batch_date: date) -> int | None:
+    """A failed re-delivery never destroys a good day: put back the load it replaced (held by the loader
+    in raw.replaced_events) and mark the failed file's digest so it is not loaded again unasked.
+    Returns the rows put back, or None when the batch replaced nothing."""
+    columns = {
+        name
+        for (name,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' "
+            "AND table_name = 'batches'"
+        ).fetchall()
+    }
+    if "previous_sha256" not in columns:  # a warehouse the loader never migrated: nothing was held
+        return None
+    [(previous_sha, previous_rows, failed_sha)] = con.execute(
+        "SELECT previous_sha256, previous_rows, sha256 FROM raw.batches WHERE batch_date = ?", [batch_date]
+    ).fetchall()
+    if previous_sha is None:
+        return None
+    con.execute(
+        "INSERT INTO raw.events BY NAME SELECT * EXCLUDE (replaced_at, replaced_sha256) "
+        "FROM raw.replaced_events WHERE batch_date = ? AND replaced_sha256 = ?",
+        [batch_date, previous_sha],
+    )
+    con.execute("DELETE FROM raw.replaced_events WHERE batch_date = ?", [batch_date])
+    con.execute(
+        "UPDATE raw.batches SET status = 'loaded', sha256 = previous_sha256, row_count = previous_rows, "
+        "quarantined_sha256 = ?, previous_sha256 = NULL, previous_rows = NULL WHERE batch_date = ?",
+        [failed_sha, batch_date],
+    )
+    return int(previous_rows or 0)
 
 
 def _add_new_raw_columns(con: duckdb.DuckDBPyConnection) -> None:

@@ -63,8 +63,10 @@ def raw_expectations(
     expected_rows: int | None = None,
     trailing_rows: Sequence[int] = (),
     limits: Thresholds | None = None,
+    previous_rows: int | None = None,
 ) -> list[gxe.Expectation]:
-    """Expectations for one batch of raw.events (all rows share `batch_date`)."""
+    """Expectations for one batch of raw.events (all rows share `batch_date`); `previous_rows` is what
+    the day held before this load when the batch is a re-delivery (None otherwise)."""
     limits = limits or Thresholds()
     lenient = source_format in LENIENT_FORMATS
     day = datetime.combine(batch_date, datetime.min.time())
@@ -132,6 +134,20 @@ def raw_expectations(
             gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0.01, max_value=limits.max_price),
             _duplicates(limits.duplicate_share, "critical"),
         ]
+    if previous_rows:
+        # A re-delivered day must not wipe a day that had rows (a header-only export of a trading day):
+        # critical, so the earlier load is put back (quality/quarantine.py); a big drop only warns.
+        checks += [
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value=1, description=f"a re-delivery of a day that held {previous_rows} rows is not empty"
+            ),
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value=math.ceil(previous_rows * limits.volume_low),
+                severity="warning",
+                description=f"a re-delivery keeps at least {limits.volume_low:.0%} of the "
+                f"{previous_rows} rows it replaces",
+            ),
+        ]
     if expected_rows is not None:  # raw.batches.row_count: a mismatch means a partial load
         checks.append(gxe.ExpectTableRowCountToEqual(value=int(expected_rows)))
     checks += volume_expectations(n_rows, trailing_rows, lenient, limits)
@@ -166,7 +182,7 @@ def _duplicates(share: float, severity: str) -> gxe.Expectation:
 
 def marts_expectations(columns: dict[str, Sequence[str]], as_of: date, now: datetime) -> dict[str, list]:
     """Expectations per mart table, for the tables (and columns) that exist: keys unique, RFM 1-5, no
-    dates after the as-of day (a leak) or after now, no negative money."""
+    dates after the as-of day (a leak) or after now, no negative gross money."""
     as_of_ts = datetime.combine(as_of, datetime.min.time())
     horizon = min(as_of_ts + timedelta(days=1), now)  # marts only use events with ts < as_of + 1 day
     keys = {
@@ -193,7 +209,8 @@ def marts_expectations(columns: dict[str, Sequence[str]], as_of: date, now: date
                     gxe.ExpectColumnValuesToNotBeNull(column=col),
                     gxe.ExpectColumnValuesToBeBetween(column=col, min_value=1, max_value=5),
                 ]
-        for col in ("monetary", "revenue"):
+        # monetary is net of returns (RFM practice): goods bought before the log can bring it below 0
+        for col in ("gross_monetary", "revenue", "returned_value"):
             if col in cols:
                 checks.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=0))
         if "popularity_rank" in cols:

@@ -69,9 +69,10 @@ def validate_batch(
     limits = limits or Thresholds()
     started = time.perf_counter()
     with _read_only(warehouse) as con:
-        batch = con.execute(
-            "SELECT source_file, row_count, status FROM raw.batches WHERE batch_date = ?", [batch_date]
-        ).fetchall()
+        # select *: previous_rows exists only in warehouses the loader migrated (ingest/load.py)
+        cursor = con.execute("SELECT * FROM raw.batches WHERE batch_date = ?", [batch_date])
+        names = [d[0] for d in cursor.description]
+        batch = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         if not batch:
             raise LookupError(f"batch {batch_date} has no row in raw.batches of {warehouse}: load it first")
         events = con.execute("SELECT * FROM raw.events WHERE batch_date = ?", [batch_date]).df()
@@ -86,7 +87,8 @@ def validate_batch(
             "ORDER BY batch_date DESC LIMIT ?",
             [batch_date, limits.trailing_batches],
         ).fetchall()
-    source_file, row_count, status = batch[0]
+    source_file, row_count, status = batch[0]["source_file"], batch[0]["row_count"], batch[0]["status"]
+    previous_rows = batch[0].get("previous_rows")
     if status == "quarantined" and events.empty:
         # A retry after quarantine: the rows are gone, say so instead of alerting again.
         raise DataQualityError(
@@ -104,6 +106,7 @@ def validate_batch(
         now=now,
         limits=limits,
         docs_dir=reports_dir / "quality",
+        previous_rows=previous_rows,
     )
     report = _write_report(reports_dir, f"raw_events_{batch_date}", result)
     summary = {**_summary("raw_events", batch_date, result, started, report), "source_format": source_format}
@@ -119,9 +122,15 @@ def validate_batch(
     quarantined: Path | None = None
     try:
         quarantined = quarantine_batch(warehouse, batch_date, quarantine_dir, reasons)
+        kept = (
+            "raw.batches.status set to 'quarantined'"
+            if not previous_rows
+            else f"the earlier load of this day ({previous_rows} rows) put back in raw.events: a bad "
+            "re-delivery never replaces a good day"
+        )
         note = (
             f"The batch's {len(events)} rows were moved from raw.events to quarantine.events and "
-            f"raw.batches.status set to 'quarantined'.\nLanding file {source_file} is unchanged; a copy and "
+            f"{kept}.\nLanding file {source_file} is unchanged; a copy and "
             f"reasons.json are in {quarantined}.\n{_reload_hint(batch_date)}"
         )
         quarantine_error = None

@@ -100,6 +100,7 @@ def write_marts(warehouse: Path, as_of: date, n_users: int = 50, n_items: int = 
             "recency_days": rng.integers(0, 30, n_users),
             "frequency": rng.integers(0, 10, n_users),
             "monetary": np.round(rng.uniform(0, 500, n_users), 2),
+            "gross_monetary": np.round(rng.uniform(500, 600, n_users), 2),
             "r_score": rng.integers(1, 6, n_users),
             "f_score": rng.integers(1, 6, n_users),
             "m_score": rng.integers(1, 6, n_users),

@@ -35,7 +35,7 @@ def make_shop_raw(warehouse: Path) -> Path:
         con.register("items_df", shop.items)
         con.register("events_df", shop.events)
         con.execute("create table raw.users as select * from users_df")
-        con.execute("create table raw.items as select * from items_df")
+        con.execute("create table raw.items as select *, null::varchar as description from items_df")
         con.execute(RAW_EVENTS_DDL)
         con.execute(
             "insert into raw.events (event_id, user_id, item_id, event_type, event_ts, session_id, quantity,"

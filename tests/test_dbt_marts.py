@@ -27,19 +27,19 @@ HEART, LANTERN = "WHITE HANGING HEART", "WHITE METAL LANTERN"
 ROWS = [
     # source_row, invoice, item, description, quantity, price, customer, country, ts
     (1, "536365", "A", HEART, 6, 2.55, "17850", "United Kingdom", "2011-01-05 08:26:00"),
-    (2, "536365", "B", LANTERN, 6, 3.39, "17850", "United Kingdom", "2011-01-05 08:26:00"),
-    (3, "536365", "B", LANTERN, 6, 3.39, "17850", "United Kingdom", "2011-01-05 08:26:00"),
+    (2, "536365", "AB", LANTERN, 6, 3.39, "17850", "United Kingdom", "2011-01-05 08:26:00"),
+    (3, "536365", "AB", LANTERN, 6, 3.39, "17850", "United Kingdom", "2011-01-05 08:26:00"),
     (4, "536366", "A", HEART + " T-LIGHT", 2, 2.55, "17850", "United Kingdom", "2011-01-05 08:28:00"),
-    (5, "536367", "C", "POSTAGE", 1, 0.0, "13047", "United Kingdom", "2011-01-05 08:34:00"),
+    (5, "536367", "POST", "POSTAGE", 1, 0.0, "13047", "United Kingdom", "2011-01-05 08:34:00"),
     (6, "536368", "A", HEART, 3, 2.55, None, "United Kingdom", "2011-01-05 09:00:00"),
     (7, "536368", "A", HEART, 3, 2.55, None, "United Kingdom", "2011-01-05 09:00:00"),
     (1, "536400", "A", HEART, 4, 2.55, "13047", "France", "2011-01-20 10:00:00"),
-    (2, "536400", "B", LANTERN, 2, 3.39, "13047", "France", "2011-01-20 10:00:00"),
-    (3, "C536401", "B", LANTERN, -1, 3.39, "17850", "United Kingdom", "2011-01-20 11:00:00"),
+    (2, "536400", "AB", LANTERN, 2, 3.39, "13047", "France", "2011-01-20 10:00:00"),
+    (3, "C536401", "AB", LANTERN, -1, 3.39, "17850", "United Kingdom", "2011-01-20 11:00:00"),
     (1, "536450", "A", HEART, 2, 2.55, "13047", "France", "2011-01-25 10:00:00"),
     (1, "536500", "A", HEART, 1, 2.55, "12346", "United Kingdom", "2011-01-31 12:00:00"),
-    (2, "536500", "B", LANTERN, 1, 3.39, "12346", "United Kingdom", "2011-01-31 12:00:00"),
-    (3, "536501", "D", "ODD ITEM", -5, 1.0, "12346", "United Kingdom", "2011-01-31 12:30:00"),
+    (2, "536500", "AB", LANTERN, 1, 3.39, "12346", "United Kingdom", "2011-01-31 12:00:00"),
+    (3, "536501", "DX", "ODD ITEM", -5, 1.0, "12346", "United Kingdom", "2011-01-31 12:30:00"),
     (1, "536600", "A", HEART, 1, 2.55, "17850", "United Kingdom", "2011-02-01 09:00:00"),
 ]
 
@@ -51,7 +51,10 @@ def make_online_retail_raw(warehouse: Path) -> Path:
         con.execute(
             "create table raw.users (user_id varchar, signup_date date, country varchar, age_band text)"
         )
-        con.execute("create table raw.items (item_id varchar, category varchar, brand varchar, price double)")
+        con.execute(
+            "create table raw.items "
+            "(item_id varchar, category varchar, brand varchar, price double, description varchar)"
+        )
         con.execute(RAW_EVENTS_DDL)
         con.executemany(
             "insert into raw.events (event_id, user_id, item_id, event_type, event_ts, session_id, quantity,"
@@ -126,13 +129,28 @@ def test_users_and_items_come_from_the_events_when_no_files_exist(built):
         "select item_id, description, price, n_purchases, n_buyers, revenue, purchased_units, return_rate,"
         " price_band, n_purchases_7d, popularity_rank from marts.item_features order by item_id",
     )
-    # price terciles over 1.00, 2.55, 3.39: 2.033 and 2.83; postage never had a positive price
+    # categories come from the descriptions (home decor, candles and lights, other), one item each,
+    # so each price is its category's lowest tercile; postage never had a positive price, and as a
+    # non-product it ranks after every product
     assert items == [
-        ("A", HEART, 2.55, 5, 3, 38.25, 15, 0.0, "mid", 2, 1),
-        ("B", LANTERN, 3.39, 3, 3, 30.51, 9, 0.1111, "high", 1, 2),
-        ("C", "POSTAGE", None, 0, 0, 0.0, 0, None, None, 0, 3),
-        ("D", "ODD ITEM", 1.0, 0, 0, 0.0, 0, None, "low", 0, 4),
+        ("A", HEART, 2.55, 5, 3, 38.25, 15, 0.0, "low", 2, 1),
+        ("AB", LANTERN, 3.39, 3, 3, 30.51, 9, 0.1111, "low", 1, 2),
+        ("DX", "ODD ITEM", 1.0, 0, 0, 0.0, 0, None, "low", 0, 3),
+        ("POST", "POSTAGE", None, 0, 0, 0.0, 0, None, None, 0, 4),
     ]
+    assert fetch(
+        warehouse,
+        "select item_id, category, category_source, is_product, item_issue from marts.item_features"
+        " order by 1",
+    ) == [
+        ("A", "home decor", "description", True, "missing_category"),
+        ("AB", "candles and lights", "description", True, "missing_category"),
+        ("DX", "other", "description", True, "missing_category"),
+        ("POST", None, None, False, "non_product"),
+    ]
+    assert fetch(warehouse, "select reason, n_items from marts.data_quality_items order by reason") == [
+        ("derived_category", 3), ("missing_category", 3), ("no_valid_price", 1), ("non_product", 1),
+    ]  # fmt: skip
 
 
 def test_user_features_for_invoices_with_returns(built):
@@ -149,7 +167,8 @@ def test_user_features_for_invoices_with_returns(built):
     assert rows == [
         ("12346", 1, 5.94, 0, 3, 1, 1, 2, 0, 2, 0, 0.0, 0.0, 5.94, 2.0, 2, 1, 5.94, 0, 0, 1, uk),
         ("13047", 2, 22.08, 6, 2, 2, 2, 3, 0, 8, 0, 0.0, 0.0, 11.04, 4.0, 1, 2, 5.1, 11, 11, 2, "France"),
-        ("17850", 2, 40.74, 26, 1, 2, 3, 3, 1, 14, 1, 3.39, 0.0714, 20.37, 7.0, 0, 2, 0.0, 26, 26, 3, uk),
+        # monetary is net: 40.74 bought less the 3.39 lantern cancelled on 01-20
+        ("17850", 2, 37.35, 26, 1, 2, 3, 3, 1, 14, 1, 3.39, 0.0714, 20.37, 7.0, 0, 2, 0.0, 26, 26, 3, uk),
     ]
 
 
@@ -157,8 +176,8 @@ def test_co_purchase_rules(built):
     warehouse, _ = built
     # orders: {A, B} x3, {A} x2 - A is in every order, so B's presence tells nothing about A: lift 1
     assert fetch(warehouse, "select * from marts.co_purchase order by item_id") == [
-        ("A", "B", 3, 5, 3, 5, 0.6, 0.6, 1.0),
-        ("B", "A", 3, 3, 5, 5, 0.6, 1.0, 1.0),
+        ("A", "AB", 3, 5, 3, 5, 0.6, 0.6, 1.0),
+        ("AB", "A", 3, 3, 5, 5, 0.6, 1.0, 1.0),
     ]
 
 

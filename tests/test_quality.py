@@ -212,7 +212,7 @@ def test_marts_keys_money_and_dates(dirs, smtp_server):
         "('u000001', 'i00001', DATE '2024-03-30', 2.0), ('u000002', 'i00001', DATE '2024-04-02', 1.0)) "
         "AS t(user_id, item_id, event_date, weight)",
     )
-    execute(wh, "UPDATE marts.user_features SET monetary = -12.5 WHERE user_id = 'u000007'")
+    execute(wh, "UPDATE marts.user_features SET gross_monetary = -12.5 WHERE user_id = 'u000007'")
     execute(wh, "UPDATE marts.item_features SET item_id = 'i00000' WHERE item_id = 'i00003'")
 
     with pytest.raises(DataQualityError) as info:
@@ -222,7 +222,7 @@ def test_marts_keys_money_and_dates(dirs, smtp_server):
     assert failed == {
         ("marts.interactions", "expect_compound_columns_to_be_unique", None),  # (user, item, day) twice
         ("marts.interactions", "expect_column_values_to_be_between", "event_date"),  # after the as-of day
-        ("marts.user_features", "expect_column_values_to_be_between", "monetary"),  # negative money
+        ("marts.user_features", "expect_column_values_to_be_between", "gross_monetary"),  # negative money
         ("marts.item_features", "expect_column_values_to_be_unique", "item_id"),  # duplicate key
     }
     [msg] = handler.messages()

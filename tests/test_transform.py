@@ -69,13 +69,16 @@ def make_raw(warehouse: Path, extra_events: list[tuple] = ()) -> Path:
         con.execute(
             "create table raw.users (user_id varchar, signup_date date, country varchar, age_band varchar)"
         )
-        con.execute("create table raw.items (item_id varchar, category varchar, brand varchar, price double)")
+        con.execute(
+            "create table raw.items "
+            "(item_id varchar, category varchar, brand varchar, price double, description varchar)"
+        )
         con.execute(RAW_EVENTS_DDL)
         con.executemany(
             "insert into raw.users values (?, '2023-12-01', 'DE', '25-34')", [[f"u{i}"] for i in range(1, 7)]
         )
         con.executemany(
-            "insert into raw.items values (?, ?, ?, ?)",
+            "insert into raw.items (item_id, category, brand, price) values (?, ?, ?, ?)",
             [
                 ["i1", "books", "acme", 10.0],
                 ["i2", "toys", "zed", 20.0],
@@ -115,7 +118,7 @@ def built(tmp_path_factory):
 def test_summary_counts_models_tests_and_rows(built):
     warehouse, root, summary = built
     assert json.loads(json.dumps(summary)) == summary  # plain types only
-    assert summary["models"] == 14 and summary["unit_tests"] == 7 and summary["tests"] >= 80
+    assert summary["models"] == 15 and summary["unit_tests"] == 7 and summary["tests"] >= 80
     assert summary["full_refresh"] is False
     assert summary["rows"] == {
         "staging.stg_events": 14,
@@ -132,6 +135,7 @@ def test_summary_counts_models_tests_and_rows(built):
         "marts.co_purchase": 0,  # no pair reaches the default minimum of 3 orders
         "marts.churn_labels": 0,  # 10 days of log: no 90-day horizon fits yet
         "marts.data_quality": 35,  # 7 batches up to the as-of day x 5 reasons
+        "marts.data_quality_items": 1,  # the catalogue has no descriptions: missing_description
     }
     assert summary["seconds"] > 0
     # dbt's artefacts land in state_dir, not in the repository's dbt_project/

@@ -25,6 +25,7 @@ usable as (
         return_value,
         description,
         country,
+        is_product,
         batch_date
 
     from events

@@ -12,21 +12,19 @@ events as (
 
 ),
 
-uncatalogued as (
+lines as (
 
-    -- items that only appear in events (Online Retail has no catalogue), with their descriptions
-    -- and positive prices up to the as-of date
+    -- every item's lines up to the as-of date, usable or not: a name or a price written on a
+    -- cancelled line still names the item
     select
-        events.item_id,
-        events.description,
-        events.price,
+        item_id,
+        description,
+        price,
         count(*) as n_lines
 
     from events
-    left join items on events.item_id = items.item_id
-    where items.item_id is null
-        and events.event_date <= {{ as_of_date() }}
-    group by events.item_id, events.description, events.price
+    where event_date <= {{ as_of_date() }}
+    group by item_id, description, price
 
 ),
 
@@ -39,7 +37,7 @@ descriptions as (
             partition by item_id order by description is null, sum(n_lines) desc, description
         ) as description_rank
 
-    from uncatalogued
+    from lines
     group by item_id, description
 
 ),
@@ -54,32 +52,17 @@ prices as (
             partition by item_id order by price > 0 desc, sum(n_lines) desc, price
         ) as price_rank
 
-    from uncatalogued
+    from lines
     group by item_id, price
 
 ),
 
-all_items as (
-
-    select
-        item_id,
-        category,
-        brand,
-        price,
-        cast(null as varchar) as description,
-        'catalogue' as item_source
-
-    from items
-
-    union all
+from_events as (
 
     select
         descriptions.item_id,
-        cast(null as varchar) as category,
-        cast(null as varchar) as brand,
-        case when prices.price > 0 then prices.price end as price,
         descriptions.description,
-        'events' as item_source
+        case when prices.price > 0 then prices.price end as price
 
     from descriptions
     inner join prices
@@ -87,6 +70,82 @@ all_items as (
         and prices.price_rank = 1
     where descriptions.description_rank = 1
 
+),
+
+all_items as (
+
+    -- the catalogue as loaded, named from its lines where it has no description of its own
+    select
+        items.item_id,
+        items.category,
+        items.brand,
+        items.price,
+        coalesce(items.description, from_events.description) as description,
+        'catalogue' as item_source
+
+    from items
+    left join from_events on items.item_id = from_events.item_id
+
+    union all
+
+    -- items that only appear in events (a shop without a catalogue file)
+    select
+        from_events.item_id,
+        cast(null as varchar) as category,
+        cast(null as varchar) as brand,
+        from_events.price,
+        from_events.description,
+        'events' as item_source
+
+    from from_events
+    left join items on from_events.item_id = items.item_id
+    where items.item_id is null
+
+),
+
+flagged as (
+
+    select
+        item_id,
+        {{ is_product('item_id') }} as is_product,
+        brand,
+        price,
+        description,
+        item_source,
+        category as source_category
+
+    from all_items
+
+),
+
+final as (
+
+    select
+        item_id,
+        -- the shop's own category, else one read off the description (none for non-products)
+        case
+            when source_category is not null then source_category
+            when is_product then {{ derived_category('description') }}
+        end as category,
+        case
+            when source_category is not null then 'catalogue'
+            when is_product and description is not null then 'description'
+        end as category_source,
+        brand,
+        price,
+        description,
+        item_source,
+        is_product,
+        -- the first fault of the item's own data, null for a clean product (marts.data_quality_items)
+        case
+            when not is_product then 'non_product'
+            when price is null or price <= 0 then 'no_valid_price'
+            when description is null then 'missing_description'
+            when source_category is null then 'missing_category'
+        end as item_issue
+
+    from flagged
+
 )
 
-select * from all_items
+select * from final

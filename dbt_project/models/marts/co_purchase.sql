@@ -14,7 +14,7 @@ baskets as (
         item_id
 
     from events
-    where event_type = 'purchase'
+    where event_type = 'purchase' and is_product
 
 ),
 

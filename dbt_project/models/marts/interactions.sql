@@ -8,9 +8,11 @@ events as (
 
 feedback_events as (
 
-    -- views, carts and purchases are implicit feedback; returns are counted in the feature marts
+    -- views, carts and purchases of products are implicit feedback; returns are counted in the
+    -- feature marts, and service lines (postage, fees) are no one's taste
     select * from events
     where event_type in ('view', 'cart', 'purchase')
+        and is_product
         {% if is_incremental() %}
         and event_date >= {{ incremental_start('event_date') }}
         {% endif %}

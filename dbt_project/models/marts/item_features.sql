@@ -88,7 +88,7 @@ category_prices as (
         quantile_cont(price, 2 / 3) as price_mid_max
 
     from items
-    where price > 0
+    where price > 0 and is_product
     group by coalesce(category, '')
 
 ),
@@ -107,8 +107,10 @@ item_features as (
         coalesce(buyer_counts.n_buyers, 0) as n_buyers,
         coalesce(item_events.revenue, 0.0) as revenue,
         -- a strict order (ties broken by buyers, revenue, then id) so the popularity baseline is stable
+        -- non-products (postage, fees) rank after every product: never the popular choice
         cast(row_number() over (
             order by
+                items.is_product desc,
                 coalesce(item_events.n_purchases, 0) desc,
                 coalesce(buyer_counts.n_buyers, 0) desc,
                 coalesce(item_events.revenue, 0.0) desc,
@@ -123,6 +125,7 @@ item_features as (
         -- the 30-day popularity, ranked like popularity_rank
         cast(row_number() over (
             order by
+                items.is_product desc,
                 coalesce(item_events.n_purchases_30d, 0) desc,
                 coalesce(buyer_counts.n_buyers_30d, 0) desc,
                 coalesce(item_events.revenue_30d, 0.0) desc,
@@ -138,7 +141,10 @@ item_features as (
             when items.price <= category_prices.price_low_max then 'low'
             when items.price <= category_prices.price_mid_max then 'mid'
             else 'high'
-        end as price_band
+        end as price_band,
+        items.is_product,
+        items.category_source,
+        items.item_issue
 
     from items
     left join item_events on items.item_id = item_events.item_id

@@ -64,7 +64,12 @@ user_events as (
         max(events.event_ts) as last_event_ts,
         min(events.event_ts) filter (where events.event_type = 'purchase') as first_purchase_ts,
         max(events.event_ts) filter (where events.event_type = 'purchase') as last_purchase_ts,
-        round(sum(events.revenue), 2) as monetary,
+        -- RFM monetary is net: a cancellation takes back what its order brought in
+        round(sum(events.revenue) - coalesce(sum(events.return_value), 0), 2) as monetary,
+        round(sum(events.revenue), 2) as gross_monetary,
+        -- service lines (postage, fees) the customer paid: in monetary, and shown apart
+        round(coalesce(sum(events.revenue - events.return_value) filter (where not events.is_product), 0), 2)
+            as non_product_revenue,
         count(*) filter (where events.event_type = 'view') as n_views,
         count(*) filter (where events.event_type = 'cart') as n_carts,
         count(*) filter (where events.event_type = 'purchase') as n_purchases,
@@ -204,12 +209,15 @@ final as (
         cast(rfm_scores.n_orders_{{ days }}d as integer) as n_orders_{{ days }}d,
         rfm_scores.revenue_{{ days }}d,
         {% endfor %}
-        round(rfm_scores.monetary / nullif(rfm_scores.frequency, 0), 2) as avg_basket_value,
+        -- what an order brings in when placed (returns are in monetary)
+        round(rfm_scores.gross_monetary / nullif(rfm_scores.frequency, 0), 2) as avg_basket_value,
         round(rfm_scores.purchased_units / nullif(rfm_scores.frequency, 0), 2) as avg_basket_units,
         rfm_scores.n_returns,
         cast(rfm_scores.purchased_units as bigint) as purchased_units,
         cast(rfm_scores.returned_units as bigint) as returned_units,
         rfm_scores.returned_value,
+        rfm_scores.gross_monetary,
+        rfm_scores.non_product_revenue,
         -- returned units per purchased unit; can exceed 1 when goods bought before the log come back
         round(rfm_scores.returned_units / nullif(rfm_scores.purchased_units, 0), 4) as return_rate,
         favourite_categories.favourite_categories

@@ -72,7 +72,8 @@ flagged as (
             else price <= 0
         end as is_non_positive_price,
         event_type is distinct from 'return' and coalesce(quantity <= 0, true) as is_non_positive_quantity,
-        copy_number > 1 as is_duplicate
+        copy_number > 1 as is_duplicate,
+        {{ is_product('item_id') }} as is_product
 
     from cleaned
 
@@ -102,6 +103,7 @@ final as (
         is_non_positive_price,
         is_non_positive_quantity,
         is_duplicate,
+        is_product,
         -- one reason per excluded row, the first that applies; null = a usable event
         case
             when is_missing_customer then 'missing_customer'
