@@ -59,20 +59,24 @@ def read_csv_text(
     optional: Sequence[str] = (),
     aliases: Mapping[str, str] | None = None,
     max_rejects: int = 0,
+    data: bytes | None = None,
 ) -> CsvText:
-    """Read `path`; `required` columns must be in the header (after renaming by `aliases`), `optional`
-    ones may be; other columns are read too (the caller decides whether to ignore them)."""
+    """Read `path` (or `data`, its bytes already decompressed: ingest/sheets.py); `required` columns
+    must be in the header (after renaming by `aliases`), `optional` ones may be; other columns are read
+    too (the caller decides whether to ignore them)."""
     path = Path(path)
-    if not path.is_file():
-        raise IngestError(f"{path}: file not found")
-    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    if data is None:
+        if not path.is_file():
+            raise IngestError(f"{path}: file not found")
+        data = path.read_bytes()
+    data = data.removeprefix(b"\xef\xbb\xbf")
     if not data.strip():
         raise IngestError(f"{path}: empty file (no header line)")
     data, non_utf8 = _to_utf8(data)
     first = data.split(b"\n", 1)[0].decode().rstrip("\r")
     raw_names = [c.strip() for c in next(csv.reader([first]))]
     names = [(aliases or {}).get(c, c) for c in raw_names]
-    _check_header(path, names, required, optional)
+    check_header(path, names, required, optional)
 
     starts, blank = _line_index(data)
     data_lines = np.arange(1, len(starts) + 1)[1:][~blank[1:]]
@@ -101,7 +105,7 @@ def write_rejects(rejects: list[dict], target: Path) -> Path | None:
     return target
 
 
-def _check_header(path: Path, names: list[str], required: Sequence[str], optional: Sequence[str]) -> None:
+def check_header(path: Path, names: list[str], required: Sequence[str], optional: Sequence[str]) -> None:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise IngestError(f"{path}: column(s) {', '.join(duplicated)} appear more than once in the header")

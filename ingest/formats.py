@@ -1,4 +1,5 @@
-"""Bring your own events: a CSV or Parquet file with any column names, mapped onto ours.
+"""Bring your own events: a CSV (plain, compressed or an .xlsx sheet) or Parquet file with any column
+names, mapped onto ours.
 
     personaflow ingest events.csv --format csv \\
         --mapping "customer=user_id,sku=item_id,action=event_type,ts=event_ts"
@@ -21,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ingest.csvfile import IngestError, read_csv_text, write_rejects
+from ingest.csvfile import IngestError, write_rejects
+from ingest.sheets import read_export_text
 
 FORMATS = ("csv", "parquet")
 REQUIRED = ("user_id", "item_id", "event_type", "event_ts")
@@ -47,7 +49,7 @@ def parse_mapping(text: str | None) -> dict[str, str]:
 
 def _read(path: Path, fmt: str, mapping: dict[str, str], max_rejects: int):
     if fmt == "csv":
-        text = read_csv_text(
+        text = read_export_text(
             path, required=REQUIRED, optional=OPTIONAL, aliases=mapping, max_rejects=max_rejects
         )
         return text.table.to_pandas(), text.lines, text.lines - 1, text.report(), text.rejects

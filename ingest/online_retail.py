@@ -11,7 +11,8 @@
 Values are kept as they came: cancellations keep their negative quantity, price <= 0 and rows without
 a customer stay, exact duplicates stay. Staging (dbt) flags them; this module only counts them, by the
 same rules, so an import prints the fault counts that the data-quality mart will show.
-Accepts the column names of "Online Retail II" too (Invoice, Price, Customer ID).
+Accepts the column names of "Online Retail II" too (Invoice, Price, Customer ID), and the file as CSV,
+compressed CSV (.csv.gz, ...) or the UCI original .xlsx (ingest/sheets.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.csvfile import IngestError, read_csv_text, write_rejects
+from ingest.csvfile import IngestError, write_rejects
+from ingest.sheets import read_export_text
 
 COLUMNS = (
     "InvoiceNo",
@@ -128,27 +130,26 @@ def fault_counts(frame: pd.DataFrame) -> dict[str, int]:
         "negative_price": int((frame["price"] < 0).sum()),
         "negative_quantity": int(negative.sum()),
         "negative_quantity_not_return": int((negative & ~returns).sum()),
+        "missing_description": int(frame["description"].isna().sum()),
     }
 
 
 def read_online_retail(
     path: Path, max_rejects: int = 0, rejects_file: Path | None = None
 ) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Read the export (CSV, UTF-8 or latin-1) into the landing layout, with its fault counts."""
+    """Read the export (CSV, compressed CSV or the .xlsx sheet; UTF-8 or latin-1) into the landing
+    layout, with its fault counts."""
     path = Path(path)
-    if path.suffix.lower() in (".xlsx", ".xls"):
-        # openpyxl is not part of the stack; a CSV export of the sheet reads the same.
-        raise IngestError(
-            f"{path}: Excel files need openpyxl, which is not installed; "
-            "save the sheet as CSV and import that"
-        )
-    text = read_csv_text(path, required=COLUMNS, aliases=ALIASES, max_rejects=max_rejects)
+    text = read_export_text(path, required=COLUMNS, aliases=ALIASES, max_rejects=max_rejects)
     rejects = write_rejects(text.rejects, rejects_file) if rejects_file else None
     frame, float_ids = to_landing(path, text.table, text.lines)
     return frame, {
         "rows": len(frame),
         "customers": int(frame["user_id"].nunique()),
         "products": int(frame["item_id"].nunique()),
+        "products_without_description": int(
+            frame.groupby("item_id")["description"].count().eq(0).sum()
+        ),
         "faults": fault_counts(frame),
         "customer_ids_normalized": float_ids,
         **text.report(),
