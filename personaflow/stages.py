@@ -118,7 +118,7 @@ def train(
     """Fit the recommender (settings' model unless given) on a time-based split; save it as a candidate
     with its metrics and the gate's evidence."""
     export_tool_env(s)
-    from training.feature_tables import nightly_source
+    from training.data.features import nightly_source
     from training.pipeline import train_candidate
 
     catalogue = _read_mart(s.warehouse, "select item_id, category, brand, price from marts.item_features", [])
