@@ -127,6 +127,26 @@ def test_no_import_cycle_between_project_modules():
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
 
 
+# training/ reads top to bottom: each part imports only the parts before it (README, "Architecture").
+TRAINING_ORDER = (
+    "data", "evaluation", "models", "rerank", "export", "gate", "registry", "report", "pipeline",
+)  # fmt: skip
+
+
+def test_training_parts_import_only_the_parts_before_them():
+    def part(module: str) -> int | None:
+        name = module.split(".")
+        return TRAINING_ORDER.index(name[1]) if name[0] == "training" and len(name) > 1 else None
+
+    upward = [
+        f"{module} -> {dep}"
+        for module, deps in import_graph(REPO_ROOT).items()
+        for dep in deps
+        if part(module) is not None and part(dep) is not None and part(dep) > part(module)
+    ]
+    assert not upward, "training/ imports against the flow:\n" + "\n".join(sorted(upward))
+
+
 def test_cycle_finder_on_a_tiny_graph():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}, "f": {"a"}}
     assert find_cycles(graph) == [["a", "b", "c", "a"], ["e", "e"]]
