@@ -37,7 +37,7 @@ def step_train(warehouse: str, bentoml_home: str, model: str, hybrid: bool, epoc
     import duckdb
     import torch
 
-    from training.feature_tables import purchases_source
+    from training.data.features import purchases_source
     from training.pipeline import train_candidate
 
     torch.set_num_threads(os.cpu_count() or 1)

@@ -6,7 +6,7 @@
 Writes benchmarks/results/recommenders.json with flat keys `<data>_<model>_<metric>` (ndcg_at_10,
 recall_at_10, mrr_at_10 and their _ci_low/_ci_high, coverage, fit_s, peak_rss_mb) plus split sizes and
 the machine's cores. Peak RSS is the process's resident-set peak sampled while that model fits.
-`<model>_deepfm` rows: a DeepFM re-ranker (training/rerank.py) over that model's candidates
+`<model>_deepfm` rows: a DeepFM re-ranker (training/rerank/reranker.py) over that model's candidates
 (--rerank-on, default the first of --models), with its candidate recall on validation and test.
 """
 
@@ -51,19 +51,19 @@ class PeakRss:
 
 
 def load_split(data: str, path: Path, test_days: int, users: int, items: int, days: int):
-    from training import protocol
+    from training.data.purchases import load_online_retail, purchases_from_events, split_purchases
 
     if data == "online-retail":
         try:
-            purchases = protocol.load_online_retail(path)
+            purchases = load_online_retail(path)
         except FileNotFoundError as exc:
             sys.exit(f"--data online-retail: {exc}")
     else:
         from ingest.generate import generate_shop
 
         shop = generate_shop(users=users, items=items, days=days, seed=7)
-        purchases = protocol.purchases_from_events(shop.events)
-    return protocol.split_purchases(purchases, test_days)
+        purchases = purchases_from_events(shop.events)
+    return split_purchases(purchases, test_days)
 
 
 # --- DeepFM re-ranking section (rows `<model>_deepfm`) ---
@@ -72,7 +72,7 @@ RERANK_EXTRAS = ("candidate_recall_val", "candidate_recall_test", "train_rows", 
 
 def rerank_features(args: argparse.Namespace):
     """Features from each split's training rows, plus the synthetic shop's catalogue (category, brand)."""
-    from training.feature_tables import purchases_source
+    from training.data.features import purchases_source
 
     if args.data != "synthetic":
         return purchases_source(None)
@@ -93,9 +93,12 @@ def _versus(m: dict) -> str:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from training import baselines, protocol
-    from training.fit import FitConfig, fit_model
-    from training.hybrid import hybrid
+    from training.evaluation import baselines
+    from training.evaluation.bootstrap import paired_bootstrap
+    from training.evaluation.protocol import score
+    from training.models.config import FitConfig
+    from training.models.fit import fit_model
+    from training.rerank.hybrid import hybrid
 
     torch.set_num_threads(os.cpu_count() or 1)
     split = load_split(args.data, Path(args.path), args.test_days, args.users, args.items, args.days)
@@ -113,12 +116,12 @@ def run(args: argparse.Namespace) -> dict:
     per_user_of: dict = {}
 
     def record(name: str, scores_fn, fit_s: float, peak: float, extra: dict | None = None) -> None:
-        metrics, per_user = protocol.score(scores_fn, split, n_boot=args.boot)
+        metrics, per_user = score(scores_fn, split, n_boot=args.boot)
         metrics.update(fit_s=round(fit_s, 2), peak_rss_mb=round(peak, 1))
         per_user_of[name] = per_user["ndcg_at_10"]
         if "own_history" in per_user_of and name not in baselines.BASELINES:
             # paired over the same test users: is the gain over repeat-buy more than resampling noise?
-            paired = protocol.paired_bootstrap(per_user["ndcg_at_10"], per_user_of["own_history"], args.boot)
+            paired = paired_bootstrap(per_user["ndcg_at_10"], per_user_of["own_history"], args.boot)
             metrics.update({f"vs_own_history_ndcg_at_10_{k}": v for k, v in paired.items()})
         out.update({f"{prefix}_{name}_{k}": v for k, v in metrics.items() if k != "n_test_users"})
         out.update({f"{prefix}_{name}_{k}": v for k, v in (extra or {}).items()})
@@ -151,8 +154,8 @@ def run(args: argparse.Namespace) -> dict:
             {"blend_weight": info["weight"]},
         )
         if name in (args.models[:1] if args.rerank_on is None else args.rerank_on):
-            from training.deepfm import DeepFMConfig
-            from training.rerank import RerankConfig, fit_reranker
+            from training.models.deepfm import DeepFMConfig
+            from training.rerank.reranker import RerankConfig, fit_reranker
 
             with PeakRss() as rr_mem:
                 started = time.perf_counter()

@@ -57,18 +57,19 @@ def prepare(home: Path, users: int, items: int) -> dict[str, str]:
         "BENTOML_DO_NOT_TRACK": "True",
     }
     os.environ.update(env)
-    from training import registry
-    from training.data import IdMaps
-    from training.model import MatrixFactorization
+    from training.data.interactions import IdMaps
+    from training.models.bpr import MatrixFactorization
+    from training.registry.pointer import promote
+    from training.registry.store import save_candidate
 
     user_ids = [f"u{u:07d}" for u in range(users)]
     item_ids = [f"i{i:05d}" for i in range(items)]
     model = MatrixFactorization(users, items, dim=64)
     popularity = [(i, float(items - n)) for n, i in enumerate(item_ids)]
-    tag = registry.save_candidate(
+    tag = save_candidate(
         model, IdMaps(user_ids, item_ids), popularity, {"ndcg_at_10": 0.2, "baseline_ndcg_at_10": 0.1}, {}
     )
-    registry.promote(tag, home / "production.json")
+    promote(tag, home / "production.json")
     as_of = datetime.now(UTC).date() - timedelta(days=1)
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
         con.execute("create schema marts")
@@ -186,7 +187,7 @@ def component_times(env: dict[str, str], users: int) -> dict[str, float]:
     from personaflow.settings import load
     from serving.online import OnlineFeatures, load_catalogue
     from serving.ranking import Ranker
-    from training.registry import load_production
+    from training.registry.loading import load_production
 
     s = load()
     model = load_production(Path(env["PERSONAFLOW_PRODUCTION_POINTER"]))

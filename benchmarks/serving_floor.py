@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from personaflow import settings
 from serving.online import OnlineFeatures, load_catalogue
 from serving.ranking import Ranker
-from training.registry import load_production
+from training.registry.loading import load_production
 
 _s = settings.load()
 _ranker = Ranker(

@@ -115,7 +115,7 @@ user_live = FeatureView(
     tags={"source": "POST /events"},
 )
 
-# What the nightly segments and churn stages compute (training/segments.py, training/churn.py): each
+# What the nightly segments and churn stages compute (profiles/segments.py, profiles/churn.py): each
 # appends one snapshot stamped like the marts' (end of the as-of day) on the nights it runs. A night
 # that skips (churn before the log spans the horizon, too few users) adds nothing; the last values stay.
 segment_source = _snapshots("user_segment")

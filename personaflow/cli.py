@@ -211,7 +211,7 @@ def churn(
 @app.command()
 def models() -> None:
     """List saved model versions with their metrics; the production one is marked."""
-    from training.registry import list_models
+    from training.registry.pointer import list_models
 
     s = config.load()
     config.export_tool_env(s)
@@ -228,7 +228,7 @@ def models() -> None:
 @app.command()
 def rollback() -> None:
     """Point production back at the previously promoted model."""
-    from training.registry import rollback as run
+    from training.registry.pointer import rollback as run
 
     s = config.load()
     config.export_tool_env(s)

@@ -93,7 +93,7 @@ def load() -> Settings:
         # churn = no order within this many days after a cut-off: the dbt var churn_horizon_days that
         # marts.churn_labels is built with. The log must span more than it before churn can train.
         churn_horizon_days=int(_env("PERSONAFLOW_CHURN_HORIZON_DAYS", "90")),
-        # The nightly recommender: bpr | two_tower | sasrec | gru (training/fit.py), blended with the
+        # The nightly recommender: bpr | two_tower | sasrec | gru (training/models/fit.py), blended with the
         # repeat-buy baseline when PERSONAFLOW_HYBRID is true (weight tuned on a validation window).
         model=_env("PERSONAFLOW_MODEL", "bpr"),
         hybrid=_env("PERSONAFLOW_HYBRID", "true").lower() in ("1", "true", "yes"),

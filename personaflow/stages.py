@@ -118,7 +118,7 @@ def train(
     """Fit the recommender (settings' model unless given) on a time-based split; save it as a candidate
     with its metrics and the gate's evidence."""
     export_tool_env(s)
-    from training.feature_tables import nightly_source
+    from training.data.features import nightly_source
     from training.pipeline import train_candidate
 
     catalogue = _read_mart(s.warehouse, "select item_id, category, brand, price from marts.item_features", [])
@@ -172,7 +172,7 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
     """K-means user segments over marts.user_features as of the day -> features_dir/user_segments.parquet,
     and a snapshot for the Feast view `user_segment`. Too few users: {"status": "skipped", "reason"}."""
     from personaflow.features import append_profile
-    from training.segments import TooFewUsers, fit_segments
+    from profiles.segments import TooFewUsers, fit_segments
 
     profile = _read_mart(s.warehouse, "select * from marts.user_features where as_of_date = ?", [as_of])
     if profile.empty:
@@ -226,7 +226,7 @@ def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str
     import pandas as pd
 
     from personaflow.features import append_profile
-    from training.churn import CannotTrain, score_users, train_churn
+    from profiles.churn import CannotTrain, score_users, train_churn
 
     expected = horizon_days or s.churn_horizon_days
     labels = _read_mart(s.warehouse, "select * from marts.churn_labels", [])

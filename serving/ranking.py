@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from training.registry import LoadedModel
+from training.registry.loading import LoadedModel
 
 # Co-purchase rules resting on fewer common orders than this are noise for a shop front; the mart's own
 # floor (dbt var co_purchase_min_orders) may be lower for analysis.

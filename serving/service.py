@@ -50,7 +50,9 @@ from serving.schemas import (
     SimilarItems,
     SimilarItemsRequest,
 )
-from training.registry import load_production, model_info, read_pointer
+from training.registry.loading import load_production
+from training.registry.pointer import read_pointer
+from training.registry.store import model_info
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,12 @@ from personaflow import settings, stages
 from personaflow.features import build_features
 from personaflow.settings import REPO_ROOT
 from serving import process
-from training import registry
-from training.data import time_split
-from training.evaluate import popularity_ranking
-from training.synthetic import make_interactions
-from training.train import fit_bpr
+from training.data.interactions import time_split
+from training.data.synthetic import make_interactions
+from training.evaluation.baselines import popularity_ranking
+from training.models.bpr import fit_bpr
+from training.registry.pointer import promote
+from training.registry.store import save_candidate
 
 CATEGORIES = ("toys", "home", "books")
 COLD_USER = "cold-champion"
@@ -131,10 +132,10 @@ def running_server(home: Path, max_in_flight: int = 256) -> Iterator[dict]:
 
         def save(ndcg: float) -> str:
             metrics = {"ndcg_at_10": ndcg, "baseline_ndcg_at_10": 0.1}
-            return registry.save_candidate(model, split.maps, popular, metrics, {"seed": 2})
+            return save_candidate(model, split.maps, popular, metrics, {"seed": 2})
 
         tag = save(0.3)
-        assert registry.promote(tag, home / "production.json")["promoted"]
+        assert promote(tag, home / "production.json")["promoted"]
         users, items = split.maps.user_ids[:20], split.maps.item_ids
         segment_hit = next(i for i, _ in reversed(popular) if i != items[0])
         purchases = [(users[2], segment_hit), (users[6], segment_hit)]

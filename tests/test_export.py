@@ -5,15 +5,19 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from training import export, registry
-from training.baselines import history_parts, own_history
-from training.data import time_split
-from training.evaluate import evaluate, popularity_ranking
-from training.feature_tables import purchases_source
-from training.fit import FitConfig, fit_model
-from training.hybrid import blend
+from training import export
+from training.data.features import purchases_source
+from training.data.interactions import time_split
+from training.data.synthetic import make_interactions
+from training.evaluation.baselines import history_parts, own_history, popularity_ranking
+from training.evaluation.metrics import evaluate
+from training.models.config import FitConfig
+from training.models.fit import fit_model
 from training.pipeline import promote_candidate, train_candidate
-from training.synthetic import make_interactions
+from training.registry.loading import LoadedModel, load_model
+from training.registry.pointer import list_models
+from training.registry.store import save_candidate
+from training.rerank.hybrid import blend
 
 CFG = FitConfig(epochs=3, patience=2, val_days=7, dim=16, seed=5, device="cpu", max_len=20, layers=1)
 
@@ -41,7 +45,7 @@ def test_exported_vectors_rank_exactly_as_the_fitted_model(split, name):
     assert emb.user_emb.shape == (split.maps.n_users, CFG.dim)
     assert emb.item_emb.shape == (split.maps.n_items, CFG.dim)
     users = np.arange(0, split.maps.n_users, 7)
-    loaded = registry.LoadedModel.of(emb, split.maps, popularity_ranking(split))
+    loaded = LoadedModel.of(emb, split.maps, popularity_ranking(split))
     exported, fitted_scores = loaded.scores(users), fitted.scores_fn(users)
     # sequence scores are log-softmax of the same logits: equal up to a per-user constant
     shift = fitted_scores - exported
@@ -54,8 +58,8 @@ def test_exported_vectors_rank_exactly_as_the_fitted_model(split, name):
 def test_a_hybrid_survives_the_model_store_and_scores_like_the_blend(split, store):
     fitted = fit_model("bpr", split, CFG)
     emb = export.with_history(export.embeddings("bpr", fitted.module, split), *history_parts(split), 0.3)
-    tag = registry.save_candidate(emb, split.maps, popularity_ranking(split), {"ndcg_at_10": 0.5}, {})
-    loaded = registry.load_model(tag)
+    tag = save_candidate(emb, split.maps, popularity_ranking(split), {"ndcg_at_10": 0.5}, {})
+    loaded = load_model(tag)
     assert loaded.kind == "bpr-mf+history" and loaded.blend_weight == pytest.approx(0.3)
     users = np.arange(split.maps.n_users)
     expected = blend(own_history(split), fitted.scores_fn, 0.3)(users)
@@ -66,7 +70,7 @@ def test_a_hybrid_survives_the_model_store_and_scores_like_the_blend(split, stor
     user = int(np.argmax(np.asarray(history_parts(split)[0].sum(axis=1)).ravel()))
     top_bought = int(history_parts(split)[0][user].toarray().argmax())
     assert int(np.argmax(loaded.scores(user))) == top_bought
-    assert registry.list_models(store)[0]["kind"] == "bpr-mf+history"
+    assert list_models(store)[0]["kind"] == "bpr-mf+history"
 
 
 def test_nightly_training_saves_a_sequence_hybrid_that_the_gate_can_promote(tmp_path, store, warehouse):
@@ -79,7 +83,7 @@ def test_nightly_training_saves_a_sequence_hybrid_that_the_gate_can_promote(tmp_
     # the report compares with both baselines, and the saved model scores what was measured
     assert {"baseline_ndcg_at_10", "repeat_buy_ndcg_at_10"} <= set(metrics)
     split = time_split(make_interactions(seed=8), holdout_days=7)
-    loaded = registry.load_model(result["tag"])
+    loaded = load_model(result["tag"])
     assert evaluate(loaded.scores, split)["ndcg_at_10"] == pytest.approx(metrics["ndcg_at_10"], abs=1e-9)
     decision = promote_candidate(result["tag"], store, report=result["report"])
     assert decision["promoted"] is (metrics["ndcg_at_10"] > metrics["baseline_ndcg_at_10"])
@@ -93,7 +97,7 @@ def test_a_reranked_model_serves_its_frozen_candidates_first(store, warehouse):
         features=purchases_source(None),
     )  # fmt: skip
     assert result["params"]["kind"] == "bpr-mf+deepfm" and result["params"]["rerank_pool_size"] > 0
-    loaded = registry.load_model(result["tag"])
+    loaded = load_model(result["tag"])
     split = time_split(make_interactions(seed=8), holdout_days=7)
     assert evaluate(loaded.scores, split)["ndcg_at_10"] == pytest.approx(result["metrics"]["ndcg_at_10"])
     user = split.maps.user_index[sorted(split.test_truth)[0]]

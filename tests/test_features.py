@@ -95,8 +95,8 @@ def test_training_features_are_read_point_in_time_and_fall_back_before_the_first
 
     import pandas as pd
 
-    from training.data import IdMaps
-    from training.feature_tables import from_feast, nightly_source
+    from training.data.features import from_feast, nightly_source
+    from training.data.interactions import IdMaps
 
     warehouse, features_dir = paths
     _write_marts(warehouse, monetary=100.0, as_of=date(2026, 9, 2))

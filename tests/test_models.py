@@ -7,11 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import baselines, gate, protocol, registry
-from training.evaluate import evaluate, mrr_at_k, per_user_metrics
-from training.fit import FitConfig, fit_model
-from training.hybrid import blend
-from training.synthetic import make_interactions
+from training import gate
+from training.data.purchases import load_online_retail, split_purchases
+from training.data.synthetic import make_interactions
+from training.evaluation import baselines
+from training.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+from training.evaluation.metrics import evaluate, mrr_at_k, per_user_metrics
+from training.evaluation.protocol import score
+from training.models.config import FitConfig
+from training.models.fit import fit_model
+from training.registry.pointer import promote
+from training.registry.store import save_candidate
+from training.rerank.hybrid import blend
 
 RETAIL_CSV = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
 536365,A,WHITE HEART,6,12/1/2010 8:26,2.55,17850.0,United Kingdom
@@ -32,10 +39,10 @@ def test_retail_protocol_cleans_and_cuts_a_hand_made_export(tmp_path):
     folder = tmp_path / "online-retail"
     folder.mkdir()
     (folder / "Online Retail.csv").write_text(RETAIL_CSV)
-    purchases = protocol.load_online_retail(folder)
+    purchases = load_online_retail(folder)
     # dropped: price 0, the C invoice, the missing customer, the negative quantity
     assert len(purchases) == 7 and set(purchases["user_id"]) == {"17850", "13047", "99999"}
-    split = protocol.split_purchases(purchases, test_days=30)
+    split = split_purchases(purchases, test_days=30)
     assert split.last_ts == pd.Timestamp("2011-02-01 11:00") and split.cut_ts == pd.Timestamp(
         "2011-01-02 11:00"
     )
@@ -47,7 +54,7 @@ def test_retail_protocol_cleans_and_cuts_a_hand_made_export(tmp_path):
     assert split.test_truth == {"17850": {"B", "D"}, "13047": {"A"}}
     assert split.train["ts"].max() < split.cut_ts
     with pytest.raises(FileNotFoundError, match="not found"):
-        protocol.load_online_retail(tmp_path / "absent")
+        load_online_retail(tmp_path / "absent")
 
 
 def test_metrics_coverage_and_intervals_match_hand_computed_cases():
@@ -58,15 +65,15 @@ def test_metrics_coverage_and_intervals_match_hand_computed_cases():
         {"user_id": ["u1", "u1", "u2", "u1", "u2"], "item_id": ["x", "y", "y", "y", "x"],
          "ts": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03", "2025-03-01", "2025-03-01"])}
     )  # fmt: skip
-    split = protocol.split_purchases(purchases, test_days=10)
+    split = split_purchases(purchases, test_days=10)
     fixed = np.array([2.0, 1.0])  # x then y for everyone
-    metrics, per_user = protocol.score(lambda u: np.tile(fixed, (len(u), 1)), split, k=1, n_boot=200)
+    metrics, per_user = score(lambda u: np.tile(fixed, (len(u), 1)), split, k=1, n_boot=200)
     # u1 truth {y}: miss; u2 truth {x}: hit at 1
     assert per_user["ndcg_at_1"].tolist() == [0.0, 1.0] and metrics["mrr_at_1"] == pytest.approx(0.5)
     assert metrics["coverage"] == pytest.approx(0.5)  # only x is ever recommended
     assert 0.0 <= metrics["ndcg_at_1_ci_low"] <= 0.5 <= metrics["ndcg_at_1_ci_high"] <= 1.0
-    assert protocol.bootstrap_ci(np.full(50, 0.3)) == pytest.approx((0.3, 0.3))
-    paired = protocol.paired_bootstrap(np.full(40, 0.5), np.full(40, 0.2))
+    assert bootstrap_ci(np.full(50, 0.3)) == pytest.approx((0.3, 0.3))
+    paired = paired_bootstrap(np.full(40, 0.5), np.full(40, 0.2))
     assert paired["gain"] == pytest.approx(0.3) and paired["gain_ci_low"] == pytest.approx(0.3)
     assert paired["p_not_better"] == 0.0
 
@@ -78,7 +85,7 @@ def test_baselines_rank_as_specified():
          "ts": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-20", "2025-01-21",
                                "2025-01-22", "2025-03-01"])}
     )  # fmt: skip
-    split = protocol.split_purchases(purchases, test_days=30)
+    split = split_purchases(purchases, test_days=30)
     items = split.maps.item_ids  # a, b, c
     u1 = split.maps.user_index["u1"]
     order = np.argsort(-baselines.own_history(split)(np.array([u1]))[0], kind="stable")
@@ -95,7 +102,7 @@ def test_models_learn_on_tiny_data_and_beat_random(name):
     bought = frame[frame["n_purchases"] > 0]
     rng = np.random.default_rng(0)
     ts = pd.to_datetime(bought["event_date"]) + pd.to_timedelta(rng.integers(0, 86_400, len(bought)), "s")
-    split = protocol.split_purchases(bought.assign(ts=ts)[["user_id", "item_id", "ts"]], test_days=10)
+    split = split_purchases(bought.assign(ts=ts)[["user_id", "item_id", "ts"]], test_days=10)
     cfg = FitConfig(epochs=6, patience=6, val_days=10, dim=16, lr=5e-3, seed=1, device="cpu", max_len=20)
     fitted = fit_model(name, split, cfg)
     losses = [row["loss"] for row in fitted.history]
@@ -113,9 +120,9 @@ def test_models_learn_on_tiny_data_and_beat_random(name):
 
 def test_gate_refuses_nan_and_worse_models_and_passes_a_real_gain(tmp_path, monkeypatch):
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    from training.data import time_split
-    from training.evaluate import popularity_ranking
-    from training.train import fit_bpr
+    from training.data.interactions import time_split
+    from training.evaluation.baselines import popularity_ranking
+    from training.models.bpr import fit_bpr
 
     split = time_split(make_interactions(seed=21), holdout_days=7)
     model, _ = fit_bpr(split, dim=8, epochs=6, batch_size=256, seed=1, device="cpu")
@@ -138,20 +145,20 @@ def test_gate_refuses_nan_and_worse_models_and_passes_a_real_gain(tmp_path, monk
             metrics.update(
                 production_tag=prod_tag, production_ndcg_at_10=evaluate(prod_fn, split)["ndcg_at_10"]
             )
-        return registry.save_candidate(model, split.maps, popularity_ranking(split), metrics, {})
+        return save_candidate(model, split.maps, popularity_ranking(split), metrics, {})
 
     pointer = tmp_path / "production.json"
-    nan_decision = registry.promote(save(broken), pointer)
+    nan_decision = promote(save(broken), pointer)
     assert nan_decision["promoted"] is False and "sanity check failed" in nan_decision["reason"]
     assert not pointer.exists()
     first = save(worse)
-    assert registry.promote(first, pointer)["promoted"] is True  # random beats the 0.0 baseline
+    assert promote(first, pointer)["promoted"] is True  # random beats the 0.0 baseline
     better = save(good, worse, first)
-    decision = registry.promote(better, pointer)
+    decision = promote(better, pointer)
     assert decision["promoted"] is True and decision["gate_checks"] == []
     # a candidate equal to production: its gain's interval includes 0
     same = save(good, good, better)
-    refused = registry.promote(same, pointer)
+    refused = promote(same, pointer)
     assert refused["promoted"] is False and "does not beat production" in refused["reason"]
     metrics = {"gate_gain": 0.001, "gate_gain_ci_low": -0.01, "gate_gain_ci_high": 0.012,
                "low_activity_ndcg_at_10": 0.10, "production_low_activity_ndcg_at_10": 0.20,

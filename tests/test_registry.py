@@ -6,13 +6,15 @@ import duckdb
 import numpy as np
 import pytest
 
-from training import registry
-from training.data import IdMaps, time_split
-from training.evaluate import evaluate, popularity_ranking, transferred_scores_fn
-from training.model import MatrixFactorization
+from training.data.interactions import IdMaps, time_split
+from training.data.synthetic import make_interactions
+from training.evaluation.baselines import popularity_ranking
+from training.evaluation.metrics import evaluate
+from training.models.bpr import MatrixFactorization, fit_bpr
 from training.pipeline import promote_candidate, train_candidate
-from training.synthetic import make_interactions
-from training.train import fit_bpr
+from training.registry.loading import LoadedModel, load_production, transferred_scores_fn
+from training.registry.pointer import list_models, promote, read_pointer, rollback
+from training.registry.store import MODEL_NAME, save_candidate
 
 
 @pytest.fixture(scope="module")
@@ -36,49 +38,49 @@ def warehouse(tmp_path):
 def save(trained, ndcg: float, baseline: float = 0.1) -> str:
     model, split = trained
     metrics = {"ndcg_at_10": ndcg, "recall_at_10": ndcg, "n_test_users": 10, "baseline_ndcg_at_10": baseline}
-    return registry.save_candidate(model, split.maps, popularity_ranking(split), metrics, {"seed": 1})
+    return save_candidate(model, split.maps, popularity_ranking(split), metrics, {"seed": 1})
 
 
 def promote_as_production(model, split, recorded_ndcg: float, store) -> str:
     """Production trained on another (longer hold-out) window, with the ndcg that window gave it."""
     tag = save((model, split), recorded_ndcg, baseline=0.1)
-    assert registry.promote(tag, store)["promoted"] is True
+    assert promote(tag, store)["promoted"] is True
     return tag
 
 
 def test_promote_accepts_better_refuses_worse_and_rollback_restores(trained, store, tmp_path):
     first = save(trained, 0.30)
-    decision = registry.promote(first, store)
+    decision = promote(first, store)
     assert decision["promoted"] is True and decision["previous"] is None
     assert json.loads(store.read_text())["tag"] == first
 
     better = save(trained, 0.40)
-    decision = registry.promote(better, store)
+    decision = promote(better, store)
     assert decision["promoted"] is True and decision["previous"] == first
     pointer = json.loads(store.read_text())
     assert pointer["tag"] == better and pointer["history"] == [first]
 
     worse = save(trained, 0.35)
     before = store.read_text()
-    decision = registry.promote(worse, store)
+    decision = promote(worse, store)
     assert decision["promoted"] is False
     assert "does not beat production" in decision["reason"] and better in decision["reason"]
     assert store.read_text() == before  # pointer untouched
 
     # a small gain can be required on top
     slightly = save(trained, 0.41)
-    refused = registry.promote(slightly, store, min_gain=0.05)
+    refused = promote(slightly, store, min_gain=0.05)
     assert refused["promoted"] is False and "+0.05" in refused["reason"]
 
-    assert registry.rollback(store) == first
+    assert rollback(store) == first
     pointer = json.loads(store.read_text())
     assert pointer["tag"] == first and pointer["history"] == [] and pointer["rolled_back_from"] == better
     with pytest.raises(ValueError, match="nothing to roll back to"):
-        registry.rollback(store)
+        rollback(store)
 
     # the store lives under the temp BENTOML_HOME, nowhere else
-    assert (tmp_path / "bentoml" / "models" / registry.MODEL_NAME).is_dir()
-    listed = registry.list_models(store)
+    assert (tmp_path / "bentoml" / "models" / MODEL_NAME).is_dir()
+    listed = list_models(store)
     assert [m["tag"] for m in listed] == [first, better, worse, slightly]
     assert [m["is_production"] for m in listed] == [True, False, False, False]
     assert listed[1]["metrics"]["ndcg_at_10"] == pytest.approx(0.40)
@@ -86,27 +88,27 @@ def test_promote_accepts_better_refuses_worse_and_rollback_restores(trained, sto
 
 def test_promote_refuses_a_model_that_does_not_beat_popularity(trained, store):
     tag = save(trained, ndcg=0.20, baseline=0.25)
-    decision = registry.promote(tag, store)
+    decision = promote(tag, store)
     assert decision["promoted"] is False
     assert "popularity baseline" in decision["reason"]
     assert not store.exists()
-    assert registry.promote(f"{registry.MODEL_NAME}:latest", store)["promoted"] is False
+    assert promote(f"{MODEL_NAME}:latest", store)["promoted"] is False
     with pytest.raises(ValueError, match="not in the model store"):
-        registry.promote(f"{registry.MODEL_NAME}:doesnotexist", store)
+        promote(f"{MODEL_NAME}:doesnotexist", store)
 
 
 def test_promoting_the_production_tag_again_is_refused(trained, store):
     tag = save(trained, 0.5)
-    assert registry.promote(tag, store)["promoted"] is True
-    again = registry.promote(tag, store)
+    assert promote(tag, store)["promoted"] is True
+    again = promote(tag, store)
     assert again["promoted"] is False and "already in production" in again["reason"]
 
 
 def test_load_production_scores_like_the_trained_model(trained, store):
     model, split = trained
     tag = save(trained, 0.5)
-    registry.promote(tag, store)
-    loaded = registry.load_production(store)
+    promote(tag, store)
+    loaded = load_production(store)
     assert loaded.tag == tag and loaded.metrics["ndcg_at_10"] == pytest.approx(0.5)
     user = split.maps.user_ids[3]
     items, fallback = loaded.recommend(user, 5)
@@ -122,13 +124,13 @@ def test_load_production_scores_like_the_trained_model(trained, store):
 
 def test_load_production_without_pointer_names_the_file(store):
     with pytest.raises(FileNotFoundError, match="production.json"):
-        registry.load_production(store)
+        load_production(store)
 
 
 def test_train_candidate_stage_end_to_end(tmp_path, store, warehouse):
     result = train_candidate(warehouse, holdout_days=7, seed=4, epochs=8, dim=16, reports_dir=tmp_path / "r")
     json.dumps(result)  # plain types only: it crosses process boundaries in the DAG
-    assert result["tag"].startswith(f"{registry.MODEL_NAME}:")
+    assert result["tag"].startswith(f"{MODEL_NAME}:")
     metrics = result["metrics"]
     assert 0.0 <= metrics["ndcg_at_10"] <= 1.0 and metrics["n_test_users"] > 0
     assert metrics["ndcg_at_10"] > metrics["baseline_ndcg_at_10"]
@@ -136,7 +138,7 @@ def test_train_candidate_stage_end_to_end(tmp_path, store, warehouse):
     assert len(report["history"]) == 8 and report["params"]["cutoff"] == result["params"]["cutoff"]
     decision = promote_candidate(result["tag"], store)
     assert decision["promoted"] is True
-    assert registry.load_production(store).tag == result["tag"]
+    assert load_production(store).tag == result["tag"]
 
 
 def test_transferred_scores_map_production_onto_the_candidate_split(trained):
@@ -145,7 +147,7 @@ def test_transferred_scores_map_production_onto_the_candidate_split(trained):
     # production knows a different, reordered set: not users[:5] nor items[0]; plus ids the split lacks
     prod_maps = IdMaps(user_ids=["ghost", *users[5:][::-1]], item_ids=["gone", *items[1:][::-1]])
     rng = np.random.default_rng(0)
-    prod = registry.LoadedModel(
+    prod = LoadedModel(
         tag="prod:1",
         metrics={},
         user_emb=rng.normal(size=(prod_maps.n_users, 4)).astype(np.float32),
@@ -179,7 +181,7 @@ def test_gate_uses_production_rescored_on_the_candidate_split_not_its_easier_win
     # without re-scoring, the gate can only compare with the recorded number, and says so
     blind = train_candidate(warehouse, holdout_days=7, seed=4, epochs=8, dim=16)
     assert "production_ndcg_at_10" not in blind["metrics"]
-    refused = registry.promote(blind["tag"], store)
+    refused = promote(blind["tag"], store)
     assert refused["promoted"] is False and "0.9500" in refused["reason"]
     assert "as recorded on its own hold-out window" in refused["reason"]
 
@@ -188,11 +190,11 @@ def test_gate_uses_production_rescored_on_the_candidate_split_not_its_easier_win
     assert metrics["production_tag"] == prod
     assert metrics["production_ndcg_at_10"] < metrics["baseline_ndcg_at_10"] < metrics["ndcg_at_10"] < 0.95
     assert 0.0 <= metrics["production_recall_at_10"] <= 1.0
-    decision = registry.promote(fair["tag"], store)
+    decision = promote(fair["tag"], store)
     assert decision["promoted"] is True, decision["reason"]
     assert decision["production_ndcg_at_10"] == pytest.approx(metrics["production_ndcg_at_10"])
     assert "on the candidate's split" in decision["reason"]
-    assert registry.read_pointer(store)["history"] == [prod]
+    assert read_pointer(store)["history"] == [prod]
 
 
 def test_gate_refuses_a_worse_candidate_that_only_beats_productions_harder_window(store, warehouse):
@@ -207,7 +209,7 @@ def test_gate_refuses_a_worse_candidate_that_only_beats_productions_harder_windo
     metrics = weak["metrics"]
     assert 0.30 < metrics["baseline_ndcg_at_10"] < metrics["ndcg_at_10"] < metrics["production_ndcg_at_10"]
     before = store.read_text()
-    decision = registry.promote(weak["tag"], store)
+    decision = promote(weak["tag"], store)
     assert decision["promoted"] is False
     reason = decision["reason"]
     assert f"{metrics['ndcg_at_10']:.4f}" in reason and f"{metrics['production_ndcg_at_10']:.4f}" in reason
@@ -216,7 +218,7 @@ def test_gate_refuses_a_worse_candidate_that_only_beats_productions_harder_windo
 
     # once production has changed, the candidate's same-split number is stale: fall back, and say so
     newer = save((strong, earlier), 0.31)
-    assert registry.promote(newer, store)["promoted"] is True
-    stale = registry.promote(weak["tag"], store)
+    assert promote(newer, store)["promoted"] is True
+    stale = promote(weak["tag"], store)
     assert stale["production_ndcg_at_10"] == pytest.approx(0.31)
     assert "as recorded on its own hold-out window" in stale["reason"]

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from ingest.generate import generate_shop
-from training import protocol
-from training.candidates import CandidateBuilder, Quotas, candidate_recall, copurchase_similarity
-from training.deepfm import DeepFMConfig, Lists, fit_deepfm, list_ndcg, predict
-from training.evaluate import evaluate
-from training.feature_tables import purchases_source
-from training.fit import FitConfig, fit_model
-from training.rerank import RerankConfig, fit_reranker
+from training.data.features import purchases_source
+from training.data.purchases import PurchaseSplit, purchases_from_events, split_purchases
+from training.evaluation.metrics import evaluate
+from training.models.config import FitConfig
+from training.models.deepfm import DeepFMConfig, Lists, fit_deepfm, list_ndcg, predict
+from training.models.fit import fit_model
+from training.rerank.candidates import CandidateBuilder, Quotas, candidate_recall, copurchase_similarity
+from training.rerank.reranker import RerankConfig, fit_reranker
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +37,11 @@ ROWS = [
 ]  # fmt: skip
 
 
-def _split() -> protocol.PurchaseSplit:
+def _split() -> PurchaseSplit:
     frame = pd.DataFrame(ROWS, columns=["user_id", "item_id", "ts"])
     frame["ts"] = pd.to_datetime(frame["ts"])
     frame["quantity"] = 1
-    return protocol.split_purchases(frame, test_days=30)
+    return split_purchases(frame, test_days=30)
 
 
 def test_pool_holds_history_copurchase_and_retrieval_items_without_test_leakage():
@@ -85,7 +86,7 @@ def test_deepfm_learns_a_field_interaction_and_its_loss_falls():
 
 def test_reranked_scores_give_every_user_k_finite_items_and_beat_random():
     shop = generate_shop(users=300, items=100, days=40, seed=11)
-    split = protocol.split_purchases(protocol.purchases_from_events(shop.events), test_days=10)
+    split = split_purchases(purchases_from_events(shop.events), test_days=10)
     fitted = fit_model("bpr", split, FitConfig(epochs=2, val_days=10, dim=16, device="cpu"))
     source, quotas = purchases_source(shop.items.set_index("item_id")), Quotas(40, 20, 20, 20)
     trained = DeepFMConfig(epochs=6, patience=2, lr=5e-3, batch_users=8, device="cpu")

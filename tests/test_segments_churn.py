@@ -13,8 +13,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from personaflow import settings as config
 from personaflow import stages
-from training.churn import N_BINS, train_churn
-from training.segments import fit_segments
+from profiles.churn import N_BINS, train_churn
+from profiles.segments import fit_segments
 
 PLANTED = {  # (recency_days, frequency, monetary) centres, far apart in log space
     "champions": (3, 25, 3000.0),

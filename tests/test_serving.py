@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests._serving_setup import CATEGORIES, COLD_USER, running_server
-from training import registry
+from training.registry.pointer import promote, rollback
 
 
 @pytest.fixture(scope="module")
@@ -235,9 +235,9 @@ def test_requests_keep_succeeding_across_promotion_and_rollback(server):
     try:
         assert version_becomes(server["tag"])  # the hammer is answered before anything changes
         newer = server["save"](0.5)
-        assert registry.promote(newer, server["pointer"])["promoted"]
+        assert promote(newer, server["pointer"])["promoted"]
         assert version_becomes(newer)
-        assert registry.rollback(server["pointer"]) == server["tag"]
+        assert rollback(server["pointer"]) == server["tag"]
         assert version_becomes(server["tag"])
     finally:
         stop.set()

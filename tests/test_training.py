@@ -8,16 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.data import load_interactions, time_split
-from training.evaluate import (
-    evaluate,
-    ndcg_at_k,
-    popularity_ranking,
-    popularity_scores_fn,
-    recall_at_k,
-)
-from training.synthetic import make_interactions
-from training.train import fit_bpr
+from training.data.interactions import load_interactions, time_split
+from training.data.synthetic import make_interactions
+from training.evaluation.baselines import popularity, popularity_ranking
+from training.evaluation.metrics import evaluate, ndcg_at_k, recall_at_k
+from training.models.bpr import fit_bpr
 
 D0 = date(2025, 3, 1)
 
@@ -91,7 +86,7 @@ def test_popularity_counts_only_the_last_30_days_before_the_cutoff():
     split = time_split(rows(*old, *recent, *holdout), holdout_days=1)
     ranking = [item for item, _ in popularity_ranking(split)]
     assert ranking == ["new_hit", "rare", "old_hit"]  # hold-out purchases of "rare" do not count
-    scores = popularity_scores_fn(split)(np.array([0, 1]))
+    scores = popularity(split)(np.array([0, 1]))
     assert scores.shape == (2, 3)
 
 
@@ -153,7 +148,7 @@ def test_bpr_loss_decreases_and_beats_random_and_popularity():
     learned = evaluate(lambda users: model.score(users).numpy(), split)
     rng = np.random.default_rng(0)
     random = evaluate(lambda users: rng.random((len(users), split.maps.n_items)), split)
-    popular = evaluate(popularity_scores_fn(split), split)
+    popular = evaluate(popularity(split), split)
     assert learned["n_test_users"] > 30
     assert learned["ndcg_at_10"] > random["ndcg_at_10"] + 0.2
     assert learned["ndcg_at_10"] > popular["ndcg_at_10"]

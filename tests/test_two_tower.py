@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from ingest.generate import generate_shop
-from training import export, protocol
-from training.evaluate import evaluate
-from training.feature_tables import purchases_source
-from training.fit import FitConfig, fit_model
+from training import export
+from training.data.features import purchases_source
+from training.data.purchases import purchases_from_events, split_purchases
+from training.evaluation.metrics import evaluate
+from training.models.config import FitConfig
+from training.models.fit import fit_model
 
 CFG = FitConfig(epochs=4, patience=4, val_days=10, dim=16, lr=2e-3, batch_size=64, seed=5, device="cpu")
 
@@ -15,7 +17,7 @@ CFG = FitConfig(epochs=4, patience=4, val_days=10, dim=16, lr=2e-3, batch_size=6
 @pytest.fixture(scope="module")
 def shop_split():
     shop = generate_shop(users=300, items=100, days=40, seed=11)
-    split = protocol.split_purchases(protocol.purchases_from_events(shop.events), test_days=10)
+    split = split_purchases(purchases_from_events(shop.events), test_days=10)
     return split, purchases_source(shop.items.set_index("item_id"))
 
 

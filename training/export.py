@@ -18,9 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from training.data import Split
-from training.hybrid import blend_rows
-from training.sequence import last_windows, user_sequences
+from training.data.interactions import Split
+from training.models.sequence import last_windows, user_sequences
+from training.rerank.hybrid import blend_rows
 
 KINDS = {"bpr": "bpr-mf", "two_tower": "two-tower", "sasrec": "sasrec", "gru": "gru"}
 
@@ -53,7 +53,7 @@ def _sequence_vectors(module: torch.nn.Module, split: Split, max_len: int, batch
 
 
 def embeddings(name: str, module: torch.nn.Module, split: Split, max_len: int = 50) -> Embeddings:
-    """Vectors of a model fitted by `training.fit.fit_model(name, split, ...)` on this split."""
+    """Vectors of a model fitted by `training.models.fit.fit_model(name, split, ...)` on this split."""
     module = module.cpu().eval()
     if name == "bpr":
         return Embeddings(
@@ -74,8 +74,9 @@ def embeddings(name: str, module: torch.nn.Module, split: Split, max_len: int = 
 
 
 def with_rerank(emb: Embeddings, scores_fn, n_users: int, batch: int = 512) -> Embeddings:
-    """Freeze a re-ranker's (training/rerank.py) candidate scores for every user into a sparse matrix:
-    serving puts them above the model's own (min-max scaled into [0, 0.5]) order, as the re-ranker did.
+    """Freeze a re-ranker's (training/rerank/reranker.py) candidate scores for every user into a sparse
+    matrix: serving puts them above the model's own (min-max scaled into [0, 0.5]) order, as the
+    re-ranker did.
     Computed nightly: the candidates and their features are those of the training cut."""
     blocks = []
     for start in range(0, n_users, batch):
@@ -89,7 +90,7 @@ def with_rerank(emb: Embeddings, scores_fn, n_users: int, batch: int = 512) -> E
 
 
 def with_history(emb: Embeddings, history: sp.csr_matrix, fill: np.ndarray, weight: float) -> Embeddings:
-    """The hybrid of `emb` with the repeat-buy baseline (training.hybrid.blend, as stored)."""
+    """The hybrid of `emb` with the repeat-buy baseline (training.rerank.hybrid.blend, as stored)."""
     return Embeddings(
         f"{emb.kind}+history", emb.user_emb, emb.item_emb, emb.item_bias, history.tocsr(), fill, weight
     )
@@ -98,7 +99,7 @@ def with_history(emb: Embeddings, history: sp.csr_matrix, fill: np.ndarray, weig
 def score_users(model: Embeddings, user_idx: int | np.ndarray) -> np.ndarray:
     """Scores over all items for one user index (n_items,) or several (n, n_items): the model's dot
     product, blended with the repeat-buy history for a hybrid, under the re-ranked candidates if any.
-    (Also scores a registry.LoadedModel, which carries the same fields.)"""
+    (Also scores a registry.loading.LoadedModel, which carries the same fields.)"""
     scores = model.user_emb[user_idx] @ model.item_emb.T + model.item_bias
     if model.history is not None:
         hist = model.history[np.atleast_1d(user_idx)].toarray() + model.history_fill

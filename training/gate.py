@@ -1,11 +1,13 @@
-"""Evidence for the promotion gate, measured at training time on the candidate's own split.
+"""The promotion gate: evidence measured at training time on the candidate's own split, and the verdict.
 
-`gate_evidence` returns plain JSON types (they go into the model's metadata, read by registry.promote):
+`gate_evidence` returns plain JSON types (they go into the model's metadata, read back at promotion):
 - sanity: no NaN scores, every test user gets k distinct items, catalogue coverage above a floor;
 - paired bootstrap over test users of candidate minus production NDCG@10 (production re-scored on
   the same split): the gain must have a 95% interval above zero to count as "not noise";
 - the low-activity slice (test users with few distinct training items): candidate and production
   NDCG@10 there, so the gate can refuse a regression beyond a margin.
+`decide` is the verdict training/registry/pointer.py `promote` acts on: beat the popularity baseline and
+production by more than `min_gain`, and pass `check` over the recorded evidence.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from training.data import Split
-from training.evaluate import ScoresFn, per_user_metrics
-from training.protocol import paired_bootstrap
+from training.data.interactions import Split
+from training.evaluation.bootstrap import paired_bootstrap
+from training.evaluation.metrics import ScoresFn, per_user_metrics
 
+GATE_METRIC = "ndcg_at_10"
 COVERAGE_FLOOR = 0.02
 LOW_ACTIVITY_MAX_ITEMS = 3
 LOW_ACTIVITY_MARGIN = 0.02
@@ -109,3 +112,47 @@ def check(
             f"(margin {margin}, {metrics.get('gate_n_low_activity_users')} users)"
         )
     return reasons
+
+
+def decide(
+    tag: str,
+    metrics: dict[str, Any],
+    current: str | None,
+    prod: float | None,
+    basis: str,
+    min_gain: float = 0.0,
+) -> tuple[dict[str, Any], str | None]:
+    """The decision record and the reason to refuse (None = promote `tag` over `current`).
+
+    `prod` is production's ndcg@10 and `basis` how it was measured ("on the candidate's split" makes
+    the paired evidence in `metrics` count); "beats" means by more than `min_gain`.
+    """
+    cand = metrics.get(GATE_METRIC)
+    base = metrics.get(f"baseline_{GATE_METRIC}")
+    decision: dict[str, Any] = {
+        "tag": tag,
+        "previous": current,
+        "candidate_ndcg_at_10": cand,
+        "baseline_ndcg_at_10": base,
+        "production_ndcg_at_10": prod,
+        "production_basis": basis,
+        "min_gain": min_gain,
+    }
+    reason = None
+    if cand is None or base is None:
+        reason = f"candidate {tag} lacks metrics {GATE_METRIC!r}/baseline_{GATE_METRIC!r} in its metadata"
+    elif current == tag:
+        reason = f"{tag} is already in production"
+    elif not cand > base + min_gain:
+        reason = f"candidate ndcg@10 {cand:.4f} does not beat popularity baseline {base:.4f} (+{min_gain})"
+    elif prod is not None and not cand > prod + min_gain:
+        reason = (
+            f"candidate ndcg@10 {cand:.4f} does not beat production {current} {prod:.4f} {basis} "
+            f"(+{min_gain})"
+        )
+    # Evidence recorded at training time: sanity, paired bootstrap vs production, low-activity slice.
+    refusals = check(metrics, same_split_production=basis == "on the candidate's split")
+    decision["gate_checks"] = refusals
+    if reason is None and refusals:
+        reason = "; ".join(refusals)
+    return decision, reason

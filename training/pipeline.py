@@ -8,27 +8,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training import export, registry
-from training.baselines import history_parts, own_history
-from training.data import Split, load_interactions, time_split
-from training.evaluate import evaluate, popularity_ranking, popularity_scores_fn, transferred_scores_fn
-from training.feature_tables import FeatureSource
-from training.fit import FitConfig, fit_model
+from training import export
+from training.data.features import FeatureSource
+from training.data.interactions import Split, load_interactions, time_split
+from training.evaluation.baselines import history_parts, own_history, popularity, popularity_ranking
+from training.evaluation.metrics import evaluate
 from training.gate import gate_evidence
-from training.hybrid import hybrid as blend_with_history
+from training.models.config import FitConfig
+from training.models.fit import fit_model
+from training.registry.loading import LoadedModel, load_model, transferred_scores_fn
+from training.registry.pointer import promote, read_pointer
+from training.registry.store import save_candidate
 from training.report import write_png
-from training.rerank import fit_reranker
+from training.rerank.hybrid import hybrid as blend_with_history
+from training.rerank.reranker import fit_reranker
 
 log = logging.getLogger(__name__)
 
 
 def production_scores_fn(pointer_path: Path | None, split: Split):
     """Production's scores over this split's users and items, or None when there is none."""
-    pointer = registry.read_pointer(Path(pointer_path)) if pointer_path is not None else None
+    pointer = read_pointer(Path(pointer_path)) if pointer_path is not None else None
     if not pointer:
         return None
     try:
-        return transferred_scores_fn(registry.load_model(pointer["tag"]), split.maps)
+        return transferred_scores_fn(load_model(pointer["tag"]), split.maps)
     except ValueError:
         return None
 
@@ -39,11 +43,11 @@ def score_production(pointer_path: Path | None, split: Split) -> dict[str, Any]:
     Each night's hold-out window differs, so production's recorded ndcg is not comparable with a new
     candidate's; re-scoring production on the candidate's split is what makes the gate fair.
     """
-    pointer = registry.read_pointer(Path(pointer_path)) if pointer_path is not None else None
+    pointer = read_pointer(Path(pointer_path)) if pointer_path is not None else None
     if not pointer:
         return {}
     try:
-        production = registry.load_model(pointer["tag"])
+        production = load_model(pointer["tag"])
     except ValueError as exc:  # deleted from the store: the gate falls back and says so
         log.warning("production %s not re-scored on this split: %s", pointer["tag"], exc)
         return {}
@@ -79,12 +83,13 @@ def train_candidate(
     features: FeatureSource | None = None,
     rerank: bool = False,
 ) -> dict[str, Any]:
-    """Load -> split -> fit (`training.fit`, early-stopped on a validation window inside the training
+    """Load -> split -> fit (`training.models.fit`, early-stopped on a validation window inside the training
     period) -> export -> evaluate against popularity, repeat-buy and production -> save a candidate.
 
-    `model` is any of training.fit.MODELS; `hybrid` blends it with the repeat-buy baseline (weight tuned
-    on the validation window); `features` feeds the feature-aware models (two_tower) and the DeepFM
-    re-ranker (`rerank`: trained on the validation window's candidates, frozen per user for serving).
+    `model` is any of training.models.fit.MODELS; `hybrid` blends it with the repeat-buy baseline
+    (weight tuned on the validation window); `features` feeds the feature-aware models (two_tower) and
+    the DeepFM re-ranker (`rerank`: trained on the validation window's candidates, frozen per user for
+    serving).
     What is evaluated is the exported model, scored exactly as serving will score it.
     """
     if rerank and features is None:
@@ -106,12 +111,12 @@ def train_candidate(
         extra.update({f"rerank_{k}": v for k, v in info.items()})
     fit_seconds = time.perf_counter() - fit_started
     popular = popularity_ranking(split)
-    candidate = registry.LoadedModel.of(exported, split.maps, popular)
+    candidate = LoadedModel.of(exported, split.maps, popular)
     candidate_fn = candidate.scores
 
     model_metrics = evaluate(candidate_fn, split, k=10)
     baselines = {
-        "baseline": evaluate(popularity_scores_fn(split), split, k=10),
+        "baseline": evaluate(popularity(split), split, k=10),
         "repeat_buy": evaluate(own_history(split), split, k=10),
     }
     metrics: dict[str, Any] = {
@@ -139,7 +144,7 @@ def train_candidate(
         "n_truth_items_unrankable": split.n_truth_items_unrankable,
         **extra,
     }
-    tag = registry.save_candidate(exported, split.maps, popular, metrics, params)
+    tag = save_candidate(exported, split.maps, popular, metrics, params)
     result: dict[str, Any] = {
         "tag": tag,
         "metrics": metrics,
@@ -174,7 +179,7 @@ def promote_candidate(
     tag: str, pointer_path: Path, min_gain: float = 0.0, report: Path | str | None = None
 ) -> dict[str, Any]:
     """Run the promotion gate; the decision dict is the result either way."""
-    decision = registry.promote(tag, Path(pointer_path), min_gain=min_gain)
+    decision = promote(tag, Path(pointer_path), min_gain=min_gain)
     if report is not None and Path(report).exists():  # the run report carries the gate's verdict too
         payload = json.loads(Path(report).read_text())
         payload["promotion"] = decision

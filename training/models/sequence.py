@@ -13,9 +13,11 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from training.data import IdMaps
+from training.data.interactions import IdMaps
+from training.models.config import FitConfig
 
 
 class SeqRec(nn.Module):
@@ -119,3 +121,46 @@ def last_windows(sequences: list[np.ndarray], users: np.ndarray, max_len: int) -
         if seq.size:
             out[row, -seq.size :] = seq
     return out
+
+
+class SequenceLearner:
+    """fit_model's SASRec / GRU learner: next-item softmax over left-padded purchase windows."""
+
+    def __init__(self, train, maps, cfg: FitConfig, device: str, kind: str) -> None:
+        self.rng = np.random.default_rng(cfg.seed)
+        self.cfg, self.device, self.maps = cfg, device, maps
+        self.inputs, self.targets = training_windows(user_sequences(train, maps), cfg.max_len)
+        self.history = user_sequences(train, maps)
+        self.module = SeqRec(maps.n_items, cfg.dim, cfg.max_len, cfg.layers, dropout=cfg.dropout, kind=kind)
+        self.module.to(device)
+        self.opt = torch.optim.AdamW(self.module.parameters(), lr=cfg.lr, weight_decay=0.01)
+
+    def epoch(self) -> float:
+        self.module.train()
+        order = self.rng.permutation(len(self.inputs))
+        total, count = 0.0, 0
+        for start in range(0, order.size, self.cfg.batch_size):
+            pick = order[start : start + self.cfg.batch_size]
+            seq = torch.from_numpy(self.inputs[pick]).to(self.device)
+            tgt = torch.from_numpy(self.targets[pick]).to(self.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=seq.is_cuda):
+                logits = self.module.logits(self.module.encode(seq))
+            keep = tgt > 0
+            loss = F.cross_entropy(logits[keep].float(), tgt[keep] - 1)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), 1.0)
+            self.opt.step()
+            total += float(loss.detach()) * int(keep.sum())
+            count += int(keep.sum())
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        self.module.eval()
+        seq = torch.from_numpy(last_windows(self.history, np.asarray(users), self.cfg.max_len)).to(
+            self.device
+        )
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=seq.is_cuda):
+            logits = self.module.logits(self.module.encode(seq)[:, -1])
+        return torch.log_softmax(logits.float(), dim=-1).cpu().numpy()

@@ -1,4 +1,5 @@
-"""BPR training for the matrix factorisation model, in whole vectorised batches."""
+"""BPR-MF: matrix factorisation scored as u·v + b_item (the user bias cancels out in a per-user
+ranking), trained with BPR in whole vectorised batches."""
 
 from __future__ import annotations
 
@@ -6,34 +7,44 @@ import logging
 import time
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from training.data import IdMaps, Split
-from training.model import MatrixFactorization
+from training.data.interactions import Split, positive_pairs
+from training.models.config import FitConfig, default_device
 
 log = logging.getLogger(__name__)
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+class MatrixFactorization(nn.Module):
+    def __init__(self, n_users: int, n_items: int, dim: int = 64) -> None:
+        super().__init__()
+        if n_users < 1 or n_items < 1 or dim < 1:
+            raise ValueError(f"need n_users, n_items, dim >= 1; got {n_users}, {n_items}, {dim}")
+        self.user_emb = nn.Embedding(n_users, dim)
+        self.item_emb = nn.Embedding(n_items, dim)
+        self.item_bias = nn.Embedding(n_items, 1)
+        # Small init keeps the first BPR margins near zero so the loss starts at ~log(2).
+        nn.init.normal_(self.user_emb.weight, std=0.1)
+        nn.init.normal_(self.item_emb.weight, std=0.1)
+        nn.init.zeros_(self.item_bias.weight)
 
+    @property
+    def dim(self) -> int:
+        return self.user_emb.embedding_dim
 
-def positive_pairs(train: pd.DataFrame, maps: IdMaps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (user_idx, item_idx) pairs with their summed interaction weight (> 0 only)."""
-    grouped = train.groupby(["user_id", "item_id"], sort=True, observed=True)["weight"].sum().reset_index()
-    grouped = grouped[grouped["weight"] > 0]
-    users = grouped["user_id"].map(maps.user_index)
-    items = grouped["item_id"].map(maps.item_index)
-    if users.isna().any() or items.isna().any():
-        bad = grouped.loc[users.isna() | items.isna(), ["user_id", "item_id"]].iloc[0].to_dict()
-        raise ValueError(f"training pair {bad} is missing from the id maps")
-    return (
-        users.to_numpy(np.int64),
-        items.to_numpy(np.int64),
-        grouped["weight"].to_numpy(np.float64),
-    )
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Score aligned (user, item) pairs."""
+        dot = (self.user_emb(users) * self.item_emb(items)).sum(dim=-1)
+        return dot + self.item_bias(items).squeeze(-1)
+
+    @torch.no_grad()
+    def score(self, user_idx: torch.Tensor | int) -> torch.Tensor:
+        """Scores over all items: shape (n_items,) for one user, (n_users_given, n_items) for many."""
+        users = torch.as_tensor(user_idx, device=self.user_emb.weight.device)
+        out = self.user_emb(users) @ self.item_emb.weight.T + self.item_bias.weight.squeeze(-1)
+        return out
 
 
 def _negatives(rng: np.random.Generator, users: np.ndarray, n_items: int, known: np.ndarray) -> np.ndarray:
@@ -139,3 +150,28 @@ def fit_bpr(
         log.info("bpr epoch %d/%d loss=%.4f (%.2fs, %s)", epoch, epochs, row["loss"], row["seconds"], device)
     model.eval()
     return model.cpu(), history
+
+
+class BPRLearner:
+    """fit_model's BPR-MF learner: one epoch of weighted positives and uniform negatives per call."""
+
+    def __init__(self, train, maps, cfg: FitConfig, device: str) -> None:
+        self.rng = np.random.default_rng(cfg.seed)
+        self.users, self.items, weights = positive_pairs(train, maps)
+        self.probs = weights / weights.sum()
+        self.known = np.sort(self.users * maps.n_items + self.items)
+        self.maps, self.cfg, self.device = maps, cfg, device
+        self.module = MatrixFactorization(maps.n_users, maps.n_items, cfg.dim).to(device)
+        self.opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr * 10)
+
+    def epoch(self) -> float:
+        u, i, j = draw_triples(
+            self.rng, self.users, self.items, self.probs, self.maps.n_items, self.known, self.device
+        )
+        batch = max(self.cfg.batch_size * 16, -(-u.shape[0] // self.cfg.max_steps_per_epoch))
+        return bpr_epoch(self.module, self.opt, u, i, j, batch, self.cfg.reg) / u.shape[0]
+
+    @torch.no_grad()
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        self.module.eval()
+        return self.module.score(torch.as_tensor(users)).float().cpu().numpy()

@@ -1,28 +1,25 @@
-"""The retail-30d benchmark protocol, parameterised: purchases in, a time-cut split and scored rankings out.
+"""The retail-30d benchmark protocol's data half: purchases in, a time-cut split out (scoring:
+training/evaluation/protocol.py).
 
 Protocol (issue 4): keep purchases with a customer, not cancelled, quantity > 0, price > 0; cut at
 `test_days` before the log's last timestamp; train on everything before the cut; test users are those
 who buy after the cut *and* bought before it; their truth is the set of items they buy after the cut.
 Every training item is ranked (re-buys allowed). Truth items never seen in training stay in the truth
 (they count as misses: no model can rank them), so numbers are comparable with the shared reference
-ones. Metrics come from `training.evaluate`; this module adds coverage and bootstrap intervals.
+ones. `validation_split` cuts the same way inside the training period, for early stopping and tuning.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from training.data import IdMaps, Split
-from training.evaluate import ScoresFn, per_user_metrics
+from training.data.interactions import IdMaps, Split, time_split
 
 PURCHASE_COLUMNS = ["user_id", "item_id", "ts"]
 DEFAULT_RETAIL_DIR = Path("../shared/data/online-retail")
-METRICS = ("recall_at_10", "ndcg_at_10", "mrr_at_10")
 
 
 @dataclass(frozen=True)
@@ -134,54 +131,7 @@ def validation_split(split: Split, val_days: int) -> Split:
     """The same protocol inside the training period: early stopping and tuning never see the test.
 
     A purchases split (benchmark) is cut again by timestamp; a nightly split of the interactions mart
-    (views and carts too, `data.time_split`) is cut again by day, keeping its own rules."""
+    (views and carts too, `interactions.time_split`) is cut again by day, keeping its own rules."""
     if isinstance(split, PurchaseSplit):
         return split_purchases(split.train[PURCHASE_COLUMNS], test_days=val_days)
-    from training.data import time_split
-
     return time_split(split.train, val_days)
-
-
-def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
-) -> tuple[float, float]:
-    """Percentile interval of the mean over users resampled with replacement."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return (0.0, 0.0)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
-def paired_bootstrap(
-    candidate: np.ndarray, baseline: np.ndarray, n_boot: int = 1000, seed: int = 0
-) -> dict[str, float]:
-    """Mean per-user gain of candidate over baseline, its 95% interval, and P(gain <= 0) under resampling."""
-    diff = np.asarray(candidate, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
-    if diff.size == 0:
-        return {"gain": 0.0, "gain_ci_low": 0.0, "gain_ci_high": 0.0, "p_not_better": 1.0}
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, diff.size, size=(n_boot, diff.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return {
-        "gain": float(diff.mean()),
-        "gain_ci_low": float(lo),
-        "gain_ci_high": float(hi),
-        "p_not_better": float((means <= 0).mean()),
-    }
-
-
-def score(
-    scores_fn: ScoresFn, split: Split, k: int = 10, n_boot: int = 1000, seed: int = 0
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Means, bootstrap 95% intervals and catalogue coverage; also the per-user arrays (for gates)."""
-    per_user = per_user_metrics(scores_fn, split, k)
-    out: dict[str, Any] = {"n_test_users": int(len(per_user["users"]))}
-    for name in (f"recall_at_{k}", f"ndcg_at_{k}", f"mrr_at_{k}"):
-        values = per_user[name]
-        out[name] = float(values.mean()) if values.size else 0.0
-        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = bootstrap_ci(values, n_boot, seed)
-    out["coverage"] = float(np.unique(per_user["top"]).size / split.maps.n_items)
-    return out, per_user

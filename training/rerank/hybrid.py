@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.baselines import own_history
-from training.data import Split
-from training.evaluate import ScoresFn, evaluate
+from training.data.interactions import Split
+from training.evaluation.baselines import own_history
+from training.evaluation.metrics import ScoresFn, evaluate
 
 WEIGHTS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
 

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from training.baselines import _cut, _ts, popularity_vector, recency_matrix, user_item_matrix
-from training.data import Split
-from training.evaluate import ScoresFn
+from training.data.interactions import Split, cut_time, event_times
+from training.evaluation.baselines import popularity_vector, recency_matrix, user_item_matrix
+from training.evaluation.metrics import ScoresFn
 
 CROSS_FEATURES = (
     "ret_score", "ret_rank", "n_bought", "n_bought_recent", "days_since", "co_score", "pop_recent",
@@ -54,7 +54,7 @@ class Candidates:
 def copurchase_similarity(split: Split) -> sp.csr_matrix:
     """Item-item cosine of co-occurrence inside (user, day) baskets of the training rows; zero diagonal."""
     train = split.train
-    day = _ts(train).dt.floor("D").rename("day")
+    day = event_times(train).dt.floor("D").rename("day")
     basket = train.groupby([train["user_id"], day], sort=False).ngroup().to_numpy(np.int64)
     cols = train["item_id"].map(split.maps.item_index).to_numpy(np.int64)
     b = sp.csr_matrix((np.ones(cols.size), (basket, cols)), shape=(basket.max() + 1, split.maps.n_items))
@@ -86,7 +86,7 @@ class CandidateBuilder:
             copurchase=min(quotas.copurchase, n_items),
         )
         self.counts = user_item_matrix(split).tocsr()
-        self.recent = user_item_matrix(split, _cut(split) - pd.Timedelta(days=RECENT_DAYS)).tocsr()
+        self.recent = user_item_matrix(split, cut_time(split) - pd.Timedelta(days=RECENT_DAYS)).tocsr()
         self.recency = recency_matrix(split).tocsr()  # 1 / (1 + days since last bought)
         # Re-buy propensities: of an item (share of its buyers who bought it again) and of a user
         # (share of the user's purchases that were re-buys); a shop's repeat structure in two numbers.

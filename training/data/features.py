@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.data import IdMaps
+from training.data.interactions import IdMaps, cut_time
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +146,13 @@ FeatureSource = Callable[[Any], FeatureTables]
 
 def purchases_source(catalogue: pd.DataFrame | None = None) -> FeatureSource:
     """Features computed from each split's own training rows (benchmark path)."""
-    return lambda split: from_purchases(split.train, _cut(split), catalogue)
+    return lambda split: from_purchases(split.train, cut_time(split), catalogue)
 
 
 def feast_source(repo_dir: Path, features_dir: Path) -> FeatureSource:
     """Features read from Feast as of each split's cut (nightly path)."""
     return lambda split: from_feast(
-        repo_dir, features_dir, split.maps.user_ids, split.maps.item_ids, _cut(split)
+        repo_dir, features_dir, split.maps.user_ids, split.maps.item_ids, cut_time(split)
     )
 
 
@@ -168,16 +168,11 @@ def nightly_source(repo_dir: Path, features_dir: Path, catalogue: pd.DataFrame |
             return tables
         log.warning(
             "Feast has user features as of %s for %.0f%% of users: using features computed from the "
-            "training rows instead", _cut(split), covered * 100,
+            "training rows instead", cut_time(split), covered * 100,
         )  # fmt: skip
-        return from_purchases(split.train, _cut(split), catalogue)
+        return from_purchases(split.train, cut_time(split), catalogue)
 
     return source
-
-
-def _cut(split: Any) -> pd.Timestamp:
-    cut = getattr(split, "cut_ts", None)
-    return pd.Timestamp(cut) if cut is not None else pd.Timestamp(split.cutoff)
 
 
 def _numeric(frame: pd.DataFrame, columns: tuple[str, ...], ids: list[str]) -> np.ndarray:

@@ -1,6 +1,6 @@
 """A DeepFM re-ranker over pooled candidates, trained on the validation view, scored on the test view.
 
-Training lists: candidates (training.candidates) for the users of `fitted.val_split` (the inner
+Training lists: candidates (training.rerank.candidates) for the users of `fitted.val_split` (the inner
 training period and its validation window, both before the test cut), from `fitted.val_scores_fn` and
 features as of the validation cut; label = the candidate is in the validation truth. Test: the same
 construction for the full split (`fitted.scores_fn`, features as of the test cut). The test window is
@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from training.candidates import CandidateBuilder, Candidates, Quotas, candidate_recall
-from training.data import IdMaps, Split
-from training.deepfm import DeepFMConfig, Lists, fit_deepfm, predict
-from training.evaluate import ScoresFn
-from training.feature_tables import FeatureSource, FeatureTables, encode
-from training.fit import FitResult
+from training.data.features import FeatureSource, FeatureTables, encode
+from training.data.interactions import IdMaps, Split
+from training.evaluation.metrics import ScoresFn
+from training.models.deepfm import DeepFMConfig, Lists, fit_deepfm, predict
+from training.models.fit import FitResult
+from training.rerank.candidates import CandidateBuilder, Candidates, Quotas, candidate_recall
 
 log = logging.getLogger(__name__)
 

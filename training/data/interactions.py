@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "event_date", "n_views", "n_carts", "n_purchases", "weight"]
@@ -116,3 +117,30 @@ def time_split(frame: pd.DataFrame, holdout_days: int) -> Split:
             bought.loc[~rankable, ["user_id", "item_id"]].drop_duplicates().shape[0]
         ),
     )
+
+
+def positive_pairs(train: pd.DataFrame, maps: IdMaps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (user_idx, item_idx) pairs with their summed interaction weight (> 0 only)."""
+    grouped = train.groupby(["user_id", "item_id"], sort=True, observed=True)["weight"].sum().reset_index()
+    grouped = grouped[grouped["weight"] > 0]
+    users = grouped["user_id"].map(maps.user_index)
+    items = grouped["item_id"].map(maps.item_index)
+    if users.isna().any() or items.isna().any():
+        bad = grouped.loc[users.isna() | items.isna(), ["user_id", "item_id"]].iloc[0].to_dict()
+        raise ValueError(f"training pair {bad} is missing from the id maps")
+    return (
+        users.to_numpy(np.int64),
+        items.to_numpy(np.int64),
+        grouped["weight"].to_numpy(np.float64),
+    )
+
+
+def cut_time(split: Split) -> pd.Timestamp:
+    """The split's cut as a timestamp: a purchases split's exact `cut_ts`, else midnight of `cutoff`."""
+    cut = getattr(split, "cut_ts", None)
+    return pd.Timestamp(cut) if cut is not None else pd.Timestamp(split.cutoff)
+
+
+def event_times(train: pd.DataFrame) -> pd.Series:
+    """Each training row's time: `ts` where the rows have one (purchases), else its `event_date`."""
+    return pd.to_datetime(train["ts"] if "ts" in train else train["event_date"])

@@ -1,4 +1,4 @@
-"""Ranking metrics on the hold-out window, for the model and the popularity baseline.
+"""Ranking metrics on the hold-out window, for any model given as a ScoresFn (and the baselines).
 
 Relevance is binary (the user bought the item in the hold-out). Every train item is ranked, items the
 user already bought included: repeat purchases are real in a shop.
@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from training.data import IdMaps, Split
-
-if TYPE_CHECKING:  # registry pulls in BentoML; evaluation only needs the arrays
-    from training.registry import LoadedModel
+from training.data.interactions import Split
 
 ScoresFn = Callable[[np.ndarray], np.ndarray]
 """Maps user indices (n,) to scores over all train items (n, n_items)."""
-
-POPULARITY_WINDOW_DAYS = 30
 
 
 def recall_at_k(ranked: Sequence[Any], relevant: set[Any], k: int) -> float:
@@ -54,37 +47,6 @@ def mrr_at_k(ranked: Sequence[Any], relevant: set[Any], k: int) -> float:
         if item in relevant:
             return 1.0 / (pos + 1)
     return 0.0
-
-
-def popularity_scores(split: Split, window_days: int = POPULARITY_WINDOW_DAYS) -> np.ndarray:
-    """Purchases per train item in the last `window_days` before the cutoff.
-
-    All-train purchases break ties (scaled far below one purchase) so the order is deterministic and
-    still meaningful when the recent window is thin.
-    """
-    train = split.train
-    dates = pd.to_datetime(train["event_date"]).dt.date
-    recent = train.loc[dates >= split.cutoff - timedelta(days=window_days)]
-    maps = split.maps
-    scores = np.zeros(maps.n_items, dtype=np.float64)
-    total = np.zeros(maps.n_items, dtype=np.float64)
-    for frame, out in ((recent, scores), (train, total)):
-        counts = frame.groupby("item_id")["n_purchases"].sum()
-        idx = counts.index.map(maps.item_index).to_numpy(np.int64)
-        np.add.at(out, idx, counts.to_numpy(np.float64))
-    return scores + total / (total.max() + 1.0) * 1e-3
-
-
-def popularity_ranking(split: Split, window_days: int = POPULARITY_WINDOW_DAYS) -> list[tuple[str, float]]:
-    """(item_id, score) best first: what serving falls back to for unknown users."""
-    scores = popularity_scores(split, window_days)
-    order = np.argsort(-scores, kind="stable")
-    return [(split.maps.item_ids[i], float(scores[i])) for i in order]
-
-
-def popularity_scores_fn(split: Split, window_days: int = POPULARITY_WINDOW_DAYS) -> ScoresFn:
-    scores = popularity_scores(split, window_days)
-    return lambda users: np.broadcast_to(scores, (len(users), scores.shape[0]))
 
 
 def top_k(
@@ -146,33 +108,3 @@ def evaluate(
         f"ndcg_at_{k}": float(per_user[f"ndcg_at_{k}"].mean()) if n else 0.0,
         "n_test_users": n,
     }
-
-
-def transferred_scores_fn(model: LoadedModel, maps: IdMaps) -> ScoresFn:
-    """Score another split's model (production) over *this* split's users and items (`maps`).
-
-    So production and a candidate can be compared on the same test users, truth and item set. Users
-    the model does not know get its popularity order, as serving would give them; items it does not
-    know score -inf (after every item it can rank); its items outside `maps` are simply not rankable.
-    """
-    item_src = np.array([model.maps.item_index.get(i, -1) for i in maps.item_ids], dtype=np.int64)
-    user_src = np.array([model.maps.user_index.get(u, -1) for u in maps.user_ids], dtype=np.int64)
-    known_items = np.flatnonzero(item_src >= 0)
-    columns = item_src[known_items]
-    # Rank positions, not raw scores, so the order is exactly the model's popularity list.
-    pop_pos = {item: pos for pos, (item, _) in enumerate(model.popularity)}
-    fallback = np.array(
-        [len(pop_pos) - pop_pos[i] if i in pop_pos else -np.inf for i in maps.item_ids], dtype=np.float64
-    )
-
-    def scores_fn(users: np.ndarray) -> np.ndarray:
-        src = user_src[np.asarray(users, dtype=np.int64)]
-        out = np.tile(fallback, (len(src), 1))
-        known = np.flatnonzero(src >= 0)
-        rows = np.full((len(known), maps.n_items), -np.inf)
-        if known.size:  # the model's own scoring (hybrids included), on the items both sides know
-            rows[:, known_items] = np.atleast_2d(model.scores(src[known]))[:, columns]
-        out[known] = rows
-        return out
-
-    return scores_fn

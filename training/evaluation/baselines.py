@@ -12,26 +12,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from training.data import Split
-from training.evaluate import ScoresFn
+from training.data.interactions import Split, cut_time, event_times
+from training.evaluation.metrics import ScoresFn
 
 POPULARITY_DAYS = 30
-
-
-def _cut(split: Split) -> pd.Timestamp:
-    cut = getattr(split, "cut_ts", None)
-    return cut if cut is not None else pd.Timestamp(split.cutoff)
-
-
-def _ts(train: pd.DataFrame) -> pd.Series:
-    return pd.to_datetime(train["ts"] if "ts" in train else train["event_date"])
 
 
 def user_item_matrix(split: Split, since: pd.Timestamp | None = None) -> sp.csr_matrix:
     """Purchase counts (n_users, n_items) from the training rows (optionally only those after `since`)."""
     train = split.train
     if since is not None:
-        train = train.loc[_ts(train) >= since]
+        train = train.loc[event_times(train) >= since]
     rows = train["user_id"].map(split.maps.user_index).to_numpy(np.int64)
     cols = train["item_id"].map(split.maps.item_index).to_numpy(np.int64)
     vals = train["n_purchases"].to_numpy(np.float64)
@@ -43,7 +34,8 @@ def user_item_matrix(split: Split, since: pd.Timestamp | None = None) -> sp.csr_
 
 def popularity_vector(split: Split, days: int = POPULARITY_DAYS) -> np.ndarray:
     """Purchases per item in the `days` before the cut; all-train purchases break ties (far below 1)."""
-    recent = np.asarray(user_item_matrix(split, _cut(split) - pd.Timedelta(days=days)).sum(axis=0)).ravel()
+    since = cut_time(split) - pd.Timedelta(days=days)
+    recent = np.asarray(user_item_matrix(split, since).sum(axis=0)).ravel()
     total = np.asarray(user_item_matrix(split).sum(axis=0)).ravel()
     return recent + total / (total.max() + 1.0) * 1e-3
 
@@ -53,10 +45,17 @@ def popularity(split: Split, days: int = POPULARITY_DAYS) -> ScoresFn:
     return lambda users: np.broadcast_to(scores, (len(users), scores.shape[0]))
 
 
+def popularity_ranking(split: Split, days: int = POPULARITY_DAYS) -> list[tuple[str, float]]:
+    """(item_id, score) best first: what serving falls back to for unknown users."""
+    scores = popularity_vector(split, days)
+    order = np.argsort(-scores, kind="stable")
+    return [(split.maps.item_ids[i], float(scores[i])) for i in order]
+
+
 def recency_matrix(split: Split) -> sp.csr_matrix:
     """Per (user, item): 1 / (1 + days between its last purchase and the cut); 0 when never bought."""
     train = split.train
-    age = (_cut(split) - _ts(train)).dt.total_seconds().to_numpy() / 86_400.0
+    age = (cut_time(split) - event_times(train)).dt.total_seconds().to_numpy() / 86_400.0
     rows = train["user_id"].map(split.maps.user_index).to_numpy(np.int64)
     cols = train["item_id"].map(split.maps.item_index).to_numpy(np.int64)
     frame = pd.DataFrame({"r": rows, "c": cols, "age": age}).groupby(["r", "c"], as_index=False)["age"].min()

@@ -1,0 +1,1 @@
+"""User analytics: customer segments and churn (not recommender training)."""

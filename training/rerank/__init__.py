@@ -1,0 +1,1 @@
+"""After retrieval: candidate pools and the DeepFM re-ranker over them, and the repeat-buy blend."""
