@@ -118,7 +118,7 @@ def built(tmp_path_factory):
 def test_summary_counts_models_tests_and_rows(built):
     warehouse, root, summary = built
     assert json.loads(json.dumps(summary)) == summary  # plain types only
-    assert summary["models"] == 15 and summary["unit_tests"] == 7 and summary["tests"] >= 80
+    assert summary["models"] == 16 and summary["unit_tests"] == 7 and summary["tests"] >= 80
     assert summary["full_refresh"] is False
     assert summary["rows"] == {
         "staging.stg_events": 14,
@@ -136,6 +136,7 @@ def test_summary_counts_models_tests_and_rows(built):
         "marts.churn_labels": 0,  # 10 days of log: no 90-day horizon fits yet
         "marts.data_quality": 35,  # 7 batches up to the as-of day x 5 reasons
         "marts.data_quality_items": 1,  # the catalogue has no descriptions: missing_description
+        "marts.returned_items": 0,
     }
     assert summary["seconds"] > 0
     # dbt's artefacts land in state_dir, not in the repository's dbt_project/

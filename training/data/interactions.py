@@ -58,13 +58,23 @@ class Split:
 
 
 def load_interactions(warehouse: Path) -> pd.DataFrame:
-    """Read marts.interactions with a short-lived read-only connection (dbt may write later)."""
+    """Read marts.interactions with a short-lived read-only connection (dbt may write later), less the
+    (user, item) pairs the user returned in full (marts.returned_items, where the warehouse has it)."""
     if not Path(warehouse).exists():
         raise FileNotFoundError(f"warehouse not found: {warehouse}")
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        columns = ", ".join(INTERACTION_COLUMNS)
-        sql = f"select {columns} from marts.interactions order by event_date, user_id, item_id"
+        columns = ", ".join(f"i.{c}" for c in INTERACTION_COLUMNS)
+        [(has_returns,)] = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'marts' and table_name = 'returned_items'"
+        ).fetchall()
+        anti = (
+            "anti join marts.returned_items r on i.user_id = r.user_id and i.item_id = r.item_id"
+            if has_returns
+            else ""
+        )
+        sql = f"select {columns} from marts.interactions i {anti} order by event_date, user_id, item_id"
         frame = con.execute(sql).df()
     finally:
         con.close()
