@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
-from feast.types import Array, Float64, Int64, String
+from feast.types import Array, Bool, Float64, Int64, String
 
 from personaflow.settings import load
 
@@ -75,6 +75,8 @@ item_stats = FeatureView(
         Field(name="item_n_purchases", dtype=Int64),
         Field(name="item_n_buyers", dtype=Int64),
         Field(name="popularity_rank", dtype=Int64),
+        Field(name="description", dtype=String),
+        Field(name="is_product", dtype=Bool),
     ],
     source=item_source,
     online=True,

@@ -113,6 +113,36 @@ def ingest(
 
 
 @app.command()
+def history(
+    path: Annotated[Path, typer.Argument(help="The shop's export: .csv, .csv.gz or .xlsx.")],
+    fmt: Annotated[str, typer.Option("--format", help="online-retail | csv | parquet.")] = "online-retail",
+    mapping: Annotated[str | None, typer.Option(help="csv/parquet: their=ours column pairs.")] = None,
+    overwrite: bool = typer.Option(False, help="Replace landed day files that differ from the export."),
+    train: bool = typer.Option(True, "--train/--no-train", help="Also train and promote a first model."),
+) -> None:
+    """Build everything from a history at once: import and load every day, validate every day with
+    the batch suite, marts, segments, churn, features, a first model through the gate."""
+    from personaflow.history import build_history
+
+    s = config.load()
+    result = build_history(
+        path, fmt, s, mapping=mapping, overwrite=overwrite, train=train,
+        progress=lambda line: typer.echo(f"[history] {line}", err=True),
+    )  # fmt: skip
+    full = s.reports_dir / f"history_{result['as_of']}.json"
+    full.parent.mkdir(parents=True, exist_ok=True)
+    full.write_text(json.dumps(result, indent=2, default=str))
+    imported, promoted = result["import"], result.get("promote") or {}
+    _print({
+        "as_of": result["as_of"], "rows": imported["rows"], "customers": imported["customers"],
+        "products": imported["products"], "faults": imported["faults"],
+        "days": result["validate_history"]["days"], "failed_days": result["validate_history"]["failed_days"],
+        "production": promoted.get("tag") if promoted.get("promoted") else None,
+        "stages": result["stages"], "total_seconds": result["total_seconds"], "report": str(full),
+    })  # fmt: skip
+
+
+@app.command()
 def validate(
     day: DateOpt, marts: bool = typer.Option(False, help="Check the marts instead of the batch.")
 ) -> None:

@@ -29,7 +29,11 @@ ITEM_COLUMNS = [
     "n_purchases",
     "n_buyers",
     "popularity_rank",
+    "description",
+    "is_product",
 ]
+# Columns a mart built before they existed may lack: NULL in the snapshot, not an error.
+OPTIONAL_COLUMNS = {"description": None, "is_product": True}
 # Most recent purchases kept per user in the `user_purchases` view (what /recommend can exclude).
 MAX_PURCHASED_ITEMS = 500
 # Users and items both count views and purchases; Feast needs feature names unique across a service.
@@ -55,6 +59,7 @@ def day_end(as_of: date) -> datetime:
 
 def snapshot(frame: pd.DataFrame, columns: list[str], as_of: date, loaded_at: datetime) -> pd.DataFrame:
     """Stamp a mart's rows as the feature values valid from the end of `as_of`."""
+    frame = frame.assign(**{c: v for c, v in OPTIONAL_COLUMNS.items() if c in columns and c not in frame})
     out = frame[columns].copy()
     if "last_event_ts" in out:
         out["last_event_ts"] = out["last_event_ts"].astype(str)

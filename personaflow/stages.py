@@ -76,6 +76,13 @@ def validate_batch(batch_date: date, s: Settings) -> dict[str, Any]:
     return run(s.warehouse, batch_date, s.quarantine_dir, s.reports_dir, _smtp(s))
 
 
+def validate_history(first: date, last: date, s: Settings, progress=None) -> dict[str, Any]:
+    """The batch suite over every loaded day in [first, last] in one process (an imported history)."""
+    from quality.history import validate_history as run
+
+    return run(s.warehouse, first, last, s.quarantine_dir, s.reports_dir, _smtp(s), progress=progress)
+
+
 def transform(as_of: date, s: Settings, full_refresh: bool = False) -> dict[str, Any]:
     """`dbt build`: staging views and marts, each tested right after it is built. Incremental marts
     process the new day; `full_refresh` rebuilds them from all of raw (once after a model change)."""

@@ -13,8 +13,10 @@ under `state_dir`, so the repository stays clean and parallel runs do not share 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -153,7 +155,9 @@ def run_dbt(
     previous = os.environ.get("PERSONAFLOW_WAREHOUSE")
     os.environ["PERSONAFLOW_WAREHOUSE"] = str(warehouse)  # read by profiles.yml
     try:
-        outcome = dbtRunner().invoke(args)
+        # dbt's console lines are progress: stderr, so a command's stdout stays its JSON result
+        with contextlib.redirect_stdout(sys.stderr):
+            outcome = dbtRunner().invoke(args)
     finally:
         _release_warehouse()
         if previous is None:

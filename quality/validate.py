@@ -26,6 +26,7 @@ import duckdb
 from quality.alert import SmtpConfig, build_alert, send_alert
 from quality.checks import CheckResult, check_marts, check_raw_batch
 from quality.quarantine import quarantine_batch
+from quality.records import record_validations
 from quality.suites import Thresholds
 
 __all__ = ["DataQualityError", "SmtpConfig", "validate_batch", "validate_marts"]
@@ -108,6 +109,7 @@ def validate_batch(
         docs_dir=reports_dir / "quality",
         previous_rows=previous_rows,
     )
+    record_validations(warehouse, [(batch_date, "raw_events", result, result.docs)])
     report = _write_report(reports_dir, f"raw_events_{batch_date}", result)
     summary = {**_summary("raw_events", batch_date, result, started, report), "source_format": source_format}
     target = f"batch {batch_date}"

@@ -43,13 +43,18 @@ REFRESH_SECONDS = 30.0
 
 
 def load_catalogue(features_dir: Path) -> pd.DataFrame:
-    """The latest item snapshot (item_id index; category, price), or an empty frame before any run."""
+    """The latest item snapshot (item_id index; category, price, name), or an empty frame before any
+    run. A shop's missing values are None, never NaN: answers carry them as null."""
     path = Path(features_dir) / "item_features.parquet"
+    columns = ["category", "price", "name"]
     if not path.exists():
-        return pd.DataFrame(columns=["category", "price"], index=pd.Index([], name="item_id"))
-    frame = pd.read_parquet(path, columns=["item_id", "category", "price", "feature_ts"])
-    latest = frame.sort_values("feature_ts").drop_duplicates("item_id", keep="last")
-    return latest.set_index("item_id")[["category", "price"]]
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="item_id"))
+    frame = pd.read_parquet(path)
+    latest = frame.sort_values("feature_ts").drop_duplicates("item_id", keep="last").set_index("item_id")
+    if "description" not in latest:  # snapshots from before item names were kept
+        latest["description"] = None
+    out = latest.rename(columns={"description": "name"})[columns].astype({"category": object, "name": object})
+    return out.where(out.notna(), None)
 
 
 def load_co_purchase(features_dir: Path) -> dict[str, list[tuple[str, float, int]]]:
@@ -193,5 +198,7 @@ def churn_risk(
 
 def favourite_categories(items: list[str], catalogue: pd.DataFrame, n: int = 3) -> list[str]:
     known = [i for i in items if i in catalogue.index]
-    counts = Counter(catalogue.loc[known, "category"]) if known else Counter()
+    categories = catalogue.loc[known, "category"] if known else []
+    # a shop without categories (or an item without one) adds nothing, never a null entry
+    counts = Counter(c for c in categories if isinstance(c, str) and c)
     return [c for c, _ in counts.most_common(n)]

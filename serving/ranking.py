@@ -43,7 +43,8 @@ class Ranker:
 
     def __post_init__(self) -> None:
         known = self.catalogue["category"].to_dict()
-        cats = np.array([known.get(i) for i in self.model.maps.item_ids], dtype=object)
+        # a shop's missing category is None here (never NaN): answers carry it as null
+        cats = np.array([_text(known.get(i)) for i in self.model.maps.item_ids], dtype=object)
         norms = np.linalg.norm(self.model.item_emb, axis=1, keepdims=True)
         object.__setattr__(self, "categories", cats)
         object.__setattr__(self, "unit_items", self.model.item_emb / np.maximum(norms, 1e-12))
@@ -54,6 +55,11 @@ class Ranker:
 
     def category_of(self, item_id: str) -> str | None:
         value = self.catalogue["category"].get(item_id)
+        return None if value is None or pd.isna(value) else str(value)
+
+    def name_of(self, item_id: str) -> str | None:
+        names = self.catalogue["name"] if "name" in self.catalogue else None
+        value = names.get(item_id) if names is not None else None
         return None if value is None or pd.isna(value) else str(value)
 
     def knows_category(self, category: str) -> bool:
@@ -145,3 +151,7 @@ class Ranker:
         top = top[np.argsort(-sims[top], kind="stable")]
         ids = self.model.maps.item_ids
         return rules + [(ids[i], float(sims[i]), self.categories[i], "embedding") for i in top]
+
+
+def _text(value: object) -> str | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)

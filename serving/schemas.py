@@ -76,6 +76,7 @@ class ScoredItem(BaseModel):
     item_id: str = Field(description="catalogue item id")
     score: float = Field(description="model score (higher is better) or popularity for a fallback")
     category: str | None = Field(None, description="the item's category, when the catalogue knows it")
+    name: str | None = Field(None, description="the item's name (its description), when the shop has one")
 
 
 class Recommendations(BaseModel):

@@ -19,8 +19,10 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import bentoml
+from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
 from ingest.live import LiveLog
@@ -45,8 +47,6 @@ from serving.schemas import (
     ProfileRequest,
     Recommendations,
     RecommendRequest,
-    ScoredItem,
-    SimilarItem,
     SimilarItems,
     SimilarItemsRequest,
 )
@@ -69,6 +69,20 @@ __all__ = ["MAX_K", "Recommender"]
 def _invalid(field: str, message: str, status: int = 422) -> JSONResponse:
     detail = [{"loc": [field], "msg": message, "type": "value_error"}]
     return JSONResponse({"error": f"invalid request: {field}: {message}", "detail": detail}, status)
+
+
+class AnswerError(RuntimeError):
+    """Our own answer failed its schema: a fault of ours (or of the shop's data), never the client's."""
+
+
+def _answer(model: type[BaseModel], **fields: Any) -> Any:
+    """Build a response body; a validation failure here is a 500 with a log line, not a 422 that would
+    blame the request."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        log.error("answer %s failed its own schema: %s", model.__name__, exc.errors(include_url=False))
+        raise AnswerError(f"internal error building {model.__name__}") from None
 
 
 def _mtime(path: Path) -> int | None:
@@ -169,9 +183,11 @@ class Recommender:
         exclude = purchased_in(row) if exclude_purchased else None
         segment = None if known else row.get("rfm_segment")
         items, fallback, excluded = ranker.recommend(user_id, k, exclude, category, segment)
-        return Recommendations(
+        return _answer(
+            Recommendations,
             user_id=user_id,
-            items=[ScoredItem(item_id=i, score=s, category=c) for i, s, c in items],
+            # plain dicts: validated inside _answer, so a bad value is our 500, not the client's 422
+            items=[dict(item_id=i, score=s, category=c, name=ranker.name_of(i)) for i, s, c in items],
             model_version=ranker.tag,
             fallback=fallback,
             excluded=excluded,
@@ -188,9 +204,13 @@ class Recommender:
                 {"error": f"item_id {item_id!r}: not in model {ranker.tag}, the catalogue or co-purchases"},
                 404,
             )
-        return SimilarItems(
+        return _answer(
+            SimilarItems,
             item_id=item_id,
-            items=[SimilarItem(item_id=i, score=s, category=c, source=src) for i, s, c, src in items],
+            items=[
+                dict(item_id=i, score=s, category=c, name=ranker.name_of(i), source=src)
+                for i, s, c, src in items
+            ],
             model_version=ranker.tag,
         )
 
@@ -213,7 +233,8 @@ class Recommender:
         monetary = row.get("monetary")
         if monetary is not None or live["revenue"]:
             monetary = (monetary or 0.0) + live["revenue"]
-        return Profile(
+        return _answer(
+            Profile,
             user_id=user_id,
             segment=row.get("rfm_segment"),
             segment_id=row.get("segment_id"),
@@ -275,7 +296,8 @@ class Recommender:
         except Exception:  # the event is safe on disk; the nightly run will include it
             log.exception("event %s is in %s but not in the online store", record["event_id"], path)
             n_live = 0
-        return EventAccepted(
+        return _answer(
+            EventAccepted,
             event_id=record["event_id"],
             batch_date=ts.date().isoformat(),
             landing_file=str(path),

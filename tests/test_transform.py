@@ -118,7 +118,7 @@ def built(tmp_path_factory):
 def test_summary_counts_models_tests_and_rows(built):
     warehouse, root, summary = built
     assert json.loads(json.dumps(summary)) == summary  # plain types only
-    assert summary["models"] == 16 and summary["unit_tests"] == 7 and summary["tests"] >= 80
+    assert summary["models"] == 17 and summary["unit_tests"] == 7 and summary["tests"] >= 80
     assert summary["full_refresh"] is False
     assert summary["rows"] == {
         "staging.stg_events": 14,
