@@ -152,6 +152,8 @@ def read_online_retail(
         ),
         "faults": fault_counts(frame),
         "customer_ids_normalized": float_ids,
+        "first_event_ts": str(frame["event_ts"].min())[:16] if len(frame) else None,
+        "last_event_ts": str(frame["event_ts"].max())[:16] if len(frame) else None,
         **text.report(),
         "rejects_file": str(rejects) if rejects else None,
     }

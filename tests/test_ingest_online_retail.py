@@ -39,7 +39,7 @@ ROWS = [
 ]
 FAULTS = {
     "return": 2, "missing_customer": 6, "non_positive_price": 3, "duplicate": 2, "zero_price": 2,
-    "negative_price": 1, "negative_quantity": 3, "negative_quantity_not_return": 1,
+    "negative_price": 1, "negative_quantity": 3, "negative_quantity_not_return": 1, "missing_description": 1,
 }  # fmt: skip
 
 
@@ -138,8 +138,14 @@ def test_bad_export_values_name_file_column_and_line(export):
     export.write_text(text.replace("CustomerID", "Customer"))
     with pytest.raises(IngestError, match=r"missing column\(s\) CustomerID; unexpected column\(s\) Customer"):
         read_online_retail(export)
-    with pytest.raises(IngestError, match="openpyxl"):
+    with pytest.raises(IngestError, match=r"online_retail.xlsx: file not found"):
         read_online_retail(export.with_suffix(".xlsx"))
+    export.with_suffix(".xlsx").write_bytes(b"not a zip archive")
+    with pytest.raises(IngestError, match=r"online_retail.xlsx: not a readable spreadsheet"):
+        read_online_retail(export.with_suffix(".xlsx"))
+    export.with_suffix(".csv.gz").write_bytes(b"\x1f\x8b broken")
+    with pytest.raises(IngestError, match=r"online_retail.csv.gz: cannot decompress"):
+        read_online_retail(export.with_suffix(".csv.gz"))
 
 
 def test_latin1_export_and_a_truncated_line(export, tmp_path):
