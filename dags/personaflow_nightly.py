@@ -22,7 +22,16 @@ import os
 from datetime import date, datetime, timedelta
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, chain, dag, get_current_context, task
+from airflow.sdk import (
+    Asset,
+    CronDataIntervalTimetable,
+    PokeReturnValue,
+    TaskGroup,
+    chain,
+    dag,
+    get_current_context,
+    task,
+)
 
 from personaflow.dbt_graph import manifest_path, model_graph
 from personaflow.orchestrate import dbt_tasks_mode
@@ -119,6 +128,30 @@ def _quality_note(result: dict) -> str:
     )
 
 
+def _stage(fn, *args, **kwargs):
+    """Call a stage; its failure reason is recorded for `personaflow run-dag`, and a failure of the data
+    (a bad file, a failed check, a failing dbt test) fails the task at once: a retry cannot fix data."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ingest.csvfile import IngestError
+
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        ti = get_current_context()["ti"]
+        _record_failure(ti.dag_id, ti.run_id, ti.task_id, exc)
+        # (a DataQualityError passes as it is: the validate tasks take no retries and note it first)
+        if isinstance(exc, IngestError) or getattr(exc, "data_failure", False):
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _record_failure(dag_id: str, run_id: str, task_id: str, exc: BaseException) -> None:
+    from personaflow.orchestrate import record_failure
+
+    record_failure(_settings(), dag_id, run_id, task_id, f"{type(exc).__name__}: {exc}")
+
+
 def _validate(stage: str) -> dict:
     from personaflow import stages
     from quality.validate import DataQualityError
@@ -126,13 +159,36 @@ def _validate(stage: str) -> dict:
     run = stages.validate_batch if stage == "batch" else stages.validate_marts
     day = _batch_day()
     try:
-        result = run(day, _settings())
+        result = _stage(run, day, _settings())
     except DataQualityError as exc:
         text = f"**Data quality FAILED** ({stage} {day}): {exc}"
         _note(text, run_note=text + "\n\nNothing downstream ran; the production model is unchanged.")
         raise
     _note(_quality_note(result))
     return result
+
+
+def _wait_for_batch() -> PokeReturnValue:
+    from datetime import UTC
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from personaflow.arrival import batch_arrival, missing_data_email
+    from quality.alert import send_alert
+
+    s, day = _settings(), _batch_day()
+    arrival = batch_arrival(s.landing_dir, day, datetime.now(UTC).replace(tzinfo=None), s.batch_wait_hours)
+    if arrival.status == "arrived":
+        return PokeReturnValue(is_done=True, xcom_value=str(arrival.path))
+    if arrival.status == "waiting":
+        return PokeReturnValue(is_done=False)
+    _note(f"**Skipped**: {arrival.reason}", run_note=f"**No data** for {day}: {arrival.reason}")
+    if arrival.status == "missing":  # a historic landing area has nothing late: no email for it
+        from personaflow.stages import _smtp
+
+        smtp = _smtp(s)
+        send_alert(missing_data_email(arrival, day, smtp.sender, smtp.recipients), smtp, s.reports_dir)
+    raise AirflowSkipException(arrival.reason)
 
 
 def _skip_or_note(stage: str, result: dict) -> dict:
@@ -167,7 +223,7 @@ def _dbt_models() -> dict[str, list[str]] | None:
 def dbt_build() -> dict:
     from personaflow import stages
 
-    return stages.transform(_batch_day(), _settings())
+    return _stage(stages.transform, _batch_day(), _settings())
 
 
 @task(pool="dbt", pool_slots=1)
@@ -202,20 +258,26 @@ def _dbt_group(models: dict[str, list[str]] | None):
 
 def _pipeline() -> None:
     """The stages as task groups; both DAGs below run the same graph, only their trigger differs."""
-    with TaskGroup("ingest", tooltip="Load the day's landing file; check it before anything uses it"):
+    with TaskGroup("ingest", tooltip="Wait for the day's file, load it, check it before anything uses it"):
+
+        # Reschedule mode: a waiting sensor holds no worker slot. Its own deadline (settings) decides
+        # when the night is missing data; Airflow's timeout is only a backstop.
+        @task.sensor(poke_interval=300, timeout=48 * 3600, mode="reschedule", retries=0)
+        def wait_for_batch() -> PokeReturnValue:
+            return _wait_for_batch()
 
         @task(task_id="load")
         def ingest() -> dict:
             from personaflow import stages
 
-            return stages.ingest(_batch_day(), _settings())
+            return _stage(stages.ingest, _batch_day(), _settings())
 
         @task(retries=0)
         def validate_batch() -> dict:
             return _validate("batch")
 
-        loaded, checked = ingest(), validate_batch()
-        chain(loaded, checked)
+        arrived, loaded, checked = wait_for_batch(), ingest(), validate_batch()
+        chain(arrived, loaded, checked)
 
     with TaskGroup("transform", tooltip="dbt build (staging views, marts, their tests), then GX on marts"):
         first, last = _dbt_group(_dbt_models())
@@ -233,14 +295,15 @@ def _pipeline() -> None:
         def segments() -> dict:
             from personaflow import stages
 
-            return _skip_or_note("segments", stages.segments(_batch_day(), _settings()))
+            return _skip_or_note("segments", _stage(stages.segments, _batch_day(), _settings()))
 
         @task(task_id="churn")
         def churn() -> dict:
             from personaflow import stages
 
             s = _settings()
-            return _skip_or_note("churn", stages.churn(_batch_day(), s, horizon_days=s.churn_horizon_days))
+            result = _stage(stages.churn, _batch_day(), s, horizon_days=s.churn_horizon_days)
+            return _skip_or_note("churn", result)
 
         profiled = [segments(), churn()]
 
@@ -251,7 +314,7 @@ def _pipeline() -> None:
         def features() -> dict:
             from personaflow import stages
 
-            return stages.features(_batch_day(), _settings())
+            return _stage(stages.features, _batch_day(), _settings())
 
         materialized = features()
 
@@ -261,7 +324,7 @@ def _pipeline() -> None:
         def train() -> dict:
             from personaflow import stages
 
-            result = stages.train(_settings())
+            result = _stage(stages.train, _settings())
             metrics = result["metrics"]
             _note(
                 f"Candidate `{result['tag']}` ({result['params']['kind']}): ndcg@10 "
@@ -275,7 +338,7 @@ def _pipeline() -> None:
         def promote(candidate: dict) -> dict:
             from personaflow import stages
 
-            decision = stages.promote(candidate["tag"], _settings(), report=candidate.get("report"))
+            decision = _stage(stages.promote, candidate["tag"], _settings(), report=candidate.get("report"))
             verdict = "**Promoted**" if decision["promoted"] else "**Not promoted**"
             text = f"{verdict} `{decision['tag']}`: {decision['reason']}."
             report = candidate.get("report")

@@ -280,9 +280,13 @@ def run_dag(day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-
     from personaflow.orchestrate import run_once
 
     s = config.load()
-    result = run_once(s, (day.date() if day else _last_batch_day(s)))
+    batch_day = day.date() if day else _last_batch_day(s)
+    result = run_once(s, batch_day)
     _print(result)
     if result["state"] != "success":
+        failed = result.get("failures") or {}
+        reason = "; ".join(f"{task}: {why}" for task, why in failed.items()) or "see the task logs"
+        typer.echo(f"run-dag failed for {batch_day}: {reason} (logs: {s.airflow_home / 'logs'})", err=True)
         raise typer.Exit(1)
 
 

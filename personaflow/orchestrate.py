@@ -134,6 +134,20 @@ def announce_batch(s: Settings, day: date) -> dict[str, object]:
         client.close()
 
 
+def failures_path(s: Settings, run_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return s.reports_dir / "airflow" / f"failures_{safe}.json"
+
+
+def record_failure(s: Settings, dag_id: str, run_id: str, task_id: str, reason: str) -> None:
+    """Keep why a task failed (the DAG's tasks call this), so `run-dag` can say it in one line."""
+    path = failures_path(s, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    found = json.loads(path.read_text()) if path.exists() else {}
+    found[task_id] = reason.splitlines()[0][:500] if reason else "no message"
+    path.write_text(json.dumps(found, indent=2))
+
+
 def run_once(s: Settings, day: date) -> dict[str, object]:
     """One full DAG run for `day` through Airflow's own executor loop (`dag.test()`).
 
@@ -161,7 +175,12 @@ def _dag_test(day: str) -> None:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     run = bag.get_dag(DAG_ID).test(logical_date=parse(day, tz="UTC"))
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    print(json.dumps({"dag_id": DAG_ID, "logical_date": day, "state": str(run.state), "tasks": states}))
+    from personaflow.settings import load
+
+    path = failures_path(load(), run.run_id)
+    failures = json.loads(path.read_text()) if path.exists() else {}
+    result = {"dag_id": DAG_ID, "logical_date": day, "state": str(run.state), "tasks": states}
+    print(json.dumps({**result, "failures": failures}))
 
 
 if __name__ == "__main__":

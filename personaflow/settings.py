@@ -54,6 +54,7 @@ class Settings:
     model: str = "bpr"
     hybrid: bool = True
     rerank: bool = False
+    batch_wait_hours: float = 6.0
 
 
 def load() -> Settings:
@@ -101,6 +102,9 @@ def load() -> Settings:
         # Off by default: it learns from the validation window's buyers, too few on a 7-day window at
         # demo size (measured below the hybrid there); on 30-day windows it is the best model we have.
         rerank=_env("PERSONAFLOW_RERANK", "false").lower() in ("1", "true", "yes"),
+        # How long after a batch day ends the nightly run waits for its file before it reports the
+        # night as missing data (personaflow/arrival.py).
+        batch_wait_hours=float(_env("PERSONAFLOW_BATCH_WAIT_HOURS", "6")),
     )
 
 

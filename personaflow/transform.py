@@ -30,7 +30,12 @@ _FAILED = {"error", "fail", "runtime error"}
 
 
 class TransformError(RuntimeError):
-    """dbt failed: the message names every failed or errored node and what it said."""
+    """dbt failed: the message names every failed or errored node and what it said. `data_failure`:
+    a data test failed on the data (retrying cannot help), as opposed to dbt not being able to run."""
+
+    def __init__(self, message: str, data_failure: bool = False) -> None:
+        super().__init__(message)
+        self.data_failure = data_failure
 
 
 def _dbt_args(
@@ -174,7 +179,10 @@ def run_dbt(
             f"\n  (dbt log: {log_path})"
         ) from outcome.exception
     if not outcome.success:
-        raise TransformError(_failure_message(command, results, log_path))
+        tests_failed = any(
+            str(r.status).lower() == "fail" and r.node.resource_type in ("test", "unit_test") for r in results
+        )
+        raise TransformError(_failure_message(command, results, log_path), data_failure=tests_failed)
 
     built = [r.node for r in results if r.node.resource_type == "model" and str(r.status) == "success"]
     relations = [f"{node.schema}.{node.alias}" for node in built]

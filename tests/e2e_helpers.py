@@ -28,7 +28,8 @@ from personaflow.orchestrate import DAG_ID
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TASKS = {
-    "ingest.load", "ingest.validate_batch", "transform.dbt_build", "transform.validate_marts",
+    "ingest.wait_for_batch", "ingest.load", "ingest.validate_batch", "transform.dbt_build",
+    "transform.validate_marts",
     "profiles.segments", "profiles.churn", "features.materialize", "model.train", "model.promote",
 }  # fmt: skip
 

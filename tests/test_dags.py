@@ -29,7 +29,8 @@ def test_dags_import_without_errors_and_are_well_formed():
 def test_nightly_runs_every_stage_in_order_in_task_groups():
     dag = _dagbag().dags["personaflow_nightly"]
     order = [
-        "ingest.load", "ingest.validate_batch", "transform.dbt_build", "transform.validate_marts",
+        "ingest.wait_for_batch", "ingest.load", "ingest.validate_batch", "transform.dbt_build",
+        "transform.validate_marts",
         "features.materialize", "model.train", "model.promote",
     ]  # fmt: skip
     profiles = {"profiles.segments", "profiles.churn"}
@@ -52,7 +53,7 @@ def test_retries_back_off_except_on_quality_gates_and_failures_email():
 
     dag = _dagbag().dags["personaflow_nightly"]
     for task in dag.tasks:
-        if task.task_id.endswith(("validate_batch", "validate_marts")):
+        if task.task_id.endswith(("validate_batch", "validate_marts", "wait_for_batch")):
             assert task.retries == 0, task.task_id
         else:
             assert task.retries >= 1 and task.retry_exponential_backoff, task.task_id
@@ -145,7 +146,7 @@ def test_without_a_manifest_or_by_default_dbt_is_one_task(tmp_path, monkeypatch)
     for mode in ("models", "single"):
         monkeypatch.setenv("PERSONAFLOW_DBT_TASKS", mode)
         dag = _dagbag().dags["personaflow_nightly"]
-        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 9, mode
+        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 10, mode
 
 
 def test_marts_and_features_are_assets_and_a_corrected_batch_starts_the_refresh():
