@@ -7,6 +7,8 @@ Options mirror the stage functions' arguments; paths and addresses come from set
 from __future__ import annotations
 
 import json
+import os
+import sys
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,8 +18,36 @@ import typer
 from personaflow import settings as config
 from personaflow import stages
 
-app = typer.Typer(
-    help="personaflow: nightly user profiles and recommenders for e-commerce shops.",
+
+class _OneLineErrors(typer.Typer):
+    """Every command fails the same way: one line on stderr naming the command, the cause and where to
+    look (the file:line, the dbt node and its log, the expectation and its report), exit code 1.
+    `--debug` (anywhere on the line) or PERSONAFLOW_DEBUG=1 shows the traceback instead."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        debug = "--debug" in sys.argv or os.environ.get("PERSONAFLOW_DEBUG", "") not in ("", "0")
+        if "--debug" in sys.argv:
+            sys.argv.remove("--debug")
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            if debug:
+                raise
+            command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+            typer.echo(f"personaflow {command} failed: {one_line(exc)} (--debug: traceback)", err=True)
+            sys.exit(1)
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception as one line: its own lines joined, the type named when the text is bare."""
+    text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or "no message"
+    known = ("IngestError", "TransformError", "DataQualityError", "ValueError", "LookupError")
+    return text if type(exc).__name__ in known else f"{type(exc).__name__}: {text}"
+
+
+app = _OneLineErrors(
+    help="personaflow: nightly user profiles and recommenders for e-commerce shops. Add --debug to any "
+    "command for a traceback on failure.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -245,7 +275,12 @@ def models() -> None:
 
     s = config.load()
     config.export_tool_env(s)
-    for m in list_models(s.production_pointer):
+    found = list_models(s.production_pointer)
+    if not found:
+        typer.echo(f"no model saved yet in {s.bentoml_home}: train one with `personaflow train` or "
+                   "`personaflow history PATH`")  # fmt: skip
+        return
+    for m in found:
         mark = "*" if m.get("is_production") else " "
         metrics = m.get("metrics", {})
         typer.echo(

@@ -149,6 +149,9 @@ def promote(tag: str, s: Settings, report: str | None = None) -> dict[str, Any]:
 def _read_mart(warehouse: Path, sql: str, params: list[Any]):
     import duckdb
 
+    if not Path(warehouse).is_file():
+        raise ValueError(f"warehouse {warehouse} does not exist: load data first (personaflow history PATH, "
+                         "or personaflow ingest)")  # fmt: skip
     # read-only and short-lived: DuckDB allows one writer process, and the DAG may be loading
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
