@@ -40,7 +40,7 @@ test: install browser
 lint: install
 	$(BIN)/ruff check .
 
-bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models bench-training bench-profiles
+bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models bench-training bench-profiles bench-history
 
 bench-pipeline: install
 	$(BIN)/python benchmarks/pipeline.py
@@ -76,6 +76,13 @@ bench-profiles: install
 .PHONY: bench-transform
 bench-transform: install
 	$(BIN)/python benchmarks/transform.py $(ARGS)
+
+# The whole Online Retail history built at once (`personaflow history`), per stage time and peak
+# memory; one nightly day on top through Airflow; the last 7 days backfilled through a running
+# Airflow (ARGS="--backfill-days 0" skips that). Writes benchmarks/results/history.json.
+.PHONY: bench-history
+bench-history: install
+	$(BIN)/python benchmarks/history.py $(ARGS)
 
 clean:
 	rm -rf .personaflow

@@ -19,7 +19,7 @@ was or was not promoted.
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import (
@@ -29,10 +29,19 @@ from airflow.sdk import (
     TaskGroup,
     chain,
     dag,
-    get_current_context,
     task,
 )
 
+from personaflow.dag_tasks import (
+    batch_day,
+    note,
+    skip_or_note,
+    stage,
+    validate,
+)
+from personaflow.dag_tasks import (
+    settings as run_settings,
+)
 from personaflow.dbt_graph import manifest_path, model_graph
 from personaflow.orchestrate import dbt_tasks_mode
 from personaflow.settings import REPO_ROOT
@@ -84,133 +93,6 @@ DEFAULT_ARGS = {
 }
 
 
-def _batch_day() -> date:
-    """The day this run processes: `conf["batch_date"]` if given, else the run's logical date.
-
-    A scheduled run's logical date is the start of its data interval, i.e. the batch day; a manual
-    run (UI, REST, `dag.test`) names the day through its logical date or conf.
-    """
-    context = get_current_context()
-    conf = context["dag_run"].conf or {}
-    if conf.get("batch_date"):
-        return date.fromisoformat(conf["batch_date"])
-    # An asset-triggered run (personaflow_refresh) has no logical date: the event names the day.
-    triggering = context.get("triggering_asset_events") or {}
-    announced = [e.extra["batch_date"] for events in triggering.values() for e in events
-                 if (e.extra or {}).get("batch_date")]  # fmt: skip
-    if announced:
-        return date.fromisoformat(announced[-1])
-    stamp = context.get("logical_date") or context.get("data_interval_start")
-    if stamp is None:
-        raise ValueError("no batch day: set conf batch_date, or asset event extra {'batch_date': 'Y-M-D'}")
-    return stamp.date()
-
-
-def _settings():
-    from personaflow.settings import load
-
-    return load()
-
-
-def _note(task_note: str, run_note: str | None = None) -> None:
-    """Leave a note on this task instance (and the run) for the UI; never fails the task."""
-    from personaflow.airflow_api import write_notes
-
-    context = get_current_context()
-    ti = context["ti"]
-    write_notes(ti.dag_id, ti.run_id, ti.task_id, task_note, run_note)
-
-
-def _quality_note(result: dict) -> str:
-    return (
-        f"**Data quality passed** for {result['date']}: {result['rows']:,} rows, "
-        f"{result['expectations']} expectations. Report: `{result['report']}`"
-    )
-
-
-def _stage(fn, *args, **kwargs):
-    """Call a stage; its failure reason is recorded for `personaflow run-dag`, and a failure of the data
-    (a bad file, a failed check, a failing dbt test) fails the task at once: a retry cannot fix data."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from ingest.csvfile import IngestError
-
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:
-        ti = get_current_context()["ti"]
-        _record_failure(ti.dag_id, ti.run_id, ti.task_id, exc)
-        # (a DataQualityError passes as it is: the validate tasks take no retries and note it first)
-        if isinstance(exc, IngestError) or getattr(exc, "data_failure", False):
-            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-        raise
-
-
-def _record_failure(dag_id: str, run_id: str, task_id: str, exc: BaseException) -> None:
-    from personaflow.orchestrate import record_failure
-
-    record_failure(_settings(), dag_id, run_id, task_id, f"{type(exc).__name__}: {exc}")
-
-
-def _validate(stage: str) -> dict:
-    from personaflow import stages
-    from quality.validate import DataQualityError
-
-    run = stages.validate_batch if stage == "batch" else stages.validate_marts
-    day = _batch_day()
-    try:
-        result = _stage(run, day, _settings())
-    except DataQualityError as exc:
-        text = f"**Data quality FAILED** ({stage} {day}): {exc}"
-        _note(text, run_note=text + "\n\nNothing downstream ran; the production model is unchanged.")
-        raise
-    _note(_quality_note(result))
-    return result
-
-
-def _wait_for_batch() -> PokeReturnValue:
-    from datetime import UTC
-
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from personaflow.arrival import batch_arrival, missing_data_email
-    from quality.alert import send_alert
-
-    s, day = _settings(), _batch_day()
-    arrival = batch_arrival(s.landing_dir, day, datetime.now(UTC).replace(tzinfo=None), s.batch_wait_hours)
-    if arrival.status == "arrived":
-        return PokeReturnValue(is_done=True, xcom_value=str(arrival.path))
-    if arrival.status == "waiting":
-        return PokeReturnValue(is_done=False)
-    _note(f"**Skipped**: {arrival.reason}", run_note=f"**No data** for {day}: {arrival.reason}")
-    if arrival.status == "missing":  # a historic landing area has nothing late: no email for it
-        from personaflow.stages import _smtp
-
-        smtp = _smtp(s)
-        send_alert(missing_data_email(arrival, day, smtp.sender, smtp.recipients), smtp, s.reports_dir)
-    raise AirflowSkipException(arrival.reason)
-
-
-def _skip_or_note(stage: str, result: dict) -> dict:
-    """A profile stage that could not run on this data is shown as skipped, with its reason."""
-    if result.get("status") == "skipped":
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        _note(f"**Skipped** {stage}: {result['reason']}")
-        raise AirflowSkipException(f"{stage} skipped: {result['reason']}")
-    report = result["report"]
-    if stage == "segments":
-        labels = ", ".join(f"{s['label']} ({s['size']})" for s in result["segments"])
-        _note(f"{result['k']} segments over {result['users']:,} users: {labels}. Report: `{report}`")
-    else:
-        m = result["metrics"]
-        _note(
-            f"Churn model: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f} (base rate "
-            f"{m['base_rate']:.3f}); {result['users_scored_as_of']:,} users scored. Report: `{report}`"
-        )
-    return result
-
-
 def _dbt_models() -> dict[str, list[str]] | None:
     """The dbt model graph when per-model tasks are asked for and a manifest exists (a JSON read)."""
     if dbt_tasks_mode() != "models":
@@ -223,7 +105,7 @@ def _dbt_models() -> dict[str, list[str]] | None:
 def dbt_build() -> dict:
     from personaflow import stages
 
-    return _stage(stages.transform, _batch_day(), _settings())
+    return stage(stages.transform, batch_day(), run_settings())
 
 
 @task(pool="dbt", pool_slots=1)
@@ -234,10 +116,10 @@ def dbt_model(model: str) -> dict:
     from personaflow.stages import dbt_vars
     from personaflow.transform import run_dbt
 
-    s = _settings()
+    s = run_settings()
     export_tool_env(s)
     return run_dbt(
-        s.warehouse, _batch_day(), s.dbt_project_dir, s.home / "dbt", select=model, dbt_vars=dbt_vars(s)
+        s.warehouse, batch_day(), s.dbt_project_dir, s.home / "dbt", select=model, dbt_vars=dbt_vars(s)
     )
 
 
@@ -259,22 +141,21 @@ def _dbt_group(models: dict[str, list[str]] | None):
 def _pipeline() -> None:
     """The stages as task groups; both DAGs below run the same graph, only their trigger differs."""
     with TaskGroup("ingest", tooltip="Wait for the day's file, load it, check it before anything uses it"):
-
         # Reschedule mode: a waiting sensor holds no worker slot. Its own deadline (settings) decides
         # when the night is missing data; Airflow's timeout is only a backstop.
         @task.sensor(poke_interval=300, timeout=48 * 3600, mode="reschedule", retries=0)
         def wait_for_batch() -> PokeReturnValue:
-            return _wait_for_batch()
+            return wait_for_batch()
 
         @task(task_id="load")
         def ingest() -> dict:
             from personaflow import stages
 
-            return _stage(stages.ingest, _batch_day(), _settings())
+            return stage(stages.ingest, batch_day(), run_settings())
 
         @task(retries=0)
         def validate_batch() -> dict:
-            return _validate("batch")
+            return validate("batch")
 
         arrived, loaded, checked = wait_for_batch(), ingest(), validate_batch()
         chain(arrived, loaded, checked)
@@ -284,7 +165,7 @@ def _pipeline() -> None:
 
         @task(retries=0, outlets=[MARTS])
         def validate_marts() -> dict:
-            return _validate("marts")
+            return validate("marts")
 
         marts_ok = validate_marts()
         last >> marts_ok
@@ -295,15 +176,15 @@ def _pipeline() -> None:
         def segments() -> dict:
             from personaflow import stages
 
-            return _skip_or_note("segments", _stage(stages.segments, _batch_day(), _settings()))
+            return skip_or_note("segments", stage(stages.segments, batch_day(), run_settings()))
 
         @task(task_id="churn")
         def churn() -> dict:
             from personaflow import stages
 
-            s = _settings()
-            result = _stage(stages.churn, _batch_day(), s, horizon_days=s.churn_horizon_days)
-            return _skip_or_note("churn", result)
+            s = run_settings()
+            result = stage(stages.churn, batch_day(), s, horizon_days=s.churn_horizon_days)
+            return skip_or_note("churn", result)
 
         profiled = [segments(), churn()]
 
@@ -314,7 +195,7 @@ def _pipeline() -> None:
         def features() -> dict:
             from personaflow import stages
 
-            return _stage(stages.features, _batch_day(), _settings())
+            return stage(stages.features, batch_day(), run_settings())
 
         materialized = features()
 
@@ -324,9 +205,9 @@ def _pipeline() -> None:
         def train() -> dict:
             from personaflow import stages
 
-            result = _stage(stages.train, _settings())
+            result = stage(stages.train, run_settings())
             metrics = result["metrics"]
-            _note(
+            note(
                 f"Candidate `{result['tag']}` ({result['params']['kind']}): ndcg@10 "
                 f"{metrics['ndcg_at_10']:.4f} (popularity {metrics['baseline_ndcg_at_10']:.4f}, repeat-buy "
                 f"{metrics['repeat_buy_ndcg_at_10']:.4f}), recall@10 {metrics['recall_at_10']:.4f}. "
@@ -338,11 +219,11 @@ def _pipeline() -> None:
         def promote(candidate: dict) -> dict:
             from personaflow import stages
 
-            decision = _stage(stages.promote, candidate["tag"], _settings(), report=candidate.get("report"))
+            decision = stage(stages.promote, candidate["tag"], run_settings(), report=candidate.get("report"))
             verdict = "**Promoted**" if decision["promoted"] else "**Not promoted**"
             text = f"{verdict} `{decision['tag']}`: {decision['reason']}."
             report = candidate.get("report")
-            _note(text, run_note=f"{text}\n\nData quality passed. Training report: `{report}`")
+            note(text, run_note=f"{text}\n\nData quality passed. Training report: `{report}`")
             return decision
 
         trained = train()
