@@ -7,6 +7,7 @@ Options mirror the stage functions' arguments; paths and addresses come from set
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from datetime import date, datetime
@@ -28,6 +29,7 @@ class _OneLineErrors(typer.Typer):
         debug = "--debug" in sys.argv or os.environ.get("PERSONAFLOW_DEBUG", "") not in ("", "0")
         if "--debug" in sys.argv:
             sys.argv.remove("--debug")
+        _console_logging()
         try:
             return super().__call__(*args, **kwargs)
         except Exception as exc:
@@ -36,6 +38,17 @@ class _OneLineErrors(typer.Typer):
             command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
             typer.echo(f"personaflow {command} failed: {one_line(exc)} (--debug: traceback)", err=True)
             sys.exit(1)
+
+
+def _console_logging() -> None:
+    """Our stages' progress lines (epochs, validated days, quarantines) on stderr; tools stay quiet."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+    for name in ("personaflow", "ingest", "quality", "training", "profiles", "serving"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def one_line(exc: BaseException) -> str:
