@@ -86,16 +86,17 @@ def record_failure(dag_id: str, run_id: str, task_id: str, exc: BaseException) -
     record_failure(settings(), dag_id, run_id, task_id, f"{type(exc).__name__}: {exc}")
 
 
-def validate(stage: str) -> dict:
+def validate(suite: str) -> dict:
+    """The batch or the marts suite; a failure notes the task and the run, then fails the task."""
     from personaflow import stages
     from quality.validate import DataQualityError
 
-    run = stages.validate_batch if stage == "batch" else stages.validate_marts
+    run = stages.validate_batch if suite == "batch" else stages.validate_marts
     day = batch_day()
     try:
         result = stage(run, day, settings())
     except DataQualityError as exc:
-        text = f"**Data quality FAILED** ({stage} {day}): {exc}"
+        text = f"**Data quality FAILED** ({suite} {day}): {exc}"
         note(text, run_note=text + "\n\nNothing downstream ran; the production model is unchanged.")
         raise
     note(quality_note(result))
@@ -127,15 +128,15 @@ def wait_for_batch() -> Any:
     raise AirflowSkipException(arrival.reason)
 
 
-def skip_or_note(stage: str, result: dict) -> dict:
+def skip_or_note(name: str, result: dict) -> dict:
     """A profile stage that could not run on this data is shown as skipped, with its reason."""
     if result.get("status") == "skipped":
         from airflow.sdk.exceptions import AirflowSkipException
 
-        note(f"**Skipped** {stage}: {result['reason']}")
-        raise AirflowSkipException(f"{stage} skipped: {result['reason']}")
+        note(f"**Skipped** {name}: {result['reason']}")
+        raise AirflowSkipException(f"{name} skipped: {result['reason']}")
     report = result["report"]
-    if stage == "segments":
+    if name == "segments":
         labels = ", ".join(f"{s['label']} ({s['size']})" for s in result["segments"])
         note(f"{result['k']} segments over {result['users']:,} users: {labels}. Report: `{report}`")
     else:
