@@ -186,7 +186,14 @@ def _pipeline() -> None:
             result = stage(stages.churn, batch_day(), s, horizon_days=s.churn_horizon_days)
             return skip_or_note("churn", result)
 
-        profiled = [segments(), churn()]
+        # none_failed: churn skipped on a short log still refreshes the audiences (without scores)
+        @task(task_id="audiences", trigger_rule="none_failed")
+        def audiences() -> dict:
+            from personaflow.audience_stage import refresh_saved
+
+            return skip_or_note("audiences", stage(refresh_saved, run_settings()))
+
+        segmented, profiled = [segments(), churn()], audiences()
 
     with TaskGroup("features", tooltip="Feast: snapshots, materialize the new interval, training set"):
         # none_failed: a skipped profile stage (churn before the log spans its horizon) must not skip
@@ -230,7 +237,7 @@ def _pipeline() -> None:
         promoted = promote(trained)
 
     checked >> first
-    chain(marts_ok, profiled, materialized, trained, promoted)
+    chain(marts_ok, segmented, profiled, materialized, trained, promoted)
 
 
 @dag(

@@ -18,6 +18,7 @@ import typer
 
 from personaflow import settings as config
 from personaflow import stages
+from personaflow.cli_audience import audience
 
 
 class _OneLineErrors(typer.Typer):
@@ -64,6 +65,8 @@ app = _OneLineErrors(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+app.command()(audience)
 
 DateOpt = Annotated[datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Batch / as-of day.")]
 

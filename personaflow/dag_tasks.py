@@ -135,6 +135,10 @@ def skip_or_note(name: str, result: dict) -> dict:
 
         note(f"**Skipped** {name}: {result['reason']}")
         raise AirflowSkipException(f"{name} skipped: {result['reason']}")
+    if name == "audiences":
+        sizes = ", ".join(f"{a} {n:,}" for a, n in result["audiences"].items())
+        note(f"Audiences refreshed as of {result['as_of']}: {sizes}. Sizes over time: `{result['sizes']}`")
+        return result
     report = result["report"]
     if name == "segments":
         labels = ", ".join(f"{s['label']} ({s['size']})" for s in result["segments"])

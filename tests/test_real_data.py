@@ -233,3 +233,31 @@ def test_header_only_redelivery_of_a_trading_day_keeps_the_day(built):
         assert stages.ingest_history(day, s, since=day) == []  # the refused file is not loaded again
     finally:
         landing.write_bytes(original)
+
+
+def test_audiences_on_the_real_log(built):
+    from personaflow.audience_stage import run_audience
+    from profiles.audiences import AudienceSpec
+
+    s = built["s"]
+    lapsing = run_audience(
+        AudienceSpec(name="lapsing-loyal", rfm_segments=["Loyal Customers"], min_recency_days=14), s
+    )
+    sleepy = ["At Risk", "About To Sleep", "Hibernating"]
+    candles = run_audience(
+        AudienceSpec(name="sleepy-candle-buyers", rfm_segments=sleepy, bought_text=["CANDLE"]), s
+    )
+    latest = "as_of_date = (select max(as_of_date) from marts.user_features)"
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        [(n_lapsing,)] = con.execute(
+            f"select count(*) from marts.user_features where {latest} and rfm_segment = 'Loyal Customers' "
+            "and recency_days >= 14"
+        ).fetchall()
+        [(n_candles,)] = con.execute(
+            f"select count(*) from marts.user_features u where {latest} and rfm_segment in (?, ?, ?) "
+            "and exists (select 1 from marts.interactions i join marts.item_features f using (item_id) "
+            "where i.user_id = u.user_id and i.n_purchases > 0 and f.description ilike '%candle%')",
+            sleepy,
+        ).fetchall()
+    assert lapsing["size"] == n_lapsing > 0 and candles["size"] == n_candles > 0
+    assert {m["rfm_segment"] for m in candles["first"]} <= set(sleepy)

@@ -1,0 +1,109 @@
+"""Audiences: every filter narrows the list as it says, bad definitions name the field, saved audiences
+are refreshed with their size kept night after night."""
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from profiles.audiences import COLUMNS, AudienceError, AudienceSpec, select, summarise
+
+PROFILE = pd.DataFrame(
+    [
+        ("a", "Champions", "big spenders", 0.05, 3, 20, 900.0, "United Kingdom", "home decor"),
+        ("b", "Champions", "big spenders", 0.10, 70, 12, 400.0, "France", "candles and lights"),
+        ("c", "At Risk", "lapsed", 0.80, 120, 4, 300.0, "United Kingdom", "kitchen and dining"),
+        ("d", "Lost", "lapsed", 0.95, 300, 1, 20.0, "Germany", None),
+        ("e", "Lost", "lapsed", None, 200, 1, -5.0, "United Kingdom", None),  # churn not scored
+    ],
+    columns=COLUMNS,
+)
+BOUGHT = pd.DataFrame(
+    [
+        ("a", "84879", "home decor", "ASSORTED COLOUR BIRD ORNAMENT"),
+        ("c", "21136", "candles and lights", "PAINTED METAL PEARS ASSORTED"),
+        ("c", "79321", "candles and lights", "CHILLI LIGHTS"),
+        ("d", "71477", "candles and lights", "COLOURED GLASS CANDLE HOLDER"),
+    ],
+    columns=["user_id", "item_id", "category", "name"],
+)
+
+
+def _ids(spec: AudienceSpec) -> list[str]:
+    return select(PROFILE, BOUGHT, spec)["user_id"].tolist()
+
+
+def test_each_filter_narrows_and_best_customers_come_first():
+    assert _ids(AudienceSpec()) == ["a", "b", "c", "d", "e"]  # by monetary, highest first
+    assert _ids(AudienceSpec(rfm_segments=["Champions"], min_recency_days=60)) == ["b"]
+    assert _ids(AudienceSpec(min_churn_score=0.6, bought_text=["candle"])) == ["d"]  # any case
+    assert _ids(AudienceSpec(min_churn_score=0.6, bought_categories=["candles and lights"])) == ["c", "d"]
+    assert _ids(AudienceSpec(max_churn_score=0.5)) == ["a", "b"]  # unscored users are never "low risk"
+    assert _ids(AudienceSpec(countries=["United Kingdom"], max_monetary=0)) == ["e"]
+    assert _ids(AudienceSpec(bought_items=["84879", "79321"], min_frequency=5)) == ["a"]
+    assert _ids(AudienceSpec(segment_labels=["lapsed"], max_recency_days=250)) == ["c", "e"]
+
+
+def test_summary_counts_size_share_and_segments():
+    members = select(PROFILE, BOUGHT, AudienceSpec(rfm_segments=["Lost", "At Risk"]))
+    summary = summarise(members, len(PROFILE))
+    assert (
+        summary["size"] == 3
+        and summary["share"] == 0.6
+        and summary["rfm_segments"] == {"Lost": 2, "At Risk": 1}
+    )
+    assert summary["monetary_total"] == 315.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"min_recency_days": 90, "max_recency_days": 30}, "min_recency_days=90"),
+        ({"min_churn_score": 1.5}, "min_churn_score=1.5"),
+        ({"name": "Bad Name!"}, "name 'Bad Name!'"),
+    ],
+)
+def test_bad_definitions_name_the_field(kwargs, field):
+    with pytest.raises(AudienceError, match=field):
+        AudienceSpec(**kwargs)
+    with pytest.raises(AudienceError, match="unknown field.*min_recency"):
+        AudienceSpec.from_json({"min_recency": 3})
+
+
+def _marts(warehouse, day: str, profile: pd.DataFrame) -> None:
+    import duckdb
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema if not exists marts")
+        con.register("p", profile.drop(columns=["segment_label", "churn_score"]))
+        con.register("b", BOUGHT)
+        con.execute(
+            f"create or replace table marts.user_features as select *, date '{day}' as as_of_date from p"
+        )
+        con.execute(
+            "create or replace table marts.interactions as select user_id, item_id, 1 as n_purchases from b"
+        )
+        con.execute(
+            "create or replace table marts.item_features as "
+            "select distinct item_id, category, name as description from b"
+        )
+
+
+def test_saved_audiences_are_refreshed_with_their_size_over_time(tmp_path, monkeypatch):
+    from personaflow import settings
+    from personaflow.audience_stage import refresh_saved, save_audience, size_history
+
+    monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
+    s = settings.load()
+    assert refresh_saved(s)["audiences"] == {}  # nothing saved yet: a normal night
+    save_audience(AudienceSpec(name="lapsed-champions", rfm_segments=["Champions"], min_recency_days=60), s)
+    _marts(s.warehouse, "2011-12-08", PROFILE)
+    assert refresh_saved(s)["audiences"] == {"lapsed-champions": 1}
+    refresh_saved(s)  # the same night again replaces its row, it does not add one
+    _marts(s.warehouse, "2011-12-09", PROFILE.assign(recency_days=PROFILE["recency_days"] + 60))
+    assert refresh_saved(s)["as_of"] == "2011-12-09"
+    assert size_history(s, "lapsed-champions") == [
+        {"as_of": str(date(2011, 12, 8)), "size": 1}, {"as_of": str(date(2011, 12, 9)), "size": 2},
+    ]  # fmt: skip
+    members = pd.read_parquet(tmp_path / "audiences" / "members" / "lapsed-champions.parquet")
+    assert sorted(members["user_id"]) == ["a", "b"]
