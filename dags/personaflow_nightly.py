@@ -35,6 +35,7 @@ from airflow.sdk import (
 from personaflow.dag_tasks import (
     batch_day,
     note,
+    note_drift,
     skip_or_note,
     stage,
     validate,
@@ -204,7 +205,14 @@ def _pipeline() -> None:
 
             return stage(stages.features, batch_day(), run_settings())
 
+        @task(task_id="drift")
+        def drift() -> dict:
+            from personaflow.drift_stage import check_drift
+
+            return note_drift(stage(check_drift, batch_day(), run_settings()))
+
         materialized = features()
+        materialized >> drift()  # a side branch: drift warns, it never holds up training
 
     with TaskGroup("model", tooltip="Train a candidate (gpu pool), promote it only through the gate"):
 

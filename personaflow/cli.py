@@ -220,6 +220,14 @@ def features(day: DateOpt) -> None:
 
 
 @app.command()
+def drift(day: DateOpt) -> None:
+    """PSI/KS of the day's feature and churn-score snapshots against the night before; warns by email."""
+    from personaflow.drift_stage import check_drift
+
+    _print(check_drift(day.date(), config.load()))
+
+
+@app.command()
 def train(
     epochs: int = 20,
     dim: int = 64,

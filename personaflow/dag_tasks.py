@@ -150,3 +150,17 @@ def skip_or_note(name: str, result: dict) -> dict:
             f"{m['base_rate']:.3f}); {result['users_scored_as_of']:,} users scored. Report: `{report}`"
         )
     return result
+
+
+def note_drift(result: dict) -> dict:
+    """Say in the UI whether tonight's features shifted against the night before."""
+    if result.get("status") == "skipped":
+        note(f"Drift not checked: {result['reason']}")
+    elif result["warnings"]:
+        text = f"**Drift WARNING** ({result['as_of']} vs {result['compared_with']}): " + ", ".join(
+            result["warnings"]
+        )
+        note(f"{text}. Report: `{result['report']}`", run_note=text)
+    else:
+        note(f"No drift ({result['as_of']} vs {result['compared_with']}, PSI < 0.25 everywhere).")
+    return result

@@ -30,7 +30,8 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TASKS = {
     "ingest.wait_for_batch", "ingest.load", "ingest.validate_batch", "transform.dbt_build",
     "transform.validate_marts",
-    "profiles.segments", "profiles.churn", "profiles.audiences", "features.materialize", "model.train",
+    "profiles.segments", "profiles.churn", "profiles.audiences", "features.materialize", "features.drift",
+    "model.train",
     "model.promote",
 }  # fmt: skip
 

@@ -34,7 +34,8 @@ def test_nightly_runs_every_stage_in_order_in_task_groups():
         "features.materialize", "model.train", "model.promote",
     ]  # fmt: skip
     profiles = {"profiles.segments", "profiles.churn"}
-    assert set(order) | profiles | {"profiles.audiences"} == set(dag.task_ids)
+    assert set(order) | profiles | {"profiles.audiences", "features.drift"} == set(dag.task_ids)
+    assert dag.get_task("features.drift").upstream_task_ids == {"features.materialize"}
     for upstream, downstream in zip(order, order[1:], strict=False):
         if upstream == "transform.validate_marts":  # the profile stages sit in between
             assert dag.get_task(upstream).downstream_task_ids == profiles
@@ -147,7 +148,7 @@ def test_without_a_manifest_or_by_default_dbt_is_one_task(tmp_path, monkeypatch)
     for mode in ("models", "single"):
         monkeypatch.setenv("PERSONAFLOW_DBT_TASKS", mode)
         dag = _dagbag().dags["personaflow_nightly"]
-        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 11, mode
+        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 12, mode
 
 
 def test_marts_and_features_are_assets_and_a_corrected_batch_starts_the_refresh():
