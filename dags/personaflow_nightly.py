@@ -244,8 +244,20 @@ def _pipeline() -> None:
         trained = train()
         promoted = promote(trained)
 
+    with TaskGroup("report", tooltip="The night's HTML report, also when the night stopped early"):
+        # all_done: the page is rendered on a night that stopped early too (it says what did not run)
+        @task(task_id="render", trigger_rule="all_done")
+        def report() -> dict:
+            from report.nightly import build_report
+
+            result = stage(build_report, batch_day(), run_settings())
+            note(f"Tonight's report: `{result['report']}`", run_note=f"Report: `{result['report']}`")
+            return result
+
+        rendered = report()
+
     checked >> first
-    chain(marts_ok, segmented, profiled, materialized, trained, promoted)
+    chain(marts_ok, segmented, profiled, materialized, trained, promoted, rendered)
 
 
 @dag(

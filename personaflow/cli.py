@@ -6,6 +6,7 @@ Options mirror the stage functions' arguments; paths and addresses come from set
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -171,10 +172,12 @@ def history(
     from personaflow.history import build_history
 
     s = config.load()
-    result = build_history(
-        path, fmt, s, mapping=mapping, overwrite=overwrite, train=train,
-        progress=lambda line: typer.echo(f"[history] {line}", err=True),
-    )  # fmt: skip
+    # the tools' own prints (Feast, BentoML) are progress too: stdout carries only the summary
+    with contextlib.redirect_stdout(sys.stderr):
+        result = build_history(
+            path, fmt, s, mapping=mapping, overwrite=overwrite, train=train,
+            progress=lambda line: typer.echo(f"[history] {line}", err=True),
+        )  # fmt: skip
     full = s.reports_dir / f"history_{result['as_of']}.json"
     full.parent.mkdir(parents=True, exist_ok=True)
     full.write_text(json.dumps(result, indent=2, default=str))
@@ -225,6 +228,14 @@ def drift(day: DateOpt) -> None:
     from personaflow.drift_stage import check_drift
 
     _print(check_drift(day.date(), config.load()))
+
+
+@app.command()
+def report(day: DateOpt) -> None:
+    """Render the night's HTML report (data quality, RFM, segments, churn, models, drift, audiences)."""
+    from report.nightly import build_report
+
+    _print(build_report(day.date(), config.load()))
 
 
 @app.command()

@@ -223,7 +223,10 @@ def _source_format(events, earlier: str | None) -> str:
 
 
 def _reload_hint(day: date) -> str:
-    return f"After fixing the landing file, load it again with: personaflow ingest --date {day}"
+    return (
+        f"After fixing the landing file, load it again with: personaflow ingest --date {day}\n"
+        f"Tonight's report (rendered when the run ends): reports/nightly/report_{day}.html"
+    )
 
 
 @contextmanager

@@ -32,7 +32,7 @@ TASKS = {
     "transform.validate_marts",
     "profiles.segments", "profiles.churn", "profiles.audiences", "features.materialize", "features.drift",
     "model.train",
-    "model.promote",
+    "model.promote", "report.render",
 }  # fmt: skip
 
 

@@ -34,7 +34,10 @@ def test_nightly_runs_every_stage_in_order_in_task_groups():
         "features.materialize", "model.train", "model.promote",
     ]  # fmt: skip
     profiles = {"profiles.segments", "profiles.churn"}
-    assert set(order) | profiles | {"profiles.audiences", "features.drift"} == set(dag.task_ids)
+    others = {"profiles.audiences", "features.drift", "report.render"}
+    assert set(order) | profiles | others == set(dag.task_ids)
+    # the report is rendered on a night that stopped early too
+    assert dag.get_task("report.render").trigger_rule == "all_done"
     assert dag.get_task("features.drift").upstream_task_ids == {"features.materialize"}
     for upstream, downstream in zip(order, order[1:], strict=False):
         if upstream == "transform.validate_marts":  # the profile stages sit in between
@@ -44,7 +47,7 @@ def test_nightly_runs_every_stage_in_order_in_task_groups():
             assert dag.get_task("profiles.audiences").downstream_task_ids == {downstream}
         else:
             assert downstream in dag.get_task(upstream).downstream_task_ids
-    assert set(dag.task_group.children) == {"ingest", "transform", "profiles", "features", "model"}
+    assert set(dag.task_group.children) == {"ingest", "transform", "profiles", "features", "model", "report"}
     # a skipped profile stage (churn on a log shorter than its horizon) does not skip Feast and training
     assert dag.get_task("features.materialize").trigger_rule == "none_failed"
     assert dag.timetable.expression == "0 0 * * *" and dag.max_active_runs == 1
@@ -148,7 +151,7 @@ def test_without_a_manifest_or_by_default_dbt_is_one_task(tmp_path, monkeypatch)
     for mode in ("models", "single"):
         monkeypatch.setenv("PERSONAFLOW_DBT_TASKS", mode)
         dag = _dagbag().dags["personaflow_nightly"]
-        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 12, mode
+        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 13, mode
 
 
 def test_marts_and_features_are_assets_and_a_corrected_batch_starts_the_refresh():

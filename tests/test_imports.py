@@ -14,7 +14,9 @@ import pytest
 
 from personaflow.settings import REPO_ROOT
 
-PACKAGES = ("personaflow", "ingest", "quality", "training", "profiles", "serving", "feature_repo", "dags")
+PACKAGES = (
+    "personaflow", "ingest", "quality", "training", "profiles", "report", "serving", "feature_repo", "dags",
+)  # fmt: skip
 
 
 def module_files(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:

@@ -1,0 +1,1 @@
+"""The nightly HTML report: one self-contained page per run that a person opens (report/nightly.py)."""
