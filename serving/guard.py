@@ -7,11 +7,26 @@
   not "the server is full").
 - BentoML answers 400 for a pydantic validation error; it becomes 422 with `error` naming each field.
 - BentoML APIs are POST only: GET /metadata is passed on as POST /metadata with an empty body.
+
+Security (README "Security"):
+- State-changing paths (POST /events) need `Authorization: Bearer <token>` (serving/auth.py), and so do
+  the read paths when `protect_reads` is set: 401 with WWW-Authenticate otherwise.
+- Bodies are JSON only: any other Content-Type, or a body without one, answers 415. A request whose
+  Origin is not the server's own (a browser on another site: a cross-origin form post) answers 403;
+  no Access-Control-Allow-Origin is ever sent (CORS closed).
+- Slow clients: the whole body must arrive within `body_timeout` seconds (408, connection closed);
+  a request only counts against `max_in_flight` once its body is in, so clients that never finish
+  sending cannot take the slots of real requests. One client address holds at most `max_per_client`
+  requests at once (429): 270 slow connections from one address cannot crowd out the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from urllib.parse import urlsplit
+
+from serving.auth import bearer_ok
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -39,17 +54,111 @@ def relabel_validation_error(body: bytes) -> tuple[int, bytes]:
     return 422, json.dumps(payload).encode()
 
 
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _same_origin(origin: bytes, host: bytes | None) -> bool:
+    """Origin `scheme://host[:port]` names the host the request was sent to (the docs page at `/`)."""
+    try:
+        netloc = urlsplit(origin.decode("latin-1")).netloc.lower()
+    except ValueError:
+        return False
+    return bool(netloc) and host is not None and netloc == host.decode("latin-1").lower()
+
+
+def is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json"
+
+
+CLOSE = [(b"connection", b"close")]
+BEARER_CHALLENGE = b'Bearer realm="personaflow"'
+
+
 class Guard:
-    def __init__(self, app, paths: tuple[str, ...], max_body: int = 65_536, max_in_flight: int = 256) -> None:
+    def __init__(
+        self,
+        app,
+        paths: tuple[str, ...],
+        max_body: int = 65_536,
+        max_in_flight: int = 256,
+        write_paths: tuple[str, ...] = ("/events",),
+        tokens: list[bytes] | None = None,
+        protect_reads: bool | None = None,
+        body_timeout: float | None = None,
+        max_per_client: int | None = None,
+    ) -> None:
+        from personaflow import settings as config
+        from serving.auth import load_tokens
+
+        s = config.load()  # in the server process, when the app is built (not at import)
         self.app = app
         self.paths = frozenset(paths)
+        self.write_paths = frozenset(write_paths)
         self.max_body = max_body
         self.max_in_flight = max_in_flight
+        self.tokens = load_tokens(s) if tokens is None else tokens
+        self.protect_reads = s.api_protect_reads if protect_reads is None else protect_reads
+        self.body_timeout = s.serve_body_timeout if body_timeout is None else body_timeout
+        self.max_per_client = s.serve_max_per_client if max_per_client is None else max_per_client
         self.in_flight = 0
+        self.per_client: dict[str, int] = {}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("?", 0))[0]
+        held = self.per_client.get(client, 0)
+        if held >= self.max_per_client:
+            await _answer(
+                send,
+                429,
+                {"error": f"too many requests at once from {client} (at most {self.max_per_client})"},
+                [(b"retry-after", b"1"), *CLOSE],
+            )
+            return
+        self.per_client[client] = held + 1
+        try:
+            await self._checked(scope, receive, send)
+        finally:
+            left = self.per_client[client] - 1
+            if left:
+                self.per_client[client] = left
+            else:
+                del self.per_client[client]
+
+    async def _checked(self, scope, receive, send) -> None:
+        """Origin, token and content type from the headers, then the body within the time limit."""
+        origin = _header(scope, b"origin")
+        if origin is not None and not _same_origin(origin, _header(scope, b"host")):
+            await _answer(send, 403, {"error": "origin: cross-origin requests are not accepted"}, CLOSE)
+            return
+        if scope["path"] in self.write_paths or self.protect_reads:
+            authorization = _header(scope, b"authorization")
+            if not bearer_ok(authorization, self.tokens):
+                challenge = BEARER_CHALLENGE + (b', error="invalid_token"' if authorization else b"")
+                reason = "invalid token" if authorization else "missing"
+                await _answer(
+                    send,
+                    401,
+                    {"error": f"authorization: {reason}; send 'Authorization: Bearer <token>'"},
+                    [(b"www-authenticate", challenge), *CLOSE],
+                )
+                return
+        content_type = _header(scope, b"content-type")
+        if scope["method"] == "POST" and content_type is not None and not is_json(content_type):
+            await _answer(send, 415, {"error": "content-type: must be application/json"}, CLOSE)
+            return
+        body = await self._read_body(receive, send)
+        if body is None:
+            return
+        if body and content_type is None:
+            await _answer(send, 415, {"error": "content-type: must be application/json"}, CLOSE)
             return
         if self.in_flight >= self.max_in_flight:
             await _answer(
@@ -61,31 +170,43 @@ class Guard:
             return
         self.in_flight += 1
         try:
-            await self._guarded(scope, receive, send)
+            await self._guarded(scope, body, receive, send)
         finally:
             self.in_flight -= 1
 
-    async def _guarded(self, scope, receive, send) -> None:
-        if scope["method"] == "GET" and scope["path"] == "/metadata":
-            scope = {**scope, "method": "POST"}
+    async def _read_body(self, receive, send) -> bytes | None:
+        """The whole body, or None after answering (413 too big, 408 too slow) or a disconnect."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
         body = bytearray()
         more = True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                await _answer(
+                    send, 408, {"error": f"body: not received within {self.body_timeout:g} s"}, CLOSE
+                )
+                return None
             if message["type"] == "http.disconnect":
-                return
+                return None
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body:
-                await _answer(send, 413, {"error": f"body: larger than {self.max_body} bytes"})
-                return
+                await _answer(send, 413, {"error": f"body: larger than {self.max_body} bytes"}, CLOSE)
+                return None
+        return bytes(body)
+
+    async def _guarded(self, scope, body: bytes, receive, send) -> None:
+        if scope["method"] == "GET" and scope["path"] == "/metadata":
+            scope = {**scope, "method": "POST"}
         replayed = False
 
         async def replay() -> dict:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         held: dict | None = None

@@ -7,7 +7,8 @@ without a restart and a request in flight finishes on the model it started with.
 events go through one Feast FeatureStore per process (serving/online.py); accepted events are first
 appended and fsynced to the landing area (ingest/live.py), which the nightly run loads.
 
-Bad input answers 4xx naming the field, overload answers 503: see serving/guard.py.
+Bad input answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies
+are JSON only, slow clients time out: see serving/guard.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.responses import JSONResponse
 
 from ingest.live import LiveLog
 from personaflow import settings
+from quality import contract
 from serving.guard import Guard
 from serving.online import (
     OnlineFeatures,
@@ -56,6 +58,9 @@ log = logging.getLogger(__name__)
 
 RELOAD_CHECK_SECONDS = 0.5
 API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/metadata")
+# Calls that change state: a bearer token always (serving/auth.py); the others only with
+# PERSONAFLOW_API_PROTECT_READS.
+WRITE_PATHS = ("/events",)
 # Files the nightly features stage rewrites; a change rebuilds the Ranker like a model swap does.
 WATCHED_FEATURE_FILES = ("item_features.parquet", "co_purchase.parquet", "segment_popularity.parquet")
 # Requests past this many in flight get 503 at once (settings: PERSONAFLOW_SERVE_MAX_IN_FLIGHT).
@@ -256,6 +261,12 @@ class Recommender:
             if known is None:
                 return _invalid("price", f"required: item {item_id!r} is not in the catalogue")
             price = float(known)
+            if not contract.MIN_PRICE <= price <= contract.MAX_PRICE:  # the batch would refuse the row
+                return _invalid(
+                    "price",
+                    f"required: the catalogue price {price:g} of item {item_id!r} is outside "
+                    f"{contract.MIN_PRICE}..{contract.MAX_PRICE:.0f}",
+                )
         record = {
             "event_id": f"live-{uuid.uuid4().hex}",
             "user_id": user_id,
@@ -287,4 +298,6 @@ class Recommender:
         return Metadata(**self.meta, features_as_of=as_of.isoformat() if as_of else None)
 
 
-Recommender.add_asgi_middleware(Guard, paths=API_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT)
+Recommender.add_asgi_middleware(
+    Guard, paths=API_PATHS, write_paths=WRITE_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT
+)
