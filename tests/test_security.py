@@ -9,8 +9,13 @@ generated into its token file at first start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,15 +23,18 @@ from datetime import time as dtime
 
 import duckdb
 import httpx
+import psutil
 import pytest
 
 from ingest.live import live_path, read_live
 from ingest.load import load_batch
+from personaflow.settings import REPO_ROOT
 from quality import contract
 from quality.checks import check_raw_batch
 from quality.suites import Thresholds
+from serving import process
 from serving.guard import Guard
-from tests._serving_setup import running_server
+from tests._serving_setup import free_port, running_server
 from tests._warehouse import make_events, write_landing
 
 
@@ -291,3 +299,54 @@ def test_slow_clients_cannot_starve_real_requests(server):
         for sock in slow + crowd + half_headers:
             sock.close()
     assert httpx.post(server["base"] + "/recommend", json={"user_id": server["users"][0]}).status_code == 200
+
+
+# -- process hygiene: `personaflow serve` ----------------------------------------------------------------
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "personaflow.cli", *args]
+
+
+def _cli_env(extra: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), **extra}
+
+
+def test_serve_on_a_port_in_use_exits_non_zero_with_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            _cli("serve"),
+            env=_cli_env({"PERSONAFLOW_SERVE_PORT": str(port)}),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port} is already in use" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM])
+def test_serve_stopped_by_a_signal_stops_its_whole_process_group(server, sig):
+    port = free_port()
+    env = _cli_env({**server["env"], "PERSONAFLOW_SERVE_PORT": str(port)})
+    cli = subprocess.Popen(_cli("serve"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children: list[psutil.Process] = []
+    try:
+        process.wait_ready(f"http://127.0.0.1:{port}", timeout=120, proc=cli)
+        children = psutil.Process(cli.pid).children(recursive=True)
+        assert children, "serve started no server"
+        cli.send_signal(sig)
+        assert cli.wait(timeout=60) == 0
+        gone, alive = psutil.wait_procs(children, timeout=20)
+        assert not alive, [p.cmdline() for p in alive]
+        assert not process.port_in_use("127.0.0.1", port)
+    finally:
+        for proc in [psutil.Process(cli.pid)] if cli.poll() is None else []:
+            proc.kill()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
