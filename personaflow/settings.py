@@ -49,6 +49,7 @@ class Settings:
     api_token_file: Path = REPO_ROOT / ".personaflow" / "secrets" / "api_token"
     api_protect_reads: bool = False
     serve_body_timeout: float = 5.0
+    serve_header_timeout: float = 10.0
     serve_max_per_client: int = 64
     airflow_host: str = "127.0.0.1"
     airflow_port: int = 8080
@@ -96,6 +97,8 @@ def load() -> Settings:
         api_protect_reads=_env("PERSONAFLOW_API_PROTECT_READS", "false").lower() in ("1", "true", "yes"),
         # A request body not complete within this many seconds answers 408 (slow clients, slowloris).
         serve_body_timeout=float(_env("PERSONAFLOW_SERVE_BODY_TIMEOUT", "5")),
+        # A connection whose request headers are not in within this many seconds is closed.
+        serve_header_timeout=float(_env("PERSONAFLOW_SERVE_HEADER_TIMEOUT", "10")),
         # Requests at once from one client address; past it 429 (one client cannot take every slot).
         serve_max_per_client=int(_env("PERSONAFLOW_SERVE_MAX_PER_CLIENT", "64")),
         airflow_host=_env("PERSONAFLOW_AIRFLOW_HOST", "127.0.0.1"),

@@ -18,6 +18,8 @@ Security (README "Security"):
   a request only counts against `max_in_flight` once its body is in, so clients that never finish
   sending cannot take the slots of real requests. One client address holds at most `max_per_client`
   requests at once (429): 270 slow connections from one address cannot crowd out the others.
+  Headers must be complete within `serve_header_timeout` seconds or the connection is closed
+  (`install_header_timeout`, a hook in uvicorn: no middleware sees a request before its headers).
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ class Guard:
                 )
                 return
         content_type = _header(scope, b"content-type")
-        if scope["method"] == "POST" and content_type is not None and not is_json(content_type):
+        if content_type is not None and not is_json(content_type):
             await _answer(send, 415, {"error": "content-type: must be application/json"}, CLOSE)
             return
         body = await self._read_body(receive, send)
@@ -199,7 +201,10 @@ class Guard:
 
     async def _guarded(self, scope, body: bytes, receive, send) -> None:
         if scope["method"] == "GET" and scope["path"] == "/metadata":
-            scope = {**scope, "method": "POST"}
+            # takes no input: whatever body a GET came with is dropped, not parsed
+            dropped = (b"content-type", b"content-length")
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped]
+            scope, body = {**scope, "method": "POST", "headers": headers}, b""
         replayed = False
 
         async def replay() -> dict:
@@ -230,3 +235,62 @@ class Guard:
             await send({"type": "http.response.body", "body": out})
 
         await self.app(scope, replay, relabel)
+
+
+def install_header_timeout(seconds: float) -> bool:
+    """Close a connection whose request headers are not complete within `seconds` of its first byte
+    (or of the connection, for one that sends nothing). uvicorn has no such timeout, and no ASGI
+    middleware can see a request before its headers are in, so this hooks uvicorn's httptools protocol
+    (the one BentoML's uvicorn uses here); idle keep-alive connections stay uvicorn's business
+    (`timeout_keep_alive`). Idempotent; False when the httptools protocol is not available."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
+    except ImportError:  # pragma: no cover - httptools is in the lock
+        return False
+    if getattr(Protocol, "_personaflow_header_timeout", None) is not None:
+        Protocol._personaflow_header_timeout = seconds
+        return True
+    Protocol._personaflow_header_timeout = seconds
+    made, begin, complete, lost = (
+        Protocol.connection_made,
+        Protocol.on_message_begin,
+        Protocol.on_headers_complete,
+        Protocol.connection_lost,
+    )
+
+    def disarm(self) -> None:
+        timer = self.__dict__.pop("_personaflow_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+
+    def expire(self) -> None:
+        self.__dict__.pop("_personaflow_header_timer", None)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def arm(self) -> None:
+        disarm(self)
+        timeout = Protocol._personaflow_header_timeout
+        self._personaflow_header_timer = self.loop.call_later(timeout, expire, self)
+
+    def connection_made(self, transport) -> None:
+        made(self, transport)
+        arm(self)
+
+    def on_message_begin(self) -> None:
+        begin(self)
+        arm(self)
+
+    def on_headers_complete(self) -> None:
+        disarm(self)
+        complete(self)
+
+    def connection_lost(self, exc) -> None:
+        disarm(self)
+        lost(self, exc)
+
+    Protocol.connection_made = connection_made
+    Protocol.on_message_begin = on_message_begin
+    Protocol.on_headers_complete = on_headers_complete
+    Protocol.connection_lost = connection_lost
+    return True

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from ingest.live import LiveLog
 from personaflow import settings
 from quality import contract
-from serving.guard import Guard
+from serving.guard import Guard, install_header_timeout
 from serving.online import (
     OnlineFeatures,
     churn_risk,
@@ -66,6 +66,8 @@ WATCHED_FEATURE_FILES = ("item_features.parquet", "co_purchase.parquet", "segmen
 # Requests past this many in flight get 503 at once (settings: PERSONAFLOW_SERVE_MAX_IN_FLIGHT).
 MAX_IN_FLIGHT = settings.load().serve_max_in_flight
 MAX_BODY_BYTES = 16_384
+# A connection whose request headers take longer than this is closed (slowloris; serving/guard.py).
+install_header_timeout(settings.load().serve_header_timeout)
 __all__ = ["MAX_K", "Recommender"]
 
 
