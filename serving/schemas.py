@@ -170,6 +170,11 @@ class EventAccepted(BaseModel):
     batch_date: str = Field(description="the nightly batch that will load it (its UTC day)")
     landing_file: str = Field(description="the live landing file it was appended to (fsynced)")
     live_events: int = Field(description="the user's live events since the nightly run, this one included")
+    duplicate: bool = Field(
+        False,
+        description="true: an event equal on every field (ts to the second, session, price...) was "
+        "accepted earlier today; this one was not stored again and event_id is the earlier event's",
+    )
 
 
 class Metadata(BaseModel):

@@ -280,7 +280,16 @@ class Recommender:
             "price": price,
             "received_at": now.isoformat(),
         }
-        path = self.live.append(ts.date(), record)  # durable before anything else happens
+        # durable before anything else happens; an exact duplicate of today's event is not written twice
+        path, earlier = self.live.append_once(ts.date(), record)
+        if earlier is not None:
+            return EventAccepted(
+                event_id=earlier,
+                batch_date=ts.date().isoformat(),
+                landing_file=str(path),
+                live_events=self.online.user(user_id)["live"]["n_events"],
+                duplicate=True,
+            )
         try:
             n_live = self.online.record(user_id, ts.date(), record)
         except Exception:  # the event is safe on disk; the nightly run will include it

@@ -365,3 +365,30 @@ def test_serve_stopped_by_a_signal_stops_its_whole_process_group(server, sig):
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
+
+
+def test_a_retried_event_is_not_stored_twice(server):
+    """Exact duplicates over 5% of a batch stop the night: a client's retries must not add up to that."""
+    now = datetime.now(UTC).replace(microsecond=0, tzinfo=None).isoformat()
+    body = event(server, event_type="purchase", price=3.5, quantity=2, event_ts=now)
+    first = httpx.post(server["base"] + "/events", json=body, headers=server["auth"], timeout=10).json()
+    before = len(landed(server))
+    for _ in range(5):
+        again = httpx.post(server["base"] + "/events", json=body, headers=server["auth"], timeout=10)
+        assert again.status_code == 200 and again.json()["event_id"] == first["event_id"]
+        assert again.json()["duplicate"] is True and first["duplicate"] is False
+    assert len(landed(server)) == before
+    other = httpx.post(server["base"] + "/events", json={**body, "quantity": 3}, headers=server["auth"])
+    assert other.json()["duplicate"] is False and len(landed(server)) == before + 1
+
+
+def test_duplicates_are_known_across_a_restart(tmp_path):
+    from ingest.live import LiveLog
+
+    day = datetime.now(UTC).date()
+    record = {"event_id": "live-1", "user_id": "u", "item_id": "i", "event_type": "view",
+              "event_ts": f"{day} 10:00:00", "session_id": "s", "quantity": 1, "price": 2.0}  # fmt: skip
+    assert LiveLog(tmp_path).append_once(day, record)[1] is None
+    restarted = LiveLog(tmp_path)  # a new server process reads today's file first
+    assert restarted.append_once(day, {**record, "event_id": "live-2"})[1] == "live-1"
+    assert [r["event_id"] for r in read_live(live_path(tmp_path, day))] == ["live-1"]
