@@ -392,3 +392,21 @@ def test_duplicates_are_known_across_a_restart(tmp_path):
     restarted = LiveLog(tmp_path)  # a new server process reads today's file first
     assert restarted.append_once(day, {**record, "event_id": "live-2"})[1] == "live-1"
     assert [r["event_id"] for r in read_live(live_path(tmp_path, day))] == ["live-1"]
+
+
+def test_the_api_server_listens_on_loopback_only(server):
+    port = int(server["base"].rsplit(":", 1)[1])
+
+    def listening(root: psutil.Process) -> list[tuple[str, int]]:
+        return [
+            (c.laddr.ip, c.laddr.port)
+            for p in [root, *root.children(recursive=True)]
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+
+    # the `bentoml serve` (circusd) that tests/_serving_setup.py started, and everything below it
+    (sockets,) = [
+        found for p in psutil.Process().children() if ("127.0.0.1", port) in (found := listening(p))
+    ]
+    assert all(ip == "127.0.0.1" for ip, _ in sockets), sockets
