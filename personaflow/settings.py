@@ -51,6 +51,7 @@ class Settings:
     serve_body_timeout: float = 5.0
     serve_header_timeout: float = 10.0
     serve_max_per_client: int = 64
+    api_allowed_hosts: tuple[str, ...] = ()
     airflow_host: str = "127.0.0.1"
     airflow_port: int = 8080
     airflow_user: str = "admin"
@@ -101,6 +102,11 @@ def load() -> Settings:
         serve_header_timeout=float(_env("PERSONAFLOW_SERVE_HEADER_TIMEOUT", "10")),
         # Requests at once from one client address; past it 429 (one client cannot take every slot).
         serve_max_per_client=int(_env("PERSONAFLOW_SERVE_MAX_PER_CLIENT", "64")),
+        # Host names the API answers to (DNS rebinding); empty: loopback names when serving on loopback,
+        # any name when PERSONAFLOW_SERVE_HOST is not a loopback address. `*`: any.
+        api_allowed_hosts=tuple(
+            h.strip().lower() for h in _env("PERSONAFLOW_API_ALLOWED_HOSTS", "").split(",") if h.strip()
+        ),
         airflow_host=_env("PERSONAFLOW_AIRFLOW_HOST", "127.0.0.1"),
         airflow_port=int(_env("PERSONAFLOW_AIRFLOW_PORT", "8080")),
         airflow_user=_env("PERSONAFLOW_AIRFLOW_USER", "admin"),

@@ -11,6 +11,8 @@
 Security (README "Security"):
 - State-changing paths (POST /events) need `Authorization: Bearer <token>` (serving/auth.py), and so do
   the read paths when `protect_reads` is set: 401 with WWW-Authenticate otherwise.
+- A Host header that is not one of ours answers 403: a page on another site that resolves its own
+  name to 127.0.0.1 (DNS rebinding) cannot read the API through the visitor's browser.
 - Bodies are JSON only: any other Content-Type, or a body without one, answers 415. A request whose
   Origin is not the server's own (a browser on another site: a cross-origin form post) answers 403;
   no Access-Control-Allow-Origin is ever sent (CORS closed).
@@ -72,6 +74,26 @@ def _same_origin(origin: bytes, host: bytes | None) -> bool:
     return bool(netloc) and host is not None and netloc == host.decode("latin-1").lower()
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def allowed_hosts(configured: tuple[str, ...], serve_host: str) -> frozenset[str] | None:
+    """Host names to answer (None: any). Default: loopback names when serving on loopback."""
+    if configured:
+        return None if "*" in configured else frozenset(configured)
+    if serve_host in LOOPBACK_NAMES or serve_host.startswith("127."):
+        return frozenset({*LOOPBACK_NAMES, serve_host})
+    return None
+
+
+def _host_name(host: bytes | None) -> str:
+    """`example.com:3000` -> `example.com`, `[::1]:3000` -> `[::1]`."""
+    name = (host or b"").decode("latin-1").strip().lower()
+    if name.startswith("["):
+        return name[: name.find("]") + 1]
+    return name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+
+
 def is_json(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json"
@@ -93,6 +115,7 @@ class Guard:
         protect_reads: bool | None = None,
         body_timeout: float | None = None,
         max_per_client: int | None = None,
+        hosts: frozenset[str] | None | str = "settings",
     ) -> None:
         from personaflow import settings as config
         from serving.auth import load_tokens
@@ -107,6 +130,7 @@ class Guard:
         self.protect_reads = s.api_protect_reads if protect_reads is None else protect_reads
         self.body_timeout = s.serve_body_timeout if body_timeout is None else body_timeout
         self.max_per_client = s.serve_max_per_client if max_per_client is None else max_per_client
+        self.hosts = allowed_hosts(s.api_allowed_hosts, s.serve_host) if hosts == "settings" else hosts
         self.in_flight = 0
         self.per_client: dict[str, int] = {}
 
@@ -135,9 +159,13 @@ class Guard:
                 del self.per_client[client]
 
     async def _checked(self, scope, receive, send) -> None:
-        """Origin, token and content type from the headers, then the body within the time limit."""
+        """Host, origin, token and content type from the headers, then the body within the time limit."""
+        host = _header(scope, b"host")
+        if self.hosts is not None and _host_name(host) not in self.hosts:
+            await _answer(send, 403, {"error": "host: not a name this server answers to"}, CLOSE)
+            return
         origin = _header(scope, b"origin")
-        if origin is not None and not _same_origin(origin, _header(scope, b"host")):
+        if origin is not None and not _same_origin(origin, host):
             await _answer(send, 403, {"error": "origin: cross-origin requests are not accepted"}, CLOSE)
             return
         if scope["path"] in self.write_paths or self.protect_reads:

@@ -218,6 +218,32 @@ def test_cross_origin_browser_requests_are_refused_and_no_cors_header_is_sent(se
     assert same.status_code == 200
 
 
+def test_dns_rebinding_another_name_for_127_0_0_1_is_refused(server):
+    """A site whose name resolves to 127.0.0.1 makes the browser send its own Host and Origin."""
+    port = server["base"].rsplit(":", 1)[1]
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    resp = httpx.post(server["base"] + "/profile", json={"user_id": server["users"][0]}, headers=rebound)
+    assert resp.status_code == 403 and resp.json()["error"].startswith("host:")
+    for name in ("localhost", "127.0.0.1"):
+        ok = httpx.post(server["base"] + "/profile", json={"user_id": server["users"][0]},
+                        headers={"Host": f"{name}:{port}"})  # fmt: skip
+        assert ok.status_code == 200, name
+
+
+def test_allowed_host_names():
+    from serving.guard import _host_name, allowed_hosts
+
+    assert allowed_hosts((), "127.0.0.1") >= {"127.0.0.1", "localhost", "[::1]"}
+    assert allowed_hosts((), "0.0.0.0") is None and allowed_hosts(("*",), "127.0.0.1") is None
+    assert allowed_hosts(("api.shop.example",), "0.0.0.0") == {"api.shop.example"}
+    assert [_host_name(h) for h in (b"Localhost:3000", b"[::1]:3000", b"example.com", None)] == [
+        "localhost",
+        "[::1]",
+        "example.com",
+        "",
+    ]
+
+
 # -- strict request types ------------------------------------------------------------------------------
 
 
