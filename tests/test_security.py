@@ -324,7 +324,7 @@ def test_slow_clients_cannot_starve_real_requests(server):
                 codes.append(resp.status_code)
         assert time.monotonic() - opened < 5, "real requests ran past the slow clients' body timeout"
         assert codes.count(200) >= 36, codes
-        assert slowest < 1.0, f"slowest real request took {slowest:.2f}s"
+        assert slowest < 2.0, f"slowest real request took {slowest:.2f}s"
 
         # The crowd from one address past the cap was told 429 at once; the rest time out with 408.
         crowd_codes = [_status(s) for s in crowd]
