@@ -9,13 +9,17 @@ A token is never logged or echoed: logs and answers name the file, not its conte
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from personaflow.settings import Settings
 
 TOKEN_BYTES = 32
+MIN_TOKEN_LENGTH = 16
+log = logging.getLogger(__name__)
 
 
 def ensure_token_file(path: Path) -> Path:
@@ -35,8 +39,13 @@ def ensure_token_file(path: Path) -> Path:
 
 
 def read_token_file(path: Path) -> list[str]:
+    """The tokens in the file, one a line (`#` comments); a file others can read is made 0600 first."""
+    path = Path(path)
     try:
-        text = Path(path).read_text()
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            log.warning("token file %s was readable by others: made it 0600", path)
+            path.chmod(0o600)
+        text = path.read_text()
     except FileNotFoundError:
         return []
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
@@ -48,6 +57,11 @@ def load_tokens(s: Settings, create: bool = True) -> list[bytes]:
     if not tokens and create:
         ensure_token_file(s.api_token_file)
     tokens += read_token_file(s.api_token_file)
+    if not tokens:
+        where = s.api_token_file
+        log.warning("no API token (PERSONAFLOW_API_TOKENS, %s): every POST /events is refused", where)
+    if any(len(t) < MIN_TOKEN_LENGTH for t in tokens):
+        log.warning("an API token is shorter than %d characters: easy to guess", MIN_TOKEN_LENGTH)
     return [t.encode() for t in tokens]
 
 
