@@ -283,11 +283,16 @@ class Recommender:
         # durable before anything else happens; an exact duplicate of today's event is not written twice
         path, earlier = self.live.append_once(ts.date(), record)
         if earlier is not None:
+            try:
+                n_live = self.online.user(user_id)["live"]["n_events"]
+            except Exception:  # the answer does not depend on it
+                log.exception("live event count of %r not readable", user_id)
+                n_live = 0
             return EventAccepted(
                 event_id=earlier,
                 batch_date=ts.date().isoformat(),
                 landing_file=str(path),
-                live_events=self.online.user(user_id)["live"]["n_events"],
+                live_events=n_live,
                 duplicate=True,
             )
         try:
