@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import socket
 import subprocess
 import sys
@@ -44,6 +45,9 @@ SIZES = {"retail": {"users": 4_372, "items": 3_684}, "1m": {"users": 1_000_000, 
 CONCURRENCY = (1, 8, 32, 64)
 SECONDS_PER_RUN = 4.0
 MAX_REQUESTS_PER_RUN = 20_000
+# The server under test accepts this token (PERSONAFLOW_API_TOKENS); every request sends it.
+TOKEN = secrets.token_urlsafe(32)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OPEN_LOOP_RPS, OPEN_LOOP_SECONDS = 300, 10.0
 
 
@@ -55,6 +59,9 @@ def prepare(home: Path, users: int, items: int) -> dict[str, str]:
         "PERSONAFLOW_FEATURES_DIR": str(home / "features"),
         "PERSONAFLOW_LANDING_DIR": str(home / "landing"),
         "BENTOML_DO_NOT_TRACK": "True",
+        # POST /events needs a token; the load generator is one client address sending up to 256 at once
+        "PERSONAFLOW_API_TOKENS": TOKEN,
+        "PERSONAFLOW_SERVE_MAX_PER_CLIENT": "1024",
     }
     os.environ.update(env)
     from training.data.interactions import IdMaps
@@ -110,7 +117,7 @@ async def closed_loop(base: str, path: str, make, concurrency: int) -> dict[str,
     codes: dict[int, int] = {}
     deadline = time.perf_counter() + SECONDS_PER_RUN
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(base, connector=connector) as client:
+    async with aiohttp.ClientSession(base, connector=connector, headers=AUTH) as client:
 
         async def worker() -> None:
             while time.perf_counter() < deadline and len(latencies) < MAX_REQUESTS_PER_RUN:
@@ -131,7 +138,7 @@ async def open_loop(base: str, path: str, make, rps: int, seconds: float) -> dic
     latencies: list[float] = []
     codes: dict[int, int] = {}
     connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(base, connector=connector) as client:
+    async with aiohttp.ClientSession(base, connector=connector, headers=AUTH) as client:
 
         async def one() -> None:
             t0 = time.perf_counter()

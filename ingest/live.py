@@ -7,10 +7,15 @@ Writer (the API): append the line and fsync the file before answering, so an acc
 the server stopping right after its answer. The file for a new day is created with an fsync of its
 folder too (the directory entry must be durable as well). Reader (the nightly load): every complete
 line; a torn last line can only come from a write that never got its answer, so it is skipped.
+
+`append_once` refuses to write an exact duplicate (equal on every business field, the batch rule's
+duplicate key as far as live events have it) of an event already in the day's file: the nightly check
+stops the night when too many rows are exact duplicates, so a client's retries must not add up to that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -21,6 +26,16 @@ LIVE_COLUMNS = (
     "event_id", "user_id", "item_id", "event_type", "event_ts", "session_id", "quantity", "price",
     "received_at",
 )  # fmt: skip
+
+
+# The fields two events must share to be exact duplicates (quality/suites.py DUPLICATE_KEY, less the
+# columns live events do not have: order_id, description, country).
+DUPLICATE_FIELDS = ("user_id", "item_id", "event_type", "event_ts", "session_id", "quantity", "price")
+
+
+def duplicate_key(record: dict) -> bytes:
+    fields = json.dumps([record.get(f) for f in DUPLICATE_FIELDS], separators=(",", ":")).encode()
+    return hashlib.blake2b(fields, digest_size=16).digest()
 
 
 def live_path(landing_dir: Path, day: date) -> Path:
@@ -39,6 +54,7 @@ class LiveLog:
         self._lock = threading.Lock()
         self._day: date | None = None
         self._fd: int | None = None
+        self._seen: dict[bytes, str] = {}  # duplicate key -> event_id, for the open day
 
     def _open(self, day: date) -> int:
         if self._day == day and self._fd is not None:
@@ -48,6 +64,10 @@ class LiveLog:
         path = live_path(self.landing_dir, day)
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
+        try:
+            self._seen = {duplicate_key(r): r["event_id"] for r in read_live(path)} if existed else {}
+        except ValueError:  # a damaged file is the nightly load's to report; appending goes on
+            self._seen = {}
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not existed:
             dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -59,12 +79,22 @@ class LiveLog:
         return self._fd
 
     def append(self, day: date, record: dict) -> Path:
+        return self.append_once(day, record, dedupe=False)[0]
+
+    def append_once(self, day: date, record: dict, dedupe: bool = True) -> tuple[Path, str | None]:
+        """Append and fsync the event; with `dedupe`, an exact duplicate of one already in the day's file
+        is not written, and the earlier event's id comes back instead of None."""
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        key = duplicate_key(record)
         with self._lock:
             fd = self._open(day)
+            earlier = self._seen.get(key)
+            if dedupe and earlier is not None:
+                return live_path(self.landing_dir, day), earlier
             os.write(fd, line)
             os.fsync(fd)
-        return live_path(self.landing_dir, day)
+            self._seen.setdefault(key, record["event_id"])
+        return live_path(self.landing_dir, day), None
 
     def close(self) -> None:
         with self._lock:

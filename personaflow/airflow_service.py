@@ -1,14 +1,24 @@
-"""`personaflow up` / `down`: Airflow (standalone) and the BentoML server as background services.
+"""`personaflow up` / `down`: Airflow and the BentoML server as background services.
 
-Each service runs in its own process group, so stopping it signals every child (standalone starts
-scheduler, dag-processor, triggerer and api-server as children; a SIGTERM to the parent alone leaves
-them running). Pids and ports go to `<PERSONAFLOW_HOME>/run/*.json` so `down` works from any shell.
+Airflow runs as its four components (scheduler, dag-processor, triggerer, api-server) under a small
+supervisor (`python -m personaflow.airflow_service`), not `airflow standalone`: standalone cannot turn
+off the components' log servers, which listen on every interface on fixed ports (8793/8794), and on
+first start it prints a generated admin password into its output (our run/airflow.log). Here the log
+servers are off (tasks run on this machine and their logs are read from local files), the api-server
+binds PERSONAFLOW_AIRFLOW_HOST (127.0.0.1 by default), and the admin password is ours: from
+PERSONAFLOW_AIRFLOW_PASSWORD or generated into SimpleAuthManager's passwords file, mode 0600, before
+any component starts, so Airflow never generates or prints one.
+
+Each service runs in its own process group, so stopping it signals every child. Pids and ports go to
+`<PERSONAFLOW_HOME>/run/*.json` so `down` works from any shell.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from personaflow.airflow_api import password_file, read_password
+from personaflow.airflow_api import password_file
 from personaflow.orchestrate import airflow_env, migrate
 from personaflow.settings import Settings
 
@@ -44,15 +54,54 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _write_password(s: Settings) -> None:
-    """A password from settings goes into SimpleAuthManager's file; without one, Airflow generates it."""
-    if not s.airflow_password:
-        return
+# Airflow's components, as `airflow standalone` runs them, less the log servers.
+COMPONENTS = (
+    ("scheduler", ["scheduler", "--skip-serve-logs"]),
+    ("dag-processor", ["dag-processor"]),
+    ("triggerer", ["triggerer", "--skip-serve-logs"]),
+    ("api-server", ["api-server"]),
+)
+# What SimpleAuthManager prints when it generates a password (older runs of `airflow standalone`).
+_PRINTED_PASSWORD = re.compile(rb"(Password for user '[^']*': )\S+")
+
+
+def _private(path: Path) -> None:
+    if path.exists():
+        path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, created 0600 (never readable by others, not even for a moment)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def _write_password(s: Settings) -> str:
+    """The admin password in SimpleAuthManager's file (0600): the one from settings, else the one already
+    there, else a new random one. Airflow then finds its user and neither generates nor prints one."""
     path = password_file(s.airflow_home)
+    path.parent.mkdir(parents=True, exist_ok=True)
     passwords = json.loads(path.read_text() or "{}") if path.exists() else {}
-    passwords[s.airflow_user] = s.airflow_password
-    path.write_text(json.dumps(passwords) + "\n")
-    path.chmod(0o600)
+    password = s.airflow_password or passwords.get(s.airflow_user) or secrets.token_urlsafe(18)
+    if passwords.get(s.airflow_user) != password or not path.exists():
+        passwords[s.airflow_user] = password
+        _write_private(path, json.dumps(passwords) + "\n")
+    _private(path)
+    return password
+
+
+def scrub_log(path: Path) -> None:
+    """Blank out passwords an older `airflow standalone` printed into a log we keep (and make it 0600)."""
+    if not path.exists():
+        return
+    text = path.read_bytes()
+    cleaned = _PRINTED_PASSWORD.sub(rb"\1[redacted]", text)
+    if cleaned != text:
+        _write_private(path, cleaned.decode("utf-8", "replace"))
+    _private(path)
 
 
 def wait_healthy(base_url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -61,7 +110,7 @@ def wait_healthy(base_url: str, timeout: float, proc: subprocess.Popen | None = 
     last = "no answer yet"
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"airflow standalone exited with code {proc.returncode} while starting")
+            raise RuntimeError(f"Airflow exited with code {proc.returncode} while starting (run/airflow.log)")
         try:
             health = httpx.get(f"{base_url}/api/v2/monitor/health", timeout=2).json()
             states = {k: (v or {}).get("status") for k, v in health.items()}
@@ -75,64 +124,125 @@ def wait_healthy(base_url: str, timeout: float, proc: subprocess.Popen | None = 
 
 
 def start_airflow(s: Settings, extra_env: dict[str, str] | None = None, timeout: float = 180) -> Started:
-    """Start `airflow standalone` for our DAGs and wait until it is healthy; idempotent per home."""
+    """Start Airflow's components for our DAGs and wait until they are healthy; idempotent per home."""
     if port_open(s.airflow_host, s.airflow_port):
         raise RuntimeError(f"{s.airflow_host}:{s.airflow_port} is in use: `personaflow down`, or set "
                            "PERSONAFLOW_AIRFLOW_PORT")  # fmt: skip
     started = time.perf_counter()
     migrate(s)  # metadata DB, `gpu` and `dbt` pools (and the dbt manifest), before any component needs them
-    _write_password(s)
-    env = {**airflow_env(s), **(extra_env or {})}
+    password = _write_password(s)
+    _private(s.airflow_home)
+    _private(s.airflow_home / "airflow.cfg")  # holds Airflow's own generated keys
+    env = {
+        **airflow_env(s),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__API__HOST": s.airflow_host,
+        "AIRFLOW__API__PORT": str(s.airflow_port),
+        **(extra_env or {}),
+    }
     run_dir(s).mkdir(parents=True, exist_ok=True)
-    log = open(run_dir(s) / "airflow.log", "ab")
+    _private(run_dir(s))
+    log_path = run_dir(s) / "airflow.log"
+    scrub_log(log_path)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "standalone"],
+            [sys.executable, "-m", "personaflow.airflow_service"],
             env=env,
-            stdout=log,
+            stdout=fd,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     finally:
-        log.close()
+        os.close(fd)
     url = f"http://{s.airflow_host}:{s.airflow_port}"
     _save(s, "airflow", {"pid": proc.pid, "host": s.airflow_host, "port": s.airflow_port})
     try:
         wait_healthy(url, timeout, proc)
-        password = s.airflow_password or _wait_password(s, deadline=time.monotonic() + 30)
     except BaseException:
         stop_group(proc.pid, s.airflow_host, s.airflow_port)
+        (run_dir(s) / "airflow.json").unlink(missing_ok=True)
         raise
     return Started(url, s.airflow_user, password, proc.pid, None, time.perf_counter() - started)
 
 
-def _wait_password(s: Settings, deadline: float) -> str:
-    while True:
+def supervise(components=COMPONENTS) -> int:
+    """Run Airflow's components as children (same process group) until a signal or one of them exits.
+
+    SIGTERM or SIGINT: every component gets SIGTERM, and the supervisor waits for all of them. One
+    component exiting on its own stops the others too (a half-running Airflow is worse than none).
+    """
+    # airflow.cfg (with the JWT secret every component must share) before any component starts: the
+    # `airflow` CLI writes it when missing, and four of them starting at once would each invent one.
+    from airflow.configuration import write_default_airflow_configuration_if_needed
+
+    write_default_airflow_configuration_if_needed()
+    procs = {name: subprocess.Popen([sys.executable, "-m", "airflow", *cmd]) for name, cmd in components}
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = None
+    while not stopping and failed is None:
+        failed = next((n for n, p in procs.items() if p.poll() is not None), None)
+        time.sleep(0.5)
+    if failed is not None:
+        code = procs[failed].returncode
+        print(f"airflow {failed} exited with code {code}: stopping the others", flush=True)
+    for p in procs.values():
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 25
+    for p in procs.values():
         try:
-            return read_password(s.airflow_home, s.airflow_user)
-        except RuntimeError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+            p.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return 1 if failed is not None else 0
 
 
 def start_serving(s: Settings, timeout: float = 120) -> str | None:
     """The BentoML server, only if a model is in production (it has nothing to serve otherwise)."""
     if not s.production_pointer.exists():
         return None
-    from serving.process import start, wait_ready
+    from serving.process import port_in_use, start, stop, wait_ready
 
+    if port_in_use(s.serve_host, s.serve_port):
+        raise RuntimeError(f"{s.serve_host}:{s.serve_port} is in use: `personaflow down`, or set "
+                           "PERSONAFLOW_SERVE_PORT")  # fmt: skip
     url = f"http://{s.serve_host}:{s.serve_port}"
+    run_dir(s).mkdir(parents=True, exist_ok=True)
     proc = start(s.serve_host, s.serve_port, env=airflow_env(s), log_file=run_dir(s) / "bentoml.log")
     _save(s, "bentoml", {"pid": proc.pid, "host": s.serve_host, "port": s.serve_port})
-    wait_ready(url, timeout=timeout, proc=proc)
+    try:
+        wait_ready(url, timeout=timeout, proc=proc)
+    except BaseException:
+        stop(proc)
+        (run_dir(s) / "bentoml.json").unlink(missing_ok=True)
+        raise
     return url
 
 
 def up(s: Settings) -> Started:
+    """Airflow, then BentoML; a port in use is an error before anything starts, and a failure (or a
+    signal) while starting stops what had started."""
+    from serving.process import port_in_use
+
+    if s.production_pointer.exists() and port_in_use(s.serve_host, s.serve_port):
+        raise RuntimeError(f"{s.serve_host}:{s.serve_port} is in use: `personaflow down`, or set "
+                           "PERSONAFLOW_SERVE_PORT")  # fmt: skip
     air = start_airflow(s)
-    serving = start_serving(s)
+    try:
+        serving = start_serving(s)
+    except BaseException:
+        down(s)
+        raise
     return Started(air.url, air.user, air.password, air.airflow_pid, serving, air.seconds)
 
 
@@ -144,9 +254,8 @@ def down(s: Settings) -> list[str]:
         if not path.exists():
             continue
         info = json.loads(path.read_text())
-        # standalone shuts its components down cleanly on SIGINT (its KeyboardInterrupt path)
-        sig = signal.SIGINT if name == "airflow" else signal.SIGTERM
-        if stop_group(info["pid"], info["host"], info["port"], first=sig):
+        # every component shuts down cleanly on SIGTERM (Airflow's supervisor waits for them)
+        if stop_group(info["pid"], info["host"], info["port"], first=signal.SIGTERM):
             stopped.append(f"{name} (pid {info['pid']}, {info['host']}:{info['port']})")
         path.unlink()
     return stopped
@@ -194,4 +303,8 @@ def _signal(pgid: int, sig: int) -> None:
 
 
 def _save(s: Settings, name: str, info: dict) -> None:
-    (run_dir(s) / f"{name}.json").write_text(json.dumps(info) + "\n")
+    _write_private(run_dir(s) / f"{name}.json", json.dumps(info) + "\n")
+
+
+if __name__ == "__main__":  # the supervisor `start_airflow` runs
+    sys.exit(supervise())

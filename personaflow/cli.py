@@ -10,10 +10,12 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -360,26 +362,71 @@ def run_dag(day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-
         raise typer.Exit(1)
 
 
+@contextlib.contextmanager
+def _signals_stop() -> Iterator[None]:
+    """SIGTERM (and SIGINT, as always) raise KeyboardInterrupt here, so the cleanup of the command (stop
+    its process groups) runs whichever way it is told to stop; the old handlers come back after."""
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _fail(command: str, message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"{command}: {message}", err=True)
+    raise typer.Exit(code)
+
+
 @app.command()
 def up() -> None:
-    """Start Airflow (UI, scheduler, our DAGs) and, if a model is in production, the BentoML server."""
+    """Start Airflow (UI, scheduler, our DAGs) and, if a model is in production, the BentoML server.
+    A port in use is an error (exit 1); SIGTERM or Ctrl-C while starting stops what had started."""
+    from personaflow.airflow_api import password_file
     from personaflow.airflow_service import up as start
 
     s = config.load()
-    started = start(s)
+    try:
+        with _signals_stop():
+            started = start(s)
+    except KeyboardInterrupt:
+        _fail("up", "interrupted: stopped what had started", 130)
+    except (RuntimeError, TimeoutError) as exc:
+        _fail("up", str(exc))
     typer.echo(f"Airflow UI   {started.url}  (ready in {started.seconds:.0f}s)")
-    typer.echo(f"login        {started.user} / {started.password}")
+    typer.echo(f"login        {started.user} / password in {password_file(s.airflow_home)}")
     typer.echo(f"serving      {started.serving_url or 'not started: no model in production yet'}")
+    if started.serving_url:
+        typer.echo(f"API token    in {_token_file(s)}  (POST /events needs it)")
     typer.echo(f"logs         {s.home / 'run'}   stop with `personaflow down`")
 
 
 @app.command()
 def down() -> None:
-    """Stop what `personaflow up` started (signals each process group, waits for the ports to close)."""
+    """Stop what `personaflow up` started (signals each process group, waits for the ports to close).
+    SIGTERM or Ctrl-C while stopping does not leave half of it running: it finishes first."""
     from personaflow.airflow_service import down as stop
 
-    stopped = stop(config.load())
+    got: list[int] = []
+    signals = (signal.SIGTERM, signal.SIGINT)
+    old = {sig: signal.signal(sig, lambda signum, frame: got.append(signum)) for sig in signals}
+    try:
+        stopped = stop(config.load())
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    if got:
+        raise typer.Exit(128 + got[0])
+
+
+def _token_file(s: config.Settings) -> str:
+    return "PERSONAFLOW_API_TOKENS" if s.api_tokens else str(s.api_token_file)
 
 
 def _client(s: config.Settings):
@@ -434,18 +481,32 @@ def backfill(
 
 @app.command()
 def serve() -> None:
-    """Start the BentoML server in the foreground (Ctrl-C stops it)."""
-    from serving.process import start
+    """Start the BentoML server in the foreground; Ctrl-C or SIGTERM stops it (its whole process group).
+    A port in use, or a server that dies, is an error (exit 1) with one line saying why."""
+    from serving.process import port_in_use, start, stop, wait_ready
 
     s = config.load()
     config.export_tool_env(s)
-    proc = start(s.serve_host, s.serve_port)
+    if port_in_use(s.serve_host, s.serve_port):
+        where = f"{s.serve_host}:{s.serve_port}"
+        _fail("serve", f"{where} is already in use (`personaflow down`, or set PERSONAFLOW_SERVE_PORT)")
+    url = f"http://{s.serve_host}:{s.serve_port}"
+    proc = None
     try:
-        proc.wait()
+        with _signals_stop():
+            proc = start(s.serve_host, s.serve_port)
+            try:
+                wait_ready(url, timeout=300, proc=proc)
+            except (RuntimeError, TimeoutError) as exc:
+                _fail("serve", str(exc))
+            typer.echo(f"serving {url}  (API token for POST /events: in {_token_file(s)})", err=True)
+            code = proc.wait()
     except KeyboardInterrupt:
-        from serving.process import stop
-
-        stop(proc)
+        return  # asked to stop: the finally below stops the group; exit 0
+    finally:
+        if proc is not None:
+            stop(proc)
+    _fail("serve", f"the server exited on its own with code {code}")
 
 
 @app.command()

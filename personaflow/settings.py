@@ -45,6 +45,13 @@ class Settings:
     serve_host: str
     serve_port: int
     serve_max_in_flight: int
+    api_tokens: tuple[str, ...] = ()
+    api_token_file: Path = REPO_ROOT / ".personaflow" / "secrets" / "api_token"
+    api_protect_reads: bool = False
+    serve_body_timeout: float = 5.0
+    serve_header_timeout: float = 10.0
+    serve_max_per_client: int = 64
+    api_allowed_hosts: tuple[str, ...] = ()
     airflow_host: str = "127.0.0.1"
     airflow_port: int = 8080
     airflow_user: str = "admin"
@@ -84,6 +91,23 @@ def load() -> Settings:
         serve_port=int(_env("PERSONAFLOW_SERVE_PORT", "3000")),
         # Requests past this many in flight get 503 at once instead of queueing without bound.
         serve_max_in_flight=int(_env("PERSONAFLOW_SERVE_MAX_IN_FLIGHT", "256")),
+        # Bearer tokens for the API's state-changing calls (POST /events), comma separated; without
+        # any, the token in PERSONAFLOW_API_TOKEN_FILE (generated 0600 on the server's first start).
+        api_tokens=tuple(t.strip() for t in _env("PERSONAFLOW_API_TOKENS", "").split(",") if t.strip()),
+        api_token_file=_path("PERSONAFLOW_API_TOKEN_FILE", home / "secrets" / "api_token"),
+        # true: the read endpoints (/recommend, /similar_items, /profile, /metadata) need a token too.
+        api_protect_reads=_env("PERSONAFLOW_API_PROTECT_READS", "false").lower() in ("1", "true", "yes"),
+        # A request body not complete within this many seconds answers 408 (slow clients, slowloris).
+        serve_body_timeout=float(_env("PERSONAFLOW_SERVE_BODY_TIMEOUT", "5")),
+        # A connection whose request headers are not in within this many seconds is closed.
+        serve_header_timeout=float(_env("PERSONAFLOW_SERVE_HEADER_TIMEOUT", "10")),
+        # Requests at once from one client address; past it 429 (one client cannot take every slot).
+        serve_max_per_client=int(_env("PERSONAFLOW_SERVE_MAX_PER_CLIENT", "64")),
+        # Host names the API answers to (DNS rebinding); empty: loopback names when serving on loopback,
+        # any name when PERSONAFLOW_SERVE_HOST is not a loopback address. `*`: any.
+        api_allowed_hosts=tuple(
+            h.strip().lower() for h in _env("PERSONAFLOW_API_ALLOWED_HOSTS", "").split(",") if h.strip()
+        ),
         airflow_host=_env("PERSONAFLOW_AIRFLOW_HOST", "127.0.0.1"),
         airflow_port=int(_env("PERSONAFLOW_AIRFLOW_PORT", "8080")),
         airflow_user=_env("PERSONAFLOW_AIRFLOW_USER", "admin"),

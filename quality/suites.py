@@ -22,11 +22,12 @@ from great_expectations.expectations.row_conditions import Column
 
 from ingest.load import EVENT_TYPES as RAW_EVENT_TYPES
 from ingest.load import V2_TYPES as RAW_V2_TYPES
+from quality import contract
 
 # The raw contract is defined once, by the loader that writes it.
 EVENT_COLUMNS = tuple(RAW_EVENT_TYPES)
 V2_COLUMNS = tuple(RAW_V2_TYPES)
-EVENT_TYPES = ("view", "cart", "purchase", "return")
+EVENT_TYPES = contract.EVENT_TYPES
 # "Exact duplicate" (raw contract v2): equal on every business column, whatever the event_id says.
 DUPLICATE_KEY = [
     "order_id", "session_id", "item_id", "event_ts", "quantity", "price", "user_id", "event_type",
@@ -50,9 +51,10 @@ class Thresholds:
     duplicate_share_lenient: float = 0.10  # same, sources with known duplicates (warning)
     missing_customer_share: float = 0.5  # online-retail: more rows without customer: WARNING
     bad_price_share: float = 0.10  # online-retail: more rows with price <= 0: WARNING
-    max_quantity: int = 1000  # our formats (the API's own limit)
+    max_quantity: int = contract.MAX_QUANTITY  # our formats (the API's own limit)
     max_quantity_lenient: int = 100_000  # online-retail has a 80,995-unit line and its cancellation
-    max_price: float = 100_000.0
+    max_price: float = contract.MAX_PRICE
+    min_price: float = contract.MIN_PRICE  # our formats (the API's own floor)
 
 
 def raw_expectations(
@@ -131,7 +133,9 @@ def raw_expectations(
                 row_condition=Column("event_type") == "return",
             ),
             gxe.ExpectColumnValuesToNotBeInSet(column="quantity", value_set=[0]),
-            gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0.01, max_value=limits.max_price),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="price", min_value=limits.min_price, max_value=limits.max_price
+            ),
             _duplicates(limits.duplicate_share, "critical"),
         ]
     if previous_rows:

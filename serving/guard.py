@@ -7,11 +7,30 @@
   not "the server is full").
 - BentoML answers 400 for a pydantic validation error; it becomes 422 with `error` naming each field.
 - BentoML APIs are POST only: GET /metadata is passed on as POST /metadata with an empty body.
+
+Security (README "Security"):
+- State-changing paths (POST /events) need `Authorization: Bearer <token>` (serving/auth.py), and so do
+  the read paths when `protect_reads` is set: 401 with WWW-Authenticate otherwise.
+- A Host header that is not one of ours answers 403: a page on another site that resolves its own
+  name to 127.0.0.1 (DNS rebinding) cannot read the API through the visitor's browser.
+- Bodies are JSON only: any other Content-Type, or a body without one, answers 415. A request whose
+  Origin is not the server's own (a browser on another site: a cross-origin form post) answers 403;
+  no Access-Control-Allow-Origin is ever sent (CORS closed).
+- Slow clients: the whole body must arrive within `body_timeout` seconds (408, connection closed);
+  a request only counts against `max_in_flight` once its body is in, so clients that never finish
+  sending cannot take the slots of real requests. One client address holds at most `max_per_client`
+  requests at once (429): 270 slow connections from one address cannot crowd out the others.
+  Headers must be complete within `serve_header_timeout` seconds or the connection is closed
+  (`install_header_timeout`, a hook in uvicorn: no middleware sees a request before its headers).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from urllib.parse import urlsplit
+
+from serving.auth import bearer_ok
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -39,17 +58,137 @@ def relabel_validation_error(body: bytes) -> tuple[int, bytes]:
     return 422, json.dumps(payload).encode()
 
 
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _same_origin(origin: bytes, host: bytes | None) -> bool:
+    """Origin `scheme://host[:port]` names the host the request was sent to (the docs page at `/`)."""
+    try:
+        netloc = urlsplit(origin.decode("latin-1")).netloc.lower()
+    except ValueError:
+        return False
+    return bool(netloc) and host is not None and netloc == host.decode("latin-1").lower()
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def allowed_hosts(configured: tuple[str, ...], serve_host: str) -> frozenset[str] | None:
+    """Host names to answer (None: any). Default: loopback names when serving on loopback."""
+    if configured:
+        return None if "*" in configured else frozenset(configured)
+    if serve_host in LOOPBACK_NAMES or serve_host.startswith("127."):
+        return frozenset({*LOOPBACK_NAMES, serve_host})
+    return None
+
+
+def _host_name(host: bytes | None) -> str:
+    """`example.com:3000` -> `example.com`, `[::1]:3000` -> `[::1]`."""
+    name = (host or b"").decode("latin-1").strip().lower()
+    if name.startswith("["):
+        return name[: name.find("]") + 1]
+    return name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+
+
+def is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json"
+
+
+CLOSE = [(b"connection", b"close")]
+BEARER_CHALLENGE = b'Bearer realm="personaflow"'
+
+
 class Guard:
-    def __init__(self, app, paths: tuple[str, ...], max_body: int = 65_536, max_in_flight: int = 256) -> None:
+    def __init__(
+        self,
+        app,
+        paths: tuple[str, ...],
+        max_body: int = 65_536,
+        max_in_flight: int = 256,
+        write_paths: tuple[str, ...] = ("/events",),
+        tokens: list[bytes] | None = None,
+        protect_reads: bool | None = None,
+        body_timeout: float | None = None,
+        max_per_client: int | None = None,
+        hosts: frozenset[str] | None | str = "settings",
+    ) -> None:
+        from personaflow import settings as config
+        from serving.auth import load_tokens
+
+        s = config.load()  # in the server process, when the app is built (not at import)
         self.app = app
         self.paths = frozenset(paths)
+        self.write_paths = frozenset(write_paths)
         self.max_body = max_body
         self.max_in_flight = max_in_flight
+        self.tokens = load_tokens(s) if tokens is None else tokens
+        self.protect_reads = s.api_protect_reads if protect_reads is None else protect_reads
+        self.body_timeout = s.serve_body_timeout if body_timeout is None else body_timeout
+        self.max_per_client = s.serve_max_per_client if max_per_client is None else max_per_client
+        self.hosts = allowed_hosts(s.api_allowed_hosts, s.serve_host) if hosts == "settings" else hosts
         self.in_flight = 0
+        self.per_client: dict[str, int] = {}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("?", 0))[0]
+        held = self.per_client.get(client, 0)
+        if held >= self.max_per_client:
+            await _answer(
+                send,
+                429,
+                {"error": f"too many requests at once from {client} (at most {self.max_per_client})"},
+                [(b"retry-after", b"1"), *CLOSE],
+            )
+            return
+        self.per_client[client] = held + 1
+        try:
+            await self._checked(scope, receive, send)
+        finally:
+            left = self.per_client[client] - 1
+            if left:
+                self.per_client[client] = left
+            else:
+                del self.per_client[client]
+
+    async def _checked(self, scope, receive, send) -> None:
+        """Host, origin, token and content type from the headers, then the body within the time limit."""
+        host = _header(scope, b"host")
+        if self.hosts is not None and _host_name(host) not in self.hosts:
+            await _answer(send, 403, {"error": "host: not a name this server answers to"}, CLOSE)
+            return
+        origin = _header(scope, b"origin")
+        if origin is not None and not _same_origin(origin, host):
+            await _answer(send, 403, {"error": "origin: cross-origin requests are not accepted"}, CLOSE)
+            return
+        if scope["path"] in self.write_paths or self.protect_reads:
+            authorization = _header(scope, b"authorization")
+            if not bearer_ok(authorization, self.tokens):
+                challenge = BEARER_CHALLENGE + (b', error="invalid_token"' if authorization else b"")
+                reason = "invalid token" if authorization else "missing"
+                await _answer(
+                    send,
+                    401,
+                    {"error": f"authorization: {reason}; send 'Authorization: Bearer <token>'"},
+                    [(b"www-authenticate", challenge), *CLOSE],
+                )
+                return
+        content_type = _header(scope, b"content-type")
+        if content_type is not None and not is_json(content_type):
+            await _answer(send, 415, {"error": "content-type: must be application/json"}, CLOSE)
+            return
+        body = await self._read_body(receive, send)
+        if body is None:
+            return
+        if body and content_type is None:
+            await _answer(send, 415, {"error": "content-type: must be application/json"}, CLOSE)
             return
         if self.in_flight >= self.max_in_flight:
             await _answer(
@@ -61,31 +200,46 @@ class Guard:
             return
         self.in_flight += 1
         try:
-            await self._guarded(scope, receive, send)
+            await self._guarded(scope, body, receive, send)
         finally:
             self.in_flight -= 1
 
-    async def _guarded(self, scope, receive, send) -> None:
-        if scope["method"] == "GET" and scope["path"] == "/metadata":
-            scope = {**scope, "method": "POST"}
+    async def _read_body(self, receive, send) -> bytes | None:
+        """The whole body, or None after answering (413 too big, 408 too slow) or a disconnect."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
         body = bytearray()
         more = True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                await _answer(
+                    send, 408, {"error": f"body: not received within {self.body_timeout:g} s"}, CLOSE
+                )
+                return None
             if message["type"] == "http.disconnect":
-                return
+                return None
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body:
-                await _answer(send, 413, {"error": f"body: larger than {self.max_body} bytes"})
-                return
+                await _answer(send, 413, {"error": f"body: larger than {self.max_body} bytes"}, CLOSE)
+                return None
+        return bytes(body)
+
+    async def _guarded(self, scope, body: bytes, receive, send) -> None:
+        if scope["method"] == "GET" and scope["path"] == "/metadata":
+            # takes no input: whatever body a GET came with is dropped, not parsed
+            dropped = (b"content-type", b"content-length")
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped]
+            scope, body = {**scope, "method": "POST", "headers": headers}, b""
         replayed = False
 
         async def replay() -> dict:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         held: dict | None = None
@@ -109,3 +263,62 @@ class Guard:
             await send({"type": "http.response.body", "body": out})
 
         await self.app(scope, replay, relabel)
+
+
+def install_header_timeout(seconds: float) -> bool:
+    """Close a connection whose request headers are not complete within `seconds` of its first byte
+    (or of the connection, for one that sends nothing). uvicorn has no such timeout, and no ASGI
+    middleware can see a request before its headers are in, so this hooks uvicorn's httptools protocol
+    (the one BentoML's uvicorn uses here); idle keep-alive connections stay uvicorn's business
+    (`timeout_keep_alive`). Idempotent; False when the httptools protocol is not available."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
+    except ImportError:  # pragma: no cover - httptools is in the lock
+        return False
+    if getattr(Protocol, "_personaflow_header_timeout", None) is not None:
+        Protocol._personaflow_header_timeout = seconds
+        return True
+    Protocol._personaflow_header_timeout = seconds
+    made, begin, complete, lost = (
+        Protocol.connection_made,
+        Protocol.on_message_begin,
+        Protocol.on_headers_complete,
+        Protocol.connection_lost,
+    )
+
+    def disarm(self) -> None:
+        timer = self.__dict__.pop("_personaflow_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+
+    def expire(self) -> None:
+        self.__dict__.pop("_personaflow_header_timer", None)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def arm(self) -> None:
+        disarm(self)
+        timeout = Protocol._personaflow_header_timeout
+        self._personaflow_header_timer = self.loop.call_later(timeout, expire, self)
+
+    def connection_made(self, transport) -> None:
+        made(self, transport)
+        arm(self)
+
+    def on_message_begin(self) -> None:
+        begin(self)
+        arm(self)
+
+    def on_headers_complete(self) -> None:
+        disarm(self)
+        complete(self)
+
+    def connection_lost(self, exc) -> None:
+        disarm(self)
+        lost(self, exc)
+
+    Protocol.connection_made = connection_made
+    Protocol.on_message_begin = on_message_begin
+    Protocol.on_headers_complete = on_headers_complete
+    Protocol.connection_lost = connection_lost
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,18 @@ def start(
     finally:
         if out is not None:
             out.close()  # the child holds its own descriptor
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on host:port (binding it the way the server will fails)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers do not count
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def wait_ready(base_url: str, timeout: float = 60, proc: subprocess.Popen | None = None) -> float:

@@ -2,6 +2,9 @@
 the page at `/`) are generated from these models.
 
 Requests forbid unknown fields, so a typo (`"user": ...`) is a 422 naming the field, not a silent default.
+Request fields are strict: `true` is not the integer 1 and `"3"` is not 3 (422 naming the field). An
+event is held to the batch contract (quality/contract.py) here, so the API never accepts a row that the
+nightly batch check would quarantine the day for.
 """
 
 from __future__ import annotations
@@ -9,15 +12,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
+
+from quality import contract
 
 MAX_K = 100
-LIVE_EVENT_TYPES = ("view", "cart", "purchase", "return")
+LIVE_EVENT_TYPES = contract.EVENT_TYPES
 # A live event may be stamped a little ahead of the server's clock (client skew), never more.
 CLOCK_SKEW = timedelta(seconds=60)
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"number of items wanted, 1..{MAX_K}")]
+Id = Annotated[
+    str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=contract.ID_MAX_LENGTH)
+]
+TopK = Annotated[int, Strict(), Field(ge=1, le=MAX_K, description=f"number of items wanted, 1..{MAX_K}")]
 
 
 class _Request(BaseModel):
@@ -27,7 +34,7 @@ class _Request(BaseModel):
 class RecommendRequest(_Request):
     user_id: Id = Field(description="the shop's user id, e.g. u000042")
     k: TopK = 10
-    exclude_purchased: bool = Field(
+    exclude_purchased: Annotated[bool, Strict()] = Field(
         False,
         description="leave out items the user already bought (nightly history plus live purchases)",
     )
@@ -47,11 +54,21 @@ class EventRequest(_Request):
     user_id: Id = Field(description="who did it")
     item_id: Id = Field(description="on which item")
     event_type: Literal["view", "cart", "purchase", "return"] = Field(description="what happened")
-    quantity: int = Field(1, ge=1, le=1000, description="units (purchases and returns), 1..1000")
-    price: float | None = Field(
-        None, gt=0, le=100_000, description="unit price; default: the catalogue price of the item"
+    quantity: Annotated[int, Strict()] = Field(
+        1,
+        ge=1,
+        le=contract.MAX_QUANTITY,
+        description=f"units (purchases and returns), 1..{contract.MAX_QUANTITY}",
     )
-    event_ts: datetime | None = Field(
+    price: Annotated[float, Strict()] | None = Field(
+        None,
+        ge=contract.MIN_PRICE,
+        le=contract.MAX_PRICE,
+        allow_inf_nan=False,
+        description=f"unit price, {contract.MIN_PRICE}..{contract.MAX_PRICE:.0f} (the batch contract); "
+        "default: the catalogue price of the item",
+    )
+    event_ts: Annotated[datetime, Strict()] | None = Field(
         None,
         description="when it happened (UTC; naive values are read as UTC); default: now. Live events "
         "only: it must fall on the server's current UTC day, so the next nightly run loads it",
@@ -154,6 +171,11 @@ class EventAccepted(BaseModel):
     batch_date: str = Field(description="the nightly batch that will load it (its UTC day)")
     landing_file: str = Field(description="the live landing file it was appended to (fsynced)")
     live_events: int = Field(description="the user's live events since the nightly run, this one included")
+    duplicate: bool = Field(
+        False,
+        description="true: an event equal on every field (ts to the second, session, price...) was "
+        "accepted earlier today; this one was not stored again and event_id is the earlier event's",
+    )
 
 
 class Metadata(BaseModel):

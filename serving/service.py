@@ -7,7 +7,8 @@ without a restart and a request in flight finishes on the model it started with.
 events go through one Feast FeatureStore per process (serving/online.py); accepted events are first
 appended and fsynced to the landing area (ingest/live.py), which the nightly run loads.
 
-Bad input answers 4xx naming the field, overload answers 503: see serving/guard.py.
+Bad input answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies
+are JSON only, slow clients time out: see serving/guard.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from starlette.responses import JSONResponse
 
 from ingest.live import LiveLog
 from personaflow import settings
-from serving.guard import Guard
+from quality import contract
+from serving.guard import Guard, install_header_timeout
 from serving.online import (
     OnlineFeatures,
     churn_risk,
@@ -58,11 +60,16 @@ log = logging.getLogger(__name__)
 
 RELOAD_CHECK_SECONDS = 0.5
 API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/metadata")
+# Calls that change state: a bearer token always (serving/auth.py); the others only with
+# PERSONAFLOW_API_PROTECT_READS.
+WRITE_PATHS = ("/events",)
 # Files the nightly features stage rewrites; a change rebuilds the Ranker like a model swap does.
 WATCHED_FEATURE_FILES = ("item_features.parquet", "co_purchase.parquet", "segment_popularity.parquet")
 # Requests past this many in flight get 503 at once (settings: PERSONAFLOW_SERVE_MAX_IN_FLIGHT).
 MAX_IN_FLIGHT = settings.load().serve_max_in_flight
 MAX_BODY_BYTES = 16_384
+# A connection whose request headers take longer than this is closed (slowloris; serving/guard.py).
+install_header_timeout(settings.load().serve_header_timeout)
 __all__ = ["MAX_K", "Recommender"]
 
 
@@ -279,6 +286,12 @@ class Recommender:
             if known is None:
                 return _invalid("price", f"required: item {item_id!r} is not in the catalogue")
             price = float(known)
+            if not contract.MIN_PRICE <= price <= contract.MAX_PRICE:  # the batch would refuse the row
+                return _invalid(
+                    "price",
+                    f"required: the catalogue price {price:g} of item {item_id!r} is outside "
+                    f"{contract.MIN_PRICE}..{contract.MAX_PRICE:.0f}",
+                )
         record = {
             "event_id": f"live-{uuid.uuid4().hex}",
             "user_id": user_id,
@@ -290,7 +303,21 @@ class Recommender:
             "price": price,
             "received_at": now.isoformat(),
         }
-        path = self.live.append(ts.date(), record)  # durable before anything else happens
+        # durable before anything else happens; an exact duplicate of today's event is not written twice
+        path, earlier = self.live.append_once(ts.date(), record)
+        if earlier is not None:
+            try:
+                n_live = self.online.user(user_id)["live"]["n_events"]
+            except Exception:  # the answer does not depend on it
+                log.exception("live event count of %r not readable", user_id)
+                n_live = 0
+            return EventAccepted(
+                event_id=earlier,
+                batch_date=ts.date().isoformat(),
+                landing_file=str(path),
+                live_events=n_live,
+                duplicate=True,
+            )
         try:
             n_live = self.online.record(user_id, ts.date(), record)
         except Exception:  # the event is safe on disk; the nightly run will include it
@@ -311,4 +338,6 @@ class Recommender:
         return Metadata(**self.meta, features_as_of=as_of.isoformat() if as_of else None)
 
 
-Recommender.add_asgi_middleware(Guard, paths=API_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT)
+Recommender.add_asgi_middleware(
+    Guard, paths=API_PATHS, write_paths=WRITE_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT
+)

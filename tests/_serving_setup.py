@@ -23,6 +23,7 @@ from personaflow import settings, stages
 from personaflow.features import build_features
 from personaflow.settings import REPO_ROOT
 from serving import process
+from serving.auth import read_token_file
 from training.data.interactions import time_split
 from training.data.synthetic import make_interactions
 from training.evaluation.baselines import popularity_ranking
@@ -112,8 +113,11 @@ def write_marts(
 
 
 @contextlib.contextmanager
-def running_server(home: Path, max_in_flight: int = 256) -> Iterator[dict]:
-    """Train, promote, build features, serve; yields what tests need; stops the server after."""
+def running_server(
+    home: Path, max_in_flight: int = 256, extra_env: dict[str, str] | None = None
+) -> Iterator[dict]:
+    """Train, promote, build features, serve; yields what tests need (`auth`: the headers that carry
+    the server's API token); stops the server after."""
     features_dir = home / "features"
     env = {
         "BENTOML_HOME": str(home / "bentoml"),
@@ -121,6 +125,9 @@ def running_server(home: Path, max_in_flight: int = 256) -> Iterator[dict]:
         "PERSONAFLOW_FEATURES_DIR": str(features_dir),
         "PERSONAFLOW_LANDING_DIR": str(home / "landing"),
         "PERSONAFLOW_SERVE_MAX_IN_FLIGHT": str(max_in_flight),
+        # No token set: the server generates one into this file (0600) at its first start.
+        "PERSONAFLOW_API_TOKEN_FILE": str(home / "secrets" / "api_token"),
+        **(extra_env or {}),
     }
     split = time_split(make_interactions(seed=31), holdout_days=7)
     model, _ = fit_bpr(split, dim=8, epochs=3, batch_size=256, seed=2, device="cpu")
@@ -151,7 +158,10 @@ def running_server(home: Path, max_in_flight: int = 256) -> Iterator[dict]:
         proc = process.start("127.0.0.1", port, env=env, log_file=home / "serve.log")
         try:
             process.wait_ready(base, timeout=120, proc=proc)
+            token = read_token_file(home / "secrets" / "api_token")[0]
             yield {
+                "token": token,
+                "auth": {"Authorization": f"Bearer {token}"},
                 "base": base,
                 "tag": tag,
                 "split": split,

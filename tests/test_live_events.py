@@ -20,7 +20,7 @@ def server(tmp_path_factory):
 
 
 def post(server, path: str, body) -> httpx.Response:
-    resp = httpx.post(server["base"] + path, json=body, timeout=10)
+    resp = httpx.post(server["base"] + path, json=body, headers=server["auth"], timeout=10)
     return resp
 
 

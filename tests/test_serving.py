@@ -24,7 +24,7 @@ def server(tmp_path_factory):
 
 
 def post(server, path: str, body) -> httpx.Response:
-    return httpx.post(server["base"] + path, json=body, timeout=10)
+    return httpx.post(server["base"] + path, json=body, headers=server["auth"], timeout=10)
 
 
 def test_known_user_gets_k_items_and_model_version(server):
@@ -192,7 +192,9 @@ def test_non_json_and_huge_bodies(server):
 def test_overload_sheds_with_503_and_recovers(server):
     async def burst() -> list[int]:
         limits = httpx.Limits(max_connections=64)
-        async with httpx.AsyncClient(base_url=server["base"], limits=limits, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=server["base"], limits=limits, headers=server["auth"], timeout=30
+        ) as client:
             body = {"user_id": "overload-user", "item_id": server["items"][1], "event_type": "view"}
             answers = await asyncio.gather(*(client.post("/events", json=body) for _ in range(64)))
         return [r.status_code for r in answers]
