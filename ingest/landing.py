@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -146,8 +147,11 @@ def import_events(
     mapping: dict[str, str] | None = None,
     max_rejects: int = 0,
     overwrite: bool = False,
+    keep: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> dict[str, object]:
-    """Read a shop export (`online-retail`, `csv` or `parquet`) and land it as daily batch files."""
+    """Read a shop export (`online-retail`, `csv` or `parquet`) and land it as daily batch files.
+    `keep` filters the rows first (the stage passes personaflow.forget.drop_forgotten: a customer who
+    was forgotten does not come back with the next export)."""
     from ingest import formats, online_retail
 
     path = Path(path)
@@ -158,6 +162,10 @@ def import_events(
         frame, report = formats.read_events(path, source_format, mapping or {}, max_rejects, rejects_file)
     else:
         raise ValueError(f"unknown format {source_format!r}: use online-retail, csv or parquet")
+    if keep is not None:
+        before = len(frame)
+        frame = keep(frame)
+        report["forgotten_rows_dropped"] = before - len(frame)
     batches = write_daily_batches(frame, landing_dir, overwrite=overwrite)
     dims = write_dimensions(frame, landing_dir) if len(frame) else {}
     return {"source": str(path), "format": source_format, **report, "batches": batches, **dims}

@@ -22,6 +22,7 @@ import typer
 from personaflow import settings as config
 from personaflow import stages
 from personaflow.cli_audience import audience
+from personaflow.cli_privacy import forget
 
 
 class _OneLineErrors(typer.Typer):
@@ -70,6 +71,7 @@ app = _OneLineErrors(
 )
 
 app.command()(audience)
+app.command()(forget)
 
 DateOpt = Annotated[datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Batch / as-of day.")]
 

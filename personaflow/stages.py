@@ -47,8 +47,12 @@ def import_events(
     from ingest.formats import parse_mapping
     from ingest.landing import import_events as land
     from ingest.landing import imported_days
+    from personaflow.forget import drop_forgotten
 
-    report = land(path, source_format, s.landing_dir, parse_mapping(mapping), max_rejects, overwrite)
+    report = land(
+        path, source_format, s.landing_dir, parse_mapping(mapping), max_rejects, overwrite,
+        keep=lambda frame: drop_forgotten(frame, s),
+    )  # fmt: skip
     days = imported_days(report)
     if load and days:
         last = min(through or days[1], days[1])
