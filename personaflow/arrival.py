@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from ingest.generate import batch_dates, batch_path
@@ -55,12 +54,8 @@ def batch_arrival(landing_dir: Path, day: date, now: datetime, wait_hours: float
 
 
 def missing_data_email(arrival: Arrival, day: date, sender: str, recipients: list[str]) -> EmailMessage:
-    msg = EmailMessage()
-    msg["Subject"] = f"[personaflow] missing data: no batch for {day}"
-    msg["From"] = sender
-    msg["To"] = ", ".join(recipients)
-    msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = make_msgid(domain="personaflow.local")
-    msg["X-Personaflow-Severity"] = "missing"
+    from quality.alert import new_message
+
+    msg = new_message(f"[personaflow] missing data: no batch for {day}", sender, recipients, "missing")
     msg.set_content(arrival.reason + "\n")
     return msg

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from datetime import date
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +81,10 @@ def check_drift(as_of: date, s: Settings) -> dict[str, Any]:
 
 
 def _email(as_of: date, previous: str | None, shifted: list[str], report: Path, smtp) -> EmailMessage:
-    msg = EmailMessage()
-    msg["Subject"] = f"[personaflow] drift WARNING: as_of {as_of} ({len(shifted)} feature(s) shifted)"
-    msg["From"], msg["To"] = smtp.sender, ", ".join(smtp.recipients)
-    msg["Date"], msg["Message-ID"] = formatdate(localtime=False), make_msgid(domain="personaflow.local")
-    msg["X-Personaflow-Severity"] = "warning"
+    from quality.alert import new_message
+
+    subject = f"[personaflow] drift WARNING: as_of {as_of} ({len(shifted)} feature(s) shifted)"
+    msg = new_message(subject, smtp.sender, smtp.recipients, "warning")
     lines = [
         f"Tonight's features ({as_of}) against the night before ({previous}): significant shift "
         "(PSI >= 0.25) in:", *(f"- {f}" for f in shifted), "", f"Report: {report}",

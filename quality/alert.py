@@ -37,6 +37,18 @@ class SmtpConfig:
             raise ValueError("SmtpConfig needs at least one recipient")
 
 
+def new_message(subject: str, sender: str, recipients: Sequence[str], severity: str) -> EmailMessage:
+    """An alert's envelope, the same for every kind (data quality, missing data, drift)."""
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain="personaflow.local")
+    msg["X-Personaflow-Severity"] = severity
+    return msg
+
+
 def build_alert(
     *, stage: str, target: str, result: CheckResult, sender: str, recipients: Sequence[str], note: str = ""
 ) -> EmailMessage:
@@ -50,15 +62,10 @@ def build_alert(
         if failed
         else f"{warned} warning(s) of {result.n_expectations} expectations; the run goes on"
     )
-    msg = EmailMessage()
-    msg["Subject"] = f"[personaflow] data quality {level}: {stage} {target} ({counts})"
-    msg["From"] = sender
-    msg["To"] = ", ".join(recipients)
-    msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = make_msgid(domain="personaflow.local")
+    subject = f"[personaflow] data quality {level}: {stage} {target} ({counts})"
+    msg = new_message(subject, sender, recipients, result.severity)
     msg["X-Personaflow-Stage"] = stage
     msg["X-Personaflow-Target"] = target
-    msg["X-Personaflow-Severity"] = result.severity
 
     lines = [
         f"Severity: {level}",
