@@ -34,6 +34,20 @@ class IngestError(ValueError):
     """A file that cannot be loaded; the message names the file, and the column or line at fault."""
 
 
+def bad_values(path: Path, column: str, where, values, bad, kind: str, unit: str = "line") -> IngestError:
+    """The error for a column with values of the wrong kind: the first bad line, then up to SHOWN in
+    all, so one pass over the file fixes them; `where` holds each row's line (or row) number."""
+    at = np.flatnonzero(bad)
+    first = int(at[0])
+    more = "; ".join(f"{unit} {where[i]}: {values.iloc[i]!r}" for i in at[1:SHOWN])
+    also = f": also {more}" if more else ""
+    return IngestError(
+        f"{path}:{where[first]}: column {column}: {values.iloc[first]!r} is not {kind} "
+        f"({len(at)} bad value(s) in this column{also}{', ...' if len(at) > SHOWN else ''}); "
+        "nothing was imported"
+    )
+
+
 @dataclass
 class CsvText:
     """A CSV file as string columns (empty text stays ""), plus where every row came from."""

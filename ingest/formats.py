@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ingest.csvfile import IngestError, write_rejects
+from ingest.csvfile import IngestError, bad_values, write_rejects
 from ingest.sheets import read_export_text
 
 FORMATS = ("csv", "parquet")
@@ -83,12 +83,8 @@ def _timestamps(path: Path, values: pd.Series, where: np.ndarray, fmt: str) -> p
             parsed[~aware] = pd.to_datetime(text[~aware], format="ISO8601", errors="coerce")
         bad = parsed.isna().to_numpy()  # empty text too: an event without a time cannot be placed
         if bad.any():
-            i = int(np.flatnonzero(bad)[0])
             unit = "line" if fmt == "csv" else "row"
-            raise IngestError(
-                f"{path} {unit} {where[i]}: column event_ts: {values.iloc[i]!r} is not an ISO 8601 "
-                f"timestamp ({int(bad.sum())} bad value(s)); nothing was imported"
-            )
+            raise bad_values(path, "event_ts", where, values, bad, "an ISO 8601 timestamp", unit)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.astype("datetime64[ns]")
@@ -104,12 +100,7 @@ def _numbers(path: Path, frame: pd.DataFrame, column: str, where: np.ndarray, fm
     if column == "quantity":
         bad |= (number.notna() & (number % 1 != 0)).to_numpy()
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        unit = "line" if fmt == "csv" else "row"
-        raise IngestError(
-            f"{path} {unit} {where[i]}: column {column}: {values.iloc[i]!r} is not a number "
-            f"({int(bad.sum())} bad value(s)); nothing was imported"
-        )
+        raise bad_values(path, column, where, values, bad, "a number", "line" if fmt == "csv" else "row")
     return number.fillna(default) if default is not None else number
 
 

@@ -176,3 +176,20 @@ def imported_days(report: dict[str, object]) -> tuple[date, date] | None:
     if not batches.get("first_day"):  # type: ignore[union-attr]
         return None
     return date.fromisoformat(batches["first_day"]), date.fromisoformat(batches["last_day"])  # type: ignore[index]
+
+
+def import_warnings(report: dict[str, object]) -> list[str]:
+    """What an import kept or dropped that a person should know of, one sentence each."""
+    out = []
+    kept = report["batches"].get("kept") or []  # type: ignore[union-attr]
+    if kept:
+        shown = ", ".join(kept[:10]) + (", ..." if len(kept) > 10 else "")
+        out.append(f"kept {len(kept)} landed day file(s) that differ from this export: {shown} "
+                   "(--overwrite replaces them)")  # fmt: skip
+    if report.get("ignored_columns"):
+        out.append(f"columns not in our layout were dropped: {', '.join(report['ignored_columns'])}")  # type: ignore[arg-type]
+    if report.get("non_utf8_lines"):
+        out.append(f"{report['non_utf8_lines']} line(s) were not UTF-8 and were read as cp1252/latin-1")
+    if report.get("rejected_lines"):
+        out.append(f"{report['rejected_lines']} unparseable line(s) set aside in {report['rejects_file']}")
+    return out

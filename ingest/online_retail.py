@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.csvfile import IngestError, write_rejects
+from ingest.csvfile import bad_values, write_rejects
 from ingest.sheets import read_export_text
 
 COLUMNS = (
@@ -50,11 +50,7 @@ BUSINESS_COLUMNS = [
 
 def _reject_values(path: Path, column: str, lines: np.ndarray, values: pd.Series, bad: np.ndarray, kind: str):
     if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise IngestError(
-            f"{path}:{lines[first]}: column {column}: {values.iloc[first]!r} is not {kind} "
-            f"({int(bad.sum())} bad value(s) in this column); nothing was imported"
-        )
+        raise bad_values(path, column, lines, values, bad, kind)
 
 
 def _timestamps(path: Path, text: pa.ChunkedArray, lines: np.ndarray) -> pd.Series:

@@ -6,11 +6,14 @@ Stage modules are imported inside the functions so that parsing the DAG file sta
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from personaflow.settings import Settings, export_tool_env
+
+log = logging.getLogger(__name__)
 
 
 def ingest(batch_date: date, s: Settings, max_rejects: int = 0) -> dict[str, Any]:
@@ -46,13 +49,15 @@ def import_events(
     """
     from ingest.formats import parse_mapping
     from ingest.landing import import_events as land
-    from ingest.landing import imported_days
+    from ingest.landing import import_warnings, imported_days
     from personaflow.forget import drop_forgotten
 
     report = land(
         path, source_format, s.landing_dir, parse_mapping(mapping), max_rejects, overwrite,
         keep=lambda frame: drop_forgotten(frame, s),
     )  # fmt: skip
+    for warning in import_warnings(report):  # stderr (CLI) and the task log (Airflow)
+        log.warning(warning)
     days = imported_days(report)
     if load and days:
         last = min(through or days[1], days[1])

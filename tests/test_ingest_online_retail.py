@@ -221,3 +221,19 @@ def test_cli_imports_then_loads_or_leaves_days_for_the_dag(export, tmp_path):
     assert bad.exit_code != 0 and "--format" in bad.output
     missing = runner.invoke(app, ["ingest", str(tmp_path / "nope.csv"), "--format", "online-retail"], env=env)
     assert missing.exit_code == 1 and "nope.csv: file not found" in missing.output
+
+
+def test_import_warnings_go_to_stderr(export, tmp_path):
+    """A landed day that differs from the export is kept, and the console says so on stderr."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "PERSONAFLOW_HOME": str(tmp_path / "home")}
+    args = [sys.executable, "-c", "from personaflow.cli import app; app()", "ingest", str(export),
+            "--format", "online-retail", "--no-load"]  # fmt: skip
+    assert subprocess.run(args, env=env, capture_output=True, text=True).returncode == 0
+    day = tmp_path / "home" / "landing" / "events" / "events_2010-12-01.csv"
+    day.write_text(day.read_text() + "\n")  # fixed by hand, say
+    again = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and json.loads(again.stdout)["batches"]["kept"] == ["2010-12-01"]
+    assert "kept 1 landed day file(s) that differ from this export: 2010-12-01" in again.stderr
