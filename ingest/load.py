@@ -5,8 +5,9 @@ source_row, source_format). Loading a batch is idempotent: the batch's rows are 
 transaction, so re-running a day never duplicates it, and loading the same file again is reported as
 a replay. The landing file itself is never moved or changed; quarantine copies it.
 
-Before anything is written the whole file is parsed and type-checked (ingest/csvfile.py), so a bad
-file leaves the warehouse exactly as it was and the error names the file, the column and the line.
+Before anything is written the whole file is parsed (ingest/csvfile.py) and type-checked
+(ingest/raw_types.py), so a bad file leaves the warehouse exactly as it was and the error names the
+file, the column and the line.
 
 A batch day also loads the live events the API accepted that day (`landing/live/events_<day>.jsonl`,
 see ingest/live.py) into raw.events with source_format 'live', inside the same transaction; returns
@@ -25,34 +26,18 @@ import pyarrow.compute as pc
 
 from ingest.csvfile import IngestError, read_csv_text, write_rejects
 from ingest.generate import batch_dates, batch_path
-from ingest.live import LIVE_COLUMNS, live_path, read_live_lines
+from ingest.live import live_path
+from ingest.raw_types import EVENT_TYPES, V2_TYPES, check_types, insert_events, live_table
 
 __all__ = ["IngestError", "connect", "ensure_raw_layer", "load_batch", "load_dimensions", "load_pending"]
 
 # The landing layout: the contract's eight columns, then v2's optional ones (absent -> NULL).
-EVENT_TYPES = {
-    "event_id": "varchar", "user_id": "varchar", "item_id": "varchar", "event_type": "varchar",
-    "event_ts": "timestamp", "session_id": "varchar", "quantity": "integer", "price": "double",
-}  # fmt: skip
-V2_TYPES = {
-    "order_id": "varchar", "description": "varchar", "country": "varchar", "source_format": "varchar",
-    "source_row": "bigint",
-}  # fmt: skip
 LANDING_COLUMNS = (*EVENT_TYPES, *V2_TYPES)
 USER_TYPES = {"user_id": "varchar", "signup_date": "date", "country": "varchar", "age_band": "varchar"}
 ITEM_TYPES = {"item_id": "varchar", "category": "varchar", "brand": "varchar", "price": "double"}
 # Columns a dimension file may have (absent -> NULL): the item's name, which shops want in answers.
 OPTIONAL_TYPES = {"users": {}, "items": {"description": "varchar"}}
 DEFAULT_SOURCE_FORMAT = "synthetic"  # files in our layout without a source_format column
-# Text a typed column must look like before DuckDB casts it: DuckDB would round '2.5' to an integer
-# and silently drop a '+02:00' offset from a timestamp (landing timestamps are UTC without offset).
-SHAPES = {
-    "date": r"\s*\d{4}-\d{2}-\d{2}\s*",
-    "integer": r"\s*[+-]?\d+\s*",
-    "bigint": r"\s*[+-]?\d+\s*",
-    "double": r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*",
-    "timestamp": r"\s*\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?\s*",
-}
 
 RAW_DDL = """
 create schema if not exists raw;
@@ -122,7 +107,7 @@ def load_dimensions(warehouse: Path, landing_dir: Path) -> dict[str, int | str]:
             types = {**types, **{c: k for c, k in optional.items() if c in text.columns}}
             view = text.table.select(list(types)).append_column("_line", pa.array(text.lines, pa.int64()))
             con.register("dimension", view)
-            _check_types(con, "dimension", types, path)
+            check_types(con, "dimension", types, path)
             exprs = [
                 f"nullif({c}, '')" if kind == "varchar" else f"cast(nullif(trim({c}), '') as {kind})"
                 for c, kind in types.items()
@@ -141,73 +126,6 @@ def load_dimensions(warehouse: Path, landing_dir: Path) -> dict[str, int | str]:
                 con.unregister("dimension")
             counts[f"raw.{table}"] = con.execute(f"select count(*) from raw.{table}").fetchall()[0][0]
     return counts
-
-
-def _live_table(path: Path) -> pa.Table:
-    """The live file as string columns in the landing layout (line numbers in `_line`)."""
-    try:
-        numbered = read_live_lines(path)
-    except ValueError as exc:
-        raise IngestError(str(exc)) from exc
-    columns: dict[str, list] = {c: [] for c in LIVE_COLUMNS[:-1]}
-    for _, record in numbered:
-        for c in columns:
-            value = record.get(c)
-            columns[c].append("" if value is None else str(value))
-    table = pa.table({c: pa.array(v, pa.string()) for c, v in columns.items()})
-    lines = pa.array([n for n, _ in numbered], pa.int64())
-    return table.append_column("_line", lines).append_column("source_row", pc.cast(lines, pa.string()))
-
-
-def _check_types(con: duckdb.DuckDBPyConnection, view: str, types: dict[str, str], path: Path) -> None:
-    """Raise naming file, column, line and value for the first text a typed column cannot hold.
-
-    One scan for all columns; the offending value is looked up only when there is one.
-    """
-    bad = {}
-    for column, kind in types.items():
-        if kind != "varchar":
-            shape = f" or not regexp_full_match({column}, '{SHAPES[kind]}')" if kind in SHAPES else ""
-            bad[column] = f"{column} <> '' and (try_cast({column} as {kind}) is null{shape})"
-    if not bad:
-        return
-    counts = ", ".join(
-        f"count(*) filter (where {cond}), min(_line) filter (where {cond})" for cond in bad.values()
-    )
-    # fetchall: DuckDB 2 refuses new work on a connection while a result is only partly fetched.
-    found = con.execute(f"select {counts} from {view}").fetchall()[0]
-    for i, column in enumerate(bad):
-        n, line = found[2 * i], found[2 * i + 1]
-        if n:
-            [(value,)] = con.execute(f"select {column} from {view} where _line = ?", [line]).fetchall()
-            raise IngestError(
-                f"{path}:{line}: column {column}: {value!r} is not a valid {types[column]} "
-                f"({n} bad value(s) in this column); nothing was loaded"
-            )
-
-
-def _insert(con, view: str, present: list[str], path: Path, batch_date: date, source_format: str) -> None:
-    """Named-column insert of a checked string view into raw.events."""
-    exprs = []
-    for column, kind in {**EVENT_TYPES, **V2_TYPES}.items():
-        if column == "source_row":
-            text = "source_row" if column in present else "null"
-            exprs.append(f"coalesce(try_cast(nullif(trim({text}), '') as bigint), _line - 1)")
-        elif column == "source_format":
-            text = "nullif(source_format, '')" if column in present else "null"
-            exprs.append(f"coalesce({text}, '{source_format}')")
-        elif column not in present:
-            exprs.append(f"null::{kind}")
-        elif kind == "varchar":
-            exprs.append(f"nullif({column}, '')")
-        else:
-            exprs.append(f"cast(nullif(trim({column}), '') as {kind})")
-    names = [*EVENT_TYPES, *V2_TYPES, "batch_date", "source_file", "loaded_at"]
-    con.execute(
-        f"insert into raw.events ({', '.join(names)}) "
-        f"select {', '.join(exprs)}, ?::date, ?, now()::timestamp from {view}",
-        [batch_date, str(path)],
-    )
 
 
 def load_batch(
@@ -229,14 +147,14 @@ def _load_day(
     present = [c for c in LANDING_COLUMNS if c in text.columns]
     table = text.table.select(present).append_column("_line", pa.array(text.lines, pa.int64()))
     live_file = live_path(landing_dir, batch_date)
-    live = _live_table(live_file)
+    live = live_table(live_file)
     digest = sha256(path)
     all_types = {**EVENT_TYPES, **V2_TYPES}
     con.register("landing_batch", table)
     con.register("live_batch", live)
     try:
-        _check_types(con, "landing_batch", {c: all_types[c] for c in present}, path)
-        _check_types(
+        check_types(con, "landing_batch", {c: all_types[c] for c in present}, path)
+        check_types(
             con, "live_batch", {c: all_types[c] for c in live.column_names if c in all_types}, live_file
         )
         found = con.execute(
@@ -255,9 +173,9 @@ def _load_day(
                     [before[0], batch_date],
                 )
             con.execute("delete from raw.events where batch_date = ?", [batch_date])
-            _insert(con, "landing_batch", present, path, batch_date, DEFAULT_SOURCE_FORMAT)
+            insert_events(con, "landing_batch", present, path, batch_date, DEFAULT_SOURCE_FORMAT)
             if live.num_rows:
-                _insert(con, "live_batch", live.column_names, live_file, batch_date, "live")
+                insert_events(con, "live_batch", live.column_names, live_file, batch_date, "live")
             rows = table.num_rows + live.num_rows
             con.execute("delete from raw.batches where batch_date = ?", [batch_date])
             con.execute(

@@ -111,7 +111,8 @@ def load() -> Settings:
         airflow_host=_env("PERSONAFLOW_AIRFLOW_HOST", "127.0.0.1"),
         airflow_port=int(_env("PERSONAFLOW_AIRFLOW_PORT", "8080")),
         airflow_user=_env("PERSONAFLOW_AIRFLOW_USER", "admin"),
-        # Empty: Airflow generates a password into AIRFLOW_HOME on first start (`personaflow up` prints it).
+        # Empty: `personaflow up` writes a random one (0600) into AIRFLOW_HOME's SimpleAuthManager passwords
+        # file before Airflow starts, and prints the file's path, not the password.
         airflow_password=_env("PERSONAFLOW_AIRFLOW_PASSWORD", ""),
         # false: the scheduler runs only manual runs and backfills (demos on old data, tests)
         airflow_schedule=_env("PERSONAFLOW_AIRFLOW_SCHEDULE", "true").lower() in ("1", "true", "yes"),

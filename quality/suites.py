@@ -20,8 +20,8 @@ from datetime import date, datetime, timedelta
 import great_expectations.expectations as gxe
 from great_expectations.expectations.row_conditions import Column
 
-from ingest.load import EVENT_TYPES as RAW_EVENT_TYPES
-from ingest.load import V2_TYPES as RAW_V2_TYPES
+from ingest.raw_types import EVENT_TYPES as RAW_EVENT_TYPES
+from ingest.raw_types import V2_TYPES as RAW_V2_TYPES
 from quality import contract
 
 # The raw contract is defined once, by the loader that writes it.

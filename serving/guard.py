@@ -21,16 +21,18 @@ Security (README "Security"):
   sending cannot take the slots of real requests. One client address holds at most `max_per_client`
   requests at once (429): 270 slow connections from one address cannot crowd out the others.
   Headers must be complete within `serve_header_timeout` seconds or the connection is closed
-  (`install_header_timeout`, a hook in uvicorn: no middleware sees a request before its headers).
+  (serving/header_timeout.py, a hook in uvicorn: no middleware sees a request before its headers).
+
+The Host, Origin and Content-Type checks themselves are in serving/headers.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import urlsplit
 
 from serving.auth import bearer_ok
+from serving.headers import allowed_hosts, header, host_name, is_json, same_origin
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -56,47 +58,6 @@ def relabel_validation_error(body: bytes) -> tuple[int, bytes]:
         problems.append(f"{field}: {err.get('msg', 'invalid')}")
     payload["error"] = "invalid request: " + "; ".join(problems)
     return 422, json.dumps(payload).encode()
-
-
-def _header(scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return value
-    return None
-
-
-def _same_origin(origin: bytes, host: bytes | None) -> bool:
-    """Origin `scheme://host[:port]` names the host the request was sent to (the docs page at `/`)."""
-    try:
-        netloc = urlsplit(origin.decode("latin-1")).netloc.lower()
-    except ValueError:
-        return False
-    return bool(netloc) and host is not None and netloc == host.decode("latin-1").lower()
-
-
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def allowed_hosts(configured: tuple[str, ...], serve_host: str) -> frozenset[str] | None:
-    """Host names to answer (None: any). Default: loopback names when serving on loopback."""
-    if configured:
-        return None if "*" in configured else frozenset(configured)
-    if serve_host in LOOPBACK_NAMES or serve_host.startswith("127."):
-        return frozenset({*LOOPBACK_NAMES, serve_host})
-    return None
-
-
-def _host_name(host: bytes | None) -> str:
-    """`example.com:3000` -> `example.com`, `[::1]:3000` -> `[::1]`."""
-    name = (host or b"").decode("latin-1").strip().lower()
-    if name.startswith("["):
-        return name[: name.find("]") + 1]
-    return name.rsplit(":", 1)[0] if name.count(":") == 1 else name
-
-
-def is_json(content_type: bytes) -> bool:
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json"
 
 
 CLOSE = [(b"connection", b"close")]
@@ -160,16 +121,16 @@ class Guard:
 
     async def _checked(self, scope, receive, send) -> None:
         """Host, origin, token and content type from the headers, then the body within the time limit."""
-        host = _header(scope, b"host")
-        if self.hosts is not None and _host_name(host) not in self.hosts:
+        host = header(scope, b"host")
+        if self.hosts is not None and host_name(host) not in self.hosts:
             await _answer(send, 403, {"error": "host: not a name this server answers to"}, CLOSE)
             return
-        origin = _header(scope, b"origin")
-        if origin is not None and not _same_origin(origin, host):
+        origin = header(scope, b"origin")
+        if origin is not None and not same_origin(origin, host):
             await _answer(send, 403, {"error": "origin: cross-origin requests are not accepted"}, CLOSE)
             return
         if scope["path"] in self.write_paths or self.protect_reads:
-            authorization = _header(scope, b"authorization")
+            authorization = header(scope, b"authorization")
             if not bearer_ok(authorization, self.tokens):
                 challenge = BEARER_CHALLENGE + (b', error="invalid_token"' if authorization else b"")
                 reason = "invalid token" if authorization else "missing"
@@ -180,7 +141,7 @@ class Guard:
                     [(b"www-authenticate", challenge), *CLOSE],
                 )
                 return
-        content_type = _header(scope, b"content-type")
+        content_type = header(scope, b"content-type")
         if content_type is not None and not is_json(content_type):
             await _answer(send, 415, {"error": "content-type: must be application/json"}, CLOSE)
             return
@@ -263,62 +224,3 @@ class Guard:
             await send({"type": "http.response.body", "body": out})
 
         await self.app(scope, replay, relabel)
-
-
-def install_header_timeout(seconds: float) -> bool:
-    """Close a connection whose request headers are not complete within `seconds` of its first byte
-    (or of the connection, for one that sends nothing). uvicorn has no such timeout, and no ASGI
-    middleware can see a request before its headers are in, so this hooks uvicorn's httptools protocol
-    (the one BentoML's uvicorn uses here); idle keep-alive connections stay uvicorn's business
-    (`timeout_keep_alive`). Idempotent; False when the httptools protocol is not available."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
-    except ImportError:  # pragma: no cover - httptools is in the lock
-        return False
-    if getattr(Protocol, "_personaflow_header_timeout", None) is not None:
-        Protocol._personaflow_header_timeout = seconds
-        return True
-    Protocol._personaflow_header_timeout = seconds
-    made, begin, complete, lost = (
-        Protocol.connection_made,
-        Protocol.on_message_begin,
-        Protocol.on_headers_complete,
-        Protocol.connection_lost,
-    )
-
-    def disarm(self) -> None:
-        timer = self.__dict__.pop("_personaflow_header_timer", None)
-        if timer is not None:
-            timer.cancel()
-
-    def expire(self) -> None:
-        self.__dict__.pop("_personaflow_header_timer", None)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-
-    def arm(self) -> None:
-        disarm(self)
-        timeout = Protocol._personaflow_header_timeout
-        self._personaflow_header_timer = self.loop.call_later(timeout, expire, self)
-
-    def connection_made(self, transport) -> None:
-        made(self, transport)
-        arm(self)
-
-    def on_message_begin(self) -> None:
-        begin(self)
-        arm(self)
-
-    def on_headers_complete(self) -> None:
-        disarm(self)
-        complete(self)
-
-    def connection_lost(self, exc) -> None:
-        disarm(self)
-        lost(self, exc)
-
-    Protocol.connection_made = connection_made
-    Protocol.on_message_begin = on_message_begin
-    Protocol.on_headers_complete = on_headers_complete
-    Protocol.connection_lost = connection_lost
-    return True

@@ -2,10 +2,10 @@
 
 The model is whatever the production pointer names (not BentoML's `:latest`). It is loaded in
 `__init__`, never at import; a watcher thread re-loads it when the pointer file (or the item
-catalogue) changes and swaps one immutable `Ranker` reference, so a promotion or a rollback is live
-without a restart and a request in flight finishes on the model it started with. Profiles and live
-events go through one Feast FeatureStore per process (serving/online.py); accepted events are first
-appended and fsynced to the landing area (ingest/live.py), which the nightly run loads.
+catalogue) changes and swaps one immutable `Ranker` reference (serving/hotswap.py), so a promotion or a
+rollback is live without a restart and a request in flight finishes on the model it started with.
+Profiles and live events go through one Feast FeatureStore per process (serving/online.py); accepted
+events are first appended and fsynced to the landing area (ingest/live.py), which the nightly run loads.
 
 Bad input answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies
 are JSON only, slow clients time out: see serving/guard.py.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,16 +28,10 @@ from starlette.responses import JSONResponse
 from ingest.live import LiveLog
 from personaflow import settings
 from quality import contract
-from serving.guard import Guard, install_header_timeout
-from serving.online import (
-    OnlineFeatures,
-    churn_risk,
-    favourite_categories,
-    load_catalogue,
-    load_co_purchase,
-    load_segment_popularity,
-    purchased_in,
-)
+from serving.guard import Guard
+from serving.header_timeout import install_header_timeout
+from serving.hotswap import ModelWatcher
+from serving.online import OnlineFeatures, churn_risk, favourite_categories, purchased_in
 from serving.ranking import Ranker
 from serving.schemas import (
     MAX_K,
@@ -52,23 +45,18 @@ from serving.schemas import (
     SimilarItems,
     SimilarItemsRequest,
 )
-from training.registry.loading import load_production
-from training.registry.pointer import read_pointer
-from training.registry.store import model_info
 
 log = logging.getLogger(__name__)
 
-RELOAD_CHECK_SECONDS = 0.5
 API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/metadata")
 # Calls that change state: a bearer token always (serving/auth.py); the others only with
 # PERSONAFLOW_API_PROTECT_READS.
 WRITE_PATHS = ("/events",)
-# Files the nightly features stage rewrites; a change rebuilds the Ranker like a model swap does.
-WATCHED_FEATURE_FILES = ("item_features.parquet", "co_purchase.parquet", "segment_popularity.parquet")
 # Requests past this many in flight get 503 at once (settings: PERSONAFLOW_SERVE_MAX_IN_FLIGHT).
 MAX_IN_FLIGHT = settings.load().serve_max_in_flight
 MAX_BODY_BYTES = 16_384
-# A connection whose request headers take longer than this is closed (slowloris; serving/guard.py).
+# A connection whose request headers take longer than this is closed (slowloris:
+# serving/header_timeout.py).
 install_header_timeout(settings.load().serve_header_timeout)
 __all__ = ["MAX_K", "Recommender"]
 
@@ -92,13 +80,6 @@ def _answer(model: type[BaseModel], **fields: Any) -> Any:
         raise AnswerError(f"internal error building {model.__name__}") from None
 
 
-def _mtime(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return None
-
-
 # One worker: the live-event counters are read-modify-write under an in-process lock (serving/online.py).
 # Per-request work BentoML lets a service turn off, all of it costing more than our scoring: no access
 # log, no Prometheus metrics middleware (/metrics then has nothing of ours), and the OpenTelemetry
@@ -115,62 +96,21 @@ class Recommender:
     def __init__(self) -> None:
         s = settings.load()
         self.pointer = Path(os.environ.get("PERSONAFLOW_PRODUCTION_POINTER") or s.production_pointer)
-        self.features_dir = s.features_dir
         self.online = OnlineFeatures(s.feature_repo_dir, s.features_dir)
         self.live = LiveLog(s.landing_dir)
-        self._watched = self._watch_state()
-        self.ranker, self.meta = self._build()
+        watcher = ModelWatcher(self.pointer, s.features_dir)
+        self.ranker, self.meta = watcher.build()
         log.info("serving %s from pointer %s", self.ranker.tag, self.pointer)
-        threading.Thread(target=self._watch, name="model-watcher", daemon=True).start()
+        watcher.start(lambda: self.ranker, self._swap)
         # Everything loaded so far (torch, pandas, Feast, the model) lives as long as the process: moved
         # out of the collector's reach, a full collection no longer walks it in the middle of a request
         # (those pauses were the /recommend p99 tail).
         gc.freeze()
 
-    # -- model swaps -------------------------------------------------------------------------------
-    def _watch_state(self) -> tuple[int | None, ...]:
-        return _mtime(self.pointer), *(_mtime(self.features_dir / name) for name in WATCHED_FEATURE_FILES)
-
-    def _build(self) -> tuple[Ranker, dict]:
-        model = load_production(self.pointer)
-        ranker = Ranker(
-            model,
-            load_catalogue(self.features_dir),
-            load_co_purchase(self.features_dir),
-            load_segment_popularity(self.features_dir),
-        )
-        pointer = read_pointer(self.pointer) or {}
-        info = model_info(model.tag)
-        meta = {
-            "model_version": model.tag,
-            "trained_at": info["created"],
-            "promoted_at": pointer.get("promoted_at"),
-            "metrics": {k: v for k, v in info["metrics"].items() if isinstance(v, int | float | str)},
-            "n_users": model.maps.n_users,
-            "n_items": model.maps.n_items,
-        }
-        return ranker, meta
-
-    def _watch(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(RELOAD_CHECK_SECONDS):
-            state = self._watch_state()
-            if state == self._watched or state[0] is None:
-                continue
-            try:
-                ranker, meta = self._build()
-            except Exception:  # keep serving the old model rather than failing requests
-                log.exception("reload from %s failed; still serving %s", self.pointer, self.ranker.tag)
-                self._watched = state
-                continue
-            if ranker.tag != self.ranker.tag:
-                log.info("production model changed: %s -> %s", self.ranker.tag, ranker.tag)
-            # One assignment each; a request reads self.ranker once, so it never mixes two models.
-            self.meta = meta
-            self.ranker = ranker
-            self._watched = state
-            gc.collect()  # drop the old model now, then keep the new one out of later collections
-            gc.freeze()
+    def _swap(self, ranker: Ranker, meta: dict) -> None:
+        # One assignment each; a request reads self.ranker once, so it never mixes two models.
+        self.meta = meta
+        self.ranker = ranker
 
     # -- API ---------------------------------------------------------------------------------------
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)

@@ -231,12 +231,12 @@ def test_dns_rebinding_another_name_for_127_0_0_1_is_refused(server):
 
 
 def test_allowed_host_names():
-    from serving.guard import _host_name, allowed_hosts
+    from serving.headers import allowed_hosts, host_name
 
     assert allowed_hosts((), "127.0.0.1") >= {"127.0.0.1", "localhost", "[::1]"}
     assert allowed_hosts((), "0.0.0.0") is None and allowed_hosts(("*",), "127.0.0.1") is None
     assert allowed_hosts(("api.shop.example",), "0.0.0.0") == {"api.shop.example"}
-    assert [_host_name(h) for h in (b"Localhost:3000", b"[::1]:3000", b"example.com", None)] == [
+    assert [host_name(h) for h in (b"Localhost:3000", b"[::1]:3000", b"example.com", None)] == [
         "localhost",
         "[::1]",
         "example.com",
