@@ -17,6 +17,7 @@ included (event_type 'return').
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -128,19 +129,23 @@ def load_dimensions(warehouse: Path, landing_dir: Path) -> dict[str, int | str]:
     return counts
 
 
+Keep = Callable[[pa.Table], pa.Table]
+
+
 def load_batch(
-    warehouse: Path, landing_dir: Path, batch_date: date, max_rejects: int = 0
+    warehouse: Path, landing_dir: Path, batch_date: date, max_rejects: int = 0, keep: Keep | None = None
 ) -> dict[str, object]:
     """Load one day's events file, and that day's live events, into raw.events, replacing any earlier
-    load of that day. Up to `max_rejects` unparseable lines go to `events_<day>.rejects.jsonl`."""
+    load of that day. Up to `max_rejects` unparseable lines go to `events_<day>.rejects.jsonl`. `keep`
+    filters the rows first (the stage drops forgotten customers: personaflow/forget.py)."""
     with connect(warehouse) as con:
         con.execute(RAW_DDL)
         con.execute(MIGRATE_V2)
-        return _load_day(con, landing_dir, batch_date, max_rejects)
+        return _load_day(con, landing_dir, batch_date, max_rejects, keep)
 
 
 def _load_day(
-    con: duckdb.DuckDBPyConnection, landing_dir: Path, batch_date: date, max_rejects: int
+    con: duckdb.DuckDBPyConnection, landing_dir: Path, batch_date: date, max_rejects: int, keep: Keep | None
 ) -> dict[str, object]:
     path = batch_path(landing_dir, batch_date)
     text = read_csv_text(path, required=list(EVENT_TYPES), optional=list(V2_TYPES), max_rejects=max_rejects)
@@ -148,6 +153,8 @@ def _load_day(
     table = text.table.select(present).append_column("_line", pa.array(text.lines, pa.int64()))
     live_file = live_path(landing_dir, batch_date)
     live = live_table(live_file)
+    if keep is not None:
+        table, live = keep(table), keep(live)
     digest = sha256(path)
     all_types = {**EVENT_TYPES, **V2_TYPES}
     con.register("landing_batch", table)
@@ -216,7 +223,7 @@ def _previous(before: tuple) -> tuple[int, str]:
 
 
 def load_pending(
-    warehouse: Path, landing_dir: Path, through: date, since: date | None = None
+    warehouse: Path, landing_dir: Path, through: date, since: date | None = None, keep: Keep | None = None
 ) -> list[dict[str, object]]:
     """Load every landed batch in [since, through] that the raw layer does not hold yet, or holds from a
     different file (history catch-up, backfill of a date range, a re-imported export).
@@ -243,5 +250,5 @@ def load_pending(
                 landed = sha256(batch_path(landing_dir, day))
                 if status == "quarantined" or landed in (digest, refused):
                     continue
-            loaded.append(_load_day(con, landing_dir, day, 0))
+            loaded.append(_load_day(con, landing_dir, day, 0, keep))
     return loaded

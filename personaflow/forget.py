@@ -11,21 +11,17 @@ Everything lives under the platform's home, so that is where we look, every byte
 - served models: their id replaced by a tombstone and their vector rows zeroed, in every version;
 - every other file that quotes them (alert emails, quality reports, GX Data Docs, Airflow and dbt
   logs, any SQLite file): the id replaced by the tombstone.
-The customer is then remembered only as a keyed hash (HMAC-SHA256 with this installation's secret,
-`secrets/forget_key`, 0600): `forgotten.json` lets imports and the loader drop them if a shop sends
-them again, and `audit/forget.jsonl` records when, what hash, and how much was removed where. A
+The customer is then remembered only as a keyed hash (personaflow/forgotten.py): `forgotten.json`
+lets imports, the loader and the API refuse them if a shop sends them again, and `audit/forget.jsonl`
+records when, what hash, and how much was removed where. A
 file that still holds the id after all of this is reported, never silently left.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import hmac
 import json
 import os
 import re
-import secrets
 import sqlite3
 import tempfile
 from datetime import UTC, datetime
@@ -36,42 +32,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from personaflow.forgotten import atomic_write, drop_lines, subject
 from personaflow.settings import Settings
 
 BEFORE, AFTER = rb"(?<![A-Za-z0-9_.\-])", rb"(?![A-Za-z0-9_]|\.[1-9])"
 HANDLED = {".duckdb", ".wal", ".parquet", ".pt", ".npz", ".npy"}  # formats cleaned by their own step
-
-
-def _key(s: Settings) -> bytes:
-    path = s.home / "secrets" / "forget_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
-
-
-def subject(user_id: str, s: Settings) -> str:
-    """The keyed hash a forgotten customer is remembered by (never the id itself)."""
-    return hmac.new(_key(s), user_id.encode(), hashlib.sha256).hexdigest()
-
-
-def forgotten_subjects(s: Settings) -> set[str]:
-    path = s.home / "forgotten.json"
-    return {e["subject"] for e in json.loads(path.read_text())} if path.exists() else set()
-
-
-def drop_forgotten(frame: pd.DataFrame, s: Settings, column: str = "user_id") -> pd.DataFrame:
-    """`frame` less the rows of forgotten customers (imports call this, so an export sent again cannot
-    bring them back)."""
-    gone = forgotten_subjects(s)
-    if not gone or frame.empty:
-        return frame
-    key = _key(s)
-    ids = frame[column].dropna().unique()
-    hit = {i for i in ids if hmac.new(key, str(i).encode(), hashlib.sha256).hexdigest() in gone}
-    return frame[~frame[column].isin(hit)] if hit else frame
 
 
 def _pattern(user_id: str) -> re.Pattern[bytes]:
@@ -80,38 +45,11 @@ def _pattern(user_id: str) -> re.Pattern[bytes]:
     return re.compile(BEFORE + re.escape(user_id.encode()) + AFTER)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.forget")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _csv_rows(path: Path, user_id: str) -> int:
-    """Drop the lines whose user_id field is the customer (landing layout: one row per line)."""
-    lines = path.read_bytes().decode("utf-8", errors="surrogateescape").splitlines(keepends=True)
-    if not lines:
-        return 0
-    header = next(csv.reader([lines[0]]))
-    if "user_id" not in header:
-        return 0
-    at = header.index("user_id")
-    kept = [lines[0]] + [ln for ln in lines[1:] if _field(ln, at) != user_id]
-    removed = len(lines) - len(kept)
-    if removed:
-        _atomic_write(path, "".join(kept).encode("utf-8", errors="surrogateescape"))
-    return removed
-
-
-def _field(line: str, at: int) -> str:
-    fields = next(csv.reader([line]), [])
-    return fields[at] if at < len(fields) else ""
-
-
 def _jsonl_rows(path: Path, user_id: str) -> int:
     lines = path.read_bytes().splitlines(keepends=True)
     kept = [ln for ln in lines if _safe_json(ln).get("user_id") != user_id]
     if len(kept) != len(lines):
-        _atomic_write(path, b"".join(kept))
+        atomic_write(path, b"".join(kept))
     return len(lines) - len(kept)
 
 
@@ -233,7 +171,7 @@ def _models(models_dir: Path, user_id: str, tombstone: str) -> int:
             if values.ndim == 1 and len(values) == len(users):
                 values[row] = 0
                 np.save(fill, values)
-        _atomic_write(ids_file, json.dumps(ids).encode())
+        atomic_write(ids_file, json.dumps(ids).encode())
         changed += 1
     return changed
 
@@ -248,7 +186,7 @@ def forget_user(user_id: str, s: Settings) -> dict[str, Any]:
     pattern = _pattern(user_id)
     counts: dict[str, int] = {"landing_rows": 0, "live_rows": 0, "parquet_rows": 0, "online_rows": 0}
     for path in sorted(s.home.rglob("*.csv")):
-        counts["landing_rows"] += _csv_rows(path, user_id)
+        counts["landing_rows"] += drop_lines(path, user_id)
     for path in sorted(s.home.rglob("*.jsonl")):
         counts["live_rows"] += _jsonl_rows(path, user_id)
     counts["warehouse_rows"] = _warehouse(s.warehouse, user_id, tombstone)
@@ -263,7 +201,7 @@ def forget_user(user_id: str, s: Settings) -> dict[str, Any]:
         if data[:16].startswith(b"SQLite format 3"):
             counts["online_rows"] += _sqlite(path, user_id, tombstone)
         else:
-            _atomic_write(path, pattern.sub(tombstone.encode(), data))
+            atomic_write(path, pattern.sub(tombstone.encode(), data))
         rewritten += 1
     counts["files_rewritten"] = rewritten
     for path in (p for p in s.home.rglob("*") if p.is_file()):
@@ -279,7 +217,7 @@ def _remember(s: Settings, who: str, counts: dict[str, int]) -> None:
     entries = json.loads(path.read_text()) if path.exists() else []
     if who not in {e["subject"] for e in entries}:
         entries.append({"subject": who, "forgotten_at": now})
-    _atomic_write(path, json.dumps(entries, indent=2).encode())
+    atomic_write(path, json.dumps(entries, indent=2).encode())
     audit = s.home / "audit" / "forget.jsonl"
     audit.parent.mkdir(parents=True, exist_ok=True)
     with audit.open("a") as handle:

@@ -18,19 +18,27 @@ log = logging.getLogger(__name__)
 
 def ingest(batch_date: date, s: Settings, max_rejects: int = 0) -> dict[str, Any]:
     """Load the day's batch (and the latest users/items snapshot) into the raw layer."""
+    from ingest.generate import batch_path
     from ingest.load import load_batch, load_dimensions
+    from personaflow.forgotten import keep_table, scrub_landing
 
+    scrub_landing([batch_path(s.landing_dir, batch_date)], s)
     dims = load_dimensions(s.warehouse, s.landing_dir)
-    return {**load_batch(s.warehouse, s.landing_dir, batch_date, max_rejects=max_rejects), **dims}
+    keep = lambda table: keep_table(table, s)  # noqa: E731 - forgotten customers never load again
+    return {**load_batch(s.warehouse, s.landing_dir, batch_date, max_rejects=max_rejects, keep=keep), **dims}
 
 
 def ingest_history(through: date, s: Settings, since: date | None = None) -> list[dict[str, Any]]:
     """Catch up every landed batch in [since, through] that was never loaded, or whose file changed
     since it was (first install, replay, backfill of a date range)."""
+    from ingest.generate import batch_dates, batch_path
     from ingest.load import load_dimensions, load_pending
+    from personaflow.forgotten import keep_table, scrub_landing
 
+    days = [d for d in batch_dates(s.landing_dir) if d <= through and (since is None or d >= since)]
+    scrub_landing([batch_path(s.landing_dir, d) for d in days], s)
     load_dimensions(s.warehouse, s.landing_dir)
-    return load_pending(s.warehouse, s.landing_dir, through, since=since)
+    return load_pending(s.warehouse, s.landing_dir, through, since=since, keep=lambda t: keep_table(t, s))
 
 
 def import_events(
@@ -50,7 +58,7 @@ def import_events(
     from ingest.formats import parse_mapping
     from ingest.landing import import_events as land
     from ingest.landing import import_warnings, imported_days
-    from personaflow.forget import drop_forgotten
+    from personaflow.forgotten import drop_forgotten
 
     report = land(
         path, source_format, s.landing_dir, parse_mapping(mapping), max_rejects, overwrite,

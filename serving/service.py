@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse
 
 from ingest.live import LiveLog
 from personaflow import settings
+from personaflow.forgotten import Forgotten
 from quality import contract
 from serving.guard import Guard
 from serving.header_timeout import install_header_timeout
@@ -80,6 +81,11 @@ def _answer(model: type[BaseModel], **fields: Any) -> Any:
         raise AnswerError(f"internal error building {model.__name__}") from None
 
 
+def _gone(user_id: str) -> JSONResponse:
+    return JSONResponse({"error": f"user_id {user_id!r}: erased on request (personaflow forget); "
+                                  "no data is kept or accepted for them"}, 404)  # fmt: skip
+
+
 # One worker: the live-event counters are read-modify-write under an in-process lock (serving/online.py).
 # Per-request work BentoML lets a service turn off, all of it costing more than our scoring: no access
 # log, no Prometheus metrics middleware (/metrics then has nothing of ours), and the OpenTelemetry
@@ -98,6 +104,7 @@ class Recommender:
         self.pointer = Path(os.environ.get("PERSONAFLOW_PRODUCTION_POINTER") or s.production_pointer)
         self.online = OnlineFeatures(s.feature_repo_dir, s.features_dir)
         self.live = LiveLog(s.landing_dir)
+        self.forgotten = Forgotten(s)  # erased customers (personaflow forget): 404, and no new data
         watcher = ModelWatcher(self.pointer, s.features_dir)
         self.ranker, self.meta = watcher.build()
         log.info("serving %s from pointer %s", self.ranker.tag, self.pointer)
@@ -121,6 +128,8 @@ class Recommender:
         best sellers (`fallback: "segment"`) or, unknown to the online store too, the popularity list
         (`fallback: "popularity"`); `exclude_purchased` reads the user's purchases from the online
         store, live purchases included; `category` keeps one catalogue category."""
+        if user_id in self.forgotten:
+            return _gone(user_id)
         ranker = self.ranker
         if category is not None and not ranker.knows_category(category):
             return _invalid("category", f"unknown category {category!r}")
@@ -165,6 +174,8 @@ class Recommender:
     async def profile(self, user_id: str) -> Profile:
         """The user's RFM scores, RFM and K-means segments and churn score from the nightly run, plus live
         activity since then (one online-store read for all of it)."""
+        if user_id in self.forgotten:
+            return _gone(user_id)
         row = self.online.user(user_id)
         live = row["live"]
         if row.get("rfm_segment") is None and live["n_events"] == 0:
@@ -219,6 +230,8 @@ class Recommender:
     ) -> EventAccepted:
         """Accept a live event: appended and fsynced to today's landing file (the nightly run loads it),
         then added to the user's live features, so the next /profile and /recommend see it."""
+        if user_id in self.forgotten:
+            return _gone(user_id)
         now = datetime.now(UTC)
         ts = event_ts or now
         if price is None:

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import httpx
 import pandas as pd
 import pytest
 
+from ingest.generate import batch_path
 from personaflow import stages
-from personaflow.forget import forget_user, subject
+from personaflow.forget import forget_user
+from personaflow.forgotten import subject
 from serving import process
+from serving.auth import read_token_file
 from tests._serving_setup import free_port
 
 pytestmark = pytest.mark.e2e
@@ -51,8 +55,11 @@ def test_forget_leaves_no_byte_and_the_next_import_does_not_bring_them_back(
         assert httpx.post(f"{base}/profile", json={"user_id": user_id}).status_code == 404
         other = events["user_id"].value_counts().index[1]
         assert httpx.post(f"{base}/profile", json={"user_id": other}).status_code == 200
-        answer = httpx.post(f"{base}/recommend", json={"user_id": user_id}).json()
-        assert answer["fallback"] is not None  # the served model no longer knows them
+        assert httpx.post(f"{base}/recommend", json={"user_id": user_id}).status_code == 404
+        [token] = read_token_file(s.home / "secrets" / "api_token")
+        event = {"user_id": user_id, "item_id": events["item_id"].iloc[0], "event_type": "view"}
+        refused = httpx.post(f"{base}/events", json=event, headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 404 and "erased" in refused.text
     finally:
         process.stop(proc)
 
@@ -60,3 +67,9 @@ def test_forget_leaves_no_byte_and_the_next_import_does_not_bring_them_back(
     assert report["forgotten_rows_dropped"] == int((events["user_id"] == user_id).sum())
     landed = pd.concat(pd.read_csv(p, dtype=str) for p in (s.landing_dir / "events").glob("*.csv"))
     assert user_id not in set(landed["user_id"])
+    # a later day file the shop sends with them in it: the loader drops them too
+    day = airflow_stack.last + timedelta(days=5)
+    theirs = events[events["user_id"] == user_id].head(3).assign(event_ts=f"{day} 10:00:00")
+    batch_path(s.landing_dir, day).write_text(theirs.to_csv(index=False))
+    assert stages.ingest(day, s)["rows"] == 0
+    assert _holding(s.home, user_id) == []
