@@ -114,11 +114,20 @@ class AirflowClient:
     def wait_backfill(self, dag_id: str, backfill_id: int, timeout: float = 3600) -> list[dict[str, Any]]:
         """Wait until the backfill is complete; returns its runs, oldest first."""
         deadline = time.monotonic() + timeout
-        while self._call("GET", f"/backfills/{backfill_id}").get("completed_at") is None:
+        while (backfill := self._call("GET", f"/backfills/{backfill_id}")).get("completed_at") is None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"backfill {backfill_id} of {dag_id} not complete after {timeout:.0f}s")
             time.sleep(5)
-        return [r for r in self.runs(dag_id) if r.get("backfill_id") == backfill_id]
+        # Runs do not name their backfill in every Airflow 3 answer: its window and run type do.
+        first, last = str(backfill["from_date"])[:10], str(backfill["to_date"])[:10]
+        runs = [
+            r for r in self.runs(dag_id)
+            if r.get("backfill_id") == backfill_id
+            or (r.get("run_type") == "backfill" and first <= str(r.get("logical_date"))[:10] <= last)
+        ]  # fmt: skip
+        if not runs:
+            raise RuntimeError(f"backfill {backfill_id} of {dag_id} completed with no run ({first}..{last})")
+        return sorted(runs, key=lambda r: str(r.get("logical_date")))
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
