@@ -241,8 +241,19 @@ def _pipeline() -> None:
             note(text, run_note=f"{text}\n\nData quality passed. Training report: `{report}`")
             return decision
 
+        @task(task_id="prune")
+        def prune() -> dict:
+            """Keep production, its rollback history and the newest candidates; delete the rest."""
+            from personaflow.settings import export_tool_env
+            from training.registry.retention import prune as run
+
+            s = run_settings()
+            export_tool_env(s)
+            return stage(run, s.production_pointer, s.keep_candidates)
+
         trained = train()
         promoted = promote(trained)
+        promoted >> prune()  # after the verdict: the new production is known
 
     with TaskGroup("report", tooltip="The night's HTML report, also when the night stopped early"):
         # all_done: the page is rendered on a night that stopped early too (it says what did not run)

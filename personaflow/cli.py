@@ -21,6 +21,7 @@ from personaflow import stages
 from personaflow.cli_app import OneLineErrors
 from personaflow.cli_audience import audience
 from personaflow.cli_common import DateOpt, _last_batch_day, _print
+from personaflow.cli_models import prune
 from personaflow.cli_privacy import forget
 from personaflow.cli_service import announce, backfill, demo, down, run_dag, serve, trigger, up
 
@@ -33,6 +34,7 @@ app = OneLineErrors(
 
 app.command()(audience)
 app.command()(forget)
+app.command()(prune)
 
 
 @app.command()

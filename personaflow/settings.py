@@ -62,6 +62,7 @@ class Settings:
     hybrid: bool = True
     rerank: bool = False
     batch_wait_hours: float = 6.0
+    keep_candidates: int = 5
 
 
 def load() -> Settings:
@@ -130,6 +131,8 @@ def load() -> Settings:
         # How long after a batch day ends the nightly run waits for its file before it reports the
         # night as missing data (personaflow/arrival.py).
         batch_wait_hours=float(_env("PERSONAFLOW_BATCH_WAIT_HOURS", "6")),
+        # Model versions kept besides production and its rollback history (training/registry/retention.py).
+        keep_candidates=int(_env("PERSONAFLOW_KEEP_CANDIDATES", "5")),
     )
 
 

@@ -32,7 +32,7 @@ TASKS = {
     "transform.validate_marts",
     "profiles.segments", "profiles.churn", "profiles.audiences", "features.materialize", "features.drift",
     "model.train",
-    "model.promote", "report.render",
+    "model.promote", "model.prune", "report.render",
 }  # fmt: skip
 
 

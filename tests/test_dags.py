@@ -34,7 +34,7 @@ def test_nightly_runs_every_stage_in_order_in_task_groups():
         "features.materialize", "model.train", "model.promote",
     ]  # fmt: skip
     profiles = {"profiles.segments", "profiles.churn"}
-    others = {"profiles.audiences", "features.drift", "report.render"}
+    others = {"profiles.audiences", "features.drift", "report.render", "model.prune"}
     assert set(order) | profiles | others == set(dag.task_ids)
     # the report is rendered on a night that stopped early too
     assert dag.get_task("report.render").trigger_rule == "all_done"
@@ -151,7 +151,7 @@ def test_without_a_manifest_or_by_default_dbt_is_one_task(tmp_path, monkeypatch)
     for mode in ("models", "single"):
         monkeypatch.setenv("PERSONAFLOW_DBT_TASKS", mode)
         dag = _dagbag().dags["personaflow_nightly"]
-        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 13, mode
+        assert "transform.dbt_build" in dag.task_ids and len(dag.task_ids) == 14, mode
 
 
 def test_marts_and_features_are_assets_and_a_corrected_batch_starts_the_refresh():
