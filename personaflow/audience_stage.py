@@ -60,6 +60,23 @@ def load_inputs(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, date]:
     return profile, bought, as_of
 
 
+PROFILES_FILE, BOUGHT_FILE = "audience_profiles.parquet", "audience_bought.parquet"
+
+
+def export_inputs(s: Settings) -> dict[str, Any] | None:
+    """Tonight's audience inputs as Parquet beside the other serving files, so POST /audiences answers
+    from them without opening the warehouse (the DAG may be writing it). None before any marts."""
+    if not s.warehouse.is_file():
+        return None
+    profile, bought, as_of = load_inputs(s)
+    s.features_dir.mkdir(parents=True, exist_ok=True)
+    for frame, name in ((profile, PROFILES_FILE), (bought, BOUGHT_FILE)):
+        tmp = s.features_dir / f".{name}.tmp"
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(s.features_dir / name)
+    return {"as_of": as_of.isoformat(), "customers": len(profile), "purchases": len(bought)}
+
+
 def _latest(path: Path, columns: list[str]) -> pd.DataFrame:
     """The newest snapshot per user of a profile stage's Feast source (empty before the stage ran)."""
     if not path.exists():
@@ -116,6 +133,7 @@ def refresh_saved(s: Settings) -> dict[str, Any]:
     specs = [
         AudienceSpec.from_json(json.loads(p.read_text())) for p in sorted(folder.glob("definitions/*.json"))
     ]
+    export_inputs(s)  # POST /audiences answers from tonight's profiles
     if not specs:  # nothing to refresh is a normal night, not a skipped stage
         return {
             "status": "ok",

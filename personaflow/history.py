@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from personaflow import stages
+from personaflow.audience_stage import refresh_saved
 from personaflow.settings import Settings
 
 Progress = Callable[[str], None]
@@ -85,6 +86,7 @@ def build_history(
     run("validate_marts", lambda: stages.validate_marts(last, s))
     run("segments", lambda: stages.segments(last, s))
     run("churn", lambda: stages.churn(last, s))
+    run("audiences", lambda: refresh_saved(s))
     run("features", lambda: stages.features(last, s))
     if train:
         candidate = run("train", lambda: stages.train(s))

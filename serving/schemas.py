@@ -187,3 +187,43 @@ class Metadata(BaseModel):
     n_items: int = Field(description="items the model ranks")
     features_as_of: str | None = Field(description="as-of day of the nightly features in the online store")
     max_k: int = Field(MAX_K, description="largest k accepted")
+
+
+Score = Annotated[float, Strict(), Field(ge=0, le=1)]
+Count = Annotated[int, Strict(), Field(ge=0)]
+Money = Annotated[float, Strict()]
+Names = Annotated[list[Id], Field(max_length=50)]
+
+
+class AudienceRequest(_Request):
+    """An audience definition (profiles/audiences.py AudienceSpec): every filter given must hold; a list
+    is any-of."""
+
+    name: Annotated[str, Strict(), StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "adhoc"
+    rfm_segments: Names = Field(default_factory=list, description="e.g. ['Champions', 'At Risk']")
+    segment_labels: Names = Field(default_factory=list, description="K-means segment labels")
+    min_churn_score: Score | None = None
+    max_churn_score: Score | None = None
+    min_recency_days: Count | None = None
+    max_recency_days: Count | None = None
+    min_frequency: Count | None = None
+    max_frequency: Count | None = None
+    min_monetary: Money | None = None
+    max_monetary: Money | None = None
+    countries: Names = Field(default_factory=list)
+    bought_categories: Names = Field(default_factory=list, description="bought an item of one of these")
+    bought_items: Names = Field(default_factory=list, description="bought one of these item ids")
+    bought_text: Names = Field(default_factory=list, description="bought an item whose name has a word")
+    limit: Annotated[int, Strict(), Field(ge=0, le=1000)] = Field(100, description="members listed, 0..1000")
+
+
+class AudienceAnswer(BaseModel):
+    audience: str = Field(description="the audience's name")
+    as_of: str | None = Field(description="the night whose profiles were used")
+    size: int = Field(description="customers in the audience")
+    share: float = Field(description="size / customers")
+    customers: int = Field(description="customers with a profile that night")
+    monetary_total: float = Field(description="net revenue of the audience's customers")
+    mean_recency_days: float | None = Field(description="mean days since the last purchase")
+    rfm_segments: dict[str, int] = Field(description="the audience's five largest RFM segments")
+    members: list[dict] = Field(description="the first `limit` members, best customers first")

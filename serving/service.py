@@ -22,13 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
 from ingest.live import LiveLog
 from personaflow import settings
 from personaflow.forgotten import Forgotten
+from profiles.audiences import AudienceError, AudienceSpec
 from quality import contract
+from serving.answers import answer as _answer
+from serving.answers import gone as _gone
+from serving.answers import invalid as _invalid
+from serving.audiences import AudienceInputs
+from serving.audiences import answer as answer_audience
 from serving.guard import Guard
 from serving.header_timeout import install_header_timeout
 from serving.hotswap import ModelWatcher
@@ -36,6 +41,8 @@ from serving.online import OnlineFeatures, churn_risk, favourite_categories, pur
 from serving.ranking import Ranker
 from serving.schemas import (
     MAX_K,
+    AudienceAnswer,
+    AudienceRequest,
     EventAccepted,
     EventRequest,
     Metadata,
@@ -49,7 +56,7 @@ from serving.schemas import (
 
 log = logging.getLogger(__name__)
 
-API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/metadata")
+API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/audiences", "/metadata")
 # Calls that change state: a bearer token always (serving/auth.py); the others only with
 # PERSONAFLOW_API_PROTECT_READS.
 WRITE_PATHS = ("/events",)
@@ -60,30 +67,6 @@ MAX_BODY_BYTES = 16_384
 # serving/header_timeout.py).
 install_header_timeout(settings.load().serve_header_timeout)
 __all__ = ["MAX_K", "Recommender"]
-
-
-def _invalid(field: str, message: str, status: int = 422) -> JSONResponse:
-    detail = [{"loc": [field], "msg": message, "type": "value_error"}]
-    return JSONResponse({"error": f"invalid request: {field}: {message}", "detail": detail}, status)
-
-
-class AnswerError(RuntimeError):
-    """Our own answer failed its schema: a fault of ours (or of the shop's data), never the client's."""
-
-
-def _answer(model: type[BaseModel], **fields: Any) -> Any:
-    """Build a response body; a validation failure here is a 500 with a log line, not a 422 that would
-    blame the request."""
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        log.error("answer %s failed its own schema: %s", model.__name__, exc.errors(include_url=False))
-        raise AnswerError(f"internal error building {model.__name__}") from None
-
-
-def _gone(user_id: str) -> JSONResponse:
-    return JSONResponse({"error": f"user_id {user_id!r}: erased on request (personaflow forget); "
-                                  "no data is kept or accepted for them"}, 404)  # fmt: skip
 
 
 # One worker: the live-event counters are read-modify-write under an in-process lock (serving/online.py).
@@ -104,6 +87,7 @@ class Recommender:
         self.pointer = Path(os.environ.get("PERSONAFLOW_PRODUCTION_POINTER") or s.production_pointer)
         self.online = OnlineFeatures(s.feature_repo_dir, s.features_dir)
         self.live = LiveLog(s.landing_dir)
+        self.audience_inputs = AudienceInputs(s.features_dir)
         self.forgotten = Forgotten(s)  # erased customers (personaflow forget): 404, and no new data
         watcher = ModelWatcher(self.pointer, s.features_dir)
         self.ranker, self.meta = watcher.build()
@@ -216,6 +200,20 @@ class Recommender:
             live_events=live["n_events"],
             features_as_of=row["as_of"].isoformat() if row["as_of"] else None,
         )
+
+    @bentoml.api(route="/audiences", input_spec=AudienceRequest)
+    async def audiences(self, limit: int = 100, **definition: Any) -> AudienceAnswer:
+        """Customers picked by profile (RFM / K-means segment, churn range, R/F/M ranges, country, what
+        they bought), from tonight's profiles: size, share, the first `limit` members."""
+        try:
+            spec = AudienceSpec(**definition)
+        except AudienceError as exc:
+            return _invalid(str(exc).split("=")[0].split(" ")[0], str(exc))
+        found = answer_audience(self.audience_inputs, spec, limit)
+        if found is None:
+            missing = "no audience inputs yet: the nightly profiles.audiences task writes them"
+            return JSONResponse({"error": missing}, 404)
+        return _answer(AudienceAnswer, **found)
 
     @bentoml.api(route="/events", input_spec=EventRequest)
     def events(

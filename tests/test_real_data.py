@@ -292,3 +292,21 @@ def test_nightly_report_renders_in_chromium(built):
             page.screenshot(path=str(ARTIFACTS / "nightly_report_online_retail.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_post_audiences_answers_like_the_cli(built):
+    from personaflow.audience_stage import run_audience
+    from profiles.audiences import AudienceSpec
+
+    definition = {"name": "lapsing-loyal", "rfm_segments": ["Loyal Customers"], "min_recency_days": 14}
+    cli = run_audience(AudienceSpec(**definition), built["s"])
+    with httpx.Client(base_url=built["base"], timeout=30) as client:
+        answer = client.post("/audiences", json={**definition, "limit": 5})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["size"], body["as_of"], len(body["members"])) == (cli["size"], cli["as_of"], 5)
+        assert [m["user_id"] for m in body["members"]] == [m["user_id"] for m in cli["first"][:5]]
+        bad = client.post("/audiences", json={"min_recency_days": 90, "max_recency_days": 30})
+        assert bad.status_code == 422 and "min_recency_days" in bad.text
+        strict = client.post("/audiences", json={"min_recency_days": "14"})
+        assert strict.status_code == 422 and "min_recency_days" in strict.text
