@@ -15,7 +15,8 @@ import pytest
 from personaflow.settings import REPO_ROOT
 
 PACKAGES = (
-    "personaflow", "ingest", "quality", "training", "profiles", "report", "serving", "feature_repo", "dags",
+    "personaflow", "ingest", "quality", "training", "profiles", "report", "experiments", "serving",
+    "feature_repo", "dags",
 )  # fmt: skip
 
 
