@@ -137,6 +137,7 @@ def test_summary_counts_models_tests_and_rows(built):
         "marts.data_quality": 35,  # 7 batches up to the as-of day x 5 reasons
         "marts.data_quality_items": 1,  # the catalogue has no descriptions: missing_description
         "marts.returned_items": 0,
+        "marts.data_quality_days": 7,  # one row per batch day up to the as-of day
     }
     assert summary["seconds"] > 0
     # dbt's artefacts land in state_dir, not in the repository's dbt_project/
