@@ -238,7 +238,8 @@ def _pipeline() -> None:
             verdict = "**Promoted**" if decision["promoted"] else "**Not promoted**"
             text = f"{verdict} `{decision['tag']}`: {decision['reason']}."
             report = candidate.get("report")
-            note(text, run_note=f"{text}\n\nData quality passed. Training report: `{report}`")
+            # appended: a drift warning noted earlier tonight stays beside the verdict
+            note(text, run_note=f"{text}\n\nData quality passed. Training report: `{report}`", append=True)
             return decision
 
         @task(task_id="prune")
@@ -262,7 +263,9 @@ def _pipeline() -> None:
             from report.nightly import build_report
 
             result = stage(build_report, batch_day(), run_settings())
-            note(f"Tonight's report: `{result['report']}`", run_note=f"Report: `{result['report']}`")
+            # appended: the run's note keeps the verdict (promoted / data quality failed) first
+            path = f"`{result['report']}`"
+            note(f"Tonight's report: {path}", run_note=f"Report: {path}", append=True)
             return result
 
         rendered = report()

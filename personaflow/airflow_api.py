@@ -184,9 +184,12 @@ class AirflowClient:
                    json={"note": note[:1000]})  # fmt: skip
 
 
-def write_notes(dag_id: str, run_id: str, task_id: str, task_note: str, run_note: str | None = None) -> bool:
-    """From inside a task: note on its task instance (and the run). A note is a convenience for the
-    UI, so an api-server that is not there (`dag.test()`, no password yet) only logs a warning."""
+def write_notes(
+    dag_id: str, run_id: str, task_id: str, task_note: str, run_note: str | None = None, append: bool = False
+) -> bool:
+    """From inside a task: note on its task instance (and the run; `append` adds a line under the run's
+    note instead of replacing it). A note is a convenience for the UI, so an api-server that is not
+    there (`dag.test()`, no password yet) only logs a warning."""
     import logging
 
     log = logging.getLogger(__name__)
@@ -194,6 +197,9 @@ def write_notes(dag_id: str, run_id: str, task_id: str, task_note: str, run_note
         client = AirflowClient.from_env(timeout=5)
         try:
             client.set_task_note(dag_id, run_id, task_id, task_note)
+            if run_note and append:
+                earlier = client.run(dag_id, run_id).get("note") or ""
+                run_note = f"{earlier}\n\n{run_note}" if earlier else run_note
             if run_note:
                 client.set_run_note(dag_id, run_id, run_note)
         finally:

@@ -42,7 +42,7 @@ def settings():
     return load()
 
 
-def note(task_note: str, run_note: str | None = None) -> None:
+def note(task_note: str, run_note: str | None = None, append: bool = False) -> None:
     """Leave a note on this task instance (and the run) for the UI; never fails the task."""
     from airflow.sdk import get_current_context
 
@@ -50,7 +50,7 @@ def note(task_note: str, run_note: str | None = None) -> None:
 
     context = get_current_context()
     ti = context["ti"]
-    write_notes(ti.dag_id, ti.run_id, ti.task_id, task_note, run_note)
+    write_notes(ti.dag_id, ti.run_id, ti.task_id, task_note, run_note, append=append)
 
 
 def quality_note(result: dict) -> str:
@@ -160,7 +160,7 @@ def note_drift(result: dict) -> dict:
         text = f"**Drift WARNING** ({result['as_of']} vs {result['compared_with']}): " + ", ".join(
             result["warnings"]
         )
-        note(f"{text}. Report: `{result['report']}`", run_note=text)
+        note(f"{text}. Report: `{result['report']}`", run_note=text, append=True)
     else:
         note(f"No drift ({result['as_of']} vs {result['compared_with']}, PSI < 0.25 everywhere).")
     return result
