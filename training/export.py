@@ -8,6 +8,9 @@ Every model of ours reduces to that at the end of a nightly run:
   the ranking is exactly the model's. It is computed once per night (a live purchase shows up in the
   user's history features at once, in this vector at the next run).
 A hybrid adds the repeat-buy part (own purchase counts + recency, popularity fill) and its weight.
+A baseline kind (repeat-buy, tifu-knn, popularity) is that part alone: zero user vectors, its sparse
+per-(user, item) scores as the "history" with weight 0, and item vectors from a truncated SVD of the
+purchase matrix so serving's similar-items still has embeddings to fall back on.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from training.models.sequence import last_windows, user_sequences
 from training.rerank.hybrid import blend_rows
 
 KINDS = {"bpr": "bpr-mf", "two_tower": "two-tower", "sasrec": "sasrec", "gru": "gru"}
+BASELINE_KINDS = {"repeat_buy": "repeat-buy", "tifu": "tifu-knn", "popularity": "popularity"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,31 @@ def embeddings(name: str, module: torch.nn.Module, split: Split, max_len: int = 
         users = _sequence_vectors(module, split, max_len)
         return Embeddings(KINDS[name], users, items, np.zeros(items.shape[0], dtype=np.float32))
     raise ValueError(f"no export for model {name!r}; known: {sorted(KINDS)}")
+
+
+def item_vectors(purchases: sp.csr_matrix, dim: int = 32, seed: int = 0) -> np.ndarray:
+    """(n_items, dim) item vectors: a truncated SVD of the binary purchase matrix (for similar items)."""
+    from scipy.sparse.linalg import svds
+
+    binary = (purchases > 0).astype(np.float64)
+    k = max(1, min(dim, min(binary.shape) - 1))
+    if binary.nnz == 0 or k < 1:
+        return np.zeros((binary.shape[1], dim), dtype=np.float32)
+    v0 = np.random.default_rng(seed).random(min(binary.shape))
+    _, s, vt = svds(binary, k=k, v0=v0)
+    return (vt.T * np.sqrt(s)).astype(np.float32)
+
+
+def baseline(name: str, scores: sp.csr_matrix, fill: np.ndarray, items: np.ndarray) -> Embeddings:
+    """A baseline (BASELINE_KINDS) as a servable model: `scores` + `fill` ranks, exactly as it did."""
+    if name not in BASELINE_KINDS:
+        raise ValueError(f"no baseline {name!r}; known: {sorted(BASELINE_KINDS)}")
+    n_users, n_items = scores.shape
+    users = np.zeros((n_users, items.shape[1]), dtype=np.float32)
+    return Embeddings(
+        BASELINE_KINDS[name], users, items, np.zeros(n_items, dtype=np.float32), scores.tocsr(),
+        np.asarray(fill, dtype=np.float64), 0.0,
+    )  # fmt: skip
 
 
 def with_rerank(emb: Embeddings, scores_fn, n_users: int, batch: int = 512) -> Embeddings:

@@ -32,6 +32,8 @@ from training.models.two_tower import TwoTowerLearner
 log = logging.getLogger(__name__)
 MODELS = ("bpr", "sasrec", "gru", "two_tower")
 FEATURE_MODELS = ("two_tower",)  # these need `features=` in fit_model
+
+
 @dataclass
 class FitResult:
     name: str
