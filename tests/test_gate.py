@@ -218,3 +218,12 @@ def test_a_model_that_trained_on_the_test_window_is_refitted_not_rescored(store,
     assert recipe.model == "repeat_buy" and "re-fit on this cut" in basis
     refit = evaluate(fn, older_split)["ndcg_at_10"]
     assert refit == pytest.approx(evaluate(own_history(older_split), older_split)["ndcg_at_10"], abs=1e-9)
+
+
+def test_the_promote_command_offers_force():
+    from typer.testing import CliRunner
+
+    from personaflow.cli import app
+
+    result = CliRunner().invoke(app, ["promote", "--help"])
+    assert result.exit_code == 0 and "--force" in result.output

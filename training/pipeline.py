@@ -184,7 +184,7 @@ def promote_candidate(
     is measured afresh (`evidence_now`). `force` promotes despite a refusal (logged and shown).
     """
     ev = None
-    if warehouse is not None:
+    if warehouse is not None and Path(warehouse).exists():
         split_cut = time_split(load_interactions(warehouse), holdout_days or 7).cutoff.isoformat()
         recorded = metrics_of(get_model(tag))
         pointer = read_pointer(Path(pointer_path))
