@@ -103,8 +103,14 @@ def fit_baseline(name: str, split: Split, val_days: int) -> tuple[FitResult, sp.
         val_scores, val_fill = tifu_parts(val, TifuParams(**info["tifu_params"]))
     else:
         val_scores, val_fill, _ = baseline_parts(name, val)
+
+    def scorer_at(view: Split):  # the same parameters at an earlier cut (re-ranker training windows)
+        if name == "tifu":
+            return _sparse_fn(*tifu_parts(view, TifuParams(**info["tifu_params"])))
+        return _sparse_fn(*baseline_parts(name, view)[:2])
+
     fitted = FitResult(
-        name, _sparse_fn(scores, fill), [], 0, "cpu", _sparse_fn(val_scores, val_fill), val, None
+        name, _sparse_fn(scores, fill), [], 0, "cpu", _sparse_fn(val_scores, val_fill), val, None, scorer_at
     )  # fmt: skip
     return fitted, scores, fill, info
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -44,6 +45,9 @@ class FitResult:
     val_scores_fn: ScoresFn  # the early-stopped model scored on the validation view (for tuning blends)
     val_split: Split
     module: torch.nn.Module  # two_tower: a TwoTower, whose user_vectors()/item_vectors() serving needs
+    # split -> the same recipe's scorer at that split's cut, where refitting is cheap (baselines): lets
+    # a re-ranker learn from several earlier validation windows
+    scorer_at: Callable[[Split], ScoresFn] | None = None
 
 
 def _learner(name: str, train, maps, cfg: FitConfig, device: str, tables: FeatureTables | None = None):
