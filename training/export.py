@@ -22,6 +22,7 @@ import scipy.sparse as sp
 import torch
 
 from training.data.interactions import Split
+from training.evaluation.rebuy import mask_rows
 from training.models.sequence import last_windows, user_sequences
 from training.rerank.hybrid import blend_rows
 
@@ -39,6 +40,7 @@ class Embeddings:
     history_fill: np.ndarray | None = None  # hybrid: popularity fill under every history score
     blend_weight: float = 0.0  # hybrid: weight of the min-max scaled model score
     rerank: sp.csr_matrix | None = None  # re-ranked: each user's candidates' scores, in (1, 2]
+    exclude: sp.csr_matrix | None = None  # a shop without re-buys: (user, item) bought, ranked last
 
     @property
     def is_hybrid(self) -> bool:
@@ -133,12 +135,16 @@ def score_users(model: Embeddings, user_idx: int | np.ndarray) -> np.ndarray:
     if model.history is not None:
         hist = model.history[np.atleast_1d(user_idx)].toarray() + model.history_fill
         scores = blend_rows(hist if np.ndim(user_idx) else hist[0], scores, model.blend_weight)
-    if model.rerank is None:
-        return scores
-    # re-ranked candidates in (1, 2] above the rest of the catalogue in the model's order in [0, 0.5]
-    rows = np.atleast_2d(scores).astype(np.float64)
-    lo, span = rows.min(axis=1, keepdims=True), np.ptp(rows, axis=1, keepdims=True)
-    rows = (rows - lo) / np.where(span > 0, span, 1.0) * 0.5
-    picked = model.rerank[np.atleast_1d(user_idx)].toarray()
-    out = np.where(picked > 0, picked, rows)
-    return out if np.ndim(user_idx) else out[0]
+    if model.rerank is not None:
+        # re-ranked candidates in (1, 2] above the rest of the catalogue in the model's order in [0, 0.5]
+        rows = np.atleast_2d(scores).astype(np.float64)
+        lo, span = rows.min(axis=1, keepdims=True), np.ptp(rows, axis=1, keepdims=True)
+        rows = (rows - lo) / np.where(span > 0, span, 1.0) * 0.5
+        picked = model.rerank[np.atleast_1d(user_idx)].toarray()
+        out = np.where(picked > 0, picked, rows)
+        scores = out if np.ndim(user_idx) else out[0]
+    if (
+        getattr(model, "exclude", None) is not None
+    ):  # already-bought items last (training/evaluation/rebuy.py)
+        scores = mask_rows(scores, model.exclude[np.atleast_1d(user_idx)])
+    return scores

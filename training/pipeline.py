@@ -12,6 +12,7 @@ from training.data.features import FeatureSource
 from training.data.interactions import Split, load_interactions, time_split
 from training.evaluation.baselines import popularity_ranking
 from training.evaluation.metrics import evaluate
+from training.evaluation.rebuy import bought_matrix, decide_exclusion, excluding
 from training.gate import gain_of, said
 from training.recipe import BASELINES, Recipe, build
 from training.registry.fair import baseline_models, evidence
@@ -44,7 +45,8 @@ def _params(recipe: Recipe, built, split: Split) -> dict[str, Any]:
         "best_epoch": built.fitted.best_epoch, "dim": recipe.dim, "device": built.fitted.device,
         "cutoff": split.cutoff.isoformat(), "last_date": split.last_date.isoformat(),
         "n_train_rows": int(len(split.train)), "n_users": split.maps.n_users, "n_items": split.maps.n_items,
-        "n_truth_items_unrankable": split.n_truth_items_unrankable, **built.extra,
+        "n_truth_items_unrankable": split.n_truth_items_unrankable,
+        "exclude_bought": recipe.exclude_bought, **built.extra,
     }  # fmt: skip
 
 
@@ -72,6 +74,7 @@ def train_candidate(
     features: FeatureSource | None = None,
     rerank: bool = False,
     serve_baseline: bool = True,
+    exclude_bought: bool | None = None,
 ) -> dict[str, Any]:
     """Load -> split -> fit the recipe (training/recipe.py) -> evaluate against every baseline and
     production on this split (training/registry/fair.py) -> save a candidate.
@@ -82,14 +85,18 @@ def train_candidate(
     If the learned candidate does not beat the best baseline (paired interval above 0) and
     `serve_baseline`, that baseline is saved too and *it* is the returned `tag` (the learned one is
     `learned_tag`): the nightly run then promotes the baseline through the same gate, and says so.
+    `exclude_bought` (None: measured, training/evaluation/rebuy.py): rank already-bought items last in
+    validation, evaluation, gate, blend and serving alike.
     """
     started = time.perf_counter()
     split = time_split(load_interactions(warehouse), holdout_days)
-    recipe = Recipe(model, hybrid, rerank, epochs, dim, seed, holdout_days)
+    exclude, rate = decide_exclusion(split, exclude_bought)
+    recipe = Recipe(model, hybrid, rerank, epochs, dim, seed, holdout_days, exclude)
     built = build(recipe, split, features)
+    built.extra.update(repeat_rate=rate)
     popular = popularity_ranking(split)
     candidate_fn = LoadedModel.of(built.exported, split.maps, popular).scores
-    bases = baseline_models(split, holdout_days)
+    bases = baseline_models(split, holdout_days, exclude)
     base_fns = {name: LoadedModel.of(b.exported, split.maps, popular).scores for name, b in bases.items()}
     base_metrics = {
         f"{BASELINE_PREFIX[name]}_{m}": value
@@ -102,7 +109,8 @@ def train_candidate(
     metrics = result["metrics"]
     best = metrics.get("gate_best_baseline")
     if serve_baseline and not recipe.is_baseline and not metrics.get("gate_vs_baseline_gain_ci_low", 1.0) > 0:
-        brecipe = Recipe(best, seed=seed, val_days=holdout_days)
+        brecipe = Recipe(best, seed=seed, val_days=holdout_days, exclude_bought=exclude)
+        bases[best].extra.update(repeat_rate=rate)
         bev = {**base_metrics, **evidence(base_fns[best], split, brecipe, base_fns, pointer_path, features)}
         learned = result
         result = _save(brecipe, bases[best], split, base_fns[best], bev, bases[best].fit_seconds, started)
@@ -156,7 +164,9 @@ def evidence_now(
     split = time_split(load_interactions(warehouse), holdout_days)
     popular = popularity_ranking(split)
     candidate_fn, basis, recipe = scored_fairly(tag, split, features)
-    bases = baseline_models(split, holdout_days)
+    if recipe.exclude_bought:  # what the candidate's user bought up to today's cut, not its own
+        candidate_fn = excluding(candidate_fn, bought_matrix(split))
+    bases = baseline_models(split, holdout_days, recipe.exclude_bought)
     base_fns = {name: LoadedModel.of(b.exported, split.maps, popular).scores for name, b in bases.items()}
     ev = evidence(candidate_fn, split, recipe, base_fns, pointer_path, features, candidate_tag=tag)
     scored = evaluate(candidate_fn, split, k=10)

@@ -10,7 +10,7 @@ in seconds (TIFU-KNN's parameters tuned on the validation view, never on the tes
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from training import export
 from training.data.features import FeatureSource
 from training.data.interactions import Split
 from training.evaluation.baselines import history_parts, popularity_vector, user_item_matrix
+from training.evaluation.rebuy import bought_matrix
 from training.evaluation.tifu import TifuParams, tifu_parts, tune_tifu
 from training.models.config import FitConfig
 from training.models.fit import MODELS, FitResult, fit_model, validation_view
@@ -28,6 +29,7 @@ from training.rerank.reranker import fit_reranker
 
 BASELINES = tuple(export.BASELINE_KINDS)
 KNOWN = (*MODELS, *BASELINES)
+FIT_BUDGET_S = 45.0  # seconds of early-stopping epochs per nightly fit at most (FitConfig.budget_s)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Recipe:
     dim: int = 64
     seed: int = 0
     val_days: int = 7
+    exclude_bought: bool = False  # a shop without re-buys: bought items last everywhere
 
     def __post_init__(self) -> None:
         if self.model not in KNOWN:
@@ -49,9 +52,9 @@ class Recipe:
         return self.model in BASELINES and not self.rerank
 
     @property
-    def key(self) -> tuple[str, bool, bool]:
+    def key(self) -> tuple[str, bool, bool, bool]:
         """What makes two recipes the same model (epochs, seed and cut aside)."""
-        return (self.model, self.hybrid and self.model not in BASELINES, self.rerank)
+        return (self.model, self.hybrid and self.model not in BASELINES, self.rerank, self.exclude_bought)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Recipe:
@@ -61,6 +64,7 @@ class Recipe:
             rerank=bool(params.get("rerank", False)), epochs=int(params.get("epochs", 20)),
             dim=int(params.get("dim", 64)), seed=int(params.get("seed", 0)),
             val_days=int(params.get("holdout_days", 7)),
+            exclude_bought=bool(params.get("exclude_bought", False)),
         )  # fmt: skip
 
 
@@ -126,16 +130,21 @@ def build(recipe: Recipe, split: Split, features: FeatureSource | None = None) -
         exported = export.baseline(recipe.model, scores, fill, export.item_vectors(user_item_matrix(split)))
     else:
         cfg = FitConfig(
-            epochs=recipe.epochs, dim=recipe.dim, seed=recipe.seed, val_days=recipe.val_days, lr=3e-3
-        )
+            epochs=recipe.epochs, dim=recipe.dim, seed=recipe.seed, val_days=recipe.val_days, lr=3e-3,
+            exclude_bought=recipe.exclude_bought, budget_s=FIT_BUDGET_S,
+        )  # fmt: skip
         fitted = fit_model(recipe.model, split, cfg, features=features)
         exported = export.embeddings(recipe.model, fitted.module, split, cfg.max_len)
         if recipe.hybrid:
-            _, info = blend_with_history(split, fitted.scores_fn, fitted.val_split, fitted.val_scores_fn)
+            _, info = blend_with_history(
+                split, fitted.scores_fn, fitted.val_split, fitted.val_scores_fn, recipe.exclude_bought
+            )
             exported = export.with_history(exported, *history_parts(split), info["weight"])
             extra = {"blend_weight": info["weight"], "blend_val_ndcg_curve": info["val_ndcg_curve"]}
     if recipe.rerank:
         reranked, info = fit_reranker(split, fitted, features)
         exported = export.with_rerank(exported, reranked, split.maps.n_users)
         extra.update({f"rerank_{k}": v for k, v in info.items()})
+    if recipe.exclude_bought:
+        exported = replace(exported, exclude=bought_matrix(split))
     return Built(exported, fitted, extra, time.perf_counter() - started)

@@ -25,6 +25,7 @@ from training.data.features import FeatureSource, FeatureTables
 from training.data.interactions import Split
 from training.data.purchases import PurchaseSplit, validation_split
 from training.evaluation.metrics import ScoresFn, evaluate
+from training.evaluation.rebuy import bought_matrix, excluding
 from training.models.bpr import BPRLearner
 from training.models.config import FitConfig, default_device
 from training.models.sequence import SequenceLearner, user_sequences
@@ -90,12 +91,15 @@ def fit_model(
     val_tables = features(val) if name in FEATURE_MODELS else None
     learner = _learner(name, val.train, split.maps, cfg, device, val_tables)
     val_sample = _sample_users(val, cfg.val_users, cfg.seed)
+    val_bought = bought_matrix(val) if cfg.exclude_bought else None
     history: list[dict[str, float]] = []
     best, best_epoch, best_state, waited = -1.0, 0, None, 0
+    loop_started = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
         loss = learner.epoch()
-        ndcg = evaluate(learner.scores, val_sample)["ndcg_at_10"]
+        scorer = learner.scores if val_bought is None else excluding(learner.scores, val_bought)
+        ndcg = evaluate(scorer, val_sample)["ndcg_at_10"]
         history.append(
             {"epoch": epoch, "loss": loss, "val_ndcg_at_10": ndcg, "seconds": time.perf_counter() - started}
         )
@@ -119,6 +123,12 @@ def fit_model(
                     "%s: early stop after epoch %d (best %d, val ndcg@10 %.4f)", name, epoch, best_epoch, best
                 )
                 break
+        if cfg.budget_s is not None and time.perf_counter() - loop_started > cfg.budget_s:
+            log.info(
+                "%s: time budget %.0fs spent after epoch %d (best %d)", name, cfg.budget_s, epoch, best_epoch
+            )
+            history[-1]["budget_stop"] = 1.0
+            break
     learner.module.load_state_dict(best_state)
     val_scores = learner.scores
     if name in ("bpr", "two_tower"):  # refit on the whole training period for the chosen number of epochs

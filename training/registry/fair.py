@@ -18,6 +18,7 @@ from training.data.features import FeatureSource
 from training.data.interactions import Split
 from training.evaluation.baselines import popularity_ranking
 from training.evaluation.metrics import ScoresFn
+from training.evaluation.rebuy import bought_matrix, excluding
 from training.gate import gate_evidence
 from training.recipe import BASELINES, Recipe, build
 from training.registry.loading import LoadedModel, load_model, transferred_scores_fn
@@ -52,9 +53,12 @@ def scored_fairly(
     )
 
 
-def baseline_models(split: Split, val_days: int) -> dict[str, Any]:
+def baseline_models(split: Split, val_days: int, exclude_bought: bool = False) -> dict[str, Any]:
     """name -> training.recipe.Built for every servable baseline on this split."""
-    return {name: build(Recipe(model=name, val_days=val_days), split) for name in BASELINES}
+    return {
+        name: build(Recipe(model=name, val_days=val_days, exclude_bought=exclude_bought), split)
+        for name in BASELINES
+    }
 
 
 def evidence(
@@ -74,6 +78,8 @@ def evidence(
         try:
             production_fn, basis, prod_recipe = scored_fairly(prod_tag, split, features)
             same = prod_recipe.key == recipe.key
+            if recipe.exclude_bought:  # the same rule for both sides: nothing bought before this cut
+                production_fn = excluding(production_fn, bought_matrix(split))
         except ValueError as exc:  # deleted from the store, or a recipe this split cannot re-fit
             log.warning("production %s not scored on this split: %s", prod_tag, exc)
             prod_tag = None
