@@ -30,8 +30,9 @@ class FitConfig:
     # the whole embedding tables), and early stopping scores a fixed sample of validation users.
     max_steps_per_epoch: int = 400
     val_users: int = 5000
-    # Wall-clock cap on the early-stopping loop (None: none): the best epoch so far is kept, and the
-    # history says the budget ended it. The nightly run and the benchmark keep every fit near a minute.
+    # Time cap on the epochs (None: none), in seconds of this process's CPU time per torch thread (what
+    # the fit takes alone on the machine): early stopping gets 60%, a refit the rest; the best epoch so
+    # far is kept and the history says the budget ended it. Keeps every nightly fit near a minute.
     budget_s: float | None = None
     # A shop without re-buys (training/evaluation/rebuy.py): validation ranks bought items last too.
     exclude_bought: bool = False

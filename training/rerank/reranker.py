@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RerankConfig:
     quotas: Quotas = field(default_factory=Quotas)
-    model: DeepFMConfig = field(default_factory=DeepFMConfig)
+    # 128 lists a step, lr 4e-3, patience 2: on retail-30d over TIFU-KNN 0.3912 in 37 s vs 0.3939 in 64 s
+    # with DeepFMConfig's own defaults (64 lists, 2e-3, patience 3)
+    model: DeepFMConfig = field(default_factory=lambda: DeepFMConfig(batch_users=128, lr=4e-3, patience=2))
     n_buckets: int = 16
     batch_users: int = 512
     # training lists from this many validation windows, each the width of the first one and before it
