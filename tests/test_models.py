@@ -168,3 +168,14 @@ def test_gate_refuses_nan_and_worse_models_and_passes_a_real_gain(tmp_path, monk
     assert gate.check(metrics, current="p:2") == []  # evidence about another production: not used
     json.dumps(decision)
     assert math.isfinite(decision["candidate_ndcg_at_10"])
+
+
+def test_a_fit_budget_stops_early_and_keeps_the_best_epoch():
+    frame = make_interactions(n_users=120, n_items=30, n_rows=3000, days=40, seed=2)
+    bought = frame[frame["n_purchases"] > 0]
+    split = split_purchases(
+        bought.assign(ts=pd.to_datetime(bought["event_date"]))[["user_id", "item_id", "ts"]], 7
+    )
+    cfg = FitConfig(epochs=10, patience=10, val_days=7, dim=8, seed=1, device="cpu", budget_s=0.0)
+    fitted = fit_model("bpr", split, cfg)
+    assert len(fitted.history) == 1 and fitted.history[-1]["budget_stop"] == 1.0 and fitted.best_epoch == 1

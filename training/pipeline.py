@@ -202,7 +202,10 @@ def promote_candidate(
         fresh = recorded.get("gate_cutoff") == split_cut and recorded.get("production_tag") == current
         if not fresh or (current is not None and "production_tag" not in recorded):
             days = holdout_days or int(model_info(tag)["params"].get("holdout_days", 7))
-            ev = evidence_now(tag, Path(warehouse), days, Path(pointer_path), features)
+            try:
+                ev = evidence_now(tag, Path(warehouse), days, Path(pointer_path), features)
+            except ValueError as exc:  # e.g. a re-ranked recipe to re-fit and no feature source given
+                ev = {"gate_sanity_failures": [f"not measurable on today's split: {exc}"]}
     decision = promote(tag, Path(pointer_path), min_gain=min_gain, evidence=ev, force=force)
     if report is not None and Path(report).exists():  # the run report carries the gate's verdict too
         payload = json.loads(Path(report).read_text())
