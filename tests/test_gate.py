@@ -227,3 +227,25 @@ def test_the_promote_command_offers_force():
 
     result = CliRunner().invoke(app, ["promote", "--help"])
     assert result.exit_code == 0 and "--force" in result.output
+
+
+def test_serving_answers_from_a_baseline_model(store, tmp_path):
+    import pandas as pd
+
+    from serving.ranking import Ranker
+
+    warehouse = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(warehouse))
+    con.register("synthetic", make_interactions(seed=8))
+    con.execute("create schema marts; create table marts.interactions as select * from synthetic")
+    con.close()
+    loaded = load_model(train_candidate(warehouse, holdout_days=7, seed=4, model="repeat_buy")["tag"])
+    catalogue = pd.DataFrame({"category": "c"}, index=pd.Index(loaded.maps.item_ids, name="item_id"))
+    ranker = Ranker(loaded, catalogue)
+    user = loaded.maps.user_ids[0]
+    items, fallback, _ = ranker.recommend(user, 5)
+    bought = loaded.history[0].indices
+    assert fallback is None and len(items) == 5
+    assert items[0][0] in {loaded.maps.item_ids[j] for j in bought}  # repeat-buy: own purchases first
+    similar = ranker.similar(loaded.maps.item_ids[0], 3)
+    assert len(similar) == 3 and all(source == "embedding" for *_, source in similar)
