@@ -251,7 +251,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument(
-        "--budget", type=float, default=45.0, help="seconds of epochs per learned fit at most"
+        "--budget",
+        type=float,
+        default=200.0,
+        help="CPU seconds per thread of epochs per learned fit at most (a safety cap: early stopping ends "
+        "most fits first; the nightly run caps at training.recipe.FIT_BUDGET_S)",
     )
     parser.add_argument("--no-tifu-rerank", dest="tifu_rerank", action="store_false")
     parser.add_argument("--models", nargs="+", default=["bpr", "gru", "sasrec", "two_tower"])
