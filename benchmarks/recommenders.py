@@ -218,8 +218,9 @@ def run(args: argparse.Namespace) -> dict:
             rr_cfg = RerankConfig(model=replace(RerankConfig().model, seed=args.seed))
             reranked, rr_info = fit_reranker(split, fitted, features, rr_cfg)
             fit_s = time.perf_counter() - started
+            cpu_s = round(time.process_time() - cpu, 1)
         extra = {k: rr_info[k] for k in RERANK_EXTRAS} | {"val_users": len(fitted.val_split.test_truth)}
-        extra["cpu_s"] = round(time.process_time() - cpu, 1)
+        extra["cpu_s"] = cpu_s
         record("tifu_deepfm", reranked, fit_s, mem.peak, extra)
 
     print(f"\n{args.data}: {split.sizes()}  cores={out['cores']} device={out['device']} best baseline={best}")
