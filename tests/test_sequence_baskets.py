@@ -33,7 +33,7 @@ def alternating_shop(n_users: int = 240, n_baskets: int = 10, seed: int = 0) -> 
         offset = int(rng.integers(0, 2))
         for k in range(n_baskets):
             ts = start + pd.Timedelta(days=k, hours=int(rng.integers(8, 18)))
-            for item in (a if (k + offset) % 2 == 0 else b):
+            for item in a if (k + offset) % 2 == 0 else b:
                 rows.append((f"u{u}", f"i{item}", ts))
     return pd.DataFrame(rows, columns=["user_id", "item_id", "ts"])
 
