@@ -5,9 +5,18 @@
 
 Writes benchmarks/results/recommenders.json with flat keys `<data>_<model>_<metric>` (ndcg_at_10,
 recall_at_10, mrr_at_10 and their _ci_low/_ci_high, coverage, fit_s, peak_rss_mb) plus split sizes and
-the machine's cores. Peak RSS is the process's resident-set peak sampled while that model fits.
+the machine's cores; a run replaces every key of its data set. Peak RSS is the process's resident-set
+peak sampled while that model fits.
+Baselines: popularity, repeat_buy (own history by count, recency ties), tifu (TIFU-KNN-style, tuned on
+the validation view), item_knn, als. Every other row has its paired bootstrap gain over the best
+baseline of the run (`vs_best_baseline_*`, which baseline in `<data>_best_baseline`) and over repeat-buy.
 `<model>_deepfm` rows: a DeepFM re-ranker (training/rerank/reranker.py) over that model's candidates
-(--rerank-on, default the first of --models), with its candidate recall on validation and test.
+(--rerank-on, default the first of --models), with its candidate recall on validation and test;
+`tifu_deepfm` is the same re-ranker over TIFU-KNN + history + co-purchase candidates.
+Learned fits early-stop on the validation view (`val_users` users buying in the last `--test-days`
+before the training cut) and stop at `--budget` seconds of epochs at the latest, counted as this
+process's CPU time per torch thread (training/models/fit.py `_clock`): `fit_s` is wall time, which
+other jobs on shared cores inflate, `cpu_s` the process's CPU seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import sys
 import threading
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,9 +92,31 @@ def rerank_features(args: argparse.Namespace):
     return purchases_source(shop.items.set_index("item_id"))
 
 
+BASELINE_ROWS = ("popularity", "repeat_buy", "tifu", "item_knn", "als")
+
+
+def make_baselines(split, test_days: int) -> dict:
+    """name -> () -> ScoresFn, fitted on the split's training rows (tifu tuned on the validation view)."""
+    from training.evaluation import baselines
+    from training.evaluation.tifu import tifu, tune_tifu
+    from training.models.fit import validation_view
+
+    def tuned_tifu():
+        params, _ = tune_tifu(validation_view(split, test_days))
+        return tifu(split, params)
+
+    return {
+        "popularity": lambda: baselines.popularity(split),
+        "repeat_buy": lambda: baselines.own_history(split),
+        "tifu": tuned_tifu,
+        "item_knn": lambda: baselines.item_knn(split),
+        "als": lambda: baselines.als(split),
+    }
+
+
 def _versus(m: dict) -> str:
-    """The paired gain over repeat-buy (own_history) with its interval, or "" for the baselines."""
-    key = "vs_own_history_ndcg_at_10_gain"
+    """The paired gain over the best baseline with its interval, or "" for the baselines."""
+    key = "vs_best_baseline_ndcg_at_10_gain"
     if key not in m:
         return ""
     return f"{m[key]:+.4f} [{m[key + '_ci_low']:+.4f}, {m[key + '_ci_high']:+.4f}]"
@@ -93,7 +125,6 @@ def _versus(m: dict) -> str:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from training.evaluation import baselines
     from training.evaluation.bootstrap import paired_bootstrap
     from training.evaluation.protocol import score
     from training.models.config import FitConfig
@@ -119,31 +150,42 @@ def run(args: argparse.Namespace) -> dict:
         metrics, per_user = score(scores_fn, split, n_boot=args.boot)
         metrics.update(fit_s=round(fit_s, 2), peak_rss_mb=round(peak, 1))
         per_user_of[name] = per_user["ndcg_at_10"]
-        if "own_history" in per_user_of and name not in baselines.BASELINES:
-            # paired over the same test users: is the gain over repeat-buy more than resampling noise?
-            paired = paired_bootstrap(per_user["ndcg_at_10"], per_user_of["own_history"], args.boot)
-            metrics.update({f"vs_own_history_ndcg_at_10_{k}": v for k, v in paired.items()})
+        if name not in BASELINE_ROWS:
+            # paired over the same test users: is the gain over a baseline more than resampling noise?
+            for other, label in (
+                (out[f"{prefix}_best_baseline"], "best_baseline"),
+                ("repeat_buy", "repeat_buy"),
+            ):
+                paired = paired_bootstrap(per_user["ndcg_at_10"], per_user_of[other], args.boot)
+                metrics.update({f"vs_{label}_ndcg_at_10_{k}": v for k, v in paired.items()})
         out.update({f"{prefix}_{name}_{k}": v for k, v in metrics.items() if k != "n_test_users"})
         out.update({f"{prefix}_{name}_{k}": v for k, v in (extra or {}).items()})
         rows.append((name, metrics))
-        versus = f"  vs repeat-buy {_versus(metrics)}" if _versus(metrics) else ""
+        versus = f"  vs best baseline {_versus(metrics)}" if _versus(metrics) else ""
         print(f"  {name:<18} ndcg@10 {metrics['ndcg_at_10']:.4f}  ({fit_s:.1f}s){versus}", flush=True)
 
-    for name, make in baselines.BASELINES.items():
+    for name, make in make_baselines(split, args.test_days).items():
         with PeakRss() as mem:
             started = time.perf_counter()
-            scores_fn = make(split)
+            scores_fn = make()
             fit_s = time.perf_counter() - started
         record(name, scores_fn, fit_s, mem.peak)
+    best = max(BASELINE_ROWS, key=lambda n: per_user_of[n].mean())
+    out[f"{prefix}_best_baseline"] = best
 
     features = rerank_features(args)  # two_tower's user/item features (point in time per split)
     for name in args.models:
-        cfg = FitConfig(epochs=args.epochs, lr=3e-3, seed=args.seed, val_days=args.test_days)
+        cfg = FitConfig(
+            epochs=args.epochs, lr=3e-3, seed=args.seed, val_days=args.test_days, budget_s=args.budget
+        )
         with PeakRss() as mem:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             fitted = fit_model(name, split, cfg, features=features)
             fit_s = time.perf_counter() - started
-        record(name, fitted.scores_fn, fit_s, mem.peak, {"best_epoch": fitted.best_epoch})
+            cpu_s = time.process_time() - cpu
+        val_users = len(fitted.val_split.test_truth)
+        extra = {"best_epoch": fitted.best_epoch, "val_users": val_users, "cpu_s": round(cpu_s, 1)}
+        record(name, fitted.scores_fn, fit_s, mem.peak, extra)
         started = time.perf_counter()
         blended, info = hybrid(split, fitted.scores_fn, fitted.val_split, fitted.val_scores_fn)
         record(
@@ -154,12 +196,11 @@ def run(args: argparse.Namespace) -> dict:
             {"blend_weight": info["weight"]},
         )
         if name in (args.models[:1] if args.rerank_on is None else args.rerank_on):
-            from training.models.deepfm import DeepFMConfig
             from training.rerank.reranker import RerankConfig, fit_reranker
 
             with PeakRss() as rr_mem:
                 started = time.perf_counter()
-                rr_cfg = RerankConfig(model=DeepFMConfig(seed=args.seed))
+                rr_cfg = RerankConfig(model=replace(RerankConfig().model, seed=args.seed))
                 reranked, rr_info = fit_reranker(split, fitted, features, rr_cfg)
                 rr_s = time.perf_counter() - started
             extra = {k: rr_info[k] for k in RERANK_EXTRAS} | {"rerank_s": round(rr_s, 2)}
@@ -167,10 +208,25 @@ def run(args: argparse.Namespace) -> dict:
             print(f"  {'':<18} candidate recall val {extra['candidate_recall_val']:.3f} "
                   f"test {extra['candidate_recall_test']:.3f} (pool {rr_info['pool_size']})")  # fmt: skip
 
-    print(f"\n{args.data}: {split.sizes()}  cores={out['cores']} device={out['device']}")
+    if args.tifu_rerank:  # the nightly default's recipe: DeepFM over TIFU-KNN + history + co-purchase
+        from training.recipe import fit_baseline
+        from training.rerank.reranker import RerankConfig, fit_reranker
+
+        with PeakRss() as mem:
+            started = time.perf_counter()
+            fitted, *_ = fit_baseline("tifu", split, args.test_days)
+            rr_cfg = RerankConfig(model=replace(RerankConfig().model, seed=args.seed))
+            reranked, rr_info = fit_reranker(split, fitted, features, rr_cfg)
+            fit_s = time.perf_counter() - started
+            cpu_s = round(time.process_time() - cpu, 1)
+        extra = {k: rr_info[k] for k in RERANK_EXTRAS} | {"val_users": len(fitted.val_split.test_truth)}
+        extra["cpu_s"] = cpu_s
+        record("tifu_deepfm", reranked, fit_s, mem.peak, extra)
+
+    print(f"\n{args.data}: {split.sizes()}  cores={out['cores']} device={out['device']} best baseline={best}")
     header = (
         f"{'model':<18}{'NDCG@10 [95% CI]':<26}{'Recall@10':>10}{'MRR@10':>9}{'cover':>8}{'fit s':>8}"
-        f"{'RSS MB':>8}  vs repeat-buy: gain [95% CI]"
+        f"{'RSS MB':>8}  vs best baseline ({best}): gain [95% CI]"
     )
     print(header + "\n" + "-" * len(header))
     for name, m in sorted(rows, key=lambda r: -r[1]["ndcg_at_10"]):
@@ -195,6 +251,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--boot", type=int, default=1000)
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=200.0,
+        help="CPU seconds per thread of epochs per learned fit at most (a safety cap: early stopping ends "
+        "most fits first; the nightly run caps at training.recipe.FIT_BUDGET_S)",
+    )
+    parser.add_argument("--no-tifu-rerank", dest="tifu_rerank", action="store_false")
     parser.add_argument("--models", nargs="+", default=["bpr", "gru", "sasrec", "two_tower"])
     parser.add_argument(
         "--rerank-on", nargs="*", default=None,
@@ -205,6 +269,10 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="OpenBLAS is configured")
     result = run(args)
     merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    prefix = args.data.replace("-", "_") + "_"
+    merged = {
+        k: v for k, v in merged.items() if not k.startswith(prefix)
+    }  # this run replaces its data's rows
     merged.update(result)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(merged, indent=2, sort_keys=True))

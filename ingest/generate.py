@@ -92,8 +92,11 @@ def generate_shop(
     seed: int = 42,
     start: date = date(2026, 9, 1),
     sessions_per_day: float = 0.15,
+    rebuy: bool = True,
 ) -> Shop:
-    """Draw a whole shop. Same arguments, same shop (every draw comes from one seeded generator)."""
+    """Draw a whole shop. Same arguments, same shop (every draw comes from one seeded generator).
+    `rebuy=False`: a shop where nobody buys an item twice (only a user's first purchase of an item is
+    kept; views and carts stay), for recommenders that must find new items rather than re-buys."""
     if users < 1 or items < 1 or days < 1:
         raise ValueError(f"users, items and days must be >= 1 (got {users}, {items}, {days})")
     rng = np.random.default_rng(seed)
@@ -158,6 +161,9 @@ def generate_shop(
             )
         )
     ev = pd.concat(parts, ignore_index=True).sort_values(["day", "second", "user"], kind="stable")
+    if not rebuy:
+        again = (ev["event_type"] == "purchase") & ev.duplicated(["user", "item", "event_type"])
+        ev = ev.loc[~again]
     ts = (
         np.datetime64(start, "s")
         + ev["day"].to_numpy().astype("timedelta64[D]")

@@ -209,9 +209,12 @@ def train(
 
 
 @app.command()
-def promote(tag: str) -> None:
-    """Promote a candidate if it passes the gate."""
-    _print(stages.promote(tag, config.load()))
+def promote(
+    tag: str,
+    force: bool = typer.Option(False, help="Promote even if the gate refuses (logged, kept in the pointer)."),
+) -> None:
+    """Promote a candidate if it passes the gate, run on today's split."""
+    _print(stages.promote(tag, config.load(), force=force))
 
 
 @app.command()

@@ -58,9 +58,9 @@ class Settings:
     airflow_password: str = ""
     airflow_schedule: bool = True
     churn_horizon_days: int = 90
-    model: str = "bpr"
+    model: str = "tifu"
     hybrid: bool = True
-    rerank: bool = False
+    rerank: bool = True
     batch_wait_hours: float = 6.0
     keep_candidates: int = 5
 
@@ -121,13 +121,14 @@ def load() -> Settings:
         # marts.churn_labels is built with. The log must span more than it before churn can train.
         churn_horizon_days=int(_env("PERSONAFLOW_CHURN_HORIZON_DAYS", "90")),
         # The nightly recommender: bpr | two_tower | sasrec | gru (training/models/fit.py), blended with the
-        # repeat-buy baseline when PERSONAFLOW_HYBRID is true (weight tuned on a validation window).
-        model=_env("PERSONAFLOW_MODEL", "bpr"),
+        # repeat-buy baseline when PERSONAFLOW_HYBRID is true (weight tuned on a validation window), or a
+        # baseline: tifu | repeat_buy | popularity. Default by measurement (benchmarks/recommenders.py on
+        # retail-30d): DeepFM re-ranking TIFU-KNN + history + co-purchase candidates; the gate serves
+        # the best baseline instead whenever that does not clearly win.
+        model=_env("PERSONAFLOW_MODEL", "tifu"),
         hybrid=_env("PERSONAFLOW_HYBRID", "true").lower() in ("1", "true", "yes"),
         # DeepFM re-ranks each user's candidates (retrieval + history + co-purchase) over the features.
-        # Off by default: it learns from the validation window's buyers, too few on a 7-day window at
-        # demo size (measured below the hybrid there); on 30-day windows it is the best model we have.
-        rerank=_env("PERSONAFLOW_RERANK", "false").lower() in ("1", "true", "yes"),
+        rerank=_env("PERSONAFLOW_RERANK", "true").lower() in ("1", "true", "yes"),
         # How long after a batch day ends the nightly run waits for its file before it reports the
         # night as missing data (personaflow/arrival.py).
         batch_wait_hours=float(_env("PERSONAFLOW_BATCH_WAIT_HOURS", "6")),

@@ -154,13 +154,17 @@ def train(
     )  # fmt: skip
 
 
-def promote(tag: str, s: Settings, report: str | None = None) -> dict[str, Any]:
-    """Move the production pointer to `tag` only if it passes the gate; the verdict goes into the
-    candidate's run report when its path is given."""
+def promote(tag: str, s: Settings, report: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Move the production pointer to `tag` only if it passes the gate on today's split (re-measured
+    unless the candidate's evidence is from today's cut and production); `force` overrides, logged.
+    The verdict goes into the candidate's run report when its path is given."""
     export_tool_env(s)
     from training.pipeline import promote_candidate
 
-    return promote_candidate(tag, s.production_pointer, report=report)
+    return promote_candidate(
+        tag, s.production_pointer, report=report, warehouse=s.warehouse, holdout_days=s.holdout_days,
+        force=force,
+    )  # fmt: skip
 
 
 def _read_mart(warehouse: Path, sql: str, params: list[Any]):

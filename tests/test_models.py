@@ -140,11 +140,7 @@ def test_gate_refuses_nan_and_worse_models_and_passes_a_real_gain(tmp_path, monk
     def save(fn, prod_fn=None, prod_tag=None):
         metrics = {**evaluate(fn, split)} if fn is not broken else {"ndcg_at_10": 0.9, "recall_at_10": 0.9}
         metrics["baseline_ndcg_at_10"] = 0.0
-        metrics.update(gate.gate_evidence(fn, split, prod_fn))
-        if prod_fn is not None:
-            metrics.update(
-                production_tag=prod_tag, production_ndcg_at_10=evaluate(prod_fn, split)["ndcg_at_10"]
-            )
+        metrics.update(gate.gate_evidence(fn, split, None, prod_fn, production_tag=prod_tag))
         return save_candidate(model, split.maps, popularity_ranking(split), metrics, {})
 
     pointer = tmp_path / "production.json"
@@ -160,11 +156,26 @@ def test_gate_refuses_nan_and_worse_models_and_passes_a_real_gain(tmp_path, monk
     same = save(good, good, better)
     refused = promote(same, pointer)
     assert refused["promoted"] is False and "does not beat production" in refused["reason"]
-    metrics = {"gate_gain": 0.001, "gate_gain_ci_low": -0.01, "gate_gain_ci_high": 0.012,
-               "low_activity_ndcg_at_10": 0.10, "production_low_activity_ndcg_at_10": 0.20,
-               "gate_n_low_activity_users": 7}  # fmt: skip
-    reasons = gate.check(metrics, same_split_production=True)
-    assert len(reasons) == 2 and "noise" in reasons[0] and "low-activity users regress" in reasons[1]
-    assert gate.check(metrics, same_split_production=False) == []
+    metrics = {"production_tag": "p:1", "gate_vs_production_gain": 0.001,
+               "gate_vs_production_gain_ci_low": -0.01, "gate_vs_production_gain_ci_high": 0.012,
+               "gate_vs_production_low_activity_gain": -0.08,
+               "gate_vs_production_low_activity_gain_ci_low": -0.12,
+               "gate_vs_production_low_activity_gain_ci_high": -0.03,
+               "gate_vs_production_low_activity_n_users": 40}  # fmt: skip
+    reasons = gate.check(metrics, current="p:1")
+    assert len(reasons) == 2 and "includes 0" in reasons[0] and "low-activity users regress" in reasons[1]
+    assert "lies entirely below 0" in reasons[1] and "40 users" in reasons[1]
+    assert gate.check(metrics, current="p:2") == []  # evidence about another production: not used
     json.dumps(decision)
     assert math.isfinite(decision["candidate_ndcg_at_10"])
+
+
+def test_a_fit_budget_stops_early_and_keeps_the_best_epoch():
+    frame = make_interactions(n_users=120, n_items=30, n_rows=3000, days=40, seed=2)
+    bought = frame[frame["n_purchases"] > 0]
+    split = split_purchases(
+        bought.assign(ts=pd.to_datetime(bought["event_date"]))[["user_id", "item_id", "ts"]], 7
+    )
+    cfg = FitConfig(epochs=10, patience=10, val_days=7, dim=8, seed=1, device="cpu", budget_s=0.0)
+    fitted = fit_model("bpr", split, cfg)
+    assert len(fitted.history) == 1 and fitted.history[-1]["budget_stop"] == 1.0 and fitted.best_epoch == 1

@@ -8,6 +8,9 @@ Every model of ours reduces to that at the end of a nightly run:
   the ranking is exactly the model's. It is computed once per night (a live purchase shows up in the
   user's history features at once, in this vector at the next run).
 A hybrid adds the repeat-buy part (own purchase counts + recency, popularity fill) and its weight.
+A baseline kind (repeat-buy, tifu-knn, popularity) is that part alone: zero user vectors, its sparse
+per-(user, item) scores as the "history" with weight 0, and item vectors from a truncated SVD of the
+purchase matrix so serving's similar-items still has embeddings to fall back on.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import scipy.sparse as sp
 import torch
 
 from training.data.interactions import Split
+from training.evaluation.rebuy import mask_rows
 from training.models.sequence import last_windows, user_sequences
 from training.rerank.hybrid import blend_rows
 
 KINDS = {"bpr": "bpr-mf", "two_tower": "two-tower", "sasrec": "sasrec", "gru": "gru"}
+BASELINE_KINDS = {"repeat_buy": "repeat-buy", "tifu": "tifu-knn", "popularity": "popularity"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Embeddings:
     history_fill: np.ndarray | None = None  # hybrid: popularity fill under every history score
     blend_weight: float = 0.0  # hybrid: weight of the min-max scaled model score
     rerank: sp.csr_matrix | None = None  # re-ranked: each user's candidates' scores, in (1, 2]
+    exclude: sp.csr_matrix | None = None  # a shop without re-buys: (user, item) bought, ranked last
 
     @property
     def is_hybrid(self) -> bool:
@@ -73,6 +79,31 @@ def embeddings(name: str, module: torch.nn.Module, split: Split, max_len: int = 
     raise ValueError(f"no export for model {name!r}; known: {sorted(KINDS)}")
 
 
+def item_vectors(purchases: sp.csr_matrix, dim: int = 32, seed: int = 0) -> np.ndarray:
+    """(n_items, dim) item vectors: a truncated SVD of the binary purchase matrix (for similar items)."""
+    from scipy.sparse.linalg import svds
+
+    binary = (purchases > 0).astype(np.float64)
+    k = max(1, min(dim, min(binary.shape) - 1))
+    if binary.nnz == 0 or k < 1:
+        return np.zeros((binary.shape[1], dim), dtype=np.float32)
+    v0 = np.random.default_rng(seed).random(min(binary.shape))
+    _, s, vt = svds(binary, k=k, v0=v0)
+    return (vt.T * np.sqrt(s)).astype(np.float32)
+
+
+def baseline(name: str, scores: sp.csr_matrix, fill: np.ndarray, items: np.ndarray) -> Embeddings:
+    """A baseline (BASELINE_KINDS) as a servable model: `scores` + `fill` ranks, exactly as it did."""
+    if name not in BASELINE_KINDS:
+        raise ValueError(f"no baseline {name!r}; known: {sorted(BASELINE_KINDS)}")
+    n_users, n_items = scores.shape
+    users = np.zeros((n_users, items.shape[1]), dtype=np.float32)
+    return Embeddings(
+        BASELINE_KINDS[name], users, items, np.zeros(n_items, dtype=np.float32), scores.tocsr(),
+        np.asarray(fill, dtype=np.float64), 0.0,
+    )  # fmt: skip
+
+
 def with_rerank(emb: Embeddings, scores_fn, n_users: int, batch: int = 512) -> Embeddings:
     """Freeze a re-ranker's (training/rerank/reranker.py) candidate scores for every user into a sparse
     matrix: serving puts them above the model's own (min-max scaled into [0, 0.5]) order, as the
@@ -104,12 +135,16 @@ def score_users(model: Embeddings, user_idx: int | np.ndarray) -> np.ndarray:
     if model.history is not None:
         hist = model.history[np.atleast_1d(user_idx)].toarray() + model.history_fill
         scores = blend_rows(hist if np.ndim(user_idx) else hist[0], scores, model.blend_weight)
-    if model.rerank is None:
-        return scores
-    # re-ranked candidates in (1, 2] above the rest of the catalogue in the model's order in [0, 0.5]
-    rows = np.atleast_2d(scores).astype(np.float64)
-    lo, span = rows.min(axis=1, keepdims=True), np.ptp(rows, axis=1, keepdims=True)
-    rows = (rows - lo) / np.where(span > 0, span, 1.0) * 0.5
-    picked = model.rerank[np.atleast_1d(user_idx)].toarray()
-    out = np.where(picked > 0, picked, rows)
-    return out if np.ndim(user_idx) else out[0]
+    if model.rerank is not None:
+        # re-ranked candidates in (1, 2] above the rest of the catalogue in the model's order in [0, 0.5]
+        rows = np.atleast_2d(scores).astype(np.float64)
+        lo, span = rows.min(axis=1, keepdims=True), np.ptp(rows, axis=1, keepdims=True)
+        rows = (rows - lo) / np.where(span > 0, span, 1.0) * 0.5
+        picked = model.rerank[np.atleast_1d(user_idx)].toarray()
+        out = np.where(picked > 0, picked, rows)
+        scores = out if np.ndim(user_idx) else out[0]
+    if (
+        getattr(model, "exclude", None) is not None
+    ):  # already-bought items last (training/evaluation/rebuy.py)
+        scores = mask_rows(scores, model.exclude[np.atleast_1d(user_idx)])
+    return scores

@@ -63,9 +63,11 @@ def find_retail_file(folder: Path) -> Path:
         raise FileNotFoundError(
             f"Online Retail data not found at {folder}: put the UCI export (CSV) there or pass its path"
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv")
+    files = sorted(p for p in folder.iterdir() if p.name.lower().endswith((".csv", ".csv.gz")))
     if not files:
-        raise FileNotFoundError(f"no .csv file in {folder} (the UCI sheet saved as CSV is expected)")
+        raise FileNotFoundError(
+            f"no .csv file in {folder} (the UCI sheet saved as CSV, optionally gzipped, is expected)"
+        )
     return files[0]
 
 

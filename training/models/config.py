@@ -30,4 +30,10 @@ class FitConfig:
     # the whole embedding tables), and early stopping scores a fixed sample of validation users.
     max_steps_per_epoch: int = 400
     val_users: int = 5000
+    # Time cap on the epochs (None: none), in seconds of this process's CPU time per torch thread (what
+    # the fit takes alone on the machine): early stopping gets 60%, a refit the rest; the best epoch so
+    # far is kept and the history says the budget ended it. Keeps every nightly fit near a minute.
+    budget_s: float | None = None
+    # A shop without re-buys (training/evaluation/rebuy.py): validation ranks bought items last too.
+    exclude_bought: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

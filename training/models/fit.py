@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,6 +25,7 @@ from training.data.features import FeatureSource, FeatureTables
 from training.data.interactions import Split
 from training.data.purchases import PurchaseSplit, validation_split
 from training.evaluation.metrics import ScoresFn, evaluate
+from training.evaluation.rebuy import bought_matrix, excluding
 from training.models.bpr import BPRLearner
 from training.models.config import FitConfig, default_device
 from training.models.sequence import SequenceLearner, user_sequences
@@ -32,6 +34,18 @@ from training.models.two_tower import TwoTowerLearner
 log = logging.getLogger(__name__)
 MODELS = ("bpr", "sasrec", "gru", "two_tower")
 FEATURE_MODELS = ("two_tower",)  # these need `features=` in fit_model
+VAL_SHARE = (
+    0.6  # of FitConfig.budget_s for the early-stopping epochs; the refit (bpr, two_tower) gets the rest
+)
+
+
+def _clock() -> float:
+    """Seconds the fit would take alone on this machine's torch threads: this process's CPU time over
+    the thread count (wall time would charge it for other jobs sharing the cores, and make a budgeted
+    fit's quality depend on them)."""
+    return time.process_time() / max(1, torch.get_num_threads())
+
+
 @dataclass
 class FitResult:
     name: str
@@ -42,6 +56,9 @@ class FitResult:
     val_scores_fn: ScoresFn  # the early-stopped model scored on the validation view (for tuning blends)
     val_split: Split
     module: torch.nn.Module  # two_tower: a TwoTower, whose user_vectors()/item_vectors() serving needs
+    # split -> the same recipe's scorer at that split's cut, where refitting is cheap (baselines): lets
+    # a re-ranker learn from several earlier validation windows
+    scorer_at: Callable[[Split], ScoresFn] | None = None
 
 
 def _learner(name: str, train, maps, cfg: FitConfig, device: str, tables: FeatureTables | None = None):
@@ -84,12 +101,15 @@ def fit_model(
     val_tables = features(val) if name in FEATURE_MODELS else None
     learner = _learner(name, val.train, split.maps, cfg, device, val_tables)
     val_sample = _sample_users(val, cfg.val_users, cfg.seed)
+    val_bought = bought_matrix(val) if cfg.exclude_bought else None
     history: list[dict[str, float]] = []
     best, best_epoch, best_state, waited = -1.0, 0, None, 0
+    loop_started = _clock()
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
         loss = learner.epoch()
-        ndcg = evaluate(learner.scores, val_sample)["ndcg_at_10"]
+        scorer = learner.scores if val_bought is None else excluding(learner.scores, val_bought)
+        ndcg = evaluate(scorer, val_sample)["ndcg_at_10"]
         history.append(
             {"epoch": epoch, "loss": loss, "val_ndcg_at_10": ndcg, "seconds": time.perf_counter() - started}
         )
@@ -113,13 +133,22 @@ def fit_model(
                     "%s: early stop after epoch %d (best %d, val ndcg@10 %.4f)", name, epoch, best_epoch, best
                 )
                 break
+        if cfg.budget_s is not None and _clock() - loop_started > VAL_SHARE * cfg.budget_s:
+            log.info(
+                "%s: time budget %.0fs spent after epoch %d (best %d)", name, cfg.budget_s, epoch, best_epoch
+            )
+            history[-1]["budget_stop"] = 1.0
+            break
     learner.module.load_state_dict(best_state)
     val_scores = learner.scores
     if name in ("bpr", "two_tower"):  # refit on the whole training period for the chosen number of epochs
         val_learner = learner
         tables = features(split) if name in FEATURE_MODELS else None
         learner = _learner(name, split.train, split.maps, cfg, device, tables)
-        for _ in range(best_epoch):
+        for _ in range(best_epoch):  # the rest of the budget, if any
+            if cfg.budget_s is not None and _clock() - loop_started > cfg.budget_s:
+                log.info("%s: time budget spent during the refit", name)
+                break
             learner.epoch()
         val_scores = val_learner.scores
     else:  # same weights; the test scorer reads full training histories, the validation one does not

@@ -1,14 +1,17 @@
 """Sequence recommenders over each user's purchase history: SASRec-style self-attention, or a GRU.
 
 Item index 0 is padding (item i of the id map is token i + 1). Sequences are left-padded windows of a
-user's purchases in time order; the model predicts the next purchased item at every position with a
-full softmax over the catalogue (a few thousand items: cheap, and better than sampled losses). A
-user's scores are the logits at the last position of their most recent window.
+user's purchases in time order. Purchases are baskets (an invoice's lines share one timestamp; the
+nightly mart's rows share a day): the target is the *next basket*, multi-label, read at the last token
+of each basket (a softmax over the catalogue against the next basket's items, each weighing
+1/|basket|), never the next item inside the same basket, which the order of lines would only fake.
+A user's scores are the logits at the last position of their most recent window: their next order.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -71,8 +74,9 @@ class SeqRec(nn.Module):
         return hidden @ self.item.weight[1:].T
 
 
-def user_sequences(train: pd.DataFrame, maps: IdMaps) -> list[np.ndarray]:
-    """Per user index: their purchased item tokens (index + 1) in time order (ties by item).
+def user_sequences(train: pd.DataFrame, maps: IdMaps, baskets: bool = False) -> list[np.ndarray]:
+    """Per user index: their purchased item tokens (index + 1) in time order (ties by item); with
+    `baskets`, each token's basket number instead (0, 1, ... in time order, one per timestamp).
 
     Rows of the interactions mart without a purchase (views, carts) are left out: the model learns
     what is bought next, which is what it is measured on."""
@@ -85,6 +89,9 @@ def user_sequences(train: pd.DataFrame, maps: IdMaps) -> list[np.ndarray]:
             "t": pd.to_datetime(train["ts"] if "ts" in train else train["event_date"]).to_numpy(),
         }
     ).sort_values(["u", "t", "i"], kind="stable")
+    if baskets:
+        new = (frame["u"].diff() != 0) | (frame["t"].diff() != pd.Timedelta(0))
+        frame["i"] = new.astype(np.int64).groupby(frame["u"]).cumsum().to_numpy() - 1
     out = [np.zeros(0, dtype=np.int64)] * maps.n_users
     bounds = np.flatnonzero(np.diff(frame["u"].to_numpy())) + 1
     users = frame["u"].to_numpy()
@@ -96,21 +103,49 @@ def user_sequences(train: pd.DataFrame, maps: IdMaps) -> list[np.ndarray]:
     return out
 
 
-def training_windows(sequences: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded (inputs, targets) windows of length max_len, stepping through long histories."""
-    inputs, targets = [], []
-    for seq in sequences:
-        if seq.size < 2:
+@dataclass(frozen=True)
+class BasketWindows:
+    """Left-padded input windows and, per window, its basket ends with the next basket's items."""
+
+    inputs: np.ndarray  # (W, L) tokens
+    ends_ptr: np.ndarray  # (W + 1,) window w's basket ends are ends[ends_ptr[w]:ends_ptr[w + 1]]
+    end_pos: np.ndarray  # (E,) position inside the window of a basket's last token
+    targets_ptr: np.ndarray  # (E + 1,) that end's next-basket items (indices, not tokens)
+    targets: np.ndarray
+
+
+def basket_windows(tokens: list[np.ndarray], baskets: list[np.ndarray], max_len: int) -> BasketWindows:
+    """Left-padded windows of max_len tokens stepping back through each history, with next-basket
+    targets at every basket end whose next basket exists."""
+    inputs, ends_ptr, end_pos, t_ptr, targets = [], [0], [], [0], []
+    for seq, bid in zip(tokens, baskets, strict=True):
+        if seq.size < 2 or bid[-1] < 1:
             continue
-        for end in range(seq.size, 1, -max_len):
-            window = seq[max(0, end - max_len - 1) : end]
-            pad = max_len + 1 - window.size
-            padded = np.concatenate([np.zeros(pad, dtype=np.int64), window])
-            inputs.append(padded[:-1])
-            targets.append(padded[1:])
-    if not inputs:
-        raise ValueError("no user has two or more purchases: nothing for a sequence model to learn")
-    return np.stack(inputs), np.stack(targets)
+        starts = np.flatnonzero(np.r_[True, np.diff(bid) != 0])  # first token of each basket
+        stops = np.r_[starts[1:], seq.size]
+        for end in range(seq.size, 0, -max_len):
+            lo = max(0, end - max_len)
+            window = seq[lo:end]
+            pad = max_len - window.size
+            inputs.append(np.concatenate([np.zeros(pad, dtype=np.int64), window]))
+            for b in range(int(bid[lo]), int(bid[end - 1]) + 1):
+                last = stops[b] - 1
+                if b + 1 >= starts.size or last >= end:  # no next basket, or it ends past this window
+                    continue
+                end_pos.append(pad + last - lo)
+                nxt = np.unique(seq[starts[b + 1] : stops[b + 1]]) - 1
+                targets.append(nxt)
+                t_ptr.append(t_ptr[-1] + nxt.size)
+            ends_ptr.append(len(end_pos))
+    if not end_pos:
+        raise ValueError("no user has two or more baskets: nothing for a sequence model to learn")
+    return BasketWindows(
+        np.stack(inputs),
+        np.asarray(ends_ptr),
+        np.asarray(end_pos),
+        np.asarray(t_ptr),
+        np.concatenate(targets),
+    )
 
 
 def last_windows(sequences: list[np.ndarray], users: np.ndarray, max_len: int) -> np.ndarray:
@@ -124,35 +159,54 @@ def last_windows(sequences: list[np.ndarray], users: np.ndarray, max_len: int) -
 
 
 class SequenceLearner:
-    """fit_model's SASRec / GRU learner: next-item softmax over left-padded purchase windows."""
+    """fit_model's SASRec / GRU learner: next-basket softmax over left-padded purchase windows."""
 
     def __init__(self, train, maps, cfg: FitConfig, device: str, kind: str) -> None:
         self.rng = np.random.default_rng(cfg.seed)
         self.cfg, self.device, self.maps = cfg, device, maps
-        self.inputs, self.targets = training_windows(user_sequences(train, maps), cfg.max_len)
         self.history = user_sequences(train, maps)
+        self.windows = basket_windows(self.history, user_sequences(train, maps, baskets=True), cfg.max_len)
         self.module = SeqRec(maps.n_items, cfg.dim, cfg.max_len, cfg.layers, dropout=cfg.dropout, kind=kind)
         self.module.to(device)
         self.opt = torch.optim.AdamW(self.module.parameters(), lr=cfg.lr, weight_decay=0.01)
 
+    def _batch(self, pick: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row in batch, position) of every basket end in windows `pick`, and its target matrix."""
+        w = self.windows
+        ends = [np.arange(w.ends_ptr[p], w.ends_ptr[p + 1]) for p in pick]
+        rows = np.repeat(np.arange(pick.size), [e.size for e in ends])
+        ends = np.concatenate(ends)
+        target = np.zeros((ends.size, self.maps.n_items), dtype=np.float32)
+        for row, e in enumerate(ends):
+            items = w.targets[w.targets_ptr[e] : w.targets_ptr[e + 1]]
+            target[row, items] = 1.0 / items.size
+        return rows, w.end_pos[ends], target
+
     def epoch(self) -> float:
+        """One pass over (at most max_steps_per_epoch batches of) the windows: next-basket loss."""
         self.module.train()
-        order = self.rng.permutation(len(self.inputs))
+        order = self.rng.permutation(len(self.windows.inputs))
+        order = order[: self.cfg.max_steps_per_epoch * self.cfg.batch_size]
         total, count = 0.0, 0
         for start in range(0, order.size, self.cfg.batch_size):
             pick = order[start : start + self.cfg.batch_size]
-            seq = torch.from_numpy(self.inputs[pick]).to(self.device)
-            tgt = torch.from_numpy(self.targets[pick]).to(self.device)
+            rows, pos, target = self._batch(pick)
+            if rows.size == 0:
+                continue
+            seq = torch.from_numpy(self.windows.inputs[pick]).to(self.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=seq.is_cuda):
-                logits = self.module.logits(self.module.encode(seq))
-            keep = tgt > 0
-            loss = F.cross_entropy(logits[keep].float(), tgt[keep] - 1)
+                at = (torch.from_numpy(rows).to(self.device), torch.from_numpy(pos).to(self.device))
+                hidden = self.module.encode(seq)[at]
+                logits = self.module.logits(hidden)
+            loss = (
+                -(torch.from_numpy(target).to(self.device) * F.log_softmax(logits.float(), -1)).sum(-1).mean()
+            )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), 1.0)
             self.opt.step()
-            total += float(loss.detach()) * int(keep.sum())
-            count += int(keep.sum())
+            total += float(loss.detach()) * rows.size
+            count += rows.size
         return total / max(count, 1)
 
     @torch.no_grad()

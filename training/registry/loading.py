@@ -16,6 +16,7 @@ from training.evaluation.metrics import ScoresFn
 from training.export import Embeddings, score_users
 from training.registry.pointer import read_pointer
 from training.registry.store import (
+    EXCLUDE_FILE,
     FILL_FILE,
     HISTORY_FILE,
     IDS_FILE,
@@ -43,6 +44,7 @@ class LoadedModel:
     history_fill: np.ndarray | None = None
     blend_weight: float = 0.0
     rerank: sp.csr_matrix | None = None
+    exclude: sp.csr_matrix | None = None
 
     @classmethod
     def of(
@@ -51,7 +53,7 @@ class LoadedModel:
         """A just-trained model, scored exactly as it will be once saved and loaded."""
         return cls(
             tag, {}, emb.user_emb, emb.item_emb, emb.item_bias, maps, popularity, emb.kind,
-            emb.history, emb.history_fill, emb.blend_weight, emb.rerank,
+            emb.history, emb.history_fill, emb.blend_weight, emb.rerank, emb.exclude,
         )  # fmt: skip
 
     def scores(self, user_idx: int | np.ndarray) -> np.ndarray:
@@ -77,6 +79,7 @@ def load_model(tag: str) -> LoadedModel:
     popularity = [(str(i), float(s)) for i, s in json.loads(Path(model.path_of(POPULARITY_FILE)).read_text())]
     hybrid = Path(model.path_of(HISTORY_FILE)).exists()
     reranked = Path(model.path_of(RERANK_FILE)).exists()
+    excluded = Path(model.path_of(EXCLUDE_FILE)).exists()
     return LoadedModel(
         tag=str(model.tag),
         metrics=metrics_of(model),
@@ -90,6 +93,7 @@ def load_model(tag: str) -> LoadedModel:
         history_fill=np.load(model.path_of(FILL_FILE)) if hybrid else None,
         blend_weight=float(model.info.metadata.get("blend_weight", 0.0)),
         rerank=sp.load_npz(model.path_of(RERANK_FILE)).tocsr() if reranked else None,
+        exclude=sp.load_npz(model.path_of(EXCLUDE_FILE)).tocsr() if excluded else None,
     )
 
 

@@ -5,6 +5,7 @@ last]}, moved only by `promote` (through training/gate.py) or `rollback`, and wr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -13,6 +14,8 @@ from typing import Any
 
 from training.gate import GATE_METRIC, decide
 from training.registry.store import get_model, metrics_of, saved_models
+
+log = logging.getLogger(__name__)
 
 
 def read_pointer(pointer_path: Path) -> dict[str, Any] | None:
@@ -43,7 +46,7 @@ def production_score(metrics: dict[str, Any], current: str | None) -> tuple[floa
         return None, "no production model"
     same = metrics.get(f"production_{GATE_METRIC}")
     if same is not None and metrics.get("production_tag") == current:
-        return float(same), "on the candidate's split"
+        return float(same), str(metrics.get("gate_production_basis", "on the candidate's split"))
     try:
         recorded = metrics_of(get_model(current)).get(GATE_METRIC)
     except ValueError:
@@ -51,33 +54,66 @@ def production_score(metrics: dict[str, Any], current: str | None) -> tuple[floa
     return recorded, "as recorded on its own hold-out window (not re-scored on the candidate's split)"
 
 
-def promote(tag: str, pointer_path: Path, min_gain: float = 0.0) -> dict[str, Any]:
+def promote(
+    tag: str,
+    pointer_path: Path,
+    min_gain: float = 0.0,
+    evidence: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Move production to `tag` only if the gate (training/gate.py `decide`) lets it through.
 
-    Production's ndcg is taken on the candidate's split when the candidate recorded it (see
-    `production_score`). A refusal is a normal answer (promoted=False plus a reason), not an exception;
-    the pointer is untouched then.
+    `evidence`: the gate's evidence measured afresh (today's split, training/registry/fair.py); without
+    it, what the candidate recorded at training time. A refusal is a normal answer (promoted=False plus
+    a reason), not an exception; the pointer is untouched then. `force` promotes despite a refusal: the
+    overridden reason is logged, returned and written into the pointer.
     """
     candidate = get_model(tag)
     tag = str(candidate.tag)  # resolves "name:latest" to the concrete version
-    metrics = metrics_of(candidate)
+    metrics = {**metrics_of(candidate), **(evidence or {})}
     pointer = read_pointer(pointer_path)
     current = pointer["tag"] if pointer else None
     prod, basis = production_score(metrics, current)
     decision, reason = decide(tag, metrics, current, prod, basis, min_gain)
-    if reason is not None:
+    decision["evidence"] = "measured now" if evidence else "recorded at training time"
+    if reason is not None and (not force or current == tag):
         return {**decision, "promoted": False, "reason": reason}
+    overridden = reason
 
     history = list(pointer.get("history", [])) if pointer else []
     if current is not None:
         history.append(current)
-    write_pointer(
-        pointer_path,
-        {"tag": tag, "promoted_at": datetime.now(UTC).isoformat(), "history": history, "metrics": metrics},
-    )
+    payload = {
+        "tag": tag,
+        "promoted_at": datetime.now(UTC).isoformat(),
+        "history": history,
+        "metrics": metrics,
+    }
+    if overridden is not None:
+        log.warning("FORCED promotion of %s over %s despite the gate: %s", tag, current, overridden)
+        payload.update(forced=True, gate_overridden=overridden)
+        write_pointer(pointer_path, payload)
+        return {
+            **decision,
+            "promoted": True,
+            "forced": True,
+            "reason": f"FORCED despite the gate: {overridden}",
+        }
+    write_pointer(pointer_path, payload)
     beaten = f"production {prod:.4f} {basis}" if prod is not None else basis
     cand, base = decision["candidate_ndcg_at_10"], decision["baseline_ndcg_at_10"]
-    reason = f"ndcg@10 {cand:.4f} beats baseline {base:.4f} and {beaten}"
+    best = decision.get("best_baseline")
+    if best is not None and metrics.get("gate_candidate_baseline") == best:
+        reason = (
+            f"the best baseline ({best}, ndcg@10 {cand:.4f}) serves: no learned model beat it; vs {beaten}"
+        )
+    elif best is not None:
+        reason = (
+            f"ndcg@10 {cand:.4f} beats the best baseline {best} {decision['best_baseline_ndcg_at_10']:.4f}, "
+            f"popularity {base:.4f} and {beaten}"
+        )
+    else:
+        reason = f"ndcg@10 {cand:.4f} beats baseline {base:.4f} and {beaten}"
     return {**decision, "promoted": True, "reason": reason}
 
 

@@ -30,6 +30,7 @@ POPULARITY_FILE = "popularity.json"
 HISTORY_FILE = "history.npz"
 FILL_FILE = "history_fill.npy"
 RERANK_FILE = "rerank.npz"
+EXCLUDE_FILE = "exclude.npz"
 
 
 def model_store() -> ModelStore:
@@ -87,6 +88,7 @@ def save_candidate(
             "dim": int(model.user_emb.shape[1]),
             "kind": model.kind,
             "blend_weight": float(model.blend_weight),
+            "exclude_bought": model.exclude is not None,
         },
         _model_store=model_store(),
     ) as ref:
@@ -100,6 +102,8 @@ def save_candidate(
             np.save(ref.path_of(FILL_FILE), np.asarray(model.history_fill, dtype=np.float64))
         if model.rerank is not None:
             sp.save_npz(ref.path_of(RERANK_FILE), model.rerank.tocsr())
+        if model.exclude is not None:
+            sp.save_npz(ref.path_of(EXCLUDE_FILE), model.exclude.tocsr())
     return str(ref.tag)
 
 

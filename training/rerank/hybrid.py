@@ -15,6 +15,7 @@ import numpy as np
 from training.data.interactions import Split
 from training.evaluation.baselines import own_history
 from training.evaluation.metrics import ScoresFn, evaluate
+from training.evaluation.rebuy import bought_matrix, excluding
 
 WEIGHTS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
 
@@ -35,17 +36,28 @@ def blend(history_fn: ScoresFn, model_fn: ScoresFn, weight: float) -> ScoresFn:
 
 
 def tune_weight(
-    val_split: Split, val_model_fn: ScoresFn, weights: tuple[float, ...] = WEIGHTS
+    val_split: Split, val_model_fn: ScoresFn, weights: tuple[float, ...] = WEIGHTS, exclude: bool = False
 ) -> tuple[float, dict[str, float]]:
-    """The weight with the best validation NDCG@10, and the whole curve (for the report)."""
+    """The weight with the best validation NDCG@10, and the whole curve (for the report); `exclude`:
+    bought items ranked last, as they will be served (training/evaluation/rebuy.py)."""
     history = own_history(val_split)
-    curve = {str(w): evaluate(blend(history, val_model_fn, w), val_split)["ndcg_at_10"] for w in weights}
+    bought = bought_matrix(val_split) if exclude else None
+
+    def scored(w: float) -> float:
+        fn = blend(history, val_model_fn, w)
+        return evaluate(fn if bought is None else excluding(fn, bought), val_split)["ndcg_at_10"]
+
+    curve = {str(w): scored(w) for w in weights}
     best = max(weights, key=lambda w: curve[str(w)])
     return best, curve
 
 
 def hybrid(
-    split: Split, model_fn: ScoresFn, val_split: Split, val_model_fn: ScoresFn
+    split: Split, model_fn: ScoresFn, val_split: Split, val_model_fn: ScoresFn, exclude: bool = False
 ) -> tuple[ScoresFn, dict]:
-    weight, curve = tune_weight(val_split, val_model_fn)
-    return blend(own_history(split), model_fn, weight), {"weight": weight, "val_ndcg_curve": curve}
+    weight, curve = tune_weight(val_split, val_model_fn, exclude=exclude)
+    fn = blend(own_history(split), model_fn, weight)
+    return (excluding(fn, bought_matrix(split)) if exclude else fn), {
+        "weight": weight,
+        "val_ndcg_curve": curve,
+    }

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from training.data.features import FeatureSource, FeatureTables, encode
-from training.data.interactions import IdMaps, Split
+from training.data.interactions import IdMaps, Split, cut_time
 from training.evaluation.metrics import ScoresFn
 from training.models.deepfm import DeepFMConfig, Lists, fit_deepfm, predict
-from training.models.fit import FitResult
+from training.models.fit import FitResult, validation_view
 from training.rerank.candidates import CandidateBuilder, Candidates, Quotas, candidate_recall
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RerankConfig:
     quotas: Quotas = field(default_factory=Quotas)
-    model: DeepFMConfig = field(default_factory=DeepFMConfig)
+    # 128 lists a step, lr 4e-3, patience 2: on retail-30d over TIFU-KNN 0.3912 in 37 s vs 0.3939 in 64 s
+    # with DeepFMConfig's own defaults (64 lists, 2e-3, patience 3)
+    model: DeepFMConfig = field(default_factory=lambda: DeepFMConfig(batch_users=128, lr=4e-3, patience=2))
     n_buckets: int = 16
     batch_users: int = 512
+    # training lists from this many validation windows, each the width of the first one and before it
+    # (only where the retrieval can be re-fitted cheaply at an earlier cut: FitResult.scorer_at)
+    windows: int = 1  # measured on retail-30d: 3 windows 0.3927 vs 1 window 0.3939 (+50% fit time)
 
 
 class _Fields:
@@ -116,6 +121,26 @@ def _prior(cands: Candidates) -> np.ndarray:
     return f["n_bought"] + 0.5 * recency + 1e-3 * f["ret_score"]
 
 
+def _window(view: Split, tables: FeatureTables, retrieval: ScoresFn, fields: _Fields, cfg: RerankConfig):
+    """One validation window's candidate lists, labels (in its truth) and numeric features."""
+    builder = CandidateBuilder(view, retrieval, cfg.quotas, fields.item_codes(tables, view.maps))
+    users = _truth_users(view)
+    cands = _build(builder, users, cfg.batch_users)
+    item_ids = np.asarray(view.maps.item_ids)
+    truth = [view.test_truth[view.maps.user_ids[u]] for u in users]
+    labels = np.array([np.isin(item_ids[row], list(t)) for row, t in zip(cands.items, truth, strict=True)])
+    numeric = fields.numeric(cands, tables, view.maps, builder.feature_names)
+    sizes = np.array([len(t) for t in truth], dtype=np.int64)
+    return {
+        "view": view,
+        "tables": tables,
+        "cands": cands,
+        "labels": labels,
+        "numeric": numeric,
+        "sizes": sizes,
+    }
+
+
 def _truth_users(split: Split) -> np.ndarray:
     return np.array([split.maps.user_index[u] for u in sorted(split.test_truth)], dtype=np.int64)
 
@@ -129,20 +154,29 @@ def fit_reranker(
     val = fitted.val_split
     val_tables = features(val)
     fields = _Fields(val_tables, cfg.n_buckets)
-    groups = fields.item_codes(val_tables, val.maps)
-    val_builder = CandidateBuilder(val, fitted.val_scores_fn, cfg.quotas, groups)
-    users = _truth_users(val)
-    if users.size == 0:
+    if _truth_users(val).size == 0:
         raise ValueError("the validation view has no users with purchases in its window: nothing to learn")
-    cands = _build(val_builder, users, cfg.batch_users)
-    item_ids = np.asarray(val.maps.item_ids)
-    truth = [val.test_truth[val.maps.user_ids[u]] for u in users]
-    labels = np.array([np.isin(item_ids[row], list(t)) for row, t in zip(cands.items, truth, strict=True)])
-    numeric = fields.numeric(cands, val_tables, val.maps, val_builder.feature_names)
-    fields.fit(numeric)
-    cat, dense = fields.arrays(cands, numeric, val_tables, val.maps)
-    lists = Lists(cat, dense, labels.astype(np.float32), np.array([len(t) for t in truth], dtype=np.int64))
-    model, history = fit_deepfm(lists, fields.cardinalities(val.maps.n_items), cfg.model, _prior(cands))
+    parts = [_window(val, val_tables, fitted.val_scores_fn, fields, cfg)]
+    days = (cut_time(split) - cut_time(val)).total_seconds() / 86_400
+    view = val
+    while fitted.scorer_at is not None and len(parts) < cfg.windows:
+        try:
+            view = validation_view(view, max(1, round(days)))
+        except ValueError:  # no rows left before an earlier cut
+            break
+        if _truth_users(view).size == 0:
+            break
+        parts.append(_window(view, features(view), fitted.scorer_at(view), fields, cfg))
+    fields.fit(np.concatenate([p["numeric"] for p in parts]))
+    arrays = [fields.arrays(p["cands"], p["numeric"], p["tables"], p["view"].maps) for p in parts]
+    cat, dense = np.concatenate([a[0] for a in arrays]), np.concatenate([a[1] for a in arrays])
+    labels = np.concatenate([p["labels"] for p in parts])
+    sizes = np.concatenate([p["sizes"] for p in parts])
+    cands = parts[0]["cands"]
+    prior = np.concatenate([_prior(p["cands"]) for p in parts])
+    lists = Lists(cat, dense, labels.astype(np.float32), sizes)
+    users = np.concatenate([p["cands"].users for p in parts])
+    model, history = fit_deepfm(lists, fields.cardinalities(val.maps.n_items), cfg.model, prior)
     best = max(history, key=lambda h: h["holdout_ndcg_at_10"])
     # Too little data or too few steps can leave DeepFM worse than the pool's own repeat-buy order
     # (measured: below random on a 300-user shop): then serve that order, and say so in `info`.
@@ -175,6 +209,7 @@ def fit_reranker(
     info = {
         "train_rows": int(labels.size),
         "train_lists": int(users.size),
+        "train_windows": len(parts),
         "positive_rate": float(labels.mean()),
         "candidate_recall_val": candidate_recall(cands, val),
         "candidate_recall_test": candidate_recall(test_cands, split),
