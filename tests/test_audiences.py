@@ -94,6 +94,7 @@ def test_saved_audiences_are_refreshed_with_their_size_over_time(tmp_path, monke
     from personaflow.audience_stage import refresh_saved, save_audience, size_history
 
     monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(tmp_path / "features"))
     s = settings.load()
     assert refresh_saved(s)["audiences"] == {}  # nothing saved yet: a normal night
     save_audience(AudienceSpec(name="lapsed-champions", rfm_segments=["Champions"], min_recency_days=60), s)

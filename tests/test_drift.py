@@ -41,6 +41,7 @@ def test_nightly_check_warns_by_email_when_a_feature_shifted(tmp_path, monkeypat
 
     controller, handler = inbox
     monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(tmp_path / "features"))
     monkeypatch.setenv("PERSONAFLOW_SMTP_PORT", str(controller.port))
     s = settings.load()
     s.features_dir.mkdir(parents=True)
