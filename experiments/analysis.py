@@ -46,12 +46,11 @@ def attribute(exposures: pd.DataFrame, purchases: pd.DataFrame, window_days: flo
     first = exposures.sort_values("ts").groupby("user_id").agg(arm=("arm", "first"), first_ts=("ts", "first"))
     shown = exposures.explode("items").dropna(subset=["items"])
     shown = shown.groupby("user_id")["items"].agg(set)
-    joined = purchases.merge(first, left_on="user_id", right_index=True)
+    joined = purchases.merge(first.reset_index(), on="user_id")
     inside = joined[(joined["ts"] >= joined["first_ts"]) &
                     (joined["ts"] <= joined["first_ts"] + pd.Timedelta(days=window_days))]  # fmt: skip
-    from_recs = inside[
-        [i in shown.get(u, ()) for u, i in zip(inside["user_id"], inside["item_id"], strict=True)]
-    ]
+    recommended = [i in shown.get(u, ()) for u, i in zip(inside["user_id"], inside["item_id"], strict=True)]
+    from_recs = inside.loc[np.asarray(recommended, dtype=bool)]  # (a bare empty list would pick columns)
     out = first[["arm"]].copy()
     out["converted"] = out.index.isin(inside["user_id"]).astype(float)
     out["revenue"] = inside.groupby("user_id")["revenue"].sum().reindex(out.index, fill_value=0.0)

@@ -28,7 +28,10 @@ def purchases_since(s: Settings, since: pd.Timestamp) -> pd.DataFrame:
     frames = []
     if s.warehouse.is_file():
         with duckdb.connect(str(s.warehouse), read_only=True) as con:
-            frames.append(con.execute(PURCHASES_SQL, [since.to_pydatetime()]).df())
+            try:
+                frames.append(con.execute(PURCHASES_SQL, [since.to_pydatetime()]).df())
+            except duckdb.CatalogException:  # nothing loaded yet: only today's live purchases count
+                pass
     from ingest.live import read_live
 
     for path in sorted((s.landing_dir / "live").glob("events_*.jsonl")):

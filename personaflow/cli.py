@@ -18,6 +18,7 @@ import typer
 
 from personaflow import settings as config
 from personaflow import stages
+from personaflow.cli_abtest import abtest
 from personaflow.cli_app import OneLineErrors
 from personaflow.cli_audience import audience
 from personaflow.cli_common import DateOpt, _last_batch_day, _print
@@ -35,6 +36,7 @@ app = OneLineErrors(
 app.command()(audience)
 app.command()(forget)
 app.command()(prune)
+app.add_typer(abtest, name="abtest")
 
 
 @app.command()

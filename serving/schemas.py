@@ -107,6 +107,9 @@ class Recommendations(BaseModel):
         "'popularity' = the overall popularity list (the user has no segment either)",
     )
     excluded: int = Field(0, description="items left out because the user already bought them")
+    arm: Literal["control", "challenger"] | None = Field(
+        None, description="the A/B arm that answered, while a test runs (personaflow abtest); else null"
+    )
 
 
 class SimilarItem(ScoredItem):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from serving.answers import gone as _gone
 from serving.answers import invalid as _invalid
 from serving.audiences import AudienceInputs
 from serving.audiences import answer as answer_audience
+from serving.experiment import ExperimentRouter
 from serving.guard import Guard
 from serving.header_timeout import install_header_timeout
 from serving.hotswap import ModelWatcher
@@ -69,6 +71,10 @@ install_header_timeout(settings.load().serve_header_timeout)
 __all__ = ["MAX_K", "Recommender"]
 
 
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
 # One worker: the live-event counters are read-modify-write under an in-process lock (serving/online.py).
 # Per-request work BentoML lets a service turn off, all of it costing more than our scoring: no access
 # log, no Prometheus metrics middleware (/metrics then has nothing of ours), and the OpenTelemetry
@@ -89,6 +95,7 @@ class Recommender:
         self.live = LiveLog(s.landing_dir)
         self.audience_inputs = AudienceInputs(s.features_dir)
         self.forgotten = Forgotten(s)  # erased customers (personaflow forget): 404, and no new data
+        self.experiment = ExperimentRouter(s.home)  # A/B arms while `personaflow abtest` runs one
         watcher = ModelWatcher(self.pointer, s.features_dir)
         self.ranker, self.meta = watcher.build()
         log.info("serving %s from pointer %s", self.ranker.tag, self.pointer)
@@ -114,7 +121,8 @@ class Recommender:
         store, live purchases included; `category` keeps one catalogue category."""
         if user_id in self.forgotten:
             return _gone(user_id)
-        ranker = self.ranker
+        started = time.perf_counter()
+        arm, ranker = self.experiment.route(user_id, self.ranker)  # production unless an A/B test runs
         if category is not None and not ranker.knows_category(category):
             return _invalid("category", f"unknown category {category!r}")
         known = ranker.knows_user(user_id)
@@ -123,7 +131,7 @@ class Recommender:
         exclude = purchased_in(row) if exclude_purchased else None
         segment = None if known else row.get("rfm_segment")
         items, fallback, excluded = ranker.recommend(user_id, k, exclude, category, segment)
-        return _answer(
+        body = _answer(
             Recommendations,
             user_id=user_id,
             # plain dicts: validated inside _answer, so a bad value is our 500, not the client's 422
@@ -131,7 +139,11 @@ class Recommender:
             model_version=ranker.tag,
             fallback=fallback,
             excluded=excluded,
+            arm=arm,
         )
+        # the exposure is durable before the answer leaves (the A/B report attributes purchases to it)
+        self.experiment.expose(user_id, arm, ranker.tag, [i for i, _, _ in items], _ms(started))
+        return body
 
     @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
     async def similar_items(self, item_id: str, k: int = 10) -> SimilarItems:
