@@ -40,7 +40,7 @@ test: install browser
 lint: install
 	$(BIN)/ruff check .
 
-bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models bench-training bench-profiles bench-history
+bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models bench-training bench-profiles bench-history bench-segments
 
 bench-pipeline: install
 	$(BIN)/python benchmarks/pipeline.py
@@ -80,6 +80,11 @@ bench-transform: install
 # The whole Online Retail history built at once (`personaflow history`), per stage time and peak
 # memory; one nightly day on top through Airflow; the last 7 days backfilled through a running
 # Airflow (ARGS="--backfill-days 0" skips that). Writes benchmarks/results/history.json.
+# Recommenders per RFM segment (and first-time buyers) on the real log's retail-30d split.
+.PHONY: bench-segments
+bench-segments: install
+	$(BIN)/python benchmarks/segments.py
+
 .PHONY: bench-history
 bench-history: install
 	$(BIN)/python benchmarks/history.py $(ARGS)
