@@ -83,8 +83,8 @@ def compare(users: pd.DataFrame, alpha: float = 0.05) -> list[Comparison]:
         se = math.sqrt(b.var(ddof=1) / len(b) + a.var(ddof=1) / len(a))
         p = msprt_p(a, b)
         low, high = diff - 1.96 * se, diff + 1.96 * se
-        out.append(Comparison(metric, round(a.mean(), 6), round(b.mean(), 6), round(diff, 6),
-                              round(low, 6), round(high, 6), round(p, 6), p <= alpha))  # fmt: skip
+        values = (float(round(v, 6)) for v in (a.mean(), b.mean(), diff, low, high, p))  # plain floats: JSON
+        out.append(Comparison(metric, *values, bool(p <= alpha)))
     return out
 
 
