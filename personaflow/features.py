@@ -159,9 +159,17 @@ def export_serving_tables(con: duckdb.DuckDBPyConnection, features_dir: Path) ->
               group by u.rfm_segment, p.item_id) where rn <= {MAX_SEGMENT_ITEMS}
             order by rfm_segment, rn"""
     ).df()
+    from personaflow.item_text import text_neighbours
+
+    try:
+        catalogue = con.execute("select * from marts.item_features").df()
+    except duckdb.CatalogException:  # side tables exported without the item mart: no names to compare
+        catalogue = pd.DataFrame({"item_id": pd.Series(dtype="string")})
+    text = text_neighbours(catalogue)
     return {
         "co_purchase_rows": write_atomic(co, features_dir / "co_purchase.parquet"),
         "segment_popularity_rows": write_atomic(segments, features_dir / "segment_popularity.parquet"),
+        "text_neighbour_rows": write_atomic(text, features_dir / "text_neighbours.parquet"),
     }
 
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from serving.online import load_catalogue, load_co_purchase, load_segment_popularity
+from serving.online import load_catalogue, load_co_purchase, load_segment_popularity, load_text_neighbours
 from serving.ranking import Ranker
 from training.registry.loading import load_production
 from training.registry.pointer import read_pointer
@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 RELOAD_CHECK_SECONDS = 0.5
 # Files the nightly features stage rewrites; a change rebuilds the Ranker like a model swap does.
-WATCHED_FEATURE_FILES = ("item_features.parquet", "co_purchase.parquet", "segment_popularity.parquet")
+WATCHED_FEATURE_FILES = (
+    "item_features.parquet", "co_purchase.parquet", "segment_popularity.parquet", "text_neighbours.parquet",
+)  # fmt: skip
 
 
 def _mtime(path: Path) -> int | None:
@@ -48,6 +50,7 @@ class ModelWatcher:
             load_catalogue(self.features_dir),
             load_co_purchase(self.features_dir),
             load_segment_popularity(self.features_dir),
+            load_text_neighbours(self.features_dir),
         )
         pointer = read_pointer(self.pointer) or {}
         info = model_info(model.tag)

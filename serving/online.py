@@ -71,6 +71,20 @@ def load_co_purchase(features_dir: Path) -> dict[str, list[tuple[str, float, int
     return out
 
 
+def load_text_neighbours(features_dir: Path) -> dict[str, list[tuple[str, float]]]:
+    """item_id -> [(other_item_id, cosine)] nearest names first (personaflow/item_text.py, written by
+    the features stage); empty before a run that had item names."""
+    path = Path(features_dir) / "text_neighbours.parquet"
+    if not path.exists():
+        return {}
+    frame = pd.read_parquet(path, columns=["item_id", "other_item_id", "cosine"])
+    frame = frame.sort_values(["item_id", "cosine", "other_item_id"], ascending=[True, False, True])
+    out: dict[str, list[tuple[str, float]]] = {}
+    for item, other, cosine in frame.itertuples(index=False, name=None):
+        out.setdefault(item, []).append((other, float(cosine)))
+    return out
+
+
 def load_segment_popularity(features_dir: Path) -> dict[str, list[tuple[str, float]]]:
     """rfm_segment -> [(item_id, buyers in the segment)] most bought first (features stage export)."""
     path = Path(features_dir) / "segment_popularity.parquet"

@@ -38,6 +38,8 @@ class Ranker:
     co_purchase: Mapping[str, list[tuple[str, float, int]]] = field(default_factory=dict)
     # rfm_segment -> [(item_id, buyers in the segment)], most bought first
     segments: Mapping[str, list[tuple[str, float]]] = field(default_factory=dict)
+    # item_id -> [(other_item_id, cosine of their names)], nearest first: for items behaviour cannot place
+    text: Mapping[str, list[tuple[str, float]]] = field(default_factory=dict)
     categories: np.ndarray = field(init=False, repr=False)  # category per model item (None if unknown)
     unit_items: np.ndarray = field(init=False, repr=False)  # L2-normalised item embeddings
 
@@ -132,15 +134,21 @@ class Ranker:
 
     def similar(self, item_id: str, k: int) -> list[tuple[str, float, str | None, str]] | None:
         """Top-k (id, score, category, source): co-purchase rules, then embedding neighbours (see the
-        module docstring); the item itself left out; None for an item neither source knows."""
+        module docstring), or for an item the model does not know, the items with the nearest names
+        (source "text"); the item itself left out; None for an item no source knows."""
         rules = [
             (other, float(lift), self.category_of(other), "co_purchase")
             for other, lift, n_both in self.co_purchase.get(item_id, ())
             if lift > 1.0 and n_both >= MIN_CO_PURCHASE_ORDERS
         ][:k]
         idx = self.model.maps.item_index.get(item_id)
-        if idx is None:
-            return rules if item_id in self.co_purchase or item_id in self.catalogue.index else None
+        if idx is None:  # an item the model never saw (new, or never bought): its nearest names fill in
+            taken = {item_id, *(r[0] for r in rules)}
+            near = self.text.get(item_id, ())
+            named = [(o, c, self.category_of(o), "text") for o, c in near if o not in taken]
+            if rules or named or item_id in self.co_purchase or item_id in self.catalogue.index:
+                return (rules + named)[:k]
+            return None
         taken = {item_id, *(r[0] for r in rules)}
         want = min(k - len(rules), len(self.model.maps.item_ids) - len(taken))
         if want <= 0:

@@ -113,9 +113,9 @@ class Recommendations(BaseModel):
 
 
 class SimilarItem(ScoredItem):
-    source: Literal["co_purchase", "embedding"] = Field(
+    source: Literal["co_purchase", "embedding", "text"] = Field(
         description="co_purchase: bought together (score = lift, > 1); embedding: score = cosine of the "
-        "model's item embeddings"
+        "model's item embeddings; text: an item the model does not know, score = cosine of the names"
     )
 
 

@@ -311,3 +311,26 @@ def test_post_audiences_answers_like_the_cli(built):
         assert bad.status_code == 422 and "min_recency_days" in bad.text
         strict = client.post("/audiences", json={"min_recency_days": "14"})
         assert strict.status_code == 422 and "min_recency_days" in strict.text
+
+
+def test_similar_items_for_an_item_the_model_never_saw_come_from_its_name(built, monkeypatch):
+    from training.registry.loading import load_production
+
+    s = built["s"]
+    monkeypatch.setenv("BENTOML_HOME", built["env"]["BENTOML_HOME"])
+    known = load_production(s.production_pointer).maps.item_index
+    near = pd.read_parquet(s.features_dir / "text_neighbours.parquet")
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        names = dict(
+            con.execute("select item_id, description from marts.item_features where is_product").fetchall()
+        )
+    cold = sorted(i for i in set(near["item_id"]) if i not in known and names.get(i))
+    assert cold, "the slice has products the model never saw"
+    item = cold[0]
+    with httpx.Client(base_url=built["base"], timeout=10) as client:
+        answer = client.post("/similar_items", json={"item_id": item, "k": 5})
+    assert answer.status_code == 200, answer.text
+    items = answer.json()["items"]
+    assert items and {i["source"] for i in items} <= {"co_purchase", "text"}
+    words = set(names[item].lower().split())
+    assert any(words & set((i["name"] or "").lower().split()) for i in items if i["source"] == "text")

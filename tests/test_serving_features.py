@@ -35,7 +35,8 @@ def test_exports_rules_capped_per_item_and_segment_best_sellers(tmp_path, monkey
     with duckdb.connect() as con:
         _marts(con, with_co_purchase=True)
         counts = export_serving_tables(con, tmp_path)
-    assert counts == {"co_purchase_rows": 3, "segment_popularity_rows": 3}
+    # no item names in this warehouse: no text neighbours
+    assert counts == {"co_purchase_rows": 3, "segment_popularity_rows": 3, "text_neighbour_rows": 0}
     # Best lift first, the weakest rule of i1 cut by the cap.
     assert load_co_purchase(tmp_path) == {
         "i1": [("i3", 2.0, 3), ("i4", 1.5, 3)],
