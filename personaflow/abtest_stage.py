@@ -7,7 +7,6 @@ is experiments/analysis.py (pure).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -70,7 +69,3 @@ def report(s: Settings, experiment: str | None = None, window_days: float = 7) -
         "comparisons": [c.to_dict() for c in comparisons], "verdict": verdict(comparisons),
         "stopping_rule": "mSPRT always-valid p <= 0.05 on the conversion difference; may be read daily",
     }  # fmt: skip
-
-
-def exposures_path(s: Settings, name: str) -> Path:
-    return exposures_dir(s.home, name)

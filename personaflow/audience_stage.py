@@ -63,18 +63,14 @@ def load_inputs(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, date]:
 PROFILES_FILE, BOUGHT_FILE = "audience_profiles.parquet", "audience_bought.parquet"
 
 
-def export_inputs(s: Settings) -> dict[str, Any] | None:
+def _write_inputs(s: Settings, profile: pd.DataFrame, bought: pd.DataFrame) -> None:
     """Tonight's audience inputs as Parquet beside the other serving files, so POST /audiences answers
-    from them without opening the warehouse (the DAG may be writing it). None before any marts."""
-    if not s.warehouse.is_file():
-        return None
-    profile, bought, as_of = load_inputs(s)
+    from them without opening the warehouse (the DAG may be writing it)."""
     s.features_dir.mkdir(parents=True, exist_ok=True)
     for frame, name in ((profile, PROFILES_FILE), (bought, BOUGHT_FILE)):
         tmp = s.features_dir / f".{name}.tmp"
         frame.to_parquet(tmp, index=False)
         tmp.replace(s.features_dir / name)
-    return {"as_of": as_of.isoformat(), "customers": len(profile), "purchases": len(bought)}
 
 
 def _latest(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -133,15 +129,18 @@ def refresh_saved(s: Settings) -> dict[str, Any]:
     specs = [
         AudienceSpec.from_json(json.loads(p.read_text())) for p in sorted(folder.glob("definitions/*.json"))
     ]
-    export_inputs(s)  # POST /audiences answers from tonight's profiles
+    nothing = {
+        "status": "ok",
+        "as_of": None,
+        "audiences": {},
+        "sizes": "none saved yet (personaflow audience --save)",
+    }
+    if not specs and not s.warehouse.is_file():  # nothing saved, nothing built: a normal first night
+        return nothing
+    profile, bought, as_of = load_inputs(s)  # one read for the API's inputs and every saved audience
+    _write_inputs(s, profile, bought)
     if not specs:  # nothing to refresh is a normal night, not a skipped stage
-        return {
-            "status": "ok",
-            "as_of": None,
-            "audiences": {},
-            "sizes": "none saved yet (personaflow audience --save)",
-        }
-    profile, bought, as_of = load_inputs(s)
+        return nothing
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = []
     for spec in specs:

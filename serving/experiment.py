@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -73,5 +72,3 @@ class ExperimentRouter:
         self._log.append({"user_id": user_id, "arm": which, "model_version": tag, "items": items,
                           "status": status, "latency_ms": round(latency_ms, 3)})  # fmt: skip
 
-
-ExposeFn = Callable[[str, str | None, str, list[str], float], None]
