@@ -10,7 +10,7 @@ FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install browser demo test lint bench bench-pipeline bench-serving bench-airflow bench-models lock clean
+.PHONY: install browser servers demo test lint bench bench-pipeline bench-serving bench-airflow bench-models lock clean
 
 install: $(VENV)/.installed
 
@@ -34,7 +34,16 @@ demo: install
 browser:
 	test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
-test: install browser
+# The scale path's servers, for its tests and `personaflow stack up`: Debian's PostgreSQL and Redis,
+# installed once if missing (started by whoever needs them, on free loopback ports; never as services).
+.PHONY: servers
+servers:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
+	command -v redis-server >/dev/null || test -x /usr/bin/redis-server || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server)
+
+test: install browser servers
 	$(BIN)/python -m pytest
 
 lint: install

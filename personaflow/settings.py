@@ -63,6 +63,9 @@ class Settings:
     rerank: bool = True
     batch_wait_hours: float = 6.0
     keep_candidates: int = 5
+    warehouse_url: str = ""
+    redis_url: str = ""
+    serve_workers: int = 1
 
 
 def load() -> Settings:
@@ -134,6 +137,13 @@ def load() -> Settings:
         batch_wait_hours=float(_env("PERSONAFLOW_BATCH_WAIT_HOURS", "6")),
         # Model versions kept besides production and its rollback history (training/registry/retention.py).
         keep_candidates=int(_env("PERSONAFLOW_KEEP_CANDIDATES", "5")),
+        # The scale path. A postgresql:// URL moves the warehouse (ingest, dbt, GX, features, training
+        # reads) to PostgreSQL; empty: the DuckDB file above (personaflow/warehouse.py).
+        warehouse_url=_env("PERSONAFLOW_WAREHOUSE_URL", ""),
+        # A redis:// URL moves Feast's online store and the API's live counters to Redis; empty: SQLite.
+        redis_url=_env("PERSONAFLOW_REDIS_URL", ""),
+        # BentoML worker processes; more than one needs the Redis online store (nothing shared in-process).
+        serve_workers=int(_env("PERSONAFLOW_SERVE_WORKERS", "1")),
     )
 
 

@@ -1,0 +1,216 @@
+"""One way into the warehouse, whichever engine holds it: DuckDB (the embedded default) or PostgreSQL.
+
+`PERSONAFLOW_WAREHOUSE_URL=postgresql://...` moves the warehouse to PostgreSQL; unset, it is the DuckDB
+file at `PERSONAFLOW_WAREHOUSE`. Every stage opens it with `connect(location(settings))` and talks the
+small DuckDB-shaped API both engines offer here: `execute(sql, params)` with `?` placeholders, then
+`fetchall()` / `fetchone()` / `df()` / `arrow()`; `register(name, frame)` to use a frame in SQL (a temp
+table filled by one `COPY` on PostgreSQL); `begin()` / `commit()` / `rollback()`. SQL that both engines
+read is written once (`double precision`, not `double`); what only one dialect has goes through
+`con.engine`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+Location = Path | str
+# What a read of a table that is not built yet raises, on either engine.
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+
+    MISSING_TABLE: tuple[type[Exception], ...] = (
+        duckdb.CatalogException, pg_errors.UndefinedTable, pg_errors.InvalidSchemaName
+    )
+    ERRORS: tuple[type[Exception], ...] = (duckdb.Error, psycopg.Error)
+except ImportError:  # the embedded default needs no PostgreSQL driver
+    psycopg = None
+    MISSING_TABLE = (duckdb.CatalogException,)
+    ERRORS = (duckdb.Error,)
+
+
+def is_postgres(where: Location) -> bool:
+    return isinstance(where, str) and where.startswith(("postgresql://", "postgres://"))
+
+
+def location(settings: Any) -> Location:
+    """The warehouse a run uses: the PostgreSQL URL when set, else the DuckDB file."""
+    url = getattr(settings, "warehouse_url", "")
+    return url if url else Path(settings.warehouse)
+
+
+def describe(where: Location) -> str:
+    """For messages: the file, or the URL without any password."""
+    if not is_postgres(where):
+        return str(where)
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(where))
+    host = parts.hostname or ""
+    return f"postgresql://{parts.username or ''}@{host}:{parts.port or 5432}{parts.path}"
+
+
+def connect(where: Location, read_only: bool = False) -> DuckConnection | PgConnection:
+    if is_postgres(where):
+        return PgConnection(str(where), read_only=read_only)
+    path = Path(where)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return DuckConnection(duckdb.connect(str(path), read_only=read_only))
+
+
+class DuckConnection:
+    """The DuckDB connection, plus the few calls the PostgreSQL side needs spelled out."""
+
+    engine = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.raw = con
+
+    def execute(self, sql: str, params: Sequence | None = None) -> DuckConnection:
+        self.raw.execute(sql, params) if params is not None else self.raw.execute(sql)
+        return self
+
+    def fetchall(self) -> list[tuple]:
+        return self.raw.fetchall()
+
+    def fetchone(self) -> tuple | None:
+        return self.raw.fetchone()
+
+    def df(self) -> pd.DataFrame:
+        return self.raw.df()
+
+    def arrow(self) -> pa.Table:
+        return self.raw.fetch_arrow_table()
+
+    def register(self, name: str, frame: pa.Table | pd.DataFrame) -> None:
+        self.raw.register(name, frame)
+
+    def unregister(self, name: str) -> None:
+        self.raw.unregister(name)
+
+    def begin(self) -> None:
+        self.raw.execute("begin")
+
+    def commit(self) -> None:
+        self.raw.execute("commit")
+
+    def rollback(self) -> None:
+        self.raw.execute("rollback")
+
+    def table_exists(self, qualified: str) -> bool:
+        schema, table = qualified.split(".")
+        return bool(self.raw.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0])
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> DuckConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_PG_TYPES = {
+    pa.types.is_boolean: "boolean", pa.types.is_int8: "smallint", pa.types.is_int16: "smallint",
+    pa.types.is_int32: "integer", pa.types.is_int64: "bigint", pa.types.is_floating: "double precision",
+    pa.types.is_date: "date", pa.types.is_timestamp: "timestamp", pa.types.is_decimal: "numeric",
+}
+
+
+def _pg_type(kind: pa.DataType) -> str:
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        return "timestamptz"
+    for test, name in _PG_TYPES.items():
+        if test(kind):
+            return name
+    return "text"
+
+
+def _placeholders(sql: str) -> str:
+    """DuckDB's `?` placeholders as psycopg's `%s` (a literal `%` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PgConnection:
+    """A psycopg connection speaking the DuckDB-shaped subset above (autocommit unless `begin()`)."""
+
+    engine = "postgres"
+
+    def __init__(self, url: str, read_only: bool = False) -> None:
+        if psycopg is None:
+            raise RuntimeError("PERSONAFLOW_WAREHOUSE_URL is PostgreSQL but psycopg is not installed")
+        self.raw = psycopg.connect(url, autocommit=True)
+        if read_only:
+            self.raw.execute("set default_transaction_read_only = on")
+        self._cursor: Any = None
+
+    def execute(self, sql: str, params: Sequence | None = None) -> PgConnection:
+        cursor = self.raw.cursor()
+        if params is None:
+            cursor.execute(sql)  # without parameters psycopg runs several statements in one string
+        else:
+            cursor.execute(_placeholders(sql), list(params))
+        self._cursor = cursor
+        return self
+
+    def fetchall(self) -> list[tuple]:
+        return self._cursor.fetchall()
+
+    def fetchone(self) -> tuple | None:
+        return self._cursor.fetchone()
+
+    def df(self) -> pd.DataFrame:
+        columns = [c.name for c in self._cursor.description or []]
+        return pd.DataFrame(self._cursor.fetchall(), columns=columns)
+
+    def arrow(self) -> pa.Table:
+        return pa.Table.from_pandas(self.df(), preserve_index=False)
+
+    def register(self, name: str, frame: pa.Table | pd.DataFrame) -> None:
+        """The frame as a temp table `name` for this connection, filled by one CSV COPY."""
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        columns = ", ".join(f'"{f.name}" {_pg_type(f.type)}' for f in table.schema)
+        self.raw.execute(f'drop table if exists "{name}"')
+        self.raw.execute(f'create temp table "{name}" ({columns})')
+        if table.num_rows == 0:
+            return
+        buffer = io.BytesIO()
+        pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
+        with self.raw.cursor().copy(f'copy "{name}" from stdin (format csv)') as copy:
+            copy.write(buffer.getvalue())
+
+    def unregister(self, name: str) -> None:
+        self.raw.execute(f'drop table if exists "{name}"')
+
+    def begin(self) -> None:
+        self.raw.execute("begin")
+
+    def commit(self) -> None:
+        self.raw.execute("commit")
+
+    def rollback(self) -> None:
+        self.raw.execute("rollback")
+
+    def table_exists(self, qualified: str) -> bool:
+        return self.raw.execute("select to_regclass(%s) is not null", [qualified]).fetchone()[0]
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> PgConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
