@@ -3,14 +3,20 @@
 Lives in ingest/ because both sides use it: the API (serving/service.py)
 writes it and the nightly load (ingest/load.py) reads it.
 
-Writer (the API): append the line and fsync the file before answering, so an accepted event survives
-the server stopping right after its answer. The file for a new day is created with an fsync of its
-folder too (the directory entry must be durable as well). Reader (the nightly load): every complete
-line; a torn last line can only come from a write that never got its answer, so it is skipped.
+Writer (the API): the line is appended and the file fsynced before the event is answered, so an
+accepted event survives the server stopping right after its answer. Group commit: one writer thread
+per process takes every line queued while the previous fsync ran, appends them in one write and
+fsyncs once; each request waits for the fsync that covers its line (`submit` gives a Future). The file
+for a new day is created with an fsync of its folder too (the directory entry must be durable as well).
+Files are opened with O_APPEND and each batch is one write(2): several worker processes appending to
+one file never interleave inside a line. Reader (the nightly load): every complete line; a torn last
+line can only come from a write that never got its answer, so it is skipped.
 
 `append_once` refuses to write an exact duplicate (equal on every business field, the batch rule's
 duplicate key as far as live events have it) of an event already in the day's file: the nightly check
 stops the night when too many rows are exact duplicates, so a client's retries must not add up to that.
+Which events were seen lives in `seen`: this process's memory by default (one worker), or Redis
+(serving/live_counters.py RedisSeen) so that a retry landing on another worker is caught as well.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import threading
+from concurrent.futures import Future
 from datetime import date
 from pathlib import Path
 
@@ -42,65 +50,135 @@ def live_path(landing_dir: Path, day: date) -> Path:
     return Path(landing_dir) / "live" / f"events_{day.isoformat()}.jsonl"
 
 
+class LocalSeen:
+    """Duplicate key -> first event id, in this process (exact with one writing process)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[date, bytes], str] = {}
+
+    def claim(self, day: date, key: bytes, event_id: str) -> str | None:
+        """None when `event_id` is the first with this key (now claimed), else the first one's id."""
+        earlier = self._seen.setdefault((day, key), event_id)  # atomic under the GIL: no lock needed
+        return None if earlier == event_id else earlier
+
+    def release(self, day: date, key: bytes) -> None:
+        self._seen.pop((day, key), None)
+
+    def seed(self, day: date, seen: dict[bytes, str]) -> None:
+        self._seen = {k: v for k, v in self._seen.items() if k[0] >= day}  # older days are closed
+        for key, event_id in seen.items():
+            self._seen.setdefault((day, key), event_id)
+
+
 class LiveLog:
-    """Appends events to today's live file; one lock orders the appends of all threads of a process.
+    """Appends events to their day's live file with group commit (see the module docstring)."""
 
-    Files are opened with O_APPEND, so appends from several processes (workers) never interleave
-    inside a line of up to PIPE_BUF-ish sizes on a local file system; our lines are ~250 bytes.
-    """
-
-    def __init__(self, landing_dir: Path) -> None:
+    def __init__(self, landing_dir: Path, seen=None, max_batch: int = 1024) -> None:
         self.landing_dir = Path(landing_dir)
-        self._lock = threading.Lock()
-        self._day: date | None = None
-        self._fd: int | None = None
-        self._seen: dict[bytes, str] = {}  # duplicate key -> event_id, for the open day
+        self.seen = seen if seen is not None else LocalSeen()
+        self.max_batch = max_batch
+        self.fsyncs = 0  # file fsyncs done (group commit: fewer than the events appended)
+        self.appended = 0
+        self._lock = threading.Lock()  # days loaded into `seen`, the writer's start
+        self._days: set[date] = set()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._fds: dict[date, int] = {}
+
+    def _load_day(self, day: date) -> None:
+        """Before the first event of a day in this process: what the day's file already holds."""
+        path = live_path(self.landing_dir, day)
+        try:
+            seen = {duplicate_key(r): r["event_id"] for r in read_live(path)}
+        except ValueError:  # a damaged file is the nightly load's to report; appending goes on
+            seen = {}
+        self.seen.seed(day, seen)
+        self._days.add(day)
+
+    def submit(self, day: date, record: dict, dedupe: bool = True) -> Future:
+        """Queue the event; the Future gives (path, None) once its line is fsynced, or (path, earlier
+        event id) at once for a duplicate (with `dedupe`)."""
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        key = duplicate_key(record)
+        done: Future = Future()
+        with self._lock:
+            if day not in self._days:
+                self._load_day(day)
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_loop, name="live-log", daemon=True)
+                self._writer.start()
+        earlier = self.seen.claim(day, key, record["event_id"])
+        if dedupe and earlier is not None:
+            done.set_result((live_path(self.landing_dir, day), earlier))
+            return done
+        self._queue.put((day, line, key if earlier is None else None, done))
+        return done
+
+    def append(self, day: date, record: dict) -> Path:
+        return self.append_once(day, record, dedupe=False)[0]
+
+    def append_once(self, day: date, record: dict, dedupe: bool = True) -> tuple[Path, str | None]:
+        """Append and fsync the event (blocking); with `dedupe`, an exact duplicate of one already in the
+        day's file is not written, and the earlier event's id comes back instead of None."""
+        return self.submit(day, record, dedupe).result()
 
     def _open(self, day: date) -> int:
-        if self._day == day and self._fd is not None:
-            return self._fd
-        if self._fd is not None:
-            os.close(self._fd)
+        fd = self._fds.get(day)
+        if fd is not None:
+            return fd
+        for old in [d for d in self._fds if d < day]:  # yesterday's file is done once today's opens
+            os.close(self._fds.pop(old))
         path = live_path(self.landing_dir, day)
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
-        try:
-            self._seen = {duplicate_key(r): r["event_id"] for r in read_live(path)} if existed else {}
-        except ValueError:  # a damaged file is the nightly load's to report; appending goes on
-            self._seen = {}
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not existed:
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        self._day = day
-        return self._fd
+        self._fds[day] = fd
+        return fd
 
-    def append(self, day: date, record: dict) -> Path:
-        return self.append_once(day, record, dedupe=False)[0]
+    def _write_loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            by_day: dict[date, list] = {}
+            for item in batch:
+                by_day.setdefault(item[0], []).append(item)
+            for day, items in by_day.items():
+                self._commit(day, items)
 
-    def append_once(self, day: date, record: dict, dedupe: bool = True) -> tuple[Path, str | None]:
-        """Append and fsync the event; with `dedupe`, an exact duplicate of one already in the day's file
-        is not written, and the earlier event's id comes back instead of None."""
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        key = duplicate_key(record)
-        with self._lock:
+    def _commit(self, day: date, items: list) -> None:
+        path = live_path(self.landing_dir, day)
+        try:
             fd = self._open(day)
-            earlier = self._seen.get(key)
-            if dedupe and earlier is not None:
-                return live_path(self.landing_dir, day), earlier
-            os.write(fd, line)
+            data = b"".join(line for _, line, _, _ in items)
+            written = os.write(fd, data)  # one write: whole lines, never interleaved with another process
+            if written != len(data):
+                raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
             os.fsync(fd)
-            self._seen.setdefault(key, record["event_id"])
-        return live_path(self.landing_dir, day), None
+        except Exception as exc:  # none of these events is accepted; a retry must not look like a duplicate
+            for _, _, key, done in items:
+                if key is not None:
+                    self.seen.release(day, key)
+                done.set_exception(exc)
+            return
+        self.fsyncs += 1
+        self.appended += len(items)
+        for _, _, _, done in items:
+            done.set_result((path, None))
 
     def close(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+        """Close the day files (events still queued are written by the next `submit`'s writer)."""
+        for day in list(self._fds):
+            os.close(self._fds.pop(day))
 
 
 def read_live(path: Path) -> list[dict]:
