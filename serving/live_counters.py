@@ -63,6 +63,13 @@ def connect(url: str):
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
+def connect_async(url: str):
+    """The asyncio client for the request handlers (connects on first use, inside the server's loop)."""
+    from redis import asyncio as aredis
+
+    return aredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
 def counter_of(event_type: str) -> str:
     return "n_returns" if event_type == "return" else f"n_{event_type}s"
 
@@ -92,9 +99,10 @@ def buckets_from_hash(fields: dict[bytes, bytes]) -> tuple[dict[str, dict[str, A
 class RedisCounters:
     """Live counters of every user, changed atomically in Redis."""
 
-    def __init__(self, client) -> None:
-        self.client = client
+    def __init__(self, client, aclient=None) -> None:
+        self.client, self.aclient = client, aclient
         self._record = client.register_script(RECORD_SCRIPT)
+        self._record_async = aclient.register_script(RECORD_SCRIPT) if aclient is not None else None
 
     @staticmethod
     def key(user_id: str) -> str:
@@ -103,22 +111,32 @@ class RedisCounters:
     def read(self, user_id: str) -> tuple[dict[str, dict[str, Any]], str | None]:
         return buckets_from_hash(self.client.hgetall(self.key(user_id)))
 
+    async def read_async(self, user_id: str) -> tuple[dict[str, dict[str, Any]], str | None]:
+        return buckets_from_hash(await self.aclient.hgetall(self.key(user_id)))
+
     def record(self, user_id: str, day: date, event: dict[str, Any], as_of: date | None) -> int:
         """Count one event on its day; returns the user's live events since the nightly run."""
-        kind = event["event_type"]
-        revenue = ""
-        if kind in ("purchase", "return"):
-            revenue = repr(event["price"] * event["quantity"] * (1 if kind == "purchase" else -1))
-        args = [
-            day.isoformat(),
-            counter_of(kind),
-            revenue,
-            event["item_id"] if kind == "purchase" else "",
-            event["event_ts"],
-            as_of.isoformat() if as_of else "",
-            LIVE_TTL_SECONDS,
-        ]
-        return int(self._record(keys=[self.key(user_id)], args=args))
+        return int(self._record(keys=[self.key(user_id)], args=record_args(day, event, as_of)))
+
+    async def record_async(self, user_id: str, day: date, event: dict[str, Any], as_of: date | None) -> int:
+        return int(await self._record_async(keys=[self.key(user_id)], args=record_args(day, event, as_of)))
+
+
+def record_args(day: date, event: dict[str, Any], as_of: date | None) -> list:
+    """RECORD_SCRIPT's ARGV for one event."""
+    kind = event["event_type"]
+    revenue = ""
+    if kind in ("purchase", "return"):
+        revenue = repr(event["price"] * event["quantity"] * (1 if kind == "purchase" else -1))
+    return [
+        day.isoformat(),
+        counter_of(kind),
+        revenue,
+        event["item_id"] if kind == "purchase" else "",
+        event["event_ts"],
+        as_of.isoformat() if as_of else "",
+        LIVE_TTL_SECONDS,
+    ]
 
 
 class RedisSeen:

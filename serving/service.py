@@ -25,7 +25,6 @@ import gc
 import logging
 import os
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import bentoml
 from starlette.responses import JSONResponse
 
-from ingest.live import LiveLog
+from ingest.live import LiveLog, live_record
 from personaflow import settings
 from personaflow.forgotten import Forgotten
 from profiles.audiences import AudienceError, AudienceSpec
@@ -137,7 +136,7 @@ class Recommender:
             return _invalid("category", f"unknown category {category!r}")
         known = ranker.knows_user(user_id)
         # The online store is only read when needed: a known user without filters costs no lookup.
-        row = self.online.user(user_id) if exclude_purchased or not known else None
+        row = await self.online.user_async(user_id) if exclude_purchased or not known else None
         exclude = purchased_in(row) if exclude_purchased else None
         segment = None if known else row.get("rfm_segment")
         items, fallback, excluded = ranker.recommend(user_id, k, exclude, category, segment)
@@ -182,7 +181,7 @@ class Recommender:
         activity since then (one online-store read for all of it)."""
         if user_id in self.forgotten:
             return _gone(user_id)
-        row = self.online.user(user_id)
+        row = await self.online.user_async(user_id)
         live = row["live"]
         if row.get("rfm_segment") is None and live["n_events"] == 0:
             return JSONResponse(
@@ -267,22 +266,12 @@ class Recommender:
                     f"required: the catalogue price {price:g} of item {item_id!r} is outside "
                     f"{contract.MIN_PRICE}..{contract.MAX_PRICE:.0f}",
                 )
-        record = {
-            "event_id": f"live-{uuid.uuid4().hex}",
-            "user_id": user_id,
-            "item_id": item_id,
-            "event_type": event_type,
-            "event_ts": ts.strftime("%Y-%m-%d %H:%M:%S"),
-            "session_id": session_id or f"live-{user_id}",
-            "quantity": quantity,
-            "price": price,
-            "received_at": now.isoformat(),
-        }
+        record = live_record(user_id, item_id, event_type, ts, now, session_id, quantity, price)
         # durable before anything else happens; an exact duplicate of today's event is not written twice
         path, earlier = await asyncio.wrap_future(self.live.submit(ts.date(), record))
         if earlier is not None:
             try:
-                n_live = self.online.user(user_id)["live"]["n_events"]
+                n_live = (await self.online.user_async(user_id))["live"]["n_events"]
             except Exception:  # the answer does not depend on it
                 log.exception("live event count of %r not readable", user_id)
                 n_live = 0
@@ -294,7 +283,7 @@ class Recommender:
                 duplicate=True,
             )
         try:
-            n_live = self.online.record(user_id, ts.date(), record)
+            n_live = await self.online.record_async(user_id, ts.date(), record)
         except Exception:  # the event is safe on disk; the nightly run will include it
             log.exception("event %s is in %s but not in the online store", record["event_id"], path)
             n_live = 0

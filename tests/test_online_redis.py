@@ -151,3 +151,24 @@ def test_concurrent_events_on_two_workers_all_count_and_land(server):
     today = datetime.now(UTC).date()
     landed = {r["event_id"] for r in read_live(live_path(server["home"] / "landing", today))}
     assert set(ids) <= landed
+
+
+def test_an_unreachable_dedupe_never_costs_an_event(tmp_path):
+    from personaflow.local_servers import free_port
+
+    nobody = redis.Redis(port=free_port(), socket_connect_timeout=0.5)  # nothing listens there
+    log = LiveLog(tmp_path, seen=RedisSeen(nobody))
+    assert log.append_once(DAY, event(1)) == (live_path(tmp_path, DAY), None)
+    assert [r["event_id"] for r in read_live(live_path(tmp_path, DAY))] == ["live-1"]
+
+
+def test_several_workers_need_redis(monkeypatch):
+    from personaflow import settings
+    from serving.process import serve_workers
+
+    monkeypatch.setenv("PERSONAFLOW_SERVE_WORKERS", "2")
+    monkeypatch.delenv("PERSONAFLOW_REDIS_URL", raising=False)
+    with pytest.raises(ValueError, match="PERSONAFLOW_SERVE_WORKERS=2 needs PERSONAFLOW_REDIS_URL"):
+        serve_workers(settings.load())
+    monkeypatch.setenv("PERSONAFLOW_REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert serve_workers(settings.load()) == 2
