@@ -83,10 +83,14 @@ class LocalSeen:
     def __init__(self) -> None:
         self._seen: dict[tuple[date, bytes], str] = {}
 
-    def claim(self, day: date, key: bytes, event_id: str) -> str | None:
-        """None when `event_id` is the first with this key (now claimed), else the first one's id."""
-        earlier = self._seen.setdefault((day, key), event_id)  # atomic under the GIL: no lock needed
-        return None if earlier == event_id else earlier
+    def claim_many(self, day: date, claims: list[tuple[bytes, str]]) -> list[str | None]:
+        """For each (key, event_id): None when it is the first with its key (now claimed), else the
+        first one's id."""
+        out = []
+        for key, event_id in claims:
+            earlier = self._seen.setdefault((day, key), event_id)
+            out.append(None if earlier == event_id else earlier)
+        return out
 
     def release(self, day: date, key: bytes) -> None:
         self._seen.pop((day, key), None)
@@ -98,7 +102,11 @@ class LocalSeen:
 
 
 class LiveLog:
-    """Appends events to their day's live file with group commit (see the module docstring)."""
+    """Appends events to their day's live file with group commit (see the module docstring).
+
+    The writer thread does everything but the encoding: the dedupe claims of a batch (one Redis round
+    trip for all of them), the write and the fsync; so the event loop never waits on a disk or Redis.
+    """
 
     def __init__(self, landing_dir: Path, seen=None, max_batch: int = 1024) -> None:
         self.landing_dir = Path(landing_dir)
@@ -106,43 +114,22 @@ class LiveLog:
         self.max_batch = max_batch
         self.fsyncs = 0  # file fsyncs done (group commit: fewer than the events appended)
         self.appended = 0
-        self._lock = threading.Lock()  # days loaded into `seen`, the writer's start
+        self._lock = threading.Lock()  # the writer's start
         self._days: set[date] = set()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._fds: dict[date, int] = {}
 
-    def _load_day(self, day: date) -> None:
-        """Before the first event of a day in this process: what the day's file already holds."""
-        path = live_path(self.landing_dir, day)
-        try:
-            seen = {duplicate_key(r): r["event_id"] for r in read_live(path)}
-        except ValueError:  # a damaged file is the nightly load's to report; appending goes on
-            seen = {}
-        self.seen.seed(day, seen)
-        self._days.add(day)
-
     def submit(self, day: date, record: dict, dedupe: bool = True) -> Future:
         """Queue the event; the Future gives (path, None) once its line is fsynced, or (path, earlier
-        event id) at once for a duplicate (with `dedupe`)."""
+        event id) for a duplicate (with `dedupe`; not written)."""
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        key = duplicate_key(record)
         done: Future = Future()
         with self._lock:
-            if day not in self._days:
-                self._load_day(day)
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_loop, name="live-log", daemon=True)
                 self._writer.start()
-        try:
-            earlier = self.seen.claim(day, key, record["event_id"])
-        except Exception:  # the shared dedupe (Redis) is down: the event is still written, maybe twice
-            log.exception("dedupe of %s not reachable; writing it unchecked", record["event_id"])
-            earlier, key = None, None
-        if dedupe and earlier is not None:
-            done.set_result((live_path(self.landing_dir, day), earlier))
-            return done
-        self._queue.put((day, line, key if earlier is None else None, done))  # key: claimed by us
+        self._queue.put((day, line, duplicate_key(record), record["event_id"], dedupe, done))
         return done
 
     def append(self, day: date, record: dict) -> Path:
@@ -152,6 +139,15 @@ class LiveLog:
         """Append and fsync the event (blocking); with `dedupe`, an exact duplicate of one already in the
         day's file is not written, and the earlier event's id comes back instead of None."""
         return self.submit(day, record, dedupe).result()
+
+    def _load_day(self, day: date) -> None:
+        """Before the first event of a day in this process: what the day's file already holds."""
+        try:
+            seen = {duplicate_key(r): r["event_id"] for r in read_live(live_path(self.landing_dir, day))}
+        except ValueError:  # a damaged file is the nightly load's to report; appending goes on
+            seen = {}
+        self.seen.seed(day, seen)
+        self._days.add(day)
 
     def _open(self, day: date) -> int:
         fd = self._fds.get(day)
@@ -184,27 +180,61 @@ class LiveLog:
             for item in batch:
                 by_day.setdefault(item[0], []).append(item)
             for day, items in by_day.items():
-                self._commit(day, items)
+                try:
+                    self._commit(day, items)
+                except Exception as exc:  # never leave a request waiting
+                    for *_, done in items:
+                        if not done.done():
+                            done.set_exception(exc)
+
+    def _claims(self, day: date, items: list) -> list[str | None] | None:
+        """The batch's dedupe answers; None when the shared dedupe is down (written unchecked)."""
+        try:
+            if day not in self._days:
+                self._load_day(day)
+            return self.seen.claim_many(day, [(key, event_id) for _, _, key, event_id, _, _ in items])
+        except Exception:  # an event is never refused for want of its dedupe: it may be stored twice
+            log.exception("dedupe of %d live events not reachable; written unchecked", len(items))
+            return None
 
     def _commit(self, day: date, items: list) -> None:
         path = live_path(self.landing_dir, day)
-        try:
-            fd = self._open(day)
-            data = b"".join(line for _, line, _, _ in items)
-            written = os.write(fd, data)  # one write: whole lines, never interleaved with another process
-            if written != len(data):
-                raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
-            os.fsync(fd)
-        except Exception as exc:  # none of these events is accepted; a retry must not look like a duplicate
-            for _, _, key, done in items:
-                if key is not None:
+        claims = self._claims(day, items)
+        writes, claimed, duplicates = [], [], []
+        for n, (_, line, key, event_id, dedupe, done) in enumerate(items):
+            earlier = claims[n] if claims is not None else None
+            if dedupe and earlier is not None:
+                duplicates.append((earlier, done))
+                continue
+            writes.append((line, event_id, done))
+            if claims is not None and earlier is None:
+                claimed.append(key)
+        failed: Exception | None = None
+        if writes:
+            try:
+                fd = self._open(day)
+                data = b"".join(line for line, _, _ in writes)
+                written = os.write(fd, data)  # one write: whole lines, never interleaved across processes
+                if written != len(data):
+                    raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
+                os.fsync(fd)
+                self.fsyncs += 1
+                self.appended += len(writes)
+            except Exception as exc:  # none of these is accepted; a retry must not look like a duplicate
+                failed = exc
+                for key in claimed:
                     self.seen.release(day, key)
-                done.set_exception(exc)
-            return
-        self.fsyncs += 1
-        self.appended += len(items)
-        for _, _, _, done in items:
-            done.set_result((path, None))
+        lost = {event_id for _, event_id, _ in writes} if failed else set()
+        for _, event_id, done in writes:
+            if event_id in lost:
+                done.set_exception(failed)
+            else:
+                done.set_result((path, None))
+        for earlier, done in duplicates:  # answered once the event they repeat is durable (or not)
+            if earlier in lost:
+                done.set_exception(failed)
+            else:
+                done.set_result((path, earlier))
 
     def close(self) -> None:
         """Close the day files (events still queued are written by the next `submit`'s writer)."""

@@ -54,6 +54,12 @@ def test_group_commit_lands_every_event_with_fewer_fsyncs(tmp_path):
     # a retry of an accepted event is answered with the first one's id and not written again
     assert log.append_once(DAY, {**event(3), "event_id": "live-retry"})[1] == "live-3"
     assert len(read_live(live_path(tmp_path, DAY))) == 48
+    # copies sent at once (one batch) store one line; the others name it
+    copies = [log.submit(DAY, {**event(100), "event_id": f"live-copy-{k}"}) for k in range(5)]
+    answers = [f.result()[1] for f in copies]
+    first = next(f"live-copy-{k}" for k, a in enumerate(answers) if a is None)
+    assert sorted(answers, key=str) == sorted([None] + [first] * 4, key=str)
+    assert len(read_live(live_path(tmp_path, DAY))) == 49
 
 
 def test_redis_counters_count_every_concurrent_event(redis_url):
