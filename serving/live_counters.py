@@ -168,3 +168,19 @@ class RedisSeen:
             for key, event_id in seen.items():
                 pipe.set(self.key(day, key), event_id, nx=True, ex=SEEN_TTL_SECONDS)
             pipe.execute()
+
+
+def forget_in_redis(url: str, user_id: str, project: str = "personaflow") -> int:
+    """`personaflow forget` on the Redis online store: the user's Feast hash (every view keyed by
+    user_id: profile, purchases, segments, churn) and their live counters; returns the keys deleted.
+    The /events dedupe keys hold event ids under a hash of the event, not the id, and expire in 2 days."""
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    entity = EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user_id)])
+    client = connect(url)
+    try:
+        return int(client.delete(_redis_key(project, entity, 3), RedisCounters.key(user_id)))
+    finally:
+        client.close()

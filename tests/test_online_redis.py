@@ -178,3 +178,16 @@ def test_several_workers_need_redis(monkeypatch):
         serve_workers(settings.load())
     monkeypatch.setenv("PERSONAFLOW_REDIS_URL", "redis://127.0.0.1:6379/0")
     assert serve_workers(settings.load()) == 2
+
+
+def test_forget_erases_the_user_from_redis(server):
+    from serving.live_counters import forget_in_redis
+
+    user = server["users"][11]
+    with httpx.Client() as c:
+        view = {"user_id": user, "item_id": server["items"][2], "event_type": "view"}
+        sent = ask(c, server, "/events", view)
+        assert sent.status_code == 200 and ask(c, server, "/profile", {"user_id": user}).status_code == 200
+        assert forget_in_redis(server["env"]["PERSONAFLOW_REDIS_URL"], user) == 2  # Feast hash + live
+        assert ask(c, server, "/profile", {"user_id": user}).status_code == 404  # nothing left to serve
+    assert not [k for k in server["redis"].scan_iter() if user.encode() in k]
