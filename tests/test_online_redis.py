@@ -160,9 +160,12 @@ def test_concurrent_events_on_two_workers_all_count_and_land(server):
 
 
 def test_an_unreachable_dedupe_never_costs_an_event(tmp_path):
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     from personaflow.local_servers import free_port
 
-    nobody = redis.Redis(port=free_port(), socket_connect_timeout=0.5)  # nothing listens there
+    nobody = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     log = LiveLog(tmp_path, seen=RedisSeen(nobody))
     assert log.append_once(DAY, event(1)) == (live_path(tmp_path, DAY), None)
     assert [r["event_id"] for r in read_live(live_path(tmp_path, DAY))] == ["live-1"]
