@@ -14,6 +14,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 
@@ -23,7 +24,9 @@ from personaflow.airflow_mode import ModeError
 from personaflow.airflow_service import down, port_open, start_airflow, worker_pids
 from personaflow.local_servers import free_port
 from personaflow.process_groups import session_pids, signal_session
+from tests.e2e_helpers import celery_settings
 
+pytestmark = pytest.mark.e2e
 PROBE = Path(__file__).resolve().parent / "_celery_probe_dag.py"
 TABLES = """
 create table attempts (run_id text, task_id text, map_index int, try_number int, worker text, what text,
@@ -58,9 +61,7 @@ def celery_airflow(tmp_path_factory, postgres_server, redis_server):
     probe_db = postgres_server.create_database(f"probe_{free_port()}")
     with psycopg.connect(probe_db, autocommit=True) as con:
         con.execute(TABLES)
-    s = _settings(home, PERSONAFLOW_AIRFLOW_EXECUTOR="celery", PERSONAFLOW_CELERY_WORKERS="2",
-                  PERSONAFLOW_AIRFLOW_DB_URL=postgres_server.create_database(f"airflow_{free_port()}"),
-                  PERSONAFLOW_REDIS_URL=redis_server.url)  # fmt: skip
+    s = _settings(home, **celery_settings(postgres_server, redis_server, workers=2))
     dags = home / "dags"
     dags.mkdir()
     shutil.copy(PROBE, dags / "probe.py")
@@ -87,6 +88,17 @@ def celery_airflow(tmp_path_factory, postgres_server, redis_server):
     assert not any(left.values()), f"worker processes left after `down`: {left}"
 
 
+def _listening(sid: int) -> list[tuple[str, int]]:
+    found = []
+    for pid in session_pids(sid):
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        found += [(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
+    return found
+
+
 def _rows(url: str, sql: str, *params) -> list[tuple]:
     with psycopg.connect(url) as con:
         return con.execute(sql, params).fetchall()
@@ -95,6 +107,8 @@ def _rows(url: str, sql: str, *params) -> list[tuple]:
 def test_tasks_spread_over_both_workers_and_gpu_pool_holds(celery_airflow):
     s, client, probe_db, started, crew = celery_airflow
     assert sorted(crew) == ["worker-1", "worker-2"] and len(started.workers) == 2
+    # workers open no port: no log server on 8793 (the api-server reads the task log files)
+    assert not [_listening(w["pid"]) for w in crew.values() if _listening(w["pid"])]
     t0 = time.perf_counter()
     run_id = client.trigger("probe_spread", date(2026, 1, 2))
     run = client.wait("probe_spread", run_id, timeout=150, poll=1)
