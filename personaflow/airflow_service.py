@@ -201,9 +201,23 @@ def _stop_airflow(s: Settings, info: dict, first: int) -> bool:
     behind (a supervisor that had to be killed cannot stop its workers)."""
     stopped = stop_group(info["pid"], info["host"], info["port"], first=first)
     for worker in worker_pids(s).values():
-        stopped = stop_session(worker["pid"], signal.SIGKILL, timeout=10) or stopped
+        if _ours(worker["pid"]):
+            stopped = stop_session(worker["pid"], signal.SIGKILL, timeout=10) or stopped
     (run_dir(s) / WORKERS_FILE).unlink(missing_ok=True)
     return stopped
+
+
+def _ours(sid: int) -> bool:
+    """Session `sid` is a worker we started: its leader gone (its tasks may remain) or still a worker,
+    not a process that came later with a reused pid."""
+    import psutil
+
+    try:
+        return "personaflow.celery_compat" in " ".join(psutil.Process(sid).cmdline())
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 def start_serving(s: Settings, timeout: float = 120) -> str | None:
