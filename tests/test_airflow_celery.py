@@ -8,8 +8,11 @@ tests/_celery_probe_dag.py, in a dags folder of the test's own.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -53,6 +56,15 @@ def test_celery_mode_needs_postgres_and_a_broker(tmp_path):
     with pytest.raises(ModeError, match="postgresql://"):
         start_airflow(s)
     assert not (tmp_path / "run" / "airflow.json").exists(), "nothing may start on bad settings"
+    # the CLI says it in one line, exit 1
+    env = {**os.environ, "PERSONAFLOW_HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path / "airflow"),
+           "PERSONAFLOW_AIRFLOW_PORT": str(free_port()), "PERSONAFLOW_AIRFLOW_EXECUTOR": "celery",
+           "PERSONAFLOW_AIRFLOW_DB_URL": "postgresql://u@127.0.0.1:1/x", "PERSONAFLOW_REDIS_URL": "",
+           "PERSONAFLOW_CELERY_BROKER_URL": "amqp://guest:secret@127.0.0.1//"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "personaflow.cli", "up"], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "redis:// broker" in done.stderr and "secret" not in done.stderr, done.stderr
 
 
 @pytest.fixture(scope="module")
