@@ -66,6 +66,11 @@ class Settings:
     warehouse_url: str = ""
     redis_url: str = ""
     serve_workers: int = 1
+    airflow_db_url: str = ""
+    airflow_executor: str = "local"
+    celery_workers: int = 2
+    celery_concurrency: int = 1
+    celery_broker_url: str = ""
 
 
 def load() -> Settings:
@@ -144,6 +149,17 @@ def load() -> Settings:
         redis_url=_env("PERSONAFLOW_REDIS_URL", ""),
         # BentoML worker processes; more than one needs the Redis online store (nothing shared in-process).
         serve_workers=int(_env("PERSONAFLOW_SERVE_WORKERS", "1")),
+        # Airflow's metadata DB: a postgresql:// URL (driven by psycopg 3); empty: SQLite in AIRFLOW_HOME.
+        airflow_db_url=_env("PERSONAFLOW_AIRFLOW_DB_URL", ""),
+        # local: LocalExecutor (tasks are children of the scheduler); celery: CeleryExecutor, with
+        # PERSONAFLOW_CELERY_WORKERS `airflow celery worker` processes started by `personaflow up`.
+        # celery needs the Postgres metadata DB (also the result backend) and a Redis broker.
+        airflow_executor=_env("PERSONAFLOW_AIRFLOW_EXECUTOR", "local").lower(),
+        celery_workers=int(_env("PERSONAFLOW_CELERY_WORKERS", "2")),
+        # Task slots per worker (one task = a few hundred MB; the `gpu` pool still allows one training).
+        celery_concurrency=int(_env("PERSONAFLOW_CELERY_CONCURRENCY", "1")),
+        # The Celery broker; empty: PERSONAFLOW_REDIS_URL.
+        celery_broker_url=_env("PERSONAFLOW_CELERY_BROKER_URL", ""),
     )
 
 
