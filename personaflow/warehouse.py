@@ -58,6 +58,12 @@ def describe(where: Location) -> str:
     return f"postgresql://{parts.username or ''}@{host}:{parts.port or 5432}{parts.path}"
 
 
+def exists(where: Location) -> bool:
+    """Whether there is a warehouse to read: the DuckDB file is there (a PostgreSQL server is taken to
+    be; a read of a table not built yet raises one of MISSING_TABLE)."""
+    return is_postgres(where) or Path(where).is_file()
+
+
 def connect(where: Location, read_only: bool = False) -> DuckConnection | PgConnection:
     if is_postgres(where):
         return PgConnection(str(where), read_only=read_only)
