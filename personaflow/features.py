@@ -196,6 +196,21 @@ def open_store(repo_dir: Path, features_dir: Path):
     return FeatureStore(repo_path=str(repo_dir))
 
 
+def read_marts(con: wh.DuckConnection | wh.PgConnection) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(marts.user_features, marts.item_features, the purchases as Feast's entity frame: user_id,
+    item_id, event_timestamp tz-aware UTC), from either engine."""
+    users = con.execute("select * from marts.user_features").df()
+    items = con.execute("select * from marts.item_features").df()
+    purchases = con.execute(
+        "select user_id, item_id, last_event_ts as event_timestamp from marts.interactions "
+        "where n_purchases > 0"
+    ).df()
+    purchases["event_timestamp"] = (
+        pd.to_datetime(purchases["event_timestamp"]).astype("datetime64[ns]").dt.tz_localize("UTC")
+    )
+    return users, items, purchases
+
+
 def build_features(
     warehouse: wh.Location, features_dir: Path, repo_dir: Path, as_of: date
 ) -> dict[str, object]:
@@ -203,16 +218,8 @@ def build_features(
     write a point-in-time correct training set (purchases joined with the features valid then)."""
     started = time.perf_counter()
     with wh.connect(warehouse, read_only=True) as con:
-        users = con.execute("select * from marts.user_features").df()
-        items = con.execute("select * from marts.item_features").df()
-        purchases = con.execute(
-            "select user_id, item_id, last_event_ts as event_timestamp from marts.interactions "
-            "where n_purchases > 0"
-        ).df()
+        users, items, purchases = read_marts(con)
         serving_tables = export_serving_tables(con, features_dir)
-    purchases["event_timestamp"] = (
-        pd.to_datetime(purchases["event_timestamp"]).astype("datetime64[ns]").dt.tz_localize("UTC")
-    )
     now = datetime.now()
     user_rows = append_snapshot(
         features_dir / "user_features.parquet", snapshot(users, USER_COLUMNS, as_of, now)
