@@ -74,7 +74,7 @@ def shop_events(seed: int = 7) -> pd.DataFrame:
     frame["batch_date"] = frame["event_ts"].dt.date
     frame["source_file"] = "events_" + frame["batch_date"].astype(str) + ".csv"
     frame["loaded_at"] = datetime(2011, 3, 11)
-    frame["description"] = [WORDS[int(i[1:]) % len(WORDS)] if i != "POST" else "POSTAGE" for i in frame.item_id]
+    frame["description"] = [WORDS[int(i[1:]) % 6] if i != "POST" else "POSTAGE" for i in frame["item_id"]]
     frame["country"] = np.where(frame["user_id"].fillna("").str.endswith("7"), "France", "United Kingdom")
     frame["source_format"] = "online-retail"
     frame["source_row"] = np.arange(1, len(frame) + 1)
@@ -89,9 +89,11 @@ def make_duckdb_raw(path: Path) -> Path:
                           "price": 2.5, "description": None})  # fmt: skip
     items.loc[:5, "category"] = "home"
     days = sorted(events["batch_date"].unique())
-    batches = pd.DataFrame({"batch_date": days, "source_file": [f"events_{d}.csv" for d in days],
-                            "row_count": [int((events["batch_date"] == d).sum()) for d in days],
-                            "sha256": "x", "status": "loaded", "loaded_at": datetime(2011, 3, 11)})  # fmt: skip
+    batches = pd.DataFrame({
+        "batch_date": days, "source_file": [f"events_{d}.csv" for d in days],
+        "row_count": [int((events["batch_date"] == d).sum()) for d in days],
+        "sha256": "x", "status": "loaded", "loaded_at": datetime(2011, 3, 11),
+    })  # fmt: skip
     with wh.connect(path) as con:
         con.execute("create schema raw")
         for name, frame in [("events", events), ("users", users), ("items", items), ("batches", batches)]:
@@ -180,7 +182,7 @@ def test_key_figures_agree(built):
     figures = {}
     for name, where in (("duckdb", duck), ("postgres", pg)):
         with wh.connect(where, read_only=True) as con:
-            users = con.execute(rfm + " where user_id in ('c001', 'c007', 'c033') order by user_id").fetchall()
+            users = con.execute(f"{rfm} where user_id in ('c001', 'c007', 'c033') order by 1").fetchall()
             pairs = con.execute(top).fetchall()
         figures[name] = ([(u, int(r), int(f), round(float(m), 2), s) for u, r, f, m, s in users],
                          [(a, b, int(n), round(float(lift), 9)) for a, b, n, lift in pairs])  # fmt: skip
@@ -213,6 +215,41 @@ def test_features_export_and_training_reads_agree(built):
     for part in ("users", "items", "purchases", "co", "segments", "interactions"):
         pd.testing.assert_frame_equal(duck_f[part], pg_f[part], check_dtype=False, rtol=1e-9, obj=part)
     assert len(pg_f["interactions"]) > 0
+
+
+def test_stage_readers_read_the_same_from_either_engine(built, tmp_path):
+    """The stages pick the engine from the settings alone (PERSONAFLOW_WAREHOUSE_URL set or not)."""
+    import dataclasses
+
+    from personaflow import audience_stage, demo, settings, stages
+    from personaflow.abtest_stage import purchases_since
+    from report.nightly import _query
+
+    duck, pg, _, _ = built
+    base = dataclasses.replace(settings.load(), home=tmp_path, features_dir=tmp_path / "features",
+                               landing_dir=tmp_path / "landing", warehouse=duck)  # fmt: skip
+    seen = {}
+    for name, s in (("duckdb", base), ("postgres", dataclasses.replace(base, warehouse_url=pg))):
+        profile, bought, as_of = audience_stage.load_inputs(s)
+        seen[name] = {
+            "mart": plain(stages._read_mart(wh.location(s), "select * from marts.churn_labels", []),
+                          MARTS["churn_labels"]),
+            "report": plain(_query(s, "select * from marts.data_quality_days where batch_date <= ?", [LAST]),
+                            ["batch_date"]),
+            "missing": _query(s, "select * from marts.no_such_mart"),
+            "profile": plain(profile, ["user_id"]), "bought": plain(bought, ["user_id", "item_id"]),
+            "as_of": as_of, "counts": demo.table_counts(s),
+            "purchases": plain(purchases_since(s, pd.Timestamp(LAST)), ["user_id", "item_id", "ts"]),
+        }  # fmt: skip
+    assert seen["postgres"]["as_of"] == seen["duckdb"]["as_of"] == LAST
+    assert seen["postgres"]["missing"] is None  # a mart not built yet reads as nothing on both
+    assert seen["postgres"]["counts"] == seen["duckdb"]["counts"] and seen["postgres"]["counts"]["raw.events"]
+    assert len(seen["postgres"]["purchases"]) > 0
+    for part in ("mart", "report", "profile", "bought", "purchases"):
+        pd.testing.assert_frame_equal(seen["duckdb"][part], seen["postgres"][part], check_dtype=False,
+                                      obj=part)  # fmt: skip
+    with pytest.raises(ValueError, match="no_such_mart"):
+        stages._read_mart(pg, "select * from marts.no_such_mart", [])
 
 
 def test_postgres_env_comes_from_the_url():
