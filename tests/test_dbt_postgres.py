@@ -162,6 +162,18 @@ def test_every_model_and_data_test_passes_on_both(built):
     assert pg["nightly"]["rows"]["marts.returned_items"] > 0
 
 
+def test_postgres_marts_hold_no_numeric_columns(built):
+    """PostgreSQL's sum of bigints is numeric, which its driver returns as Decimal (object columns in
+    pandas, no numpy maths): every mart column is an integer, a double, text, a date or a timestamp."""
+    _, pg, _, _ = built
+    with wh.connect(pg, read_only=True) as con:
+        numeric = con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = 'marts' and data_type = 'numeric'"
+        ).fetchall()
+    assert numeric == []
+
+
 @pytest.mark.parametrize("mart", sorted(MARTS))
 def test_marts_hold_the_same_rows(built, mart):
     duck, pg, _, _ = built

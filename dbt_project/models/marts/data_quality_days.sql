@@ -66,7 +66,7 @@ per_day as (
         batch_date,
         max(n_batch_rows) as n_batch_rows,
         max(n_usable_rows) as n_usable_rows,
-        sum(n_excluded) as n_excluded_rows
+        cast(sum(n_excluded) as bigint) as n_excluded_rows
 
     from quality
     group by batch_date
