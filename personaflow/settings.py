@@ -163,9 +163,31 @@ def load() -> Settings:
     )
 
 
+def postgres_env(url: str) -> dict[str, str]:
+    """What the dbt profile's `postgres` output reads (dbt_project/profiles.yml), from a postgresql:// URL:
+    PERSONAFLOW_PG_HOST / _PORT / _USER / _PASSWORD / _DBNAME, and _SCHEMA (dbt's own schema; the models
+    write staging, intermediate and marts whatever it is)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"PERSONAFLOW_WAREHOUSE_URL must start with postgresql://, got {parts.scheme}://")
+    query = parse_qs(parts.query)
+    return {
+        "PERSONAFLOW_PG_HOST": parts.hostname or "127.0.0.1",
+        "PERSONAFLOW_PG_PORT": str(parts.port or 5432),
+        "PERSONAFLOW_PG_USER": unquote(parts.username or ""),
+        "PERSONAFLOW_PG_PASSWORD": unquote(parts.password or ""),
+        "PERSONAFLOW_PG_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "PERSONAFLOW_PG_SCHEMA": query.get("schema", ["public"])[0],
+    }
+
+
 def export_tool_env(settings: Settings) -> None:
     """Point the tools that read their own variables (dbt profile, BentoML, Airflow) at our paths."""
     os.environ["PERSONAFLOW_WAREHOUSE"] = str(settings.warehouse)
+    if settings.warehouse_url:
+        os.environ.update(postgres_env(settings.warehouse_url))
     os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
     os.environ["AIRFLOW_HOME"] = str(settings.airflow_home)
     os.environ["PERSONAFLOW_FEATURES_DIR"] = str(settings.features_dir)

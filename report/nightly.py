@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import jinja2
 import matplotlib
 import pandas as pd
@@ -26,6 +25,7 @@ import pandas as pd
 matplotlib.use("Agg")  # no display on servers and in Airflow workers
 import matplotlib.pyplot as plt  # noqa: E402
 
+from personaflow import warehouse as wh  # noqa: E402
 from personaflow.settings import Settings  # noqa: E402
 
 TEMPLATE = Path(__file__).with_name("template.html")
@@ -48,12 +48,13 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 
 def _query(s: Settings, sql: str, params: list | None = None) -> pd.DataFrame | None:
-    if not s.warehouse.is_file():
+    where = wh.location(s)
+    if not wh.exists(where):
         return None
-    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+    with wh.connect(where, read_only=True) as con:
         try:
             return con.execute(sql, params or []).df()
-        except duckdb.CatalogException:
+        except wh.MISSING_TABLE:
             return None
 
 
