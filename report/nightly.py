@@ -146,7 +146,24 @@ def _model(s: Settings) -> dict[str, Any] | None:
     return {
         "tag": latest["tag"], "kind": latest["params"].get("kind"), "table": latest.get("table", {}),
         "n_test_users": latest["metrics"].get("n_test_users"), "verdict": verdict, "report": str(reports[-1]),
+        "by_segment": _by_segment(latest["metrics"]),
     }  # fmt: skip
+
+
+def _by_segment(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The gate's per-segment table (training/gate.py `gate_segments`): columns named, rows as written."""
+    from training.gate import MIN_SLICE_USERS
+
+    rows = metrics.get("gate_segments")
+    if not rows:
+        return None
+    names = {
+        "candidate": "candidate",
+        "best_baseline": f"best baseline ({metrics.get('gate_best_baseline')})",
+        "production": f"production ({metrics.get('production_tag', 'scored on this split')})",
+    }
+    shown = [key for key in names if any(key in row for row in rows.values())]
+    return {"columns": [(key, names[key]) for key in shown], "rows": rows, "min_users": MIN_SLICE_USERS}
 
 
 def _audiences(s: Settings) -> list[dict[str, Any]]:
