@@ -11,6 +11,7 @@ are the model's own (`LoadedModel.scores`, what serving ranks a known user with)
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -89,14 +90,19 @@ def check_recommendations(as_of: date, s: Settings) -> dict[str, Any]:
                **profile(top_items(model, users), ranks)}  # fmt: skip
     history = record(s.features_dir / HISTORY_FILE, tonight)
     earlier = history[history["as_of"] < tonight["as_of"]]
-    shown = history[history["as_of"] <= tonight["as_of"]].tail(NIGHTS_SHOWN).to_dict("records")
+    shown = [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in night.items()}  # JSON: no NaN
+        for night in history[history["as_of"] <= tonight["as_of"]].tail(NIGHTS_SHOWN).to_dict("records")
+    ]
     out = {"status": "ok", "tonight": tonight, "nights": shown, "compared_with": None, "warning": None}
     if earlier.empty:
         return out | {"reason": "first night with a recommendation profile: nothing to compare with"}
     before = earlier.iloc[-1].to_dict()
     compared = compare(before, tonight)
     changed = None if before["model_tag"] == model.tag else f"production {before['model_tag']} -> {model.tag}"
-    out |= {"compared_with": before["as_of"], "model_change": changed, **compared}
+    # "status" stays the check's (ok / skipped); the reading of the comparison is "drift"
+    out |= {"compared_with": before["as_of"], "model_change": changed, **compared, "status": "ok",
+            "drift": compared["status"]}  # fmt: skip
     if compared["status"] == "significant":
         out["warning"] = warning(compared, changed)
     return out

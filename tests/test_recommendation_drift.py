@@ -93,7 +93,8 @@ def test_a_model_swinging_to_best_sellers_is_a_drift_warning_by_email(tmp_path, 
         result = check_drift(date(2026, 10, 31), s)
     recs = result["recommendations"]
     assert recs["compared_with"] == "2026-10-30" and recs["top_10pct_share"] == 1.0
-    assert recs["status"] == "significant" and recs["model_change"] == f"production {niche} -> {popular}"
+    assert recs["status"] == "ok" and recs["drift"] == "significant"
+    assert recs["model_change"] == f"production {niche} -> {popular}"
     assert result["warnings"] == [recs["warning"]] and "recommendations.popularity" in recs["warning"]
     saved = json.loads((s.reports_dir / "drift" / "drift_2026-10-31.json").read_text())
     assert saved["recommendations"]["warning"] == recs["warning"]
