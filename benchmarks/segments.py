@@ -5,7 +5,7 @@ their training purchases only (training/evaluation/segments.py, the code the nig
 per-segment metrics with), plus "first-time buyers" (one order before the cut), and every model is
 scored per segment with one shared metric code. Models: the baselines the gate compares
 with (popularity, repeat-buy, TIFU-KNN) and the nightly default (DeepFM over TIFU-KNN + history +
-co-purchase candidates). Writes benchmarks/results/segments.json.
+co-purchase candidates). NDCG@10 and Recall@10 per segment -> benchmarks/results/segments.json.
 
     make bench-segments
 """
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from _common import merge_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +29,7 @@ def main() -> None:
     from training.data.features import purchases_source
     from training.data.purchases import load_online_retail, split_purchases
     from training.evaluation.metrics import per_user_metrics
-    from training.evaluation.segments import segments
+    from training.evaluation.segments import segment_metrics, segments
     from training.export import score_users
     from training.recipe import Recipe, build
 
@@ -49,14 +48,14 @@ def main() -> None:
         started = time.perf_counter()
         built = build(recipe, split, features=purchases_source(None) if recipe.rerank else None)
         per_user = per_user_metrics(lambda users, e=built.exported: score_users(e, users), split)
-        frame = pd.DataFrame({"user": per_user["users"], "ndcg": per_user["ndcg_at_10"]})
-        frame["segment"] = frame["user"].map(segment_of).fillna("unknown")  # users are ids
-        result[f"{name}_ndcg_at_10"] = round(float(frame["ndcg"].mean()), 4)
+        result[f"{name}_ndcg_at_10"] = round(float(per_user["ndcg_at_10"].mean()), 4)
+        result[f"{name}_recall_at_10"] = round(float(per_user["recall_at_10"].mean()), 4)
         result[f"{name}_fit_s"] = round(time.perf_counter() - started, 1)
-        for seg, rows in frame.groupby("segment"):
+        for seg, row in segment_metrics(segment_of, {name: per_user}).items():
             key = seg.lower().replace(" ", "_").replace("-", "_")
-            result[f"{name}_{key}_ndcg_at_10"] = round(float(rows["ndcg"].mean()), 4)
-            result[f"{key}_test_users"] = int(len(rows))
+            result[f"{name}_{key}_ndcg_at_10"] = row[name]["ndcg@10"]
+            result[f"{name}_{key}_recall_at_10"] = row[name]["recall@10"]
+            result[f"{key}_test_users"] = row["n_users"]
         print(name, {s: result.get(f"{name}_{s.lower().replace(' ', '_').replace('-', '_')}_ndcg_at_10")
                      for s in SHOWN})  # fmt: skip
     merge_results(RESULTS, result)
