@@ -86,6 +86,8 @@ def check_recommendations(as_of: date, s: Settings) -> dict[str, Any]:
     except FileNotFoundError as exc:
         return {"status": "skipped", "reason": str(exc)}
     users = sample_users(list(model.maps.user_ids))
+    if not users:
+        return {"status": "skipped", "reason": f"production model {model.tag} knows no users to sample"}
     tonight = {"as_of": as_of.isoformat(), "model_tag": model.tag, "n_users": len(users), "k": K,
                **profile(top_items(model, users), ranks)}  # fmt: skip
     history = record(s.features_dir / HISTORY_FILE, tonight)
