@@ -91,11 +91,11 @@ def check_drift(as_of: date, s: Settings) -> dict[str, Any]:
 def _email(as_of: date, previous: str | None, shifted: list[str], report: Path, smtp) -> EmailMessage:
     from quality.alert import new_message
 
-    subject = f"[personaflow] drift WARNING: as_of {as_of} ({len(shifted)} feature(s) shifted)"
+    subject = f"[personaflow] drift WARNING: as_of {as_of} ({len(shifted)} significant shift(s))"
     msg = new_message(subject, smtp.sender, smtp.recipients, "warning")
     lines = [
         f"Tonight's features and recommendations ({as_of}) against the night before ({previous}): "
-        "significant shift (PSI >= 0.25) in:", *(f"- {f}" for f in shifted), "", f"Report: {report}",
+        "significant shift in:", *(f"- {f}" for f in shifted), "", f"Report: {report}",
         "The run goes on: look at the data before trusting tonight's model.",
     ]  # fmt: skip
     msg.set_content("\n".join(lines) + "\n")
