@@ -289,14 +289,18 @@ def test_nightly_report_renders_in_chromium(built):
             assert widths and all(w > 0 for w in widths)
             segments = page.locator("#rfm ~ div table").first.inner_text()
             assert "mostly" in segments  # the K-means segment table, with each segment's RFM majority
-            # the model comparison per RFM segment at the cut: first model, so candidate and best baseline
+            # the model comparison per RFM segment at the cut (first model: no production column; the
+            # learned model beside the candidate when a baseline serves instead)
             by_segment = page.locator("table.by-segment tr").all()
+            models = by_segment[0].locator("th").all_inner_texts()[2:]
+            assert models[0].startswith("candidate") and any(m.startswith("best baseline") for m in models)
+            assert any(m.startswith("learned") for m in models) == ("learned_tag" in built["result"]["train"])
             names = [row.locator("td").first.inner_text() for row in by_segment[2:]]
             assert "Champions" in names and "first-time buyers" in names
             for row in by_segment[2:]:
                 cells = row.locator("td").all_inner_texts()
                 numbers = [re.fullmatch(r"\d\.\d{4}", c.strip()) for c in cells[2:]]
-                assert len(cells) == 6 and all(numbers), cells
+                assert len(cells) == 2 + 2 * len(models) and all(numbers), cells
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "nightly_report_online_retail.png"), full_page=True)
         finally:

@@ -33,7 +33,7 @@ def test_report_shows_per_segment_metrics_and_recommendation_drift(tmp_path, mon
     s = settings.load()
     s.features_dir.mkdir(parents=True)
     with duckdb.connect(str(s.warehouse)) as con:
-        con.register("synthetic", make_interactions(n_users=300, n_rows=8000, seed=8))
+        con.register("synthetic", make_interactions(seed=8))
         con.execute("create schema marts; create table marts.interactions as select * from synthetic")
 
     # two nights of recommendation profiles: a niche production model, then one of best sellers
@@ -46,11 +46,14 @@ def test_report_shows_per_segment_metrics_and_recommendation_drift(tmp_path, mon
     drift = check_drift(date(2026, 9, 30), s)
     assert drift["recommendations"]["drift"] == "significant"
 
-    # tonight's candidate, gated against a production trained on the same warehouse
+    # tonight's candidate, gated against a production trained on the same warehouse; one epoch of BPR
+    # beats no baseline (tests/test_gate.py): the baseline serves, the learned model is shown beside it
     kw = {"holdout_days": 7, "epochs": 1, "dim": 8, "reports_dir": s.reports_dir / "training",
-          "pointer_path": store, "model": "tifu"}  # fmt: skip
-    assert promote_candidate(train_candidate(s.warehouse, seed=1, **kw)["tag"], store, force=True)["promoted"]
-    tonight = train_candidate(s.warehouse, seed=2, **kw)
+          "pointer_path": store}  # fmt: skip
+    first = train_candidate(s.warehouse, seed=1, model="tifu", **kw)
+    assert promote_candidate(first["tag"], store, force=True)["promoted"]
+    tonight = train_candidate(s.warehouse, seed=4, model="bpr", **kw)
+    assert "learned_tag" in tonight
     segments = json.loads(Path(tonight["report"]).read_text())["metrics"]["gate_segments"]
     assert {"candidate", "best_baseline", "production"} <= set(next(iter(segments.values())))
 
@@ -63,13 +66,16 @@ def test_report_shows_per_segment_metrics_and_recommendation_drift(tmp_path, mon
             page.goto(Path(result["report"]).as_uri())
             assert "By customer segment" in page.locator("h3").all_inner_texts()[0]
             table = page.locator("table.by-segment")
-            header = table.locator("tr").first.inner_text()
-            assert "candidate" in header and "best baseline (" in header and "production (" in header
+            header = table.locator("tr").first.locator("th").all_inner_texts()[2:]
+            assert header[:2] == ["candidate (baseline)", "learned bpr"]
+            assert header[2].startswith("best baseline (") and header[3].startswith("production (")
             rows = table.locator("tr").all()[2:]
             assert [r.locator("td").first.inner_text() for r in rows] == list(segments)
             first = [c.strip() for c in rows[0].locator("td").all_inner_texts()]
             assert first[1] == f"{next(iter(segments.values()))['n_users']:,}"
-            assert len(first) == 8 and all(NUMBER.match(c) for c in first[2:]), first
+            assert len(first) == 10 and all(NUMBER.match(c) for c in first[2:]), first
+            cells = [r.locator("td").all_inner_texts() for r in rows]
+            assert any(c[2:4] != c[4:6] for c in cells)  # the learned model's own numbers, not a copy
             recs = page.locator("table.rec-popularity tr").all_inner_texts()
             assert len(recs) == 3 and "2026-09-30" in recs[2] and "100.0%" in recs[2]
             assert "significant" in page.locator("#drift-recommendations + p").inner_text()
