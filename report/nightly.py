@@ -165,7 +165,7 @@ def _by_segment(run: dict[str, Any]) -> dict[str, Any] | None:
             rows[name]["learned"] = row["candidate"]
     names = {
         "candidate": "candidate" + (" (baseline)" if learned else ""),
-        "learned": f"learned {run.get('learned_params', {}).get('model', '')}".strip(),
+        "learned": f"learned {(run.get('learned_params') or {}).get('kind', '')}".strip(),
         "best_baseline": f"best baseline ({metrics.get('gate_best_baseline')})",
         "production": f"production ({metrics.get('production_tag', 'scored on this split')})",
     }

@@ -67,7 +67,7 @@ def test_report_shows_per_segment_metrics_and_recommendation_drift(tmp_path, mon
             assert "By customer segment" in page.locator("h3").all_inner_texts()[0]
             table = page.locator("table.by-segment")
             header = table.locator("tr").first.locator("th").all_inner_texts()[2:]
-            assert header[:2] == ["candidate (baseline)", "learned bpr"]
+            assert header[:2] == ["candidate (baseline)", "learned bpr-mf"]
             assert header[2].startswith("best baseline (") and header[3].startswith("production (")
             rows = table.locator("tr").all()[2:]
             assert [r.locator("td").first.inner_text() for r in rows] == list(segments)
