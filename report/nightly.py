@@ -147,7 +147,31 @@ def _model(s: Settings) -> dict[str, Any] | None:
     return {
         "tag": latest["tag"], "kind": latest["params"].get("kind"), "table": latest.get("table", {}),
         "n_test_users": latest["metrics"].get("n_test_users"), "verdict": verdict, "report": str(reports[-1]),
+        "by_segment": _by_segment(latest),
     }  # fmt: skip
+
+
+def _by_segment(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The gate's per-segment table (training/gate.py `gate_segments`) of a training run's report:
+    columns named; when a baseline serves instead of the learned model, the learned one beside it."""
+    from training.gate import MIN_SLICE_USERS
+
+    metrics = run["metrics"]
+    rows = {name: dict(row) for name, row in (metrics.get("gate_segments") or {}).items()}
+    if not rows:
+        return None
+    learned = (run.get("learned_metrics") or {}).get("gate_segments") or {}
+    for name, row in learned.items():  # the same split and users: the learned model's own numbers
+        if name in rows and "candidate" in row:
+            rows[name]["learned"] = row["candidate"]
+    names = {
+        "candidate": "candidate" + (" (baseline)" if learned else ""),
+        "learned": f"learned {(run.get('learned_params') or {}).get('kind', '')}".strip(),
+        "best_baseline": f"best baseline ({metrics.get('gate_best_baseline')})",
+        "production": f"production ({metrics.get('production_tag', 'scored on this split')})",
+    }
+    shown = [key for key in names if any(key in row for row in rows.values())]
+    return {"columns": [(key, names[key]) for key in shown], "rows": rows, "min_users": MIN_SLICE_USERS}
 
 
 def _audiences(s: Settings) -> list[dict[str, Any]]:
