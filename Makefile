@@ -98,5 +98,18 @@ bench-segments: install
 bench-history: install
 	$(BIN)/python benchmarks/history.py $(ARGS)
 
+# The scale path: dbt full rebuild + nightly day on DuckDB vs PostgreSQL (real log) -> dbt_engines.json;
+# a probe DAG on LocalExecutor/SQLite vs celery (Postgres + Redis, 2 workers) -> airflow_celery.json.
+.PHONY: bench-dbt-engines bench-airflow-celery bench-abtest
+bench-dbt-engines: install servers
+	$(BIN)/python benchmarks/dbt_engines.py $(ARGS)
+
+bench-airflow-celery: install servers
+	$(BIN)/python benchmarks/airflow_celery.py $(ARGS)
+
+# The A/B report on a simulated run (one arm truly better, and an A/A run) -> abtest_simulated.json.
+bench-abtest: install
+	$(BIN)/python benchmarks/abtest_simulated.py $(ARGS)
+
 clean:
 	rm -rf .personaflow

@@ -116,11 +116,12 @@ def dbt_model(model: str) -> dict:
     from personaflow.settings import export_tool_env
     from personaflow.stages import dbt_vars
     from personaflow.transform import run_dbt
+    from personaflow.warehouse import location
 
     s = run_settings()
     export_tool_env(s)
     return run_dbt(
-        s.warehouse, batch_day(), s.dbt_project_dir, s.home / "dbt", select=model, dbt_vars=dbt_vars(s)
+        location(s), batch_day(), s.dbt_project_dir, s.home / "dbt", select=model, dbt_vars=dbt_vars(s)
     )
 
 

@@ -9,28 +9,33 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
 import pandas as pd
 
 from experiments.analysis import attribute, compare, guardrails, verdict
 from experiments.exposures import read_exposures
 from experiments.state import exposures_dir, read
+from personaflow import warehouse as wh
 from personaflow.settings import Settings
 
 PURCHASES_SQL = """
-    select user_id, item_id, event_ts as ts, round(quantity * price, 2) as revenue
+    select user_id, item_id, event_ts as ts, quantity, price
     from raw.events where event_type = 'purchase' and user_id is not null and event_ts >= ?
 """
 
 
 def purchases_since(s: Settings, since: pd.Timestamp) -> pd.DataFrame:
     frames = []
-    if s.warehouse.is_file():
-        with duckdb.connect(str(s.warehouse), read_only=True) as con:
+    where = wh.location(s)
+    if wh.exists(where):
+        with wh.connect(where, read_only=True) as con:
             try:
-                frames.append(con.execute(PURCHASES_SQL, [since.to_pydatetime()]).df())
-            except duckdb.CatalogException:  # nothing loaded yet: only today's live purchases count
-                pass
+                loaded = con.execute(PURCHASES_SQL, [since.to_pydatetime()]).df()
+            except wh.MISSING_TABLE:  # nothing loaded yet: only today's live purchases count
+                loaded = None
+        if loaded is not None:
+            # revenue rounded here, not in SQL: PostgreSQL has no round(double precision, digits)
+            revenue = (loaded.pop("quantity").astype(float) * loaded.pop("price").astype(float)).round(2)
+            frames.append(loaded.assign(revenue=revenue))
     from ingest.live import read_live
 
     for path in sorted((s.landing_dir / "live").glob("events_*.jsonl")):

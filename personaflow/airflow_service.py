@@ -1,7 +1,7 @@
 """`personaflow up` / `down`: Airflow and the BentoML server as background services.
 
 Airflow runs as its four components (scheduler, dag-processor, triggerer, api-server) under a small
-supervisor (`python -m personaflow.airflow_service`), not `airflow standalone`: standalone cannot turn
+supervisor (`python -m personaflow.airflow_supervisor`), not `airflow standalone`: standalone cannot turn
 off the components' log servers, which listen on every interface on fixed ports (8793/8794), and on
 first start it prints a generated admin password into its output (our run/airflow.log). Here the log
 servers are off (tasks run on this machine and their logs are read from local files), the api-server
@@ -9,8 +9,13 @@ binds PERSONAFLOW_AIRFLOW_HOST (127.0.0.1 by default), and the admin password is
 PERSONAFLOW_AIRFLOW_PASSWORD or generated into SimpleAuthManager's passwords file, mode 0600, before
 any component starts, so Airflow never generates or prints one.
 
+In celery mode (PERSONAFLOW_AIRFLOW_EXECUTOR=celery, personaflow/airflow_mode.py) the metadata DB is
+PostgreSQL, and the supervisor also runs PERSONAFLOW_CELERY_WORKERS `airflow celery worker` processes;
+`up` returns once every worker answers a Celery ping on the broker, besides the health check.
+
 Each service runs in its own process group, so stopping it signals every child. Pids and ports go to
-`<PERSONAFLOW_HOME>/run/*.json` so `down` works from any shell.
+`<PERSONAFLOW_HOME>/run/*.json` (the workers' in run/airflow-workers.json) so `down` works from any
+shell.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,9 +33,14 @@ from pathlib import Path
 
 import httpx
 
+from personaflow import airflow_mode
 from personaflow.airflow_api import password_file
+from personaflow.airflow_supervisor import WORKERS_FILE
 from personaflow.orchestrate import airflow_env, migrate
+from personaflow.process_groups import port_open, stop_group, stop_session
 from personaflow.settings import Settings
+
+__all__ = ["Started", "down", "port_open", "start_airflow", "stop_group", "up", "worker_pids"]
 
 
 @dataclass(frozen=True)
@@ -42,25 +51,13 @@ class Started:
     airflow_pid: int
     serving_url: str | None
     seconds: float
+    workers: tuple[str, ...] = ()
 
 
 def run_dir(s: Settings) -> Path:
     return s.home / "run"
 
 
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-# Airflow's components, as `airflow standalone` runs them, less the log servers.
-COMPONENTS = (
-    ("scheduler", ["scheduler", "--skip-serve-logs"]),
-    ("dag-processor", ["dag-processor"]),
-    ("triggerer", ["triggerer", "--skip-serve-logs"]),
-    ("api-server", ["api-server"]),
-)
 # What SimpleAuthManager prints when it generates a password (older runs of `airflow standalone`).
 _PRINTED_PASSWORD = re.compile(rb"(Password for user '[^']*': )\S+")
 
@@ -128,14 +125,14 @@ def start_airflow(s: Settings, extra_env: dict[str, str] | None = None, timeout:
     if port_open(s.airflow_host, s.airflow_port):
         raise RuntimeError(f"{s.airflow_host}:{s.airflow_port} is in use: `personaflow down`, or set "
                            "PERSONAFLOW_AIRFLOW_PORT")  # fmt: skip
+    airflow_mode.check(s)  # a setting at fault is an error before anything starts
     started = time.perf_counter()
     migrate(s)  # metadata DB, `gpu` and `dbt` pools (and the dbt manifest), before any component needs them
     password = _write_password(s)
     _private(s.airflow_home)
     _private(s.airflow_home / "airflow.cfg")  # holds Airflow's own generated keys
     env = {
-        **airflow_env(s),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        **airflow_env(s),  # with the mode's executor, metadata DB and broker (airflow_mode.mode_env)
         "AIRFLOW__API__HOST": s.airflow_host,
         "AIRFLOW__API__PORT": str(s.airflow_port),
         **(extra_env or {}),
@@ -144,10 +141,12 @@ def start_airflow(s: Settings, extra_env: dict[str, str] | None = None, timeout:
     _private(run_dir(s))
     log_path = run_dir(s) / "airflow.log"
     scrub_log(log_path)
+    crew = airflow_mode.workers(s)
+    plan = {"run_dir": str(run_dir(s)), "workers": [w.__dict__ for w in crew]}
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "personaflow.airflow_service"],
+            [sys.executable, "-m", "personaflow.airflow_supervisor", json.dumps(plan)],
             env=env,
             stdout=fd,
             stderr=subprocess.STDOUT,
@@ -160,51 +159,65 @@ def start_airflow(s: Settings, extra_env: dict[str, str] | None = None, timeout:
     _save(s, "airflow", {"pid": proc.pid, "host": s.airflow_host, "port": s.airflow_port})
     try:
         wait_healthy(url, timeout, proc)
+        if crew:
+            wait_workers(airflow_mode.broker_url(s), [w.node for w in crew], started + timeout, proc)
     except BaseException:
-        stop_group(proc.pid, s.airflow_host, s.airflow_port)
+        _stop_airflow(s, {"pid": proc.pid, "host": s.airflow_host, "port": s.airflow_port}, signal.SIGINT)
         (run_dir(s) / "airflow.json").unlink(missing_ok=True)
         raise
-    return Started(url, s.airflow_user, password, proc.pid, None, time.perf_counter() - started)
+    nodes = tuple(w.node for w in crew)
+    return Started(url, s.airflow_user, password, proc.pid, None, time.perf_counter() - started, nodes)
 
 
-def supervise(components=COMPONENTS) -> int:
-    """Run Airflow's components as children (same process group) until a signal or one of them exits.
+def wait_workers(broker: str, nodes: list[str], deadline: float, proc: subprocess.Popen) -> None:
+    """Until every Celery node in `nodes` answers a ping on the broker (deadline: perf_counter time)."""
+    from celery import Celery
 
-    SIGTERM or SIGINT: every component gets SIGTERM, and the supervisor waits for all of them. One
-    component exiting on its own stops the others too (a half-running Airflow is worse than none).
-    """
-    # airflow.cfg (with the JWT secret every component must share) before any component starts: the
-    # `airflow` CLI writes it when missing, and four of them starting at once would each invent one.
-    from airflow.configuration import write_default_airflow_configuration_if_needed
+    app = Celery(broker=broker)  # a bare app to ping with: Airflow's own needs Airflow's config
+    seen: set[str] = set()
+    try:
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Airflow exited with code {proc.returncode} while its workers started "
+                                   "(run/airflow.log)")  # fmt: skip
+            seen |= {node for reply in app.control.ping(timeout=1.0) for node in reply}
+            if set(nodes) <= seen:
+                return
+            time.sleep(0.5)
+    finally:
+        app.close()
+    missing = sorted(set(nodes) - seen)
+    raise TimeoutError(f"celery workers {missing} did not answer on the broker (run/airflow.log)")
 
-    write_default_airflow_configuration_if_needed()
-    procs = {name: subprocess.Popen([sys.executable, "-m", "airflow", *cmd]) for name, cmd in components}
-    stopping = False
 
-    def stop(signum, frame) -> None:
-        nonlocal stopping
-        stopping = True
+def worker_pids(s: Settings) -> dict[str, dict]:
+    """The running workers of celery mode: name -> {"pid" (= its session), "node"}; empty otherwise."""
+    path = run_dir(s) / WORKERS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    failed = None
-    while not stopping and failed is None:
-        failed = next((n for n, p in procs.items() if p.poll() is not None), None)
-        time.sleep(0.5)
-    if failed is not None:
-        code = procs[failed].returncode
-        print(f"airflow {failed} exited with code {code}: stopping the others", flush=True)
-    for p in procs.values():
-        if p.poll() is None:
-            p.terminate()
-    deadline = time.monotonic() + 25
-    for p in procs.values():
-        try:
-            p.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return 1 if failed is not None else 0
+
+def _stop_airflow(s: Settings, info: dict, first: int) -> bool:
+    """The supervisor's group (it stops its components and workers), then any worker session left
+    behind (a supervisor that had to be killed cannot stop its workers)."""
+    stopped = stop_group(info["pid"], info["host"], info["port"], first=first)
+    for worker in worker_pids(s).values():
+        if _ours(worker["pid"]):
+            stopped = stop_session(worker["pid"], signal.SIGKILL, timeout=10) or stopped
+    (run_dir(s) / WORKERS_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def _ours(sid: int) -> bool:
+    """Session `sid` is a worker we started: its leader gone (its tasks may remain) or still a worker,
+    not a process that came later with a reused pid."""
+    import psutil
+
+    try:
+        return "personaflow.celery_compat" in " ".join(psutil.Process(sid).cmdline())
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 def start_serving(s: Settings, timeout: float = 120) -> str | None:
@@ -243,7 +256,7 @@ def up(s: Settings) -> Started:
     except BaseException:
         down(s)
         raise
-    return Started(air.url, air.user, air.password, air.airflow_pid, serving, air.seconds)
+    return Started(air.url, air.user, air.password, air.airflow_pid, serving, air.seconds, air.workers)
 
 
 def down(s: Settings) -> list[str]:
@@ -255,56 +268,17 @@ def down(s: Settings) -> list[str]:
             continue
         info = json.loads(path.read_text())
         # every component shuts down cleanly on SIGTERM (Airflow's supervisor waits for them)
-        if stop_group(info["pid"], info["host"], info["port"], first=signal.SIGTERM):
+        if name == "airflow":
+            done = _stop_airflow(s, info, signal.SIGTERM)
+        else:
+            done = stop_group(info["pid"], info["host"], info["port"], first=signal.SIGTERM)
+        if done:
             stopped.append(f"{name} (pid {info['pid']}, {info['host']}:{info['port']})")
         path.unlink()
     return stopped
-
-
-def stop_group(pgid: int, host: str, port: int, first: int = signal.SIGINT, timeout: float = 30) -> bool:
-    """Signal a process group, wait for it to exit and its port to close; SIGKILL what is left."""
-    if not _alive(pgid):
-        return False
-    _signal(pgid, first)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (_alive(pgid) or port_open(host, port)):
-        time.sleep(0.25)
-    if _alive(pgid):
-        _signal(pgid, signal.SIGKILL)
-        while _alive(pgid) and time.monotonic() < deadline + 10:
-            time.sleep(0.1)
-    return True
-
-
-def _alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie leader still counts as "alive" for killpg; reap it if it is our child.
-    try:
-        os.waitpid(pgid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _signal(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _save(s: Settings, name: str, info: dict) -> None:
     _write_private(run_dir(s) / f"{name}.json", json.dumps(info) + "\n")
 
 
-if __name__ == "__main__":  # the supervisor `start_airflow` runs
-    sys.exit(supervise())

@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 
+from personaflow import warehouse as wh
 from personaflow.settings import Settings
 from profiles.audiences import AudienceError, AudienceSpec, select, summarise
 
@@ -39,14 +39,15 @@ def audiences_dir(s: Settings) -> Path:
 
 def load_inputs(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, date]:
     """(profile per customer with segment and churn score, what each bought, the as-of day)."""
-    if not s.warehouse.is_file():
-        raise AudienceError(f"warehouse {s.warehouse} does not exist: build the marts first")
-    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+    where = wh.location(s)
+    if not wh.exists(where):
+        raise AudienceError(f"warehouse {wh.describe(where)} does not exist: build the marts first")
+    with wh.connect(where, read_only=True) as con:
         try:
             profile, bought = con.execute(PROFILE_SQL).df(), con.execute(BOUGHT_SQL).df()
-        except duckdb.CatalogException as exc:
+        except wh.MISSING_TABLE as exc:
             raise AudienceError(
-                f"marts missing ({exc.args[0].splitlines()[0]}): run personaflow transform"
+                f"marts missing ({str(exc).splitlines()[0]}): run personaflow transform"
             ) from exc
     if profile.empty:
         raise AudienceError("marts.user_features is empty: no customers to pick from")
@@ -135,7 +136,7 @@ def refresh_saved(s: Settings) -> dict[str, Any]:
         "audiences": {},
         "sizes": "none saved yet (personaflow audience --save)",
     }
-    if not specs and not s.warehouse.is_file():  # nothing saved, nothing built: a normal first night
+    if not specs and not wh.exists(wh.location(s)):  # nothing saved, nothing built: a normal first night
         return nothing
     profile, bought, as_of = load_inputs(s)  # one read for the API's inputs and every saved audience
     _write_inputs(s, profile, bought)

@@ -25,6 +25,7 @@ from personaflow.cli_common import DateOpt, _last_batch_day, _print
 from personaflow.cli_models import prune
 from personaflow.cli_privacy import forget
 from personaflow.cli_service import announce, backfill, demo, down, run_dag, serve, trigger, up
+from personaflow.cli_stack import stack
 
 app = OneLineErrors(
     help="personaflow: nightly user profiles and recommenders for e-commerce shops. Add --debug to any "
@@ -37,6 +38,7 @@ app.command()(audience)
 app.command()(forget)
 app.command()(prune)
 app.add_typer(abtest, name="abtest")
+app.add_typer(stack, name="stack")
 
 
 @app.command()

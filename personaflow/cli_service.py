@@ -63,9 +63,11 @@ def _fail(command: str, message: str, code: int = 1) -> NoReturn:
 
 
 def up() -> None:
-    """Start Airflow (UI, scheduler, our DAGs) and, if a model is in production, the BentoML server.
-    A port in use is an error (exit 1); SIGTERM or Ctrl-C while starting stops what had started."""
+    """Start Airflow (UI, scheduler, our DAGs; in celery mode also its workers) and, if a model is in
+    production, the BentoML server. A port in use or a setting at fault is an error (exit 1); SIGTERM
+    or Ctrl-C while starting stops what had started."""
     from personaflow.airflow_api import password_file
+    from personaflow.airflow_mode import ModeError
     from personaflow.airflow_service import up as start
 
     s = config.load()
@@ -74,9 +76,11 @@ def up() -> None:
             started = start(s)
     except KeyboardInterrupt:
         _fail("up", "interrupted: stopped what had started", 130)
-    except (RuntimeError, TimeoutError) as exc:
+    except (RuntimeError, TimeoutError, ModeError) as exc:
         _fail("up", str(exc))
     typer.echo(f"Airflow UI   {started.url}  (ready in {started.seconds:.0f}s)")
+    if started.workers:
+        typer.echo(f"workers      {', '.join(started.workers)}  (CeleryExecutor, metadata DB on PostgreSQL)")
     typer.echo(f"login        {started.user} / password in {password_file(s.airflow_home)}")
     typer.echo(f"serving      {started.serving_url or 'not started: no model in production yet'}")
     if started.serving_url:

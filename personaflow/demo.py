@@ -11,11 +11,11 @@ import socket
 import time
 from datetime import timedelta
 
-import duckdb
 import httpx
 import typer
 
 from personaflow import stages
+from personaflow import warehouse as wh
 from personaflow.settings import Settings, export_tool_env
 
 TABLES = ["raw.events", "marts.interactions", "marts.user_features", "marts.item_features", "marts.sessions"]
@@ -28,7 +28,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def table_counts(s: Settings) -> dict[str, int]:
-    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+    with wh.connect(wh.location(s), read_only=True) as con:
         return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in TABLES}
 
 

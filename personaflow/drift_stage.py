@@ -4,6 +4,8 @@ Reads the point-in-time snapshots the features stage appends (user profile featu
 the churn scores the churn stage appends, so it needs no extra storage: each night is already kept.
 A significant shift (PSI >= 0.25) of any feature is a WARNING: it goes into the drift report, one
 email, and the Airflow note; the run goes on (drift is a reason to look, not to stop training).
+The production model's recommendations are checked the same way for popularity drift
+(personaflow/recommendation_drift.py): their profile is recorded every night, even a first one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from personaflow.recommendation_drift import check_recommendations
 from personaflow.settings import Settings
 from quality.drift import drift_table
 
@@ -56,10 +59,14 @@ def check_drift(as_of: date, s: Settings) -> dict[str, Any]:
         reference, current = nights
         previous_day = previous_day or str(pd.Timestamp(reference["feature_ts"].iloc[0]).date())
         tables[name] = [d.to_dict() for d in drift_table(reference, current, columns, scores)]
-    if not tables:
-        return {"status": "skipped", "reason": f"no earlier feature snapshot than {as_of} to compare with"}
+    recs = check_recommendations(as_of, s)  # tonight's profile is recorded even on a night skipped here
+    if not tables and recs.get("compared_with") is None:
+        reason = f"no earlier feature snapshot than {as_of} to compare with"
+        return {"status": "skipped", "reason": reason, "recommendations": recs}
     shifted = [f"{t}.{d['feature']} (PSI {d['psi']:.2f})" for t, rows in tables.items() for d in rows
                if d["status"] == "significant"]  # fmt: skip
+    shifted += [recs["warning"]] if recs.get("warning") else []
+    previous_day = previous_day or recs.get("compared_with")
     report = s.reports_dir / "drift" / f"drift_{as_of.isoformat()}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -67,6 +74,7 @@ def check_drift(as_of: date, s: Settings) -> dict[str, Any]:
         "compared_with": previous_day,
         "warnings": shifted,
         "tables": tables,
+        "recommendations": recs,
     }
     report.write_text(json.dumps(payload, indent=2) + "\n")
     result = {"status": "ok", **payload, "report": str(report), "alert_sent": None}
@@ -83,11 +91,11 @@ def check_drift(as_of: date, s: Settings) -> dict[str, Any]:
 def _email(as_of: date, previous: str | None, shifted: list[str], report: Path, smtp) -> EmailMessage:
     from quality.alert import new_message
 
-    subject = f"[personaflow] drift WARNING: as_of {as_of} ({len(shifted)} feature(s) shifted)"
+    subject = f"[personaflow] drift WARNING: as_of {as_of} ({len(shifted)} significant shift(s))"
     msg = new_message(subject, smtp.sender, smtp.recipients, "warning")
     lines = [
-        f"Tonight's features ({as_of}) against the night before ({previous}): significant shift "
-        "(PSI >= 0.25) in:", *(f"- {f}" for f in shifted), "", f"Report: {report}",
+        f"Tonight's features and recommendations ({as_of}) against the night before ({previous}): "
+        "significant shift in:", *(f"- {f}" for f in shifted), "", f"Report: {report}",
         "The run goes on: look at the data before trusting tonight's model.",
     ]  # fmt: skip
     msg.set_content("\n".join(lines) + "\n")

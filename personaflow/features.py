@@ -2,6 +2,12 @@
 
 Feast is driven through its Python API inside one process (each `feast` CLI call costs 11-15 s of
 imports). Only the interval since the last materialization is loaded into the online store.
+
+The marts are read from whichever warehouse the run uses (`personaflow.warehouse`: the DuckDB file or
+PostgreSQL). Feast's offline store stays the Parquet snapshots exported here on both: they are what
+point-in-time joins and materialization read, the same files whatever engine built the marts, so the
+Feast repo does not change with the warehouse (its postgres offline store would add a second set of
+definitions and push the as-of snapshots into SQL tables for no gain at this size).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
-import duckdb
 import pandas as pd
+
+from personaflow import warehouse as wh
 
 USER_COLUMNS = [
     "user_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "rfm_segment",
@@ -135,7 +142,7 @@ def write_atomic(frame: pd.DataFrame, path: Path) -> int:
     return len(frame)
 
 
-def export_serving_tables(con: duckdb.DuckDBPyConnection, features_dir: Path) -> dict[str, int]:
+def export_serving_tables(con: wh.DuckConnection | wh.PgConnection, features_dir: Path) -> dict[str, int]:
     """Latest co-purchase rules (marts.co_purchase) and per-segment best sellers, as the serving API
     reads them at start and on reload. A warehouse without marts.co_purchase gives an empty file."""
     try:
@@ -143,10 +150,10 @@ def export_serving_tables(con: duckdb.DuckDBPyConnection, features_dir: Path) ->
             f"""select {", ".join(CO_PURCHASE_COLUMNS)} from (
                   select *, row_number() over (
                     partition by item_id order by lift desc, n_orders_both desc, other_item_id) as rn
-                  from marts.co_purchase) where rn <= {MAX_CO_PURCHASE_PER_ITEM}
+                  from marts.co_purchase) as ranked where rn <= {MAX_CO_PURCHASE_PER_ITEM}
                 order by item_id, lift desc, n_orders_both desc, other_item_id"""
         ).df()
-    except duckdb.CatalogException:
+    except wh.MISSING_TABLE:
         co = pd.DataFrame(
             {c: pd.Series(dtype="string" if "item" in c else "float64") for c in CO_PURCHASE_COLUMNS}
         )
@@ -157,14 +164,14 @@ def export_serving_tables(con: duckdb.DuckDBPyConnection, features_dir: Path) ->
                   order by count(distinct p.user_id) desc, sum(p.n_purchases) desc, p.item_id) as rn
               from marts.interactions p join marts.user_features u using (user_id)
               where p.n_purchases > 0 and u.rfm_segment is not null
-              group by u.rfm_segment, p.item_id) where rn <= {MAX_SEGMENT_ITEMS}
+              group by u.rfm_segment, p.item_id) as ranked where rn <= {MAX_SEGMENT_ITEMS}
             order by rfm_segment, rn"""
     ).df()
     from personaflow.item_text import text_neighbours
 
     try:
         catalogue = con.execute("select * from marts.item_features").df()
-    except duckdb.CatalogException:  # side tables exported without the item mart: no names to compare
+    except wh.MISSING_TABLE:  # side tables exported without the item mart: no names to compare
         catalogue = pd.DataFrame({"item_id": pd.Series(dtype="string")})
     text = text_neighbours(catalogue)
     return {
@@ -230,21 +237,30 @@ def open_store(repo_dir: Path, features_dir: Path, redis_url: str | None = None)
     return FeatureStore(repo_path=str(repo_dir), config=config)
 
 
-def build_features(warehouse: Path, features_dir: Path, repo_dir: Path, as_of: date) -> dict[str, object]:
-    """Export the marts as of `as_of`, apply the Feast definitions, materialize the new interval and
-    write a point-in-time correct training set (purchases joined with the features valid then)."""
-    started = time.perf_counter()
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        users = con.execute("select * from marts.user_features").df()
-        items = con.execute("select * from marts.item_features").df()
-        purchases = con.execute(
-            "select user_id, item_id, last_event_ts as event_timestamp from marts.interactions "
-            "where n_purchases > 0"
-        ).df()
-        serving_tables = export_serving_tables(con, features_dir)
+def read_marts(con: wh.DuckConnection | wh.PgConnection) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(marts.user_features, marts.item_features, the purchases as Feast's entity frame: user_id,
+    item_id, event_timestamp tz-aware UTC), from either engine."""
+    users = con.execute("select * from marts.user_features").df()
+    items = con.execute("select * from marts.item_features").df()
+    purchases = con.execute(
+        "select user_id, item_id, last_event_ts as event_timestamp from marts.interactions "
+        "where n_purchases > 0"
+    ).df()
     purchases["event_timestamp"] = (
         pd.to_datetime(purchases["event_timestamp"]).astype("datetime64[ns]").dt.tz_localize("UTC")
     )
+    return users, items, purchases
+
+
+def build_features(
+    warehouse: wh.Location, features_dir: Path, repo_dir: Path, as_of: date
+) -> dict[str, object]:
+    """Export the marts as of `as_of`, apply the Feast definitions, materialize the new interval and
+    write a point-in-time correct training set (purchases joined with the features valid then)."""
+    started = time.perf_counter()
+    with wh.connect(warehouse, read_only=True) as con:
+        users, items, purchases = read_marts(con)
+        serving_tables = export_serving_tables(con, features_dir)
     now = datetime.now()
     user_rows = append_snapshot(
         features_dir / "user_features.parquet", snapshot(users, USER_COLUMNS, as_of, now)

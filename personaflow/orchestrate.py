@@ -13,6 +13,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from personaflow.airflow_mode import mode_env
 from personaflow.settings import REPO_ROOT, Settings
 
 DAG_ID = "personaflow_nightly"
@@ -79,6 +80,8 @@ def airflow_env(s: Settings) -> dict[str, str]:
             "PERSONAFLOW_CHURN_HORIZON_DAYS": str(s.churn_horizon_days),
         }
     )
+    # The executor and metadata DB of the mode (LocalExecutor on SQLite, or Celery on Postgres + Redis).
+    env.update(mode_env(s))
     if s.airflow_password:
         env["PERSONAFLOW_AIRFLOW_PASSWORD"] = s.airflow_password
     return env

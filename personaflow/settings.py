@@ -66,6 +66,11 @@ class Settings:
     warehouse_url: str = ""
     redis_url: str = ""
     serve_workers: int = 1
+    airflow_db_url: str = ""
+    airflow_executor: str = "local"
+    celery_workers: int = 2
+    celery_concurrency: int = 1
+    celery_broker_url: str = ""
 
 
 def load() -> Settings:
@@ -144,12 +149,45 @@ def load() -> Settings:
         redis_url=_env("PERSONAFLOW_REDIS_URL", ""),
         # BentoML worker processes; more than one needs the Redis online store (nothing shared in-process).
         serve_workers=int(_env("PERSONAFLOW_SERVE_WORKERS", "1")),
+        # Airflow's metadata DB: a postgresql:// URL (driven by psycopg 3); empty: SQLite in AIRFLOW_HOME.
+        airflow_db_url=_env("PERSONAFLOW_AIRFLOW_DB_URL", ""),
+        # local: LocalExecutor (tasks are children of the scheduler); celery: CeleryExecutor, with
+        # PERSONAFLOW_CELERY_WORKERS `airflow celery worker` processes started by `personaflow up`.
+        # celery needs the Postgres metadata DB (also the result backend) and a Redis broker.
+        airflow_executor=_env("PERSONAFLOW_AIRFLOW_EXECUTOR", "local").lower(),
+        celery_workers=int(_env("PERSONAFLOW_CELERY_WORKERS", "2")),
+        # Task slots per worker (one task = a few hundred MB; the `gpu` pool still allows one training).
+        celery_concurrency=int(_env("PERSONAFLOW_CELERY_CONCURRENCY", "1")),
+        # The Celery broker; empty: PERSONAFLOW_REDIS_URL.
+        celery_broker_url=_env("PERSONAFLOW_CELERY_BROKER_URL", ""),
     )
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    """What the dbt profile's `postgres` output reads (dbt_project/profiles.yml), from a postgresql:// URL:
+    PERSONAFLOW_PG_HOST / _PORT / _USER / _PASSWORD / _DBNAME, and _SCHEMA (dbt's own schema; the models
+    write staging, intermediate and marts whatever it is)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"PERSONAFLOW_WAREHOUSE_URL must start with postgresql://, got {parts.scheme}://")
+    query = parse_qs(parts.query)
+    return {
+        "PERSONAFLOW_PG_HOST": parts.hostname or "127.0.0.1",
+        "PERSONAFLOW_PG_PORT": str(parts.port or 5432),
+        "PERSONAFLOW_PG_USER": unquote(parts.username or ""),
+        "PERSONAFLOW_PG_PASSWORD": unquote(parts.password or ""),
+        "PERSONAFLOW_PG_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "PERSONAFLOW_PG_SCHEMA": query.get("schema", ["public"])[0],
+    }
 
 
 def export_tool_env(settings: Settings) -> None:
     """Point the tools that read their own variables (dbt profile, BentoML, Airflow) at our paths."""
     os.environ["PERSONAFLOW_WAREHOUSE"] = str(settings.warehouse)
+    if settings.warehouse_url:
+        os.environ.update(postgres_env(settings.warehouse_url))
     os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
     os.environ["AIRFLOW_HOME"] = str(settings.airflow_home)
     os.environ["PERSONAFLOW_FEATURES_DIR"] = str(settings.features_dir)

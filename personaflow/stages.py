@@ -2,6 +2,8 @@
 
 Each wrapper only resolves paths from settings and hands them to the stage's own pure-ish function.
 Stage modules are imported inside the functions so that parsing the DAG file stays cheap.
+Every stage gets the warehouse as `location(s)`: the PostgreSQL URL when PERSONAFLOW_WAREHOUSE_URL is
+set, else the DuckDB file.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from personaflow import warehouse as wh
 from personaflow.settings import Settings, export_tool_env
+from personaflow.warehouse import location
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +27,9 @@ def ingest(batch_date: date, s: Settings, max_rejects: int = 0) -> dict[str, Any
     from personaflow.forgotten import keep_table, scrub_landing
 
     scrub_landing([batch_path(s.landing_dir, batch_date)], s)
-    dims = load_dimensions(s.warehouse, s.landing_dir)
+    dims = load_dimensions(location(s), s.landing_dir)
     keep = lambda table: keep_table(table, s)  # noqa: E731 - forgotten customers never load again
-    return {**load_batch(s.warehouse, s.landing_dir, batch_date, max_rejects=max_rejects, keep=keep), **dims}
+    return {**load_batch(location(s), s.landing_dir, batch_date, max_rejects=max_rejects, keep=keep), **dims}
 
 
 def ingest_history(through: date, s: Settings, since: date | None = None) -> list[dict[str, Any]]:
@@ -37,8 +41,8 @@ def ingest_history(through: date, s: Settings, since: date | None = None) -> lis
 
     days = [d for d in batch_dates(s.landing_dir) if d <= through and (since is None or d >= since)]
     scrub_landing([batch_path(s.landing_dir, d) for d in days], s)
-    load_dimensions(s.warehouse, s.landing_dir)
-    return load_pending(s.warehouse, s.landing_dir, through, since=since, keep=lambda t: keep_table(t, s))
+    load_dimensions(location(s), s.landing_dir)
+    return load_pending(location(s), s.landing_dir, through, since=since, keep=lambda t: keep_table(t, s))
 
 
 def import_events(
@@ -90,14 +94,14 @@ def validate_batch(batch_date: date, s: Settings) -> dict[str, Any]:
     """Great Expectations over the raw batch; a failure quarantines it, emails and raises."""
     from quality.validate import validate_batch as run
 
-    return run(s.warehouse, batch_date, s.quarantine_dir, s.reports_dir, _smtp(s))
+    return run(location(s), batch_date, s.quarantine_dir, s.reports_dir, _smtp(s))
 
 
 def validate_history(first: date, last: date, s: Settings, progress=None) -> dict[str, Any]:
     """The batch suite over every loaded day in [first, last] in one process (an imported history)."""
     from quality.history import validate_history as run
 
-    return run(s.warehouse, first, last, s.quarantine_dir, s.reports_dir, _smtp(s), progress=progress)
+    return run(location(s), first, last, s.quarantine_dir, s.reports_dir, _smtp(s), progress=progress)
 
 
 def transform(as_of: date, s: Settings, full_refresh: bool = False) -> dict[str, Any]:
@@ -107,7 +111,7 @@ def transform(as_of: date, s: Settings, full_refresh: bool = False) -> dict[str,
 
     export_tool_env(s)
     return run_dbt(
-        s.warehouse, as_of, s.dbt_project_dir, s.home / "dbt", full_refresh=full_refresh,
+        location(s), as_of, s.dbt_project_dir, s.home / "dbt", full_refresh=full_refresh,
         dbt_vars=dbt_vars(s),
     )  # fmt: skip
 
@@ -121,14 +125,14 @@ def validate_marts(as_of: date, s: Settings) -> dict[str, Any]:
     """Great Expectations over the marts; a failure emails and raises before features and training."""
     from quality.validate import validate_marts as run
 
-    return run(s.warehouse, as_of, s.reports_dir, _smtp(s))
+    return run(location(s), as_of, s.reports_dir, _smtp(s))
 
 
 def features(as_of: date, s: Settings) -> dict[str, Any]:
     """Export marts to Feast, materialize the new interval, write the point-in-time training set."""
     from personaflow.features import build_features
 
-    return build_features(s.warehouse, s.features_dir, s.feature_repo_dir, as_of)
+    return build_features(location(s), s.features_dir, s.feature_repo_dir, as_of)
 
 
 def train(
@@ -145,9 +149,9 @@ def train(
     from training.data.features import nightly_source
     from training.pipeline import train_candidate
 
-    catalogue = _read_mart(s.warehouse, "select item_id, category, brand, price from marts.item_features", [])
+    catalogue = _read_mart(location(s), "select item_id, category, brand, price from marts.item_features", [])
     return train_candidate(
-        s.warehouse, s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training",
+        location(s), s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training",
         pointer_path=s.production_pointer, model=model or s.model,
         hybrid=s.hybrid if hybrid is None else hybrid, rerank=s.rerank if rerank is None else rerank,
         features=nightly_source(s.feature_repo_dir, s.features_dir, catalogue.set_index("item_id")),
@@ -162,24 +166,24 @@ def promote(tag: str, s: Settings, report: str | None = None, force: bool = Fals
     from training.pipeline import promote_candidate
 
     return promote_candidate(
-        tag, s.production_pointer, report=report, warehouse=s.warehouse, holdout_days=s.holdout_days,
+        tag, s.production_pointer, report=report, warehouse=location(s), holdout_days=s.holdout_days,
         force=force,
     )  # fmt: skip
 
 
-def _read_mart(warehouse: Path, sql: str, params: list[Any]):
-    import duckdb
-
-    if not Path(warehouse).is_file():
+def _read_mart(warehouse: wh.Location, sql: str, params: list[Any]):
+    if not wh.is_postgres(warehouse) and not Path(warehouse).is_file():
         raise ValueError(f"warehouse {warehouse} does not exist: load data first (personaflow history PATH, "
                          "or personaflow ingest)")  # fmt: skip
     # read-only and short-lived: DuckDB allows one writer process, and the DAG may be loading
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = wh.connect(warehouse, read_only=True)
     try:
         return con.execute(sql, params).df()
-    except duckdb.CatalogException as exc:
-        first_line = exc.args[0].splitlines()[0]
-        raise ValueError(f"{warehouse}: {first_line} (build the marts: personaflow transform)") from exc
+    except wh.MISSING_TABLE as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ValueError(
+            f"{wh.describe(warehouse)}: {first_line} (build the marts: personaflow transform)"
+        ) from exc
     finally:
         con.close()
 
@@ -205,7 +209,7 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
     from personaflow.features import append_profile
     from profiles.segments import TooFewUsers, fit_segments
 
-    profile = _read_mart(s.warehouse, "select * from marts.user_features where as_of_date = ?", [as_of])
+    profile = _read_mart(location(s), "select * from marts.user_features where as_of_date = ?", [as_of])
     if profile.empty:
         raise ValueError(f"marts.user_features has no rows as of {as_of}: run `personaflow transform`")
     try:
@@ -229,13 +233,13 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
 # Only buyers: churn_labels only has users who bought before a cut-off, so the model knows no others.
 _CHURN_FEATURES_NOW = """
     select user_id, recency_days, frequency, monetary,
-        date_diff('day', cast(first_purchase_ts as date), as_of_date) as days_since_first_purchase,
+        as_of_date - cast(first_purchase_ts as date) as days_since_first_purchase,
         n_orders_90d
     from marts.user_features where as_of_date = ? and frequency > 0
 """
 
 
-def _log_span(warehouse: Path, as_of: date) -> str:
+def _log_span(warehouse: wh.Location, as_of: date) -> str:
     import pandas as pd
 
     first = _read_mart(warehouse, "select min(event_date) as d from marts.interactions", [])["d"].iloc[0]
@@ -260,10 +264,10 @@ def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str
     from profiles.churn import CannotTrain, score_users, train_churn
 
     expected = horizon_days or s.churn_horizon_days
-    labels = _read_mart(s.warehouse, "select * from marts.churn_labels", [])
+    labels = _read_mart(location(s), "select * from marts.churn_labels", [])
     if labels.empty:
         reason = (
-            f"marts.churn_labels is empty: the event log ({_log_span(s.warehouse, as_of)}) is not longer "
+            f"marts.churn_labels is empty: the event log ({_log_span(location(s), as_of)}) is not longer "
             f"than the {expected}-day churn horizon, so no cut-off has an observed outcome yet"
         )
         return _skipped("churn", as_of, s, reason)
@@ -277,7 +281,7 @@ def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str
         result = train_churn(labels, seed=s.seed)
     except CannotTrain as exc:
         return _skipped("churn", as_of, s, str(exc))
-    now = score_users(result.model, _read_mart(s.warehouse, _CHURN_FEATURES_NOW, [as_of]))
+    now = score_users(result.model, _read_mart(location(s), _CHURN_FEATURES_NOW, [as_of]))
     s.features_dir.mkdir(parents=True, exist_ok=True)
     path = s.features_dir / "churn_scores.parquet"
     result.scores.assign(as_of_date=as_of).to_parquet(path, index=False)

@@ -9,6 +9,10 @@ dbt runs through `dbtRunner` in this Python process rather than a `dbt` subproce
 interpreter start (~10 s of imports) and the results come back as objects instead of log lines.
 Everything dbt writes besides the warehouse (manifest, run results, partial-parse cache, logs) goes
 under `state_dir`, so the repository stays clean and parallel runs do not share a `target/`.
+
+The warehouse is the DuckDB file (profile target `warehouse`, dbt-duckdb) or a postgresql:// URL
+(target `postgres`, dbt-postgres): the same models on both, with the SQL the two dialects spell
+differently behind the dispatch macros in dbt_project/macros/dialect.sql.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
+from personaflow import warehouse as wh
+from personaflow.settings import postgres_env
 
 # Commands whose results are per-node run results we can summarise.
 _COMMANDS = ("build", "run", "test", "compile", "seed")
@@ -46,9 +51,12 @@ def _dbt_args(
     select: str | None,
     full_refresh: bool = False,
     dbt_vars: dict[str, Any] | None = None,
+    target: str = "warehouse",
 ) -> list[str]:
     args = [
         command,
+        "--target",
+        target,
         "--project-dir",
         str(project_dir),
         "--profiles-dir",
@@ -111,15 +119,15 @@ def _release_warehouse() -> None:
             env.close()
 
 
-def _row_counts(warehouse: Path, relations: list[str]) -> dict[str, int]:
+def _row_counts(warehouse: wh.Location, relations: list[str]) -> dict[str, int]:
     # A short-lived connection, closed before returning: DuckDB lets one process write the file at a
     # time, and the next stage (quality, Feast) must be able to open it.
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with wh.connect(warehouse, read_only=True) as con:
         return {rel: int(con.execute(f"select count(*) from {rel}").fetchone()[0]) for rel in relations}
 
 
 def run_dbt(
-    warehouse: Path,
+    warehouse: wh.Location,
     as_of: date | None,
     project_dir: Path,
     state_dir: Path,
@@ -128,7 +136,8 @@ def run_dbt(
     full_refresh: bool = False,
     dbt_vars: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run `dbt <command>` against `warehouse` for the as-of date (None: the newest event's day).
+    """Run `dbt <command>` against `warehouse` (the DuckDB file, or a postgresql:// URL) for the as-of
+    date (None: the newest event's day).
 
     The incremental models rebuild only the as-of day on top of what they hold (and fill in days
     skipped since their newest one); `full_refresh=True` rebuilds them from all of raw.events.
@@ -148,27 +157,33 @@ def run_dbt(
         raise ValueError(f"run_dbt: command {command!r} not supported; use one of {', '.join(_COMMANDS)}")
     if full_refresh and command not in ("build", "run"):
         raise ValueError(f"run_dbt: full_refresh only applies to build and run, not {command!r}")
-    warehouse = Path(warehouse).resolve()
+    postgres = wh.is_postgres(warehouse)
+    warehouse = warehouse if postgres else Path(warehouse).resolve()
     project_dir = Path(project_dir).resolve()
     state_dir = Path(state_dir).resolve()
     if not (project_dir / "dbt_project.yml").is_file():
         raise TransformError(f"no dbt_project.yml in project_dir {project_dir}")
     state_dir.mkdir(parents=True, exist_ok=True)
 
-    args = _dbt_args(command, as_of, project_dir, state_dir, select, full_refresh, dbt_vars)
+    target = "postgres" if postgres else "warehouse"
+    args = _dbt_args(command, as_of, project_dir, state_dir, select, full_refresh, dbt_vars, target)
+    # read by profiles.yml; put back afterwards so a run leaves the process's environment as it was
+    env = postgres_env(str(warehouse)) if postgres else {"PERSONAFLOW_WAREHOUSE": str(warehouse)}
+    previous = {name: os.environ.get(name) for name in env}
     started = time.perf_counter()
-    previous = os.environ.get("PERSONAFLOW_WAREHOUSE")
-    os.environ["PERSONAFLOW_WAREHOUSE"] = str(warehouse)  # read by profiles.yml
+    os.environ.update(env)
     try:
         # dbt's console lines are progress: stderr, so a command's stdout stays its JSON result
         with contextlib.redirect_stdout(sys.stderr):
             outcome = dbtRunner().invoke(args)
     finally:
-        _release_warehouse()
-        if previous is None:
-            os.environ.pop("PERSONAFLOW_WAREHOUSE", None)
-        else:
-            os.environ["PERSONAFLOW_WAREHOUSE"] = previous
+        if not postgres:  # dbt-postgres closes its connections at the end of the run
+            _release_warehouse()
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     seconds = time.perf_counter() - started
 
     log_path = state_dir / "logs" / "dbt.log"

@@ -58,6 +58,12 @@ def describe(where: Location) -> str:
     return f"postgresql://{parts.username or ''}@{host}:{parts.port or 5432}{parts.path}"
 
 
+def exists(where: Location) -> bool:
+    """Whether there is a warehouse to read: the DuckDB file is there (a PostgreSQL server is taken to
+    be; a read of a table not built yet raises one of MISSING_TABLE)."""
+    return is_postgres(where) or Path(where).is_file()
+
+
 def connect(where: Location, read_only: bool = False) -> DuckConnection | PgConnection:
     if is_postgres(where):
         return PgConnection(str(where), read_only=read_only)
@@ -88,7 +94,7 @@ class DuckConnection:
         return self.raw.df()
 
     def arrow(self) -> pa.Table:
-        return self.raw.fetch_arrow_table()
+        return self.raw.to_arrow_table()  # duckdb 2.0 (fetch_arrow_table is gone)
 
     def register(self, name: str, frame: pa.Table | pd.DataFrame) -> None:
         self.raw.register(name, frame)

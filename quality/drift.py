@@ -55,7 +55,12 @@ def psi(reference: pd.Series, current: pd.Series, bins: int = 10) -> float:
             return np.append(counts, values.isna().sum()) / max(len(values), 1)
 
         p, q = shares(ref), shares(cur)
-    p, q = np.maximum(p, EPS), np.maximum(q, EPS)
+    return psi_of_shares(p, q)
+
+
+def psi_of_shares(p: np.ndarray, q: np.ndarray) -> float:
+    """PSI of bin shares `q` (tonight) against `p` (the reference), the same bins in the same order."""
+    p, q = np.maximum(np.asarray(p, dtype=float), EPS), np.maximum(np.asarray(q, dtype=float), EPS)
     return float(np.sum((q - p) * np.log(q / p)))
 
 

@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import jinja2
 import matplotlib
 import pandas as pd
@@ -26,6 +25,7 @@ import pandas as pd
 matplotlib.use("Agg")  # no display on servers and in Airflow workers
 import matplotlib.pyplot as plt  # noqa: E402
 
+from personaflow import warehouse as wh  # noqa: E402
 from personaflow.settings import Settings  # noqa: E402
 
 TEMPLATE = Path(__file__).with_name("template.html")
@@ -48,12 +48,13 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 
 def _query(s: Settings, sql: str, params: list | None = None) -> pd.DataFrame | None:
-    if not s.warehouse.is_file():
+    where = wh.location(s)
+    if not wh.exists(where):
         return None
-    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+    with wh.connect(where, read_only=True) as con:
         try:
             return con.execute(sql, params or []).df()
-        except duckdb.CatalogException:
+        except wh.MISSING_TABLE:
             return None
 
 
@@ -146,7 +147,31 @@ def _model(s: Settings) -> dict[str, Any] | None:
     return {
         "tag": latest["tag"], "kind": latest["params"].get("kind"), "table": latest.get("table", {}),
         "n_test_users": latest["metrics"].get("n_test_users"), "verdict": verdict, "report": str(reports[-1]),
+        "by_segment": _by_segment(latest),
     }  # fmt: skip
+
+
+def _by_segment(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The gate's per-segment table (training/gate.py `gate_segments`) of a training run's report:
+    columns named; when a baseline serves instead of the learned model, the learned one beside it."""
+    from training.gate import MIN_SLICE_USERS
+
+    metrics = run["metrics"]
+    rows = {name: dict(row) for name, row in (metrics.get("gate_segments") or {}).items()}
+    if not rows:
+        return None
+    learned = (run.get("learned_metrics") or {}).get("gate_segments") or {}
+    for name, row in learned.items():  # the same split and users: the learned model's own numbers
+        if name in rows and "candidate" in row:
+            rows[name]["learned"] = row["candidate"]
+    names = {
+        "candidate": "candidate" + (" (baseline)" if learned else ""),
+        "learned": f"learned {(run.get('learned_params') or {}).get('kind', '')}".strip(),
+        "best_baseline": f"best baseline ({metrics.get('gate_best_baseline')})",
+        "production": f"production ({metrics.get('production_tag', 'scored on this split')})",
+    }
+    shown = [key for key in names if any(key in row for row in rows.values())]
+    return {"columns": [(key, names[key]) for key in shown], "rows": rows, "min_users": MIN_SLICE_USERS}
 
 
 def _audiences(s: Settings) -> list[dict[str, Any]]:

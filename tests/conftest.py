@@ -27,7 +27,7 @@ os.environ.update(
 # Session fixtures of the end-to-end tests (one Airflow for test_e2e.py and test_e2e_ui.py).
 # A real PostgreSQL and Redis for the scale-path tests (tests/_servers.py).
 from tests._servers import postgres_server, postgres_url, redis_server, redis_url  # noqa: E402,F401
-from tests.e2e_helpers import airflow_stack, good_run, inbox  # noqa: E402,F401
+from tests.e2e_helpers import airflow_celery_stack, airflow_stack, good_run, inbox  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """Session fixtures for the end-to-end tests: a generated shop, a real SMTP server, and ONE running
 Airflow (standalone: api-server, scheduler, dag-processor, triggerer) shared by the scheduler tests and
-the browser test, so its ~30 s start is paid once. Registered in conftest.py.
+the browser test, so its ~30 s start is paid once; `airflow_celery_stack` is the same in celery mode
+(two workers, PostgreSQL metadata DB, Redis broker). Registered in conftest.py.
 
 Nothing here patches os.environ for the session: the settings are built once from a private
 environment and everything Airflow runs gets them through `orchestrate.airflow_env`.
@@ -8,7 +9,9 @@ environment and everything Airflow runs gets them through `orchestrate.airflow_e
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email import message_from_bytes
@@ -93,10 +96,21 @@ def inbox():
     controller.stop()
 
 
-@pytest.fixture(scope="session")
-def airflow_stack(tmp_path_factory, inbox):
+def celery_settings(postgres_server, redis_server, workers: int = 2) -> dict[str, str]:
+    """The settings of celery mode on the test servers: a fresh metadata DB, the broker on Redis db 1."""
+    return {
+        "PERSONAFLOW_AIRFLOW_EXECUTOR": "celery",
+        "PERSONAFLOW_CELERY_WORKERS": str(workers),
+        "PERSONAFLOW_AIRFLOW_DB_URL": postgres_server.create_database(f"airflow_{free_port()}"),
+        "PERSONAFLOW_CELERY_BROKER_URL": redis_server.url.rsplit("/", 1)[0] + "/1",
+    }
+
+
+@contextlib.contextmanager
+def running_stack(home: Path, inbox, settings: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A generated shop ingested up to its day before last and ONE Airflow on it (LocalExecutor, or
+    celery mode with `settings=celery_settings(...)`), stopped the way `personaflow down` stops it."""
     controller, handler = inbox
-    home = tmp_path_factory.mktemp("e2e")
     env = {
         "PERSONAFLOW_HOME": str(home),
         "PERSONAFLOW_FEATURES_DIR": str(home / "features"),
@@ -107,6 +121,7 @@ def airflow_stack(tmp_path_factory, inbox):
         "PERSONAFLOW_AIRFLOW_PORT": str(free_port()),
         # manual runs only: the nightly clock would otherwise start a run for "yesterday"
         "PERSONAFLOW_AIRFLOW_SCHEDULE": "false",
+        **(settings or {}),
     }
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -128,6 +143,20 @@ def airflow_stack(tmp_path_factory, inbox):
         stopped = down(s)  # what `personaflow down` does: signal the group, wait for the port
     assert stopped and stopped[0].startswith("airflow"), stopped
     assert not port_open(s.airflow_host, s.airflow_port), "Airflow still listens after `down`"
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory, inbox):
+    with running_stack(tmp_path_factory.mktemp("e2e"), inbox) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def airflow_celery_stack(tmp_path_factory, inbox, postgres_server, redis_server):
+    """The same stack in celery mode: two workers, metadata DB on the test PostgreSQL, Redis broker."""
+    settings = celery_settings(postgres_server, redis_server)
+    with running_stack(tmp_path_factory.mktemp("e2e-celery"), inbox, settings) as stack:
+        yield stack
 
 
 def run_day(stack: Stack, day: date, timeout: float = 600) -> Run:

@@ -266,7 +266,7 @@ def test_audiences_on_the_real_log(built):
 
 def test_nightly_report_renders_in_chromium(built):
     """The report a person opens, for a real-data night, in a real browser: every section there,
-    every chart decoded (naturalWidth > 0), the segment table filled."""
+    every chart decoded (naturalWidth > 0), the segment table and the per-segment model table filled."""
     from playwright.sync_api import sync_playwright
 
     from report.nightly import build_report
@@ -289,6 +289,18 @@ def test_nightly_report_renders_in_chromium(built):
             assert widths and all(w > 0 for w in widths)
             segments = page.locator("#rfm ~ div table").first.inner_text()
             assert "mostly" in segments  # the K-means segment table, with each segment's RFM majority
+            # the model comparison per RFM segment at the cut (first model: no production column; the
+            # learned model beside the candidate when a baseline serves instead)
+            by_segment = page.locator("table.by-segment tr").all()
+            models = by_segment[0].locator("th").all_inner_texts()[2:]
+            assert models[0].startswith("candidate") and any(m.startswith("best baseline") for m in models)
+            assert any(m.startswith("learned") for m in models) == ("learned_tag" in built["result"]["train"])
+            names = [row.locator("td").first.inner_text() for row in by_segment[2:]]
+            assert "Champions" in names and "first-time buyers" in names
+            for row in by_segment[2:]:
+                cells = row.locator("td").all_inner_texts()
+                numbers = [re.fullmatch(r"\d\.\d{4}", c.strip()) for c in cells[2:]]
+                assert len(cells) == 2 + 2 * len(models) and all(numbers), cells
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "nightly_report_online_retail.png"), full_page=True)
         finally:

@@ -8,7 +8,10 @@ today's split at manual promotion):
 - production scored fairly on the same split (neither model has seen its test window: see
   training/registry/fair.py) and the paired bootstrap of candidate minus production;
 - the low-activity slice (test users with few distinct training items): its own paired interval per
-  comparison, counted only when the slice holds at least MIN_SLICE_USERS users.
+  comparison, counted only when the slice holds at least MIN_SLICE_USERS users;
+- `gate_segments`: NDCG@10 / Recall@10 per RFM segment at the cut (Champions, At Risk, first-time
+  buyers...; training/evaluation/segments.py) for the candidate, the best baseline and production:
+  shown in the training and nightly reports, not a veto (most segments are too small for one).
 `check` turns the evidence into reasons to refuse; `decide` is the verdict training/registry/pointer.py
 `promote` acts on.
 
@@ -28,6 +31,7 @@ import numpy as np
 from training.data.interactions import Split
 from training.evaluation.bootstrap import paired_bootstrap
 from training.evaluation.metrics import ScoresFn, per_user_metrics
+from training.evaluation.segments import segment_metrics, split_segments
 
 GATE_METRIC = "ndcg_at_10"
 COVERAGE_FLOOR = 0.02
@@ -122,16 +126,22 @@ def gate_evidence(
     out["gate_n_low_activity_users"] = int(low.sum())
     if low.any():  # BentoML metadata holds no None: absent means "no such users"
         out[f"low_activity_{metric}"] = float(cand[metric][low].mean())
+    sliced = {"candidate": cand}  # per-user metrics of each model the segment table shows
     if baselines:
-        scored = {name: per_user_metrics(fn, split, k)[metric] for name, fn in baselines.items()}
+        per_base = {name: per_user_metrics(fn, split, k) for name, fn in baselines.items()}
+        scored = {name: rows[metric] for name, rows in per_base.items()}
         out.update({f"gate_{name}_{metric}": float(v.mean()) for name, v in scored.items()})
         best = max(scored, key=lambda name: scored[name].mean())
         out["gate_best_baseline"] = best
         out[f"gate_best_baseline_{metric}"] = float(scored[best].mean())
         out.update(_compare("gate_vs_baseline", cand[metric], scored[best], low, n_boot, seed, slice_min))
+        sliced["best_baseline"] = per_base[best]
     if production_fn is None:
+        out["gate_segments"] = segment_metrics(split_segments(split), sliced, k)
         return out
     prod = per_user_metrics(production_fn, split, k)
+    sliced["production"] = prod
+    out["gate_segments"] = segment_metrics(split_segments(split), sliced, k)
     out.update(
         {
             "production_tag": production_tag,

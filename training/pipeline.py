@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from personaflow import warehouse as wh
 from training.data.features import FeatureSource
 from training.data.interactions import Split, load_interactions, time_split
 from training.evaluation.baselines import popularity_ranking
@@ -62,7 +63,7 @@ def _save(recipe, built, split, scored, ev, fit_seconds, started) -> dict[str, A
 
 
 def train_candidate(
-    warehouse: Path,
+    warehouse: wh.Location,
     holdout_days: int,
     seed: int,
     epochs: int = 20,
@@ -155,7 +156,8 @@ def train_candidate(
 
 
 def evidence_now(
-    tag: str, warehouse: Path, holdout_days: int, pointer_path: Path, features: FeatureSource | None = None
+    tag: str, warehouse: wh.Location, holdout_days: int, pointer_path: Path,
+    features: FeatureSource | None = None,
 ) -> dict[str, Any]:
     """The gate's evidence for saved model `tag` on *today's* split (manual promotion): the candidate
     and production each scored fairly there (re-fitted on today's cut if their artefact saw the window)."""
@@ -182,7 +184,7 @@ def promote_candidate(
     pointer_path: Path,
     min_gain: float = 0.0,
     report: Path | str | None = None,
-    warehouse: Path | None = None,
+    warehouse: wh.Location | None = None,
     holdout_days: int | None = None,
     force: bool = False,
     features: FeatureSource | None = None,
@@ -194,7 +196,7 @@ def promote_candidate(
     is measured afresh (`evidence_now`). `force` promotes despite a refusal (logged and shown).
     """
     ev = None
-    if warehouse is not None and Path(warehouse).exists():
+    if warehouse is not None and wh.exists(warehouse):
         split_cut = time_split(load_interactions(warehouse), holdout_days or 7).cutoff.isoformat()
         recorded = metrics_of(get_model(tag))
         pointer = read_pointer(Path(pointer_path))
@@ -203,7 +205,7 @@ def promote_candidate(
         if not fresh or (current is not None and "production_tag" not in recorded):
             days = holdout_days or int(model_info(tag)["params"].get("holdout_days", 7))
             try:
-                ev = evidence_now(tag, Path(warehouse), days, Path(pointer_path), features)
+                ev = evidence_now(tag, warehouse, days, Path(pointer_path), features)
             except ValueError as exc:  # e.g. a re-ranked recipe to re-fit and no feature source given
                 ev = {"gate_sanity_failures": [f"not measurable on today's split: {exc}"]}
     decision = promote(tag, Path(pointer_path), min_gain=min_gain, evidence=ev, force=force)

@@ -5,7 +5,7 @@
     case
         when {{ description }} is null then null
         {%- for entry in var('description_categories') %}
-        when regexp_matches(upper({{ description }}), '\b({{ entry.words | join("|") }})\b')
+        when {{ matches_words("upper(" ~ description ~ ")", entry.words) }}
             then '{{ entry.category }}'
         {%- endfor %}
         else 'other'

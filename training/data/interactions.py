@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
+
+from personaflow import warehouse as wh
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "event_date", "n_views", "n_carts", "n_purchases", "weight"]
 
@@ -57,21 +57,18 @@ class Split:
     n_truth_items_unrankable: int
 
 
-def load_interactions(warehouse: Path) -> pd.DataFrame:
+def load_interactions(warehouse: wh.Location) -> pd.DataFrame:
     """Read marts.interactions with a short-lived read-only connection (dbt may write later), less the
     (user, item) pairs the user returned in full (marts.returned_items, where the warehouse has it)."""
-    if not Path(warehouse).exists():
+    if not wh.exists(warehouse):
         raise FileNotFoundError(f"warehouse not found: {warehouse}")
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = wh.connect(warehouse, read_only=True)
     try:
         columns = ", ".join(f"i.{c}" for c in INTERACTION_COLUMNS)
-        [(has_returns,)] = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'marts' and table_name = 'returned_items'"
-        ).fetchall()
         anti = (
-            "anti join marts.returned_items r on i.user_id = r.user_id and i.item_id = r.item_id"
-            if has_returns
+            "where not exists (select 1 from marts.returned_items r"
+            " where i.user_id = r.user_id and i.item_id = r.item_id)"
+            if con.table_exists("marts.returned_items")
             else ""
         )
         sql = f"select {columns} from marts.interactions i {anti} order by event_date, user_id, item_id"

@@ -72,11 +72,12 @@ rules as (
         consequent.n_orders as n_orders_other,
         order_count.n_orders,
         -- share of all orders that hold both
-        directed.n_orders_both / order_count.n_orders as support,
+        cast(directed.n_orders_both as double precision) / order_count.n_orders as support,
         -- P(other in the order | item in the order)
-        directed.n_orders_both / antecedent.n_orders as confidence,
+        cast(directed.n_orders_both as double precision) / antecedent.n_orders as confidence,
         -- confidence / P(other): > 1 means bought together more often than by chance
-        directed.n_orders_both * order_count.n_orders / (antecedent.n_orders * consequent.n_orders) as lift
+        cast(directed.n_orders_both * order_count.n_orders as double precision)
+            / (antecedent.n_orders * consequent.n_orders) as lift
 
     from directed
     cross join order_count

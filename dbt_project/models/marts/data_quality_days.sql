@@ -31,10 +31,17 @@ quality as (
 {% if validations is not none %}
 validations as (
 
-    -- the latest outcome of the batch suite per day
-    select * from {{ validations }}
-    where suite = 'raw_events'
-    qualify row_number() over (partition by batch_date order by validated_at desc) = 1
+    -- the latest outcome of the batch suite per day (a window in a subquery: PostgreSQL has no qualify)
+    select
+        batch_date, severity, n_expectations, failed, warnings, data_docs, validated_at
+    from (
+        select
+            *,
+            row_number() over (partition by batch_date order by validated_at desc) as outcome_rank
+        from {{ validations }}
+        where suite = 'raw_events'
+    ) as ranked
+    where outcome_rank = 1
 
 ),
 {% else %}
@@ -59,7 +66,7 @@ per_day as (
         batch_date,
         max(n_batch_rows) as n_batch_rows,
         max(n_usable_rows) as n_usable_rows,
-        sum(n_excluded) as n_excluded_rows
+        cast(sum(n_excluded) as bigint) as n_excluded_rows
 
     from quality
     group by batch_date

@@ -12,7 +12,7 @@ faults as (
     select
         item_id,
         description,
-        unnest([
+        unnest(array[
             case when not is_product then 'non_product' end,
             case when price is null or price <= 0 then 'no_valid_price' end,
             case when description is null then 'missing_description' end,

@@ -29,8 +29,8 @@ daily as (
         count(*) filter (where event_type = 'view') as n_views,
         count(*) filter (where event_type = 'cart') as n_carts,
         count(*) filter (where event_type = 'purchase') as n_purchases,
-        coalesce(sum(quantity) filter (where event_type = 'purchase'), 0) as quantity,
-        round(sum(revenue), 2) as revenue
+        cast(coalesce(sum(quantity) filter (where event_type = 'purchase'), 0) as bigint) as quantity,
+        {{ round_to('sum(revenue)', 2) }} as revenue
 
     from feedback_events
     group by user_id, item_id, event_date
@@ -42,7 +42,7 @@ weighted as (
     select
         *,
         -- implicit-feedback strength: a purchase says more than a cart, a cart more than a view
-        cast(1 * n_views + 3 * n_carts + 5 * n_purchases as double) as weight
+        cast(1 * n_views + 3 * n_carts + 5 * n_purchases as double precision) as weight
 
     from daily
 

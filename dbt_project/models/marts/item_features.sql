@@ -33,16 +33,17 @@ item_events as (
         count(*) filter (where events.event_type = 'cart') as n_carts,
         count(*) filter (where events.event_type = 'purchase') as n_purchases,
         count(*) filter (where events.event_type = 'return') as n_returns,
-        round(sum(events.revenue), 2) as revenue,
+        {{ round_to('sum(events.revenue)', 2) }} as revenue,
         coalesce(sum(events.quantity) filter (where events.event_type = 'purchase'), 0) as purchased_units,
         coalesce(sum(events.quantity) filter (where events.event_type = 'return'), 0) as returned_units,
         {% for days in windows %}
         count(*) filter (
             where events.event_type = 'purchase' and events.event_date > as_of.as_of_date - {{ days }}
         ) as n_purchases_{{ days }}d,
-        round(coalesce(
-            sum(events.revenue) filter (where events.event_date > as_of.as_of_date - {{ days }}), 0
-        ), 2) as revenue_{{ days }}d,
+        {{ round_to(
+            'coalesce(sum(events.revenue) filter (where events.event_date > as_of.as_of_date - '
+            ~ days ~ '), 0)', 2
+        ) }} as revenue_{{ days }}d,
         {% endfor %}
         count(*) as n_events
 
@@ -84,8 +85,8 @@ category_prices as (
     -- terciles of the list price within the category (items without one: a category of their own)
     select
         coalesce(category, '') as category_key,
-        quantile_cont(price, 1 / 3) as price_low_max,
-        quantile_cont(price, 2 / 3) as price_mid_max
+        {{ percentile('price', '1.0 / 3') }} as price_low_max,
+        {{ percentile('price', '2.0 / 3') }} as price_mid_max
 
     from items
     where price > 0 and is_product
@@ -135,7 +136,9 @@ item_features as (
         cast(coalesce(item_events.purchased_units, 0) as bigint) as purchased_units,
         cast(coalesce(item_events.returned_units, 0) as bigint) as returned_units,
         -- returned units per purchased unit; null if never bought
-        round(item_events.returned_units / nullif(item_events.purchased_units, 0), 4) as return_rate,
+        {{ round_to(
+            'cast(item_events.returned_units as double precision) / nullif(item_events.purchased_units, 0)', 4
+        ) }} as return_rate,
         case
             when items.price is null or items.price <= 0 then null
             when items.price <= category_prices.price_low_max then 'low'

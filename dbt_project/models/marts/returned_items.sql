@@ -12,8 +12,8 @@ units as (
     select
         user_id,
         item_id,
-        coalesce(sum(quantity) filter (where event_type = 'purchase'), 0) as purchased_units,
-        coalesce(sum(quantity) filter (where event_type = 'return'), 0) as returned_units,
+        cast(coalesce(sum(quantity) filter (where event_type = 'purchase'), 0) as bigint) as purchased_units,
+        cast(coalesce(sum(quantity) filter (where event_type = 'return'), 0) as bigint) as returned_units,
         max(event_date) filter (where event_type = 'return') as last_return_date
 
     from events

@@ -76,7 +76,7 @@ sessions as (
         count(*) filter (where event_type = 'cart') as n_carts,
         count(*) filter (where event_type = 'purchase') as n_purchases,
         count(*) filter (where event_type = 'return') as n_returns,
-        round(sum(revenue), 2) as revenue
+        {{ round_to('sum(revenue)', 2) }} as revenue
 
     from numbered
     group by user_id, event_date, session_number
@@ -87,7 +87,7 @@ final as (
 
     select
         -- a user's sessions start at distinct instants, so user + start is a key
-        user_id || '-' || strftime(session_start, '%Y%m%dT%H%M%S') as session_id,
+        user_id || '-' || {{ compact_timestamp('session_start') }} as session_id,
         user_id,
         session_start,
         session_end,
@@ -100,7 +100,7 @@ final as (
         session_date,
         source_session_id,
         n_source_sessions,
-        cast(date_diff('second', session_start, session_end) as integer) as duration_seconds
+        cast(extract(epoch from session_end - session_start) as integer) as duration_seconds
 
     from sessions
 

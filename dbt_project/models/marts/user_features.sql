@@ -65,10 +65,12 @@ user_events as (
         min(events.event_ts) filter (where events.event_type = 'purchase') as first_purchase_ts,
         max(events.event_ts) filter (where events.event_type = 'purchase') as last_purchase_ts,
         -- RFM monetary is net: a cancellation takes back what its order brought in
-        round(sum(events.revenue) - coalesce(sum(events.return_value), 0), 2) as monetary,
-        round(sum(events.revenue), 2) as gross_monetary,
+        {{ round_to('sum(events.revenue) - coalesce(sum(events.return_value), 0)', 2) }} as monetary,
+        {{ round_to('sum(events.revenue)', 2) }} as gross_monetary,
         -- service lines (postage, fees) the customer paid: in monetary, and shown apart
-        round(coalesce(sum(events.revenue - events.return_value) filter (where not events.is_product), 0), 2)
+        {{ round_to(
+            'coalesce(sum(events.revenue - events.return_value) filter (where not events.is_product), 0)', 2
+        ) }}
             as non_product_revenue,
         count(*) filter (where events.event_type = 'view') as n_views,
         count(*) filter (where events.event_type = 'cart') as n_carts,
@@ -77,13 +79,14 @@ user_events as (
         count(distinct events.session_id) as n_sessions,
         coalesce(sum(events.quantity) filter (where events.event_type = 'purchase'), 0) as purchased_units,
         coalesce(sum(events.quantity) filter (where events.event_type = 'return'), 0) as returned_units,
-        round(sum(events.return_value), 2) as returned_value,
+        {{ round_to('sum(events.return_value)', 2) }} as returned_value,
         {% for days in windows %}
         -- trailing {{ days }} days: event_date in (as_of - {{ days }}, as_of]
         count(*) filter (where events.event_date > as_of.as_of_date - {{ days }}) as n_events_{{ days }}d,
-        round(coalesce(
-            sum(events.revenue) filter (where events.event_date > as_of.as_of_date - {{ days }}), 0
-        ), 2) as revenue_{{ days }}d,
+        {{ round_to(
+            'coalesce(sum(events.revenue) filter (where events.event_date > as_of.as_of_date - '
+            ~ days ~ '), 0)', 2
+        ) }} as revenue_{{ days }}d,
         {% endfor %}
         as_of.as_of_date
 
@@ -135,11 +138,11 @@ rfm_values as (
         coalesce(user_orders.n_orders_{{ days }}d, 0) as n_orders_{{ days }}d,
         {% endfor %}
         -- users who never bought are as recent as their last event of any kind
-        cast(date_diff(
-            'day',
-            cast(coalesce(user_events.last_purchase_ts, user_events.last_event_ts) as date),
+        cast(
             user_events.as_of_date
-        ) as integer) as recency_days
+            - cast(coalesce(user_events.last_purchase_ts, user_events.last_event_ts) as date)
+            as integer
+        ) as recency_days
 
     from user_events
     left join user_orders on user_events.user_id = user_orders.user_id
@@ -194,24 +197,25 @@ final as (
         rfm_scores.n_sessions,
         users.country,
         rfm_scores.first_purchase_ts,
-        cast(date_diff('day', cast(rfm_scores.first_purchase_ts as date), rfm_scores.as_of_date) as integer)
+        cast(rfm_scores.as_of_date - cast(rfm_scores.first_purchase_ts as date) as integer)
             as days_since_first_purchase,
-        cast(date_diff('day', cast(rfm_scores.last_purchase_ts as date), rfm_scores.as_of_date) as integer)
+        cast(rfm_scores.as_of_date - cast(rfm_scores.last_purchase_ts as date) as integer)
             as days_since_last_purchase,
         -- known since sign-up, or since the first event when that is earlier or there is no sign-up
-        cast(date_diff(
-            'day',
-            least(users.signup_date, cast(rfm_scores.first_event_ts as date)),
-            rfm_scores.as_of_date
-        ) as integer) as tenure_days,
+        cast(
+            rfm_scores.as_of_date - least(users.signup_date, cast(rfm_scores.first_event_ts as date))
+            as integer
+        ) as tenure_days,
         {% for days in windows %}
         cast(rfm_scores.n_events_{{ days }}d as integer) as n_events_{{ days }}d,
         cast(rfm_scores.n_orders_{{ days }}d as integer) as n_orders_{{ days }}d,
         rfm_scores.revenue_{{ days }}d,
         {% endfor %}
         -- what an order brings in when placed (returns are in monetary)
-        round(rfm_scores.gross_monetary / nullif(rfm_scores.frequency, 0), 2) as avg_basket_value,
-        round(rfm_scores.purchased_units / nullif(rfm_scores.frequency, 0), 2) as avg_basket_units,
+        {{ round_to('rfm_scores.gross_monetary / nullif(rfm_scores.frequency, 0)', 2) }} as avg_basket_value,
+        {{ round_to(
+            'cast(rfm_scores.purchased_units as double precision) / nullif(rfm_scores.frequency, 0)', 2
+        ) }} as avg_basket_units,
         rfm_scores.n_returns,
         cast(rfm_scores.purchased_units as bigint) as purchased_units,
         cast(rfm_scores.returned_units as bigint) as returned_units,
@@ -219,7 +223,9 @@ final as (
         rfm_scores.gross_monetary,
         rfm_scores.non_product_revenue,
         -- returned units per purchased unit; can exceed 1 when goods bought before the log come back
-        round(rfm_scores.returned_units / nullif(rfm_scores.purchased_units, 0), 4) as return_rate,
+        {{ round_to(
+            'cast(rfm_scores.returned_units as double precision) / nullif(rfm_scores.purchased_units, 0)', 4
+        ) }} as return_rate,
         favourite_categories.favourite_categories
 
     from rfm_scores

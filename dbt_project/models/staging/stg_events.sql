@@ -42,7 +42,7 @@ cleaned as (
         coalesce(
             nullif(trim(order_id), ''),
             nullif(trim(session_id), ''),
-            nullif(trim(user_id), '') || '-' || strftime(event_date, '%Y-%m-%d')
+            nullif(trim(user_id), '') || '-' || cast(event_date as varchar)
         ) as order_key,
         quantity as source_quantity,
         -- a return (cancellation) keeps its units as a positive count; raw keeps the sign it came with
@@ -95,8 +95,8 @@ final as (
         source_quantity,
         price,
         -- money is rounded to cents once, here, so sums downstream do not depend on summation order
-        case when event_type = 'purchase' then round(quantity * price, 2) else 0.0 end as revenue,
-        case when event_type = 'return' then round(quantity * price, 2) else 0.0 end as return_value,
+        case when event_type = 'purchase' then {{ round_to('quantity * price', 2) }} else 0.0 end as revenue,
+        case when event_type = 'return' then {{ round_to('quantity * price', 2) }} else 0.0 end as return_value,
         description,
         country,
         is_missing_customer,

@@ -12,7 +12,7 @@ cleaned as (
         trim(cast(item_id as varchar)) as item_id,
         trim(cast(category as varchar)) as category,
         trim(cast(brand as varchar)) as brand,
-        cast(price as double) as price,
+        cast(price as double precision) as price,
         nullif(trim(cast(description as varchar)), '') as description
 
     from source
