@@ -88,7 +88,7 @@ class DuckConnection:
         return self.raw.df()
 
     def arrow(self) -> pa.Table:
-        return self.raw.fetch_arrow_table()
+        return self.raw.to_arrow_table()  # DuckDB 2 has no fetch_arrow_table
 
     def register(self, name: str, frame: pa.Table | pd.DataFrame) -> None:
         self.raw.register(name, frame)
