@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from personaflow.settings import Settings, export_tool_env
+from personaflow.warehouse import location
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,9 @@ def ingest(batch_date: date, s: Settings, max_rejects: int = 0) -> dict[str, Any
     from personaflow.forgotten import keep_table, scrub_landing
 
     scrub_landing([batch_path(s.landing_dir, batch_date)], s)
-    dims = load_dimensions(s.warehouse, s.landing_dir)
+    dims = load_dimensions(location(s), s.landing_dir)
     keep = lambda table: keep_table(table, s)  # noqa: E731 - forgotten customers never load again
-    return {**load_batch(s.warehouse, s.landing_dir, batch_date, max_rejects=max_rejects, keep=keep), **dims}
+    return {**load_batch(location(s), s.landing_dir, batch_date, max_rejects=max_rejects, keep=keep), **dims}
 
 
 def ingest_history(through: date, s: Settings, since: date | None = None) -> list[dict[str, Any]]:
@@ -37,8 +38,8 @@ def ingest_history(through: date, s: Settings, since: date | None = None) -> lis
 
     days = [d for d in batch_dates(s.landing_dir) if d <= through and (since is None or d >= since)]
     scrub_landing([batch_path(s.landing_dir, d) for d in days], s)
-    load_dimensions(s.warehouse, s.landing_dir)
-    return load_pending(s.warehouse, s.landing_dir, through, since=since, keep=lambda t: keep_table(t, s))
+    load_dimensions(location(s), s.landing_dir)
+    return load_pending(location(s), s.landing_dir, through, since=since, keep=lambda t: keep_table(t, s))
 
 
 def import_events(
@@ -90,14 +91,14 @@ def validate_batch(batch_date: date, s: Settings) -> dict[str, Any]:
     """Great Expectations over the raw batch; a failure quarantines it, emails and raises."""
     from quality.validate import validate_batch as run
 
-    return run(s.warehouse, batch_date, s.quarantine_dir, s.reports_dir, _smtp(s))
+    return run(location(s), batch_date, s.quarantine_dir, s.reports_dir, _smtp(s))
 
 
 def validate_history(first: date, last: date, s: Settings, progress=None) -> dict[str, Any]:
     """The batch suite over every loaded day in [first, last] in one process (an imported history)."""
     from quality.history import validate_history as run
 
-    return run(s.warehouse, first, last, s.quarantine_dir, s.reports_dir, _smtp(s), progress=progress)
+    return run(location(s), first, last, s.quarantine_dir, s.reports_dir, _smtp(s), progress=progress)
 
 
 def transform(as_of: date, s: Settings, full_refresh: bool = False) -> dict[str, Any]:
@@ -121,7 +122,7 @@ def validate_marts(as_of: date, s: Settings) -> dict[str, Any]:
     """Great Expectations over the marts; a failure emails and raises before features and training."""
     from quality.validate import validate_marts as run
 
-    return run(s.warehouse, as_of, s.reports_dir, _smtp(s))
+    return run(location(s), as_of, s.reports_dir, _smtp(s))
 
 
 def features(as_of: date, s: Settings) -> dict[str, Any]:
