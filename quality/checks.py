@@ -41,6 +41,7 @@ logging.getLogger("great_expectations").setLevel(logging.ERROR)
 # Loader bookkeeping on raw.events: same for every row of a batch, so only noise in sample rows.
 LOAD_COLUMNS = ("batch_date", "source_file", "loaded_at")
 SAMPLE_SIZE = 5  # bad values / rows kept per failed expectation: enough to diagnose, small for an email
+ISO_T = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})")
 KEEP_RESULTS = 120  # validation results listed on the Data Docs index (two suites a night: two months)
 
 
@@ -250,8 +251,10 @@ def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame | None, se
             f" ({share:.1f}%)" if share is not None else ""
         )
     listed = result.get("partial_unexpected_index_list") or []
+    values = list(result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
     if frame is None:  # validated in the database: GX names the rows by their key column and value
-        samples = [r for r in listed if isinstance(r, dict)][:SAMPLE_SIZE]
+        samples = [_sql_text(r) for r in listed if isinstance(r, dict)][:SAMPLE_SIZE]
+        values = _sql_text(values)
     else:
         indexes = [i for i in listed if isinstance(i, int)]
         rows = frame.iloc[indexes[:SAMPLE_SIZE]] if indexes else frame.iloc[0:0]
@@ -263,11 +266,20 @@ def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame | None, se
         observed=_plain(observed),
         expected=_plain(kwargs),
         unexpected_count=result.get("unexpected_count"),
-        sample_values=_plain(list(result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]),
+        sample_values=_plain(values),
         sample_rows=[_plain(row) for row in samples],
         severity=severity,
         description=config.get("description"),
     )
+
+
+def _sql_text(value: Any) -> Any:
+    """GX's SQL results carry timestamps as ISO text with a 'T': shown as the pandas path shows them."""
+    if isinstance(value, dict):
+        return {k: _sql_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sql_text(v) for v in value]
+    return ISO_T.sub(r"\1 \2", value) if isinstance(value, str) else value
 
 
 def _exception_messages(info: dict[str, Any]) -> list[str]:

@@ -1,16 +1,21 @@
 """Great Expectations over a warehouse on PostgreSQL: the batch is validated where it lies.
 
 With `PERSONAFLOW_WAREHOUSE_URL=postgresql://...` the batch suite does not pull a day of raw.events
-into pandas: GX's PostgreSQL data source (`context.data_sources.add_postgres`) gets a table asset on
-raw.events partitioned by day (`add_batch_definition_daily` on batch_date), and each expectation is a
-query in the database. The embedded DuckDB warehouse keeps the pandas data source (GX has no DuckDB
-one); quality/checks.py runs both through the same suites and the same result handling.
+into pandas: GX's PostgreSQL data source (`context.data_sources.add_postgres`) gets a query asset of
+the day (`select * from raw.events where batch_date = ...`), and each expectation is a query in the
+database. The embedded DuckDB warehouse keeps the pandas data source (GX has no DuckDB one);
+quality/checks.py runs both through the same suites and the same result handling.
 
-Two differences of SQL that matter here, handled once in this module:
-- GX's compound-uniqueness metric joins the duplicate groups back with `=`, so rows whose key has a
-  NULL (order_id of a synthetic event, say) never count as duplicates on SQL, while pandas counts them.
-  The duplicates expectation therefore runs on a query asset of the day with every key column as text
-  and NULL as '' (the loader stores '' as NULL, so nothing is merged that was distinct);
+What SQL needs beyond that, handled once in this module:
+- column types: GX knows a query asset's columns but not their types, so the type and column-set
+  expectations (about the table, not the day) run on a table asset of raw.events;
+- days, not partitions: GX's SQL partitioners find a day among the table's rows, so a day with no
+  rows (a closed shop, a header-only re-delivery, exactly what must fail loudly) would be "no batch";
+  a query asset of the day is a batch with zero rows;
+- NULL-safe duplicates: GX's compound-uniqueness metric joins the duplicate groups back with `=`,
+  so rows whose key has a NULL (a synthetic event's order_id) never count as duplicates on SQL, while
+  pandas counts them; that expectation runs on a query of the day with every key column as text and
+  NULL as '' (the loader stores '' as NULL, so nothing distinct is merged);
 - the connection string is handed to GX as `${PERSONAFLOW_GX_WAREHOUSE_URL}`, so a file-based GX
   context (the Data Docs site) never writes the warehouse password into its great_expectations.yml.
 """
@@ -29,9 +34,13 @@ SOURCE_NAME = "warehouse_postgres"
 URL_VARIABLE = "PERSONAFLOW_GX_WAREHOUSE_URL"
 
 
+TABLE_LEVEL = (gxe.ExpectColumnValuesToBeInTypeList, gxe.ExpectTableColumnsToMatchSet)
+
+
 @dataclass(frozen=True)
 class SqlBatch:
-    """One day of a warehouse table on PostgreSQL (`query`: a query asset instead of the table's day)."""
+    """One day of a warehouse table on PostgreSQL; `query` (set by `split_for_sql`) is what GX reads,
+    None for the whole table."""
 
     url: str
     table: str  # schema.table
@@ -43,38 +52,35 @@ class SqlBatch:
 
 
 def split_for_sql(batch: SqlBatch, expectations: Sequence[gxe.Expectation]) -> list[tuple[SqlBatch, list]]:
-    """The parts a SQL batch is validated in: the table's day for most expectations, a query asset for
-    compound uniqueness (NULL-safe, see the module text)."""
-    plain = [e for e in expectations if not isinstance(e, gxe.ExpectCompoundColumnsToBeUnique)]
+    """The parts a SQL batch is validated in (see the module text): the day's rows first (its Data Docs
+    page is the one an alert links), then the table's schema, then NULL-safe compound uniqueness."""
+    day = f"{batch.day_column} = cast('{batch.day.isoformat()}' as date)"
     compound = [e for e in expectations if isinstance(e, gxe.ExpectCompoundColumnsToBeUnique)]
-    parts = [(batch, plain)]
+    table_level = [e for e in expectations if isinstance(e, TABLE_LEVEL)]
+    rows = [e for e in expectations if e not in compound and e not in table_level]
+    parts = [(replace(batch, query=f"select * from {batch.table} where {day}"), rows)]
+    if table_level:
+        parts.append((replace(batch, query=None, key=None, n_rows=0), table_level))
     for expectation in compound:
         columns = ", ".join(f"coalesce(cast({c} as varchar), '') as {c}" for c in expectation.column_list)
-        query = (
-            f"select {columns} from {batch.table} "
-            f"where {batch.day_column} = cast('{batch.day.isoformat()}' as date)"
-        )
+        query = f"select {columns} from {batch.table} where {day}"
         parts.append((replace(batch, query=query, key=None, n_rows=0), [expectation]))
     return parts
 
 
 def sql_batch_definition(context: Any, batch: SqlBatch) -> tuple[Any, dict[str, Any]]:
-    """The GX batch definition for `batch`, and the batch parameters that pick its day."""
+    """The GX batch definition for `batch` (a query asset, or the whole table)."""
     os.environ[URL_VARIABLE] = batch.url  # GX substitutes it when it connects (see the module text)
     source = context.data_sources.add_or_update_postgres(
         name=SOURCE_NAME, connection_string="${" + URL_VARIABLE + "}"
     )
-    schema, table = batch.table.split(".")
     if batch.query is not None:
-        name = f"{batch.table}.query"
-        if any(a.name == name for a in source.assets):
-            source.delete_asset(name)  # the day is in the query: a fresh asset per validation
+        name = f"{batch.table}.query.{len(source.assets)}"
         asset = source.add_query_asset(name=name, query=batch.query)
         return asset.add_batch_definition_whole_table(name="whole"), {}
+    schema, table = batch.table.split(".")
     asset = next((a for a in source.assets if a.name == batch.table), None) or source.add_table_asset(
         name=batch.table, schema_name=schema, table_name=table
     )
-    definition = next((b for b in asset.batch_definitions if b.name == "daily"), None)
-    if definition is None:
-        definition = asset.add_batch_definition_daily(name="daily", column=batch.day_column)
-    return definition, {"year": batch.day.year, "month": batch.day.month, "day": batch.day.day}
+    definition = next((b for b in asset.batch_definitions if b.name == "whole"), None)
+    return definition or asset.add_batch_definition_whole_table(name="whole"), {}
