@@ -3,9 +3,10 @@
 Everything lives under the platform's home, so that is where we look, every byte of it:
 - landing day files, the users file, live event logs, quarantine copies: the customer's rows are
   removed (files rewritten in place, atomically);
-- the warehouse (raw, quarantine, staging, marts; DuckDB): their rows deleted, any text quoting
-  them rewritten, then the file is rebuilt from its live data (`COPY FROM DATABASE`), because DuckDB
-  keeps freed blocks and a deleted row would still be in the file's bytes;
+- the warehouse (raw, quarantine, staging, marts): their rows deleted, any text quoting them
+  rewritten; then, on DuckDB, the file is rebuilt from its live data (`COPY FROM DATABASE`), because
+  DuckDB keeps freed blocks and a deleted row would still be in the file's bytes; on PostgreSQL each
+  changed table gets `VACUUM FULL` (a deleted row is a dead tuple until its table is rewritten);
 - Feast offline snapshots (Parquet): their rows dropped; the SQLite online store: their keys
   deleted, then VACUUM;
 - served models: their id replaced by a tombstone and their vector rows zeroed, in every version;
@@ -32,6 +33,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from personaflow import warehouse as wh
 from personaflow.forgotten import atomic_write, drop_lines, subject
 from personaflow.settings import Settings
 
@@ -61,18 +63,25 @@ def _safe_json(line: bytes) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _warehouse(path: Path, user_id: str, tombstone: str) -> int:
-    """Delete the customer's rows everywhere, rewrite text quoting them, rebuild the file."""
-    if not path.exists():
+# Each engine's spelling of "matches this regular expression" and of a text column's type.
+_MATCH = {"duckdb": 'regexp_matches("{c}", ?)', "postgres": '"{c}" ~ ?'}
+_TEXT = {"VARCHAR", "character varying", "text"}
+
+
+def _warehouse(where: wh.Location, user_id: str, tombstone: str) -> int:
+    """Delete the customer's rows everywhere, rewrite text quoting them, then leave no old bytes."""
+    if not wh.is_postgres(where) and not Path(where).exists():
         return 0
-    removed = 0
+    removed, changed = 0, []
     pattern = r"(^|[^A-Za-z0-9_.\-])" + re.escape(user_id) + r"([^A-Za-z0-9_.]|\.0|$)"
-    with duckdb.connect(str(path)) as con:
-        con.execute("set enable_progress_bar = false")
+    with wh.connect(where) as con:
+        if con.engine == "duckdb":
+            con.execute("set enable_progress_bar = false")
         columns = con.execute(
             "select c.table_schema, c.table_name, c.column_name, c.data_type "
             "from information_schema.columns c join information_schema.tables t "
-            "using (table_schema, table_name) where t.table_type = 'BASE TABLE'"
+            "on t.table_schema = c.table_schema and t.table_name = c.table_name "
+            "where t.table_type = 'BASE TABLE' and c.table_schema not in ('pg_catalog', 'information_schema')"
         ).fetchall()
         tables: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for schema, table, column, kind in columns:
@@ -80,17 +89,26 @@ def _warehouse(path: Path, user_id: str, tombstone: str) -> int:
         for (schema, table), cols in tables.items():
             name = f'"{schema}"."{table}"'
             if any(c == "user_id" for c, _ in cols):
-                [(n,)] = con.execute(f"select count(*) from {name} where user_id = ?", [user_id]).fetchall()
+                [(n,)] = con.execute(
+                    f"select count(*) as n from {name} where user_id = ?", [user_id]
+                ).fetchall()
                 con.execute(f"delete from {name} where user_id = ?", [user_id])
                 removed += n
+                changed += [name] if n else []
             for column, kind in cols:
-                if kind == "VARCHAR":
-                    con.execute(
+                if kind in _TEXT:
+                    rewritten = con.execute(
                         f'update {name} set "{column}" = regexp_replace("{column}", ?, ?, \'g\') '
-                        f'where regexp_matches("{column}", ?)',
+                        f"where {_MATCH[con.engine].format(c=column)} returning 1",
                         [pattern, rf"\1{tombstone}\2", pattern],
-                    )
+                    ).fetchall()
+                    changed += [name] if rewritten else []
+        if con.engine == "postgres":
+            for name in dict.fromkeys(changed):  # rewrites the table: dead tuples (the old rows) are gone
+                con.execute(f"vacuum full {name}")
+            return removed
         con.execute("checkpoint")
+    path = Path(where)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         fresh = Path(tmp) / path.name  # same file name: views name the catalogue after it
         with duckdb.connect() as con:
@@ -189,7 +207,7 @@ def forget_user(user_id: str, s: Settings) -> dict[str, Any]:
         counts["landing_rows"] += drop_lines(path, user_id)
     for path in sorted(s.home.rglob("*.jsonl")):
         counts["live_rows"] += _jsonl_rows(path, user_id)
-    counts["warehouse_rows"] = _warehouse(s.warehouse, user_id, tombstone)
+    counts["warehouse_rows"] = _warehouse(wh.location(s), user_id, tombstone)
     for path in sorted(s.home.rglob("*.parquet")):
         counts["parquet_rows"] += _parquet(path, user_id)
     counts["model_versions"] = _models(s.bentoml_home / "models", user_id, tombstone)

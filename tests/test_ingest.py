@@ -10,6 +10,7 @@ import pytest
 from ingest.generate import batch_path, generate_shop, write_shop
 from ingest.live import LiveLog
 from ingest.load import IngestError, load_batch, load_dimensions, load_pending
+from personaflow import warehouse as wh
 from tests import _where
 from tests._where import ENGINES, rows, table_rows
 
@@ -219,3 +220,28 @@ def test_live_events_load_with_their_returns(landed):
         "select event_id, event_type, quantity, price, source_format, source_row from raw.events "
         "where source_format = 'live' order by 1",
     ) == [("live-1", "purchase", 2, 4.5, "live", 1), ("live-2", "return", 1, 4.5, "live", 2)]
+
+
+@BOTH
+def test_forgetting_a_customer_clears_the_warehouse_on_either_engine(landed):
+    """personaflow/forget.py's warehouse step: their rows gone from every table, text quoting them
+    rewritten (the file rebuilt on DuckDB, VACUUM FULL on PostgreSQL); nobody else's rows touched."""
+    from personaflow.forget import _warehouse
+
+    landing, warehouse, shop = landed
+    load_dimensions(warehouse, landing)
+    load_batch(warehouse, landing, DAY)
+    day = shop.events[shop.events["event_ts"].dt.date == DAY]
+    user = day["user_id"].value_counts().index[0]
+    theirs = int((day["user_id"] == user).sum())
+    with wh.connect(warehouse) as con:  # a note quoting them, as an alert or a report would
+        con.execute("create table raw.notes (note varchar)")
+        con.execute("insert into raw.notes values (?), ('someone else')", [f"refund for {user}, see"])
+    before = _count(warehouse, "select count(*) from raw.events")
+    removed = _warehouse(warehouse, user, "forgotten-abc")
+    assert removed == theirs + 1  # their day's events and their raw.users row
+    assert _count(warehouse, "select count(*) from raw.events") == before - theirs
+    assert _query(warehouse, "select count(*) from raw.events where user_id = ?", [user]) == [(0,)]
+    assert _query(warehouse, "select note from raw.notes order by 1") == [
+        ("refund for forgotten-abc, see",), ("someone else",)
+    ]
