@@ -276,3 +276,30 @@ def test_a_bad_redelivery_is_held_then_the_good_day_is_put_back(home, smtp):
         wh, "select suite, severity, n_rows from raw.batch_validations where batch_date = ?", [DAY]
     ) == [("raw_events", "critical", 0)]  # the day's latest validation replaced the first
     assert "a re-delivery of a day that held 150 rows is not empty" in inbox.messages()[0][1]
+
+
+@pytest.mark.parametrize("where", ["postgres"], indirect=True)  # DuckDB: tests/test_real_data.py
+def test_history_validation_reads_postgresql_and_quarantines_the_bad_day(home, smtp):
+    """quality/history.py (an imported history, one read) on a PostgreSQL warehouse: rows come back
+    with DuckDB's dtypes (quality/frames.py), so the verdicts are the embedded default's."""
+    from quality.history import validate_history
+
+    inbox, config = smtp
+    days = [date(2024, 3, d) for d in range(1, 5)]
+    for n, day in enumerate(days):
+        events = make_events(day, 120, seed=20 + n)
+        if day == days[2]:
+            events.loc[5, "event_type"] = "refund"
+        _land(home, day, events)
+    summary = validate_history(
+        home["warehouse"], days[0], days[-1], home["quarantine"], home["reports"], config,
+        now=datetime(2024, 3, 20),
+    )  # fmt: skip
+    assert (summary["days"], summary["rows"], summary["ok_days"]) == (4, 480, 3)
+    assert summary["failed_days"] == ["2024-03-03"]
+    wh = home["warehouse"]
+    assert execute(wh, "select count(*) as n from quarantine.events") == [(120,)]
+    assert execute(
+        wh, "select severity, count(*) as n from raw.batch_validations group by severity order by 1"
+    ) == [("critical", 1), ("ok", 3)]
+    assert len(inbox.envelopes) == 1
