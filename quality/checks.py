@@ -32,7 +32,7 @@ from great_expectations.data_context.types.resource_identifiers import (
 )
 
 from quality.frames import vectorizable
-from quality.sql_source import SqlBatch, split_for_sql, sql_batch_definition
+from quality.sql_source import SqlBatch, split_for_sql, sql_batch_definition, sql_text
 from quality.suites import Thresholds, marts_expectations, raw_expectations
 
 # GX logs every metric resolution at INFO and some deprecations at WARNING; our own log says what failed.
@@ -41,7 +41,6 @@ logging.getLogger("great_expectations").setLevel(logging.ERROR)
 # Loader bookkeeping on raw.events: same for every row of a batch, so only noise in sample rows.
 LOAD_COLUMNS = ("batch_date", "source_file", "loaded_at")
 SAMPLE_SIZE = 5  # bad values / rows kept per failed expectation: enough to diagnose, small for an email
-ISO_T = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})")
 KEEP_RESULTS = 120  # validation results listed on the Data Docs index (two suites a night: two months)
 
 
@@ -253,8 +252,8 @@ def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame | None, se
     listed = result.get("partial_unexpected_index_list") or []
     values = list(result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
     if frame is None:  # validated in the database: GX names the rows by their key column and value
-        samples = [_sql_text(r) for r in listed if isinstance(r, dict)][:SAMPLE_SIZE]
-        values = _sql_text(values)
+        samples = [sql_text(r) for r in listed if isinstance(r, dict)][:SAMPLE_SIZE]
+        values = sql_text(values)
     else:
         indexes = [i for i in listed if isinstance(i, int)]
         rows = frame.iloc[indexes[:SAMPLE_SIZE]] if indexes else frame.iloc[0:0]
@@ -271,15 +270,6 @@ def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame | None, se
         severity=severity,
         description=config.get("description"),
     )
-
-
-def _sql_text(value: Any) -> Any:
-    """GX's SQL results carry timestamps as ISO text with a 'T': shown as the pandas path shows them."""
-    if isinstance(value, dict):
-        return {k: _sql_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_sql_text(v) for v in value]
-    return ISO_T.sub(r"\1 \2", value) if isinstance(value, str) else value
 
 
 def _exception_messages(info: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ What SQL needs beyond that, handled once in this module:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -34,6 +35,7 @@ SOURCE_NAME = "warehouse_postgres"
 URL_VARIABLE = "PERSONAFLOW_GX_WAREHOUSE_URL"
 
 
+ISO_T = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})")
 TABLE_LEVEL = (gxe.ExpectColumnValuesToBeInTypeList, gxe.ExpectTableColumnsToMatchSet)
 
 
@@ -84,3 +86,12 @@ def sql_batch_definition(context: Any, batch: SqlBatch) -> tuple[Any, dict[str, 
     )
     definition = next((b for b in asset.batch_definitions if b.name == "whole"), None)
     return definition or asset.add_batch_definition_whole_table(name="whole"), {}
+
+
+def sql_text(value: Any) -> Any:
+    """GX's SQL results carry timestamps as ISO text with a 'T': shown as the pandas path shows them."""
+    if isinstance(value, dict):
+        return {k: sql_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [sql_text(v) for v in value]
+    return ISO_T.sub(r"\1 \2", value) if isinstance(value, str) else value

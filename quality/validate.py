@@ -8,9 +8,8 @@ Airflow can pass through XCom. Severities (quality/suites.py):
 - notices: in the summary, the JSON report and the GX Data Docs only.
 Every run writes `reports_dir/quality/<suite>_<day>.json` and adds its page to the Data Docs site.
 
-The warehouse is DuckDB or PostgreSQL (personaflow/warehouse.py). On PostgreSQL the batch suite runs
-in the database through GX's PostgreSQL data source (quality/sql_source.py); on DuckDB over the day's
-rows in pandas. The counts and formats it needs are read with the same SQL on both.
+On a PostgreSQL warehouse the batch suite runs in the database (GX's PostgreSQL data source:
+quality/sql_source.py), on DuckDB over the day's rows in pandas; everything else is the same SQL.
 """
 
 from __future__ import annotations
@@ -85,9 +84,8 @@ def validate_batch(
             raise LookupError(
                 f"batch {batch_date} has no row in raw.batches of {wh.describe(warehouse)}: load it first"
             )
-        [(n_rows,)] = con.execute(
-            "select count(*) as n from raw.events where batch_date = ?", [batch_date]
-        ).fetchall()
+        day = [batch_date]
+        [(n_rows,)] = con.execute("select count(*) as n from raw.events where batch_date = ?", day).fetchall()
         # The day's landing format (live rows ride along); an empty batch (a closed day) has no rows to
         # tell it: use the shop's latest one.
         formats = con.execute(
