@@ -4,9 +4,10 @@ Everything lives under the platform's home, so that is where we look, every byte
 - landing day files, the users file, live event logs, quarantine copies: the customer's rows are
   removed (files rewritten in place, atomically);
 - the warehouse (raw, quarantine, staging, marts): their rows deleted, any text quoting them
-  rewritten; then, on DuckDB, the file is rebuilt from its live data (`COPY FROM DATABASE`), because
-  DuckDB keeps freed blocks and a deleted row would still be in the file's bytes; on PostgreSQL each
-  changed table gets `VACUUM FULL` (a deleted row is a dead tuple until its table is rewritten);
+  rewritten; DuckDB: then the file is rebuilt from its live data (`COPY FROM DATABASE`), because DuckDB
+  keeps freed blocks and a deleted row would still be in the file's bytes; PostgreSQL
+  (PERSONAFLOW_WAREHOUSE_URL): in one transaction, then `VACUUM FULL` rewrites the tables touched
+  without the dead rows (the server's WAL archive and backups are the operator's to expire);
 - Feast offline snapshots (Parquet): their rows dropped; the SQLite online store: their keys
   deleted, then VACUUM;
 - served models: their id replaced by a tombstone and their vector rows zeroed, in every version;
@@ -63,25 +64,70 @@ def _safe_json(line: bytes) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-# Each engine's spelling of "matches this regular expression" and of a text column's type.
-_MATCH = {"duckdb": 'regexp_matches("{c}", ?)', "postgres": '"{c}" ~ ?'}
-_TEXT = {"VARCHAR", "character varying", "text"}
+def _id_regex(user_id: str) -> str:
+    """The whole id in SQL text (both engines' regexes read it): see _pattern."""
+    return r"(^|[^A-Za-z0-9_.\-])" + re.escape(user_id) + r"([^A-Za-z0-9_.]|\.0|$)"
 
 
-def _warehouse(where: wh.Location, user_id: str, tombstone: str) -> int:
-    """Delete the customer's rows everywhere, rewrite text quoting them, then leave no old bytes."""
-    if not wh.is_postgres(where) and not Path(where).exists():
-        return 0
-    removed, changed = 0, []
-    pattern = r"(^|[^A-Za-z0-9_.\-])" + re.escape(user_id) + r"([^A-Za-z0-9_.]|\.0|$)"
-    with wh.connect(where) as con:
-        if con.engine == "duckdb":
-            con.execute("set enable_progress_bar = false")
+def _warehouse_pg(url: str, user_id: str, tombstone: str) -> int:
+    """PostgreSQL: delete the customer's rows and rewrite text quoting them in every base table of the
+    warehouse, in one transaction; then VACUUM FULL the tables touched so no dead row keeps them."""
+    pattern = _id_regex(user_id)
+    removed, touched = 0, set()
+    with wh.connect(url) as con:
         columns = con.execute(
             "select c.table_schema, c.table_name, c.column_name, c.data_type "
             "from information_schema.columns c join information_schema.tables t "
-            "on t.table_schema = c.table_schema and t.table_name = c.table_name "
-            "where t.table_type = 'BASE TABLE' and c.table_schema not in ('pg_catalog', 'information_schema')"
+            "using (table_schema, table_name) where t.table_type = 'BASE TABLE' "
+            "and c.table_schema not in ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        tables: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for schema, table, column, kind in columns:
+            tables.setdefault((schema, table), []).append((column, kind))
+        con.begin()
+        try:
+            for (schema, table), cols in tables.items():
+                name = f'"{schema}"."{table}"'
+                if any(c == "user_id" for c, _ in cols):
+                    where = "where user_id::text = ?"
+                    [(n,)] = con.execute(f"select count(*) from {name} {where}", [user_id]).fetchall()
+                    if n:
+                        con.execute(f"delete from {name} {where}", [user_id])
+                        removed, touched = removed + n, touched | {name}
+                for column, kind in cols:
+                    if kind not in ("text", "character varying"):
+                        continue
+                    where = f'where "{column}" ~ ?'
+                    [(n,)] = con.execute(f"select count(*) from {name} {where}", [pattern]).fetchall()
+                    if n:
+                        con.execute(
+                            f'update {name} set "{column}" = regexp_replace("{column}", ?, ?, \'g\') {where}',
+                            [pattern, rf"\1{tombstone}\2", pattern],
+                        )
+                        touched.add(name)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        for name in sorted(touched):
+            con.execute(f"vacuum full {name}")
+    return removed
+
+
+def _warehouse(path: wh.Location, user_id: str, tombstone: str) -> int:
+    """Delete the customer's rows everywhere, rewrite text quoting them, rebuild the file."""
+    if wh.is_postgres(path):
+        return _warehouse_pg(str(path), user_id, tombstone)
+    if not path.exists():
+        return 0
+    removed = 0
+    pattern = _id_regex(user_id)
+    with duckdb.connect(str(path)) as con:
+        con.execute("set enable_progress_bar = false")
+        columns = con.execute(
+            "select c.table_schema, c.table_name, c.column_name, c.data_type "
+            "from information_schema.columns c join information_schema.tables t "
+            "using (table_schema, table_name) where t.table_type = 'BASE TABLE'"
         ).fetchall()
         tables: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for schema, table, column, kind in columns:
@@ -89,26 +135,17 @@ def _warehouse(where: wh.Location, user_id: str, tombstone: str) -> int:
         for (schema, table), cols in tables.items():
             name = f'"{schema}"."{table}"'
             if any(c == "user_id" for c, _ in cols):
-                [(n,)] = con.execute(
-                    f"select count(*) as n from {name} where user_id = ?", [user_id]
-                ).fetchall()
+                [(n,)] = con.execute(f"select count(*) from {name} where user_id = ?", [user_id]).fetchall()
                 con.execute(f"delete from {name} where user_id = ?", [user_id])
                 removed += n
-                changed += [name] if n else []
             for column, kind in cols:
-                if kind in _TEXT:
-                    rewritten = con.execute(
+                if kind == "VARCHAR":
+                    con.execute(
                         f'update {name} set "{column}" = regexp_replace("{column}", ?, ?, \'g\') '
-                        f"where {_MATCH[con.engine].format(c=column)} returning 1",
+                        f'where regexp_matches("{column}", ?)',
                         [pattern, rf"\1{tombstone}\2", pattern],
-                    ).fetchall()
-                    changed += [name] if rewritten else []
-        if con.engine == "postgres":
-            for name in dict.fromkeys(changed):  # rewrites the table: dead tuples (the old rows) are gone
-                con.execute(f"vacuum full {name}")
-            return removed
+                    )
         con.execute("checkpoint")
-    path = Path(where)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         fresh = Path(tmp) / path.name  # same file name: views name the catalogue after it
         with duckdb.connect() as con:

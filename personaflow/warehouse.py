@@ -88,7 +88,7 @@ class DuckConnection:
         return self.raw.df()
 
     def arrow(self) -> pa.Table:
-        return self.raw.to_arrow_table()  # DuckDB 2 has no fetch_arrow_table
+        return self.raw.to_arrow_table()  # duckdb 2.0 (fetch_arrow_table is gone)
 
     def register(self, name: str, frame: pa.Table | pd.DataFrame) -> None:
         self.raw.register(name, frame)
