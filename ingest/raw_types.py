@@ -1,6 +1,9 @@
 """The raw layer's column types, and the SQL that puts landed text into them: every typed column's
-text is checked (DuckDB's cast and a regular shape) before a named-column insert into raw.events, so
-a bad value names its file, column and line and nothing is loaded (ingest/load.py)."""
+text is checked (DuckDB's cast and a regular shape) and typed in a local, in-memory DuckDB, so a bad
+value names its file, column and line and nothing reaches the warehouse; the typed rows then land in
+raw.events with one named-column insert, on either engine (ingest/load.py).
+
+The type names are ones both DuckDB and PostgreSQL read (`double precision`, not `double`)."""
 
 from __future__ import annotations
 
@@ -17,19 +20,21 @@ from ingest.live import LIVE_COLUMNS, read_live_lines
 # raw.events: the contract's eight columns, then v2's optional ones (absent from a file -> NULL).
 EVENT_TYPES = {
     "event_id": "varchar", "user_id": "varchar", "item_id": "varchar", "event_type": "varchar",
-    "event_ts": "timestamp", "session_id": "varchar", "quantity": "integer", "price": "double",
+    "event_ts": "timestamp", "session_id": "varchar", "quantity": "integer", "price": "double precision",
 }  # fmt: skip
 V2_TYPES = {
     "order_id": "varchar", "description": "varchar", "country": "varchar", "source_format": "varchar",
     "source_row": "bigint",
 }  # fmt: skip
+# Every column of raw.events, in contract order (named in every copy between raw, quarantine, replaced).
+RAW_COLUMNS = (*EVENT_TYPES, *V2_TYPES, "batch_date", "source_file", "loaded_at")
 # Text a typed column must look like before DuckDB casts it: DuckDB would round '2.5' to an integer
 # and silently drop a '+02:00' offset from a timestamp (landing timestamps are UTC without offset).
 SHAPES = {
     "date": r"\s*\d{4}-\d{2}-\d{2}\s*",
     "integer": r"\s*[+-]?\d+\s*",
     "bigint": r"\s*[+-]?\d+\s*",
-    "double": r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*",
+    "double precision": r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*",
     "timestamp": r"\s*\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?\s*",
 }
 
@@ -77,10 +82,12 @@ def check_types(con: duckdb.DuckDBPyConnection, view: str, types: dict[str, str]
             )
 
 
-def insert_events(
-    con, view: str, present: list[str], path: Path, batch_date: date, source_format: str
-) -> None:
-    """Named-column insert of a checked string view into raw.events."""
+def typed_events(
+    local: duckdb.DuckDBPyConnection, view: str, present: list[str], path: Path, batch_date: date,
+    source_format: str,
+) -> pa.Table:
+    """A checked string view as raw.events rows (every column of RAW_COLUMNS, typed), computed in the
+    local DuckDB: what lands in the warehouse is already typed, so both engines take it as it is."""
     exprs = []
     for column, kind in {**EVENT_TYPES, **V2_TYPES}.items():
         if column == "source_row":
@@ -90,14 +97,14 @@ def insert_events(
             text = "nullif(source_format, '')" if column in present else "null"
             exprs.append(f"coalesce({text}, '{source_format}')")
         elif column not in present:
-            exprs.append(f"null::{kind}")
+            exprs.append(f"cast(null as {kind})")
         elif kind == "varchar":
             exprs.append(f"nullif({column}, '')")
         else:
             exprs.append(f"cast(nullif(trim({column}), '') as {kind})")
-    names = [*EVENT_TYPES, *V2_TYPES, "batch_date", "source_file", "loaded_at"]
-    con.execute(
-        f"insert into raw.events ({', '.join(names)}) "
-        f"select {', '.join(exprs)}, ?::date, ?, now()::timestamp from {view}",
-        [batch_date, str(path)],
-    )
+    aliased = [f"{e} as {c}" for e, c in zip(exprs, [*EVENT_TYPES, *V2_TYPES], strict=True)]
+    return local.sql(
+        f"select {', '.join(aliased)}, cast(? as date) as batch_date, cast(? as varchar) as source_file, "
+        f"cast(now() as timestamp) as loaded_at from {view}",
+        params=[batch_date, str(path)],
+    ).to_arrow_table()

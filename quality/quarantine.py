@@ -1,8 +1,9 @@
 """Move a failed batch out of raw.events into quarantine.events, and keep its landing file as evidence.
 
 Nothing is deleted from disk: the landing file stays where it is and a copy goes to
-`quarantine_dir/<batch_date>/` with `reasons.json`. Rows move in one DuckDB transaction, so a crash
-leaves the batch either fully in raw or fully in quarantine. Running it twice is harmless: the second
+`quarantine_dir/<batch_date>/` with `reasons.json`. Rows move in one transaction of the warehouse
+(DuckDB or PostgreSQL, the same SQL), so a crash leaves the batch either fully in raw or fully in
+quarantine. Running it twice is harmless: the second
 run finds no raw rows and leaves the quarantined ones as they are.
 """
 
@@ -15,18 +16,20 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ingest.load import sha256
+from personaflow import warehouse as wh
+from personaflow.warehouse import Location
 
 log = logging.getLogger(__name__)
 
 
-def quarantine_batch(warehouse: Path, batch_date: date, quarantine_dir: Path, reasons: list[dict]) -> Path:
+def quarantine_batch(
+    warehouse: Location, batch_date: date, quarantine_dir: Path, reasons: list[dict]
+) -> Path:
     """Quarantine one batch; returns the folder holding the landing-file copy and reasons.json."""
     now = datetime.now(UTC).replace(tzinfo=None)  # TIMESTAMP columns here hold naive UTC
     reason_text = _summary(reasons)
-    con = duckdb.connect(str(warehouse))
+    con = wh.connect(warehouse)
     try:
         found = con.execute(
             "SELECT source_file FROM raw.batches WHERE batch_date = ?", [batch_date]
@@ -34,40 +37,43 @@ def quarantine_batch(warehouse: Path, batch_date: date, quarantine_dir: Path, re
         row = found[0] if found else None
         if row is None:
             raise LookupError(
-                f"batch {batch_date} has no row in raw.batches of {warehouse}; nothing to quarantine"
+                f"batch {batch_date} has no row in raw.batches of {wh.describe(warehouse)}; "
+                "nothing to quarantine"
             )
         source_file = row[0]
         target = quarantine_dir / batch_date.isoformat()
         copied = _keep_landing_file(source_file, target)
         _write_reasons(target, batch_date, source_file, copied, reasons, now)
 
-        con.execute("BEGIN TRANSACTION")
+        con.begin()
         try:
-            con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
+            con.execute("create schema if not exists quarantine")
             # Same columns as raw.events whatever they are today, plus when and why.
             con.execute(
-                "CREATE TABLE IF NOT EXISTS quarantine.events AS SELECT *, "
-                "NULL::TIMESTAMP AS quarantined_at, NULL::VARCHAR AS reason FROM raw.events LIMIT 0"
+                "create table if not exists quarantine.events as select *, "
+                "cast(null as timestamp) as quarantined_at, cast(null as varchar) as reason "
+                "from raw.events limit 0"
             )
-            _add_new_raw_columns(con)
+            raw_columns = _add_new_raw_columns(con)
             [(n_raw,)] = con.execute(
-                "SELECT count(*) FROM raw.events WHERE batch_date = ?", [batch_date]
+                "select count(*) as n from raw.events where batch_date = ?", [batch_date]
             ).fetchall()
             if n_raw:
                 # A re-loaded batch that fails again replaces its earlier quarantined copy.
-                con.execute("DELETE FROM quarantine.events WHERE batch_date = ?", [batch_date])
+                names = ", ".join(f'"{c}"' for c in raw_columns)
+                con.execute("delete from quarantine.events where batch_date = ?", [batch_date])
                 con.execute(
-                    "INSERT INTO quarantine.events BY NAME "
-                    "SELECT *, ?::TIMESTAMP AS quarantined_at, ? AS reason "
-                    "FROM raw.events WHERE batch_date = ?",
+                    f"insert into quarantine.events ({names}, quarantined_at, reason) "
+                    f"select {names}, cast(? as timestamp), cast(? as varchar) "
+                    "from raw.events where batch_date = ?",
                     [now, reason_text, batch_date],
                 )
-                con.execute("DELETE FROM raw.events WHERE batch_date = ?", [batch_date])
-            con.execute("UPDATE raw.batches SET status = 'quarantined' WHERE batch_date = ?", [batch_date])
-            restored = _restore_replaced(con, batch_date)
-            con.execute("COMMIT")
+                con.execute("delete from raw.events where batch_date = ?", [batch_date])
+            con.execute("update raw.batches set status = 'quarantined' where batch_date = ?", [batch_date])
+            restored = _restore_replaced(con, batch_date, raw_columns)
+            con.commit()
         except BaseException:
-            con.execute("ROLLBACK")
+            con.rollback()
             raise
     finally:
         con.close()
@@ -80,49 +86,55 @@ def quarantine_batch(warehouse: Path, batch_date: date, quarantine_dir: Path, re
     return target
 
 
-def _restore_replaced(con: duckdb.DuckDBPyConnection, batch_date: date) -> int | None:
+def _restore_replaced(con: wh.DuckConnection | wh.PgConnection, batch_date: date, raw_columns: list[str]
+                      ) -> int | None:
     """A failed re-delivery never destroys a good day: put back the load it replaced (held by the loader
     in raw.replaced_events) and mark the failed file's digest so it is not loaded again unasked.
     Returns the rows put back, or None when the batch replaced nothing."""
     columns = {
         name
         for (name,) in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' "
-            "AND table_name = 'batches'"
+            "select column_name from information_schema.columns where table_schema = 'raw' "
+            "and table_name = 'batches'"
         ).fetchall()
     }
     if "previous_sha256" not in columns:  # a warehouse the loader never migrated: nothing was held
         return None
     [(previous_sha, previous_rows, failed_sha)] = con.execute(
-        "SELECT previous_sha256, previous_rows, sha256 FROM raw.batches WHERE batch_date = ?", [batch_date]
+        "select previous_sha256, previous_rows, sha256 from raw.batches where batch_date = ?", [batch_date]
     ).fetchall()
     if previous_sha is None:
         return None
+    # raw.replaced_events was made from raw.events by the loader: every raw column is there
+    names = ", ".join(f'"{c}"' for c in raw_columns)
     con.execute(
-        "INSERT INTO raw.events BY NAME SELECT * EXCLUDE (replaced_at, replaced_sha256) "
-        "FROM raw.replaced_events WHERE batch_date = ? AND replaced_sha256 = ?",
+        f"insert into raw.events ({names}) select {names} "
+        "from raw.replaced_events where batch_date = ? and replaced_sha256 = ?",
         [batch_date, previous_sha],
     )
-    con.execute("DELETE FROM raw.replaced_events WHERE batch_date = ?", [batch_date])
+    con.execute("delete from raw.replaced_events where batch_date = ?", [batch_date])
     con.execute(
-        "UPDATE raw.batches SET status = 'loaded', sha256 = previous_sha256, row_count = previous_rows, "
-        "quarantined_sha256 = ?, previous_sha256 = NULL, previous_rows = NULL WHERE batch_date = ?",
+        "update raw.batches set status = 'loaded', sha256 = previous_sha256, row_count = previous_rows, "
+        "quarantined_sha256 = ?, previous_sha256 = null, previous_rows = null where batch_date = ?",
         [failed_sha, batch_date],
     )
     return int(previous_rows or 0)
 
 
-def _add_new_raw_columns(con: duckdb.DuckDBPyConnection) -> None:
+def _add_new_raw_columns(con: wh.DuckConnection | wh.PgConnection) -> list[str]:
     """quarantine.events was made from raw.events as it was then: add columns raw gained since (contract
-    v2 appended order_id, description, ...), so moving rows BY NAME keeps every column."""
+    v2 appended order_id, description, ...), so moving rows by name keeps every column. Returns the
+    columns of raw.events. (information_schema's data_type is each engine's own spelling of the type.)"""
     columns = (
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = 'events' ORDER BY ordinal_position"
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = 'events' order by ordinal_position"
     )
     have = {name for name, _ in con.execute(columns, ["quarantine"]).fetchall()}
-    for name, data_type in con.execute(columns, ["raw"]).fetchall():
+    raw = con.execute(columns, ["raw"]).fetchall()
+    for name, data_type in raw:
         if name not in have:
-            con.execute(f'ALTER TABLE quarantine.events ADD COLUMN "{name}" {data_type}')
+            con.execute(f'alter table quarantine.events add column "{name}" {data_type}')
+    return [name for name, _ in raw]
 
 
 def _keep_landing_file(source_file: str | None, target: Path) -> Path | None:

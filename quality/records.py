@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
-from pathlib import Path
 
-import duckdb
 import pandas as pd
 
+from personaflow import warehouse as wh
+from personaflow.warehouse import Location
 from quality.checks import CheckResult
 
 DDL = """
@@ -27,7 +27,7 @@ create table if not exists raw.batch_validations (
 
 
 def record_validations(
-    warehouse: Path, outcomes: Iterable[tuple[date, str, CheckResult, str | None]]
+    warehouse: Location, outcomes: Iterable[tuple[date, str, CheckResult, str | None]]
 ) -> int:
     """Write (day, suite, result, data docs page) rows; returns how many."""
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -45,21 +45,32 @@ def record_validations(
     )
     if frame.empty:
         return 0
-    con = duckdb.connect(str(warehouse))
+    con = wh.connect(warehouse)
     try:
         con.execute(DDL)
         con.register("outcomes", frame)
-        con.execute("begin")
-        con.execute(
-            "delete from raw.batch_validations v using outcomes o "
-            "where v.batch_date = o.batch_date::date and v.suite = o.suite"
-        )
-        con.execute(
-            "insert into raw.batch_validations select batch_date::date, suite, severity, n_rows, "
-            "n_expectations, failed, warnings, data_docs, validated_at from outcomes"
-        )
-        con.execute("commit")
+        con.begin()
+        try:
+            _replace(con)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
     finally:
         con.unregister("outcomes")
         con.close()
     return len(frame)
+
+
+def _replace(con: wh.DuckConnection | wh.PgConnection) -> None:
+    """The outcomes' (day, suite) rows replace any earlier ones (a day validated again)."""
+    con.execute(
+        "delete from raw.batch_validations v using outcomes o "
+        "where v.batch_date = o.batch_date::date and v.suite = o.suite"
+    )
+    con.execute(
+        "insert into raw.batch_validations (batch_date, suite, severity, n_rows, n_expectations, failed, "
+        "warnings, data_docs, validated_at) select cast(batch_date as date), suite, severity, n_rows, "
+        "cast(n_expectations as integer), cast(failed as varchar), cast(warnings as varchar), "
+        "cast(data_docs as varchar), validated_at from outcomes"
+    )

@@ -33,9 +33,10 @@ DUPLICATE_KEY = [
     "order_id", "session_id", "item_id", "event_ts", "quantity", "price", "user_id", "event_type",
     "description", "country",
 ]  # fmt: skip
-INT_TYPES = ["int64", "int32", "Int64", "Int32"]
-FLOAT_TYPES = ["float64", "Float64"]
-TIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64"]
+# pandas dtypes (a frame read from the warehouse), then the SQL types GX names on PostgreSQL
+INT_TYPES = ["int64", "int32", "Int64", "Int32", "INTEGER", "BIGINT"]
+FLOAT_TYPES = ["float64", "Float64", "DOUBLE PRECISION", "DOUBLE_PRECISION"]
+TIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64", "TIMESTAMP WITHOUT TIME ZONE", "TIMESTAMP"]
 LENIENT_FORMATS = ("online-retail",)
 
 

@@ -7,6 +7,9 @@ Airflow can pass through XCom. Severities (quality/suites.py):
 - warnings only: a WARNING alert goes out and the summary is returned: the run goes on;
 - notices: in the summary, the JSON report and the GX Data Docs only.
 Every run writes `reports_dir/quality/<suite>_<day>.json` and adds its page to the Data Docs site.
+
+On a PostgreSQL warehouse the batch suite runs in the database (GX's PostgreSQL data source:
+quality/sql_source.py), on DuckDB over the day's rows in pandas; everything else is the same SQL.
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
+import pandas as pd
 
+from personaflow import warehouse as wh
+from personaflow.warehouse import Location
 from quality.alert import SmtpConfig, build_alert, send_alert
 from quality.checks import CheckResult, check_marts, check_raw_batch
+from quality.frames import read_frame
 from quality.quarantine import quarantine_batch
 from quality.records import record_validations
+from quality.sql_source import SqlBatch
 from quality.suites import Thresholds
 
 __all__ = ["DataQualityError", "SmtpConfig", "validate_batch", "validate_marts"]
@@ -55,7 +62,7 @@ class DataQualityError(Exception):
 
 
 def validate_batch(
-    warehouse: Path,
+    warehouse: Location,
     batch_date: date | str,
     quarantine_dir: Path,
     reports_dir: Path,
@@ -71,33 +78,47 @@ def validate_batch(
     started = time.perf_counter()
     with _read_only(warehouse) as con:
         # select *: previous_rows exists only in warehouses the loader migrated (ingest/load.py)
-        cursor = con.execute("SELECT * FROM raw.batches WHERE batch_date = ?", [batch_date])
-        names = [d[0] for d in cursor.description]
-        batch = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        found = read_frame(con, "select * from raw.batches where batch_date = ?", [batch_date])
+        batch = [{k: None if pd.isna(v) else v for k, v in r.items()} for r in found.to_dict("records")]
         if not batch:
-            raise LookupError(f"batch {batch_date} has no row in raw.batches of {warehouse}: load it first")
-        events = con.execute("SELECT * FROM raw.events WHERE batch_date = ?", [batch_date]).df()
-        # An empty batch (a closed day) has no rows to tell its format: use the shop's latest one.
+            raise LookupError(
+                f"batch {batch_date} has no row in raw.batches of {wh.describe(warehouse)}: load it first"
+            )
+        day = [batch_date]
+        [(n_rows,)] = con.execute("select count(*) as n from raw.events where batch_date = ?", day).fetchall()
+        # The day's landing format (live rows ride along); an empty batch (a closed day) has no rows to
+        # tell it: use the shop's latest one.
+        formats = con.execute(
+            "select source_format, count(*) as n from raw.events where batch_date = ? "
+            "and source_format <> 'live' group by source_format order by n desc, source_format limit 1",
+            [batch_date],
+        ).fetchall()
         latest = con.execute(
-            "SELECT source_format FROM raw.events WHERE batch_date < ? AND source_format <> 'live' "
-            "ORDER BY batch_date DESC LIMIT 1",
+            "select source_format from raw.events where batch_date < ? and source_format <> 'live' "
+            "order by batch_date desc limit 1",
             [batch_date],
         ).fetchall()
         trailing = con.execute(
-            "SELECT row_count FROM raw.batches WHERE batch_date < ? AND status = 'loaded' AND row_count > 0 "
-            "ORDER BY batch_date DESC LIMIT ?",
+            "select row_count from raw.batches where batch_date < ? and status = 'loaded' and row_count > 0 "
+            "order by batch_date desc limit ?",
             [batch_date, limits.trailing_batches],
         ).fetchall()
+        if con.engine == "postgres":  # validated where it lies (quality/sql_source.py)
+            events: pd.DataFrame | SqlBatch = SqlBatch(
+                str(warehouse), "raw.events", "batch_date", batch_date, int(n_rows), key="event_id"
+            )
+        else:
+            events = read_frame(con, "select * from raw.events where batch_date = ?", [batch_date])
     source_file, row_count, status = batch[0]["source_file"], batch[0]["row_count"], batch[0]["status"]
     previous_rows = batch[0].get("previous_rows")
-    if status == "quarantined" and events.empty:
+    if status == "quarantined" and not n_rows:
         # A retry after quarantine: the rows are gone, say so instead of alerting again.
         raise DataQualityError(
             f"batch {batch_date} was quarantined earlier (see {quarantine_dir / batch_date.isoformat()}); "
             f"fix the landing file and re-load it: personaflow ingest --date {batch_date}"
         )
 
-    source_format = _source_format(events, latest[0][0] if latest else None)
+    source_format = (formats or latest or [("synthetic",)])[0][0]
     result = check_raw_batch(
         events,
         batch_date,
@@ -131,7 +152,7 @@ def validate_batch(
             "re-delivery never replaces a good day"
         )
         note = (
-            f"The batch's {len(events)} rows were moved from raw.events to quarantine.events and "
+            f"The batch's {n_rows} rows were moved from raw.events to quarantine.events and "
             f"{kept}.\nLanding file {source_file} is unchanged; a copy and "
             f"reasons.json are in {quarantined}.\n{_reload_hint(batch_date)}"
         )
@@ -160,7 +181,8 @@ def validate_batch(
 
 
 def validate_marts(
-    warehouse: Path, as_of: date | str, reports_dir: Path, smtp: SmtpConfig, *, now: datetime | None = None
+    warehouse: Location, as_of: date | str, reports_dir: Path, smtp: SmtpConfig, *,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Check the marts built for `as_of` (user_features and item_features, plus interactions and
     sessions when built); alert and raise on a critical failure, alert on warnings."""
@@ -170,15 +192,16 @@ def validate_marts(
         present = {
             r[0]
             for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'"
+                "select table_name from information_schema.tables where table_schema = 'marts'"
             ).fetchall()
         }
         missing = [t for t in REQUIRED_MARTS if t not in present]
         if missing:
-            raise LookupError(f"marts {', '.join(missing)} missing in {warehouse}: run the transform first")
-        tables = {
-            f"marts.{t}": con.execute(f"SELECT * FROM marts.{t}").df() for t in MART_TABLES if t in present
-        }
+            raise LookupError(
+                f"marts {', '.join(missing)} missing in {wh.describe(warehouse)}: run the transform first"
+            )
+        marts = [t for t in MART_TABLES if t in present]
+        tables = {f"marts.{t}": read_frame(con, f"select * from marts.{t}") for t in marts}
     result = check_marts(tables, as_of, now=now, docs_dir=reports_dir / "quality")
     report = _write_report(reports_dir, f"marts_{as_of}", result)
     summary = _summary("marts", as_of, result, started, report)
@@ -215,13 +238,6 @@ def _warn(
     return {"alert_sent": sent, "alert_eml": str(eml)}
 
 
-def _source_format(events, earlier: str | None) -> str:
-    """The format of the batch's landing file (live rows ride along with any format)."""
-    formats = events["source_format"].dropna() if "source_format" in events else events.iloc[0:0, 0]
-    formats = formats[formats != "live"]
-    return str(formats.mode().iloc[0]) if len(formats) else earlier or "synthetic"
-
-
 def _reload_hint(day: date) -> str:
     return (
         f"After fixing the landing file, load it again with: personaflow ingest --date {day}\n"
@@ -230,11 +246,11 @@ def _reload_hint(day: date) -> str:
 
 
 @contextmanager
-def _read_only(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def _read_only(warehouse: Location) -> Iterator[wh.DuckConnection | wh.PgConnection]:
     # Short-lived and read-only so the validation never holds DuckDB's single-writer lock.
-    if not Path(warehouse).is_file():
+    if not wh.is_postgres(warehouse) and not Path(warehouse).is_file():
         raise FileNotFoundError(f"warehouse {warehouse} does not exist")
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = wh.connect(warehouse, read_only=True)
     try:
         yield con
     finally:

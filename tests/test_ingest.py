@@ -10,20 +10,26 @@ import pytest
 from ingest.generate import batch_path, generate_shop, write_shop
 from ingest.live import LiveLog
 from ingest.load import IngestError, load_batch, load_dimensions, load_pending
+from personaflow import warehouse as wh
+from tests import _where
+from tests._where import ENGINES, rows, table_rows
+
+where = _where.where  # the fixture: a DuckDB file, or with BOTH also the real PostgreSQL
+
+BOTH = pytest.mark.parametrize("where", ENGINES, indirect=True)  # DuckDB and the real PostgreSQL
 
 DAY = date(2026, 3, 2)
 
 
 @pytest.fixture()
-def landed(tmp_path):
+def landed(tmp_path, where):
     shop = generate_shop(users=100, items=30, days=4, seed=4, start=date(2026, 3, 1))
     write_shop(shop, tmp_path / "landing")
-    return tmp_path / "landing", tmp_path / "wh.duckdb", shop
+    return tmp_path / "landing", where, shop
 
 
 def _query(warehouse, sql, params=None):
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
+    return rows(warehouse, sql, params)
 
 
 def _count(warehouse, sql):
@@ -37,15 +43,16 @@ def _edit(path, line_no, new_text):
     path.write_bytes(b"\n".join(lines))
 
 
+@BOTH
 def test_load_is_idempotent_a_replay_is_reported_and_the_file_kept(landed):
     landing, warehouse, shop = landed
     first = load_batch(warehouse, landing, DAY)
-    ids = _query(warehouse, "select event_id, source_row from raw.events order by all")
+    ids = _query(warehouse, "select event_id, source_row from raw.events order by 1, 2")
     again = load_batch(warehouse, landing, DAY)
     expected = int((shop.events["event_ts"].dt.date == DAY).sum())
     assert first["rows"] == again["rows"] == expected
     assert (first["replay"], again["replay"], again["previous_status"]) == (False, True, "loaded")
-    assert _query(warehouse, "select event_id, source_row from raw.events order by all") == ids
+    assert _query(warehouse, "select event_id, source_row from raw.events order by 1, 2") == ids
     assert _count(warehouse, "select count(*) from raw.batches where status = 'loaded'") == 1
     # v2 columns: where each row came from; absent optional columns are NULL.
     assert _query(
@@ -56,6 +63,7 @@ def test_load_is_idempotent_a_replay_is_reported_and_the_file_kept(landed):
     assert batch_path(landing, DAY).exists()
 
 
+@BOTH
 def test_load_pending_catches_up_once_and_reloads_a_changed_file(landed):
     landing, warehouse, shop = landed
     load_dimensions(warehouse, landing)
@@ -72,6 +80,7 @@ def test_load_pending_catches_up_once_and_reloads_a_changed_file(landed):
     )
 
 
+@BOTH
 def test_missing_column_names_the_column(landed):
     landing, warehouse, _ = landed
     path = batch_path(landing, DAY)
@@ -79,7 +88,7 @@ def test_missing_column_names_the_column(landed):
     path.write_text("\n".join(rows) + "\n")
     with pytest.raises(IngestError, match=r"events_2026-03-02.csv: missing column\(s\) price; header has"):
         load_batch(warehouse, landing, DAY)
-    assert path.exists() and _count(warehouse, "select count(*) from raw.events") == 0
+    assert path.exists() and table_rows(warehouse, "raw.events") == 0
 
 
 def test_renamed_column_is_named_on_both_sides(landed):
@@ -93,9 +102,12 @@ def test_renamed_column_is_named_on_both_sides(landed):
 
 
 @pytest.mark.parametrize(
-    ("column", "value", "kind"),
-    [("quantity", "many", "integer"), ("quantity", "2.5", "integer"), ("price", "12,5x", "double"),
-     ("event_ts", "2026-03-02 10:00:00+02:00", "timestamp"), ("event_ts", "yesterday", "timestamp")],
+    ("column", "value", "kind", "where"),
+    [("quantity", "many", "integer", "duckdb"), ("quantity", "2.5", "integer", "postgres"),
+     ("price", "12,5x", "double", "duckdb"),
+     ("event_ts", "2026-03-02 10:00:00+02:00", "timestamp", "postgres"),
+     ("event_ts", "yesterday", "timestamp", "duckdb")],
+    indirect=["where"],
 )  # fmt: skip
 def test_wrong_type_names_file_column_and_line_and_nothing_is_half_loaded(landed, column, value, kind):
     landing, warehouse, _ = landed
@@ -139,7 +151,7 @@ def test_truncated_or_garbled_line_is_named_or_set_aside(landed, bad_line, reaso
     _edit(path, 4, bad_line)
     with pytest.raises(IngestError, match=rf"events_2026-03-02.csv: 1 unparseable line.*line 4: {reason}"):
         load_batch(warehouse, landing, DAY)
-    assert not warehouse.exists() or _count(warehouse, "select count(*) from raw.events") == 0
+    assert table_rows(warehouse, "raw.events") == 0
 
     # With an allowance the line goes to a rejects file next to the batch, counted; the rest loads.
     result = load_batch(warehouse, landing, DAY, max_rejects=5)
@@ -190,6 +202,7 @@ def test_old_warehouse_gets_the_v2_columns(landed):
     assert _query(warehouse, "select source_format from raw.events where event_id = 'old-1'") == [(None,)]
 
 
+@BOTH
 def test_live_events_load_with_their_returns(landed):
     landing, warehouse, _ = landed
     log = LiveLog(landing)
@@ -207,3 +220,28 @@ def test_live_events_load_with_their_returns(landed):
         "select event_id, event_type, quantity, price, source_format, source_row from raw.events "
         "where source_format = 'live' order by 1",
     ) == [("live-1", "purchase", 2, 4.5, "live", 1), ("live-2", "return", 1, 4.5, "live", 2)]
+
+
+@BOTH
+def test_forgetting_a_customer_clears_the_warehouse_on_either_engine(landed):
+    """personaflow/forget.py's warehouse step: their rows gone from every table, text quoting them
+    rewritten (the file rebuilt on DuckDB, VACUUM FULL on PostgreSQL); nobody else's rows touched."""
+    from personaflow.forget import _warehouse
+
+    landing, warehouse, shop = landed
+    load_dimensions(warehouse, landing)
+    load_batch(warehouse, landing, DAY)
+    day = shop.events[shop.events["event_ts"].dt.date == DAY]
+    user = day["user_id"].value_counts().index[0]
+    theirs = int((day["user_id"] == user).sum())
+    with wh.connect(warehouse) as con:  # a note quoting them, as an alert or a report would
+        con.execute("create table raw.notes (note varchar)")
+        con.execute("insert into raw.notes values (?), ('someone else')", [f"refund for {user}, see"])
+    before = _count(warehouse, "select count(*) from raw.events")
+    removed = _warehouse(warehouse, user, "forgotten-abc")
+    assert removed == theirs + 1  # their day's events and their raw.users row
+    assert _count(warehouse, "select count(*) from raw.events") == before - theirs
+    assert _query(warehouse, "select count(*) from raw.events where user_id = ?", [user]) == [(0,)]
+    assert _query(warehouse, "select note from raw.notes order by 1") == [
+        ("refund for forgotten-abc, see",), ("someone else",)
+    ]

@@ -3,8 +3,12 @@ generic CSV/Parquet events format with a column mapping, through the CLI as a us
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import json
 from datetime import date
+from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -16,6 +20,7 @@ from ingest.formats import parse_mapping, read_events
 from ingest.landing import import_events
 from ingest.load import load_pending
 from ingest.online_retail import read_online_retail
+from personaflow import warehouse as wh
 from personaflow.cli import app
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
@@ -237,3 +242,37 @@ def test_import_warnings_go_to_stderr(export, tmp_path):
     again = subprocess.run(args, env=env, capture_output=True, text=True)
     assert again.returncode == 0 and json.loads(again.stdout)["batches"]["kept"] == ["2010-12-01"]
     assert "kept 1 landed day file(s) that differ from this export: 2010-12-01" in again.stderr
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online-retail" / "online_retail.csv.gz"
+SLICE_LINES = 25_000  # the first days of the real file (Dec 2010): every fault kind, a few seconds
+
+
+def test_a_slice_of_the_real_file_lands_the_same_in_duckdb_and_postgresql(tmp_path, postgres_url):
+    """The one setting moves the warehouse: the same landing files give the same raw layer on both."""
+    with gzip.open(REAL, "rt", encoding="latin-1") as source:
+        head = list(itertools.islice(source, SLICE_LINES + 1))
+    export = tmp_path / "online_retail_slice.csv"
+    export.write_text("".join(head[:-1]), encoding="latin-1")  # the last line may be cut: drop it
+    landing = tmp_path / "landing"
+    import_events(export, "online-retail", landing)
+    summary = (
+        "select batch_date, count(*) as n, count(distinct user_id) as users, sum(quantity) as units, "
+        "round(cast(sum(price * quantity) as numeric), 2) as revenue, min(source_row) as first_row, "
+        "max(source_row) as last_row, count(description) as described from raw.events "
+        "group by batch_date order by batch_date"
+    )
+    found = {}
+    for where in (tmp_path / "wh.duckdb", postgres_url):
+        loaded = load_pending(where, landing, date(2011, 12, 31))
+        with wh.connect(where, read_only=True) as con:
+            days = [tuple(float(v) if isinstance(v, Decimal) else v for v in r)
+                    for r in con.execute(summary).fetchall()]  # fmt: skip
+            ledger = con.execute(
+                "select batch_date, row_count, status from raw.batches order by batch_date"
+            ).fetchall()
+        found[str(type(where))] = (sum(int(b["rows"]) for b in loaded), days, ledger)
+    (duck_rows, duck_days, duck_ledger), (pg_rows, pg_days, pg_ledger) = found.values()
+    assert duck_rows == pg_rows == SLICE_LINES - 1 and len(duck_days) >= 5
+    assert duck_days == pg_days and duck_ledger == pg_ledger
+    assert load_pending(postgres_url, landing, date(2011, 12, 31)) == []  # a re-run loads nothing

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
+from personaflow import warehouse as wh
 from quality.quarantine import quarantine_batch
 from quality.validate import DataQualityError, SmtpConfig, validate_batch, validate_marts
 from tests._warehouse import execute, load_batch, make_events, write_landing, write_marts
@@ -179,6 +180,26 @@ def test_marts_checks(dirs, smtp_server):
     assert "expect_column_values_to_be_between on marts.user_features.r_score" in body
     assert "expect_column_values_to_be_between on marts.user_features.last_event_ts" in body
     assert '"user_id": "u000004"' in body and '"user_id": "u000005"' in body
+
+
+def test_marts_checks_read_a_postgresql_warehouse(dirs, smtp_server, postgres_url):
+    """The same marts in PostgreSQL (DATE as datetime.date, etc.) get the same verdicts."""
+    _, smtp = smtp_server
+    as_of = date(2024, 3, 31)
+    write_marts(dirs["warehouse"], as_of)
+    with wh.connect(dirs["warehouse"]) as duck, wh.connect(postgres_url) as pg:
+        pg.execute("create schema marts")
+        for table in ("user_features", "item_features"):
+            pg.register("mart_rows", duck.execute(f"select * from marts.{table}").arrow())
+            pg.execute(f"create table marts.{table} as select * from mart_rows")
+    summary = validate_marts(postgres_url, as_of, dirs["reports"], smtp)
+    assert summary["success"] is True and summary["rows"] == 70
+    with wh.connect(postgres_url) as pg:
+        pg.execute("update marts.user_features set r_score = 7 where user_id = 'u000004'")
+    with pytest.raises(
+        DataQualityError, match=r"expect_column_values_to_be_between\(marts.user_features.r_score\)"
+    ):
+        validate_marts(postgres_url, as_of, dirs["reports"], smtp)
 
 
 def test_smtp_down_still_fails_on_data(dirs):

@@ -23,7 +23,12 @@ from ingest.landing import import_events
 from ingest.load import load_batch
 from personaflow.cli import app
 from quality.validate import DataQualityError, SmtpConfig, validate_batch
-from tests._warehouse import execute, make_events, write_landing
+from tests import _where
+from tests._warehouse import make_events, write_landing
+from tests._where import ENGINES, rows
+
+where = _where.where  # the fixture: a DuckDB file, or with BOTH also the real PostgreSQL
+BOTH = pytest.mark.parametrize("where", ENGINES, indirect=True)
 
 DAY = date(2024, 3, 8)
 
@@ -56,13 +61,17 @@ def smtp():
     controller.stop()
 
 
+def execute(warehouse, sql, params=None):
+    return rows(warehouse, sql, params)
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> dict[str, Path]:
+def home(tmp_path: Path, where) -> dict[str, Path]:
     base = tmp_path / "home"
     return {
         "home": base,
         "landing": base / "landing",
-        "warehouse": base / "warehouse.duckdb",
+        "warehouse": base / "warehouse.duckdb" if isinstance(where, Path) else where,
         "quarantine": base / "quarantine",
         "reports": base / "reports",
     }
@@ -89,12 +98,16 @@ def _assert_quarantined(home, landing: Path, n_rows: int, day=DAY) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fault", "column", "expectation", "sample"),
+    ("fault", "column", "expectation", "sample", "where"),
     [
-        ("future", "event_ts", "expect_column_values_to_be_between", "2024-03-08 20:00:00"),
-        ("negative_price", "price", "expect_column_values_to_be_between", "-4.5"),
-        ("unknown_type", "event_type", "expect_column_values_to_be_in_set", "refund"),
+        ("future", "event_ts", "expect_column_values_to_be_between", "2024-03-08 20:00:00", "duckdb"),
+        ("negative_price", "price", "expect_column_values_to_be_between", "-4.5", "duckdb"),
+        ("unknown_type", "event_type", "expect_column_values_to_be_in_set", "refund", "duckdb"),
+        # the same gate in PostgreSQL, through GX's PostgreSQL data source
+        ("future", "event_ts", "expect_column_values_to_be_between", "2024-03-08 20:00:00", "postgres"),
+        ("negative_price", "price", "expect_column_values_to_be_between", "-4.5", "postgres"),
     ],
+    indirect=["where"],
 )
 def test_bad_values_are_quarantined_with_a_failed_alert(home, smtp, fault, column, expectation, sample):
     inbox, config = smtp
@@ -175,6 +188,7 @@ def test_replayed_batch_and_non_utf8_descriptions_pass(home, smtp):
     assert summary["severity"] == "ok" and summary["rows"] == 200 and inbox.envelopes == []
 
 
+@BOTH
 def test_a_fixed_batch_comes_back_with_one_command(home, smtp):
     inbox, config = smtp
     events = make_events(DAY, 120, seed=6)
@@ -187,6 +201,8 @@ def test_a_fixed_batch_comes_back_with_one_command(home, smtp):
     events.loc[[2, 4], "price"] = 1.0  # the shop re-sends the fixed file
     write_landing(events, home["landing"], DAY)
     env = {"PERSONAFLOW_HOME": str(home["home"]), "PERSONAFLOW_SMTP_PORT": str(config.port)}
+    if isinstance(home["warehouse"], str):  # the one setting that moves the warehouse to PostgreSQL
+        env["PERSONAFLOW_WAREHOUSE_URL"] = home["warehouse"]
     runner = CliRunner()
     result = runner.invoke(app, ["ingest", "--date", DAY.isoformat()], env=env)
     assert result.exit_code == 0, result.output
@@ -230,3 +246,60 @@ def test_online_retail_known_faults_are_noted_not_failed(home, smtp, tmp_path):
     assert closed["severity"] == "ok" and closed["rows"] == 0
     assert closed["notices"] == ["expect_table_row_count_to_be_between:raw.events. 0"]
     assert inbox.envelopes == []
+
+
+@BOTH
+def test_a_bad_redelivery_is_held_then_the_good_day_is_put_back(home, smtp):
+    """A day re-sent as a header-only file: the load keeps the replaced rows in raw.replaced_events, the
+    gate fails it, and quarantine puts the earlier load back; every validation is in raw.batch_validations."""
+    inbox, config = smtp
+    events = make_events(DAY, 150, seed=7)
+    landing = _land(home, DAY, events)
+    assert _validate(home, config)["severity"] == "ok"
+    good = landing.read_bytes()
+    landing.write_bytes(good.split(b"\n", 1)[0] + b"\n")  # the header, no rows
+    again = load_batch(home["warehouse"], home["landing"], DAY)
+    assert (again["rows"], again["replaces_rows"]) == (0, 150)
+    wh = home["warehouse"]
+    assert execute(wh, "select count(*) from raw.replaced_events where batch_date = ?", [DAY]) == [(150,)]
+    assert execute(wh, "select previous_rows, row_count from raw.batches where batch_date = ?", [DAY]) == [
+        (150, 0)
+    ]
+    with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
+        _validate(home, config)
+    assert execute(wh, "select count(*) as n from raw.events where batch_date = ?", [DAY]) == [(150,)]
+    assert execute(
+        wh, "select status, row_count, previous_sha256, quarantined_sha256 is not null from raw.batches"
+    ) == [("loaded", 150, None, True)]
+    assert execute(wh, "select count(*) as n from raw.replaced_events") == [(0,)]
+    assert execute(
+        wh, "select suite, severity, n_rows from raw.batch_validations where batch_date = ?", [DAY]
+    ) == [("raw_events", "critical", 0)]  # the day's latest validation replaced the first
+    assert "a re-delivery of a day that held 150 rows is not empty" in inbox.messages()[0][1]
+
+
+@pytest.mark.parametrize("where", ["postgres"], indirect=True)  # DuckDB: tests/test_real_data.py
+def test_history_validation_reads_postgresql_and_quarantines_the_bad_day(home, smtp):
+    """quality/history.py (an imported history, one read) on a PostgreSQL warehouse: rows come back
+    with DuckDB's dtypes (quality/frames.py), so the verdicts are the embedded default's."""
+    from quality.history import validate_history
+
+    inbox, config = smtp
+    days = [date(2024, 3, d) for d in range(1, 5)]
+    for n, day in enumerate(days):
+        events = make_events(day, 120, seed=20 + n)
+        if day == days[2]:
+            events.loc[5, "event_type"] = "refund"
+        _land(home, day, events)
+    summary = validate_history(
+        home["warehouse"], days[0], days[-1], home["quarantine"], home["reports"], config,
+        now=datetime(2024, 3, 20),
+    )  # fmt: skip
+    assert (summary["days"], summary["rows"], summary["ok_days"]) == (4, 480, 3)
+    assert summary["failed_days"] == ["2024-03-03"]
+    wh = home["warehouse"]
+    assert execute(wh, "select count(*) as n from quarantine.events") == [(120,)]
+    assert execute(
+        wh, "select severity, count(*) as n from raw.batch_validations group by severity order by 1"
+    ) == [("critical", 1), ("ok", 3)]
+    assert len(inbox.envelopes) == 1
