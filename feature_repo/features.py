@@ -8,6 +8,9 @@ Two more views serve the API: `user_purchases` (items each user bought, from mar
 "do not recommend what they already bought") and `user_live`, fed by the `user_live_events` push
 source: the serving API pushes a user's live activity since the last nightly run there (per UTC day,
 as JSON), so the next /profile and /recommend see an event at once; the nightly run absorbs it later.
+With the Redis online store (PERSONAFLOW_REDIS_URL) live activity is kept in Redis counters beside
+Feast's keys instead (serving/live_counters.py: atomic, shared by every worker); the view stays
+defined, so both stores serve the same feature services.
 `user_segment` and `user_churn` hold the segments and churn stages' outputs (see below).
 """
 

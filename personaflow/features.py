@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+import urllib.parse
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -187,13 +188,53 @@ def load_definitions(repo_dir: Path) -> ModuleType:
     return module
 
 
-def open_store(repo_dir: Path, features_dir: Path):
-    """A FeatureStore over our repo; the yaml reads PERSONAFLOW_FEATURES_DIR, so set it first."""
+def feast_redis_connection(url: str) -> str:
+    """A redis:// URL (PERSONAFLOW_REDIS_URL) as Feast's redis `connection_string`
+    (`host:port,db=N,password=...`): Feast does not take URLs, and one URL is the project's setting."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f"PERSONAFLOW_REDIS_URL={url!r}: expected redis://[user:password@]host[:port][/db]")
+    out = [f"{parts.hostname}:{parts.port or 6379}"]
+    db = parts.path.strip("/")
+    if db:
+        if not db.isdigit():
+            raise ValueError(f"PERSONAFLOW_REDIS_URL={url!r}: the database {db!r} is not a number")
+        out.append(f"db={int(db)}")
+    if parts.username:
+        out.append(f"username={urllib.parse.unquote(parts.username)}")
+    if parts.password:
+        password = urllib.parse.unquote(parts.password)
+        if "," in password:  # Feast splits its connection string on commas
+            raise ValueError("PERSONAFLOW_REDIS_URL: Feast cannot pass a password containing ','")
+        out.append(f"password={password}")
+    if parts.scheme == "rediss":
+        out.append("ssl=true")
+    return ",".join(out)
+
+
+def open_store(repo_dir: Path, features_dir: Path, redis_url: str | None = None):
+    """A FeatureStore over our repo; the yaml reads PERSONAFLOW_FEATURES_DIR, so set it first.
+
+    With a Redis URL (default: the PERSONAFLOW_REDIS_URL setting) the online store is Feast's redis
+    store; the yaml keeps the embedded SQLite default (a yaml variable cannot switch the store's type
+    and its fields together), so the config is built here from the same file."""
     from feast import FeatureStore
+    from feast.repo_config import RepoConfig, load_repo_config
 
     os.environ["PERSONAFLOW_FEATURES_DIR"] = str(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(repo_dir))
+    if redis_url is None:
+        from personaflow.settings import load
+
+        redis_url = load().redis_url
+    if not redis_url:
+        return FeatureStore(repo_path=str(repo_dir))
+    base = load_repo_config(Path(repo_dir), Path(repo_dir) / "feature_store.yaml")
+    raw = base.model_dump(by_alias=True, exclude={"repo_path"}, exclude_none=True)
+    raw["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
+    config = RepoConfig(**raw)
+    config.repo_path = Path(repo_dir)
+    return FeatureStore(repo_path=str(repo_dir), config=config)
 
 
 def read_marts(con: wh.DuckConnection | wh.PgConnection) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

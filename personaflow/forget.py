@@ -9,7 +9,7 @@ Everything lives under the platform's home, so that is where we look, every byte
   (PERSONAFLOW_WAREHOUSE_URL): in one transaction, then `VACUUM FULL` rewrites the tables touched
   without the dead rows (the server's WAL archive and backups are the operator's to expire);
 - Feast offline snapshots (Parquet): their rows dropped; the SQLite online store: their keys
-  deleted, then VACUUM;
+  deleted, then VACUUM; on Redis (PERSONAFLOW_REDIS_URL): their Feast hash and live counters deleted;
 - served models: their id replaced by a tombstone and their vector rows zeroed, in every version;
 - every other file that quotes them (alert emails, quality reports, GX Data Docs, Airflow and dbt
   logs, any SQLite file): the id replaced by the tombstone.
@@ -39,7 +39,8 @@ from personaflow.forgotten import atomic_write, drop_lines, subject
 from personaflow.settings import Settings
 
 BEFORE, AFTER = rb"(?<![A-Za-z0-9_.\-])", rb"(?![A-Za-z0-9_]|\.[1-9])"
-HANDLED = {".duckdb", ".wal", ".parquet", ".pt", ".npz", ".npy"}  # formats cleaned by their own step
+# formats cleaned by their own step (SQLite's WAL files: by the checkpoint in _sqlite)
+HANDLED = {".duckdb", ".wal", ".parquet", ".pt", ".npz", ".npy", ".db-wal", ".db-shm"}
 
 
 def _pattern(user_id: str) -> re.Pattern[bytes]:
@@ -191,6 +192,10 @@ def _sqlite(path: Path, user_id: str, tombstone: str) -> int:
                     )
         con.commit()
         con.execute("vacuum")
+        # The serving API keeps the online store in WAL mode: fold the log (holding the old pages) back
+        # into the file and empty it. A server reading at that moment can keep it: then the final scan
+        # reports the -wal file, never a byte-patched log.
+        con.execute("pragma wal_checkpoint(truncate)")
     finally:
         con.close()
     return removed
@@ -248,6 +253,10 @@ def forget_user(user_id: str, s: Settings) -> dict[str, Any]:
     for path in sorted(s.home.rglob("*.parquet")):
         counts["parquet_rows"] += _parquet(path, user_id)
     counts["model_versions"] = _models(s.bentoml_home / "models", user_id, tombstone)
+    if s.redis_url:  # the online store and live counters on Redis (serving/live_counters.py)
+        from serving.live_counters import forget_in_redis
+
+        counts["online_rows"] += forget_in_redis(s.redis_url, user_id)
     rewritten, left = 0, []
     for path in sorted(p for p in s.home.rglob("*") if p.is_file() and p.suffix not in HANDLED):
         data = path.read_bytes()

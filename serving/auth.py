@@ -29,12 +29,20 @@ def ensure_token_file(path: Path) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return path
+    # Written whole under a private name, then linked into place: several workers start at once, and
+    # one that finds the file must never read it before its token is in.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(token + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    try:
+        os.link(tmp, path)  # fails if it exists: another process made it first, use theirs
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
     return path
 
 

@@ -12,8 +12,22 @@ from pathlib import Path
 
 import httpx
 
+from personaflow.settings import Settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving.service:Recommender"
+
+
+def serve_workers(s: Settings) -> int:
+    """Worker processes from PERSONAFLOW_SERVE_WORKERS; more than one needs the Redis online store."""
+    if s.serve_workers < 1:
+        raise ValueError(f"PERSONAFLOW_SERVE_WORKERS={s.serve_workers}: at least 1")
+    if s.serve_workers > 1 and not s.redis_url:
+        raise ValueError(
+            f"PERSONAFLOW_SERVE_WORKERS={s.serve_workers} needs PERSONAFLOW_REDIS_URL: with the SQLite "
+            "online store the live counters and the /events dedupe are exact inside one process only"
+        )
+    return s.serve_workers
 
 
 def start(

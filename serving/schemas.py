@@ -190,6 +190,7 @@ class Metadata(BaseModel):
     n_items: int = Field(description="items the model ranks")
     features_as_of: str | None = Field(description="as-of day of the nightly features in the online store")
     max_k: int = Field(MAX_K, description="largest k accepted")
+    worker_pid: int | None = Field(None, description="process id of the worker that answered")
 
 
 Score = Annotated[float, Strict(), Field(ge=0, le=1)]

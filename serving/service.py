@@ -5,7 +5,14 @@ The model is whatever the production pointer names (not BentoML's `:latest`). It
 catalogue) changes and swaps one immutable `Ranker` reference (serving/hotswap.py), so a promotion or a
 rollback is live without a restart and a request in flight finishes on the model it started with.
 Profiles and live events go through one Feast FeatureStore per process (serving/online.py); accepted
-events are first appended and fsynced to the landing area (ingest/live.py), which the nightly run loads.
+events are first appended and fsynced to the landing area (ingest/live.py, group commit), which the
+nightly run loads.
+
+Workers: PERSONAFLOW_SERVE_WORKERS processes, which needs PERSONAFLOW_REDIS_URL: then the online store,
+the live counters and the /events dedupe are in Redis and nothing two workers must agree on is in a
+process. What stays per process is either a cache of a shared file, re-read when the file changes (the
+model and its pointer, the A/B test state, erased customers, audience inputs) or a limit meant per
+process (in-flight and per-client counts in serving/guard.py: the server takes workers x the limit).
 
 Bad input answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies
 are JSON only, slow clients time out: see serving/guard.py.
@@ -13,11 +20,11 @@ are JSON only, slow clients time out: see serving/guard.py.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +32,7 @@ from typing import Any
 import bentoml
 from starlette.responses import JSONResponse
 
-from ingest.live import LiveLog
+from ingest.live import LiveLog, live_record
 from personaflow import settings
 from personaflow.forgotten import Forgotten
 from profiles.audiences import AudienceError, AudienceSpec
@@ -39,7 +46,9 @@ from serving.experiment import ExperimentRouter
 from serving.guard import Guard
 from serving.header_timeout import install_header_timeout
 from serving.hotswap import ModelWatcher
+from serving.live_counters import RedisSeen
 from serving.online import OnlineFeatures, churn_risk, favourite_categories, purchased_in
+from serving.process import serve_workers
 from serving.ranking import Ranker
 from serving.schemas import (
     MAX_K,
@@ -75,13 +84,12 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-# One worker: the live-event counters are read-modify-write under an in-process lock (serving/online.py).
 # Per-request work BentoML lets a service turn off, all of it costing more than our scoring: no access
 # log, no Prometheus metrics middleware (/metrics then has nothing of ours), and the OpenTelemetry
 # middleware (always installed) passes our API paths straight through (no span per request).
 @bentoml.service(
     name="personaflow-recommender",
-    workers=1,
+    workers=serve_workers(settings.load()),
     traffic={"timeout": 10},
     logging={"access": {"enabled": False}},
     metrics={"enabled": False, "namespace": "personaflow"},
@@ -92,7 +100,8 @@ class Recommender:
         s = settings.load()
         self.pointer = Path(os.environ.get("PERSONAFLOW_PRODUCTION_POINTER") or s.production_pointer)
         self.online = OnlineFeatures(s.feature_repo_dir, s.features_dir)
-        self.live = LiveLog(s.landing_dir)
+        shared = self.online.counters  # Redis: the dedupe of /events is shared by the workers too
+        self.live = LiveLog(s.landing_dir, seen=RedisSeen(shared.client) if shared is not None else None)
         self.audience_inputs = AudienceInputs(s.features_dir)
         self.forgotten = Forgotten(s)  # erased customers (personaflow forget): 404, and no new data
         self.experiment = ExperimentRouter(s.home)  # A/B arms while `personaflow abtest` runs one
@@ -127,7 +136,7 @@ class Recommender:
             return _invalid("category", f"unknown category {category!r}")
         known = ranker.knows_user(user_id)
         # The online store is only read when needed: a known user without filters costs no lookup.
-        row = self.online.user(user_id) if exclude_purchased or not known else None
+        row = await self.online.user_async(user_id) if exclude_purchased or not known else None
         exclude = purchased_in(row) if exclude_purchased else None
         segment = None if known else row.get("rfm_segment")
         items, fallback, excluded = ranker.recommend(user_id, k, exclude, category, segment)
@@ -172,7 +181,7 @@ class Recommender:
         activity since then (one online-store read for all of it)."""
         if user_id in self.forgotten:
             return _gone(user_id)
-        row = self.online.user(user_id)
+        row = await self.online.user_async(user_id)
         live = row["live"]
         if row.get("rfm_segment") is None and live["n_events"] == 0:
             return JSONResponse(
@@ -227,8 +236,10 @@ class Recommender:
             return JSONResponse({"error": missing}, 404)
         return _answer(AudienceAnswer, **found)
 
+    # async: requests wait for their fsync on the event loop, so many share one (group commit); a sync
+    # API would run them one at a time in BentoML's single-thread pool.
     @bentoml.api(route="/events", input_spec=EventRequest)
-    def events(
+    async def events(
         self,
         user_id: str,
         item_id: str,
@@ -255,22 +266,12 @@ class Recommender:
                     f"required: the catalogue price {price:g} of item {item_id!r} is outside "
                     f"{contract.MIN_PRICE}..{contract.MAX_PRICE:.0f}",
                 )
-        record = {
-            "event_id": f"live-{uuid.uuid4().hex}",
-            "user_id": user_id,
-            "item_id": item_id,
-            "event_type": event_type,
-            "event_ts": ts.strftime("%Y-%m-%d %H:%M:%S"),
-            "session_id": session_id or f"live-{user_id}",
-            "quantity": quantity,
-            "price": price,
-            "received_at": now.isoformat(),
-        }
+        record = live_record(user_id, item_id, event_type, ts, now, session_id, quantity, price)
         # durable before anything else happens; an exact duplicate of today's event is not written twice
-        path, earlier = self.live.append_once(ts.date(), record)
+        path, earlier = await asyncio.wrap_future(self.live.submit(ts.date(), record))
         if earlier is not None:
             try:
-                n_live = self.online.user(user_id)["live"]["n_events"]
+                n_live = (await self.online.user_async(user_id))["live"]["n_events"]
             except Exception:  # the answer does not depend on it
                 log.exception("live event count of %r not readable", user_id)
                 n_live = 0
@@ -282,7 +283,7 @@ class Recommender:
                 duplicate=True,
             )
         try:
-            n_live = self.online.record(user_id, ts.date(), record)
+            n_live = await self.online.record_async(user_id, ts.date(), record)
         except Exception:  # the event is safe on disk; the nightly run will include it
             log.exception("event %s is in %s but not in the online store", record["event_id"], path)
             n_live = 0
@@ -298,7 +299,9 @@ class Recommender:
     async def metadata(self) -> Metadata:
         """The production model being served (also answers GET /metadata)."""
         as_of = self.online.as_of()
-        return Metadata(**self.meta, features_as_of=as_of.isoformat() if as_of else None)
+        return Metadata(
+            **self.meta, features_as_of=as_of.isoformat() if as_of else None, worker_pid=os.getpid()
+        )
 
 
 Recommender.add_asgi_middleware(

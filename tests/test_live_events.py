@@ -101,3 +101,25 @@ def test_torn_last_line_is_skipped_but_a_bad_middle_line_is_an_error(tmp_path):
     path.write_text(good + "\nnot json\n" + good + "\n")
     with pytest.raises(ValueError, match="events.jsonl:2"):
         read_live(path)
+
+
+def test_concurrent_events_are_counted_exactly_in_groups(server):
+    """SQLite: events fsynced in one group commit are counted by one read-modify-write of their users'
+    buckets; none is lost, repeated users included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    users, n = server["users"][12:15], 36
+
+    def send(i):
+        body = {"user_id": users[i % 3], "item_id": server["items"][i % 4], "event_type": "view",
+                "session_id": f"burst-{i}"}  # fmt: skip
+        with httpx.Client() as c:
+            resp = c.post(server["base"] + "/events", json=body, headers=server["auth"], timeout=10)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["live_events"]
+
+    with ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(send, range(n)))
+    for user in users:
+        assert post(server, "/profile", {"user_id": user}).json()["live_events"] == n // 3
+    assert sorted(answers)[-1] == n // 3  # each answer counts its own event and those before it
