@@ -78,6 +78,10 @@ def airflow_env(s: Settings) -> dict[str, str]:
             # single (default): dbt is one task; models: one task per dbt model (from the manifest)
             "PERSONAFLOW_DBT_TASKS": dbt_tasks_mode(),
             "PERSONAFLOW_CHURN_HORIZON_DAYS": str(s.churn_horizon_days),
+            # The scale path: the tasks on every worker must land in the same warehouse and store.
+            "PERSONAFLOW_WAREHOUSE_URL": s.warehouse_url,
+            "PERSONAFLOW_REDIS_URL": s.redis_url,
+            "PERSONAFLOW_SERVE_WORKERS": str(s.serve_workers),
         }
     )
     # The executor and metadata DB of the mode (LocalExecutor on SQLite, or Celery on Postgres + Redis).

@@ -38,10 +38,10 @@ def redis_server():
 
 @pytest.fixture
 def redis_url(redis_server):
-    """The session's Redis, emptied for this test."""
+    """The session's Redis db 0, emptied for this test."""
     import redis
 
     client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+    client.flushdb()  # db 0 only: the celery stacks keep their broker and store on db 1 and 2
     client.close()
     return redis_server.url

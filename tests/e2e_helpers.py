@@ -106,6 +106,17 @@ def celery_settings(postgres_server, redis_server, workers: int = 2) -> dict[str
     }
 
 
+def scale_settings(postgres_server, redis_server, workers: int = 2) -> dict[str, str]:
+    """The whole scale stack: celery mode as above, plus the warehouse in its own PostgreSQL database
+    and the online store (and the API's live counters) on Redis db 2."""
+    return {
+        **celery_settings(postgres_server, redis_server, workers),
+        "PERSONAFLOW_WAREHOUSE_URL": postgres_server.create_database(f"warehouse_{free_port()}"),
+        "PERSONAFLOW_REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/2",
+        "PERSONAFLOW_SERVE_WORKERS": "2",
+    }
+
+
 @contextlib.contextmanager
 def running_stack(home: Path, inbox, settings: dict[str, str] | None = None) -> Iterator[Stack]:
     """A generated shop ingested up to its day before last and ONE Airflow on it (LocalExecutor, or
@@ -153,8 +164,9 @@ def airflow_stack(tmp_path_factory, inbox):
 
 @pytest.fixture(scope="session")
 def airflow_celery_stack(tmp_path_factory, inbox, postgres_server, redis_server):
-    """The same stack in celery mode: two workers, metadata DB on the test PostgreSQL, Redis broker."""
-    settings = celery_settings(postgres_server, redis_server)
+    """The same stack on the scale path: two celery workers, metadata DB and warehouse on the test
+    PostgreSQL, Redis broker and online store."""
+    settings = scale_settings(postgres_server, redis_server)
     with running_stack(tmp_path_factory.mktemp("e2e-celery"), inbox, settings) as stack:
         yield stack
 

@@ -98,7 +98,7 @@ def test_redis_url_becomes_feasts_connection_string():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, redis_server):
     client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+    client.flushdb()  # db 0 only: the celery stacks keep their broker and store on db 1 and 2
     env = {"PERSONAFLOW_REDIS_URL": redis_server.url, "PERSONAFLOW_SERVE_WORKERS": "2"}
     with running_server(tmp_path_factory.mktemp("redis-serve"), extra_env=env) as srv:
         yield {**srv, "redis": client}
