@@ -45,6 +45,8 @@ class StackState:
             "PERSONAFLOW_REDIS_URL": f"{redis}/0",
             "PERSONAFLOW_CELERY_BROKER_URL": f"{redis}/1",
             "PERSONAFLOW_AIRFLOW_EXECUTOR": "celery",
+            # nothing the API's workers must share is in process once the online store is on Redis
+            "PERSONAFLOW_SERVE_WORKERS": "2",
         }
 
 
