@@ -28,6 +28,8 @@ def test_report_shows_per_segment_metrics_and_recommendation_drift(tmp_path, mon
     for key, value in {
         "PERSONAFLOW_HOME": tmp_path, "PERSONAFLOW_FEATURES_DIR": tmp_path / "features",
         "PERSONAFLOW_PRODUCTION_POINTER": store, "PERSONAFLOW_SMTP_PORT": controller.port,
+        # a module fixture elsewhere may have exported another warehouse for the whole session
+        "PERSONAFLOW_WAREHOUSE": tmp_path / "warehouse.duckdb",
     }.items():  # fmt: skip
         monkeypatch.setenv(key, str(value))
     s = settings.load()
