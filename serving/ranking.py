@@ -146,8 +146,9 @@ class Ranker:
         known = [(i, index[i]) for i in items if i in index and i not in bought]
         if not known:
             return frozenset()
-        row = model.history[idx].toarray().ravel()
-        return frozenset(i for i, j in known if row[j] > 0)
+        row = model.history[idx]  # sparse: a catalogue-wide dense row would cost every request
+        scored = set(row.indices[row.data > 0].tolist())
+        return frozenset(i for i, j in known if j in scored)
 
     def _fallback(
         self, k: int, exclude: set[str], category: str | None, segment: str | None

@@ -84,3 +84,31 @@ def test_weak_rules_and_far_best_sellers_are_no_reason():
     # i6's rule rests on 2 orders, i7's is below chance: neither explains; #101 is no best seller
     assert [explain(i, ctx).source for i in ("i6", "i7", "i12", "i10")] == ["model"] * 4
     assert explain("i1", _context(as_of=None)).text == "bought 3 times, last on 2011-11-27"
+
+
+def test_a_tifu_knn_ranker_says_which_items_come_from_neighbours(store, tmp_path):
+    import pandas as pd
+
+    from serving.ranking import Ranker
+    from serving.reasons import PurchaseHistory
+    from training.data.synthetic import make_interactions
+    from training.pipeline import train_candidate
+    from training.registry.loading import load_model
+
+    warehouse = tmp_path / "wh.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.register("synthetic", make_interactions(seed=8))
+        con.execute("create schema marts; create table marts.interactions as select * from synthetic")
+    loaded = load_model(train_candidate(warehouse, holdout_days=7, seed=4, model="tifu")["tag"])
+    catalogue = pd.DataFrame({"category": "c"}, index=pd.Index(loaded.maps.item_ids, name="item_id"))
+    user, row = loaded.maps.user_ids[0], loaded.history[0]
+    own = {loaded.maps.item_ids[j] for j in row.indices}
+    first = sorted(own)[0]
+    history = PurchaseHistory({user: {first: (2, AS_OF)}}, {}, AS_OF)
+    ranker = Ranker(loaded, catalogue, history=history)
+    items = [i for i, _, _ in ranker.recommend(user, 20)[0]]
+    said = dict(zip(items, ranker.reasons(user, items), strict=True))
+    assert said[first].text == "bought twice, last today"
+    # every other item the TIFU row scored is the neighbours' doing (the user's own purchases aside)
+    assert {i for i, r in said.items() if r.source == "neighbours"} == (own & set(items)) - {first}
+    assert all(r.source in ("popularity", "model") for i, r in said.items() if i not in own)
