@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> dict:
         from training.rerank.reranker import RerankConfig, fit_reranker
 
         with PeakRss() as mem:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             fitted, *_ = fit_baseline("tifu", split, args.test_days)
             rr_cfg = RerankConfig(model=replace(RerankConfig().model, seed=args.seed))
             reranked, rr_info = fit_reranker(split, fitted, features, rr_cfg)
