@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> dict:
         from training.rerank.reranker import RerankConfig, fit_reranker
 
         with PeakRss() as mem:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             fitted, *_ = fit_baseline("tifu", split, args.test_days)
             rr_cfg = RerankConfig(model=replace(RerankConfig().model, seed=args.seed))
             reranked, rr_info = fit_reranker(split, fitted, features, rr_cfg)
@@ -254,17 +254,24 @@ def main() -> None:
     parser.add_argument(
         "--budget",
         type=float,
-        default=200.0,
-        help="CPU seconds per thread of epochs per learned fit at most (a safety cap: early stopping ends "
-        "most fits first; the nightly run caps at training.recipe.FIT_BUDGET_S)",
+        default=None,
+        help="CPU seconds per thread of epochs per learned fit at most (default: the nightly run's cap, "
+        "training.recipe.FIT_BUDGET_S, so every fit stays under a minute; early stopping ends most first)",
     )
     parser.add_argument("--no-tifu-rerank", dest="tifu_rerank", action="store_false")
-    parser.add_argument("--models", nargs="+", default=["bpr", "gru", "sasrec", "two_tower"])
+    parser.add_argument(
+        "--models", nargs="*", default=["bpr", "gru", "sasrec", "two_tower"],
+        help="learned models to fit (none: the baselines and tifu_deepfm only)",
+    )  # fmt: skip
     parser.add_argument(
         "--rerank-on", nargs="*", default=None,
         help="models whose candidates DeepFM re-ranks (default: the first of --models; none: no re-ranking)",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.budget is None:
+        from training.recipe import FIT_BUDGET_S
+
+        args.budget = FIT_BUDGET_S
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", message="OpenBLAS is configured")
     result = run(args)

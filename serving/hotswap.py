@@ -10,8 +10,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from serving.online import load_catalogue, load_co_purchase, load_segment_popularity, load_text_neighbours
+from serving.co_purchase import load_rules
+from serving.online import load_catalogue, load_segment_popularity, load_text_neighbours
 from serving.ranking import Ranker
+from serving.reasons import load_history
 from training.registry.loading import load_production
 from training.registry.pointer import read_pointer
 from training.registry.store import model_info
@@ -22,6 +24,7 @@ RELOAD_CHECK_SECONDS = 0.5
 # Files the nightly features stage rewrites; a change rebuilds the Ranker like a model swap does.
 WATCHED_FEATURE_FILES = (
     "item_features.parquet", "co_purchase.parquet", "segment_popularity.parquet", "text_neighbours.parquet",
+    "purchase_history.parquet",
 )  # fmt: skip
 
 
@@ -48,9 +51,10 @@ class ModelWatcher:
         ranker = Ranker(
             model,
             load_catalogue(self.features_dir),
-            load_co_purchase(self.features_dir),
+            load_rules(self.features_dir),
             load_segment_popularity(self.features_dir),
             load_text_neighbours(self.features_dir),
+            load_history(self.features_dir),
         )
         pointer = read_pointer(self.pointer) or {}
         info = model_info(model.tag)

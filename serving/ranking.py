@@ -9,9 +9,13 @@ gets the items most bought by users of the same segment (`fallback: "segment"`),
 overall popularity list; anybody else gets the popularity list (`fallback: "popularity"`).
 
 Similar items: co-purchase rules first (marts.co_purchase: bought together in at least
-MIN_CO_PURCHASE_ORDERS orders and with lift > 1, best lift first; `source: "co_purchase"`, score = lift),
+MIN_CO_PURCHASE_ORDERS orders and with lift > 1, best score (confidence) first: serving/co_purchase.py;
+`source: "co_purchase"`),
 then the nearest items by cosine of the model's item embeddings (`source: "embedding"`, score = cosine)
 until k. An item with no rules (new, or rarely bought) is answered by embeddings alone.
+
+Every recommended item has a reason (serving/reasons.py): its history, a co-purchase or name link to
+something the user bought, neighbours, the segment's or the shop's best sellers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from serving.reasons import Context, PurchaseHistory, Reason, explain
 from training.registry.loading import LoadedModel
 
 # Co-purchase rules resting on fewer common orders than this are noise for a shop front; the mart's own
@@ -34,14 +39,18 @@ Scored = tuple[str, float, str | None]
 class Ranker:
     model: LoadedModel
     catalogue: pd.DataFrame  # item_id index; category, price
-    # item_id -> [(other_item_id, lift, n_orders_both)], best lift first (serving/online.py loads it)
-    co_purchase: Mapping[str, list[tuple[str, float, int]]] = field(default_factory=dict)
+    # item_id -> [(other_item_id, score, n_orders_both, lift)], best score first (serving/co_purchase.py)
+    co_purchase: Mapping[str, list[tuple[str, float, int, float]]] = field(default_factory=dict)
     # rfm_segment -> [(item_id, buyers in the segment)], most bought first
     segments: Mapping[str, list[tuple[str, float]]] = field(default_factory=dict)
     # item_id -> [(other_item_id, cosine of their names)], nearest first: for items behaviour cannot place
     text: Mapping[str, list[tuple[str, float]]] = field(default_factory=dict)
+    # what each user bought (serving/reasons.py): the facts /recommend's reasons state
+    history: PurchaseHistory = field(default_factory=PurchaseHistory)
     categories: np.ndarray = field(init=False, repr=False)  # category per model item (None if unknown)
     unit_items: np.ndarray = field(init=False, repr=False)  # L2-normalised item embeddings
+    _segment_buyers: dict = field(init=False, repr=False)  # segment -> {item: buyers}
+    _best_sellers: dict = field(init=False, repr=False)  # item -> rank in the popularity list (1 = best)
 
     def __post_init__(self) -> None:
         known = self.catalogue["category"].to_dict()
@@ -50,6 +59,10 @@ class Ranker:
         norms = np.linalg.norm(self.model.item_emb, axis=1, keepdims=True)
         object.__setattr__(self, "categories", cats)
         object.__setattr__(self, "unit_items", self.model.item_emb / np.maximum(norms, 1e-12))
+        buyers = {seg: dict(ranked) for seg, ranked in self.segments.items()}
+        object.__setattr__(self, "_segment_buyers", buyers)
+        ranks = {item: n + 1 for n, (item, _) in enumerate(self.model.popularity)}
+        object.__setattr__(self, "_best_sellers", ranks)
 
     @property
     def tag(self) -> str:
@@ -107,6 +120,36 @@ class Ranker:
         items = [(model.maps.item_ids[i], float(scores[i]), self.categories[i]) for i in chosen]
         return items, None, excluded
 
+    def reasons(self, user_id: str, items: list[str], segment: str | None = None) -> list[Reason]:
+        """One reason per item (serving/reasons.py); `segment` for a user the nightly run did not see."""
+        bought = self.history.of(user_id)
+        ctx = Context(
+            bought=bought,
+            as_of=self.history.as_of,
+            segment=self.history.segment.get(user_id, segment),
+            co_purchase=self.co_purchase,
+            text=self.text,
+            segment_buyers=self._segment_buyers,
+            best_sellers=self._best_sellers,
+            names=self.catalogue["name"] if "name" in self.catalogue else {},
+            from_neighbours=self._neighbour_items(user_id, items, bought),
+        )
+        return [explain(item, ctx, MIN_CO_PURCHASE_ORDERS) for item in items]
+
+    def _neighbour_items(self, user_id: str, items: list[str], bought) -> frozenset[str]:
+        """Items of `items` a TIFU-KNN model scored for the user without the user having bought them:
+        that score comes from the user's nearest customers (training/evaluation/tifu.py)."""
+        model, idx = self.model, self.model.maps.user_index.get(user_id)
+        if idx is None or model.history is None or not model.kind.startswith("tifu"):
+            return frozenset()
+        index = model.maps.item_index
+        known = [(i, index[i]) for i in items if i in index and i not in bought]
+        if not known:
+            return frozenset()
+        row = model.history[idx]  # sparse: a catalogue-wide dense row would cost every request
+        scored = set(row.indices[row.data > 0].tolist())
+        return frozenset(i for i, j in known if j in scored)
+
     def _fallback(
         self, k: int, exclude: set[str], category: str | None, segment: str | None
     ) -> tuple[list[Scored], str, int]:
@@ -137,8 +180,8 @@ class Ranker:
         module docstring), or for an item the model does not know, the items with the nearest names
         (source "text"); the item itself left out; None for an item no source knows."""
         rules = [
-            (other, float(lift), self.category_of(other), "co_purchase")
-            for other, lift, n_both in self.co_purchase.get(item_id, ())
+            (other, float(score), self.category_of(other), "co_purchase")
+            for other, score, n_both, lift in self.co_purchase.get(item_id, ())
             if lift > 1.0 and n_both >= MIN_CO_PURCHASE_ORDERS
         ][:k]
         idx = self.model.maps.item_index.get(item_id)

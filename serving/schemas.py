@@ -96,9 +96,29 @@ class ScoredItem(BaseModel):
     name: str | None = Field(None, description="the item's name (its description), when the shop has one")
 
 
+ReasonSource = Literal["history", "co_purchase", "text", "neighbours", "segment", "popularity", "model"]
+
+
+class RecommendedItem(ScoredItem):
+    reason: str = Field(
+        description="why, in words: 'bought 5 times, last 12 days ago', 'often bought with X, which you "
+        "bought', 'similar name to X you bought', 'popular with Champions', ..."
+    )
+    reason_source: ReasonSource = Field(
+        description="where the reason comes from: history = the user bought it (days with a purchase, "
+        "last one counted to the nightly as-of day); co_purchase = a co-purchase rule with an item the "
+        "user bought; text = a near name of an item the user bought; neighbours = customers with "
+        "purchases like the user's bought it (TIFU-KNN); segment = a best seller of the user's RFM "
+        "segment; popularity = a best seller of the shop; model = none of these, the model's own rank"
+    )
+    reason_item: str | None = Field(
+        None, description="the item the user bought that a co_purchase or text reason names"
+    )
+
+
 class Recommendations(BaseModel):
     user_id: str = Field(description="the user asked about")
-    items: list[ScoredItem] = Field(description="best first; fewer than k when filters leave fewer")
+    items: list[RecommendedItem] = Field(description="best first; fewer than k when filters leave fewer")
     model_version: str = Field(description="the model (BentoML tag) that produced this answer")
     fallback: Literal["segment", "popularity"] | None = Field(
         None,
@@ -114,7 +134,8 @@ class Recommendations(BaseModel):
 
 class SimilarItem(ScoredItem):
     source: Literal["co_purchase", "embedding", "text"] = Field(
-        description="co_purchase: bought together (score = lift, > 1); embedding: score = cosine of the "
+        description="co_purchase: bought together (lift > 1; score = confidence, the share of the item's "
+        "orders that hold this one); embedding: score = cosine of the "
         "model's item embeddings; text: an item the model does not know, score = cosine of the names"
     )
 
@@ -122,12 +143,13 @@ class SimilarItem(ScoredItem):
 class SimilarItems(BaseModel):
     item_id: str = Field(description="the item asked about")
     items: list[SimilarItem] = Field(
-        description="co-purchase rules first (lift > 1, at least 3 common orders, best lift first), "
-        "then embedding neighbours (best cosine first) up to k"
+        description="co-purchase rules first (lift > 1, at least 3 common orders, best confidence first: "
+        "chosen over lift by benchmarks/similar_items.py), then embedding neighbours (best cosine first) "
+        "up to k"
     )
     model_version: str = Field(description="the model whose embeddings were used")
-    method: Literal["co_purchase_lift_then_embedding_cosine"] = Field(
-        "co_purchase_lift_then_embedding_cosine", description="how the list is put together"
+    method: Literal["co_purchase_confidence_then_embedding_cosine"] = Field(
+        "co_purchase_confidence_then_embedding_cosine", description="how the list is put together"
     )
 
 

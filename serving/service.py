@@ -124,7 +124,8 @@ class Recommender:
     async def recommend(
         self, user_id: str, k: int = 10, exclude_purchased: bool = False, category: str | None = None
     ) -> Recommendations:
-        """Top-k items for a user, best first. Users the model does not know get their RFM segment's
+        """Top-k items for a user, best first, each with its reason (serving/reasons.py). Users the
+        model does not know get their RFM segment's
         best sellers (`fallback: "segment"`) or, unknown to the online store too, the popularity list
         (`fallback: "popularity"`); `exclude_purchased` reads the user's purchases from the online
         store, live purchases included; `category` keeps one catalogue category."""
@@ -140,11 +141,23 @@ class Recommender:
         exclude = purchased_in(row) if exclude_purchased else None
         segment = None if known else row.get("rfm_segment")
         items, fallback, excluded = ranker.recommend(user_id, k, exclude, category, segment)
+        reasons = ranker.reasons(user_id, [i for i, _, _ in items], segment)
         body = _answer(
             Recommendations,
             user_id=user_id,
             # plain dicts: validated inside _answer, so a bad value is our 500, not the client's 422
-            items=[dict(item_id=i, score=s, category=c, name=ranker.name_of(i)) for i, s, c in items],
+            items=[
+                dict(
+                    item_id=i,
+                    score=s,
+                    category=c,
+                    name=ranker.name_of(i),
+                    reason=why.text,
+                    reason_source=why.source,
+                    reason_item=why.item_id,
+                )
+                for (i, s, c), why in zip(items, reasons, strict=True)
+            ],
             model_version=ranker.tag,
             fallback=fallback,
             excluded=excluded,
@@ -156,7 +169,7 @@ class Recommender:
 
     @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
     async def similar_items(self, item_id: str, k: int = 10) -> SimilarItems:
-        """Items bought together with `item_id` (co-purchase lift, best first), then its nearest items
+        """Items bought together with `item_id` (co-purchase confidence, best first), then its nearest items
         by cosine of the model's item embeddings, up to k; each item names its `source`."""
         ranker = self.ranker
         items = ranker.similar(item_id, k)

@@ -102,13 +102,13 @@ def write_marts(
               revenue, weight)"""
         )
         rules = ", ".join(
-            f"('{items[a]}', '{items[b]}', {n}, 10, 10, 100, {n / 100}, {n / 10}, {lift})"
+            f"('{items[a]}', '{items[b]}', {n}, 10, 10, 100, {n / 100}, {n / 10}, {lift}, {n / 10})"
             for a, b, lift, n in CO_PURCHASE
         )
         con.execute(
             f"""create or replace table marts.co_purchase as select * from (values {rules})
             t(item_id, other_item_id, n_orders_both, n_orders_item, n_orders_other, n_orders, support,
-              confidence, lift)"""
+              confidence, lift, score)"""
         )
 
 

@@ -176,8 +176,8 @@ def test_co_purchase_rules(built):
     warehouse, _ = built
     # orders: {A, B} x3, {A} x2 - A is in every order, so B's presence tells nothing about A: lift 1
     assert fetch(warehouse, "select * from marts.co_purchase order by item_id") == [
-        ("A", "AB", 3, 5, 3, 5, 0.6, 0.6, 1.0),
-        ("AB", "A", 3, 3, 5, 5, 0.6, 1.0, 1.0),
+        ("A", "AB", 3, 5, 3, 5, 0.6, 0.6, 1.0, 0.6),  # score: the confidence (what /similar_items ranks by)
+        ("AB", "A", 3, 3, 5, 5, 0.6, 1.0, 1.0, 1.0),
     ]
 
 

@@ -213,6 +213,48 @@ def test_no_non_product_is_ever_recommended_or_similar(built):
     assert all(item["name"] for item in named)  # answers carry the item's description
 
 
+def _bought_days(rows: pd.DataFrame) -> dict[tuple[str, str], list]:
+    """(customer, item) -> the days they bought it, from the raw rows (no cancellations or free lines)."""
+    sold = rows[
+        (rows["CustomerID"] != "") & ~rows["InvoiceNo"].str.startswith("C")
+        & (rows["Quantity"].astype(int) > 0) & (rows["UnitPrice"].astype(float) > 0)
+    ]  # fmt: skip
+    days = pd.to_datetime(sold["InvoiceDate"], format="%m/%d/%Y %H:%M").dt.date
+    customer = sold["CustomerID"].str.replace(".0", "", regex=False)
+    frame = pd.DataFrame({"u": customer, "i": sold["StockCode"], "d": days}).drop_duplicates()
+    return {key: sorted(group["d"]) for key, group in frame.groupby(["u", "i"])}
+
+
+def test_every_recommendation_names_a_true_reason(built):
+    rows = built["rows"]
+    bought = _bought_days(rows)
+    items_of: dict[str, set[str]] = {}
+    for user, item in bought:
+        items_of.setdefault(user, set()).add(item)
+    names = rows.drop_duplicates("StockCode").set_index("StockCode")["Description"]
+    as_of = date(2011, 1, 31)  # the slice's last day: the nightly features' as-of day
+    sources: dict[str, int] = {}
+    with httpx.Client(base_url=built["base"], timeout=10) as client:
+        for user in _customers(rows):
+            for item in client.post("/recommend", json={"user_id": user, "k": 10}).json()["items"]:
+                source, reason, other = item["reason_source"], item["reason"], item["reason_item"]
+                sources[source] = sources.get(source, 0) + 1
+                if source == "history":
+                    days = bought[(user, item["item_id"])]
+                    ago = (as_of - days[-1]).days
+                    when = {0: "today", 1: "yesterday"}.get(ago, f"{ago} days ago")
+                    times = {2: "twice"}.get(len(days), f"{len(days)} times")
+                    assert reason == (f"bought {when}" if len(days) == 1 else f"bought {times}, last {when}")
+                else:
+                    assert item["item_id"] not in items_of.get(user, set()), (user, item)
+                if source in ("co_purchase", "text"):
+                    assert other in items_of[user] and names[other] in reason, (user, item)
+                else:
+                    assert other is None
+    # every source that the real log can give shows up (a TIFU-KNN model gives neighbours)
+    assert {"history", "co_purchase", "popularity"} <= set(sources), sources
+
+
 def test_header_only_redelivery_of_a_trading_day_keeps_the_day(built):
     s = built["s"]
     day = date(2011, 1, 18)

@@ -90,7 +90,7 @@ def test_reranked_scores_give_every_user_k_finite_items_and_beat_random():
     fitted = fit_model("bpr", split, FitConfig(epochs=2, val_days=10, dim=16, device="cpu"))
     source, quotas = purchases_source(shop.items.set_index("item_id")), Quotas(40, 20, 20, 20)
     trained = DeepFMConfig(epochs=6, patience=2, lr=5e-3, batch_users=8, device="cpu")
-    scores_fn, info = fit_reranker(split, fitted, source, RerankConfig(quotas, trained))
+    scores_fn, info = fit_reranker(split, fitted, source, RerankConfig(quotas, trained, ensemble=1))
     assert info["train_rows"] == info["train_lists"] * 40 and 0 < info["positive_rate"] < 1
     assert 0.3 < info["candidate_recall_val"] <= 1 and 0.3 < info["candidate_recall_test"] <= 1
 
@@ -108,3 +108,12 @@ def test_reranked_scores_give_every_user_k_finite_items_and_beat_random():
     fallback_fn, fallback = fit_reranker(split, fitted, source, RerankConfig(quotas, untrained))
     assert fallback["fallback"] and fallback["holdout_ndcg_at_10"] < fallback["holdout_prior_ndcg_at_10"]
     assert evaluate(fallback_fn, split)["ndcg_at_10"] > random + 0.1
+
+    # an ensemble of three (seeds 42, 43, 44, each with its own held-out slice) averages their logits:
+    # another order than the first member alone, as good as chance allows on this shop
+    trio_fn, trio = fit_reranker(split, fitted, source, RerankConfig(quotas, trained, ensemble=3))
+    assert trio["ensemble"] == 3 and info["ensemble"] == 1
+    trio_scores = trio_fn(users)
+    assert ((trio_scores > 1.0).sum(axis=1) == 40).all()
+    assert (np.argsort(-trio_scores, axis=1)[:, :10] != np.argsort(-scores, axis=1)[:, :10]).any()
+    assert evaluate(trio_fn, split)["ndcg_at_10"] > random + 0.1

@@ -72,14 +72,15 @@ def test_category_filter_and_exclude_purchased(server):
     assert excluded["excluded"] == 1 and len(excluded["items"]) == 59
 
 
-def test_similar_items_blend_co_purchase_lift_then_embeddings(server):
+def test_similar_items_blend_co_purchase_confidence_then_embeddings(server):
     items = server["items"]
     body = post(server, "/similar_items", {"item_id": items[5], "k": 4}).json()
-    assert body["method"] == "co_purchase_lift_then_embedding_cosine"
+    assert body["method"] == "co_purchase_confidence_then_embedding_cosine"
     got = [(it["item_id"], it["source"]) for it in body["items"]]
-    # Rules with lift > 1 on >= 3 orders, best lift first; the 2-order and the lift-0.8 rule are left out.
+    # Rules with lift > 1 on >= 3 orders, best score (confidence) first; the 2-order and the lift-0.8
+    # rule are left out.
     assert got[:2] == [(items[9], "co_purchase"), (items[11], "co_purchase")], got
-    assert [it["score"] for it in body["items"][:2]] == [2.5, 1.5]
+    assert [it["score"] for it in body["items"][:2]] == [0.4, 0.3]
     rest = body["items"][2:]
     assert len(rest) == 2 and {it["source"] for it in rest} == {"embedding"}
     assert not {it["item_id"] for it in rest} & {items[5], items[9], items[11], items[12], items[13]}
@@ -91,6 +92,29 @@ def test_similar_items_blend_co_purchase_lift_then_embeddings(server):
     assert len(no_rules) == 3 and {it["source"] for it in no_rules} == {"embedding"}
     missing = post(server, "/similar_items", {"item_id": "no-such-item"})
     assert missing.status_code == 404 and "no-such-item" in missing.json()["error"]
+
+
+def test_every_recommended_item_says_why(server):
+    users, items = server["users"], server["items"]
+    # users[0] bought items[0] on the nightly as-of day (one day): the model ranks it somewhere in 60
+    body = post(server, "/recommend", {"user_id": users[0], "k": 60}).json()
+    why = {it["item_id"]: it for it in body["items"]}
+    assert why[items[0]]["reason_source"] == "history" and why[items[0]]["reason"] == "bought today"
+    assert all(it["reason"] and it["reason_source"] != "history" for i, it in why.items() if i != items[0])
+    # nothing else names an item: users[0] bought nothing that a rule or a name links to
+    assert {it["reason_item"] for it in body["items"]} == {None}
+    # users[0] is a Champion: the segment's best seller says so, the shop's top 100 say best seller
+    hit = server["segment_hit"]
+    assert why[hit]["reason"] == "popular with Champions", why[hit]
+    best = {i for i, _ in server["popular"][:100]} - {items[0], hit}
+    assert {why[i]["reason_source"] for i in best if i in why} == {"popularity"}
+    # users[2] bought the segment's best seller: their own history wins over the segment
+    theirs = post(server, "/recommend", {"user_id": users[2], "k": 60}).json()["items"]
+    assert next(it for it in theirs if it["item_id"] == hit)["reason"] == "bought today"
+    # the cold Champion's segment list says so; the popularity top-up says best seller
+    cold = post(server, "/recommend", {"user_id": COLD_USER, "k": 4}).json()["items"]
+    assert [it["reason"] for it in cold[:2]] == ["popular with Champions"] * 2
+    assert {it["reason_source"] for it in cold[2:]} == {"popularity"}
 
 
 def test_profile_from_online_store_and_404_for_unknown(server):

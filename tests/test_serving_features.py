@@ -6,27 +6,30 @@ import pandas as pd
 
 from personaflow import features
 from personaflow.features import export_serving_tables
-from serving.online import load_co_purchase, load_segment_popularity
+from serving.co_purchase import load_rules
+from serving.online import load_segment_popularity
 
 
 def _marts(con, with_co_purchase: bool) -> None:
     con.execute("create schema marts")
     con.execute(
         """create table marts.user_features as select * from (values
-             ('a', 'Champions'), ('b', 'Champions'), ('c', 'Hibernating'), ('d', null))
-           t(user_id, rfm_segment)"""
+             ('a', 'Champions', date '2011-12-09'), ('b', 'Champions', date '2011-12-09'),
+             ('c', 'Hibernating', date '2011-12-09'), ('d', null, date '2011-12-09'))
+           t(user_id, rfm_segment, as_of_date)"""
     )
     con.execute(
-        """create table marts.interactions as select * from (values
+        """create table marts.interactions as select *, timestamp '2011-12-01 10:00:00' as last_event_ts
+           from (values
              ('a', 'i1', 1), ('b', 'i1', 1), ('a', 'i2', 3), ('c', 'i2', 1), ('c', 'i3', 0), ('d', 'i9', 1))
            t(user_id, item_id, n_purchases)"""
     )
     if with_co_purchase:
         con.execute(
             """create table marts.co_purchase as select * from (values
-                 ('i1', 'i2', 4, 0.5, 1.2), ('i1', 'i3', 3, 0.3, 2.0), ('i1', 'i4', 3, 0.3, 1.5),
-                 ('i2', 'i1', 4, 0.4, 1.2))
-               t(item_id, other_item_id, n_orders_both, confidence, lift)"""
+                 ('i1', 'i2', 4, 0.5, 1.2, 0.5), ('i1', 'i3', 3, 0.3, 2.0, 0.3),
+                 ('i1', 'i4', 3, 0.2, 1.5, 0.2), ('i2', 'i1', 4, 0.4, 1.2, 0.4))
+               t(item_id, other_item_id, n_orders_both, confidence, lift, score)"""
         )
 
 
@@ -36,11 +39,14 @@ def test_exports_rules_capped_per_item_and_segment_best_sellers(tmp_path, monkey
         _marts(con, with_co_purchase=True)
         counts = export_serving_tables(con, tmp_path)
     # no item names in this warehouse: no text neighbours
-    assert counts == {"co_purchase_rows": 3, "segment_popularity_rows": 3, "text_neighbour_rows": 0}
-    # Best lift first, the weakest rule of i1 cut by the cap.
-    assert load_co_purchase(tmp_path) == {
-        "i1": [("i3", 2.0, 3), ("i4", 1.5, 3)],
-        "i2": [("i1", 1.2, 4)],
+    assert counts == {
+        "co_purchase_rows": 3, "segment_popularity_rows": 3, "text_neighbour_rows": 0,
+        "purchase_history_rows": 5,
+    }  # fmt: skip
+    # Best score (confidence) first, not best lift; the weakest rule of i1 cut by the cap.
+    assert load_rules(tmp_path) == {
+        "i1": [("i2", 0.5, 4, 1.2), ("i3", 0.3, 3, 2.0)],
+        "i2": [("i1", 0.4, 4, 1.2)],
     }
     # Champions: i1 has 2 buyers, i2 one; views-only rows (n_purchases 0) and users without a segment
     # are not counted.
@@ -56,7 +62,7 @@ def test_a_warehouse_without_the_co_purchase_mart_gives_an_empty_file(tmp_path):
         counts = export_serving_tables(con, tmp_path)
     assert counts["co_purchase_rows"] == 0
     assert list(pd.read_parquet(tmp_path / "co_purchase.parquet").columns) == features.CO_PURCHASE_COLUMNS
-    assert load_co_purchase(tmp_path) == {} and load_co_purchase(tmp_path / "nowhere") == {}
+    assert load_rules(tmp_path) == {} and load_rules(tmp_path / "nowhere") == {}
 
 
 def test_churn_risk_from_the_model_score_else_the_recency_rule_and_live_wins():
