@@ -110,6 +110,11 @@ bench-history: install
 bench-dbt-engines: install servers
 	$(BIN)/python benchmarks/dbt_engines.py $(ARGS)
 
+# Landing the whole real log, DuckDB vs PostgreSQL (one COPY per day) -> ingest_engines.json.
+.PHONY: bench-ingest-engines
+bench-ingest-engines: install servers
+	$(BIN)/python benchmarks/ingest_engines.py $(ARGS)
+
 bench-airflow-celery: install servers
 	$(BIN)/python benchmarks/airflow_celery.py $(ARGS)
 
