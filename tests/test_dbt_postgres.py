@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 
 from personaflow import warehouse as wh
-from personaflow.features import CO_PURCHASE_COLUMNS, export_serving_tables, read_marts
+from personaflow.features import read_marts
+from personaflow.serving_tables import CO_PURCHASE_COLUMNS, export_serving_tables
 from personaflow.settings import postgres_env
 from personaflow.transform import run_dbt
 from tests.test_transform import PROJECT

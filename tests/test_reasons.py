@@ -5,7 +5,7 @@ from datetime import date
 
 import duckdb
 
-from personaflow.features import export_serving_tables
+from personaflow.serving_tables import export_serving_tables
 from serving.co_purchase import load_rules
 from serving.reasons import Context, explain, load_history
 

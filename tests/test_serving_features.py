@@ -4,8 +4,8 @@ serving side reads them back, and how /profile turns a churn score into a risk; 
 import duckdb
 import pandas as pd
 
-from personaflow import features
-from personaflow.features import export_serving_tables
+from personaflow import serving_tables
+from personaflow.serving_tables import export_serving_tables
 from serving.co_purchase import load_rules
 from serving.online import load_segment_popularity
 
@@ -34,7 +34,7 @@ def _marts(con, with_co_purchase: bool) -> None:
 
 
 def test_exports_rules_capped_per_item_and_segment_best_sellers(tmp_path, monkeypatch):
-    monkeypatch.setattr(features, "MAX_CO_PURCHASE_PER_ITEM", 2)
+    monkeypatch.setattr(serving_tables, "MAX_CO_PURCHASE_PER_ITEM", 2)
     with duckdb.connect() as con:
         _marts(con, with_co_purchase=True)
         counts = export_serving_tables(con, tmp_path)
@@ -61,7 +61,8 @@ def test_a_warehouse_without_the_co_purchase_mart_gives_an_empty_file(tmp_path):
         _marts(con, with_co_purchase=False)
         counts = export_serving_tables(con, tmp_path)
     assert counts["co_purchase_rows"] == 0
-    assert list(pd.read_parquet(tmp_path / "co_purchase.parquet").columns) == features.CO_PURCHASE_COLUMNS
+    columns = pd.read_parquet(tmp_path / "co_purchase.parquet").columns
+    assert list(columns) == serving_tables.CO_PURCHASE_COLUMNS
     assert load_rules(tmp_path) == {} and load_rules(tmp_path / "nowhere") == {}
 
 
