@@ -229,8 +229,47 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def bentoml_phase(
+    key: str, root: Path, port: int, env: dict[str, str], home: Path, makers: dict
+) -> dict[str, object]:
+    """`bentoml serve` from checkout `root` on `port`: every endpoint closed loop, /recommend open loop."""
+    out: dict[str, object] = {}
+    base = f"http://127.0.0.1:{port}"
+    log_file = home / f"serve-{key}.log"
+    if root == ROOT:
+        proc = process.start("127.0.0.1", port, env=env, log_file=log_file)
+    else:
+        with open(log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bentoml", "serve", process.SERVICE, "--host", "127.0.0.1",
+                 "--port", str(port)],
+                cwd=root, env={**os.environ, **env, "PYTHONPATH": str(root)}, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+    try:
+        out[f"{key}_ready_s"] = round(process.wait_ready(base, timeout=300, proc=proc), 1)
+        for endpoint in ("recommend", "profile", "events"):
+            for c in CONCURRENCY:
+                res = asyncio.run(closed_loop(base, f"/{endpoint}", makers[endpoint], c))
+                out.update({f"{key}_{endpoint}_c{c}_{k}": v for k, v in res.items()})
+                print(key, endpoint, c, res, flush=True)
+        for rps in OPEN_LOOP_RATES:
+            res = sustained(base, makers, rps)
+            out.update({f"{key}_recommend_at_{rps}rps_{k}": v for k, v in res.items()})
+            print(key, "open loop", rps, res, flush=True)
+    finally:
+        process.stop(proc)
+    return out
+
+
 def run_size(
-    name: str, users: int, items: int, workers: int = 1, redis: bool = False, floor: bool = True
+    name: str,
+    users: int,
+    items: int,
+    workers: int = 1,
+    redis: bool = False,
+    floor: bool = True,
+    baseline: Path | None = None,
 ) -> dict[str, object]:
     """One size on one stack: SQLite online store and one worker, or Redis and `workers` workers."""
     out: dict[str, object] = {f"{name}_n_users": users, f"{name}_n_items": items}
@@ -259,20 +298,12 @@ def run_size(
 
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = process.start("127.0.0.1", port, env=env, log_file=home / "serve.log")
-        try:
-            out[f"{name}_bentoml_ready_s"] = round(process.wait_ready(base, timeout=300, proc=proc), 1)
-            for endpoint in ("recommend", "profile", "events"):
-                for c in CONCURRENCY:
-                    res = asyncio.run(closed_loop(base, f"/{endpoint}", makers[endpoint], c))
-                    out.update({f"{name}_bentoml_{endpoint}_c{c}_{k}": v for k, v in res.items()})
-                    print(name, "bentoml", endpoint, c, res, flush=True)
-            for rps in OPEN_LOOP_RATES:
-                res = sustained(base, makers, rps)
-                out.update({f"{name}_bentoml_recommend_at_{rps}rps_{k}": v for k, v in res.items()})
-                print(name, "bentoml open loop", rps, res, flush=True)
-        finally:
-            process.stop(proc)
+        # Before/after in the same conditions: another checkout's server on the same shop, right before
+        # this one's (keys `<size>_baseline_bentoml_...`).
+        roots = [("baseline_bentoml", baseline)] if baseline is not None else []
+        for key, root in [*roots, ("bentoml", ROOT)]:
+            out[f"{name}_{key}_load_avg_1m"] = round(os.getloadavg()[0], 2)
+            out.update(bentoml_phase(f"{name}_{key}", root, port, env, home, makers))
         if not floor:
             return out
 
@@ -297,6 +328,11 @@ def run_size(
                     bento = out[f"{name}_bentoml_{endpoint}_c{c}_rps"]
                     ratio = round(res["rps"] / bento, 2)
                     out[f"{name}_ratio_{endpoint}_c{c}_fastapi_over_bentoml_rps"] = ratio
+                    # issue 12's target reads the other way: BentoML's requests/s as a share of the floor's
+                    for key in ("bentoml", "baseline_bentoml"):
+                        if f"{name}_{key}_{endpoint}_c{c}_rps" in out:
+                            share = out[f"{name}_{key}_{endpoint}_c{c}_rps"] / res["rps"]
+                            out[f"{name}_share_{endpoint}_c{c}_{key}_of_fastapi_rps"] = round(share, 2)
             for rps in OPEN_LOOP_RATES:
                 res = sustained(base, makers, rps)
                 out.update({f"{name}_fastapi_recommend_at_{rps}rps_{k}": v for k, v in res.items()})
@@ -314,6 +350,7 @@ def main() -> None:
     parser.add_argument("--redis", action="store_true", help="online store on a local redis-server")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare FastAPI floor")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file to merge the figures into")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose server runs first, same shop")
     args = parser.parse_args()
     results: dict[str, object] = {
         "cpu_cores": os.cpu_count(),
@@ -330,7 +367,7 @@ def main() -> None:
         name = size + ("_redis" if args.redis else "") + (f"_w{args.workers}" if args.workers > 1 else "")
         results[f"{name}_load_avg_1m_before"] = round(os.getloadavg()[0], 2)
         results.update(run_size(name, **SIZES[size], workers=args.workers, redis=args.redis,
-                                floor=not args.no_floor))  # fmt: skip
+                                floor=not args.no_floor, baseline=args.baseline))  # fmt: skip
         results[f"{name}_load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     out = args.results
     out.parent.mkdir(parents=True, exist_ok=True)
