@@ -10,7 +10,7 @@ server (benchmarks/serving.py). Here the same three steps run directly, with the
 
 - a body that fails the input model answers 400 with pydantic's error list, which the guard relabels
   to the 422 naming each field (as for BentoML's own 400);
-- an exception in the method is logged with its traceback and answers BentoML's 500 body;
+- an exception in the method answers BentoML's 500 body; both are logged as BentoML logs them;
 - every answer carries BentoML's `Server` header and a Content-Length.
 
 The APIs stay BentoML APIs: same routes, same OpenAPI docs, same workers, and any path or method not
@@ -81,6 +81,7 @@ class FastPath:
         try:
             request = route.model.model_validate_json(body or b"{}")
         except ValidationError as exc:  # the guard's send turns this 400 into the field-naming 422
+            log.error("Exception on %s [%s]", scope["path"], scope["method"], exc_info=True)  # as BentoML
             detail = {
                 "error": f"{exc.error_count()} validation error for {exc.title}",
                 "detail": exc.errors(include_context=False, include_input=False),
