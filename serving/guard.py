@@ -23,7 +23,8 @@ Security (README "Security"):
   Headers must be complete within `serve_header_timeout` seconds or the connection is closed
   (serving/header_timeout.py, a hook in uvicorn: no middleware sees a request before its headers).
 
-The Host, Origin and Content-Type checks themselves are in serving/headers.py.
+The Host, Origin and Content-Type checks themselves are in serving/headers.py. Past every check, the
+hot JSON APIs are answered by serving/fastpath.py (BentoML's answers without its per-request layers).
 """
 
 from __future__ import annotations
