@@ -221,7 +221,7 @@ class Recommender:
             n_purchases=(row.get("n_purchases") or 0) + live["n_purchases"],
             n_returns=live["n_returns"],
             n_sessions=row.get("n_sessions"),
-            favourite_categories=favourite_categories(purchased, self.ranker.catalogue),
+            favourite_categories=favourite_categories(purchased, self.ranker.category_by_item),
             last_event_ts=str(last)[:19] if last else None,
             live_events=live["n_events"],
             features_as_of=row["as_of"].isoformat() if row["as_of"] else None,
