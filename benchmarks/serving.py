@@ -10,6 +10,8 @@ The client shares the machine's cores with the server: figures are for both on o
 
     make bench-serving                      # retail size (Online Retail: ~4.4k users, ~3.7k items)
     python benchmarks/serving.py --sizes retail 1m
+    python benchmarks/serving.py --sizes 1m --redis --workers 2      # Redis online store, 2 workers
+    python benchmarks/serving.py --sizes 1m --baseline /tmp/old-checkout  # before/after, same shop
 """
 
 from __future__ import annotations
