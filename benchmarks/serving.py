@@ -3,19 +3,22 @@
 For each size: a synthetic shop (random-weight model of the real shape, marts written straight into
 DuckDB, the real features stage into Feast's SQLite online store), `bentoml serve` on 127.0.0.1, then an
 async aiohttp load generator in this process: /recommend, /profile, /events at concurrency 1, 8, 32, 64
-(each bounded by time and count), an open-loop 300 requests/s run of /recommend, and the same
+(each bounded by time and count), open-loop 300 and 1,000 requests/s runs of /recommend, and the same
 /recommend and /profile against `benchmarks/serving_floor.py` under uvicorn. Also times the parts of
 a request in-process (scoring, online read, online write, fsync) to say where the time goes.
 The client shares the machine's cores with the server: figures are for both on one box.
 
     make bench-serving                      # retail size (Online Retail: ~4.4k users, ~3.7k items)
     python benchmarks/serving.py --sizes retail 1m
+    python benchmarks/serving.py --sizes 1m --redis --workers 2      # Redis online store, 2 workers
+    python benchmarks/serving.py --sizes 1m --baseline /tmp/old-checkout  # before/after, same shop
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -48,7 +51,7 @@ MAX_REQUESTS_PER_RUN = 20_000
 # The server under test accepts this token (PERSONAFLOW_API_TOKENS); every request sends it.
 TOKEN = secrets.token_urlsafe(32)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-OPEN_LOOP_RPS, OPEN_LOOP_SECONDS = 300, 10.0
+OPEN_LOOP_RATES, OPEN_LOOP_SECONDS = (300, 1000), 10.0
 
 
 def prepare(home: Path, users: int, items: int) -> dict[str, str]:
@@ -207,7 +210,7 @@ def component_times(env: dict[str, str], users: int) -> dict[str, float]:
         "score_topk": lambda n: ranker.recommend(f"u{n % users:07d}", 10),
         "online_read_user": lambda n: online.user(f"u{n % users:07d}"),
         "online_write_live": lambda n: online.record(f"bench{n % 500}", today, event),
-        "fsync_append": lambda n: log.append(today, {"n": n}),
+        "fsync_append": lambda n: log.append(today, {"n": n, "event_id": f"bench-{n}"}),
     }
     out = {}
     for name, fn in parts.items():
@@ -218,8 +221,8 @@ def component_times(env: dict[str, str], users: int) -> dict[str, float]:
     return out
 
 
-def sustained(base: str, makers: dict) -> dict[str, float]:
-    return asyncio.run(open_loop(base, "/recommend", makers["recommend"], OPEN_LOOP_RPS, OPEN_LOOP_SECONDS))
+def sustained(base: str, makers: dict, rps: int) -> dict[str, float]:
+    return asyncio.run(open_loop(base, "/recommend", makers["recommend"], rps, OPEN_LOOP_SECONDS))
 
 
 def free_port() -> int:
@@ -228,31 +231,83 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_size(name: str, users: int, items: int) -> dict[str, object]:
+def bentoml_phase(
+    key: str, root: Path, port: int, env: dict[str, str], home: Path, makers: dict
+) -> dict[str, object]:
+    """`bentoml serve` from checkout `root` on `port`: every endpoint closed loop, /recommend open loop."""
+    out: dict[str, object] = {}
+    base = f"http://127.0.0.1:{port}"
+    log_file = home / f"serve-{key}.log"
+    if root == ROOT:
+        proc = process.start("127.0.0.1", port, env=env, log_file=log_file)
+    else:
+        with open(log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bentoml", "serve", process.SERVICE, "--host", "127.0.0.1",
+                 "--port", str(port)],
+                cwd=root, env={**os.environ, **env, "PYTHONPATH": str(root)}, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+    try:
+        out[f"{key}_ready_s"] = round(process.wait_ready(base, timeout=300, proc=proc), 1)
+        for endpoint in ("recommend", "profile", "events"):
+            for c in CONCURRENCY:
+                res = asyncio.run(closed_loop(base, f"/{endpoint}", makers[endpoint], c))
+                out.update({f"{key}_{endpoint}_c{c}_{k}": v for k, v in res.items()})
+                print(key, endpoint, c, res, flush=True)
+        for rps in OPEN_LOOP_RATES:
+            res = sustained(base, makers, rps)
+            out.update({f"{key}_recommend_at_{rps}rps_{k}": v for k, v in res.items()})
+            print(key, "open loop", rps, res, flush=True)
+    finally:
+        process.stop(proc)
+    return out
+
+
+def run_size(
+    name: str,
+    users: int,
+    items: int,
+    workers: int = 1,
+    redis: bool = False,
+    floor: bool = True,
+    baseline: Path | None = None,
+) -> dict[str, object]:
+    """One size on one stack: SQLite online store and one worker, or Redis and `workers` workers."""
     out: dict[str, object] = {f"{name}_n_users": users, f"{name}_n_items": items}
-    with tempfile.TemporaryDirectory(prefix="personaflow-bench-serving-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="personaflow-bench-serving-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         home = Path(tmp)
+        if redis:  # a local redis-server, durable as in production (appendfsync everysec)
+            from personaflow.local_servers import Redis
+
+            server = Redis(home / "redis", free_port()).start()
+            stack.callback(server.stop)
+            os.environ["PERSONAFLOW_REDIS_URL"] = server.url
+            stack.callback(os.environ.pop, "PERSONAFLOW_REDIS_URL", None)
+        out[f"{name}_online_store"] = "redis" if redis else "sqlite"
+        out[f"{name}_workers"] = workers
         started = time.perf_counter()
         env = prepare(home, users, items)
+        env["PERSONAFLOW_SERVE_WORKERS"] = str(workers)
+        if redis:
+            env["PERSONAFLOW_REDIS_URL"] = os.environ["PERSONAFLOW_REDIS_URL"]
         out[f"{name}_features_build_s"] = float(env.pop("_features_s"))
         out[f"{name}_prepare_s"] = round(time.perf_counter() - started, 1)
         makers = request_makers(users, items)
 
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = process.start("127.0.0.1", port, env=env, log_file=home / "serve.log")
-        try:
-            out[f"{name}_bentoml_ready_s"] = round(process.wait_ready(base, timeout=300, proc=proc), 1)
-            for endpoint in ("recommend", "profile", "events"):
-                for c in CONCURRENCY:
-                    res = asyncio.run(closed_loop(base, f"/{endpoint}", makers[endpoint], c))
-                    out.update({f"{name}_bentoml_{endpoint}_c{c}_{k}": v for k, v in res.items()})
-                    print(name, "bentoml", endpoint, c, res, flush=True)
-            res = sustained(base, makers)
-            out.update({f"{name}_bentoml_recommend_at_{OPEN_LOOP_RPS}rps_{k}": v for k, v in res.items()})
-            print(name, "bentoml open loop", res, flush=True)
-        finally:
-            process.stop(proc)
+        # Before/after in the same conditions: another checkout's server on the same shop, right before
+        # this one's (keys `<size>_baseline_bentoml_...`).
+        roots = [("baseline_bentoml", baseline)] if baseline is not None else []
+        for key, root in [*roots, ("bentoml", ROOT)]:
+            out[f"{name}_{key}_load_avg_1m"] = round(os.getloadavg()[0], 2)
+            out.update(bentoml_phase(f"{name}_{key}", root, port, env, home, makers))
+        if not floor:
+            return out
 
         floor = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "benchmarks.serving_floor:app", "--host", "127.0.0.1",
@@ -275,8 +330,14 @@ def run_size(name: str, users: int, items: int) -> dict[str, object]:
                     bento = out[f"{name}_bentoml_{endpoint}_c{c}_rps"]
                     ratio = round(res["rps"] / bento, 2)
                     out[f"{name}_ratio_{endpoint}_c{c}_fastapi_over_bentoml_rps"] = ratio
-            res = sustained(base, makers)
-            out.update({f"{name}_fastapi_recommend_at_{OPEN_LOOP_RPS}rps_{k}": v for k, v in res.items()})
+                    # issue 12's target reads the other way: BentoML's requests/s as a share of the floor's
+                    for key in ("bentoml", "baseline_bentoml"):
+                        if f"{name}_{key}_{endpoint}_c{c}_rps" in out:
+                            share = out[f"{name}_{key}_{endpoint}_c{c}_rps"] / res["rps"]
+                            out[f"{name}_share_{endpoint}_c{c}_{key}_of_fastapi_rps"] = round(share, 2)
+            for rps in OPEN_LOOP_RATES:
+                res = sustained(base, makers, rps)
+                out.update({f"{name}_fastapi_recommend_at_{rps}rps_{k}": v for k, v in res.items()})
         finally:
             process.stop(floor)
         # Last, once no server holds the online store: an open reader here slowed the server's writes.
@@ -287,6 +348,11 @@ def run_size(name: str, users: int, items: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["retail"], choices=sorted(SIZES))
+    parser.add_argument("--workers", type=int, default=1, help="BentoML workers (more than 1 needs --redis)")
+    parser.add_argument("--redis", action="store_true", help="online store on a local redis-server")
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare FastAPI floor")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file to merge the figures into")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose server runs first, same shop")
     args = parser.parse_args()
     results: dict[str, object] = {
         "cpu_cores": os.cpu_count(),
@@ -298,15 +364,19 @@ def main() -> None:
         # Other work on the box skews every figure: the 1-minute load average when the run started.
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
-    for name in args.sizes:
+    for size in args.sizes:
+        # the default stack keeps its historical keys; others are named after it: 1m_redis_w2_...
+        name = size + ("_redis" if args.redis else "") + (f"_w{args.workers}" if args.workers > 1 else "")
         results[f"{name}_load_avg_1m_before"] = round(os.getloadavg()[0], 2)
-        results.update(run_size(name, **SIZES[name]))
+        results.update(run_size(name, **SIZES[size], workers=args.workers, redis=args.redis,
+                                floor=not args.no_floor, baseline=args.baseline))  # fmt: skip
         results[f"{name}_load_avg_1m_after"] = round(os.getloadavg()[0], 2)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    if RESULTS.exists():  # keep figures of sizes not run this time
-        results = {**json.loads(RESULTS.read_text()), **results}
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    out = args.results
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # keep figures of sizes not run this time
+        results = {**json.loads(out.read_text()), **results}
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

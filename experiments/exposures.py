@@ -1,5 +1,5 @@
 """Exposures: every answer an A/B test gave, one JSON line each, fsynced before the answer leaves
-(the report attributes purchases to them, so a lost line would bias it).
+(the report attributes purchases to them, so a lost line would bias it); written by group commit.
 
     <home>/experiments/<experiment>/exposures_<day>.jsonl
     {"ts", "user_id", "arm", "model_version", "items": [...], "status", "latency_ms"}
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,22 +19,67 @@ import pandas as pd
 
 
 class ExposureLog:
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self._lock = threading.Lock()
+    """Group commit, as the live landing file does (ingest/live.py): one writer thread takes every line
+    queued while its previous fsync ran, appends them in one write and fsyncs once; each answer waits
+    for the fsync that covers its line (`submit` gives a Future), so a line is still durable before its
+    answer leaves, at one fsync per group instead of one per answer."""
 
-    def append(self, record: dict) -> None:
+    def __init__(self, folder: Path, max_batch: int = 1024) -> None:
+        self.folder = Path(folder)
+        self.max_batch = max_batch
+        self.fsyncs = 0  # fewer than the lines appended under load
+        self._lock = threading.Lock()  # the writer's start
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+
+    def submit(self, record: dict) -> Future:
+        """Queue the exposure; the Future is done (None) once its line is fsynced."""
         now = datetime.now(UTC)
         line = (json.dumps({"ts": now.isoformat(timespec="milliseconds"), **record}) + "\n").encode()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"exposures_{now.date().isoformat()}.jsonl"
+        done: Future = Future()
         with self._lock:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_loop, name="exposures", daemon=True)
+                self._writer.start()
+        self._queue.put((now.date().isoformat(), line, done))
+        return done
+
+    def append(self, record: dict) -> None:
+        """Append and fsync one exposure (blocking)."""
+        self.submit(record).result()
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            by_day: dict[str, list] = {}
+            for day, line, done in batch:
+                by_day.setdefault(day, []).append((line, done))
+            for day, items in by_day.items():
+                try:
+                    self._commit(self.folder / f"exposures_{day}.jsonl", b"".join(line for line, _ in items))
+                except Exception as exc:  # never leave an answer waiting
+                    for _, done in items:
+                        done.set_exception(exc)
+                    continue
+                for _, done in items:
+                    done.set_result(None)
+
+    def _commit(self, path: Path, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            written = os.write(fd, data)  # one write: whole lines, never interleaved across workers
+            if written != len(data):
+                raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
+            os.fsync(fd)
+            self.fsyncs += 1
+        finally:
+            os.close(fd)
 
 
 def read_exposures(folder: Path) -> pd.DataFrame:

@@ -10,7 +10,9 @@ and side tables; only the model differs, so the arms differ in exactly one thing
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 class ExperimentRouter:
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
+        self._state_file = str(state_path(self.home))  # a plain os.stat per request, no Path objects
         self._lock = threading.Lock()
         self._mtime: int | None = None
         self.current: Experiment | None = None
@@ -35,7 +38,7 @@ class ExperimentRouter:
 
     def _refresh(self, production: Ranker) -> None:
         try:
-            mtime = state_path(self.home).stat().st_mtime_ns
+            mtime = os.stat(self._state_file).st_mtime_ns
         except FileNotFoundError:
             mtime = None
         if mtime == self._mtime and (self.current is None or self._base_tag == production.tag):
@@ -66,9 +69,10 @@ class ExperimentRouter:
         return which, challenger if which == "challenger" else production
 
     def expose(self, user_id: str, which: str | None, tag: str, items: list[str], latency_ms: float,
-               status: int = 200) -> None:  # fmt: skip
+               status: int = 200) -> Future | None:  # fmt: skip
+        """The exposure's Future (done once it is fsynced: group commit), or None when no test runs."""
         if which is None or self._log is None:
-            return
-        self._log.append({"user_id": user_id, "arm": which, "model_version": tag, "items": items,
-                          "status": status, "latency_ms": round(latency_ms, 3)})  # fmt: skip
+            return None
+        return self._log.submit({"user_id": user_id, "arm": which, "model_version": tag, "items": items,
+                                 "status": status, "latency_ms": round(latency_ms, 3)})  # fmt: skip
 

@@ -23,7 +23,8 @@ Security (README "Security"):
   Headers must be complete within `serve_header_timeout` seconds or the connection is closed
   (serving/header_timeout.py, a hook in uvicorn: no middleware sees a request before its headers).
 
-The Host, Origin and Content-Type checks themselves are in serving/headers.py.
+The Host, Origin and Content-Type checks themselves are in serving/headers.py. Past every check, the
+hot JSON APIs are answered by serving/fastpath.py (BentoML's answers without its per-request layers).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import asyncio
 import json
 
 from serving.auth import bearer_ok
+from serving.fastpath import FastPath
 from serving.headers import allowed_hosts, header, host_name, is_json, same_origin
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -77,6 +79,7 @@ class Guard:
         body_timeout: float | None = None,
         max_per_client: int | None = None,
         hosts: frozenset[str] | None | str = "settings",
+        fast: FastPath | None = None,
     ) -> None:
         from personaflow import settings as config
         from serving.auth import load_tokens
@@ -94,6 +97,7 @@ class Guard:
         self.hosts = allowed_hosts(s.api_allowed_hosts, s.serve_host) if hosts == "settings" else hosts
         self.in_flight = 0
         self.per_client: dict[str, int] = {}
+        self.fast = fast  # the hot APIs, answered past every check here without BentoML's layers
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -167,26 +171,24 @@ class Guard:
 
     async def _read_body(self, receive, send) -> bytes | None:
         """The whole body, or None after answering (413 too big, 408 too slow) or a disconnect."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.body_timeout
-        body = bytearray()
+        body = b""
         more = True
-        while more:
-            try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
-            except TimeoutError:
-                await _answer(
-                    send, 408, {"error": f"body: not received within {self.body_timeout:g} s"}, CLOSE
-                )
-                return None
-            if message["type"] == "http.disconnect":
-                return None
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body:
-                await _answer(send, 413, {"error": f"body: larger than {self.max_body} bytes"}, CLOSE)
-                return None
-        return bytes(body)
+        try:
+            # one timer for the whole body (wait_for per message made a task per message)
+            async with asyncio.timeout(self.body_timeout):
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    body += message.get("body", b"")
+                    more = message.get("more_body", False)
+                    if len(body) > self.max_body:
+                        await _answer(send, 413, {"error": f"body: larger than {self.max_body} bytes"}, CLOSE)
+                        return None
+        except TimeoutError:
+            await _answer(send, 408, {"error": f"body: not received within {self.body_timeout:g} s"}, CLOSE)
+            return None
+        return body
 
     async def _guarded(self, scope, body: bytes, receive, send) -> None:
         if scope["method"] == "GET" and scope["path"] == "/metadata":
@@ -223,4 +225,8 @@ class Guard:
             await send({**held, "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": out})
 
+        route = self.fast.routes.get(scope["path"]) if self.fast is not None else None
+        if route is not None and scope["method"] == "POST":
+            await self.fast.answer(route, scope, body, relabel)
+            return
         await self.app(scope, replay, relabel)

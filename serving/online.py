@@ -20,6 +20,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -272,9 +273,8 @@ def churn_risk(
     return None, None
 
 
-def favourite_categories(items: list[str], catalogue: pd.DataFrame, n: int = 3) -> list[str]:
-    known = [i for i in items if i in catalogue.index]
-    categories = catalogue.loc[known, "category"] if known else []
+def favourite_categories(items: list[str], categories: Mapping[str, str | None], n: int = 3) -> list[str]:
+    """Up to n categories the items fall in most, from item_id -> category (Ranker.category_by_item)."""
     # a shop without categories (or an item without one) adds nothing, never a null entry
-    counts = Counter(c for c in categories if isinstance(c, str) and c)
+    counts = Counter(c for c in map(categories.get, items) if isinstance(c, str) and c)
     return [c for c, _ in counts.most_common(n)]

@@ -51,6 +51,11 @@ class Ranker:
     unit_items: np.ndarray = field(init=False, repr=False)  # L2-normalised item embeddings
     _segment_buyers: dict = field(init=False, repr=False)  # segment -> {item: buyers}
     _best_sellers: dict = field(init=False, repr=False)  # item -> rank in the popularity list (1 = best)
+    # item_id -> category / name of every catalogue item, as plain dicts: a pandas lookup per answered
+    # item cost ~10 us, more than the scoring of the whole request
+    category_by_item: dict[str, str | None] = field(init=False, repr=False)
+    name_by_item: dict[str, str | None] = field(init=False, repr=False)
+    known_categories: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         known = self.catalogue["category"].to_dict()
@@ -63,22 +68,24 @@ class Ranker:
         object.__setattr__(self, "_segment_buyers", buyers)
         ranks = {item: n + 1 for n, (item, _) in enumerate(self.model.popularity)}
         object.__setattr__(self, "_best_sellers", ranks)
+        names = self.catalogue["name"].to_dict() if "name" in self.catalogue else {}
+        object.__setattr__(self, "category_by_item", {i: _text(c) for i, c in known.items()})
+        object.__setattr__(self, "name_by_item", {i: _text(n) for i, n in names.items()})
+        known_categories = frozenset(c for c in self.category_by_item.values() if c is not None)
+        object.__setattr__(self, "known_categories", known_categories)
 
     @property
     def tag(self) -> str:
         return self.model.tag
 
     def category_of(self, item_id: str) -> str | None:
-        value = self.catalogue["category"].get(item_id)
-        return None if value is None or pd.isna(value) else str(value)
+        return self.category_by_item.get(item_id)
 
     def name_of(self, item_id: str) -> str | None:
-        names = self.catalogue["name"] if "name" in self.catalogue else None
-        value = names.get(item_id) if names is not None else None
-        return None if value is None or pd.isna(value) else str(value)
+        return self.name_by_item.get(item_id)
 
     def knows_category(self, category: str) -> bool:
-        return bool((self.catalogue["category"] == category).any())
+        return category in self.known_categories
 
     def knows_user(self, user_id: str) -> bool:
         return user_id in self.model.maps.user_index
@@ -205,4 +212,4 @@ class Ranker:
 
 
 def _text(value: object) -> str | None:
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    return None if value is None or pd.isna(value) else str(value)

@@ -43,6 +43,7 @@ from serving.answers import invalid as _invalid
 from serving.audiences import AudienceInputs
 from serving.audiences import answer as answer_audience
 from serving.experiment import ExperimentRouter
+from serving.fastpath import FastPath
 from serving.guard import Guard
 from serving.header_timeout import install_header_timeout
 from serving.hotswap import ModelWatcher
@@ -71,6 +72,8 @@ API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/audiences"
 # Calls that change state: a bearer token always (serving/auth.py); the others only with
 # PERSONAFLOW_API_PROTECT_READS.
 WRITE_PATHS = ("/events",)
+# Answered by serving/fastpath.py (the same answers without BentoML's per-request layers).
+FAST_PATHS = ("/recommend", "/similar_items", "/profile", "/events")
 # Requests past this many in flight get 503 at once (settings: PERSONAFLOW_SERVE_MAX_IN_FLIGHT).
 MAX_IN_FLIGHT = settings.load().serve_max_in_flight
 MAX_BODY_BYTES = 16_384
@@ -164,7 +167,9 @@ class Recommender:
             arm=arm,
         )
         # the exposure is durable before the answer leaves (the A/B report attributes purchases to it)
-        self.experiment.expose(user_id, arm, ranker.tag, [i for i, _, _ in items], _ms(started))
+        exposed = self.experiment.expose(user_id, arm, ranker.tag, [i for i, _, _ in items], _ms(started))
+        if exposed is not None:  # group commit: answers in flight share one fsync
+            await asyncio.wrap_future(exposed)
         return body
 
     @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
@@ -229,7 +234,7 @@ class Recommender:
             n_purchases=(row.get("n_purchases") or 0) + live["n_purchases"],
             n_returns=live["n_returns"],
             n_sessions=row.get("n_sessions"),
-            favourite_categories=favourite_categories(purchased, self.ranker.catalogue),
+            favourite_categories=favourite_categories(purchased, self.ranker.category_by_item),
             last_event_ts=str(last)[:19] if last else None,
             live_events=live["n_events"],
             features_as_of=row["as_of"].isoformat() if row["as_of"] else None,
@@ -318,5 +323,6 @@ class Recommender:
 
 
 Recommender.add_asgi_middleware(
-    Guard, paths=API_PATHS, write_paths=WRITE_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT
-)
+    Guard, paths=API_PATHS, write_paths=WRITE_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT,
+    fast=FastPath(Recommender, FAST_PATHS),
+)  # fmt: skip
