@@ -207,7 +207,7 @@ def component_times(env: dict[str, str], users: int) -> dict[str, float]:
         "score_topk": lambda n: ranker.recommend(f"u{n % users:07d}", 10),
         "online_read_user": lambda n: online.user(f"u{n % users:07d}"),
         "online_write_live": lambda n: online.record(f"bench{n % 500}", today, event),
-        "fsync_append": lambda n: log.append(today, {"n": n}),
+        "fsync_append": lambda n: log.append(today, {"n": n, "event_id": f"bench-{n}"}),
     }
     out = {}
     for name, fn in parts.items():
