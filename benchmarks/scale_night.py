@@ -76,7 +76,7 @@ def one_night(mode: str, work: Path, smtp_port: int, pg: Postgres, redis: Redis,
     shop = generate_shop(**shop_shape, seed=11)
     write_shop(shop, s.landing_dir)
     last = shop.events["event_ts"].max().date()
-    out: dict[str, object] = {}
+    out: dict[str, object] = {f"night_{mode}_loadavg_at_start": round(os.getloadavg()[0], 2)}
     started = time.perf_counter()
     stages.ingest_history(last - timedelta(days=1), s)
     out[f"night_{mode}_ingest_history_s"] = round(time.perf_counter() - started, 1)
