@@ -25,6 +25,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -51,8 +52,8 @@ def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def part_transform(sizes: list[str], engines: list[str], pg: Postgres, work: Path) -> dict:
-    out: dict[str, object] = {}
+def part_transform(sizes: list[str], engines: list[str], pg: Postgres, work: Path, out: dict) -> dict:
+    """Fills `out` as it goes: a run stopped midway (10 M rows on PostgreSQL) keeps what it measured."""
     for size in sizes:
         shape = TRANSFORM_SIZES[size]
         landing = work / f"landing-{size}"
@@ -63,9 +64,10 @@ def part_transform(sizes: list[str], engines: list[str], pg: Postgres, work: Pat
             else:
                 where = pg.create_database(f"warehouse_{size}_{free_port()}")
             started = time.perf_counter()
-            res = bench_transform.run_engine(f"{size}_{engine}", work, landing, where, shape["days"], True)
-            res[f"transform_{size}_{engine}_all_steps_s"] = round(time.perf_counter() - started, 1)
-            out.update(res)
+            out[f"transform_{size}_{engine}_finished"] = False
+            bench_transform.run_engine(f"{size}_{engine}", work, landing, where, shape["days"], True, out)
+            out[f"transform_{size}_{engine}_all_steps_s"] = round(time.perf_counter() - started, 1)
+            out[f"transform_{size}_{engine}_finished"] = True
             if engine == "duckdb":
                 Path(where).unlink(missing_ok=True)
         # where the time goes: ingest (COPY on PostgreSQL, DuckDB's CSV reader) vs dbt, per engine
@@ -94,6 +96,8 @@ def main() -> None:
     parser.add_argument("--note", action="append", default=[], metavar="KEY=TEXT",
                         help="a note_KEY kept with the figures (what was not measured, why)")  # fmt: skip
     args = parser.parse_args()
+    # `timeout` and friends send SIGTERM: unwind (finally blocks stop the servers, keep the figures)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parts = set(args.parts)
     args.work.mkdir(parents=True, exist_ok=True)
     result: dict[str, object] = {
@@ -113,7 +117,13 @@ def main() -> None:
                 continue  # measured on the same servers as serving
             result[f"{part}_loadavg_at_start"] = load_avg()
             started = time.perf_counter()
-            result.update(run_part(part, parts, args, pg, redis))
+            if part == "transform":
+                try:
+                    part_transform(args.sizes, args.engines, pg, args.work, result)
+                finally:  # stopped (SIGTERM, a failed step): keep the steps measured so far
+                    merge_results(RESULTS, result)
+            else:
+                result.update(run_part(part, parts, args, pg, redis))
             result[f"{part}_part_s"] = round(time.perf_counter() - started, 1)
             result[f"{part}_loadavg_at_end"] = load_avg()
             merge_results(RESULTS, result)  # a later part failing keeps what is measured
@@ -126,8 +136,6 @@ def main() -> None:
 def run_part(part: str, parts: set[str], args: argparse.Namespace, pg: Postgres, redis: Redis) -> dict:
     from benchmarks import scale_serving as online
 
-    if part == "transform":
-        return part_transform(args.sizes, args.engines, pg, args.work)
     shape = USER_SIZES[args.users]
     size = args.users
     if part == "feast":

@@ -103,14 +103,19 @@ def stored_env(work: Path, size: str, store: str, redis_url: str) -> dict[str, s
     return env
 
 
-def session_rss_mb(pid: int) -> float:
-    """RSS summed over the server's process group (BentoML runs a supervisor and its workers)."""
+def tree_rss_mb(pid: int) -> float:
+    """RSS summed over the server and its descendants (circus starts each BentoML worker in a session
+    of its own, so the process group alone misses them)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
     total = 0
-    for proc in psutil.process_iter(["pid"]):
+    for proc in procs:
         try:
-            if os.getsid(proc.pid) == pid:
-                total += proc.memory_info().rss
-        except (psutil.Error, ProcessLookupError, PermissionError):
+            total += proc.memory_info().rss
+        except psutil.Error:
             continue
     return round(total / 2**20, 1)
 
@@ -177,7 +182,7 @@ def run_online(work: Path, size: str, users: int, items: int, redis_url: str, pa
                     res = asyncio.run(bench.closed_loop(base, "/events", makers["events"], c))
                     out.update(flat(f"events_{size}_{store}_w{workers}_c{c}", res))
                     print(key, "events", c, res, flush=True)
-            out[f"{key}_rss_mb"] = session_rss_mb(proc.pid)
+            out[f"{key}_rss_mb"] = tree_rss_mb(proc.pid)
         finally:
             process.stop(proc)
     if "serving" in parts:

@@ -162,17 +162,19 @@ def generate(name: str, landing: Path, users: int, items: int, days: int) -> dic
 
 
 def run_engine(
-    name: str, work: Path, landing: Path, warehouse: Path | str, days: int, validate: bool
+    name: str, work: Path, landing: Path, warehouse: Path | str, days: int, validate: bool,
+    out: dict | None = None,
 ) -> dict:
     """History load + first build, the last day's night (load, validate, incremental build, validate
     marts) and a full rebuild, on `warehouse`: a DuckDB file or a postgresql:// URL (an empty database).
-    Keys are named `<step>_<name>_...`; dbt's three slowest models as `<step>_<name>_model_<model>_s`."""
+    Keys are named `<step>_<name>_...`; dbt's three slowest models as `<step>_<name>_model_<model>_s`.
+    Filled into `out` step by step when given, so a run stopped midway keeps the steps it measured."""
     from personaflow import warehouse as wh
 
     state = work / f"dbt-{name}"
     last = START + timedelta(days=days - 1)
     before = last - timedelta(days=1)
-    out: dict[str, object] = {}
+    out = {} if out is None else out
     # the machine may be shared: the 1-minute load average says how much (2.0 = both cores busy)
     out[f"{name}_loadavg_at_start"] = round(os.getloadavg()[0], 2)
     at = {"warehouse": str(warehouse)}
