@@ -52,7 +52,9 @@ def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def part_transform(sizes: list[str], engines: list[str], pg: Postgres, work: Path, out: dict) -> dict:
+def part_transform(
+    sizes: list[str], engines: list[str], pg: Postgres, work: Path, out: dict, validate: bool = True
+) -> dict:
     """Fills `out` as it goes: a run stopped midway (10 M rows on PostgreSQL) keeps what it measured."""
     for size in sizes:
         shape = TRANSFORM_SIZES[size]
@@ -65,7 +67,8 @@ def part_transform(sizes: list[str], engines: list[str], pg: Postgres, work: Pat
                 where = pg.create_database(f"warehouse_{size}_{free_port()}")
             started = time.perf_counter()
             out[f"transform_{size}_{engine}_finished"] = False
-            bench_transform.run_engine(f"{size}_{engine}", work, landing, where, shape["days"], True, out)
+            out[f"transform_{size}_{engine}_validated"] = validate
+            bench_transform.run_engine(f"{size}_{engine}", work, landing, where, shape["days"], validate, out)
             out[f"transform_{size}_{engine}_all_steps_s"] = round(time.perf_counter() - started, 1)
             out[f"transform_{size}_{engine}_finished"] = True
             if engine == "duckdb":
@@ -87,6 +90,7 @@ def main() -> None:
                         help="transform sizes (synthetic events)")  # fmt: skip
     engines = ["duckdb", "postgres"]
     parser.add_argument("--engines", nargs="+", default=engines, choices=engines)
+    parser.add_argument("--no-validate", action="store_true", help="transform: skip the GX steps")
     parser.add_argument("--users", default="1m", choices=list(USER_SIZES), help="feast/serving size")
     parser.add_argument("--night", default="real", choices=list(NIGHT_SHOPS), help="the night's shop")
     parser.add_argument("--seconds", type=float, default=10.0, help="each open-loop run's length")
@@ -119,7 +123,7 @@ def main() -> None:
             started = time.perf_counter()
             if part == "transform":
                 try:
-                    part_transform(args.sizes, args.engines, pg, args.work, result)
+                    part_transform(args.sizes, args.engines, pg, args.work, result, not args.no_validate)
                 finally:  # stopped (SIGTERM, a failed step): keep the steps measured so far
                     merge_results(RESULTS, result)
             else:
