@@ -98,6 +98,7 @@ def stored_env(work: Path, size: str, store: str, redis_url: str) -> dict[str, s
     if not path.exists():
         raise SystemExit(f"no prepared {store} store for {size} under {work}: run --parts feast first")
     env = json.loads(path.read_text())
+    env["PERSONAFLOW_API_TOKENS"] = bench.TOKEN  # the token this process's load generator sends
     if store == "redis":
         env["PERSONAFLOW_REDIS_URL"] = redis_url  # this run's Redis (same append-only file)
     return env
