@@ -118,6 +118,14 @@ bench-ingest-engines: install servers
 bench-airflow-celery: install servers
 	$(BIN)/python benchmarks/airflow_celery.py $(ARGS)
 
+# Embedded vs scale stack, same data, same machine (issue 12): transform at 1 M/10 M events on DuckDB
+# vs PostgreSQL, Feast materialize SQLite vs Redis, /recommend /profile /events on 1-2 BentoML workers
+# next to the FastAPI floor, one night on LocalExecutor vs CeleryExecutor. One part alone:
+# ARGS="--parts serving events". Writes benchmarks/results/scale.json (other parts' keys kept).
+.PHONY: bench-scale
+bench-scale: install servers
+	$(BIN)/python benchmarks/scale.py $(ARGS)
+
 # The A/B report on a simulated run (one arm truly better, and an A/A run) -> abtest_simulated.json.
 bench-abtest: install
 	$(BIN)/python benchmarks/abtest_simulated.py $(ARGS)
