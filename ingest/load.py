@@ -202,6 +202,10 @@ def _load_day(
             [batch_date, str(path), rows.num_rows, digest, *previous],
         )
         con.commit()
+        if con.engine == "postgres":
+            # Fresh planner statistics for the new day: without them PostgreSQL expects ~1 row for it
+            # and the batch suite's self-joins ran as nested loops (175 s instead of ~7 s at 1 M events).
+            con.execute("analyze raw.events")
     except wh.ERRORS as exc:
         con.rollback()
         raise IngestError(f"{path}: {exc}") from exc
