@@ -88,7 +88,10 @@ async def _both(bodies: list[bytes]) -> list[tuple]:
     return out
 
 
-def test_fast_path_answers_as_bentoml_does(caplog):
+def test_fast_path_answers_as_bentoml_does(caplog, monkeypatch, tmp_path):
+    # prometheus_client picks its multiprocess values at import when BentoML (imported by an earlier
+    # test) had PROMETHEUS_MULTIPROC_DIR set; BentoML's metrics middleware then needs the folder
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     bodies = [b'{"user_id": "u1", "k": 2}', b'{"user_id": "u1", "kk": 2}', b'{"user_id": 5}', b"",
               b'{"user_id": "gone"}', b'{"user_id": "boom"}']  # fmt: skip
     answers = asyncio.run(_both(bodies))
