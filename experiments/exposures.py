@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ingest.live import take_batch
+
 
 class ExposureLog:
     """Group commit, as the live landing file does (ingest/live.py): one writer thread takes every line
@@ -50,12 +52,7 @@ class ExposureLog:
 
     def _write_loop(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = take_batch(self._queue, self.max_batch)
             by_day: dict[str, list] = {}
             for day, line, done in batch:
                 by_day.setdefault(day, []).append((line, done))

@@ -101,6 +101,18 @@ class LocalSeen:
             self._seen.setdefault((day, key), event_id)
 
 
+
+def take_batch(q: queue.SimpleQueue, max_batch: int) -> list:
+    """Group commit's batch: wait for one queued item, then take whatever else is queued (up to
+    `max_batch`), so requests arriving together share one write and one fsync."""
+    batch = [q.get()]
+    while len(batch) < max_batch:
+        try:
+            batch.append(q.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
 class LiveLog:
     """Appends events to their day's live file with group commit (see the module docstring).
 
@@ -170,12 +182,7 @@ class LiveLog:
 
     def _write_loop(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = take_batch(self._queue, self.max_batch)
             by_day: dict[date, list] = {}
             for item in batch:
                 by_day.setdefault(item[0], []).append(item)
