@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import duckdb
 import pandas as pd
@@ -72,7 +72,31 @@ def connect(where: Location, read_only: bool = False) -> DuckConnection | PgConn
     return DuckConnection(duckdb.connect(str(path), read_only=read_only))
 
 
-class DuckConnection:
+class _Transactions:
+    """What both connections do the same way: explicit transactions, closing, `with`."""
+
+    raw: Any
+
+    def begin(self) -> None:
+        self.raw.execute("begin")
+
+    def commit(self) -> None:
+        self.raw.execute("commit")
+
+    def rollback(self) -> None:
+        self.raw.execute("rollback")
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DuckConnection(_Transactions):
     """The DuckDB connection, plus the few calls the PostgreSQL side needs spelled out."""
 
     engine = "duckdb"
@@ -102,15 +126,6 @@ class DuckConnection:
     def unregister(self, name: str) -> None:
         self.raw.unregister(name)
 
-    def begin(self) -> None:
-        self.raw.execute("begin")
-
-    def commit(self) -> None:
-        self.raw.execute("commit")
-
-    def rollback(self) -> None:
-        self.raw.execute("rollback")
-
     def table_exists(self, qualified: str) -> bool:
         schema, table = qualified.split(".")
         return bool(self.raw.execute(
@@ -118,14 +133,6 @@ class DuckConnection:
             [schema, table],
         ).fetchall()[0][0])
 
-    def close(self) -> None:
-        self.raw.close()
-
-    def __enter__(self) -> DuckConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 _PG_TYPES = {
@@ -149,7 +156,7 @@ def _placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-class PgConnection:
+class PgConnection(_Transactions):
     """A psycopg connection speaking the DuckDB-shaped subset above (autocommit unless `begin()`)."""
 
     engine = "postgres"
@@ -200,23 +207,6 @@ class PgConnection:
     def unregister(self, name: str) -> None:
         self.raw.execute(f'drop table if exists "{name}"')
 
-    def begin(self) -> None:
-        self.raw.execute("begin")
-
-    def commit(self) -> None:
-        self.raw.execute("commit")
-
-    def rollback(self) -> None:
-        self.raw.execute("rollback")
-
     def table_exists(self, qualified: str) -> bool:
         return self.raw.execute("select to_regclass(%s) is not null", [qualified]).fetchone()[0]
 
-    def close(self) -> None:
-        self.raw.close()
-
-    def __enter__(self) -> PgConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
