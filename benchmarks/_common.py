@@ -29,3 +29,25 @@ def merge_results(path: Path, result: dict[str, object]) -> None:
     previous = json.loads(path.read_text()) if path.exists() else {}
     path.write_text(json.dumps({**previous, **result}, indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def settings_with(env: dict[str, str]):
+    """personaflow's settings as they read with `env` over this process's environment, which is left
+    as it was (what the stack started from those settings gets, through orchestrate.airflow_env)."""
+    from personaflow import settings as config
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return config.load()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def write_results(path: Path, result: dict[str, object]) -> None:
+    """Write `result` as the whole of `path` (a benchmark whose keys are all from one run) and show it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"wrote {path}")

@@ -14,7 +14,6 @@ Writes benchmarks/results/airflow_celery.json.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -29,8 +28,8 @@ sys.path.insert(0, str(ROOT))  # run as a script: the project's packages sit at 
 
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
+from _common import settings_with, write_results  # noqa: E402
 
-from personaflow import settings as config  # noqa: E402
 from personaflow.airflow_api import AirflowClient  # noqa: E402
 from personaflow.airflow_service import down, start_airflow, worker_pids  # noqa: E402
 from personaflow.local_servers import Postgres, Redis, default_os_user, free_port  # noqa: E402
@@ -63,13 +62,7 @@ def one_mode(mode: str, pg: Postgres, redis: Redis, probe_db: str) -> dict[str, 
         env |= {"PERSONAFLOW_AIRFLOW_EXECUTOR": "celery", "PERSONAFLOW_CELERY_WORKERS": "2",
                 "PERSONAFLOW_AIRFLOW_DB_URL": pg.create_database(f"airflow_{free_port()}"),
                 "PERSONAFLOW_CELERY_BROKER_URL": redis.url}  # fmt: skip
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        s = config.load()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    s = settings_with(env)
     dags = home / "dags"
     dags.mkdir()
     shutil.copy(PROBE, dags / "probe.py")
@@ -121,10 +114,7 @@ def main() -> None:
         pg.stop()
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(redis_folder, ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+from _common import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the project's packages sit at the repo root
@@ -132,10 +133,7 @@ def main() -> None:
     out["airflow_first_start_to_last_end_s"] = round((last - first).total_seconds(), 2)
     out["airflow_scheduling_gaps_s"] = round((last - first).total_seconds() - task_sum, 2)
     out["airflow_over_cli_ratio"] = round(wall / cli_total, 3)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from _common import settings_with
 from aiosmtpd.controller import Controller
 
 from personaflow.local_servers import Postgres, Redis, free_port
@@ -57,7 +58,6 @@ def night_settings(mode: str, home: Path, smtp_port: int, pg: Postgres, redis: R
 
 def one_night(mode: str, work: Path, smtp_port: int, pg: Postgres, redis: Redis, shop_shape: dict) -> dict:
     from ingest.generate import generate_shop, write_shop
-    from personaflow import settings as config
     from personaflow import stages
     from personaflow.airflow_api import AirflowClient
     from personaflow.airflow_service import down, start_airflow
@@ -66,13 +66,7 @@ def one_night(mode: str, work: Path, smtp_port: int, pg: Postgres, redis: Redis,
     home = work / f"night-{mode}"
     shutil.rmtree(home, ignore_errors=True)
     env = night_settings(mode, home, smtp_port, pg, redis)
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        s = config.load()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    s = settings_with(env)
     shop = generate_shop(**shop_shape, seed=11)
     write_shop(shop, s.landing_dir)
     last = shop.events["event_ts"].max().date()
