@@ -10,7 +10,7 @@ from training.data.features import purchases_source
 from training.data.purchases import PurchaseSplit, purchases_from_events, split_purchases
 from training.evaluation.metrics import evaluate
 from training.models.config import FitConfig
-from training.models.deepfm import DeepFMConfig, Lists, fit_deepfm, list_ndcg, predict
+from training.models.deepfm import DeepFMConfig, Lists, _Lookup, fit_deepfm, list_ndcg, predict
 from training.models.fit import fit_model
 from training.rerank.candidates import CandidateBuilder, Quotas, candidate_recall, copurchase_similarity
 from training.rerank.reranker import RerankConfig, fit_reranker
@@ -65,6 +65,17 @@ def test_pool_holds_history_copurchase_and_retrieval_items_without_test_leakage(
     assert cosine[idx["a"], idx["d"]] == 0 and cosine[idx["a"], idx["c"]] == pytest.approx(1 / np.sqrt(3))
     # u1's truth {b, a, d, z}: b and a in the pool, d outside it, z unrankable -> 2 of 4
     assert candidate_recall(cands, split) == pytest.approx(0.5)
+
+
+def test_the_embedding_lookup_gives_the_embedding_gradient():
+    weight = torch.randn(7, 3, requires_grad=True)
+    idx = torch.tensor([[0, 6, 6], [2, 0, 6]])
+    upstream = torch.randn(2, 3, 3)
+    (_Lookup.apply(weight, idx) * upstream).sum().backward()
+    ours = weight.grad.clone()
+    weight.grad = None
+    (torch.nn.functional.embedding(idx, weight) * upstream).sum().backward()
+    assert torch.allclose(ours, weight.grad) and ours[6].abs().sum() > 0  # repeats add up, row 6 thrice
 
 
 def test_deepfm_learns_a_field_interaction_and_its_loss_falls():
