@@ -22,6 +22,7 @@ from personaflow.cli_abtest import abtest
 from personaflow.cli_app import OneLineErrors
 from personaflow.cli_audience import audience
 from personaflow.cli_common import DateOpt, _last_batch_day, _print
+from personaflow.cli_evaluate import evaluate
 from personaflow.cli_models import prune
 from personaflow.cli_privacy import forget
 from personaflow.cli_service import announce, backfill, demo, down, run_dag, serve, trigger, up
@@ -35,6 +36,7 @@ app = OneLineErrors(
 )
 
 app.command()(audience)
+app.command()(evaluate)
 app.command()(forget)
 app.command()(prune)
 app.add_typer(abtest, name="abtest")

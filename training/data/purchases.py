@@ -104,10 +104,17 @@ def split_purchases(purchases: pd.DataFrame, test_days: int = 30) -> PurchaseSpl
     last_ts = frame["ts"].max()
     cut_ts = last_ts - pd.Timedelta(days=test_days)
     in_train = frame["ts"] < cut_ts
-    train = frame.loc[in_train].sort_values("ts", kind="stable").reset_index(drop=True)
-    if train.empty:
+    if not in_train.any():
         raise ValueError(f"no purchases before the cut {cut_ts} (last {last_ts}, test_days {test_days})")
-    test = frame.loc[~in_train]
+    return assemble(frame.loc[in_train], frame.loc[~in_train], cut_ts, last_ts)
+
+
+def assemble(
+    train: pd.DataFrame, test: pd.DataFrame, cut_ts: pd.Timestamp, last_ts: pd.Timestamp
+) -> PurchaseSplit:
+    """Train and test purchases (typed as split_purchases types them) -> the protocol's split: test users
+    are test rows' users who bought in training; their truth is every item they bought in the test rows."""
+    train = train.sort_values("ts", kind="stable").reset_index(drop=True)
     # The columns the skeleton's models and baselines read (one purchase line = one purchase).
     train["event_date"] = train["ts"].dt.date
     train["n_purchases"] = 1
@@ -120,11 +127,11 @@ def split_purchases(purchases: pd.DataFrame, test_days: int = 30) -> PurchaseSpl
         train=train,
         test_truth=truth,
         maps=maps,
-        cutoff=cut_ts.date(),
-        last_date=last_ts.date(),
+        cutoff=pd.Timestamp(cut_ts).date(),
+        last_date=pd.Timestamp(last_ts).date(),
         n_truth_items_unrankable=int((~pairs["item_id"].isin(maps.item_index)).sum()),
-        cut_ts=cut_ts,
-        last_ts=last_ts,
+        cut_ts=pd.Timestamp(cut_ts),
+        last_ts=pd.Timestamp(last_ts),
         n_test_rows=int(len(test)),
     )
 
