@@ -171,6 +171,8 @@ def test_tifu_is_a_servable_model_kind(store, tmp_path):
     result = train_candidate(warehouse, holdout_days=7, seed=4, model="tifu")
     assert result["params"]["kind"] == "tifu-knn" and "learned_tag" not in result
     assert set(result["params"]["tifu_params"]) >= {"decay", "neighbours", "alpha"}
+    # the validation size the tuning saw is in the training report's params
+    assert result["params"]["val_users"] >= 50 and result["params"]["val_window_days"] >= 7
     loaded = load_model(result["tag"])
     split = time_split(make_interactions(seed=8), holdout_days=7)
     assert evaluate(loaded.scores, split)["ndcg_at_10"] == pytest.approx(result["metrics"]["ndcg_at_10"])

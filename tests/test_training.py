@@ -155,3 +155,22 @@ def test_bpr_loss_decreases_and_beats_random_and_popularity():
     # same seed, same history
     _, again = fit_bpr(split, dim=16, epochs=2, batch_size=256, seed=3, device="cpu")
     assert [r["loss"] for r in again] == pytest.approx([r["loss"] for r in history[:2]])
+
+
+def test_a_quiet_validation_window_is_widened_until_it_holds_enough_users():
+    from training.data.purchases import split_purchases, validation_split
+
+    rng = np.random.default_rng(0)
+    # 300 customers buying in early January, then only 3 of them in the two weeks before the cut
+    hours = pd.to_timedelta(rng.integers(0, 15 * 24, 3000), "h")
+    busy = pd.DataFrame({"user_id": rng.integers(0, 300, 3000).astype(str),
+                         "item_id": rng.integers(0, 40, 3000).astype(str),
+                         "ts": pd.Timestamp("2025-01-01") + hours})  # fmt: skip
+    quiet = pd.DataFrame({"user_id": ["1", "2", "3"], "item_id": ["1", "2", "3"],
+                          "ts": pd.to_datetime(["2025-02-05", "2025-02-08", "2025-02-12"])})  # fmt: skip
+    test = pd.DataFrame({"user_id": ["1"], "item_id": ["4"], "ts": pd.to_datetime(["2025-02-20"])})
+    split = split_purchases(pd.concat([busy, quiet, test], ignore_index=True), test_days=5)
+    assert len(validation_split(split, 14, min_users=1).test_truth) == 3  # as asked: 3 users
+    widened = validation_split(split, 14)
+    assert len(widened.test_truth) >= 50 and widened.cut_ts < split.cut_ts - pd.Timedelta(days=14)
+    assert (widened.train["ts"] < widened.cut_ts).all()

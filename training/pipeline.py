@@ -10,7 +10,7 @@ from typing import Any
 
 from personaflow import warehouse as wh
 from training.data.features import FeatureSource
-from training.data.interactions import Split, load_interactions, time_split
+from training.data.interactions import Split, cut_time, load_interactions, time_split
 from training.evaluation.baselines import popularity_ranking
 from training.evaluation.metrics import evaluate
 from training.evaluation.rebuy import bought_matrix, decide_exclusion, excluding
@@ -47,8 +47,19 @@ def _params(recipe: Recipe, built, split: Split) -> dict[str, Any]:
         "cutoff": split.cutoff.isoformat(), "last_date": split.last_date.isoformat(),
         "n_train_rows": int(len(split.train)), "n_users": split.maps.n_users, "n_items": split.maps.n_items,
         "n_truth_items_unrankable": split.n_truth_items_unrankable,
-        "exclude_bought": recipe.exclude_bought, **built.extra,
+        "exclude_bought": recipe.exclude_bought, **_validation_size(built.fitted.val_split, split),
+        **built.extra,
     }  # fmt: skip
+
+
+def _validation_size(val: Split, split: Split) -> dict[str, Any]:
+    """How many users early stopping and tuning saw, over how many days (the window may be widened)."""
+    days = (cut_time(split) - cut_time(val)).total_seconds() / 86_400
+    return {
+        "val_users": len(val.test_truth),
+        "val_window_days": round(days, 2),
+        "val_cutoff": str(val.cutoff),
+    }
 
 
 def _save(recipe, built, split, scored, ev, fit_seconds, started) -> dict[str, Any]:
@@ -156,7 +167,10 @@ def train_candidate(
 
 
 def evidence_now(
-    tag: str, warehouse: wh.Location, holdout_days: int, pointer_path: Path,
+    tag: str,
+    warehouse: wh.Location,
+    holdout_days: int,
+    pointer_path: Path,
     features: FeatureSource | None = None,
 ) -> dict[str, Any]:
     """The gate's evidence for saved model `tag` on *today's* split (manual promotion): the candidate

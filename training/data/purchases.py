@@ -20,6 +20,8 @@ from training.data.interactions import IdMaps, Split, time_split
 
 PURCHASE_COLUMNS = ["user_id", "item_id", "ts"]
 DEFAULT_RETAIL_DIR = Path("../shared/data/online-retail")
+MIN_VAL_USERS = 50  # a validation window holding fewer users is widened (validation_split)
+MAX_VAL_DAYS = 180
 
 
 @dataclass(frozen=True)
@@ -136,11 +138,29 @@ def assemble(
     )
 
 
-def validation_split(split: Split, val_days: int) -> Split:
+def validation_split(split: Split, val_days: int, min_users: int = MIN_VAL_USERS) -> Split:
     """The same protocol inside the training period: early stopping and tuning never see the test.
 
     A purchases split (benchmark) is cut again by timestamp; a nightly split of the interactions mart
-    (views and carts too, `interactions.time_split`) is cut again by day, keeping its own rules."""
+    (views and carts too, `interactions.time_split`) is cut again by day, keeping its own rules.
+    The window is doubled while it holds fewer than `min_users` users and doubling leaves training
+    rows: a log whose customers are quiet at its end gave a dozen validation users, and early stopping
+    on a dozen users follows noise (it kept epoch 1)."""
+    days, best = val_days, None
+    while True:
+        try:
+            inner = _cut_again(split, days)
+        except ValueError:  # no rows left before that cut: keep the widest window that had some
+            if best is None:
+                raise
+            return best
+        best = inner
+        if len(inner.test_truth) >= min_users or days >= MAX_VAL_DAYS:
+            return inner
+        days *= 2
+
+
+def _cut_again(split: Split, days: int) -> Split:
     if isinstance(split, PurchaseSplit):
-        return split_purchases(split.train[PURCHASE_COLUMNS], test_days=val_days)
-    return time_split(split.train, val_days)
+        return split_purchases(split.train[PURCHASE_COLUMNS], test_days=days)
+    return time_split(split.train, days)
