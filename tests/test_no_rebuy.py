@@ -1,16 +1,31 @@
 """A shop where nobody buys an item twice (and item B tends to follow item A): measured as such, bought
 items are ranked last everywhere, and every model then beats popularity (which is ranked the same way)."""
 
+from dataclasses import replace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from ingest.generate import generate_shop
 from training.data.features import purchases_source
+from training.data.interactions import IdMaps
 from training.data.purchases import purchases_from_events, split_purchases
 from training.evaluation.baselines import item_knn, popularity, popularity_ranking
 from training.evaluation.metrics import evaluate
-from training.evaluation.rebuy import REBUY_MIN, bought_matrix, decide_exclusion, excluding, repeat_rate
+from training.evaluation.rebuy import (
+    REBUY_MIN,
+    bought_matrix,
+    bought_pairs,
+    decide_exclusion,
+    excluding,
+    repeat_rate,
+)
+from training.models.bpr import NO_REBUY_REG, BPRLearner
+from training.models.config import FitConfig
+from training.models.sequence import SequenceLearner
+from training.models.two_tower import _others
 from training.recipe import Recipe, build
 from training.registry.loading import LoadedModel
 
@@ -78,3 +93,30 @@ def test_a_served_model_never_offers_what_the_user_bought(no_rebuy):
     u = int(np.argmax(np.diff(bought.indptr)))
     top = {i for i, _ in loaded.recommend(split.maps.user_ids[u], 10)[0]}
     assert top & {split.maps.item_ids[j] for j in bought[u].indices}
+
+
+def test_training_leaves_bought_items_out_of_targets_and_negatives():
+    rows = [("u1", "a", "2026-01-01"), ("u1", "b", "2026-01-01"), ("u1", "c", "2026-01-02"),
+            ("u1", "a", "2026-01-03"), ("u1", "d", "2026-01-03"), ("u2", "b", "2026-01-01"),
+            ("u2", "d", "2026-01-02")]  # fmt: skip
+    train = pd.DataFrame(rows, columns=["user_id", "item_id", "ts"]).assign(
+        ts=lambda f: pd.to_datetime(f["ts"])
+    )
+    maps = IdMaps(["u1", "u2"], ["a", "b", "c", "d"])
+    cfg = FitConfig(dim=8, max_len=10, exclude_bought=True)
+    learner = SequenceLearner(train, maps, cfg, "cpu", "gru")
+    _, _, target, seen = learner._batch(np.arange(len(learner.windows.inputs)))
+    # u1's ends: after {a, b} (next {c}), after {c} (next {a, d}: a is a re-buy); u2's: after {b} (next {d})
+    named = [({maps.item_ids[j] for j in np.flatnonzero(t)}, {maps.item_ids[j] for j in np.flatnonzero(s)})
+             for t, s in zip(target, seen, strict=True)]  # fmt: skip
+    assert sorted(named, key=str) == sorted(
+        [({"c"}, {"a", "b"}), ({"d"}, {"a", "b", "c"}), ({"d"}, {"b"})], key=str
+    )
+    np.testing.assert_allclose(target.sum(axis=1), 1.0)
+    plain = SequenceLearner(train, maps, replace(cfg, exclude_bought=False), "cpu", "gru")
+    assert plain._batch(np.arange(len(plain.windows.inputs)))[3] is None  # re-buy shops: unchanged
+    # two-tower: the user's other bought items are no negatives, the row's own target stays in
+    bought = bought_pairs(train, maps)
+    mask = _others(bought, torch.tensor([0, 1]), torch.tensor([2, 3])).numpy()
+    assert mask.tolist() == [[True, True, False, True], [False, True, False, False]]
+    assert BPRLearner(train.assign(weight=1.0), maps, cfg, "cpu").reg == NO_REBUY_REG > cfg.reg
