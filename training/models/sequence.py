@@ -10,7 +10,8 @@ In a shop without re-buys (`FitConfig.exclude_bought`) the items already in the 
 end leave that end's softmax (and its targets, where a re-buy slipped in): serving ranks them last, so
 the model spends nothing on learning that they do not come back, and an epoch takes at least
 MIN_STEPS_NO_REBUY optimizer steps (smaller batches on a small shop): there is no history to copy, the
-transitions between items have to be learned, and 2-3 steps an epoch left SASRec near popularity.
+transitions between items have to be learned, and 2-3 steps an epoch left SASRec near popularity
+(synthetic-norebuy benchmark: SASRec 0.095 before both changes, 0.173 after; popularity 0.093).
 """
 
 from __future__ import annotations
