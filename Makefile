@@ -63,7 +63,8 @@ bench-airflow: install
 	$(BIN)/python benchmarks/airflow_overhead.py
 
 # Every recommender baseline and model on one time-cut split (synthetic shop by default; pass
-# ARGS="--data online-retail" for retail-30d). ALS comes from `implicit`, a benchmark-only extra,
+# ARGS="--data online-retail" for retail-30d, ARGS="--data synthetic-norebuy --users 2500 --items 500"
+# for the shop where nobody re-buys). ALS comes from `implicit`, a benchmark-only extra,
 # installed here against the lock. Writes benchmarks/results/recommenders.json.
 bench-models: install
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) -c requirements.lock "implicit==0.7.3"

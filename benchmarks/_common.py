@@ -1,10 +1,12 @@
-"""What every benchmark shares: timing a child process with its own peak memory, and merging results."""
+"""What every benchmark shares: timing a child process with its own peak memory (or this process's,
+sampled: PeakRss), and merging results."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -51,3 +53,27 @@ def write_results(path: Path, result: dict[str, object]) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"wrote {path}")
+
+
+class PeakRss:
+    """This process's RSS peak, sampled every 10 ms while the block runs (tracemalloc misses torch)."""
+
+    def __enter__(self) -> PeakRss:
+        self.peak, self._stop = self._rss(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())

@@ -2,6 +2,7 @@
 
     python benchmarks/recommenders.py                      # the synthetic shop (retail-30d protocol)
     python benchmarks/recommenders.py --data online-retail [--path ../shared/data/online-retail]
+    python benchmarks/recommenders.py --data synthetic-norebuy --users 2500 --items 500  # nobody re-buys
 
 Writes benchmarks/results/recommenders.json with flat keys `<data>_<model>_<metric>` (ndcg_at_10,
 recall_at_10, mrr_at_10 and their _ci_low/_ci_high, coverage, fit_s, peak_rss_mb) plus split sizes and
@@ -17,63 +18,58 @@ Learned fits early-stop on the validation view (`val_users` users buying in the 
 before the training cut) and stop at `--budget` seconds of epochs at the latest, counted as this
 process's CPU time per torch thread (training/models/fit.py `_clock`): `fit_s` is wall time, which
 other jobs on shared cores inflate, `cpu_s` the process's CPU seconds.
+`synthetic-norebuy`: the generator with rebuy=False (and its item -> successor structure). Each data
+set's repeat rate is measured (`<data>_repeat_rate`, training/evaluation/rebuy.py); below REBUY_MIN,
+bought items are ranked last by every row alike: baselines masked, models fitted with exclude_bought.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
 import sys
-import threading
 import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from _common import PeakRss
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "recommenders.json"
 
 
-class PeakRss:
-    """This process's RSS peak, sampled every 10 ms while the block runs (tracemalloc misses torch)."""
-
-    def __enter__(self) -> PeakRss:
-        self.peak, self._stop = self._rss(), threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    @staticmethod
-    def _rss() -> float:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._rss())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
+DATA = ("synthetic", "synthetic-norebuy", "online-retail")
 
 
-def load_split(data: str, path: Path, test_days: int, users: int, items: int, days: int):
+def owner(key: str) -> str | None:
+    """The data set a result key belongs to: the longest data prefix it starts with ("synthetic_" is a
+    prefix of "synthetic_norebuy_", so a plain startswith would let one run delete another's rows)."""
+    names = [d for d in DATA if key.startswith(d.replace("-", "_") + "_")]
+    return max(names, key=len, default=None)
+
+
+def synthetic_shop(args: argparse.Namespace):
+    from ingest.generate import generate_shop
+
+    rebuy = args.data != "synthetic-norebuy"
+    return generate_shop(users=args.users, items=args.items, days=args.days, seed=7, rebuy=rebuy)
+
+
+def load_split(args: argparse.Namespace):
     from training.data.purchases import load_online_retail, purchases_from_events, split_purchases
 
-    if data == "online-retail":
+    if args.data == "online-retail":
         try:
-            purchases = load_online_retail(path)
+            purchases = load_online_retail(Path(args.path))
         except FileNotFoundError as exc:
             sys.exit(f"--data online-retail: {exc}")
     else:
-        from ingest.generate import generate_shop
-
-        shop = generate_shop(users=users, items=items, days=days, seed=7)
-        purchases = purchases_from_events(shop.events)
-    return split_purchases(purchases, test_days)
+        purchases = purchases_from_events(synthetic_shop(args).events)
+    return split_purchases(purchases, args.test_days)
 
 
 # --- DeepFM re-ranking section (rows `<model>_deepfm`) ---
@@ -84,12 +80,9 @@ def rerank_features(args: argparse.Namespace):
     """Features from each split's training rows, plus the synthetic shop's catalogue (category, brand)."""
     from training.data.features import purchases_source
 
-    if args.data != "synthetic":
+    if args.data == "online-retail":
         return purchases_source(None)
-    from ingest.generate import generate_shop
-
-    shop = generate_shop(users=args.users, items=args.items, days=args.days, seed=7)  # as load_split
-    return purchases_source(shop.items.set_index("item_id"))
+    return purchases_source(synthetic_shop(args).items.set_index("item_id"))  # as load_split
 
 
 BASELINE_ROWS = ("popularity", "repeat_buy", "tifu", "item_knn", "als")
@@ -105,13 +98,17 @@ def make_baselines(split, test_days: int) -> dict:
         params, _ = tune_tifu(validation_view(split, test_days))
         return tifu(split, params)
 
-    return {
+    made = {
         "popularity": lambda: baselines.popularity(split),
         "repeat_buy": lambda: baselines.own_history(split),
         "tifu": tuned_tifu,
         "item_knn": lambda: baselines.item_knn(split),
         "als": lambda: baselines.als(split),
     }
+    if importlib.util.find_spec("implicit") is None:  # a benchmark-only extra: say so, run the rest
+        print("  als: skipped, `implicit` is not installed (make bench-models installs it)", flush=True)
+        del made["als"]
+    return made
 
 
 def _versus(m: dict) -> str:
@@ -127,27 +124,38 @@ def run(args: argparse.Namespace) -> dict:
 
     from training.evaluation.bootstrap import paired_bootstrap
     from training.evaluation.protocol import score
+    from training.evaluation.rebuy import bought_matrix, decide_exclusion, excluding
     from training.models.config import FitConfig
     from training.models.fit import fit_model
     from training.rerank.hybrid import hybrid
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    split = load_split(args.data, Path(args.path), args.test_days, args.users, args.items, args.days)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    split = load_split(args)
     prefix = args.data.replace("-", "_")
+    exclude, rate = decide_exclusion(split)
+    bought = bought_matrix(split)
+
+    def shown(fn):  # what the shop would show: bought items last where nobody re-buys
+        return excluding(fn, bought) if exclude else fn
+
     out: dict = {f"{prefix}_{k}": v for k, v in split.sizes().items()}
     out.update(
         {
             "cores": os.cpu_count(),
             "device": "cuda" if torch.cuda.is_available() else "cpu",
             f"{prefix}_test_days": args.test_days,
+            f"{prefix}_repeat_rate": round(rate, 4),
+            f"{prefix}_exclude_bought": exclude,
         }
     )
+    if args.threads:
+        out[f"{prefix}_torch_threads"] = args.threads
     rows = []
 
     per_user_of: dict = {}
 
     def record(name: str, scores_fn, fit_s: float, peak: float, extra: dict | None = None) -> None:
-        metrics, per_user = score(scores_fn, split, n_boot=args.boot)
+        metrics, per_user = score(shown(scores_fn), split, n_boot=args.boot)
         metrics.update(fit_s=round(fit_s, 2), peak_rss_mb=round(peak, 1))
         per_user_of[name] = per_user["ndcg_at_10"]
         if name not in BASELINE_ROWS:
@@ -170,14 +178,15 @@ def run(args: argparse.Namespace) -> dict:
             scores_fn = make()
             fit_s = time.perf_counter() - started
         record(name, scores_fn, fit_s, mem.peak)
-    best = max(BASELINE_ROWS, key=lambda n: per_user_of[n].mean())
+    best = max((n for n in BASELINE_ROWS if n in per_user_of), key=lambda n: per_user_of[n].mean())
     out[f"{prefix}_best_baseline"] = best
 
     features = rerank_features(args)  # two_tower's user/item features (point in time per split)
     for name in args.models:
         cfg = FitConfig(
-            epochs=args.epochs, lr=3e-3, seed=args.seed, val_days=args.test_days, budget_s=args.budget
-        )
+            epochs=args.epochs, lr=3e-3, seed=args.seed, val_days=args.test_days, budget_s=args.budget,
+            exclude_bought=exclude,
+        )  # fmt: skip
         with PeakRss() as mem:
             started, cpu = time.perf_counter(), time.process_time()
             fitted = fit_model(name, split, cfg, features=features)
@@ -187,7 +196,7 @@ def run(args: argparse.Namespace) -> dict:
         extra = {"best_epoch": fitted.best_epoch, "val_users": val_users, "cpu_s": round(cpu_s, 1)}
         record(name, fitted.scores_fn, fit_s, mem.peak, extra)
         started = time.perf_counter()
-        blended, info = hybrid(split, fitted.scores_fn, fitted.val_split, fitted.val_scores_fn)
+        blended, info = hybrid(split, fitted.scores_fn, fitted.val_split, fitted.val_scores_fn, exclude)
         record(
             f"{name}_hybrid",
             blended,
@@ -240,7 +249,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=("synthetic", "online-retail"), default="synthetic")
+    parser.add_argument("--data", choices=DATA, default="synthetic")
     parser.add_argument(
         "--path", default=os.environ.get("PERSONAFLOW_RETAIL_PATH", "../shared/data/online-retail")
     )
@@ -251,6 +260,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--boot", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: every core)")
     parser.add_argument(
         "--budget",
         type=float,
@@ -276,10 +286,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="OpenBLAS is configured")
     result = run(args)
     merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    prefix = args.data.replace("-", "_") + "_"
-    merged = {
-        k: v for k, v in merged.items() if not k.startswith(prefix)
-    }  # this run replaces its data's rows
+    merged = {k: v for k, v in merged.items() if owner(k) != args.data}  # this run replaces its data's rows
     merged.update(result)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(merged, indent=2, sort_keys=True))

@@ -5,7 +5,11 @@ few seconds. What makes the data worth learning from:
 - long-tail item popularity (Zipf over a shuffled catalogue);
 - per-user category taste (a sparse Dirichlet), so collaborative filtering has structure to find;
 - a handful of personal favourite items per user, re-viewed and re-bought (repeat purchases);
-- users who churn: a share of users stops having sessions at a random date.
+- users who churn: a share of users stops having sessions at a random date;
+- optionally (`follow`, on by default in the no-re-buy shop) sequential structure: a fixed, seeded
+  item -> successor map (one cycle through the catalogue, blind to category), and a later session
+  of a user who bought A tends to end on A's successor, which only a model of order or
+  co-occurrence can find.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ COUNTRIES = ("UK", "DE", "FR", "NL", "ES", "IT", "US", "PL")
 COUNTRY_WEIGHTS = (0.35, 0.15, 0.12, 0.08, 0.08, 0.08, 0.08, 0.06)
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 AGE_WEIGHTS = (0.14, 0.30, 0.24, 0.16, 0.10, 0.06)
+FOLLOW_NO_REBUY = 0.5  # `follow` when rebuy=False and follow is not given
+FOLLOW_CART, FOLLOW_BUY = 0.7, 0.7  # a successor view's funnel: carted, then bought given carted
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,61 @@ def _sample_items(rng, n, cat_of_event, category, popularity) -> np.ndarray:
     return out
 
 
+def successors(rng: np.random.Generator, n_items: int) -> np.ndarray:
+    """item index -> its successor: one random cycle through the whole catalogue (never itself when
+    there are two items or more; categories play no part)."""
+    cycle = rng.permutation(n_items)
+    out = np.empty(n_items, dtype=np.int64)
+    out[cycle] = np.roll(cycle, -1)
+    return out
+
+
+def _follow(
+    rng: np.random.Generator,
+    follow: float,
+    n_items: int,
+    sessions: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n_views: np.ndarray,
+    v_item: np.ndarray,
+    carted: np.ndarray,
+    bought: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """With probability `follow`, a session's last view becomes the successor of the user's latest
+    purchase on an earlier day (then carted and bought more often); returns new (item, carted, bought).
+
+    The anchors are the purchases drawn before this step, less the views about to be replaced, so every
+    anchor stays a real purchase; a successor bought here does not anchor another one (no chains)."""
+    s_user, s_day, s_start = sessions
+    n_s = s_user.size
+    succ = successors(rng, n_items)
+    v_session = np.repeat(np.arange(n_s), n_views)
+    last_view = np.cumsum(n_views) - 1
+    marked = rng.random(n_s) < follow
+    source = bought.copy()
+    source[last_view[marked]] = False
+    last_pos = np.full(n_s, -1, dtype=np.int64)  # each session's last anchor (views are in time order)
+    np.maximum.at(last_pos, v_session[source], np.flatnonzero(source))
+    # Sessions in time order per user, grouped by (user, day): the anchor of a session is the latest
+    # anchor of the user's previous active day (a running max of positions, read at each group's end).
+    order = np.lexsort((s_start, s_day, s_user))
+    has = np.where(last_pos[order] >= 0, np.arange(n_s), -1)
+    running = np.maximum.accumulate(has) if n_s else has
+    new_group = np.r_[True, (np.diff(s_user[order]) != 0) | (np.diff(s_day[order]) != 0)]
+    group = np.cumsum(new_group) - 1
+    group_end = np.r_[np.flatnonzero(new_group)[1:], n_s] - 1
+    prev = np.where(group > 0, running[group_end[np.maximum(group - 1, 0)]], -1)
+    ok = prev >= 0
+    ok[ok] = s_user[order[prev[ok]]] == s_user[order[ok]]
+    take = ok & marked[order]
+    target = last_view[order[take]]
+    anchor = v_item[last_pos[order[prev[take]]]]
+    items, cart, buy = v_item.copy(), carted.copy(), bought.copy()
+    items[target] = succ[anchor]
+    cart[target] = rng.random(target.size) < FOLLOW_CART
+    buy[target] = cart[target] & (rng.random(target.size) < FOLLOW_BUY)
+    return items, cart, buy
+
+
 def generate_shop(
     users: int = 2000,
     items: int = 500,
@@ -93,10 +154,19 @@ def generate_shop(
     start: date = date(2026, 9, 1),
     sessions_per_day: float = 0.15,
     rebuy: bool = True,
+    follow: float | None = None,
 ) -> Shop:
     """Draw a whole shop. Same arguments, same shop (every draw comes from one seeded generator).
     `rebuy=False`: a shop where nobody buys an item twice (only a user's first purchase of an item is
-    kept; views and carts stay), for recommenders that must find new items rather than re-buys."""
+    kept; views and carts stay), for recommenders that must find new items rather than re-buys.
+    `follow`: the share of sessions that end on the successor of the user's latest earlier purchase
+    (see `_follow`); None means 0 in a re-buy shop (its output is unchanged) and FOLLOW_NO_REBUY
+    without re-buys, because a shop of durable goods is one where the next purchase follows the last
+    (a sofa, then its cover). Its draws come from a second generator seeded (seed, 1), taken only
+    when follow > 0, so every shop drawn without it stays identical."""
+    follow = (0.0 if rebuy else FOLLOW_NO_REBUY) if follow is None else float(follow)
+    if not 0.0 <= follow <= 1.0:
+        raise ValueError(f"follow must be in [0, 1] (got {follow})")
     if users < 1 or items < 1 or days < 1:
         raise ValueError(f"users, items and days must be >= 1 (got {users}, {items}, {days})")
     rng = np.random.default_rng(seed)
@@ -135,6 +205,10 @@ def generate_shop(
     # Funnel: favourites are carted and bought more often.
     carted = rng.random(v_user.size) < np.where(is_fav, 0.5, 0.2)
     bought = carted & (rng.random(v_user.size) < 0.6)
+    if follow > 0:
+        sessions = (s_user, s_day, s_start)
+        follow_rng = np.random.default_rng((seed, 1))
+        v_item, carted, bought = _follow(follow_rng, follow, items, sessions, n_views, v_item, carted, bought)
     gaps = rng.exponential(60.0, v_user.size).astype(np.int64) + 5
     # Seconds since session start: cumulative gaps within each session.
     csum = np.cumsum(gaps)

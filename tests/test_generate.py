@@ -1,10 +1,13 @@
 """The synthetic shop: deterministic, shaped like a shop, written as one file per day."""
 
+import hashlib
 from datetime import date
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from ingest.generate import batch_dates, generate_shop, write_shop
+from ingest.generate import batch_dates, generate_shop, successors, write_shop
 
 
 def test_same_seed_same_shop_and_other_seed_differs():
@@ -57,3 +60,50 @@ def test_write_one_file_per_day(tmp_path):
     back = pd.concat(pd.read_csv(f) for f in files)
     assert len(back) == len(shop.events)
     assert (tmp_path / "users.csv").exists() and (tmp_path / "items.csv").exists()
+
+
+def _shop_hash(shop) -> str:
+    digest = hashlib.sha256()
+    for frame in (shop.users, shop.items, shop.events):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def test_shops_drawn_without_follow_are_unchanged():
+    # Hashes computed from the generator before `follow` existed (same seeds, same pandas): every seeded
+    # test and benchmark keeps its shop.
+    assert _shop_hash(generate_shop(users=200, items=50, days=20, seed=7)) == "f25d4cbed9f2f8cd"
+    assert _shop_hash(generate_shop(users=200, items=50, days=20, seed=7, follow=0.0)) == "f25d4cbed9f2f8cd"
+    old_no_rebuy = generate_shop(users=200, items=50, days=20, seed=7, rebuy=False, follow=0.0)
+    assert _shop_hash(old_no_rebuy) == "ea0dba99f1ca2dac"
+    with pytest.raises(ValueError, match="follow must be in"):
+        generate_shop(users=10, items=5, days=3, follow=1.5)
+
+
+def _successor_lift(follow: float | None) -> tuple[float, float]:
+    """P(the successor of A is bought on a later day | A bought), and the successors' base rate
+    (share of buyers who buy that item at all)."""
+    shop = generate_shop(users=800, items=150, days=90, seed=3, rebuy=False, follow=follow)
+    buys = shop.events[shop.events["event_type"] == "purchase"]
+    assert not buys.duplicated(["user_id", "item_id"]).any()  # still nobody buys an item twice
+    succ = successors(np.random.default_rng((3, 1)), 150)  # the map the generator draws first
+    index = {item: k for k, item in enumerate(shop.items["item_id"])}
+    first = (
+        buys.assign(i=buys["item_id"].map(index), day=buys["event_ts"].dt.floor("D"))
+        .groupby(["user_id", "i"], as_index=False)["day"]
+        .min()
+    )
+    pairs = first.assign(next_i=succ[first["i"].to_numpy()]).merge(
+        first.rename(columns={"i": "next_i", "day": "next_day"}), on=["user_id", "next_i"], how="left"
+    )
+    followed = float((pairs["next_day"] > pairs["day"]).mean())
+    buyers_of = first.groupby("i")["user_id"].nunique() / first["user_id"].nunique()
+    base = float(buyers_of.reindex(pairs["next_i"]).fillna(0.0).mean())
+    return followed, base
+
+
+def test_no_rebuy_shop_has_item_to_successor_structure():
+    followed, base = _successor_lift(None)  # rebuy=False switches `follow` on
+    assert followed > 0.2 and followed > 4 * base, (followed, base)
+    plain, plain_base = _successor_lift(0.0)  # without it, a successor is just another item
+    assert plain < 2 * plain_base, (plain, plain_base)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from training.data.interactions import Split, event_times
+from training.data.interactions import IdMaps, Split, event_times
 from training.evaluation.metrics import ScoresFn
 
 REBUY_MIN = 0.05  # below this repeat rate, bought items are excluded
@@ -39,14 +39,20 @@ def decide_exclusion(split: Split, setting: bool | None = None) -> tuple[bool, f
     return (rate < REBUY_MIN if setting is None else bool(setting)), rate
 
 
-def bought_matrix(split: Split) -> sp.csr_matrix:
-    """1 per (user, item) the user bought in the training rows."""
-    train = _purchases(split)
-    rows = train["user_id"].map(split.maps.user_index).to_numpy(np.int64)
-    cols = train["item_id"].map(split.maps.item_index).to_numpy(np.int64)
-    matrix = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(split.maps.n_users, split.maps.n_items))
+def bought_pairs(train: pd.DataFrame, maps: IdMaps) -> sp.csr_matrix:
+    """1 per (user, item) bought in `train` (purchase rows of the interactions mart, or purchase lines)."""
+    if "n_purchases" in train:
+        train = train.loc[train["n_purchases"] > 0]
+    rows = train["user_id"].map(maps.user_index).to_numpy(np.int64)
+    cols = train["item_id"].map(maps.item_index).to_numpy(np.int64)
+    matrix = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(maps.n_users, maps.n_items))
     matrix.data[:] = 1.0
     return matrix
+
+
+def bought_matrix(split: Split) -> sp.csr_matrix:
+    """1 per (user, item) the user bought in the training rows."""
+    return bought_pairs(split.train, split.maps)
 
 
 def mask_rows(scores: np.ndarray, bought_rows: sp.csr_matrix) -> np.ndarray:

@@ -6,6 +6,12 @@ nightly mart's rows share a day): the target is the *next basket*, multi-label, 
 of each basket (a softmax over the catalogue against the next basket's items, each weighing
 1/|basket|), never the next item inside the same basket, which the order of lines would only fake.
 A user's scores are the logits at the last position of their most recent window: their next order.
+In a shop without re-buys (`FitConfig.exclude_bought`) the items already in the window up to a basket
+end leave that end's softmax (and its targets, where a re-buy slipped in): serving ranks them last, so
+the model spends nothing on learning that they do not come back, and an epoch takes at least
+MIN_STEPS_NO_REBUY optimizer steps (smaller batches on a small shop): there is no history to copy, the
+transitions between items have to be learned, and 2-3 steps an epoch left SASRec near popularity
+(synthetic-norebuy benchmark: SASRec 0.095 before both changes, 0.173 after; popularity 0.093).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from torch import nn
 
 from training.data.interactions import IdMaps
 from training.models.config import FitConfig
+
+MIN_STEPS_NO_REBUY = 16  # exclude_bought: batches shrink (to 16 windows at least) to reach this many
 
 
 class SeqRec(nn.Module):
@@ -169,38 +177,56 @@ class SequenceLearner:
         self.module = SeqRec(maps.n_items, cfg.dim, cfg.max_len, cfg.layers, dropout=cfg.dropout, kind=kind)
         self.module.to(device)
         self.opt = torch.optim.AdamW(self.module.parameters(), lr=cfg.lr, weight_decay=0.01)
+        self.batch_size = cfg.batch_size
+        if cfg.exclude_bought:
+            per_step = -(-len(self.windows.inputs) // MIN_STEPS_NO_REBUY)
+            self.batch_size = min(cfg.batch_size, max(16, per_step))
 
-    def _batch(self, pick: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row in batch, position) of every basket end in windows `pick`, and its target matrix."""
+    def _batch(self, pick: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(row in batch, position) of every basket end in windows `pick`, its target matrix and, when
+        bought items are excluded, the mask of what each end's window already holds."""
         w = self.windows
         ends = [np.arange(w.ends_ptr[p], w.ends_ptr[p + 1]) for p in pick]
         rows = np.repeat(np.arange(pick.size), [e.size for e in ends])
         ends = np.concatenate(ends)
+        pos = w.end_pos[ends]
         target = np.zeros((ends.size, self.maps.n_items), dtype=np.float32)
         for row, e in enumerate(ends):
-            items = w.targets[w.targets_ptr[e] : w.targets_ptr[e + 1]]
-            target[row, items] = 1.0 / items.size
-        return rows, w.end_pos[ends], target
+            target[row, w.targets[w.targets_ptr[e] : w.targets_ptr[e + 1]]] = 1.0
+        seen = None
+        if self.cfg.exclude_bought:
+            tokens = w.inputs[pick][rows]
+            held = (tokens > 0) & (np.arange(tokens.shape[1])[None, :] <= pos[:, None])
+            seen = np.zeros_like(target, dtype=bool)
+            at_row, at_col = np.nonzero(held)
+            seen[at_row, tokens[at_row, at_col] - 1] = True
+            target[seen] = 0.0
+            keep = target.sum(axis=1) > 0  # an end whose next basket only re-buys has nothing to learn
+            rows, pos, target, seen = rows[keep], pos[keep], target[keep], seen[keep]
+        target /= np.maximum(target.sum(axis=1, keepdims=True), 1.0)
+        return rows, pos, target, seen
 
     def epoch(self) -> float:
         """One pass over (at most max_steps_per_epoch batches of) the windows: next-basket loss."""
         self.module.train()
         order = self.rng.permutation(len(self.windows.inputs))
-        order = order[: self.cfg.max_steps_per_epoch * self.cfg.batch_size]
+        order = order[: self.cfg.max_steps_per_epoch * self.batch_size]
         total, count = 0.0, 0
-        for start in range(0, order.size, self.cfg.batch_size):
-            pick = order[start : start + self.cfg.batch_size]
-            rows, pos, target = self._batch(pick)
+        for start in range(0, order.size, self.batch_size):
+            pick = order[start : start + self.batch_size]
+            rows, pos, target, seen = self._batch(pick)
             if rows.size == 0:
                 continue
             seq = torch.from_numpy(self.windows.inputs[pick]).to(self.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=seq.is_cuda):
                 at = (torch.from_numpy(rows).to(self.device), torch.from_numpy(pos).to(self.device))
                 hidden = self.module.encode(seq)[at]
-                logits = self.module.logits(hidden)
-            loss = (
-                -(torch.from_numpy(target).to(self.device) * F.log_softmax(logits.float(), -1)).sum(-1).mean()
-            )
+                logits = self.module.logits(hidden).float()
+            if seen is not None:
+                logits = logits.masked_fill(torch.from_numpy(seen).to(self.device), float("-inf"))
+            weights = torch.from_numpy(target).to(self.device)
+            # where() keeps 0 * -inf (a masked item, never a target) out of the sum
+            loss = -torch.where(weights > 0, weights * F.log_softmax(logits, -1), 0.0).sum(-1).mean()
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), 1.0)
