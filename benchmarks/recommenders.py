@@ -3,6 +3,7 @@
     python benchmarks/recommenders.py                      # the synthetic shop (retail-30d protocol)
     python benchmarks/recommenders.py --data online-retail [--path ../shared/data/online-retail]
     python benchmarks/recommenders.py --data synthetic-norebuy --users 2500 --items 500  # nobody re-buys
+    python benchmarks/recommenders.py --data given --train train.csv --test test.csv    # your own split
 
 Writes benchmarks/results/recommenders.json with flat keys `<data>_<model>_<metric>` (ndcg_at_10,
 recall_at_10, mrr_at_10 and their _ci_low/_ci_high, coverage, fit_s, peak_rss_mb) plus split sizes and
@@ -18,6 +19,8 @@ Learned fits early-stop on the validation view (`val_users` users buying in the 
 before the training cut) and stop at `--budget` seconds of epochs at the latest, counted as this
 process's CPU time per torch thread (training/models/fit.py `_clock`): `fit_s` is wall time, which
 other jobs on shared cores inflate, `cpu_s` the process's CPU seconds.
+`given`: a split the shop brings (benchmarks/_datasets.py: --train/--test files, or --purchases with
+--cuts, one cut time per user), the same split `personaflow evaluate` reads.
 `synthetic-norebuy`: the generator with rebuy=False (and its item -> successor structure). Each data
 set's repeat rate is measured (`<data>_repeat_rate`, training/evaluation/rebuy.py); below REBUY_MIN,
 bought items are ranked last by every row alike: baselines masked, models fitted with exclude_bought.
@@ -30,59 +33,20 @@ import importlib.util
 import json
 import logging
 import os
-import sys
 import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
 from _common import PeakRss
+from _datasets import DATA, load_split, owner, rerank_features
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "recommenders.json"
 
 
-DATA = ("synthetic", "synthetic-norebuy", "online-retail")
-
-
-def owner(key: str) -> str | None:
-    """The data set a result key belongs to: the longest data prefix it starts with ("synthetic_" is a
-    prefix of "synthetic_norebuy_", so a plain startswith would let one run delete another's rows)."""
-    names = [d for d in DATA if key.startswith(d.replace("-", "_") + "_")]
-    return max(names, key=len, default=None)
-
-
-def synthetic_shop(args: argparse.Namespace):
-    from ingest.generate import generate_shop
-
-    rebuy = args.data != "synthetic-norebuy"
-    return generate_shop(users=args.users, items=args.items, days=args.days, seed=7, rebuy=rebuy)
-
-
-def load_split(args: argparse.Namespace):
-    from training.data.purchases import load_online_retail, purchases_from_events, split_purchases
-
-    if args.data == "online-retail":
-        try:
-            purchases = load_online_retail(Path(args.path))
-        except FileNotFoundError as exc:
-            sys.exit(f"--data online-retail: {exc}")
-    else:
-        purchases = purchases_from_events(synthetic_shop(args).events)
-    return split_purchases(purchases, args.test_days)
-
-
 # --- DeepFM re-ranking section (rows `<model>_deepfm`) ---
 RERANK_EXTRAS = ("candidate_recall_val", "candidate_recall_test", "train_rows", "positive_rate", "best_epoch")
-
-
-def rerank_features(args: argparse.Namespace):
-    """Features from each split's training rows, plus the synthetic shop's catalogue (category, brand)."""
-    from training.data.features import purchases_source
-
-    if args.data == "online-retail":
-        return purchases_source(None)
-    return purchases_source(synthetic_shop(args).items.set_index("item_id"))  # as load_split
 
 
 BASELINE_ROWS = ("popularity", "repeat_buy", "tifu", "item_knn", "als")
@@ -253,6 +217,10 @@ def main() -> None:
     parser.add_argument(
         "--path", default=os.environ.get("PERSONAFLOW_RETAIL_PATH", "../shared/data/online-retail")
     )
+    parser.add_argument("--train", type=Path, help="--data given: training purchases (with --test)")
+    parser.add_argument("--test", type=Path, help="--data given: test purchases (with --train)")
+    parser.add_argument("--purchases", type=Path, help="--data given: all purchases (with --cuts)")
+    parser.add_argument("--cuts", type=Path, help="--data given: user_id, cut_ts (with --purchases)")
     parser.add_argument("--test-days", type=int, default=30)
     parser.add_argument("--users", type=int, default=4000)
     parser.add_argument("--items", type=int, default=1000)
