@@ -23,7 +23,7 @@ from personaflow.cli_app import OneLineErrors
 from personaflow.cli_audience import audience
 from personaflow.cli_common import DateOpt, _last_batch_day, _print
 from personaflow.cli_evaluate import evaluate
-from personaflow.cli_models import prune
+from personaflow.cli_models import models, promote, prune, rollback, train
 from personaflow.cli_privacy import forget
 from personaflow.cli_service import announce, backfill, demo, down, run_dag, serve, trigger, up
 from personaflow.cli_stack import stack
@@ -39,6 +39,10 @@ app.command()(audience)
 app.command()(evaluate)
 app.command()(forget)
 app.command()(prune)
+app.command()(train)
+app.command()(promote)
+app.command()(models)
+app.command()(rollback)
 app.add_typer(abtest, name="abtest")
 app.add_typer(stack, name="stack")
 
@@ -75,9 +79,7 @@ def ingest(
     path: Annotated[
         Path | None, typer.Argument(help="A shop export to import (with --format); omit to load landed days.")
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="Format of PATH: online-retail | csv | parquet.")
-    ] = "",
+    fmt: Annotated[str, typer.Option("--format", help="Format of PATH: online-retail | csv | parquet.")] = "",
     mapping: Annotated[
         str | None, typer.Option(help="csv/parquet: their=ours pairs, e.g. 'customer=user_id,ts=event_ts'.")
     ] = None,
@@ -197,33 +199,6 @@ def report(day: DateOpt) -> None:
 
 
 @app.command()
-def train(
-    epochs: int = 20,
-    dim: int = 64,
-    model: Annotated[
-        str | None, typer.Option(help="bpr | two_tower | sasrec | gru (default: PERSONAFLOW_MODEL)")
-    ] = None,
-    hybrid: Annotated[
-        bool | None, typer.Option(help="blend with repeat-buy (default: PERSONAFLOW_HYBRID)")
-    ] = None,
-    rerank: Annotated[
-        bool | None, typer.Option(help="DeepFM re-ranking of candidates (default: PERSONAFLOW_RERANK)")
-    ] = None,
-) -> None:
-    """Train the recommender on a time-based split and save it as a candidate."""
-    _print(stages.train(config.load(), epochs=epochs, dim=dim, model=model, hybrid=hybrid, rerank=rerank))
-
-
-@app.command()
-def promote(
-    tag: str,
-    force: bool = typer.Option(False, help="Promote even if the gate refuses (logged, kept in the pointer)."),
-) -> None:
-    """Promote a candidate if it passes the gate, run on today's split."""
-    _print(stages.promote(tag, config.load(), force=force))
-
-
-@app.command()
 def segments(day: DateOpt) -> None:
     """K-means user segments as of the day: prints the segment table, writes user_segments.parquet."""
     try:
@@ -262,38 +237,6 @@ def churn(
         return
     keys = ("split", "metrics", "users_scored", "latest_cutoff", "users_scored_as_of", "parquet", "report")
     _print({k: result[k] for k in keys})
-
-
-@app.command()
-def models() -> None:
-    """List saved model versions with their metrics; the production one is marked."""
-    from training.registry.pointer import list_models
-
-    s = config.load()
-    config.export_tool_env(s)
-    found = list_models(s.production_pointer)
-    if not found:
-        typer.echo(f"no model saved yet in {s.bentoml_home}: train one with `personaflow train` or "
-                   "`personaflow history PATH`")  # fmt: skip
-        return
-    for m in found:
-        mark = "*" if m.get("is_production") else " "
-        metrics = m.get("metrics", {})
-        typer.echo(
-            f"{mark} {m['tag']}  {m.get('kind', '?'):<16} "
-            f"ndcg@10={metrics.get('ndcg_at_10', float('nan')):.4f}  "
-            f"recall@10={metrics.get('recall_at_10', float('nan')):.4f}  created={m.get('created')}"
-        )
-
-
-@app.command()
-def rollback() -> None:
-    """Point production back at the previously promoted model."""
-    from training.registry.pointer import rollback as run
-
-    s = config.load()
-    config.export_tool_env(s)
-    typer.echo(f"production is now {run(s.production_pointer)}")
 
 
 # the service commands (personaflow/cli_service.py), listed after the stages as before
