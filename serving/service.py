@@ -48,8 +48,9 @@ from serving.guard import Guard
 from serving.header_timeout import install_header_timeout
 from serving.hotswap import ModelWatcher
 from serving.live_counters import RedisSeen
-from serving.online import OnlineFeatures, churn_risk, favourite_categories, purchased_in
+from serving.online import OnlineFeatures, purchased_in
 from serving.process import serve_workers
+from serving.profile import profile_fields
 from serving.ranking import Ranker
 from serving.schemas import (
     MAX_K,
@@ -200,45 +201,13 @@ class Recommender:
         if user_id in self.forgotten:
             return _gone(user_id)
         row = await self.online.user_async(user_id)
-        live = row["live"]
-        if row.get("rfm_segment") is None and live["n_events"] == 0:
+        fields = profile_fields(user_id, row, self.ranker.category_by_item)
+        if fields is None:
             return JSONResponse(
                 {"error": f"user_id {user_id!r}: no profile (not in the nightly features, no live events)"},
                 404,
             )
-        nightly_last, live_last = row.get("last_event_ts"), row.get("live_last_event_ts")
-        last = max((t for t in (nightly_last, live_last) if t), default=None)
-        r_score = row.get("r_score")
-        churn, basis = churn_risk(row.get("churn_score"), r_score, live["n_events"])
-        purchased = list(row.get("purchased_items") or []) + live["purchased"]
-        monetary = row.get("monetary")
-        if monetary is not None or live["revenue"]:
-            monetary = (monetary or 0.0) + live["revenue"]
-        return _answer(
-            Profile,
-            user_id=user_id,
-            segment=row.get("rfm_segment"),
-            segment_id=row.get("segment_id"),
-            segment_label=row.get("segment_label"),
-            churn_score=row.get("churn_score"),
-            churn_risk=churn,
-            churn_basis=basis,
-            r_score=r_score,
-            f_score=row.get("f_score"),
-            m_score=row.get("m_score"),
-            recency_days=row.get("recency_days"),
-            frequency=row.get("frequency"),
-            monetary=monetary,
-            n_views=(row.get("n_views") or 0) + live["n_views"],
-            n_carts=(row.get("n_carts") or 0) + live["n_carts"],
-            n_purchases=(row.get("n_purchases") or 0) + live["n_purchases"],
-            n_returns=live["n_returns"],
-            n_sessions=row.get("n_sessions"),
-            favourite_categories=favourite_categories(purchased, self.ranker.category_by_item),
-            last_event_ts=str(last)[:19] if last else None,
-            live_events=live["n_events"],
-            features_as_of=row["as_of"].isoformat() if row["as_of"] else None,
-        )
+        return _answer(Profile, **fields)
 
     @bentoml.api(route="/audiences", input_spec=AudienceRequest)
     async def audiences(self, limit: int = 100, **definition: Any) -> AudienceAnswer:
