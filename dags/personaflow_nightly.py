@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import (
     Asset,
     CronDataIntervalTimetable,
@@ -32,6 +31,7 @@ from airflow.sdk import (
     task,
 )
 
+from personaflow.dag_alerts import failure_notifier
 from personaflow.dag_tasks import (
     batch_day,
     note,
@@ -55,33 +55,6 @@ RAW_CORRECTED = Asset(name="personaflow_raw_corrected", uri="personaflow://wareh
 MARTS = Asset(name="personaflow_marts", uri="personaflow://warehouse/marts")
 FEATURES = Asset(name="personaflow_features", uri="personaflow://features/feast")
 
-FAILURE_SUBJECT = (
-    "[personaflow] {{ ti.task_id }} failed for batch "
-    # asset-triggered runs (personaflow_refresh) have no logical date, hence no `ds`
-    "{{ (dag_run.conf or {}).get('batch_date') or ds | default('of the asset event') }}"
-    " (try {{ ti.try_number }})"
-)
-FAILURE_BODY = """<p>Task <b>{{ ti.task_id }}</b> of <b>{{ ti.dag_id }}</b> failed.</p>
-<p>Batch day: {{ (dag_run.conf or {}).get('batch_date') or ds | default('of the asset event') }}<br>
-Run: {{ run_id }}<br>
-Try: {{ ti.try_number }}</p>
-<p>Reason:</p><pre>{{ exception }}</pre>
-<p>Log: <a href="{{ ti.log_url }}">{{ ti.log_url }}</a></p>"""
-
-
-def _alert_on_failure() -> SmtpNotifier:
-    # Recipients come from our settings' env (set by `personaflow up` / orchestrate.airflow_env);
-    # reading two variables is all the parse-time work this does.
-    recipients = [a.strip() for a in os.environ.get("PERSONAFLOW_ALERT_TO", "").split(",") if a.strip()]
-    return SmtpNotifier(
-        to=recipients or ["data-team@localhost"],
-        from_email=os.environ.get("PERSONAFLOW_ALERT_FROM") or "personaflow@localhost",
-        subject=FAILURE_SUBJECT,
-        html_content=FAILURE_BODY,
-        smtp_conn_id="smtp_default",
-    )
-
-
 DEFAULT_ARGS = {
     "owner": "personaflow",
     # Transient failures (a locked warehouse file, a busy disk) deserve a retry with back-off;
@@ -90,7 +63,7 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
-    "on_failure_callback": _alert_on_failure(),
+    "on_failure_callback": failure_notifier(),
 }
 
 
