@@ -41,6 +41,17 @@ def _environment_restored():
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Small batches: one thread is several times faster than two fighting over two shared cores."""
+    import torch  # here, not at the top: most tests never need it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def store(tmp_path, monkeypatch):
     """A fresh BentoML model store and the production pointer path beside it."""
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))

@@ -29,14 +29,7 @@ from training.models.two_tower import _others
 from training.recipe import Recipe, build
 from training.registry.loading import LoadedModel
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batches: one thread is several times faster than two fighting over two shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

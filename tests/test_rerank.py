@@ -15,14 +15,7 @@ from training.models.fit import fit_model
 from training.rerank.candidates import CandidateBuilder, Quotas, candidate_recall, copurchase_similarity
 from training.rerank.reranker import RerankConfig, fit_reranker
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batches: one thread is ~10x faster than two fighting over two shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Cut = 2025-02-20 - 30 days = 2025-01-21. Rows on/after the cut are the test window.
