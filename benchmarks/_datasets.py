@@ -50,12 +50,9 @@ def rerank_features(args: argparse.Namespace):
 
 def given_split(args: argparse.Namespace):
     """--train/--test files, or --purchases with --cuts (one cut per user): the shop's own protocol."""
-    from training.data.given import read_purchases, split_given, split_per_user
+    from training.data.given import read_given
 
-    if args.train and args.test and not (args.purchases or args.cuts):
-        return split_given(read_purchases(args.train), read_purchases(args.test))
-    if args.purchases and args.cuts and not (args.train or args.test):
-        return split_per_user(
-            read_purchases(args.purchases), read_purchases(args.cuts, ("user_id", "cut_ts"))
-        )
-    sys.exit("--data given: pass --train and --test, or --purchases and --cuts")
+    try:
+        return read_given(args.train, args.test, args.purchases, args.cuts)
+    except ValueError as exc:
+        sys.exit(f"--data given: {exc}")

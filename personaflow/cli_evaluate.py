@@ -41,20 +41,11 @@ def evaluate(
 ) -> None:
     """Score the nightly recipe and every baseline on your own split, and say if the gate would pass it."""
     from training.data.features import purchases_source
-    from training.data.given import read_purchases, split_given, split_per_user
+    from training.data.given import read_given
     from training.external import assess
     from training.recipe import Recipe
 
-    if (
-        (train is None) != (test is None)
-        or (purchases is None) != (cuts is None)
-        or (train is None) == (purchases is None)
-    ):
-        raise ValueError("give either --train and --test, or --purchases and --cuts")
-    if train is not None:
-        split = split_given(read_purchases(train), read_purchases(test))
-    else:
-        split = split_per_user(read_purchases(purchases), read_purchases(cuts, ("user_id", "cut_ts")))
+    split = read_given(train, test, purchases, cuts)
     if not split.test_truth:
         raise ValueError("no test user also has training rows: nothing to score")
     s = config.load()

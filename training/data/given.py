@@ -77,3 +77,22 @@ def split_per_user(purchases: pd.DataFrame, cuts: pd.DataFrame) -> PurchaseSplit
     if train.empty:
         raise ValueError("no purchase lies before its user's cut: nothing to train on")
     return assemble(train, purchases.loc[~in_train], train["ts"].max(), purchases["ts"].max())
+
+
+def read_given(
+    train: Path | None = None,
+    test: Path | None = None,
+    purchases: Path | None = None,
+    cuts: Path | None = None,
+) -> PurchaseSplit:
+    """The split from files: `train` and `test`, or `purchases` and `cuts` (`personaflow evaluate` and
+    `benchmarks/recommenders.py --data given` read it here)."""
+    if (
+        (train is None) != (test is None)
+        or (purchases is None) != (cuts is None)
+        or (train is None) == (purchases is None)
+    ):
+        raise ValueError("give either --train and --test, or --purchases and --cuts")
+    if train is not None:
+        return split_given(read_purchases(train), read_purchases(test))
+    return split_per_user(read_purchases(purchases), read_purchases(cuts, ("user_id", "cut_ts")))

@@ -19,14 +19,14 @@ from training.evaluation.metrics import ScoresFn
 REBUY_MIN = 0.05  # below this repeat rate, bought items are excluded
 
 
-def _purchases(split: Split) -> pd.DataFrame:
-    train = split.train
+def _purchases(train: pd.DataFrame) -> pd.DataFrame:
+    """Purchase rows: of the interactions mart (views and carts too) its purchases, else every line."""
     return train.loc[train["n_purchases"] > 0] if "n_purchases" in train else train
 
 
 def repeat_rate(split: Split) -> float:
     """Share of purchase lines (user, item, basket) that re-buy an item from an earlier basket."""
-    train = _purchases(split)
+    train = _purchases(split.train)
     times = event_times(train)
     frame = pd.DataFrame({"u": train["user_id"].to_numpy(), "i": train["item_id"].to_numpy(), "t": times})
     frame = frame.drop_duplicates().sort_values("t", kind="stable")
@@ -41,8 +41,7 @@ def decide_exclusion(split: Split, setting: bool | None = None) -> tuple[bool, f
 
 def bought_pairs(train: pd.DataFrame, maps: IdMaps) -> sp.csr_matrix:
     """1 per (user, item) bought in `train` (purchase rows of the interactions mart, or purchase lines)."""
-    if "n_purchases" in train:
-        train = train.loc[train["n_purchases"] > 0]
+    train = _purchases(train)
     rows = train["user_id"].map(maps.user_index).to_numpy(np.int64)
     cols = train["item_id"].map(maps.item_index).to_numpy(np.int64)
     matrix = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(maps.n_users, maps.n_items))
