@@ -12,8 +12,9 @@ from training.evaluation.metrics import evaluate
 from training.models.config import FitConfig
 from training.models.deepfm import DeepFMConfig, Lists, _Lookup, fit_deepfm, list_ndcg, predict
 from training.models.fit import fit_model
+from training.models.trees import TreesConfig, fit_trees, tree_logits
 from training.rerank.candidates import CandidateBuilder, Quotas, candidate_recall, copurchase_similarity
-from training.rerank.reranker import RerankConfig, fit_reranker
+from training.rerank.reranker import RerankConfig, _vote, fit_reranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -88,6 +89,28 @@ def test_deepfm_learns_a_field_interaction_and_its_loss_falls():
         fit_deepfm(data, (4, 4), DeepFMConfig(loss="hinge"))
 
 
+def test_trees_learn_a_threshold_and_take_never_bought_as_a_value():
+    rng = np.random.default_rng(0)
+    numeric = rng.normal(size=(300, 20, 3))
+    numeric[..., 1] = np.where(rng.random((300, 20)) < 0.5, np.nan, numeric[..., 1])  # never bought
+    labels = (numeric[..., 0] > 1.0) | np.isnan(numeric[..., 1]) & (numeric[..., 2] > 1.5)
+    model = fit_trees(numeric, labels, TreesConfig(iterations=50, min_samples_leaf=20))
+    logits = tree_logits(model, numeric)
+    assert logits.shape == (300, 20)
+    pos, neg = logits[labels], logits[~labels]
+    auc = (pos[:, None] > neg[None, :2000]).mean()
+    assert auc > 0.95
+    assert fit_trees(numeric, np.zeros((300, 20), bool), TreesConfig()) is None  # nothing to split on
+
+
+def test_the_vote_weighs_members_alike_whatever_their_scale():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(4, 30)), rng.normal(size=(4, 30))
+    # a listwise member's logits carry any offset, trees' log-odds another scale: neither may dominate
+    assert np.allclose(_vote([a, 100.0 * b + 7.0]), _vote([a, b]))
+    assert not np.allclose(np.argsort(_vote([a, b]), axis=1), np.argsort(a + 100.0 * b, axis=1))
+
+
 def test_reranked_scores_give_every_user_k_finite_items_and_beat_random():
     shop = generate_shop(users=300, items=100, days=40, seed=11)
     split = split_purchases(purchases_from_events(shop.events), test_days=10)
@@ -116,8 +139,12 @@ def test_reranked_scores_give_every_user_k_finite_items_and_beat_random():
     # an ensemble of three (seeds 42, 43, 44, each with its own held-out slice) averages their logits:
     # another order than the first member alone, as good as chance allows on this shop
     trio_fn, trio = fit_reranker(split, fitted, source, RerankConfig(quotas, trained, ensemble=3))
-    assert trio["ensemble"] == 3 and info["ensemble"] == 1
+    assert trio["ensemble"] == 3 and info["ensemble"] == 1 and trio["tree_rounds"] > 0
     trio_scores = trio_fn(users)
     assert ((trio_scores > 1.0).sum(axis=1) == 40).all()
     assert (np.argsort(-trio_scores, axis=1)[:, :10] != np.argsort(-scores, axis=1)[:, :10]).any()
     assert evaluate(trio_fn, split)["ndcg_at_10"] > random + 0.1
+    # without the tree vote: DeepFMs alone, another order
+    bare_fn, bare = fit_reranker(split, fitted, source, RerankConfig(quotas, trained, ensemble=3, trees=None))
+    assert bare["tree_rounds"] == 0
+    assert (np.argsort(-bare_fn(users), axis=1)[:, :10] != np.argsort(-trio_scores, axis=1)[:, :10]).any()
