@@ -211,7 +211,6 @@ def fit_reranker(
         for j in range(max(1, cfg.ensemble))
     ]  # fmt: skip
     models = [m for m, _ in fits]
-    trees = fit_trees(numeric, labels, cfg.trees) if cfg.trees is not None else None
     bests = [max(h, key=lambda e: e["holdout_ndcg_at_10"]) for _, h in fits]
     history = fits[0][1]
     best = {
@@ -222,6 +221,8 @@ def fit_reranker(
     # Too little data or too few steps can leave DeepFM worse than the pool's own repeat-buy order
     # (measured: below random on a 300-user shop): then serve that order, and say so in `info`.
     fallback = best["holdout_ndcg_at_10"] < best["holdout_prior_ndcg_at_10"]
+    # the trees only vote beside the DeepFMs: no fit when the pool's own order is served instead
+    trees = fit_trees(numeric, labels, cfg.trees) if cfg.trees is not None and not fallback else None
 
     tables = features(split)
     builder = CandidateBuilder(split, fitted.scores_fn, cfg.quotas, fields.item_codes(tables, split.maps))
