@@ -36,7 +36,7 @@ def merge_results(path: Path, result: dict[str, object]) -> None:
 def settings_with(env: dict[str, str]):
     """personaflow's settings as they read with `env` over this process's environment, which is left
     as it was (what the stack started from those settings gets, through orchestrate.airflow_env)."""
-    from personaflow import settings as config
+    from personaflow.core import settings as config
 
     saved = dict(os.environ)
     os.environ.update(env)

@@ -1,5 +1,6 @@
 """The data sets benchmarks/recommenders.py runs on: the synthetic shop (with or without re-buys), the
-real Online Retail log (retail-30d protocol) and a split given from outside (training/data/given.py)."""
+real Online Retail log (retail-30d protocol) and a split given from outside
+(personaflow/training/data/given.py)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ def owner(key: str) -> str | None:
 
 
 def synthetic_shop(args: argparse.Namespace):
-    from ingest.generate import generate_shop
+    from personaflow.ingest.generate import generate_shop
 
     rebuy = args.data != "synthetic-norebuy"
     return generate_shop(users=args.users, items=args.items, days=args.days, seed=7, rebuy=rebuy)
 
 
 def load_split(args: argparse.Namespace):
-    from training.data.purchases import load_online_retail, purchases_from_events, split_purchases
+    from personaflow.training.data.purchases import load_online_retail, purchases_from_events, split_purchases
 
     if args.data == "given":
         return given_split(args)
@@ -41,7 +42,7 @@ def load_split(args: argparse.Namespace):
 
 def rerank_features(args: argparse.Namespace):
     """Features from each split's training rows, plus the synthetic shop's catalogue (category, brand)."""
-    from training.data.features import purchases_source
+    from personaflow.training.data.features import purchases_source
 
     if args.data in ("online-retail", "given"):
         return purchases_source(None)
@@ -50,7 +51,7 @@ def rerank_features(args: argparse.Namespace):
 
 def given_split(args: argparse.Namespace):
     """--train/--test files, or --purchases with --cuts (one cut per user): the shop's own protocol."""
-    from training.data.given import read_given
+    from personaflow.training.data.given import read_given
 
     try:
         return read_given(args.train, args.test, args.purchases, args.cuts)

@@ -1,11 +1,13 @@
 """Benchmark: `personaflow abtest report` on a simulated run, one where the challenger is truly better
 and one where neither is (an A/A test), so the report's real output can be read and cited.
 
-Each simulated user is assigned by the real stable hash (experiments/assign.py, share 0.5), gets one
-logged exposure (the real exposure file layout, experiments/exposures.py) at a random time over seven
+Each simulated user is assigned by the real stable hash (personaflow/experiments/assign.py, share 0.5), gets
+one
+logged exposure (the real exposure file layout, personaflow/experiments/exposures.py) at a random time over
+seven
 days, and buys one of the recommended items within two hours with the arm's true conversion rate
 (10 % control; 13 % or 10 % challenger), at 20.00. Purchases go into a real DuckDB `raw.events`, and
-the report is `personaflow.abtest_stage.report`, exactly what `personaflow abtest report` prints.
+the report is `personaflow.pipeline.abtest.report`, exactly what `personaflow abtest report` prints.
 Writes benchmarks/results/abtest_simulated.json.
 
     .venv/bin/python benchmarks/abtest_simulated.py
@@ -34,8 +36,8 @@ RUNS = {
 
 def simulate(home: Path, experiment: str, rates: dict[str, float], seed: int) -> pd.DataFrame:
     """Exposure files for `experiment` under `home`; returns the purchases they led to."""
-    from experiments.assign import arm
-    from experiments.state import exposures_dir
+    from personaflow.experiments.assign import arm
+    from personaflow.experiments.state import exposures_dir
 
     rng = np.random.default_rng(seed)
     users = [f"{experiment}-u{i}" for i in range(N_USERS)]
@@ -63,8 +65,8 @@ def main() -> None:
 
 def run(home: Path) -> dict[str, object]:
     os.environ["PERSONAFLOW_HOME"] = str(home)
-    from personaflow import settings
-    from personaflow.abtest_stage import report
+    from personaflow.core import settings
+    from personaflow.pipeline.abtest import report
 
     s = settings.load()
     runs = enumerate(RUNS.items())

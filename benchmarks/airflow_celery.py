@@ -30,10 +30,10 @@ import psutil  # noqa: E402
 import psycopg  # noqa: E402
 from _common import settings_with, write_results  # noqa: E402
 
-from personaflow.airflow_api import AirflowClient  # noqa: E402
-from personaflow.airflow_service import down, start_airflow, worker_pids  # noqa: E402
-from personaflow.local_servers import Postgres, Redis, default_os_user, free_port  # noqa: E402
-from personaflow.process_groups import session_pids  # noqa: E402
+from personaflow.ops.airflow_service import down, start_airflow, worker_pids  # noqa: E402
+from personaflow.ops.local_servers import Postgres, Redis, default_os_user, free_port  # noqa: E402
+from personaflow.ops.process_groups import session_pids  # noqa: E402
+from personaflow.orchestration.airflow_api import AirflowClient  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "airflow_celery.json"
 PROBE = ROOT / "tests" / "_celery_probe_dag.py"

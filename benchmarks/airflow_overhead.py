@@ -28,11 +28,11 @@ from _common import write_results
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the project's packages sit at the repo root
 
-from personaflow import settings as config  # noqa: E402
-from personaflow.airflow_api import AirflowClient  # noqa: E402
-from personaflow.airflow_service import start_airflow, stop_group  # noqa: E402
-from personaflow.demo import free_port  # noqa: E402
-from personaflow.orchestrate import DAG_ID  # noqa: E402
+from personaflow.core import settings as config  # noqa: E402
+from personaflow.ops.airflow_service import start_airflow, stop_group  # noqa: E402
+from personaflow.ops.demo import free_port  # noqa: E402
+from personaflow.orchestration.airflow_api import AirflowClient  # noqa: E402
+from personaflow.orchestration.orchestrate import DAG_ID  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "airflow_overhead.json"
 SHOP = {"users": 2000, "items": 500, "days": 60}

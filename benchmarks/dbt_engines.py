@@ -1,8 +1,8 @@
 """Benchmark: the dbt full rebuild on DuckDB (the embedded default) vs PostgreSQL, same raw rows.
 
 The real Online Retail export is imported and loaded into a fresh DuckDB raw layer (the history path's
-import stage), raw.* is copied into a throwaway local PostgreSQL (personaflow.local_servers, fsync off
-like the test clusters) through personaflow.warehouse, and `dbt build --full-refresh` as of the newest
+import stage), raw.* is copied into a throwaway local PostgreSQL (personaflow.ops.local_servers, fsync off
+like the test clusters) through personaflow.core.warehouse, and `dbt build --full-refresh` as of the newest
 event's day runs on each (models and every data test), then a nightly `dbt build` of that day (the
 incremental models rewrite it only). Writes benchmarks/results/dbt_engines.json.
 
@@ -29,7 +29,7 @@ RAW_TABLES = ("events", "users", "items", "batches", "batch_validations")
 
 
 def copy_raw(duck: Path, pg_url: str) -> dict[str, int]:
-    from personaflow import warehouse as wh
+    from personaflow.core import warehouse as wh
 
     counts = {}
     with wh.connect(duck, read_only=True) as source, wh.connect(pg_url) as target:
@@ -50,9 +50,10 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="personaflow-bench-engines-"))
     os.environ["PERSONAFLOW_HOME"] = str(home)
-    from personaflow import settings, stages
-    from personaflow.local_servers import Postgres, default_os_user, free_port
-    from personaflow.transform import run_dbt
+    from personaflow.core import settings
+    from personaflow.ops.local_servers import Postgres, default_os_user, free_port
+    from personaflow.pipeline import stages
+    from personaflow.pipeline.transform import run_dbt
 
     s = settings.load()
     # a folder of its own: run as root, the cluster's user (nobody) must be able to reach it

@@ -2,7 +2,7 @@
 
 The file is imported once into daily landing files (ingest.landing), then `load_pending` loads every
 day into a fresh warehouse of each engine (one connection, one transaction and, on PostgreSQL, one
-COPY per day). PostgreSQL is a local server (personaflow/local_servers.py) on this machine,
+COPY per day). PostgreSQL is a local server (personaflow/ops/local_servers.py) on this machine,
 durable=False, so the numbers are the engine and the adapter, not a network.
 Writes benchmarks/results/ingest_engines.json: <engine>_load_s, <engine>_rows_per_s, <engine>_days.
 
@@ -29,9 +29,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", type=Path, default=SOURCE)
     args = parser.parse_args()
-    from ingest.landing import import_events
-    from ingest.load import load_pending
-    from personaflow.local_servers import Postgres, default_os_user, free_port
+    from personaflow.ingest.landing import import_events
+    from personaflow.ingest.load import load_pending
+    from personaflow.ops.local_servers import Postgres, default_os_user, free_port
 
     work = Path(tempfile.mkdtemp(prefix="personaflow-bench-ingest-"))
     # a folder of its own, as the test fixture does: the cluster's OS user must be able to enter it

@@ -37,8 +37,8 @@ def step_train(warehouse: str, bentoml_home: str, model: str, hybrid: bool, epoc
     import duckdb
     import torch
 
-    from training.data.features import purchases_source
-    from training.pipeline import train_candidate
+    from personaflow.training.data.features import purchases_source
+    from personaflow.training.pipeline import train_candidate
 
     torch.set_num_threads(os.cpu_count() or 1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)

@@ -1,6 +1,7 @@
 """Benchmark: customer segments and churn on a synthetic shop whose log spans more than the churn horizon.
 
-The stages the nightly DAG runs (personaflow.stages.segments / churn) over marts built the nightly way
+The stages the nightly DAG runs (personaflow.pipeline.stages.segments / churn) over marts built the nightly
+way
 (generate -> ingest -> dbt): the segment table (size, share, mean RFM, top categories, readable label;
 k by silhouette) and churn ROC AUC / PR AUC / Brier with the horizon (90 days by default) on the
 held-out cut-offs. Writes benchmarks/results/profiles.json (flat keys; segments as segment_<i>_<what>).
@@ -33,8 +34,9 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="personaflow-bench-profiles-"))
     os.environ.update({"PERSONAFLOW_HOME": str(home), "BENTOML_HOME": str(home / "bentoml")})
 
-    from ingest.generate import generate_shop, write_shop
-    from personaflow import settings, stages
+    from personaflow.core import settings
+    from personaflow.ingest.generate import generate_shop, write_shop
+    from personaflow.pipeline import stages
 
     s = settings.load()
     shop = generate_shop(users=args.users, items=args.items, days=args.days, seed=args.seed)

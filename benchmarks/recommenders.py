@@ -12,17 +12,19 @@ peak sampled while that model fits.
 Baselines: popularity, repeat_buy (own history by count, recency ties), tifu (TIFU-KNN-style, tuned on
 the validation view), item_knn, als. Every other row has its paired bootstrap gain over the best
 baseline of the run (`vs_best_baseline_*`, which baseline in `<data>_best_baseline`) and over repeat-buy.
-`<model>_deepfm` rows: a DeepFM re-ranker (training/rerank/reranker.py) over that model's candidates
+`<model>_deepfm` rows: a DeepFM re-ranker (personaflow/training/rerank/reranker.py) over that model's
+candidates
 (--rerank-on, default the first of --models), with its candidate recall on validation and test;
 `tifu_deepfm` is the same re-ranker over TIFU-KNN + history + co-purchase candidates.
 Learned fits early-stop on the validation view (`val_users` users buying in the last `--test-days`
 before the training cut) and stop at `--budget` seconds of epochs at the latest, counted as this
-process's CPU time per torch thread (training/models/fit.py `_clock`): `fit_s` is wall time, which
+process's CPU time per torch thread (personaflow/training/models/fit.py `_clock`): `fit_s` is wall time, which
 other jobs on shared cores inflate, `cpu_s` the process's CPU seconds.
 `given`: a split the shop brings (benchmarks/_datasets.py: --train/--test files, or --purchases with
 --cuts, one cut time per user), the same split `personaflow evaluate` reads.
 `synthetic-norebuy`: the generator with rebuy=False (and its item -> successor structure). Each data
-set's repeat rate is measured (`<data>_repeat_rate`, training/evaluation/rebuy.py); below REBUY_MIN,
+set's repeat rate is measured (`<data>_repeat_rate`, personaflow/training/evaluation/rebuy.py); below
+REBUY_MIN,
 bought items are ranked last by every row alike: baselines masked, models fitted with exclude_bought.
 """
 
@@ -54,9 +56,9 @@ BASELINE_ROWS = ("popularity", "repeat_buy", "tifu", "item_knn", "als")
 
 def make_baselines(split, test_days: int) -> dict:
     """name -> () -> ScoresFn, fitted on the split's training rows (tifu tuned on the validation view)."""
-    from training.evaluation import baselines
-    from training.evaluation.tifu import tifu, tune_tifu
-    from training.models.fit import validation_view
+    from personaflow.training.evaluation import baselines
+    from personaflow.training.evaluation.tifu import tifu, tune_tifu
+    from personaflow.training.models.fit import validation_view
 
     def tuned_tifu():
         params, _ = tune_tifu(validation_view(split, test_days))
@@ -86,12 +88,12 @@ def _versus(m: dict) -> str:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from training.evaluation.bootstrap import paired_bootstrap
-    from training.evaluation.protocol import score
-    from training.evaluation.rebuy import bought_matrix, decide_exclusion, excluding
-    from training.models.config import FitConfig
-    from training.models.fit import fit_model
-    from training.rerank.hybrid import hybrid
+    from personaflow.training.evaluation.bootstrap import paired_bootstrap
+    from personaflow.training.evaluation.protocol import score
+    from personaflow.training.evaluation.rebuy import bought_matrix, decide_exclusion, excluding
+    from personaflow.training.models.config import FitConfig
+    from personaflow.training.models.fit import fit_model
+    from personaflow.training.rerank.hybrid import hybrid
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     split = load_split(args)
@@ -169,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
             {"blend_weight": info["weight"]},
         )
         if name in (args.models[:1] if args.rerank_on is None else args.rerank_on):
-            from training.rerank.reranker import RerankConfig, fit_reranker
+            from personaflow.training.rerank.reranker import RerankConfig, fit_reranker
 
             with PeakRss() as rr_mem:
                 started = time.perf_counter()
@@ -182,8 +184,8 @@ def run(args: argparse.Namespace) -> dict:
                   f"test {extra['candidate_recall_test']:.3f} (pool {rr_info['pool_size']})")  # fmt: skip
 
     if args.tifu_rerank:  # the nightly default's recipe: DeepFM over TIFU-KNN + history + co-purchase
-        from training.recipe import fit_baseline
-        from training.rerank.reranker import RerankConfig, fit_reranker
+        from personaflow.training.recipe import fit_baseline
+        from personaflow.training.rerank.reranker import RerankConfig, fit_reranker
 
         with PeakRss() as mem:
             started, cpu = time.perf_counter(), time.process_time()
@@ -247,7 +249,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     if args.budget is None:
-        from training.recipe import FIT_BUDGET_S
+        from personaflow.training.recipe import FIT_BUDGET_S
 
         args.budget = FIT_BUDGET_S
     logging.basicConfig(level=logging.INFO, format="%(message)s")

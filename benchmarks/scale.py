@@ -3,7 +3,7 @@
 Embedded: DuckDB warehouse, Feast's SQLite online store, Airflow's LocalExecutor on SQLite, one
 BentoML worker. Scale: PostgreSQL warehouse and Airflow metadata DB, Redis online store and Celery
 broker, two Celery workers, two BentoML workers. PostgreSQL and Redis are started locally
-(personaflow/local_servers.py, durable: fsync on, Redis appendfsync everysec) for the run.
+(personaflow/ops/local_servers.py, durable: fsync on, Redis appendfsync everysec) for the run.
 Parts (each re-runnable alone; merge_results keeps the other keys of benchmarks/results/scale.json):
   transform  benchmarks/transform.py's steps on DuckDB and on PostgreSQL from the same landed CSVs:
              history load + build, one nightly day (load, GX, incremental dbt, GX), a full rebuild
@@ -38,7 +38,7 @@ sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != B
 
 from benchmarks import transform as bench_transform  # noqa: E402
 from benchmarks._common import merge_results  # noqa: E402
-from personaflow.local_servers import Postgres, Redis, default_os_user, free_port  # noqa: E402
+from personaflow.ops.local_servers import Postgres, Redis, default_os_user, free_port  # noqa: E402
 
 RESULTS = BENCH / "results" / "scale.json"
 PARTS = ("transform", "feast", "serving", "events", "night")

@@ -3,7 +3,7 @@
 PostgreSQL metadata DB and warehouse, Redis online store and broker).
 
 Set up as tests/e2e_helpers.py's `running_stack` does: the shop landed and ingested up to its day
-before last, Airflow started by personaflow.airflow_service.start_airflow (its `up` seconds include
+before last, Airflow started by personaflow.ops.airflow_service.start_airflow (its `up` seconds include
 the metadata DB migration and, in celery mode, both workers answering a ping), the last day triggered
 through the REST API (AirflowClient) and waited for, then `down`. A real SMTP server (aiosmtpd) takes
 the night's mail.
@@ -20,7 +20,7 @@ from pathlib import Path
 from _common import settings_with
 from aiosmtpd.controller import Controller
 
-from personaflow.local_servers import Postgres, Redis, free_port
+from personaflow.ops.local_servers import Postgres, Redis, free_port
 
 # the night's tasks measured one by one (Airflow's own start/end per task instance)
 SLOWEST_TASKS = 3
@@ -57,11 +57,11 @@ def night_settings(mode: str, home: Path, smtp_port: int, pg: Postgres, redis: R
 
 
 def one_night(mode: str, work: Path, smtp_port: int, pg: Postgres, redis: Redis, shop_shape: dict) -> dict:
-    from ingest.generate import generate_shop, write_shop
-    from personaflow import stages
-    from personaflow.airflow_api import AirflowClient
-    from personaflow.airflow_service import down, start_airflow
-    from personaflow.orchestrate import DAG_ID
+    from personaflow.ingest.generate import generate_shop, write_shop
+    from personaflow.ops.airflow_service import down, start_airflow
+    from personaflow.orchestration.airflow_api import AirflowClient
+    from personaflow.orchestration.orchestrate import DAG_ID
+    from personaflow.pipeline import stages
 
     home = work / f"night-{mode}"
     shutil.rmtree(home, ignore_errors=True)

@@ -2,7 +2,7 @@
 and /events on BentoML (1 worker on SQLite and Redis, 2 on Redis) next to the bare FastAPI floor.
 
 Every load generator, server launcher and store builder is benchmarks/serving.py's (prepare,
-open_loop, closed_loop, component_times) and serving/process.py's: this module only chooses the
+open_loop, closed_loop, component_times) and personaflow/serving/process.py's: this module only chooses the
 configurations and names the keys. A prepared store (model, marts, Feast registry and online store)
 is kept under the work folder with the env it needs, so `--parts serving` can re-run without the
 minutes a 1 M-user materialize costs; Redis keeps its copy in its append-only file.
@@ -24,7 +24,7 @@ import httpx
 import psutil
 
 from benchmarks import serving as bench
-from serving import process
+from personaflow.serving import process
 
 ROOT = Path(__file__).resolve().parent.parent
 RATES = (300, 1000)

@@ -1,7 +1,8 @@
 """Benchmark: the recommenders per customer segment on the real Online Retail log (retail-30d split).
 
 The mean NDCG@10 hides who a model serves well. Each test customer is placed in an RFM segment from
-their training purchases only (training/evaluation/segments.py, the code the nightly gate records its
+their training purchases only (personaflow/training/evaluation/segments.py, the code the nightly gate records
+its
 per-segment metrics with), plus "first-time buyers" (one order before the cut), and every model is
 scored per segment with one shared metric code. Models: the baselines the gate compares
 with (popularity, repeat-buy, TIFU-KNN) and the nightly default (DeepFM over TIFU-KNN + history +
@@ -26,12 +27,12 @@ SHOWN = ("Champions", "Loyal Customers", "At Risk", "Hibernating", "Lost", "firs
 
 
 def main() -> None:
-    from training.data.features import purchases_source
-    from training.data.purchases import load_online_retail, split_purchases
-    from training.evaluation.metrics import per_user_metrics
-    from training.evaluation.segments import segment_metrics, segments
-    from training.export import score_users
-    from training.recipe import Recipe, build
+    from personaflow.training.data.features import purchases_source
+    from personaflow.training.data.purchases import load_online_retail, split_purchases
+    from personaflow.training.evaluation.metrics import per_user_metrics
+    from personaflow.training.evaluation.segments import segment_metrics, segments
+    from personaflow.training.export import score_users
+    from personaflow.training.recipe import Recipe, build
 
     split = split_purchases(load_online_retail(DATA), test_days=30)
     segment_of = segments(split.train, split.cut_ts)

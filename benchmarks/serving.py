@@ -40,8 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from personaflow.features import build_features  # noqa: E402
-from serving import process  # noqa: E402
+from personaflow.pipeline.features import build_features  # noqa: E402
+from personaflow.serving import process  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
 SIZES = {"retail": {"users": 4_372, "items": 3_684}, "1m": {"users": 1_000_000, "items": 3_684}}
@@ -67,10 +67,10 @@ def prepare(home: Path, users: int, items: int) -> dict[str, str]:
         "PERSONAFLOW_SERVE_MAX_PER_CLIENT": "1024",
     }
     os.environ.update(env)
-    from training.data.interactions import IdMaps
-    from training.models.bpr import MatrixFactorization
-    from training.registry.pointer import promote
-    from training.registry.store import save_candidate
+    from personaflow.training.data.interactions import IdMaps
+    from personaflow.training.models.bpr import MatrixFactorization
+    from personaflow.training.registry.pointer import promote
+    from personaflow.training.registry.store import save_candidate
 
     user_ids = [f"u{u:07d}" for u in range(users)]
     item_ids = [f"i{i:05d}" for i in range(items)]
@@ -193,11 +193,11 @@ def request_makers(users: int, items: int) -> dict[str, object]:
 
 def component_times(env: dict[str, str], users: int) -> dict[str, float]:
     """Microseconds per call of each part of a request, in this process (no HTTP)."""
-    from ingest.live import LiveLog
-    from personaflow.settings import load
-    from serving.online import OnlineFeatures, load_catalogue
-    from serving.ranking import Ranker
-    from training.registry.loading import load_production
+    from personaflow.core.settings import load
+    from personaflow.ingest.live import LiveLog
+    from personaflow.serving.online import OnlineFeatures, load_catalogue
+    from personaflow.serving.ranking import Ranker
+    from personaflow.training.registry.loading import load_production
 
     s = load()
     model = load_production(Path(env["PERSONAFLOW_PRODUCTION_POINTER"]))
@@ -281,7 +281,7 @@ def run_size(
     ):
         home = Path(tmp)
         if redis:  # a local redis-server, durable as in production (appendfsync everysec)
-            from personaflow.local_servers import Redis
+            from personaflow.ops.local_servers import Redis
 
             server = Redis(home / "redis", free_port()).start()
             stack.callback(server.stop)

@@ -12,10 +12,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from personaflow import settings
-from serving.online import OnlineFeatures, load_catalogue
-from serving.ranking import Ranker
-from training.registry.loading import load_production
+from personaflow.core import settings
+from personaflow.serving.online import OnlineFeatures, load_catalogue
+from personaflow.serving.ranking import Ranker
+from personaflow.training.registry.loading import load_production
 
 _s = settings.load()
 _ranker = Ranker(

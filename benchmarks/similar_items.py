@@ -2,7 +2,8 @@
 
 Rules are counted on the orders before the cut (last order - --test-days), as marts.co_purchase counts
 them (orders = invoices; products only, the mart's non_product_codes / prefixes left out; pairs in
-fewer than --min-orders common orders dropped); every measure of training/evaluation/co_purchase.py
+fewer than --min-orders common orders dropped); every measure of
+personaflow/training/evaluation/co_purchase.py
 ranks each item's rules (lift > 1 only, as served); the score is how often an item's top 10 holds the
 other items of the same order in the test window.
 
@@ -42,7 +43,7 @@ def products_only(frame: pd.DataFrame) -> pd.DataFrame:
 
 def orders_of(path: Path) -> pd.DataFrame:
     """Online Retail purchases with an order key: an invoice is one customer's lines at one time."""
-    from training.data.purchases import load_online_retail
+    from personaflow.training.data.purchases import load_online_retail
 
     frame = products_only(load_online_retail(path))
     frame = frame.assign(order_key=frame["user_id"].astype(str) + "|" + frame["ts"].astype(str))
@@ -50,7 +51,12 @@ def orders_of(path: Path) -> pd.DataFrame:
 
 
 def main() -> None:
-    from training.evaluation.co_purchase import bought_together_later, count_rules, measures, top_lists
+    from personaflow.training.evaluation.co_purchase import (
+        bought_together_later,
+        count_rules,
+        measures,
+        top_lists,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=("online-retail",), default="online-retail")

@@ -42,7 +42,7 @@ SIZES = {
 
 
 def step_generate(landing: str, users: int, items: int, days: int) -> dict:
-    from ingest.generate import generate_shop, write_shop
+    from personaflow.ingest.generate import generate_shop, write_shop
 
     shop = generate_shop(users=users, items=items, days=days, start=START)
     write_shop(shop, Path(landing))
@@ -50,14 +50,15 @@ def step_generate(landing: str, users: int, items: int, days: int) -> dict:
 
 
 def where(warehouse: str) -> Path | str:
-    """A step's warehouse argument as personaflow.warehouse takes it: a postgresql:// URL or a DuckDB path."""
-    from personaflow.warehouse import is_postgres
+    """A step's warehouse argument as personaflow.core.warehouse takes it: a postgresql:// URL or a DuckDB
+    path."""
+    from personaflow.core.warehouse import is_postgres
 
     return warehouse if is_postgres(warehouse) else Path(warehouse)
 
 
 def step_load(warehouse: str, landing: str, through: str) -> dict:
-    from ingest.load import ensure_raw_layer, load_dimensions, load_pending
+    from personaflow.ingest.load import ensure_raw_layer, load_dimensions, load_pending
 
     ensure_raw_layer(where(warehouse))
     load_dimensions(where(warehouse), Path(landing))
@@ -66,7 +67,7 @@ def step_load(warehouse: str, landing: str, through: str) -> dict:
 
 
 def step_transform(warehouse: str, state: str, as_of: str, full_refresh: bool) -> dict:
-    from personaflow.transform import run_dbt
+    from personaflow.pipeline.transform import run_dbt
 
     summary = run_dbt(
         where(warehouse), date.fromisoformat(as_of), PROJECT, Path(state), full_refresh=full_refresh
@@ -87,7 +88,7 @@ def step_transform(warehouse: str, state: str, as_of: str, full_refresh: bool) -
 
 
 def step_validate(warehouse: str, work: str, day: str, what: str) -> dict:
-    from quality.validate import SmtpConfig, validate_batch, validate_marts
+    from personaflow.quality.validate import SmtpConfig, validate_batch, validate_marts
 
     # port 1: no mail server; a failure would still raise (and keep the alert as .eml)
     smtp = SmtpConfig(host="127.0.0.1", port=1, sender="bench@localhost", recipients=["bench@localhost"])
@@ -125,7 +126,7 @@ def timed(step: str, **kwargs) -> tuple[float, float, dict]:
 
 def validation_available() -> bool:
     try:
-        from quality.validate import SmtpConfig, validate_batch, validate_marts  # noqa: F401
+        from personaflow.quality.validate import SmtpConfig, validate_batch, validate_marts  # noqa: F401
     except ImportError as exc:
         print(f"validation skipped: quality.validate not importable ({exc})")
         return False
@@ -169,7 +170,7 @@ def run_engine(
     marts) and a full rebuild, on `warehouse`: a DuckDB file or a postgresql:// URL (an empty database).
     Keys are named `<step>_<name>_...`; dbt's three slowest models as `<step>_<name>_model_<model>_s`.
     Filled into `out` step by step when given, so a run stopped midway keeps the steps it measured."""
-    from personaflow import warehouse as wh
+    from personaflow.core import warehouse as wh
 
     state = work / f"dbt-{name}"
     last = START + timedelta(days=days - 1)

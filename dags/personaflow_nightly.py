@@ -1,6 +1,6 @@
 """personaflow_nightly: one run per batch day, from raw events to a promoted recommender.
 
-Thin wiring only: every task calls a function in `personaflow.stages`, which also runs from the CLI
+Thin wiring only: every task calls a function in `personaflow.pipeline.stages`, which also runs from the CLI
 (`personaflow <stage> --date ...`). The data interval is the batch day, so clearing and re-running a
 task for its logical date redoes exactly that day. Heavy imports live inside the tasks.
 
@@ -31,8 +31,9 @@ from airflow.sdk import (
     task,
 )
 
-from personaflow.dag_alerts import failure_notifier
-from personaflow.dag_tasks import (
+from personaflow.core.settings import REPO_ROOT
+from personaflow.orchestration.dag_alerts import failure_notifier
+from personaflow.orchestration.dag_tasks import (
     batch_day,
     note,
     note_drift,
@@ -40,15 +41,15 @@ from personaflow.dag_tasks import (
     stage,
     validate,
 )
-from personaflow.dag_tasks import (
+from personaflow.orchestration.dag_tasks import (
     settings as run_settings,
 )
-from personaflow.dbt_graph import manifest_path, model_graph
-from personaflow.orchestrate import dbt_tasks_mode
-from personaflow.settings import REPO_ROOT
+from personaflow.orchestration.dbt_graph import manifest_path, model_graph
+from personaflow.orchestration.orchestrate import dbt_tasks_mode
 
 # Lineage the UI shows, and what other DAGs can be scheduled on. RAW_CORRECTED is announced by hand
-# (UI "Create Asset Event", `python -m personaflow.orchestrate announce D`) after a corrected batch
+# (UI "Create Asset Event", `python -m personaflow.orchestration.orchestrate announce D`) after a corrected
+# batch
 # file landed, with extra {"batch_date": D}; it starts `personaflow_refresh`. The nightly load
 # does not emit it (or every night would run twice).
 RAW_CORRECTED = Asset(name="personaflow_raw_corrected", uri="personaflow://warehouse/raw/corrected_batch")
@@ -77,7 +78,7 @@ def _dbt_models() -> dict[str, list[str]] | None:
 
 @task(task_id="dbt_build")
 def dbt_build() -> dict:
-    from personaflow import stages
+    from personaflow.pipeline import stages
 
     return stage(stages.transform, batch_day(), run_settings())
 
@@ -86,10 +87,10 @@ def dbt_build() -> dict:
 def dbt_model(model: str) -> dict:
     """`dbt build --select <model>`: the model, then its tests; same `as_of` var as the single build, so
     incremental models rewrite the same day. One at a time (pool `dbt`): DuckDB takes one writer."""
-    from personaflow.settings import export_tool_env
-    from personaflow.stages import dbt_vars
-    from personaflow.transform import run_dbt
-    from personaflow.warehouse import location
+    from personaflow.core.settings import export_tool_env
+    from personaflow.core.warehouse import location
+    from personaflow.pipeline.stages import dbt_vars
+    from personaflow.pipeline.transform import run_dbt
 
     s = run_settings()
     export_tool_env(s)
@@ -124,7 +125,7 @@ def _pipeline() -> None:
 
         @task(task_id="load")
         def ingest() -> dict:
-            from personaflow import stages
+            from personaflow.pipeline import stages
 
             return stage(stages.ingest, batch_day(), run_settings())
 
@@ -149,13 +150,13 @@ def _pipeline() -> None:
 
         @task(task_id="segments")
         def segments() -> dict:
-            from personaflow import stages
+            from personaflow.pipeline import stages
 
             return skip_or_note("segments", stage(stages.segments, batch_day(), run_settings()))
 
         @task(task_id="churn")
         def churn() -> dict:
-            from personaflow import stages
+            from personaflow.pipeline import stages
 
             s = run_settings()
             result = stage(stages.churn, batch_day(), s, horizon_days=s.churn_horizon_days)
@@ -164,7 +165,7 @@ def _pipeline() -> None:
         # none_failed: churn skipped on a short log still refreshes the audiences (without scores)
         @task(task_id="audiences", trigger_rule="none_failed")
         def audiences() -> dict:
-            from personaflow.audience_stage import refresh_saved
+            from personaflow.pipeline.audiences import refresh_saved
 
             return skip_or_note("audiences", stage(refresh_saved, run_settings()))
 
@@ -175,13 +176,13 @@ def _pipeline() -> None:
         # the features and the model; a failed one (or failed marts) still stops them.
         @task(task_id="materialize", outlets=[FEATURES], trigger_rule="none_failed")
         def features() -> dict:
-            from personaflow import stages
+            from personaflow.pipeline import stages
 
             return stage(stages.features, batch_day(), run_settings())
 
         @task(task_id="drift")
         def drift() -> dict:
-            from personaflow.drift_stage import check_drift
+            from personaflow.pipeline.drift import check_drift
 
             return note_drift(stage(check_drift, batch_day(), run_settings()))
 
@@ -192,7 +193,7 @@ def _pipeline() -> None:
 
         @task(pool="gpu", pool_slots=1)
         def train() -> dict:
-            from personaflow import stages
+            from personaflow.pipeline import stages
 
             result = stage(stages.train, run_settings())
             metrics = result["metrics"]
@@ -206,7 +207,7 @@ def _pipeline() -> None:
 
         @task
         def promote(candidate: dict) -> dict:
-            from personaflow import stages
+            from personaflow.pipeline import stages
 
             decision = stage(stages.promote, candidate["tag"], run_settings(), report=candidate.get("report"))
             verdict = "**Promoted**" if decision["promoted"] else "**Not promoted**"
@@ -219,8 +220,8 @@ def _pipeline() -> None:
         @task(task_id="prune")
         def prune() -> dict:
             """Keep production, its rollback history and the newest candidates; delete the rest."""
-            from personaflow.settings import export_tool_env
-            from training.registry.retention import prune as run
+            from personaflow.core.settings import export_tool_env
+            from personaflow.training.registry.retention import prune as run
 
             s = run_settings()
             export_tool_env(s)
@@ -234,7 +235,7 @@ def _pipeline() -> None:
         # all_done: the page is rendered on a night that stopped early too (it says what did not run)
         @task(task_id="render", trigger_rule="all_done")
         def report() -> dict:
-            from report.nightly import build_report
+            from personaflow.report.nightly import build_report
 
             result = stage(build_report, batch_day(), run_settings())
             # appended: the run's note keeps the verdict (promoted / data quality failed) first
@@ -274,7 +275,8 @@ def personaflow_nightly():
     tags=["personaflow", "refresh"],
     doc_md="""Runs the nightly graph for the day named by a `personaflow_raw_corrected` asset event
 (extra `{"batch_date": "YYYY-MM-DD"}`): after fixing a landing file, announce it from the asset's page
-in the UI (*Create Asset Event*) or with `python -m personaflow.orchestrate announce D`; the batch
+in the UI (*Create Asset Event*) or with `python -m personaflow.orchestration.orchestrate announce D`; the
+batch
 is reloaded, validated, the marts rebuilt (`personaflow_marts`), features re-materialized
 (`personaflow_features`) and a model retrained and gated, without waiting for the next night.""",
 )

@@ -9,7 +9,7 @@ Two more views serve the API: `user_purchases` (items each user bought, from mar
 source: the serving API pushes a user's live activity since the last nightly run there (per UTC day,
 as JSON), so the next /profile and /recommend see an event at once; the nightly run absorbs it later.
 With the Redis online store (PERSONAFLOW_REDIS_URL) live activity is kept in Redis counters beside
-Feast's keys instead (serving/live_counters.py: atomic, shared by every worker); the view stays
+Feast's keys instead (personaflow/serving/live_counters.py: atomic, shared by every worker); the view stays
 defined, so both stores serve the same feature services.
 `user_segment` and `user_churn` hold the segments and churn stages' outputs (see below).
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Array, Bool, Float64, Int64, String
 
-from personaflow.settings import load
+from personaflow.core.settings import load
 
 _FEATURES_DIR = Path(load().features_dir)
 # Long enough that a profile stays servable between rare visits; the nightly run refreshes it.
@@ -98,7 +98,7 @@ user_purchases = FeatureView(
 )
 
 # The push source's batch source only exists because Feast requires one; the live file of record is
-# the landing area's JSONL (see ingest/live.py), loaded into raw.events by the nightly run.
+# the landing area's JSONL (see personaflow/ingest/live.py), loaded into raw.events by the nightly run.
 live_push = PushSource(
     name="user_live_events",
     batch_source=FileSource(
@@ -120,7 +120,8 @@ user_live = FeatureView(
     tags={"source": "POST /events"},
 )
 
-# What the nightly segments and churn stages compute (profiles/segments.py, profiles/churn.py): each
+# What the nightly segments and churn stages compute (personaflow/profiles/segments.py,
+# personaflow/profiles/churn.py): each
 # appends one snapshot stamped like the marts' (end of the as-of day) on the nights it runs. A night
 # that skips (churn before the log spans the horizon, too few users) adds nothing; the last values stay.
 segment_source = _snapshots("user_segment")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from personaflow.local_servers import Postgres, Redis, default_os_user, free_port
+from personaflow.ops.local_servers import Postgres, Redis, default_os_user, free_port
 
 
 @pytest.fixture(scope="session")

@@ -19,17 +19,18 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from personaflow import settings, stages
-from personaflow.features import build_features
-from personaflow.settings import REPO_ROOT
-from serving import process
-from serving.auth import read_token_file
-from training.data.interactions import time_split
-from training.data.synthetic import make_interactions
-from training.evaluation.baselines import popularity_ranking
-from training.models.bpr import fit_bpr
-from training.registry.pointer import promote
-from training.registry.store import save_candidate
+from personaflow.core import settings
+from personaflow.core.settings import REPO_ROOT
+from personaflow.pipeline import stages
+from personaflow.pipeline.features import build_features
+from personaflow.serving import process
+from personaflow.serving.auth import read_token_file
+from personaflow.training.data.interactions import time_split
+from personaflow.training.data.synthetic import make_interactions
+from personaflow.training.evaluation.baselines import popularity_ranking
+from personaflow.training.models.bpr import fit_bpr
+from personaflow.training.registry.pointer import promote
+from personaflow.training.registry.store import save_candidate
 
 CATEGORIES = ("toys", "home", "books")
 COLD_USER = "cold-champion"

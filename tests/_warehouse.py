@@ -1,6 +1,6 @@
 """Tiny warehouse builder for tests: landing CSVs and the raw/marts tables as the data contract says.
 
-Deliberately independent of ingest/load.py so the quality tests pin the contract, not the loader.
+Deliberately independent of personaflow/ingest/load.py so the quality tests pin the contract, not the loader.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Both warehouse engines for one test: the embedded DuckDB file and the suite's real PostgreSQL.
 
 `@pytest.mark.parametrize("where", ENGINES, indirect=True)` runs a test on each; the value is what
-`personaflow.warehouse.connect` takes (a DuckDB path, or a fresh PostgreSQL database's URL).
+`personaflow.core.warehouse.connect` takes (a DuckDB path, or a fresh PostgreSQL database's URL).
 """
 
 import pytest
 
-from personaflow import warehouse as wh
+from personaflow.core import warehouse as wh
 
 ENGINES = ["duckdb", "postgres"]
 

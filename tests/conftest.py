@@ -32,7 +32,7 @@ from tests.e2e_helpers import airflow_celery_stack, airflow_stack, good_run, inb
 
 @pytest.fixture(autouse=True)
 def _environment_restored():
-    """Stages export tool variables (personaflow.settings.export_tool_env) into os.environ; without
+    """Stages export tool variables (personaflow.core.settings.export_tool_env) into os.environ; without
     this, one test's warehouse or production pointer would leak into the next test's settings."""
     saved = dict(os.environ)
     yield

@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from ingest.generate import generate_shop, write_shop
-from personaflow import settings as config
-from personaflow import stages
-from personaflow.airflow_api import AirflowClient
-from personaflow.airflow_service import down, port_open, start_airflow
-from personaflow.demo import free_port
-from personaflow.orchestrate import DAG_ID
+from personaflow.core import settings as config
+from personaflow.ingest.generate import generate_shop, write_shop
+from personaflow.ops.airflow_service import down, port_open, start_airflow
+from personaflow.ops.demo import free_port
+from personaflow.orchestration.airflow_api import AirflowClient
+from personaflow.orchestration.orchestrate import DAG_ID
+from personaflow.pipeline import stages
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TASKS = {

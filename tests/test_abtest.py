@@ -4,8 +4,8 @@ found, and with no difference, daily looks at the always-valid test stop (falsel
 import numpy as np
 import pandas as pd
 
-from experiments.analysis import attribute, compare, guardrails, msprt_p, verdict
-from experiments.assign import arm
+from personaflow.experiments.analysis import attribute, compare, guardrails, msprt_p, verdict
+from personaflow.experiments.assign import arm
 
 
 def test_arms_are_stable_and_sized_by_the_share():

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 
-from experiments.exposures import read_exposures
-from experiments.state import exposures_dir, start, stop
-from personaflow import settings
-from personaflow.abtest_stage import report
+from personaflow.core import settings
+from personaflow.experiments.exposures import read_exposures
+from personaflow.experiments.state import exposures_dir, start, stop
+from personaflow.pipeline.abtest import report
 from tests._serving_setup import running_server
 
 

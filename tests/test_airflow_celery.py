@@ -21,12 +21,12 @@ import psutil
 import psycopg
 import pytest
 
-from personaflow import settings as config
-from personaflow.airflow_api import AirflowClient
-from personaflow.airflow_mode import ModeError
-from personaflow.airflow_service import down, port_open, start_airflow, worker_pids
-from personaflow.local_servers import free_port
-from personaflow.process_groups import session_pids, signal_session
+from personaflow.core import settings as config
+from personaflow.ops.airflow_service import down, port_open, start_airflow, worker_pids
+from personaflow.ops.local_servers import free_port
+from personaflow.ops.process_groups import session_pids, signal_session
+from personaflow.orchestration.airflow_api import AirflowClient
+from personaflow.orchestration.airflow_mode import ModeError
 from tests.e2e_helpers import celery_settings
 
 pytestmark = pytest.mark.e2e

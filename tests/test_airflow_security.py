@@ -17,10 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from personaflow import settings as config
-from personaflow.airflow_api import AirflowClient, password_file
-from personaflow.airflow_service import _write_password, port_open, scrub_log
-from personaflow.settings import REPO_ROOT
+from personaflow.core import settings as config
+from personaflow.core.settings import REPO_ROOT
+from personaflow.ops.airflow_service import _write_password, port_open, scrub_log
+from personaflow.orchestration.airflow_api import AirflowClient, password_file
 from tests._serving_setup import free_port
 
 

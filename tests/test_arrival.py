@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 
-from personaflow.arrival import batch_arrival
+from personaflow.pipeline.arrival import batch_arrival
 
 
 def _land(landing, day: date) -> None:

@@ -6,7 +6,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from profiles.audiences import COLUMNS, AudienceError, AudienceSpec, select, summarise
+from personaflow.profiles.audiences import COLUMNS, AudienceError, AudienceSpec, select, summarise
 
 PROFILE = pd.DataFrame(
     [
@@ -90,8 +90,8 @@ def _marts(warehouse, day: str, profile: pd.DataFrame) -> None:
 
 
 def test_saved_audiences_are_refreshed_with_their_size_over_time(tmp_path, monkeypatch):
-    from personaflow import settings
-    from personaflow.audience_stage import refresh_saved, save_audience, size_history
+    from personaflow.core import settings
+    from personaflow.pipeline.audiences import refresh_saved, save_audience, size_history
 
     monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
     monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(tmp_path / "features"))

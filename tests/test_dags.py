@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from personaflow.settings import REPO_ROOT
+from personaflow.core.settings import REPO_ROOT
 
 
 def _dagbag():
@@ -69,8 +69,8 @@ def test_retries_back_off_except_on_quality_gates_and_failures_email():
 
 
 def test_smtp_connection_and_api_address_come_from_settings(monkeypatch):
-    from personaflow import settings as config
-    from personaflow.orchestrate import airflow_env
+    from personaflow.core import settings as config
+    from personaflow.orchestration.orchestrate import airflow_env
 
     monkeypatch.setenv("PERSONAFLOW_SMTP_PORT", "2525")
     monkeypatch.setenv("PERSONAFLOW_AIRFLOW_PORT", "18081")
@@ -117,7 +117,7 @@ def _models_in_project() -> set[str]:
 def test_dbt_models_become_tasks_wired_by_the_manifest(tmp_path, monkeypatch):
     """PERSONAFLOW_DBT_TASKS=models: a task per dbt model from a real `dbt parse` manifest (what
     `orchestrate.migrate()` writes), wired by depends_on, between validate_batch and validate_marts."""
-    from personaflow.dbt_graph import manifest_path, parse_project
+    from personaflow.orchestration.dbt_graph import manifest_path, parse_project
 
     monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
     monkeypatch.setenv("PERSONAFLOW_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
@@ -157,7 +157,7 @@ def test_without_a_manifest_or_by_default_dbt_is_one_task(tmp_path, monkeypatch)
 def test_marts_and_features_are_assets_and_a_corrected_batch_starts_the_refresh():
     from airflow.sdk import Asset
 
-    from personaflow.orchestrate import RAW_CORRECTED_URI, REFRESH_DAG_ID
+    from personaflow.orchestration.orchestrate import RAW_CORRECTED_URI, REFRESH_DAG_ID
 
     bag = _dagbag()
     nightly, refresh = bag.dags["personaflow_nightly"], bag.dags[REFRESH_DAG_ID]

@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.generate import generate_shop
-from personaflow.transform import run_dbt
+from personaflow.ingest.generate import generate_shop
+from personaflow.pipeline.transform import run_dbt
 from tests.test_transform import PROJECT, RAW_EVENTS_DDL
 
 START = date(2026, 9, 1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from personaflow.transform import run_dbt
+from personaflow.pipeline.transform import run_dbt
 from tests.test_transform import PROJECT, RAW_EVENTS_DDL, fetch
 
 AS_OF = date(2011, 1, 31)

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personaflow import warehouse as wh
-from personaflow.features import read_marts
-from personaflow.serving_tables import CO_PURCHASE_COLUMNS, export_serving_tables
-from personaflow.settings import postgres_env
-from personaflow.transform import run_dbt
+from personaflow.core import warehouse as wh
+from personaflow.core.settings import postgres_env
+from personaflow.pipeline.features import read_marts
+from personaflow.pipeline.transform import run_dbt
+from personaflow.serving.tables import CO_PURCHASE_COLUMNS, export_serving_tables
+from personaflow.training.data.interactions import load_interactions
 from tests.test_transform import PROJECT
-from training.data.interactions import load_interactions
 
 FIRST, LAST = date(2011, 3, 1), date(2011, 3, 10)
 VARS = {"churn_horizon_days": 3, "co_purchase_min_orders": 2}
@@ -136,7 +136,7 @@ def plain(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, postgres_server):
-    from personaflow.local_servers import free_port
+    from personaflow.ops.local_servers import free_port
 
     root = tmp_path_factory.mktemp("dbt_pg")
     duck = make_duckdb_raw(root / "warehouse.duckdb")
@@ -234,9 +234,12 @@ def test_stage_readers_read_the_same_from_either_engine(built, tmp_path):
     """The stages pick the engine from the settings alone (PERSONAFLOW_WAREHOUSE_URL set or not)."""
     import dataclasses
 
-    from personaflow import audience_stage, demo, settings, stages
-    from personaflow.abtest_stage import purchases_since
-    from report.nightly import _query
+    from personaflow.core import settings
+    from personaflow.ops import demo
+    from personaflow.pipeline import audiences as audience_stage
+    from personaflow.pipeline import stages
+    from personaflow.pipeline.abtest import purchases_since
+    from personaflow.report.nightly import _query
 
     duck, pg, _, _ = built
     base = dataclasses.replace(settings.load(), home=tmp_path, features_dir=tmp_path / "features",
@@ -278,7 +281,7 @@ def test_postgres_env_comes_from_the_url():
 
 def test_a_failing_postgres_build_names_the_node(built, tmp_path):
     """A model that does not build on PostgreSQL fails loudly, naming the node; the env is put back."""
-    from personaflow.transform import TransformError
+    from personaflow.pipeline.transform import TransformError
 
     _, pg, _, _ = built
     with wh.connect(pg) as con:

@@ -6,7 +6,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from quality.drift import drift_table, psi
+from personaflow.quality.drift import drift_table, psi
 
 
 def test_psi_is_near_zero_for_the_same_population_and_large_for_a_shift():
@@ -36,8 +36,8 @@ def _snapshots(path, nights: dict[str, pd.DataFrame]) -> None:
 
 
 def test_nightly_check_warns_by_email_when_a_feature_shifted(tmp_path, monkeypatch, inbox):
-    from personaflow import settings
-    from personaflow.drift_stage import check_drift
+    from personaflow.core import settings
+    from personaflow.pipeline.drift import check_drift
 
     controller, handler = inbox
     monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))

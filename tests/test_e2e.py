@@ -17,9 +17,9 @@ import duckdb
 import httpx
 import pytest
 
-from ingest.generate import batch_path
-from personaflow.demo import free_port
-from personaflow.orchestrate import DAG_ID, airflow_env
+from personaflow.ingest.generate import batch_path
+from personaflow.ops.demo import free_port
+from personaflow.orchestration.orchestrate import DAG_ID, airflow_env
 from tests.e2e_helpers import TASKS, body_text, run_day
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +70,7 @@ def test_promoted_model_is_served_over_http(airflow_stack, good_run):
     stack = airflow_stack
     assert good_run.state == "success"
     pointer = json.loads(stack.s.production_pointer.read_text())
-    from serving.process import start, stop, wait_ready
+    from personaflow.serving.process import start, stop, wait_ready
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -157,7 +157,7 @@ def test_marts_and_features_assets_and_an_announced_correction_queues_the_refres
     assets; announcing a corrected batch queues `personaflow_refresh` for that day. (The e2e stack
     runs with the schedule off, so the queued run is not started here: the scheduler creates
     asset-triggered runs only when its schedule is on, the default.)"""
-    from personaflow.orchestrate import RAW_CORRECTED_URI, REFRESH_DAG_ID, announce_batch
+    from personaflow.orchestration.orchestrate import RAW_CORRECTED_URI, REFRESH_DAG_ID, announce_batch
 
     stack = airflow_stack
     assert good_run.state == "success"

@@ -10,11 +10,11 @@ import httpx
 import pytest
 import redis
 
-from personaflow import warehouse
-from personaflow.airflow_service import worker_pids
-from personaflow.demo import free_port
-from personaflow.orchestrate import DAG_ID, airflow_env
-from serving.auth import read_token_file
+from personaflow.core import warehouse
+from personaflow.ops.airflow_service import worker_pids
+from personaflow.ops.demo import free_port
+from personaflow.orchestration.orchestrate import DAG_ID, airflow_env
+from personaflow.serving.auth import read_token_file
 from tests.e2e_helpers import TASKS, run_day
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,7 @@ def test_the_night_landed_in_postgres_and_redis_not_in_the_embedded_stores(scale
 
 
 def test_two_bento_workers_answer_from_redis(scale_run):
-    from serving.process import start, stop, wait_ready
+    from personaflow.serving.process import start, stop, wait_ready
 
     stack, run = scale_run
     assert run.state == "success", run.tasks

@@ -12,7 +12,7 @@ import tempfile
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from personaflow.orchestrate import DAG_ID
+from personaflow.orchestration.orchestrate import DAG_ID
 from tests.e2e_helpers import ARTIFACTS, TASKS
 
 pytestmark = pytest.mark.e2e

@@ -5,20 +5,20 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from training import export
-from training.data.features import purchases_source
-from training.data.interactions import time_split
-from training.data.synthetic import make_interactions
-from training.evaluation.baselines import history_parts, own_history, popularity_ranking
-from training.evaluation.metrics import evaluate
-from training.export import BASELINE_KINDS
-from training.models.config import FitConfig
-from training.models.fit import fit_model
-from training.pipeline import promote_candidate, train_candidate
-from training.registry.loading import LoadedModel, load_model
-from training.registry.pointer import list_models
-from training.registry.store import save_candidate
-from training.rerank.hybrid import blend
+from personaflow.training import export
+from personaflow.training.data.features import purchases_source
+from personaflow.training.data.interactions import time_split
+from personaflow.training.data.synthetic import make_interactions
+from personaflow.training.evaluation.baselines import history_parts, own_history, popularity_ranking
+from personaflow.training.evaluation.metrics import evaluate
+from personaflow.training.export import BASELINE_KINDS
+from personaflow.training.models.config import FitConfig
+from personaflow.training.models.fit import fit_model
+from personaflow.training.pipeline import promote_candidate, train_candidate
+from personaflow.training.registry.loading import LoadedModel, load_model
+from personaflow.training.registry.pointer import list_models
+from personaflow.training.registry.store import save_candidate
+from personaflow.training.rerank.hybrid import blend
 
 CFG = FitConfig(epochs=3, patience=2, val_days=7, dim=16, seed=5, device="cpu", max_len=20, layers=1)
 

@@ -1,7 +1,7 @@
-"""The guard's fast path (serving/fastpath.py) answers exactly as BentoML's own endpoint: the same
+"""The guard's fast path (personaflow/serving/fastpath.py) answers exactly as BentoML's own endpoint: the same
 service, driven in-process over ASGI once through BentoML and once through the fast path, gives the
 same status and body for a good request, a bad one (the field-naming 422), our own error answer and an
-exception; A/B exposures are written by group commit (experiments/exposures.py)."""
+exception; A/B exposures are written by group commit (personaflow/experiments/exposures.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse
 
-from experiments.exposures import ExposureLog, read_exposures
-from serving.fastpath import FastPath, routes
-from serving.guard import Guard
+from personaflow.experiments.exposures import ExposureLog, read_exposures
+from personaflow.serving.fastpath import FastPath, routes
+from personaflow.serving.guard import Guard
 
 
 class Ask(BaseModel):

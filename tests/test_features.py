@@ -5,8 +5,9 @@ from datetime import date, datetime
 import duckdb
 import pytest
 
-from personaflow.features import build_features, online_profile
-from personaflow.settings import REPO_ROOT
+from personaflow.core.feature_store import online_profile
+from personaflow.core.settings import REPO_ROOT
+from personaflow.pipeline.features import build_features
 
 REPO = REPO_ROOT / "feature_repo"
 
@@ -95,8 +96,8 @@ def test_training_features_are_read_point_in_time_and_fall_back_before_the_first
 
     import pandas as pd
 
-    from training.data.features import from_feast, nightly_source
-    from training.data.interactions import IdMaps
+    from personaflow.training.data.features import from_feast, nightly_source
+    from personaflow.training.data.interactions import IdMaps
 
     warehouse, features_dir = paths
     _write_marts(warehouse, monetary=100.0, as_of=date(2026, 9, 2))

@@ -12,12 +12,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from ingest.generate import batch_path
-from personaflow import stages
-from personaflow.forget import forget_user
-from personaflow.forgotten import subject
-from serving import process
-from serving.auth import read_token_file
+from personaflow.core.forgotten import subject
+from personaflow.ingest.generate import batch_path
+from personaflow.pipeline import stages
+from personaflow.pipeline.forget import forget_user
+from personaflow.serving import process
+from personaflow.serving.auth import read_token_file
 from tests._serving_setup import free_port
 
 pytestmark = pytest.mark.e2e

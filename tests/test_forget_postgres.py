@@ -4,8 +4,8 @@ merely contains theirs included) are untouched, and a re-run finds nothing more 
 
 from __future__ import annotations
 
-from personaflow import warehouse as wh
-from personaflow.forget import _warehouse
+from personaflow.core import warehouse as wh
+from personaflow.pipeline.forget import _warehouse
 
 SETUP = """
 create schema raw;

@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import export, gate
-from training.data.interactions import time_split
-from training.data.synthetic import make_interactions
-from training.evaluation.baselines import own_history, popularity, popularity_ranking
-from training.evaluation.metrics import evaluate
-from training.pipeline import promote_candidate, train_candidate
-from training.registry.fair import saw_window, scored_fairly
-from training.registry.loading import load_model
-from training.registry.pointer import promote, read_pointer, write_pointer
-from training.registry.store import model_info, save_candidate
+from personaflow.training import export, gate
+from personaflow.training.data.interactions import time_split
+from personaflow.training.data.synthetic import make_interactions
+from personaflow.training.evaluation.baselines import own_history, popularity, popularity_ranking
+from personaflow.training.evaluation.metrics import evaluate
+from personaflow.training.pipeline import promote_candidate, train_candidate
+from personaflow.training.registry.fair import saw_window, scored_fairly
+from personaflow.training.registry.loading import load_model
+from personaflow.training.registry.pointer import promote, read_pointer, write_pointer
+from personaflow.training.registry.store import model_info, save_candidate
 
 
 def shop(n_low: int, seed: int = 5):
@@ -234,7 +234,7 @@ def test_the_promote_command_offers_force():
 def test_serving_answers_from_a_baseline_model(store, tmp_path):
     import pandas as pd
 
-    from serving.ranking import Ranker
+    from personaflow.serving.ranking import Ranker
 
     warehouse = tmp_path / "wh.duckdb"
     con = duckdb.connect(str(warehouse))

@@ -1,4 +1,5 @@
-"""A split the shop brings (training/data/given.py, training/external.py, `personaflow evaluate`) on a
+"""A split the shop brings (personaflow/training/data/given.py, personaflow/training/external.py, `personaflow
+evaluate`) on a
 slice of the real Online Retail log: the same rows as the protocol's own cut, per-user cuts that hold out
 each customer's last order without a leak, the nightly recipe and every baseline scored on it, and bad
 files named by file, row and column."""
@@ -12,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.data.features import purchases_source
-from training.data.given import split_given, split_per_user
-from training.data.purchases import load_online_retail, split_purchases
-from training.external import assess
-from training.recipe import Recipe
+from personaflow.training.data.features import purchases_source
+from personaflow.training.data.given import split_given, split_per_user
+from personaflow.training.data.purchases import load_online_retail, split_purchases
+from personaflow.training.external import assess
+from personaflow.training.recipe import Recipe
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "online-retail"
 

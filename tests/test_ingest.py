@@ -7,10 +7,10 @@ from datetime import date
 import duckdb
 import pytest
 
-from ingest.generate import batch_path, generate_shop, write_shop
-from ingest.live import LiveLog
-from ingest.load import IngestError, load_batch, load_dimensions, load_pending
-from personaflow import warehouse as wh
+from personaflow.core import warehouse as wh
+from personaflow.ingest.generate import batch_path, generate_shop, write_shop
+from personaflow.ingest.live import LiveLog
+from personaflow.ingest.load import IngestError, load_batch, load_dimensions, load_pending
 from tests import _where
 from tests._where import ENGINES, rows, table_rows
 
@@ -224,9 +224,9 @@ def test_live_events_load_with_their_returns(landed):
 
 @BOTH
 def test_forgetting_a_customer_clears_the_warehouse_on_either_engine(landed):
-    """personaflow/forget.py's warehouse step: their rows gone from every table, text quoting them
+    """personaflow/pipeline/forget.py's warehouse step: their rows gone from every table, text quoting them
     rewritten (the file rebuilt on DuckDB, VACUUM FULL on PostgreSQL); nobody else's rows touched."""
-    from personaflow.forget import _warehouse
+    from personaflow.pipeline.forget import _warehouse
 
     landing, warehouse, shop = landed
     load_dimensions(warehouse, landing)

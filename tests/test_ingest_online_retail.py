@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ingest.csvfile import IngestError
-from ingest.formats import parse_mapping, read_events
-from ingest.landing import import_events
-from ingest.load import load_pending
-from ingest.online_retail import read_online_retail
-from personaflow import warehouse as wh
 from personaflow.cli import app
+from personaflow.core import warehouse as wh
+from personaflow.ingest.csvfile import IngestError
+from personaflow.ingest.formats import parse_mapping, read_events
+from personaflow.ingest.landing import import_events
+from personaflow.ingest.load import load_pending
+from personaflow.ingest.online_retail import read_online_retail
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 # One line per fault kind the real file has; the comment gives the data row number (8: no customer,

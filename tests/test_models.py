@@ -7,18 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import gate
-from training.data.purchases import load_online_retail, split_purchases
-from training.data.synthetic import make_interactions
-from training.evaluation import baselines
-from training.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
-from training.evaluation.metrics import evaluate, mrr_at_k, per_user_metrics
-from training.evaluation.protocol import score
-from training.models.config import FitConfig
-from training.models.fit import fit_model
-from training.registry.pointer import promote
-from training.registry.store import save_candidate
-from training.rerank.hybrid import blend
+from personaflow.training import gate
+from personaflow.training.data.purchases import load_online_retail, split_purchases
+from personaflow.training.data.synthetic import make_interactions
+from personaflow.training.evaluation import baselines
+from personaflow.training.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+from personaflow.training.evaluation.metrics import evaluate, mrr_at_k, per_user_metrics
+from personaflow.training.evaluation.protocol import score
+from personaflow.training.models.config import FitConfig
+from personaflow.training.models.fit import fit_model
+from personaflow.training.registry.pointer import promote
+from personaflow.training.registry.store import save_candidate
+from personaflow.training.rerank.hybrid import blend
 
 RETAIL_CSV = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
 536365,A,WHITE HEART,6,12/1/2010 8:26,2.55,17850.0,United Kingdom
@@ -120,9 +120,9 @@ def test_models_learn_on_tiny_data_and_beat_random(name):
 
 def test_gate_refuses_nan_and_worse_models_and_passes_a_real_gain(tmp_path, monkeypatch):
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    from training.data.interactions import time_split
-    from training.evaluation.baselines import popularity_ranking
-    from training.models.bpr import fit_bpr
+    from personaflow.training.data.interactions import time_split
+    from personaflow.training.evaluation.baselines import popularity_ranking
+    from personaflow.training.models.bpr import fit_bpr
 
     split = time_split(make_interactions(seed=21), holdout_days=7)
     model, _ = fit_bpr(split, dim=8, epochs=6, batch_size=256, seed=1, device="cpu")

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from ingest.generate import generate_shop
-from training.data.features import purchases_source
-from training.data.interactions import IdMaps
-from training.data.purchases import purchases_from_events, split_purchases
-from training.evaluation.baselines import item_knn, popularity, popularity_ranking
-from training.evaluation.metrics import evaluate
-from training.evaluation.rebuy import (
+from personaflow.ingest.generate import generate_shop
+from personaflow.training.data.features import purchases_source
+from personaflow.training.data.interactions import IdMaps
+from personaflow.training.data.purchases import purchases_from_events, split_purchases
+from personaflow.training.evaluation.baselines import item_knn, popularity, popularity_ranking
+from personaflow.training.evaluation.metrics import evaluate
+from personaflow.training.evaluation.rebuy import (
     REBUY_MIN,
     bought_matrix,
     bought_pairs,
@@ -22,12 +22,12 @@ from training.evaluation.rebuy import (
     excluding,
     repeat_rate,
 )
-from training.models.bpr import NO_REBUY_REG, BPRLearner
-from training.models.config import FitConfig
-from training.models.sequence import SequenceLearner
-from training.models.two_tower import _others
-from training.recipe import Recipe, build
-from training.registry.loading import LoadedModel
+from personaflow.training.models.bpr import NO_REBUY_REG, BPRLearner
+from personaflow.training.models.config import FitConfig
+from personaflow.training.models.sequence import SequenceLearner
+from personaflow.training.models.two_tower import _others
+from personaflow.training.recipe import Recipe, build
+from personaflow.training.registry.loading import LoadedModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 import redis
 
-from ingest.live import LiveLog, live_path, read_live
-from personaflow.features import feast_redis_connection
-from serving.live_counters import RedisCounters, RedisSeen
+from personaflow.core.feature_store import feast_redis_connection
+from personaflow.ingest.live import LiveLog, live_path, read_live
+from personaflow.serving.live_counters import RedisCounters, RedisSeen
 from tests._serving_setup import running_server
 
 DAY = date(2026, 12, 1)
@@ -163,7 +163,7 @@ def test_an_unreachable_dedupe_never_costs_an_event(tmp_path):
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from personaflow.local_servers import free_port
+    from personaflow.ops.local_servers import free_port
 
     nobody = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     log = LiveLog(tmp_path, seen=RedisSeen(nobody))
@@ -172,8 +172,8 @@ def test_an_unreachable_dedupe_never_costs_an_event(tmp_path):
 
 
 def test_several_workers_need_redis(monkeypatch):
-    from personaflow import settings
-    from serving.process import serve_workers
+    from personaflow.core import settings
+    from personaflow.serving.process import serve_workers
 
     monkeypatch.setenv("PERSONAFLOW_SERVE_WORKERS", "2")
     monkeypatch.delenv("PERSONAFLOW_REDIS_URL", raising=False)
@@ -184,7 +184,7 @@ def test_several_workers_need_redis(monkeypatch):
 
 
 def test_forget_erases_the_user_from_redis(server):
-    from serving.live_counters import forget_in_redis
+    from personaflow.serving.live_counters import forget_in_redis
 
     user = server["users"][11]
     with httpx.Client() as c:

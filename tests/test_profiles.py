@@ -10,11 +10,11 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from ingest.generate import generate_shop, write_shop
-from personaflow import settings as config
-from personaflow import stages
-from personaflow.features import day_end, open_store
-from serving.online import OnlineFeatures
+from personaflow.core import settings as config
+from personaflow.core.feature_store import day_end, open_store
+from personaflow.ingest.generate import generate_shop, write_shop
+from personaflow.pipeline import stages
+from personaflow.serving.online import OnlineFeatures
 
 
 @pytest.fixture()

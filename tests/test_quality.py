@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from personaflow import warehouse as wh
-from quality.quarantine import quarantine_batch
-from quality.validate import DataQualityError, SmtpConfig, validate_batch, validate_marts
+from personaflow.core import warehouse as wh
+from personaflow.quality.quarantine import quarantine_batch
+from personaflow.quality.validate import DataQualityError, SmtpConfig, validate_batch, validate_marts
 from tests._warehouse import execute, load_batch, make_events, write_landing, write_marts
 
 GOOD_DAY = date(2024, 3, 1)

@@ -19,10 +19,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from typer.testing import CliRunner
 
-from ingest.landing import import_events
-from ingest.load import load_batch
 from personaflow.cli import app
-from quality.validate import DataQualityError, SmtpConfig, validate_batch
+from personaflow.ingest.landing import import_events
+from personaflow.ingest.load import load_batch
+from personaflow.quality.validate import DataQualityError, SmtpConfig, validate_batch
 from tests import _where
 from tests._warehouse import make_events, write_landing
 from tests._where import ENGINES, rows
@@ -280,9 +280,10 @@ def test_a_bad_redelivery_is_held_then_the_good_day_is_put_back(home, smtp):
 
 @pytest.mark.parametrize("where", ["postgres"], indirect=True)  # DuckDB: tests/test_real_data.py
 def test_history_validation_reads_postgresql_and_quarantines_the_bad_day(home, smtp):
-    """quality/history.py (an imported history, one read) on a PostgreSQL warehouse: rows come back
-    with DuckDB's dtypes (quality/frames.py), so the verdicts are the embedded default's."""
-    from quality.history import validate_history
+    """personaflow/quality/history.py (an imported history, one read) on a PostgreSQL warehouse: rows come
+    back
+    with DuckDB's dtypes (personaflow/quality/frames.py), so the verdicts are the embedded default's."""
+    from personaflow.quality.history import validate_history
 
     inbox, config = smtp
     days = [date(2024, 3, d) for d in range(1, 5)]

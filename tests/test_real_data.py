@@ -20,12 +20,13 @@ import httpx
 import pandas as pd
 import pytest
 
-from ingest.landing import import_events
-from ingest.online_retail import read_online_retail
-from personaflow import settings, stages
-from personaflow.history import build_history
-from quality.validate import DataQualityError
-from serving import process
+from personaflow.core import settings
+from personaflow.ingest.landing import import_events
+from personaflow.ingest.online_retail import read_online_retail
+from personaflow.pipeline import stages
+from personaflow.pipeline.history import build_history
+from personaflow.quality.validate import DataQualityError
+from personaflow.serving import process
 from tests._serving_setup import free_port
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "online-retail"
@@ -279,8 +280,8 @@ def test_header_only_redelivery_of_a_trading_day_keeps_the_day(built):
 
 
 def test_audiences_on_the_real_log(built):
-    from personaflow.audience_stage import run_audience
-    from profiles.audiences import AudienceSpec
+    from personaflow.pipeline.audiences import run_audience
+    from personaflow.profiles.audiences import AudienceSpec
 
     s = built["s"]
     lapsing = run_audience(
@@ -311,7 +312,7 @@ def test_nightly_report_renders_in_chromium(built):
     every chart decoded (naturalWidth > 0), the segment table and the per-segment model table filled."""
     from playwright.sync_api import sync_playwright
 
-    from report.nightly import build_report
+    from personaflow.report.nightly import build_report
     from tests.e2e_helpers import ARTIFACTS
     from tests.test_e2e_ui import CHROMIUM, CHROMIUM_ARGS
 
@@ -350,8 +351,8 @@ def test_nightly_report_renders_in_chromium(built):
 
 
 def test_post_audiences_answers_like_the_cli(built):
-    from personaflow.audience_stage import run_audience
-    from profiles.audiences import AudienceSpec
+    from personaflow.pipeline.audiences import run_audience
+    from personaflow.profiles.audiences import AudienceSpec
 
     definition = {"name": "lapsing-loyal", "rfm_segments": ["Loyal Customers"], "min_recency_days": 14}
     cli = run_audience(AudienceSpec(**definition), built["s"])
@@ -368,7 +369,7 @@ def test_post_audiences_answers_like_the_cli(built):
 
 
 def test_similar_items_for_an_item_the_model_never_saw_come_from_its_name(built, monkeypatch):
-    from training.registry.loading import load_production
+    from personaflow.training.registry.loading import load_production
 
     s = built["s"]
     monkeypatch.setenv("BENTOML_HOME", built["env"]["BENTOML_HOME"])

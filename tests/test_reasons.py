@@ -1,13 +1,14 @@
-"""Why /recommend recommends an item (serving/reasons.py) and the side tables it reads, from the features
+"""Why /recommend recommends an item (personaflow/serving/reasons.py) and the side tables it reads, from the
+features
 stage's real export over real DuckDB marts; no server (tests/test_serving.py checks the API's field)."""
 
 from datetime import date
 
 import duckdb
 
-from personaflow.serving_tables import export_serving_tables
-from serving.co_purchase import load_rules
-from serving.reasons import Context, explain, load_history
+from personaflow.serving.co_purchase import load_rules
+from personaflow.serving.reasons import Context, explain, load_history
+from personaflow.serving.tables import export_serving_tables
 
 AS_OF = date(2011, 12, 9)
 
@@ -89,11 +90,11 @@ def test_weak_rules_and_far_best_sellers_are_no_reason():
 def test_a_tifu_knn_ranker_says_which_items_come_from_neighbours(store, tmp_path):
     import pandas as pd
 
-    from serving.ranking import Ranker
-    from serving.reasons import PurchaseHistory
-    from training.data.synthetic import make_interactions
-    from training.pipeline import train_candidate
-    from training.registry.loading import load_model
+    from personaflow.serving.ranking import Ranker
+    from personaflow.serving.reasons import PurchaseHistory
+    from personaflow.training.data.synthetic import make_interactions
+    from personaflow.training.pipeline import train_candidate
+    from personaflow.training.registry.loading import load_model
 
     warehouse = tmp_path / "wh.duckdb"
     with duckdb.connect(str(warehouse)) as con:

@@ -8,12 +8,12 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from personaflow.recommendation_drift import HISTORY_FILE, sample_users
-from quality.popularity_drift import BINS, compare, profile
-from training.data.interactions import IdMaps
-from training.export import Embeddings
-from training.registry.pointer import write_pointer
-from training.registry.store import save_candidate
+from personaflow.pipeline.recommendation_drift import HISTORY_FILE, sample_users
+from personaflow.quality.popularity_drift import BINS, compare, profile
+from personaflow.training.data.interactions import IdMaps
+from personaflow.training.export import Embeddings
+from personaflow.training.registry.pointer import write_pointer
+from personaflow.training.registry.store import save_candidate
 
 ITEMS = [f"i{j:03d}" for j in range(200)]
 RANKS = pd.Series(np.arange(1, 201, dtype=float), index=ITEMS)  # i000 is the best seller
@@ -70,8 +70,8 @@ def _item_snapshot(path, days: list[str]) -> None:
 
 
 def test_a_model_swinging_to_best_sellers_is_a_drift_warning_by_email(tmp_path, monkeypatch, store, inbox):
-    from personaflow import settings
-    from personaflow.drift_stage import check_drift
+    from personaflow.core import settings
+    from personaflow.pipeline.drift import check_drift
 
     controller, handler = inbox
     monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))

@@ -6,15 +6,15 @@ import duckdb
 import numpy as np
 import pytest
 
-from training.data.interactions import IdMaps, time_split
-from training.data.synthetic import make_interactions
-from training.evaluation.baselines import popularity_ranking
-from training.evaluation.metrics import evaluate
-from training.models.bpr import MatrixFactorization, fit_bpr
-from training.pipeline import promote_candidate, train_candidate
-from training.registry.loading import LoadedModel, load_production, transferred_scores_fn
-from training.registry.pointer import list_models, promote, read_pointer, rollback
-from training.registry.store import MODEL_NAME, save_candidate
+from personaflow.training.data.interactions import IdMaps, time_split
+from personaflow.training.data.synthetic import make_interactions
+from personaflow.training.evaluation.baselines import popularity_ranking
+from personaflow.training.evaluation.metrics import evaluate
+from personaflow.training.models.bpr import MatrixFactorization, fit_bpr
+from personaflow.training.pipeline import promote_candidate, train_candidate
+from personaflow.training.registry.loading import LoadedModel, load_production, transferred_scores_fn
+from personaflow.training.registry.pointer import list_models, promote, read_pointer, rollback
+from personaflow.training.registry.store import MODEL_NAME, save_candidate
 
 
 @pytest.fixture(scope="module")

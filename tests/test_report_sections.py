@@ -11,18 +11,18 @@ from pathlib import Path
 import duckdb
 from playwright.sync_api import sync_playwright
 
+from personaflow.training.data.synthetic import make_interactions
+from personaflow.training.pipeline import promote_candidate, train_candidate
 from tests.test_e2e_ui import CHROMIUM, CHROMIUM_ARGS
 from tests.test_recommendation_drift import _item_snapshot, _production
-from training.data.synthetic import make_interactions
-from training.pipeline import promote_candidate, train_candidate
 
 NUMBER = re.compile(r"^\d\.\d{4}$")
 
 
 def test_report_shows_per_segment_metrics_and_recommendation_drift(tmp_path, monkeypatch, store, inbox):
-    from personaflow import settings
-    from personaflow.drift_stage import check_drift
-    from report.nightly import build_report
+    from personaflow.core import settings
+    from personaflow.pipeline.drift import check_drift
+    from personaflow.report.nightly import build_report
 
     controller, _ = inbox
     for key, value in {

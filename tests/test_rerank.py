@@ -5,16 +5,21 @@ import pandas as pd
 import pytest
 import torch
 
-from ingest.generate import generate_shop
-from training.data.features import purchases_source
-from training.data.purchases import PurchaseSplit, purchases_from_events, split_purchases
-from training.evaluation.metrics import evaluate
-from training.models.config import FitConfig
-from training.models.deepfm import DeepFMConfig, Lists, _Lookup, fit_deepfm, list_ndcg, predict
-from training.models.fit import fit_model
-from training.models.trees import TreesConfig, fit_trees, tree_logits
-from training.rerank.candidates import CandidateBuilder, Quotas, candidate_recall, copurchase_similarity
-from training.rerank.reranker import RerankConfig, _vote, fit_reranker
+from personaflow.ingest.generate import generate_shop
+from personaflow.training.data.features import purchases_source
+from personaflow.training.data.purchases import PurchaseSplit, purchases_from_events, split_purchases
+from personaflow.training.evaluation.metrics import evaluate
+from personaflow.training.models.config import FitConfig
+from personaflow.training.models.deepfm import DeepFMConfig, Lists, _Lookup, fit_deepfm, list_ndcg, predict
+from personaflow.training.models.fit import fit_model
+from personaflow.training.models.trees import TreesConfig, fit_trees, tree_logits
+from personaflow.training.rerank.candidates import (
+    CandidateBuilder,
+    Quotas,
+    candidate_recall,
+    copurchase_similarity,
+)
+from personaflow.training.rerank.reranker import RerankConfig, _vote, fit_reranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

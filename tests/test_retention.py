@@ -3,13 +3,13 @@ and the one serving is never removed however small the allowance."""
 
 import pytest
 
-from training.data.interactions import time_split
-from training.data.synthetic import make_interactions
-from training.evaluation.baselines import popularity_ranking
-from training.models.bpr import fit_bpr
-from training.registry.pointer import promote, rollback
-from training.registry.retention import prune
-from training.registry.store import save_candidate, saved_models
+from personaflow.training.data.interactions import time_split
+from personaflow.training.data.synthetic import make_interactions
+from personaflow.training.evaluation.baselines import popularity_ranking
+from personaflow.training.models.bpr import fit_bpr
+from personaflow.training.registry.pointer import promote, rollback
+from personaflow.training.registry.retention import prune
+from personaflow.training.registry.store import save_candidate, saved_models
 
 
 def test_prune_keeps_production_history_and_recent_candidates(store):

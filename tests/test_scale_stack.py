@@ -11,9 +11,9 @@ import psycopg
 import pytest
 import redis
 
-from personaflow import scale_stack
-from personaflow import settings as config
-from personaflow.airflow_mode import mode_env
+from personaflow.core import settings as config
+from personaflow.ops import scale_stack
+from personaflow.orchestration.airflow_mode import mode_env
 
 
 @pytest.fixture

@@ -26,14 +26,14 @@ import httpx
 import psutil
 import pytest
 
-from ingest.live import live_path, read_live
-from ingest.load import load_batch
-from personaflow.settings import REPO_ROOT
-from quality import contract
-from quality.checks import check_raw_batch
-from quality.suites import Thresholds
-from serving import process
-from serving.guard import Guard
+from personaflow.core.settings import REPO_ROOT
+from personaflow.ingest.live import live_path, read_live
+from personaflow.ingest.load import load_batch
+from personaflow.quality import contract
+from personaflow.quality.checks import check_raw_batch
+from personaflow.quality.suites import Thresholds
+from personaflow.serving import process
+from personaflow.serving.guard import Guard
 from tests._serving_setup import free_port, running_server
 from tests._warehouse import make_events, write_landing
 
@@ -231,7 +231,7 @@ def test_dns_rebinding_another_name_for_127_0_0_1_is_refused(server):
 
 
 def test_allowed_host_names():
-    from serving.headers import allowed_hosts, host_name
+    from personaflow.serving.headers import allowed_hosts, host_name
 
     assert allowed_hosts((), "127.0.0.1") >= {"127.0.0.1", "localhost", "[::1]"}
     assert allowed_hosts((), "0.0.0.0") is None and allowed_hosts(("*",), "127.0.0.1") is None
@@ -409,7 +409,7 @@ def test_a_retried_event_is_not_stored_twice(server):
 
 
 def test_duplicates_are_known_across_a_restart(tmp_path):
-    from ingest.live import LiveLog
+    from personaflow.ingest.live import LiveLog
 
     day = datetime.now(UTC).date()
     record = {"event_id": "live-1", "user_id": "u", "item_id": "i", "event_type": "view",

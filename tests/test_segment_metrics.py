@@ -6,10 +6,10 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from personaflow.training import gate
+from personaflow.training.evaluation.baselines import own_history, popularity
+from personaflow.training.evaluation.segments import FIRST_TIME, NO_PURCHASE, segments
 from tests.test_gate import oracle, shop
-from training import gate
-from training.evaluation.baselines import own_history, popularity
-from training.evaluation.segments import FIRST_TIME, NO_PURCHASE, segments
 
 
 def test_segments_come_from_training_rows_at_the_cut():

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from personaflow import settings as config
-from personaflow import stages
-from profiles.churn import N_BINS, train_churn
-from profiles.segments import fit_segments
+from personaflow.core import settings as config
+from personaflow.pipeline import stages
+from personaflow.profiles.churn import N_BINS, train_churn
+from personaflow.profiles.segments import fit_segments
 
 PLANTED = {  # (recency_days, frequency, monetary) centres, far apart in log space
     "champions": (3, 25, 3000.0),

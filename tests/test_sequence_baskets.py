@@ -3,12 +3,12 @@
 import numpy as np
 import pandas as pd
 
-from training.data.purchases import split_purchases
-from training.evaluation.baselines import popularity
-from training.evaluation.metrics import evaluate
-from training.models.config import FitConfig
-from training.models.fit import fit_model
-from training.models.sequence import basket_windows
+from personaflow.training.data.purchases import split_purchases
+from personaflow.training.evaluation.baselines import popularity
+from personaflow.training.evaluation.metrics import evaluate
+from personaflow.training.models.config import FitConfig
+from personaflow.training.models.fit import fit_model
+from personaflow.training.models.sequence import basket_windows
 
 
 def test_targets_are_the_next_basket_read_at_each_basket_end():

@@ -11,8 +11,8 @@ import httpx
 import pandas as pd
 import pytest
 
+from personaflow.training.registry.pointer import promote, rollback
 from tests._serving_setup import CATEGORIES, COLD_USER, running_server
-from training.registry.pointer import promote, rollback
 
 
 @pytest.fixture(scope="module")

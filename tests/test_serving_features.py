@@ -4,10 +4,10 @@ serving side reads them back, and how /profile turns a churn score into a risk; 
 import duckdb
 import pandas as pd
 
-from personaflow import serving_tables
-from personaflow.serving_tables import export_serving_tables
-from serving.co_purchase import load_rules
-from serving.online import load_segment_popularity
+from personaflow.serving import tables as serving_tables
+from personaflow.serving.co_purchase import load_rules
+from personaflow.serving.online import load_segment_popularity
+from personaflow.serving.tables import export_serving_tables
 
 
 def _marts(con, with_co_purchase: bool) -> None:
@@ -67,7 +67,7 @@ def test_a_warehouse_without_the_co_purchase_mart_gives_an_empty_file(tmp_path):
 
 
 def test_churn_risk_from_the_model_score_else_the_recency_rule_and_live_wins():
-    from serving.online import churn_risk
+    from personaflow.serving.online import churn_risk
 
     assert churn_risk(0.6, 5, 0) == ("high", "model")  # the score wins over a contrary rule
     assert churn_risk(0.5999, 1, 0) == ("medium", "model") and churn_risk(0.3, 1, 0) == ("medium", "model")

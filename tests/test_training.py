@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.data.interactions import load_interactions, time_split
-from training.data.synthetic import make_interactions
-from training.evaluation.baselines import popularity, popularity_ranking
-from training.evaluation.metrics import evaluate, ndcg_at_k, recall_at_k
-from training.models.bpr import fit_bpr
+from personaflow.training.data.interactions import load_interactions, time_split
+from personaflow.training.data.synthetic import make_interactions
+from personaflow.training.evaluation.baselines import popularity, popularity_ranking
+from personaflow.training.evaluation.metrics import evaluate, ndcg_at_k, recall_at_k
+from personaflow.training.models.bpr import fit_bpr
 
 D0 = date(2025, 3, 1)
 
@@ -158,7 +158,7 @@ def test_bpr_loss_decreases_and_beats_random_and_popularity():
 
 
 def test_a_quiet_validation_window_is_widened_until_it_holds_enough_users():
-    from training.data.purchases import split_purchases, validation_split
+    from personaflow.training.data.purchases import split_purchases, validation_split
 
     rng = np.random.default_rng(0)
     # 300 customers buying in early January, then only 3 of them in the two weeks before the cut

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from personaflow.transform import TransformError, run_dbt
+from personaflow.pipeline.transform import TransformError, run_dbt
 
 PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"
 AS_OF = date(2024, 1, 10)
@@ -32,7 +32,7 @@ MARTS = (
     "co_purchase", "churn_labels", "data_quality",
 )  # fmt: skip
 
-# raw.events as ingest/load.py creates it (raw contract v2: the last five columns are new)
+# raw.events as personaflow/ingest/load.py creates it (raw contract v2: the last five columns are new)
 RAW_EVENTS_DDL = """
 create table raw.events (
     event_id varchar, user_id varchar, item_id varchar, event_type varchar, event_ts timestamp,
@@ -62,7 +62,7 @@ EVENTS = [
 
 
 def make_raw(warehouse: Path, extra_events: list[tuple] = ()) -> Path:
-    """The raw layer as ingest/load.py leaves it, written with plain SQL."""
+    """The raw layer as personaflow/ingest/load.py leaves it, written with plain SQL."""
     con = duckdb.connect(str(warehouse))
     try:
         con.execute("create schema raw")

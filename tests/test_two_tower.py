@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from ingest.generate import generate_shop
-from training import export
-from training.data.features import purchases_source
-from training.data.purchases import purchases_from_events, split_purchases
-from training.evaluation.metrics import evaluate
-from training.models.config import FitConfig
-from training.models.fit import fit_model
+from personaflow.ingest.generate import generate_shop
+from personaflow.training import export
+from personaflow.training.data.features import purchases_source
+from personaflow.training.data.purchases import purchases_from_events, split_purchases
+from personaflow.training.evaluation.metrics import evaluate
+from personaflow.training.models.config import FitConfig
+from personaflow.training.models.fit import fit_model
 
 CFG = FitConfig(epochs=4, patience=4, val_days=10, dim=16, lr=2e-3, batch_size=64, seed=5, device="cpu")
 

@@ -1,4 +1,4 @@
-"""The warehouse adapter (personaflow/warehouse.py) on both engines: a real DuckDB file and a real
+"""The warehouse adapter (personaflow/core/warehouse.py) on both engines: a real DuckDB file and a real
 PostgreSQL started by the suite. The same SQL and the same frames must come back the same."""
 
 import datetime as dt
@@ -6,7 +6,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from personaflow import warehouse as wh
+from personaflow.core import warehouse as wh
 
 FRAME = pa.table(
     {

@@ -1,0 +1,5 @@
+"""`python -m personaflow.cli`: the same app as the `personaflow` script."""
+
+from personaflow.cli.main import app
+
+app()

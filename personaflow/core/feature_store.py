@@ -1,0 +1,95 @@
+"""The feature store handle every layer shares: Feast opened over `feature_repo/`, the user columns
+serving reads, and the profile views the segments and churn stages feed.
+
+The features stage (personaflow/pipeline/features.py) writes what Feast reads; training and serving only
+open the store through here, so neither depends on the stage.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import urllib.parse
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+
+USER_COLUMNS = [
+    "user_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "rfm_segment",
+    "n_views", "n_carts", "n_purchases", "n_sessions", "last_event_ts",
+]  # fmt: skip
+# Feast sources the segments and churn stages append to (file = view name), with their typed columns.
+# A night that skipped a stage adds no rows: the online store keeps the last values.
+PROFILE_SOURCES = {
+    "user_segment": {"user_id": "string", "segment_id": "int64", "segment_label": "string"},
+    "user_churn": {"user_id": "string", "churn_score": "float64"},
+}
+
+
+def day_end(as_of: date) -> datetime:
+    """Features computed from a day's data become valid at the end of that day."""
+    return datetime(as_of.year, as_of.month, as_of.day) + timedelta(days=1) - timedelta(seconds=1)
+
+
+def load_definitions(repo_dir: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("personaflow_feature_definitions", repo_dir / "features.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def feast_redis_connection(url: str) -> str:
+    """A redis:// URL (PERSONAFLOW_REDIS_URL) as Feast's redis `connection_string`
+    (`host:port,db=N,password=...`): Feast does not take URLs, and one URL is the project's setting."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f"PERSONAFLOW_REDIS_URL={url!r}: expected redis://[user:password@]host[:port][/db]")
+    out = [f"{parts.hostname}:{parts.port or 6379}"]
+    db = parts.path.strip("/")
+    if db:
+        if not db.isdigit():
+            raise ValueError(f"PERSONAFLOW_REDIS_URL={url!r}: the database {db!r} is not a number")
+        out.append(f"db={int(db)}")
+    if parts.username:
+        out.append(f"username={urllib.parse.unquote(parts.username)}")
+    if parts.password:
+        password = urllib.parse.unquote(parts.password)
+        if "," in password:  # Feast splits its connection string on commas
+            raise ValueError("PERSONAFLOW_REDIS_URL: Feast cannot pass a password containing ','")
+        out.append(f"password={password}")
+    if parts.scheme == "rediss":
+        out.append("ssl=true")
+    return ",".join(out)
+
+
+def open_store(repo_dir: Path, features_dir: Path, redis_url: str | None = None):
+    """A FeatureStore over our repo; the yaml reads PERSONAFLOW_FEATURES_DIR, so set it first.
+
+    With a Redis URL (default: the PERSONAFLOW_REDIS_URL setting) the online store is Feast's redis
+    store; the yaml keeps the embedded SQLite default (a yaml variable cannot switch the store's type
+    and its fields together), so the config is built here from the same file."""
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig, load_repo_config
+
+    os.environ["PERSONAFLOW_FEATURES_DIR"] = str(features_dir)
+    features_dir.mkdir(parents=True, exist_ok=True)
+    if redis_url is None:
+        from personaflow.core.settings import load
+
+        redis_url = load().redis_url
+    if not redis_url:
+        return FeatureStore(repo_path=str(repo_dir))
+    base = load_repo_config(Path(repo_dir), Path(repo_dir) / "feature_store.yaml")
+    raw = base.model_dump(by_alias=True, exclude={"repo_path"}, exclude_none=True)
+    raw["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
+    config = RepoConfig(**raw)
+    config.repo_path = Path(repo_dir)
+    return FeatureStore(repo_path=str(repo_dir), config=config)
+
+
+def online_profile(repo_dir: Path, features_dir: Path, user_ids: list[str]) -> list[dict[str, object]]:
+    """Read users' profiles back from the online store (what serving sees)."""
+    store = open_store(repo_dir, features_dir)
+    refs = [f"user_profile:{name}" for name in USER_COLUMNS[1:]]
+    rows = store.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in user_ids]).to_dict()
+    return [{key: rows[key][i] for key in rows} for i in range(len(user_ids))]

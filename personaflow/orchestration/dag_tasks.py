@@ -1,0 +1,167 @@
+"""What the nightly DAG's tasks do around each stage call, kept out of the DAG file so it stays wiring.
+
+Run inside a task only (they read the task's Airflow context): which day the run is for, notes on
+the task and the run for the UI, the sensor's poke, failure reasons for `personaflow run-dag`, and
+data failures that fail at once (a retry cannot fix data). Airflow is imported inside the functions:
+the DAG file imports this module at parse time.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+
+def batch_day() -> date:
+    """The day this run processes: `conf["batch_date"]` if given, else the run's logical date.
+
+    A scheduled run's logical date is the start of its data interval, i.e. the batch day; a manual
+    run (UI, REST, `dag.test`) names the day through its logical date or conf.
+    """
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    conf = context["dag_run"].conf or {}
+    if conf.get("batch_date"):
+        return date.fromisoformat(conf["batch_date"])
+    # An asset-triggered run (personaflow_refresh) has no logical date: the event names the day.
+    triggering = context.get("triggering_asset_events") or {}
+    announced = [e.extra["batch_date"] for events in triggering.values() for e in events
+                 if (e.extra or {}).get("batch_date")]  # fmt: skip
+    if announced:
+        return date.fromisoformat(announced[-1])
+    stamp = context.get("logical_date") or context.get("data_interval_start")
+    if stamp is None:
+        raise ValueError("no batch day: set conf batch_date, or asset event extra {'batch_date': 'Y-M-D'}")
+    return stamp.date()
+
+
+def settings():
+    from personaflow.core.settings import load
+
+    return load()
+
+
+def note(task_note: str, run_note: str | None = None, append: bool = False) -> None:
+    """Leave a note on this task instance (and the run) for the UI; never fails the task."""
+    from airflow.sdk import get_current_context
+
+    from personaflow.orchestration.airflow_api import write_notes
+
+    context = get_current_context()
+    ti = context["ti"]
+    write_notes(ti.dag_id, ti.run_id, ti.task_id, task_note, run_note, append=append)
+
+
+def quality_note(result: dict) -> str:
+    return (
+        f"**Data quality passed** for {result['date']}: {result['rows']:,} rows, "
+        f"{result['expectations']} expectations. Report: `{result['report']}`"
+    )
+
+
+def stage(fn, *args, **kwargs):
+    """Call a stage; its failure reason is recorded for `personaflow run-dag`, and a failure of the data
+    (a bad file, a failed check, a failing dbt test) fails the task at once: a retry cannot fix data."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from personaflow.ingest.csvfile import IngestError
+
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+        record_failure(ti.dag_id, ti.run_id, ti.task_id, exc)
+        # (a DataQualityError passes as it is: the validate tasks take no retries and note it first)
+        if isinstance(exc, IngestError) or getattr(exc, "data_failure", False):
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def record_failure(dag_id: str, run_id: str, task_id: str, exc: BaseException) -> None:
+    from personaflow.orchestration.orchestrate import record_failure
+
+    record_failure(settings(), dag_id, run_id, task_id, f"{type(exc).__name__}: {exc}")
+
+
+def validate(suite: str) -> dict:
+    """The batch or the marts suite; a failure notes the task and the run, then fails the task."""
+    from personaflow.pipeline import stages
+    from personaflow.quality.validate import DataQualityError
+
+    run = stages.validate_batch if suite == "batch" else stages.validate_marts
+    day = batch_day()
+    try:
+        result = stage(run, day, settings())
+    except DataQualityError as exc:
+        text = f"**Data quality FAILED** ({suite} {day}): {exc}"
+        note(text, run_note=text + "\n\nNothing downstream ran; the production model is unchanged.")
+        raise
+    note(quality_note(result))
+    return result
+
+
+def wait_for_batch() -> Any:
+    """One poke of `ingest.wait_for_batch` (personaflow/pipeline/arrival.py): done, not yet, or skip the
+    night."""
+    from datetime import UTC
+
+    from airflow.sdk import PokeReturnValue
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from personaflow.pipeline.arrival import batch_arrival, missing_data_email
+    from personaflow.quality.alert import send_alert
+
+    s, day = settings(), batch_day()
+    arrival = batch_arrival(s.landing_dir, day, datetime.now(UTC).replace(tzinfo=None), s.batch_wait_hours)
+    if arrival.status == "arrived":
+        return PokeReturnValue(is_done=True, xcom_value=str(arrival.path))
+    if arrival.status == "waiting":
+        return PokeReturnValue(is_done=False)
+    note(f"**Skipped**: {arrival.reason}", run_note=f"**No data** for {day}: {arrival.reason}")
+    if arrival.status == "missing":  # a historic landing area has nothing late: no email for it
+        from personaflow.pipeline.stages import _smtp
+
+        smtp = _smtp(s)
+        send_alert(missing_data_email(arrival, day, smtp.sender, smtp.recipients), smtp, s.reports_dir)
+    raise AirflowSkipException(arrival.reason)
+
+
+def skip_or_note(name: str, result: dict) -> dict:
+    """A profile stage that could not run on this data is shown as skipped, with its reason."""
+    if result.get("status") == "skipped":
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        note(f"**Skipped** {name}: {result['reason']}")
+        raise AirflowSkipException(f"{name} skipped: {result['reason']}")
+    if name == "audiences":
+        sizes = ", ".join(f"{a} {n:,}" for a, n in result["audiences"].items())
+        note(f"Audiences refreshed as of {result['as_of']}: {sizes}. Sizes over time: `{result['sizes']}`")
+        return result
+    report = result["report"]
+    if name == "segments":
+        labels = ", ".join(f"{s['label']} ({s['size']})" for s in result["segments"])
+        note(f"{result['k']} segments over {result['users']:,} users: {labels}. Report: `{report}`")
+    else:
+        m = result["metrics"]
+        note(
+            f"Churn model: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f} (base rate "
+            f"{m['base_rate']:.3f}); {result['users_scored_as_of']:,} users scored. Report: `{report}`"
+        )
+    return result
+
+
+def note_drift(result: dict) -> dict:
+    """Say in the UI whether tonight's features shifted against the night before."""
+    if result.get("status") == "skipped":
+        note(f"Drift not checked: {result['reason']}")
+    elif result["warnings"]:
+        text = f"**Drift WARNING** ({result['as_of']} vs {result['compared_with']}): " + ", ".join(
+            result["warnings"]
+        )
+        note(f"{text}. Report: `{result['report']}`", run_note=text, append=True)
+    else:
+        note(f"No drift ({result['as_of']} vs {result['compared_with']}, PSI < 0.25 everywhere).")
+    return result

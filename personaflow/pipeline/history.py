@@ -1,0 +1,132 @@
+"""Build everything from a shop's history in one command: `personaflow history PATH --format F`.
+
+A year of an export is not 374 nightly runs (31-50 hours through the DAG). Each stage runs once over
+all days, in bulk, with the nightly code: import and load every day, validate every day with the
+batch suite (personaflow/quality/history.py), build the marts as of the last day (dbt, full refresh), validate
+them, segments and churn, Feast features, train a first model and promote it through the gate. After
+that the nightly DAG carries on day by day (or `personaflow backfill` replays the last days).
+
+Each stage prints one progress line when it ends (time, peak memory) and the summary keeps the
+timings, so benchmarks/history.py measures exactly this path.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from personaflow.core.settings import Settings
+from personaflow.pipeline import stages
+from personaflow.pipeline.audiences import refresh_saved
+
+Progress = Callable[[str], None]
+
+
+class PeakMemory:
+    """Peak resident memory of this process while a block runs (sampled every 20 ms)."""
+
+    def __init__(self) -> None:
+        self._proc = psutil.Process(os.getpid())
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        self.peak = self._proc.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
+def build_history(
+    path: Path,
+    source_format: str,
+    s: Settings,
+    mapping: str | None = None,
+    overwrite: bool = False,
+    train: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Import `path` and build every stage from it; returns each stage's result and its cost."""
+    say = progress or (lambda _line: None)
+    timings: dict[str, dict[str, float]] = {}
+    out: dict[str, Any] = {"source": str(path), "format": source_format, "stages": timings}
+
+    def run(name: str, fn: Callable[[], Any]) -> Any:
+        say(f"{name} ...")
+        started = time.perf_counter()
+        with PeakMemory() as memory:
+            result = fn()
+        seconds = time.perf_counter() - started
+        timings[name] = {"seconds": round(seconds, 2), "peak_rss_mb": round(memory.peak / 2**20, 1)}
+        say(f"{name}: done in {seconds:.1f}s (peak {memory.peak / 2**20:.0f} MB){_gist(name, result)}")
+        out[name] = result
+        return result
+
+    imported = run(
+        "import", lambda: stages.import_events(path, source_format, s, mapping=mapping, overwrite=overwrite)
+    )
+    first, last = _days(imported)
+    run("validate_history", lambda: stages.validate_history(first, last, s, progress=say))
+    run("transform", lambda: stages.transform(last, s, full_refresh=True))
+    run("validate_marts", lambda: stages.validate_marts(last, s))
+    run("segments", lambda: stages.segments(last, s))
+    run("churn", lambda: stages.churn(last, s))
+    run("audiences", lambda: refresh_saved(s))
+    run("features", lambda: stages.features(last, s))
+    if train:
+        candidate = run("train", lambda: stages.train(s))
+        run("promote", lambda: stages.promote(candidate["tag"], s, report=candidate.get("report")))
+    out["as_of"] = last.isoformat()
+    out["total_seconds"] = round(sum(t["seconds"] for t in timings.values()), 2)
+    out["peak_rss_mb"] = max(t["peak_rss_mb"] for t in timings.values())
+    return out
+
+
+def _days(imported: dict[str, Any]):
+    from personaflow.ingest.landing import imported_days
+
+    days = imported_days(imported)
+    if days is None:
+        raise ValueError(f"{imported['source']}: no events to build from")
+    return days
+
+
+def _gist(name: str, result: Any) -> str:
+    """The one number a person looks for after each stage."""
+    if not isinstance(result, dict):
+        return ""
+    if name == "import":
+        faults = ", ".join(f"{k} {v:,}" for k, v in result.get("faults", {}).items())
+        return f": {result.get('rows', 0):,} rows, {result['batches'].get('days', 0)} days" + (
+            f"; faults: {faults}" if faults else ""
+        )
+    if name == "validate_history":
+        return (
+            f": {result['ok_days']} ok, {len(result['warning_days'])} warned, "
+            f"{len(result['failed_days'])} failed (quarantined)"
+        )
+    if name == "transform":
+        return f": {result.get('models', '?')} models, {result.get('tests', '?')} tests"
+    if name in ("segments", "churn") and result.get("status") == "skipped":
+        return f": skipped ({result['reason']})"
+    if name == "train":
+        metrics = result.get("metrics", {})
+        return f": {result.get('tag')} ndcg@10={metrics.get('ndcg_at_10', float('nan')):.4f}"
+    if name == "promote":
+        return f": {'promoted' if result.get('promoted') else 'refused'} ({result.get('reason')})"
+    return ""

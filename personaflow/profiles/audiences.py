@@ -1,0 +1,135 @@
+"""Audiences: the customers a marketer can act on, picked by their profile.
+
+An `AudienceSpec` is a set of filters over the nightly profile (marts.user_features plus the K-means
+segment and churn score of the same night) and over what the customers bought: RFM segment, K-means
+segment, churn-score range, recency / frequency / monetary ranges, country, and affinity — bought an
+item of a category, a given item, or an item whose name contains a word. Every filter given must hold
+(AND); a list inside one filter is any-of (OR). Pure functions: frames in, frames out; reading the
+warehouse and saving definitions are the stage's business (personaflow/pipeline/audiences.py).
+
+    "Champions who have not bought in 60 days":  rfm_segments=["Champions"], min_recency_days=60
+    "high churn risk who bought candles":          min_churn_score=0.6, bought_text=["CANDLE"]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import pandas as pd
+
+# What an audience list carries per customer: enough for a campaign tool and for a person to check it.
+# The files the audiences stage writes beside the serving tables and the API reads back.
+PROFILES_FILE, BOUGHT_FILE = "audience_profiles.parquet", "audience_bought.parquet"
+COLUMNS = [
+    "user_id", "rfm_segment", "segment_label", "churn_score", "recency_days", "frequency", "monetary",
+    "country", "favourite_categories",
+]  # fmt: skip
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class AudienceError(ValueError):
+    """A definition that cannot select anyone sensibly; the message names the field."""
+
+
+@dataclass(frozen=True)
+class AudienceSpec:
+    name: str = "adhoc"
+    description: str = ""
+    rfm_segments: list[str] = field(default_factory=list)
+    segment_labels: list[str] = field(default_factory=list)
+    min_churn_score: float | None = None
+    max_churn_score: float | None = None
+    min_recency_days: int | None = None
+    max_recency_days: int | None = None
+    min_frequency: int | None = None
+    max_frequency: int | None = None
+    min_monetary: float | None = None
+    max_monetary: float | None = None
+    countries: list[str] = field(default_factory=list)
+    bought_categories: list[str] = field(default_factory=list)
+    bought_items: list[str] = field(default_factory=list)
+    bought_text: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not NAME.match(self.name):
+            raise AudienceError(f"name {self.name!r}: lower-case letters, digits, - and _ (1-64)")
+        for low, high in (("min_churn_score", "max_churn_score"), ("min_recency_days", "max_recency_days"),
+                          ("min_frequency", "max_frequency"), ("min_monetary", "max_monetary")):  # fmt: skip
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and a > b:
+                raise AudienceError(f"{low}={a} is above {high}={b}: nobody can be in this audience")
+        for name in ("min_churn_score", "max_churn_score"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise AudienceError(f"{name}={value}: a churn score is a probability in [0, 1]")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, [], "")}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> AudienceSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise AudienceError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**payload)
+
+    def describe(self) -> str:
+        return self.description or json.dumps(self.to_json(), sort_keys=True)
+
+
+def _between(values: pd.Series, low: float | None, high: float | None) -> pd.Series:
+    keep = pd.Series(True, index=values.index)
+    if low is not None:
+        keep &= values >= low
+    if high is not None:
+        keep &= values <= high
+    return keep.fillna(False).astype(bool)
+
+
+def select(profile: pd.DataFrame, bought: pd.DataFrame, spec: AudienceSpec) -> pd.DataFrame:
+    """The customers of `profile` (one row per user: COLUMNS) who match `spec`, best customers first
+    (highest monetary). `bought`: one row per (user_id, item_id, category, name) the user purchased."""
+    keep = pd.Series(True, index=profile.index)
+    if spec.rfm_segments:
+        keep &= profile["rfm_segment"].isin(spec.rfm_segments)
+    if spec.segment_labels:
+        keep &= profile["segment_label"].isin(spec.segment_labels)
+    if spec.countries:
+        keep &= profile["country"].isin(spec.countries)
+    if spec.min_churn_score is not None or spec.max_churn_score is not None:
+        keep &= _between(profile["churn_score"], spec.min_churn_score, spec.max_churn_score)
+    keep &= _between(profile["recency_days"], spec.min_recency_days, spec.max_recency_days)
+    keep &= _between(profile["frequency"], spec.min_frequency, spec.max_frequency)
+    keep &= _between(profile["monetary"], spec.min_monetary, spec.max_monetary)
+    if spec.bought_categories or spec.bought_items or spec.bought_text:
+        keep &= profile["user_id"].isin(_buyers(bought, spec))
+    out = profile.loc[keep, COLUMNS]
+    return out.sort_values(["monetary", "user_id"], ascending=[False, True]).reset_index(drop=True)
+
+
+def _buyers(bought: pd.DataFrame, spec: AudienceSpec) -> set[str]:
+    """Users who bought any item that matches any of the affinity filters."""
+    match = pd.Series(False, index=bought.index)
+    if spec.bought_categories:
+        match |= bought["category"].isin(spec.bought_categories)
+    if spec.bought_items:
+        match |= bought["item_id"].isin(spec.bought_items)
+    for word in spec.bought_text:
+        match |= bought["name"].fillna("").str.contains(re.escape(word), case=False, regex=True)
+    return set(bought.loc[match, "user_id"])
+
+
+def summarise(members: pd.DataFrame, n_customers: int) -> dict[str, Any]:
+    """Size, share and what the audience looks like (plain types, for the CLI, the API and the DAG)."""
+    return {
+        "size": len(members),
+        "share": round(len(members) / n_customers, 4) if n_customers else 0.0,
+        "customers": n_customers,
+        "monetary_total": round(float(members["monetary"].sum()), 2) if len(members) else 0.0,
+        "mean_recency_days": round(float(members["recency_days"].mean()), 1) if len(members) else None,
+        "rfm_segments": members["rfm_segment"].value_counts().head(5).to_dict(),
+    }

@@ -1,0 +1,116 @@
+"""Churn: logistic regression on marts.churn_labels, held out by cut-off date, with calibration.
+
+Pure functions; the stage in personaflow/pipeline/stages.py reads the mart and writes the scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FEATURES = ("recency_days", "frequency", "monetary", "days_since_first_purchase", "n_orders_90d")
+N_BINS = 10
+
+
+class CannotTrain(ValueError):
+    """The labels cannot train a classifier (none, or one class): a reason to skip, not a bug."""
+
+
+@dataclass
+class ChurnResult:
+    split: str
+    metrics: dict[str, float]
+    calibration: list[dict[str, Any]]
+    scores: pd.DataFrame  # user_id, cutoff_date, churn_score (latest cut-off)
+    model: Any
+
+
+def _x(frame: pd.DataFrame) -> np.ndarray:
+    # log1p: counts and spend are heavy-tailed; keeps the linear model from chasing a few whales
+    return np.log1p(frame[list(FEATURES)].astype(float).fillna(0.0).clip(lower=0.0).to_numpy())
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, n_bins: int = N_BINS) -> list[dict[str, Any]]:
+    """Equal-width bins of the predicted probability: rows, mean prediction, observed churn rate."""
+    idx = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        mask = idx == b
+        n = int(mask.sum())
+        rows.append(
+            {
+                "bin": b, "lo": b / n_bins, "hi": (b + 1) / n_bins, "n": n,
+                "mean_predicted": float(p[mask].mean()) if n else None,
+                "observed_rate": float(y[mask].mean()) if n else None,
+            }
+        )  # fmt: skip
+    return rows
+
+
+def split_rows(frame: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Test = the latest cut-off when there are two or more (train on earlier ones: no future rows in
+    training); with a single cut-off, 25% of USERS held out (a user is never on both sides)."""
+    cutoffs = np.sort(frame["cutoff_date"].unique())
+    if len(cutoffs) >= 2:
+        test = (frame["cutoff_date"] == cutoffs[-1]).to_numpy()
+        return ~test, test, f"by cut-off date: train < {pd.Timestamp(cutoffs[-1]).date()}, test = it"
+    users = frame["user_id"].unique()
+    held = set(np.random.default_rng(seed).choice(users, size=max(1, len(users) // 4), replace=False))
+    test = frame["user_id"].isin(held).to_numpy()
+    return ~test, test, "by user: 25% of users held out (single cut-off)"
+
+
+def train_churn(labels_with_features: pd.DataFrame, seed: int = 42) -> ChurnResult:
+    """Fit on the training rows, report ROC AUC / PR AUC / Brier / calibration on the held-out rows,
+    and score every user at the latest cut-off (churn_score = P(no order within the horizon))."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = labels_with_features.reset_index(drop=True)
+    missing = [c for c in ("user_id", "cutoff_date", "churned", *FEATURES) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"churn labels lack column(s) {missing}")
+    if frame.empty:
+        raise CannotTrain("churn_labels is empty: the event log is shorter than the churn horizon")
+    y = frame["churned"].astype(int).to_numpy()
+    if len(np.unique(y)) < 2:
+        raise CannotTrain(
+            f"churn labels have a single class (churned={bool(y[0])} for all {len(y)} rows): "
+            "a classifier cannot be trained; the log is likely shorter than the horizon or too small"
+        )
+    train, test, how = split_rows(frame, seed)
+    for name, mask in (("training", train), ("test", test)):
+        if len(np.unique(y[mask])) < 2:
+            raise CannotTrain(f"churn {name} split ({how}) has a single class over {int(mask.sum())} rows")
+    x = _x(frame)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    model.fit(x[train], y[train])
+    p = model.predict_proba(x[test])[:, 1]
+    metrics = {
+        "roc_auc": float(roc_auc_score(y[test], p)),
+        "pr_auc": float(average_precision_score(y[test], p)),
+        "brier": float(brier_score_loss(y[test], p)),
+        "base_rate": float(y[test].mean()),
+        "n_train": int(train.sum()),
+        "n_test": int(test.sum()),
+    }
+    latest = frame["cutoff_date"] == frame["cutoff_date"].max()
+    scores = frame.loc[latest, ["user_id", "cutoff_date"]].reset_index(drop=True)
+    scores["churn_score"] = model.predict_proba(x[latest.to_numpy()])[:, 1]
+    return ChurnResult(how, metrics, calibration_table(y[test], p), scores, model)
+
+
+def score_users(model: Any, features: pd.DataFrame) -> pd.DataFrame:
+    """P(churn) for users described by FEATURES as of a day (e.g. today's marts.user_features), with
+    the model train_churn fitted on past cut-offs: user_id, churn_score."""
+    missing = [c for c in ("user_id", *FEATURES) if c not in features.columns]
+    if missing:
+        raise ValueError(f"frame to score lacks column(s) {missing}")
+    out = features[["user_id"]].reset_index(drop=True)
+    out["churn_score"] = model.predict_proba(_x(features))[:, 1] if len(features) else np.array([], float)
+    return out

@@ -1,0 +1,190 @@
+"""Move a failed batch out of raw.events into quarantine.events, and keep its landing file as evidence.
+
+Nothing is deleted from disk: the landing file stays where it is and a copy goes to
+`quarantine_dir/<batch_date>/` with `reasons.json`. Rows move in one transaction of the warehouse
+(DuckDB or PostgreSQL, the same SQL), so a crash leaves the batch either fully in raw or fully in
+quarantine. Running it twice is harmless: the second
+run finds no raw rows and leaves the quarantined ones as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from personaflow.core import warehouse as wh
+from personaflow.core.warehouse import Location
+from personaflow.ingest.load import sha256
+
+log = logging.getLogger(__name__)
+
+
+def quarantine_batch(
+    warehouse: Location, batch_date: date, quarantine_dir: Path, reasons: list[dict]
+) -> Path:
+    """Quarantine one batch; returns the folder holding the landing-file copy and reasons.json."""
+    now = datetime.now(UTC).replace(tzinfo=None)  # TIMESTAMP columns here hold naive UTC
+    reason_text = _summary(reasons)
+    con = wh.connect(warehouse)
+    try:
+        found = con.execute(
+            "SELECT source_file FROM raw.batches WHERE batch_date = ?", [batch_date]
+        ).fetchall()
+        row = found[0] if found else None
+        if row is None:
+            raise LookupError(
+                f"batch {batch_date} has no row in raw.batches of {wh.describe(warehouse)}; "
+                "nothing to quarantine"
+            )
+        source_file = row[0]
+        target = quarantine_dir / batch_date.isoformat()
+        copied = _keep_landing_file(source_file, target)
+        _write_reasons(target, batch_date, source_file, copied, reasons, now)
+
+        con.begin()
+        try:
+            con.execute("create schema if not exists quarantine")
+            # Same columns as raw.events whatever they are today, plus when and why.
+            con.execute(
+                "create table if not exists quarantine.events as select *, "
+                "cast(null as timestamp) as quarantined_at, cast(null as varchar) as reason "
+                "from raw.events limit 0"
+            )
+            raw_columns = _add_new_raw_columns(con)
+            [(n_raw,)] = con.execute(
+                "select count(*) as n from raw.events where batch_date = ?", [batch_date]
+            ).fetchall()
+            if n_raw:
+                # A re-loaded batch that fails again replaces its earlier quarantined copy.
+                names = ", ".join(f'"{c}"' for c in raw_columns)
+                con.execute("delete from quarantine.events where batch_date = ?", [batch_date])
+                con.execute(
+                    f"insert into quarantine.events ({names}, quarantined_at, reason) "
+                    f"select {names}, cast(? as timestamp), cast(? as varchar) "
+                    "from raw.events where batch_date = ?",
+                    [now, reason_text, batch_date],
+                )
+                con.execute("delete from raw.events where batch_date = ?", [batch_date])
+            con.execute("update raw.batches set status = 'quarantined' where batch_date = ?", [batch_date])
+            restored = _restore_replaced(con, batch_date, raw_columns)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    finally:
+        con.close()
+    log.warning(
+        "batch %s quarantined: %d rows moved to quarantine.events (%s)", batch_date, n_raw, reason_text
+    )
+    if restored is not None:
+        log.warning("batch %s: the earlier load (%d rows) it was to replace is back in raw.events",
+                    batch_date, restored)  # fmt: skip
+    return target
+
+
+def _restore_replaced(con: wh.DuckConnection | wh.PgConnection, batch_date: date, raw_columns: list[str]
+                      ) -> int | None:
+    """A failed re-delivery never destroys a good day: put back the load it replaced (held by the loader
+    in raw.replaced_events) and mark the failed file's digest so it is not loaded again unasked.
+    Returns the rows put back, or None when the batch replaced nothing."""
+    columns = {
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'raw' "
+            "and table_name = 'batches'"
+        ).fetchall()
+    }
+    if "previous_sha256" not in columns:  # a warehouse the loader never migrated: nothing was held
+        return None
+    [(previous_sha, previous_rows, failed_sha)] = con.execute(
+        "select previous_sha256, previous_rows, sha256 from raw.batches where batch_date = ?", [batch_date]
+    ).fetchall()
+    if previous_sha is None:
+        return None
+    # raw.replaced_events was made from raw.events by the loader: every raw column is there
+    names = ", ".join(f'"{c}"' for c in raw_columns)
+    con.execute(
+        f"insert into raw.events ({names}) select {names} "
+        "from raw.replaced_events where batch_date = ? and replaced_sha256 = ?",
+        [batch_date, previous_sha],
+    )
+    con.execute("delete from raw.replaced_events where batch_date = ?", [batch_date])
+    con.execute(
+        "update raw.batches set status = 'loaded', sha256 = previous_sha256, row_count = previous_rows, "
+        "quarantined_sha256 = ?, previous_sha256 = null, previous_rows = null where batch_date = ?",
+        [failed_sha, batch_date],
+    )
+    return int(previous_rows or 0)
+
+
+def _add_new_raw_columns(con: wh.DuckConnection | wh.PgConnection) -> list[str]:
+    """quarantine.events was made from raw.events as it was then: add columns raw gained since (contract
+    v2 appended order_id, description, ...), so moving rows by name keeps every column. Returns the
+    columns of raw.events. (information_schema's data_type is each engine's own spelling of the type.)"""
+    columns = (
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = 'events' order by ordinal_position"
+    )
+    have = {name for name, _ in con.execute(columns, ["quarantine"]).fetchall()}
+    raw = con.execute(columns, ["raw"]).fetchall()
+    for name, data_type in raw:
+        if name not in have:
+            con.execute(f'alter table quarantine.events add column "{name}" {data_type}')
+    return [name for name, _ in raw]
+
+
+def _keep_landing_file(source_file: str | None, target: Path) -> Path | None:
+    """Copy the landing file into `target`; an existing copy with other content is kept, never replaced."""
+    target.mkdir(parents=True, exist_ok=True)
+    if not source_file or not Path(source_file).is_file():
+        # Still quarantine the rows: losing the evidence file must not let bad rows reach the marts.
+        log.error(
+            "landing file %r of the quarantined batch is missing; only rows are quarantined", source_file
+        )
+        return None
+    source = Path(source_file)
+    digest = sha256(source)
+    dest = target / source.name
+    if dest.exists() and sha256(dest) != digest:
+        dest = target / f"{source.stem}.{digest[:12]}{source.suffix}"
+    if not dest.exists():
+        shutil.copy2(source, dest)
+    return dest
+
+
+def _write_reasons(
+    target: Path,
+    batch_date: date,
+    source_file: str | None,
+    copy: Path | None,
+    reasons: list[dict],
+    now: datetime,
+) -> None:
+    payload: dict[str, Any] = {
+        "batch_date": batch_date.isoformat(),
+        "quarantined_at": now.isoformat(sep=" "),
+        "source_file": source_file,
+        "copy": copy.name if copy else None,
+        "reasons": reasons,
+    }
+    path = target / "reasons.json"
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier.get("reasons") == json.loads(json.dumps(reasons, default=str)):
+            return  # same failure again (a retry): keep the first record and its timestamp
+        # A re-loaded batch failed differently: keep the earlier record next to the new one.
+        stamp = str(earlier.get("quarantined_at", "earlier")).replace(" ", "T").replace(":", "")
+        path.rename(target / f"reasons.{stamp}.json")
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _summary(reasons: list[dict]) -> str:
+    parts = []
+    for r in reasons:
+        where = f"{r.get('table', '')}.{r['column']}" if r.get("column") else r.get("table", "")
+        parts.append(f"{r.get('expectation', 'unknown')}({where})")
+    return "; ".join(parts) or "unspecified"

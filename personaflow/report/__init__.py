@@ -1,0 +1,2 @@
+"""The nightly HTML report: one self-contained page per run that a person opens
+(personaflow/report/nightly.py)."""

@@ -1,0 +1,212 @@
+"""Render the night's report: one self-contained HTML page (charts inline) that a person opens.
+
+It gathers what the night's stages already wrote — marts.data_quality_days and data_quality_items,
+the RFM segments in marts.user_features, the segments / churn / drift / training reports (JSON), the
+saved audiences' sizes — and renders personaflow/report/template.html with Jinja2 and matplotlib. A stage that
+did not run tonight shows "not available" instead of failing the page, so the report is rendered
+even on a night that stopped early (the Airflow task runs with trigger_rule all_done).
+
+    reports/nightly/report_<as_of>.html
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import matplotlib
+import pandas as pd
+
+matplotlib.use("Agg")  # no display on servers and in Airflow workers
+import matplotlib.pyplot as plt  # noqa: E402
+
+from personaflow.core import warehouse as wh  # noqa: E402
+from personaflow.core.settings import Settings  # noqa: E402
+
+TEMPLATE = Path(__file__).with_name("template.html")
+DAYS_SHOWN = 14
+
+
+def report_path(s: Settings, as_of: date) -> Path:
+    return s.reports_dir / "nightly" / f"report_{as_of.isoformat()}.html"
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _query(s: Settings, sql: str, params: list | None = None) -> pd.DataFrame | None:
+    where = wh.location(s)
+    if not wh.exists(where):
+        return None
+    with wh.connect(where, read_only=True) as con:
+        try:
+            return con.execute(sql, params or []).df()
+        except wh.MISSING_TABLE:
+            return None
+
+
+def _quality(s: Settings, as_of: date) -> dict[str, Any]:
+    days = _query(
+        s,
+        "select * from marts.data_quality_days where batch_date <= ? order by batch_date desc limit ?",
+        [as_of, DAYS_SHOWN],
+    )
+    items = _query(
+        s, "select reason, n_items, example_item_ids from marts.data_quality_items order by reason"
+    )
+    rows = []
+    for d in days.to_dict("records") if days is not None else []:
+        problems = [p for p in (d.get("failed"), d.get("warnings")) if isinstance(p, str)]
+        d["problems"] = "; ".join(", ".join(json.loads(p)) for p in problems)[:300]
+        d["batch_date"] = str(pd.Timestamp(d["batch_date"]).date())
+        rows.append(d)
+    bad = [d["batch_date"] for d in rows if d["validation"] == "critical"]
+    summary = f"{len(rows)} latest batch days shown; " + (
+        f"quarantined: {', '.join(bad)}" if bad else "none failed"
+    )
+    return {"days": rows, "faults": items.to_dict("records") if items is not None else [], "summary": summary}
+
+
+def _rfm_chart(s: Settings, as_of: date) -> str | None:
+    counts = _query(s, "select rfm_segment, count(*) as n from marts.user_features where as_of_date = ? "
+                    "group by 1 order by 2", [as_of])  # fmt: skip
+    if counts is None or counts.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    ax.barh(counts["rfm_segment"], counts["n"], color="#4c72b0")
+    ax.set_xlabel("customers")
+    ax.set_title(f"RFM segments as of {as_of}")
+    return _png(fig)
+
+
+def _churn(s: Settings, as_of: date) -> tuple[dict[str, Any] | None, str | None]:
+    churn = _json(s.reports_dir / "churn" / f"churn_{as_of.isoformat()}.json")
+    if churn is None or churn.get("status") != "ok":
+        return None, (churn or {}).get("reason")
+    cal = pd.DataFrame(churn["calibration"])
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    ax.plot([0, 1], [0, 1], ls="--", color="#999")
+    ax.plot(cal["mean_predicted"], cal["observed_rate"], marker="o", color="#c44e52")
+    ax.set(xlabel="predicted churn probability", ylabel="observed churn rate", title="Calibration (held out)")
+    churn["calibration_chart"] = _png(fig)
+    churn["roc_chart"] = _roc(s)
+    return churn, None
+
+
+def _roc(s: Settings) -> str | None:
+    """ROC over every customer scored at the latest labelled cut-off (labels: marts.churn_labels)."""
+    from sklearn.metrics import roc_curve
+
+    path = s.features_dir / "churn_scores.parquet"
+    labels = _query(s, "select user_id, cutoff_date, churned from marts.churn_labels")
+    if not path.exists() or labels is None or labels.empty:
+        return None
+    scores = pd.read_parquet(path)
+    joined = scores.merge(
+        labels.astype({"cutoff_date": scores["cutoff_date"].dtype}), on=["user_id", "cutoff_date"]
+    )
+    if joined["churned"].nunique() < 2:
+        return None
+    fpr, tpr, _ = roc_curve(joined["churned"].astype(int), joined["churn_score"])
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    ax.plot([0, 1], [0, 1], ls="--", color="#999")
+    ax.plot(fpr, tpr, color="#4c72b0")
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title="ROC, all customers scored at the cut-off",
+    )
+    return _png(fig)
+
+
+def _model(s: Settings) -> dict[str, Any] | None:
+    folder = s.reports_dir / "training"
+    reports = (
+        sorted(folder.glob("training_*.json"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+    )
+    if not reports:
+        return None
+    latest = json.loads(reports[-1].read_text())
+    decision = latest.get("promotion") or {}
+    verdict = ("Promoted: " if decision.get("promoted") else "Not promoted: ") + str(
+        decision.get("reason", "no gate verdict yet")
+    )
+    return {
+        "tag": latest["tag"], "kind": latest["params"].get("kind"), "table": latest.get("table", {}),
+        "n_test_users": latest["metrics"].get("n_test_users"), "verdict": verdict, "report": str(reports[-1]),
+        "by_segment": _by_segment(latest),
+    }  # fmt: skip
+
+
+def _by_segment(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The gate's per-segment table (personaflow/training/gate.py `gate_segments`) of a training run's report:
+    columns named; when a baseline serves instead of the learned model, the learned one beside it."""
+    from personaflow.training.gate import MIN_SLICE_USERS
+
+    metrics = run["metrics"]
+    rows = {name: dict(row) for name, row in (metrics.get("gate_segments") or {}).items()}
+    if not rows:
+        return None
+    learned = (run.get("learned_metrics") or {}).get("gate_segments") or {}
+    for name, row in learned.items():  # the same split and users: the learned model's own numbers
+        if name in rows and "candidate" in row:
+            rows[name]["learned"] = row["candidate"]
+    names = {
+        "candidate": "candidate" + (" (baseline)" if learned else ""),
+        "learned": f"learned {(run.get('learned_params') or {}).get('kind', '')}".strip(),
+        "best_baseline": f"best baseline ({metrics.get('gate_best_baseline')})",
+        "production": f"production ({metrics.get('production_tag', 'scored on this split')})",
+    }
+    shown = [key for key in names if any(key in row for row in rows.values())]
+    return {"columns": [(key, names[key]) for key in shown], "rows": rows, "min_users": MIN_SLICE_USERS}
+
+
+def _audiences(s: Settings) -> list[dict[str, Any]]:
+    sizes = s.home / "audiences" / "sizes.parquet"
+    if not sizes.exists():
+        return []
+    frame = pd.read_parquet(sizes).sort_values("as_of")
+    out = []
+    for name, rows in frame.groupby("audience"):
+        history = ", ".join(
+            f"{pd.Timestamp(r.as_of).date()}: {int(r.size):,}" for r in rows.tail(7).itertuples()
+        )
+        out.append({"name": name, "size": int(rows["size"].iloc[-1]), "history": history})
+    return out
+
+
+def build_report(as_of: date, s: Settings) -> dict[str, Any]:
+    """Render tonight's page; returns its path and which sections had data."""
+    drift = _json(s.reports_dir / "drift" / f"drift_{as_of.isoformat()}.json")
+    churn, churn_reason = _churn(s, as_of)
+    segments = _json(s.reports_dir / "segments" / f"segments_{as_of.isoformat()}.json") or {}
+    context = {
+        "as_of": as_of.isoformat(), "home": str(s.home),
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "quality": _quality(s, as_of), "rfm_chart": _rfm_chart(s, as_of),
+        "segments": segments.get("segments"),
+        "churn": churn, "churn_reason": churn_reason, "model": _model(s), "drift": drift,
+        "drift_reason": None if drift else "no earlier snapshot to compare with", "audiences": _audiences(s),
+    }  # fmt: skip
+    html = jinja2.Environment(autoescape=True).from_string(TEMPLATE.read_text()).render(**context)
+    path = report_path(s, as_of)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html)
+    sections = {
+        k: bool(context[k])
+        for k in ("quality", "rfm_chart", "segments", "churn", "model", "drift", "audiences")
+    }
+    return {"report": str(path), "sections": sections}

@@ -1,0 +1,302 @@
+"""BentoML service: recommendations, similar items, profiles, live events and model metadata over HTTP.
+
+The model is whatever the production pointer names (not BentoML's `:latest`). It is loaded in
+`__init__`, never at import; a watcher thread re-loads it when the pointer file (or the item
+catalogue) changes and swaps one immutable `Ranker` reference (personaflow/serving/hotswap.py), so a promotion
+or a
+rollback is live without a restart and a request in flight finishes on the model it started with.
+Profiles and live events go through one Feast FeatureStore per process (personaflow/serving/online.py);
+accepted
+events are first appended and fsynced to the landing area (personaflow/ingest/live.py, group commit), which
+the
+nightly run loads.
+
+Workers: PERSONAFLOW_SERVE_WORKERS processes, which needs PERSONAFLOW_REDIS_URL: then the online store,
+the live counters and the /events dedupe are in Redis and nothing two workers must agree on is in a
+process. What stays per process is either a cache of a shared file, re-read when the file changes (the
+model and its pointer, the A/B test state, erased customers, audience inputs) or a limit meant per
+process (in-flight and per-client counts in personaflow/serving/guard.py: the server takes workers x the
+limit).
+
+Bad input answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies
+are JSON only, slow clients time out: see personaflow/serving/guard.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from starlette.responses import JSONResponse
+
+from personaflow.core import settings
+from personaflow.core.forgotten import Forgotten
+from personaflow.ingest.live import LiveLog, live_record
+from personaflow.profiles.audiences import AudienceError, AudienceSpec
+from personaflow.quality import contract
+from personaflow.serving.answers import answer as _answer
+from personaflow.serving.answers import gone as _gone
+from personaflow.serving.answers import invalid as _invalid
+from personaflow.serving.audiences import AudienceInputs
+from personaflow.serving.audiences import answer as answer_audience
+from personaflow.serving.experiment import ExperimentRouter
+from personaflow.serving.fastpath import FastPath
+from personaflow.serving.guard import Guard
+from personaflow.serving.header_timeout import install_header_timeout
+from personaflow.serving.hotswap import ModelWatcher
+from personaflow.serving.live_counters import RedisSeen
+from personaflow.serving.online import OnlineFeatures, purchased_in
+from personaflow.serving.process import serve_workers
+from personaflow.serving.profile import profile_fields
+from personaflow.serving.ranking import Ranker
+from personaflow.serving.schemas import (
+    MAX_K,
+    AudienceAnswer,
+    AudienceRequest,
+    EventAccepted,
+    EventRequest,
+    Metadata,
+    Profile,
+    ProfileRequest,
+    Recommendations,
+    RecommendRequest,
+    SimilarItems,
+    SimilarItemsRequest,
+)
+
+log = logging.getLogger(__name__)
+
+API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/audiences", "/metadata")
+# Calls that change state: a bearer token always (personaflow/serving/auth.py); the others only with
+# PERSONAFLOW_API_PROTECT_READS.
+WRITE_PATHS = ("/events",)
+# Answered by personaflow/serving/fastpath.py (the same answers without BentoML's per-request layers).
+FAST_PATHS = ("/recommend", "/similar_items", "/profile", "/events")
+# Requests past this many in flight get 503 at once (settings: PERSONAFLOW_SERVE_MAX_IN_FLIGHT).
+MAX_IN_FLIGHT = settings.load().serve_max_in_flight
+MAX_BODY_BYTES = 16_384
+# A connection whose request headers take longer than this is closed (slowloris:
+# personaflow/serving/header_timeout.py).
+install_header_timeout(settings.load().serve_header_timeout)
+__all__ = ["MAX_K", "Recommender"]
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+# Per-request work BentoML lets a service turn off, all of it costing more than our scoring: no access
+# log, no Prometheus metrics middleware (/metrics then has nothing of ours), and the OpenTelemetry
+# middleware (always installed) passes our API paths straight through (no span per request).
+@bentoml.service(
+    name="personaflow-recommender",
+    workers=serve_workers(settings.load()),
+    traffic={"timeout": 10},
+    logging={"access": {"enabled": False}},
+    metrics={"enabled": False, "namespace": "personaflow"},
+    tracing={"excluded_urls": list(API_PATHS)},
+)
+class Recommender:
+    def __init__(self) -> None:
+        s = settings.load()
+        self.pointer = Path(os.environ.get("PERSONAFLOW_PRODUCTION_POINTER") or s.production_pointer)
+        self.online = OnlineFeatures(s.feature_repo_dir, s.features_dir)
+        shared = self.online.counters  # Redis: the dedupe of /events is shared by the workers too
+        self.live = LiveLog(s.landing_dir, seen=RedisSeen(shared.client) if shared is not None else None)
+        self.audience_inputs = AudienceInputs(s.features_dir)
+        self.forgotten = Forgotten(s)  # erased customers (personaflow forget): 404, and no new data
+        self.experiment = ExperimentRouter(s.home)  # A/B arms while `personaflow abtest` runs one
+        watcher = ModelWatcher(self.pointer, s.features_dir)
+        self.ranker, self.meta = watcher.build()
+        log.info("serving %s from pointer %s", self.ranker.tag, self.pointer)
+        watcher.start(lambda: self.ranker, self._swap)
+        # Everything loaded so far (torch, pandas, Feast, the model) lives as long as the process: moved
+        # out of the collector's reach, a full collection no longer walks it in the middle of a request
+        # (those pauses were the /recommend p99 tail).
+        gc.freeze()
+
+    def _swap(self, ranker: Ranker, meta: dict) -> None:
+        # One assignment each; a request reads self.ranker once, so it never mixes two models.
+        self.meta = meta
+        self.ranker = ranker
+
+    # -- API ---------------------------------------------------------------------------------------
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    async def recommend(
+        self, user_id: str, k: int = 10, exclude_purchased: bool = False, category: str | None = None
+    ) -> Recommendations:
+        """Top-k items for a user, best first, each with its reason (personaflow/serving/reasons.py). Users
+        the
+        model does not know get their RFM segment's
+        best sellers (`fallback: "segment"`) or, unknown to the online store too, the popularity list
+        (`fallback: "popularity"`); `exclude_purchased` reads the user's purchases from the online
+        store, live purchases included; `category` keeps one catalogue category."""
+        if user_id in self.forgotten:
+            return _gone(user_id)
+        started = time.perf_counter()
+        arm, ranker = self.experiment.route(user_id, self.ranker)  # production unless an A/B test runs
+        if category is not None and not ranker.knows_category(category):
+            return _invalid("category", f"unknown category {category!r}")
+        known = ranker.knows_user(user_id)
+        # The online store is only read when needed: a known user without filters costs no lookup.
+        row = await self.online.user_async(user_id) if exclude_purchased or not known else None
+        exclude = purchased_in(row) if exclude_purchased else None
+        segment = None if known else row.get("rfm_segment")
+        items, fallback, excluded = ranker.recommend(user_id, k, exclude, category, segment)
+        reasons = ranker.reasons(user_id, [i for i, _, _ in items], segment)
+        body = _answer(
+            Recommendations,
+            user_id=user_id,
+            # plain dicts: validated inside _answer, so a bad value is our 500, not the client's 422
+            items=[
+                dict(
+                    item_id=i,
+                    score=s,
+                    category=c,
+                    name=ranker.name_of(i),
+                    reason=why.text,
+                    reason_source=why.source,
+                    reason_item=why.item_id,
+                )
+                for (i, s, c), why in zip(items, reasons, strict=True)
+            ],
+            model_version=ranker.tag,
+            fallback=fallback,
+            excluded=excluded,
+            arm=arm,
+        )
+        # the exposure is durable before the answer leaves (the A/B report attributes purchases to it)
+        exposed = self.experiment.expose(user_id, arm, ranker.tag, [i for i, _, _ in items], _ms(started))
+        if exposed is not None:  # group commit: answers in flight share one fsync
+            await asyncio.wrap_future(exposed)
+        return body
+
+    @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
+    async def similar_items(self, item_id: str, k: int = 10) -> SimilarItems:
+        """Items bought together with `item_id` (co-purchase confidence, best first), then its nearest items
+        by cosine of the model's item embeddings, up to k; each item names its `source`."""
+        ranker = self.ranker
+        items = ranker.similar(item_id, k)
+        if items is None:
+            return JSONResponse(
+                {"error": f"item_id {item_id!r}: not in model {ranker.tag}, the catalogue or co-purchases"},
+                404,
+            )
+        return _answer(
+            SimilarItems,
+            item_id=item_id,
+            items=[
+                dict(item_id=i, score=s, category=c, name=ranker.name_of(i), source=src)
+                for i, s, c, src in items
+            ],
+            model_version=ranker.tag,
+        )
+
+    @bentoml.api(route="/profile", input_spec=ProfileRequest)
+    async def profile(self, user_id: str) -> Profile:
+        """The user's RFM scores, RFM and K-means segments and churn score from the nightly run, plus live
+        activity since then (one online-store read for all of it)."""
+        if user_id in self.forgotten:
+            return _gone(user_id)
+        row = await self.online.user_async(user_id)
+        fields = profile_fields(user_id, row, self.ranker.category_by_item)
+        if fields is None:
+            return JSONResponse(
+                {"error": f"user_id {user_id!r}: no profile (not in the nightly features, no live events)"},
+                404,
+            )
+        return _answer(Profile, **fields)
+
+    @bentoml.api(route="/audiences", input_spec=AudienceRequest)
+    async def audiences(self, limit: int = 100, **definition: Any) -> AudienceAnswer:
+        """Customers picked by profile (RFM / K-means segment, churn range, R/F/M ranges, country, what
+        they bought), from tonight's profiles: size, share, the first `limit` members."""
+        try:
+            spec = AudienceSpec(**definition)
+        except AudienceError as exc:
+            return _invalid(str(exc).split("=")[0].split(" ")[0], str(exc))
+        found = answer_audience(self.audience_inputs, spec, limit)
+        if found is None:
+            missing = "no audience inputs yet: the nightly profiles.audiences task writes them"
+            return JSONResponse({"error": missing}, 404)
+        return _answer(AudienceAnswer, **found)
+
+    # async: requests wait for their fsync on the event loop, so many share one (group commit); a sync
+    # API would run them one at a time in BentoML's single-thread pool.
+    @bentoml.api(route="/events", input_spec=EventRequest)
+    async def events(
+        self,
+        user_id: str,
+        item_id: str,
+        event_type: str,
+        quantity: int = 1,
+        price: float | None = None,
+        event_ts: datetime | None = None,
+        session_id: str | None = None,
+    ) -> EventAccepted:
+        """Accept a live event: appended and fsynced to today's landing file (the nightly run loads it),
+        then added to the user's live features, so the next /profile and /recommend see it."""
+        if user_id in self.forgotten:
+            return _gone(user_id)
+        now = datetime.now(UTC)
+        ts = event_ts or now
+        if price is None:
+            known = self.ranker.catalogue["price"].get(item_id)
+            if known is None:
+                return _invalid("price", f"required: item {item_id!r} is not in the catalogue")
+            price = float(known)
+            if not contract.MIN_PRICE <= price <= contract.MAX_PRICE:  # the batch would refuse the row
+                return _invalid(
+                    "price",
+                    f"required: the catalogue price {price:g} of item {item_id!r} is outside "
+                    f"{contract.MIN_PRICE}..{contract.MAX_PRICE:.0f}",
+                )
+        record = live_record(user_id, item_id, event_type, ts, now, session_id, quantity, price)
+        # durable before anything else happens; an exact duplicate of today's event is not written twice
+        path, earlier = await asyncio.wrap_future(self.live.submit(ts.date(), record))
+        if earlier is not None:
+            try:
+                n_live = (await self.online.user_async(user_id))["live"]["n_events"]
+            except Exception:  # the answer does not depend on it
+                log.exception("live event count of %r not readable", user_id)
+                n_live = 0
+            return EventAccepted(
+                event_id=earlier,
+                batch_date=ts.date().isoformat(),
+                landing_file=str(path),
+                live_events=n_live,
+                duplicate=True,
+            )
+        try:
+            n_live = await self.online.record_async(user_id, ts.date(), record)
+        except Exception:  # the event is safe on disk; the nightly run will include it
+            log.exception("event %s is in %s but not in the online store", record["event_id"], path)
+            n_live = 0
+        return _answer(
+            EventAccepted,
+            event_id=record["event_id"],
+            batch_date=ts.date().isoformat(),
+            landing_file=str(path),
+            live_events=n_live,
+        )
+
+    @bentoml.api(route="/metadata")
+    async def metadata(self) -> Metadata:
+        """The production model being served (also answers GET /metadata)."""
+        as_of = self.online.as_of()
+        return Metadata(
+            **self.meta, features_as_of=as_of.isoformat() if as_of else None, worker_pid=os.getpid()
+        )
+
+
+Recommender.add_asgi_middleware(
+    Guard, paths=API_PATHS, write_paths=WRITE_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT,
+    fast=FastPath(Recommender, FAST_PATHS),
+)  # fmt: skip

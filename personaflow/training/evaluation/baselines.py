@@ -1,0 +1,132 @@
+"""The baselines every model must beat, as score functions over (users, all train items).
+
+- popularity over the last 30 days before the cut;
+- the user's own purchase history ranked by count (people re-buy): ties by recency, then popularity;
+- item-kNN: cosine similarity between item columns of the user-item matrix (scipy sparse);
+- ALS on implicit feedback (the `implicit` package: a benchmark-only dependency, imported on use).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from personaflow.training.data.interactions import Split, cut_time, event_times
+from personaflow.training.evaluation.metrics import ScoresFn
+
+POPULARITY_DAYS = 30
+
+
+def user_item_matrix(split: Split, since: pd.Timestamp | None = None) -> sp.csr_matrix:
+    """Purchase counts (n_users, n_items) from the training rows (optionally only those after `since`)."""
+    train = split.train
+    if since is not None:
+        train = train.loc[event_times(train) >= since]
+    rows = train["user_id"].map(split.maps.user_index).to_numpy(np.int64)
+    cols = train["item_id"].map(split.maps.item_index).to_numpy(np.int64)
+    vals = train["n_purchases"].to_numpy(np.float64)
+    shape = (split.maps.n_users, split.maps.n_items)
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    return matrix
+
+
+def popularity_vector(split: Split, days: int = POPULARITY_DAYS) -> np.ndarray:
+    """Purchases per item in the `days` before the cut; all-train purchases break ties (far below 1)."""
+    since = cut_time(split) - pd.Timedelta(days=days)
+    recent = np.asarray(user_item_matrix(split, since).sum(axis=0)).ravel()
+    total = np.asarray(user_item_matrix(split).sum(axis=0)).ravel()
+    return recent + total / (total.max() + 1.0) * 1e-3
+
+
+def popularity(split: Split, days: int = POPULARITY_DAYS) -> ScoresFn:
+    scores = popularity_vector(split, days)
+    return lambda users: np.broadcast_to(scores, (len(users), scores.shape[0]))
+
+
+def popularity_ranking(split: Split, days: int = POPULARITY_DAYS) -> list[tuple[str, float]]:
+    """(item_id, score) best first: what serving falls back to for unknown users."""
+    scores = popularity_vector(split, days)
+    order = np.argsort(-scores, kind="stable")
+    return [(split.maps.item_ids[i], float(scores[i])) for i in order]
+
+
+def recency_matrix(split: Split) -> sp.csr_matrix:
+    """Per (user, item): 1 / (1 + days between its last purchase and the cut); 0 when never bought."""
+    train = split.train
+    age = (cut_time(split) - event_times(train)).dt.total_seconds().to_numpy() / 86_400.0
+    rows = train["user_id"].map(split.maps.user_index).to_numpy(np.int64)
+    cols = train["item_id"].map(split.maps.item_index).to_numpy(np.int64)
+    frame = pd.DataFrame({"r": rows, "c": cols, "age": age}).groupby(["r", "c"], as_index=False)["age"].min()
+    vals = 1.0 / (1.0 + frame["age"].to_numpy())
+    return sp.csr_matrix((vals, (frame["r"], frame["c"])), shape=(split.maps.n_users, split.maps.n_items))
+
+
+def history_parts(split: Split) -> tuple[sp.csr_matrix, np.ndarray]:
+    """own_history's two parts: a sparse (count + recency / 2) per bought item, and a dense popularity
+    fill strictly below any recency tie-breaker. Saved with hybrid models so serving scores the same."""
+    pop = popularity_vector(split)
+    return (user_item_matrix(split) + recency_matrix(split) * 0.5).tocsr(), pop / (pop.max() + 1.0) * 1e-3
+
+
+def own_history(split: Split) -> ScoresFn:
+    """Count of the user's purchases of each item; recency (< 1) breaks ties, popularity fills the rest."""
+    history, fill = history_parts(split)
+
+    def scores_fn(users: np.ndarray) -> np.ndarray:
+        return history[np.asarray(users, dtype=np.int64)].toarray() + fill
+
+    return scores_fn
+
+
+def item_knn(split: Split, neighbours: int = 200, shrink: float = 10.0) -> ScoresFn:
+    """score(u, i) = sum over u's bought items j of cos(i, j) (top `neighbours` per item kept)."""
+    binary = (user_item_matrix(split) > 0).astype(np.float64).tocsc()
+    co = (binary.T @ binary).toarray()
+    norms = np.sqrt(np.diag(co))
+    sim = co / (np.outer(norms, norms) + shrink)
+    np.fill_diagonal(sim, 0.0)
+    if neighbours < sim.shape[0]:
+        cut = -np.partition(-sim, neighbours - 1, axis=1)[:, neighbours - 1 : neighbours]
+        sim = np.where(sim >= cut, sim, 0.0)
+    history = binary.tocsr()
+    pop = popularity_vector(split)
+    fill = pop / (pop.max() + 1.0) * 1e-6  # users with no neighbours still get a full ranking
+
+    def scores_fn(users: np.ndarray) -> np.ndarray:
+        return np.asarray(history[np.asarray(users, dtype=np.int64)] @ sim.T) + fill
+
+    return scores_fn
+
+
+def als(
+    split: Split,
+    factors: int = 64,
+    iterations: int = 15,
+    reg: float = 0.05,
+    alpha: float = 10.0,
+    seed: int = 0,
+) -> ScoresFn:
+    """implicit's ALS on confidence 1 + alpha * log1p(count)."""
+    import implicit  # benchmark-only dependency (pyproject extra `bench`)
+    from threadpoolctl import threadpool_limits
+
+    counts = user_item_matrix(split)
+    conf = counts.copy()
+    conf.data = 1.0 + alpha * np.log1p(conf.data)
+    model = implicit.cpu.als.AlternatingLeastSquares(
+        factors=factors, iterations=iterations, regularization=reg, random_state=seed
+    )
+    with threadpool_limits(1, "blas"):  # implicit's own advice: its threads, not BLAS's
+        model.fit(conf.astype(np.float32).tocsr(), show_progress=False)
+    users_f, items_f = np.asarray(model.user_factors), np.asarray(model.item_factors)
+    return lambda users: users_f[np.asarray(users, dtype=np.int64)] @ items_f.T
+
+
+BASELINES = {
+    "popularity": popularity,
+    "own_history": own_history,
+    "item_knn": item_knn,
+    "als": als,
+}

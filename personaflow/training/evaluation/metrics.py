@@ -1,0 +1,110 @@
+"""Ranking metrics on the hold-out window, for any model given as a ScoresFn (and the baselines).
+
+Relevance is binary (the user bought the item in the hold-out). Every train item is ranked, items the
+user already bought included: repeat purchases are real in a shop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from personaflow.training.data.interactions import Split
+
+ScoresFn = Callable[[np.ndarray], np.ndarray]
+"""Maps user indices (n,) to scores over all train items (n, n_items)."""
+
+
+def recall_at_k(ranked: Sequence[Any], relevant: set[Any], k: int) -> float:
+    """|top-k ∩ relevant| / |relevant| (0 when nothing is relevant)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not relevant:
+        return 0.0
+    hits = sum(1 for item in list(ranked)[:k] if item in relevant)
+    return hits / len(relevant)
+
+
+def ndcg_at_k(ranked: Sequence[Any], relevant: set[Any], k: int) -> float:
+    """Binary-relevance NDCG: sum 1/log2(rank+1) over hits in the top k, over the ideal for min(k, |rel|)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not relevant:
+        return 0.0
+    dcg = sum(1.0 / math.log2(pos + 2) for pos, item in enumerate(list(ranked)[:k]) if item in relevant)
+    ideal = sum(1.0 / math.log2(pos + 2) for pos in range(min(k, len(relevant))))
+    return dcg / ideal
+
+
+def mrr_at_k(ranked: Sequence[Any], relevant: set[Any], k: int) -> float:
+    """1 / rank of the first hit in the top k (0 when none)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    for pos, item in enumerate(list(ranked)[:k]):
+        if item in relevant:
+            return 1.0 / (pos + 1)
+    return 0.0
+
+
+def top_k(
+    scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
+) -> tuple[list[str], np.ndarray]:
+    """Test users (sorted) and their top-k item indices (n_users, k), best first, ties by item order.
+
+    NaN scores are a model fault, not a ranking: they raise, naming the first user and item.
+    """
+    users = sorted(split.test_truth)
+    out = np.zeros((len(users), min(k, split.maps.n_items)), dtype=np.int64)
+    for start in range(0, len(users), batch_users):
+        chunk = users[start : start + batch_users]
+        idx = np.array([split.maps.user_index[u] for u in chunk], dtype=np.int64)
+        scores = np.asarray(scores_fn(idx), dtype=np.float64)
+        if scores.shape != (len(chunk), split.maps.n_items):
+            raise ValueError(
+                f"scores_fn returned shape {scores.shape}, want {(len(chunk), split.maps.n_items)}"
+            )
+        nan = np.isnan(scores)
+        if nan.any():
+            row, col = np.argwhere(nan)[0]
+            raise ValueError(
+                f"scores_fn returned NaN for user {chunk[row]!r}, item {split.maps.item_ids[col]!r} "
+                f"({int(nan.sum())} NaN scores in this batch)"
+            )
+        out[start : start + len(chunk)] = np.argsort(-scores, axis=1, kind="stable")[:, : out.shape[1]]
+    return users, out
+
+
+def per_user_metrics(
+    scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
+) -> dict[str, np.ndarray]:
+    """Recall/NDCG/MRR@k per test user (sorted by user id) plus the top-k indices, for CIs and gates."""
+    users, top = top_k(scores_fn, split, k, batch_users)
+    item_ids = np.asarray(split.maps.item_ids)
+    rows = []
+    for user, row in zip(users, top, strict=True):
+        ranked, truth = item_ids[row].tolist(), split.test_truth[user]
+        rows.append((recall_at_k(ranked, truth, k), ndcg_at_k(ranked, truth, k), mrr_at_k(ranked, truth, k)))
+    arr = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    return {
+        "users": np.asarray(users, dtype=object),
+        f"recall_at_{k}": arr[:, 0],
+        f"ndcg_at_{k}": arr[:, 1],
+        f"mrr_at_{k}": arr[:, 2],
+        "top": top,
+    }
+
+
+def evaluate(
+    scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
+) -> dict[str, float | int]:
+    """Mean recall@k and NDCG@k over users with hold-out purchases; plain floats for JSON/metadata."""
+    per_user = per_user_metrics(scores_fn, split, k, batch_users)
+    n = len(per_user["users"])
+    return {
+        f"recall_at_{k}": float(per_user[f"recall_at_{k}"].mean()) if n else 0.0,
+        f"ndcg_at_{k}": float(per_user[f"ndcg_at_{k}"].mean()) if n else 0.0,
+        "n_test_users": n,
+    }

@@ -1,1 +1,0 @@
-"""The nightly HTML report: one self-contained page per run that a person opens (report/nightly.py)."""
