@@ -46,6 +46,11 @@ servers:
 test: install browser servers
 	$(BIN)/python -m pytest
 
+# The unit tests alone (no servers, no dbt): the quick loop while changing code, under 2 minutes.
+.PHONY: test-fast
+test-fast: install
+	$(BIN)/python -m pytest tests/unit -q
+
 lint: install
 	$(BIN)/ruff check .
 

@@ -4,8 +4,7 @@ and one where neither is (an A/A test), so the report's real output can be read 
 Each simulated user is assigned by the real stable hash (personaflow/experiments/assign.py, share 0.5), gets
 one
 logged exposure (the real exposure file layout, personaflow/experiments/exposures.py) at a random time over
-seven
-days, and buys one of the recommended items within two hours with the arm's true conversion rate
+seven days, and buys one of the recommended items within two hours with the arm's true conversion rate
 (10 % control; 13 % or 10 % challenger), at 20.00. Purchases go into a real DuckDB `raw.events`, and
 the report is `personaflow.pipeline.abtest.report`, exactly what `personaflow abtest report` prints.
 Writes benchmarks/results/abtest_simulated.json.

@@ -1,8 +1,7 @@
 """Benchmark: customer segments and churn on a synthetic shop whose log spans more than the churn horizon.
 
 The stages the nightly DAG runs (personaflow.pipeline.stages.segments / churn) over marts built the nightly
-way
-(generate -> ingest -> dbt): the segment table (size, share, mean RFM, top categories, readable label;
+way (generate -> ingest -> dbt): the segment table (size, share, mean RFM, top categories, readable label;
 k by silhouette) and churn ROC AUC / PR AUC / Brier with the horizon (90 days by default) on the
 held-out cut-offs. Writes benchmarks/results/profiles.json (flat keys; segments as segment_<i>_<what>).
 

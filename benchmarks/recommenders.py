@@ -13,8 +13,7 @@ Baselines: popularity, repeat_buy (own history by count, recency ties), tifu (TI
 the validation view), item_knn, als. Every other row has its paired bootstrap gain over the best
 baseline of the run (`vs_best_baseline_*`, which baseline in `<data>_best_baseline`) and over repeat-buy.
 `<model>_deepfm` rows: a DeepFM re-ranker (personaflow/training/rerank/reranker.py) over that model's
-candidates
-(--rerank-on, default the first of --models), with its candidate recall on validation and test;
+candidates (--rerank-on, default the first of --models), with its candidate recall on validation and test;
 `tifu_deepfm` is the same re-ranker over TIFU-KNN + history + co-purchase candidates.
 Learned fits early-stop on the validation view (`val_users` users buying in the last `--test-days`
 before the training cut) and stop at `--budget` seconds of epochs at the latest, counted as this

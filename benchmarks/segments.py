@@ -2,8 +2,7 @@
 
 The mean NDCG@10 hides who a model serves well. Each test customer is placed in an RFM segment from
 their training purchases only (personaflow/training/evaluation/segments.py, the code the nightly gate records
-its
-per-segment metrics with), plus "first-time buyers" (one order before the cut), and every model is
+its per-segment metrics with), plus "first-time buyers" (one order before the cut), and every model is
 scored per segment with one shared metric code. Models: the baselines the gate compares
 with (popularity, repeat-buy, TIFU-KNN) and the nightly default (DeepFM over TIFU-KNN + history +
 co-purchase candidates). NDCG@10 and Recall@10 per segment -> benchmarks/results/segments.json.

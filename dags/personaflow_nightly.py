@@ -276,8 +276,7 @@ def personaflow_nightly():
     doc_md="""Runs the nightly graph for the day named by a `personaflow_raw_corrected` asset event
 (extra `{"batch_date": "YYYY-MM-DD"}`): after fixing a landing file, announce it from the asset's page
 in the UI (*Create Asset Event*) or with `python -m personaflow.orchestration.orchestrate announce D`; the
-batch
-is reloaded, validated, the marts rebuilt (`personaflow_marts`), features re-materialized
+batch is reloaded, validated, the marts rebuilt (`personaflow_marts`), features re-materialized
 (`personaflow_features`) and a model retrained and gated, without waiting for the next night.""",
 )
 def personaflow_refresh():

@@ -1,4 +1,4 @@
-"""Probe DAGs for tests/test_airflow_celery.py, copied into a temporary dags folder (not dags/).
+"""Probe DAGs for tests/e2e/test_airflow_celery.py, copied into a temporary dags folder (not dags/).
 
 Every try notes itself (run, task, map index, try, worker, start/end) in PROBE_DB_URL's `attempts`,
 so the test sees from outside which worker ran what and when.

@@ -1,6 +1,7 @@
 """A tiny promoted model, a tiny Feast store and a running `bentoml serve` over them, for serving tests.
 
-The marts are written straight into DuckDB (like tests/test_features.py) as of yesterday (UTC), so a
+The marts are written straight into DuckDB (like tests/integration/test_features.py) as of yesterday
+(UTC), so a
 live event sent today counts as "since the nightly run". Besides the model's users, the marts hold one
 user the model does not know (COLD_USER, segment Champions), a segment best seller (users[2] and
 users[6], both Champions, bought `segment_hit`) and co-purchase rules for items[5] (CO_PURCHASE).

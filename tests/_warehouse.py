@@ -20,8 +20,7 @@ CREATE TABLE IF NOT EXISTS raw.events (
     session_id VARCHAR, quantity INTEGER, price DOUBLE, batch_date DATE, source_file VARCHAR,
     loaded_at TIMESTAMP, order_id VARCHAR, description VARCHAR, country VARCHAR, source_format VARCHAR,
     source_row BIGINT
-);
-CREATE TABLE IF NOT EXISTS raw.batches (
+); CREATE TABLE IF NOT EXISTS raw.batches (
     batch_date DATE PRIMARY KEY, source_file VARCHAR, row_count BIGINT, sha256 VARCHAR,
     status VARCHAR, loaded_at TIMESTAMP
 );

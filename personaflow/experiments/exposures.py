@@ -22,8 +22,7 @@ from personaflow.ingest.live import take_batch
 
 class ExposureLog:
     """Group commit, as the live landing file does (personaflow/ingest/live.py): one writer thread takes every
-    line
-    queued while its previous fsync ran, appends them in one write and fsyncs once; each answer waits
+    line queued while its previous fsync ran, appends them in one write and fsyncs once; each answer waits
     for the fsync that covers its line (`submit` gives a Future), so a line is still durable before its
     answer leaves, at one fsync per group instead of one per answer."""
 

@@ -7,8 +7,7 @@ a replay. The landing file itself is never moved or changed; quarantine copies i
 
 Before anything is written the whole file is parsed (personaflow/ingest/csvfile.py) and type-checked
 (personaflow/ingest/raw_types.py), so a bad file leaves the warehouse exactly as it was and the error names
-the
-file, the column and the line.
+the file, the column and the line.
 
 The warehouse is DuckDB (the embedded default) or PostgreSQL (personaflow/core/warehouse.py), with one DDL
 text for both. The text is parsed and typed in a local in-memory DuckDB on both engines; the typed
@@ -17,8 +16,7 @@ rows reach the warehouse as one registered table per load (one COPY on PostgreSQ
 
 A batch day also loads the live events the API accepted that day (`landing/live/events_<day>.jsonl`,
 see personaflow/ingest/live.py) into raw.events with source_format 'live', inside the same transaction;
-returns
-included (event_type 'return').
+returns included (event_type 'return').
 """
 
 from __future__ import annotations
@@ -67,8 +65,7 @@ create table if not exists raw.events (
 create table if not exists raw.users (user_id varchar, signup_date date, country varchar, age_band varchar);
 create table if not exists raw.items (
     item_id varchar, category varchar, brand varchar, price double precision, description varchar
-);
-create table if not exists raw.batches (
+); create table if not exists raw.batches (
     batch_date date primary key, source_file varchar, row_count bigint, sha256 varchar,
     status varchar, loaded_at timestamp
 );

@@ -1,6 +1,5 @@
 """`python -m personaflow.orchestration.celery_compat ARGS...` = `airflow ARGS...`, with the Celery provider
-importable.
-
+importable. 
 The lock's apache-airflow-providers-celery 3.26.0 imports `retry` from `celery.backends.database`, which
 celery 5.7.0 (also in the lock, and allowed by the provider's `celery>=5.5,<6`) no longer has: its
 database backend retries through `_ensure_retryable` instead. Without it, the scheduler cannot load the

@@ -28,8 +28,7 @@ from personaflow.profiles.audiences import (
 
 PROFILE_SQL = """
     select user_id, rfm_segment, recency_days, frequency, monetary, country, favourite_categories,
-        as_of_date
-    from marts.user_features
+        as_of_date from marts.user_features
     where as_of_date = (select max(as_of_date) from marts.user_features)
 """
 BOUGHT_SQL = """

@@ -234,8 +234,7 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
 _CHURN_FEATURES_NOW = """
     select user_id, recency_days, frequency, monetary,
         as_of_date - cast(first_purchase_ts as date) as days_since_first_purchase,
-        n_orders_90d
-    from marts.user_features where as_of_date = ? and frequency > 0
+        n_orders_90d from marts.user_features where as_of_date = ? and frequency > 0
 """
 
 

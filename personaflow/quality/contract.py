@@ -1,8 +1,7 @@
 """The numbers a good event row must meet, in one place: the nightly batch suite
 (personaflow/quality/suites.py)
 and the live API (personaflow/serving/schemas.py, POST /events) both read them, so an event the API accepts
-can
-never be the row that gets a whole day quarantined.
+can never be the row that gets a whole day quarantined.
 
 No Great Expectations import here: the API server imports this module and stays light.
 """

@@ -2,8 +2,7 @@
 
 Importing a year of a shop's log must not mean 374 DAG runs, nor skipping validation. This runs the
 same per-batch expectations (personaflow/quality/suites.py) day by day over one read of raw.events, without a
-GX
-Data Docs page per day (rendering is what costs: ~0.45 s a day against ~0.15 s to validate). Pages are
+GX Data Docs page per day (rendering is what costs: ~0.45 s a day against ~0.15 s to validate). Pages are
 rendered for the days that failed or warned, where a person will look. Then, as the nightly run does:
 - a critical day is quarantined (its rows move to quarantine.events, the landing file is copied);
 - one alert goes out for the whole history: the failed days, then the first failed day in detail;

@@ -6,8 +6,7 @@ hold-out says anything. Pure functions: `profile` places one night's recommendat
 popularity ranks of the catalogue (1 = most bought, marts.item_features.popularity_rank) — the share
 among the top 1 % and top 10 % most popular items, and the share per popularity-rank decile plus a
 bin for items the catalogue no longer ranks; `compare` reads two nights with personaflow/quality/drift.py's
-PSI
-thresholds over those bins, and with the move of the top-1 % share on its own (a shift inside the
+PSI thresholds over those bins, and with the move of the top-1 % share on its own (a shift inside the
 first decile, which the deciles cannot see).
 """
 

@@ -1,6 +1,5 @@
 """The hot JSON APIs answered straight from the API guard (personaflow/serving/guard.py), the way BentoML's
-own
-endpoint answers them, without the per-request layers our APIs do not use.
+own endpoint answers them, without the per-request layers our APIs do not use.
 
 For a plain JSON API (a pydantic `input_spec`, no context parameter, no streaming, no batching, a
 pydantic model or a starlette Response returned) BentoML's endpoint does: validate the body with the

@@ -25,8 +25,7 @@ so do
   (personaflow/serving/header_timeout.py, a hook in uvicorn: no middleware sees a request before its headers).
 
 The Host, Origin and Content-Type checks themselves are in personaflow/serving/headers.py. Past every check,
-the
-hot JSON APIs are answered by personaflow/serving/fastpath.py (BentoML's answers without its per-request
+the hot JSON APIs are answered by personaflow/serving/fastpath.py (BentoML's answers without its per-request
 layers).
 """
 

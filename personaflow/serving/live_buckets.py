@@ -3,8 +3,7 @@
 
 Adding an event is a read-modify-write of the user's JSON, exact only inside one process (the service
 refuses several workers without Redis: personaflow/serving/live_counters.py counts atomically there). Events
-are
-written in groups: `record_many` reads every user of a group in one online read and writes them back
+are written in groups: `record_many` reads every user of a group in one online read and writes them back
 in one `online_write_batch` (one SQLite commit), and personaflow/serving/online.py hands it every event whose
 landing line was fsynced in the same group commit.
 

@@ -41,17 +41,13 @@ for i = 1, #all, 2 do
       redis.call('HDEL', h, f)
     elseif string.sub(f, 11) == '|n_events' then
       total = total + tonumber(all[i + 1])
-    end
-  end
-end
-redis.call('HINCRBY', h, day .. '|' .. ARGV[2], 1)
+    end end end redis.call('HINCRBY', h, day .. '|' .. ARGV[2], 1)
 redis.call('HINCRBY', h, day .. '|n_events', 1)
 if as_of == '' or day > as_of then total = total + 1 end
 if ARGV[3] ~= '' then redis.call('HINCRBYFLOAT', h, day .. '|revenue', ARGV[3]) end
 if ARGV[4] ~= '' and redis.call('HEXISTS', h, day .. '|bought|' .. ARGV[4]) == 0 then
   redis.call('HSET', h, day .. '|bought|' .. ARGV[4], redis.call('HINCRBY', h, 'seq', 1))
-end
-local last = redis.call('HGET', h, 'last_event_ts')
+end local last = redis.call('HGET', h, 'last_event_ts')
 if (not last) or ARGV[5] > last then redis.call('HSET', h, 'last_event_ts', ARGV[5]) end
 redis.call('EXPIRE', h, ARGV[7])
 return total

@@ -1,8 +1,7 @@
 """A /profile answer's fields from one online-store read: the nightly profile plus live activity since.
 
 Pure (a row in, fields out), so the HTTP handler in personaflow/serving/service.py stays a read and an answer.
-Live
-counts add to the nightly ones; monetary adds live revenue; the churn risk says what it is based on
+Live counts add to the nightly ones; monetary adds live revenue; the churn risk says what it is based on
 (the model's score, or recency when the model has none) and rises with no live activity.
 """
 

@@ -16,8 +16,7 @@ then the nearest items by cosine of the model's item embeddings (`source: "embed
 until k. An item with no rules (new, or rarely bought) is answered by embeddings alone.
 
 Every recommended item has a reason (personaflow/serving/reasons.py): its history, a co-purchase or name link
-to
-something the user bought, neighbours, the segment's or the shop's best sellers.
+to something the user bought, neighbours, the segment's or the shop's best sellers.
 """
 
 from __future__ import annotations

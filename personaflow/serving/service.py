@@ -8,16 +8,14 @@ rollback is live without a restart and a request in flight finishes on the model
 Profiles and live events go through one Feast FeatureStore per process (personaflow/serving/online.py);
 accepted
 events are first appended and fsynced to the landing area (personaflow/ingest/live.py, group commit), which
-the
-nightly run loads.
+the nightly run loads.
 
 Workers: PERSONAFLOW_SERVE_WORKERS processes, which needs PERSONAFLOW_REDIS_URL: then the online store,
 the live counters and the /events dedupe are in Redis and nothing two workers must agree on is in a
 process. What stays per process is either a cache of a shared file, re-read when the file changes (the
 model and its pointer, the A/B test state, erased customers, audience inputs) or a limit meant per
 process (in-flight and per-client counts in personaflow/serving/guard.py: the server takes workers x the
-limit).
-
+limit). 
 Bad input answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies
 are JSON only, slow clients time out: see personaflow/serving/guard.py.
 """
@@ -133,8 +131,7 @@ class Recommender:
         self, user_id: str, k: int = 10, exclude_purchased: bool = False, category: str | None = None
     ) -> Recommendations:
         """Top-k items for a user, best first, each with its reason (personaflow/serving/reasons.py). Users
-        the
-        model does not know get their RFM segment's
+        the model does not know get their RFM segment's
         best sellers (`fallback: "segment"`) or, unknown to the online store too, the popularity list
         (`fallback: "popularity"`); `exclude_purchased` reads the user's purchases from the online
         store, live purchases included; `category` keeps one catalogue category."""

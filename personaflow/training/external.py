@@ -1,13 +1,11 @@
 """Score the nightly recipe on a split a shop brings (personaflow/training/data/given.py), as the nightly run
-does.
-
+does. 
 The same steps as `training.pipeline.train_model` after its split: the re-buy rule measured from the
 training rows (or set), the recipe built (personaflow/training/recipe.py), every servable baseline built
 beside it,
 all of them scored as serving scores them (`LoadedModel`), and the gate's evidence (paired bootstrap
 against the best baseline, low-activity slice) from personaflow/training/gate.py. Nothing is saved or
-promoted:
-the answer is a plain dict, one row per model plus the verdict.
+promoted: the answer is a plain dict, one row per model plus the verdict.
 """
 
 from __future__ import annotations

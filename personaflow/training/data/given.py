@@ -1,14 +1,12 @@
 """A split given from outside: a shop scores our models on its own protocol, on the nightly code path.
 
 Two shapes, both files of purchases (CSV, CSV.gz or Parquet with `user_id`, `item_id`, `ts`, optional
-`quantity`):
-- `split_given(train, test)`: the shop's own train and test rows, cut however it likes;
+`quantity`): - `split_given(train, test)`: the shop's own train and test rows, cut however it likes;
 - `split_per_user(purchases, cuts)`: one cut time per user (`user_id`, `cut_ts`), e.g. "each customer's
   last order is the test"; a user's rows before their cut train, the rest test; users without a cut
   train on all their rows.
 Either gives the same `PurchaseSplit` the retail-30d protocol builds (personaflow/training/data/purchases.py),
-so
-every model, baseline, re-ranker and metric runs on it unchanged. Its cut (what "days since" and the
+so every model, baseline, re-ranker and metric runs on it unchanged. Its cut (what "days since" and the
 features' as-of time count from) is the last training timestamp: with per-user cuts other users' test
 rows may come before it, and that is the shop's protocol, not a leak of the user's own future.
 """

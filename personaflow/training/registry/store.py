@@ -65,8 +65,7 @@ def save_candidate(
     """Save a trained model as a new candidate version; returns its full tag ("name:version").
 
     Any model is stored as what serving scores with (personaflow/training/export.py): user and item vectors
-    and
-    item biases, plus, for a hybrid, the repeat-buy history matrix and the blend weight.
+    and item biases, plus, for a hybrid, the repeat-buy history matrix and the blend weight.
     """
     if isinstance(model, MatrixFactorization):
         model = Embeddings(

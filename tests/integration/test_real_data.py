@@ -29,7 +29,7 @@ from personaflow.quality.validate import DataQualityError
 from personaflow.serving import process
 from tests._serving_setup import free_port
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "online-retail"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "online-retail"
 SOURCE = DATA / "online_retail.csv.gz"
 NON_PRODUCTS = {"POST", "DOT", "C2", "M", "D", "S", "B", "PADS", "CRUK", "BANK CHARGES", "AMAZONFEE"}
 # Provenance facts -> where the import report carries them
@@ -313,8 +313,8 @@ def test_nightly_report_renders_in_chromium(built):
     from playwright.sync_api import sync_playwright
 
     from personaflow.report.nightly import build_report
+    from tests.e2e.test_e2e_ui import CHROMIUM, CHROMIUM_ARGS
     from tests.e2e_helpers import ARTIFACTS
-    from tests.test_e2e_ui import CHROMIUM, CHROMIUM_ARGS
 
     s = built["s"]
     as_of = date.fromisoformat(built["result"]["as_of"])

@@ -4,7 +4,7 @@ Great Expectations -> quarantine or warning -> email on a real SMTP server (aios
 Each: a clear alert naming the batch, expectation, observed vs expected and sample rows; nothing lost
 (the landing file stays, quarantined rows are in quarantine.events); a fixed batch comes back with one
 command. The inputs caught before the gate (missing/renamed column, wrong type, empty file, truncated
-or garbled line, replay, non-UTF-8 text) are in tests/test_ingest.py.
+or garbled line, replay, non-UTF-8 text) are in tests/integration/test_ingest.py.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def test_a_bad_redelivery_is_held_then_the_good_day_is_put_back(home, smtp):
     assert "a re-delivery of a day that held 150 rows is not empty" in inbox.messages()[0][1]
 
 
-@pytest.mark.parametrize("where", ["postgres"], indirect=True)  # DuckDB: tests/test_real_data.py
+@pytest.mark.parametrize("where", ["postgres"], indirect=True)  # DuckDB: tests/integration/test_real_data.py
 def test_history_validation_reads_postgresql_and_quarantines_the_bad_day(home, smtp):
     """personaflow/quality/history.py (an imported history, one read) on a PostgreSQL warehouse: rows come
     back

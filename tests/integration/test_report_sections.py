@@ -13,8 +13,8 @@ from playwright.sync_api import sync_playwright
 
 from personaflow.training.data.synthetic import make_interactions
 from personaflow.training.pipeline import promote_candidate, train_candidate
-from tests.test_e2e_ui import CHROMIUM, CHROMIUM_ARGS
-from tests.test_recommendation_drift import _item_snapshot, _production
+from tests.e2e.test_e2e_ui import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.test_recommendation_drift import _item_snapshot, _production
 
 NUMBER = re.compile(r"^\d\.\d{4}$")
 
@@ -49,7 +49,7 @@ def test_report_shows_per_segment_metrics_and_recommendation_drift(tmp_path, mon
     assert drift["recommendations"]["drift"] == "significant"
 
     # tonight's candidate, gated against a production trained on the same warehouse; one epoch of BPR
-    # beats no baseline (tests/test_gate.py): the baseline serves, the learned model is shown beside it
+    # beats no baseline (tests/unit/test_gate.py): the baseline serves, the learned model is shown beside it
     kw = {"holdout_days": 7, "epochs": 1, "dim": 8, "reports_dir": s.reports_dir / "training",
           "pointer_path": store}  # fmt: skip
     first = train_candidate(s.warehouse, seed=1, model="tifu", **kw)

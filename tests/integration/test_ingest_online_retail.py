@@ -244,7 +244,7 @@ def test_import_warnings_go_to_stderr(export, tmp_path):
     assert "kept 1 landed day file(s) that differ from this export: 2010-12-01" in again.stderr
 
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online-retail" / "online_retail.csv.gz"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "online-retail" / "online_retail.csv.gz"
 SLICE_LINES = 25_000  # the first days of the real file (Dec 2010): every fault kind, a few seconds
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from personaflow.training import gate
 from personaflow.training.evaluation.baselines import own_history, popularity
 from personaflow.training.evaluation.segments import FIRST_TIME, NO_PURCHASE, segments
-from tests.test_gate import oracle, shop
+from tests.unit.test_gate import oracle, shop
 
 
 def test_segments_come_from_training_rows_at_the_cut():

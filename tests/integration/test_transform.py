@@ -25,7 +25,7 @@ import pytest
 
 from personaflow.pipeline.transform import TransformError, run_dbt
 
-PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"
+PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 AS_OF = date(2024, 1, 10)
 MARTS = (
     "interactions", "user_features", "item_features", "sessions",

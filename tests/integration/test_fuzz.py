@@ -2,7 +2,7 @@
 JSON of every shape, near-valid bodies, wrong types, raw bytes under random content types, with and
 without the token. No answer may be a 5xx, and the server must still answer normally afterwards.
 
-More examples: PERSONAFLOW_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest tests/test_fuzz.py
+More examples: PERSONAFLOW_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest tests/integration/test_fuzz.py
 """
 
 from __future__ import annotations

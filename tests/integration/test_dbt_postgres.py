@@ -25,7 +25,7 @@ from personaflow.pipeline.features import read_marts
 from personaflow.pipeline.transform import run_dbt
 from personaflow.serving.tables import CO_PURCHASE_COLUMNS, export_serving_tables
 from personaflow.training.data.interactions import load_interactions
-from tests.test_transform import PROJECT
+from tests.integration.test_transform import PROJECT
 
 FIRST, LAST = date(2011, 3, 1), date(2011, 3, 10)
 VARS = {"churn_horizon_days": 3, "co_purchase_min_orders": 2}

@@ -15,7 +15,7 @@ import pytest
 
 from personaflow.ingest.generate import generate_shop
 from personaflow.pipeline.transform import run_dbt
-from tests.test_transform import PROJECT, RAW_EVENTS_DDL
+from tests.integration.test_transform import PROJECT, RAW_EVENTS_DDL
 
 START = date(2026, 9, 1)
 DAYS = [START + timedelta(days=n) for n in range(4)]

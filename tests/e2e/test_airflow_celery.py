@@ -30,7 +30,7 @@ from personaflow.orchestration.airflow_mode import ModeError
 from tests.e2e_helpers import celery_settings
 
 pytestmark = pytest.mark.e2e
-PROBE = Path(__file__).resolve().parent / "_celery_probe_dag.py"
+PROBE = Path(__file__).resolve().parents[1] / "_celery_probe_dag.py"
 TABLES = """
 create table attempts (run_id text, task_id text, map_index int, try_number int, worker text, what text,
                        at timestamptz not null default clock_timestamp());

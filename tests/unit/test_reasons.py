@@ -1,6 +1,6 @@
-"""Why /recommend recommends an item (personaflow/serving/reasons.py) and the side tables it reads, from the
-features
-stage's real export over real DuckDB marts; no server (tests/test_serving.py checks the API's field)."""
+"""Why /recommend recommends an item (personaflow/serving/reasons.py) and the side tables it reads, from
+the features stage's real export over real DuckDB marts; no server (tests/integration/test_serving.py
+checks the API's field)."""
 
 from datetime import date
 

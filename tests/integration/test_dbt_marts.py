@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from personaflow.pipeline.transform import run_dbt
-from tests.test_transform import PROJECT, RAW_EVENTS_DDL, fetch
+from tests.integration.test_transform import PROJECT, RAW_EVENTS_DDL, fetch
 
 AS_OF = date(2011, 1, 31)
 VARS = {"churn_horizon_days": 10, "co_purchase_min_orders": 2}

@@ -19,7 +19,7 @@ from personaflow.training.data.purchases import load_online_retail, split_purcha
 from personaflow.training.external import assess
 from personaflow.training.recipe import Recipe
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "online-retail"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "online-retail"
 
 
 @pytest.fixture(scope="module")
