@@ -1,6 +1,6 @@
 """Benchmark: customer segments and churn on a synthetic shop whose log spans more than the churn horizon.
 
-The stages the nightly DAG runs (personaflow.pipeline.stages.segments / churn) over marts built the nightly
+The stages the nightly DAG runs (personaflow.pipeline.profiles: segments / churn) over marts built the nightly
 way (generate -> ingest -> dbt): the segment table (size, share, mean RFM, top categories, readable label;
 k by silhouette) and churn ROC AUC / PR AUC / Brier with the horizon (90 days by default) on the
 held-out cut-offs. Writes benchmarks/results/profiles.json (flat keys; segments as segment_<i>_<what>).
@@ -35,24 +35,26 @@ def main() -> None:
 
     from personaflow.core import settings
     from personaflow.ingest.generate import generate_shop, write_shop
-    from personaflow.pipeline import stages
+    from personaflow.pipeline import ingest as ingest_stage
+    from personaflow.pipeline import profiles as profiles_stage
+    from personaflow.pipeline import transform as transform_stage
 
     s = settings.load()
     shop = generate_shop(users=args.users, items=args.items, days=args.days, seed=args.seed)
     write_shop(shop, s.landing_dir)
     last = shop.events["event_ts"].max().date()
-    stages.ingest_history(last, s)
-    stages.transform(last, s)
+    ingest_stage.ingest_history(last, s)
+    transform_stage.transform(last, s)
     out: dict[str, object] = {
         "cores": os.cpu_count(), "users": args.users, "items": args.items, "days": args.days,
         "events": len(shop.events), "churn_horizon_days": s.churn_horizon_days,
     }  # fmt: skip
 
     started = time.perf_counter()
-    seg = stages.segments(last, s)
+    seg = profiles_stage.segments(last, s)
     out["segments_s"] = round(time.perf_counter() - started, 2)
     started = time.perf_counter()
-    churn = stages.churn(last, s)
+    churn = profiles_stage.churn(last, s)
     out["churn_s"] = round(time.perf_counter() - started, 2)
     if seg["status"] == "ok":
         out.update(segments_k=seg["k"], segments_criterion=seg["criterion"], segments_users=seg["users"])

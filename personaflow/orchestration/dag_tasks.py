@@ -88,10 +88,10 @@ def record_failure(dag_id: str, run_id: str, task_id: str, exc: BaseException) -
 
 def validate(suite: str) -> dict:
     """The batch or the marts suite; a failure notes the task and the run, then fails the task."""
-    from personaflow.pipeline import stages
+    from personaflow.pipeline import validate as validate_stage
     from personaflow.quality.validate import DataQualityError
 
-    run = stages.validate_batch if suite == "batch" else stages.validate_marts
+    run = validate_stage.validate_batch if suite == "batch" else validate_stage.validate_marts
     day = batch_day()
     try:
         result = stage(run, day, settings())
@@ -122,9 +122,10 @@ def wait_for_batch() -> Any:
         return PokeReturnValue(is_done=False)
     note(f"**Skipped**: {arrival.reason}", run_note=f"**No data** for {day}: {arrival.reason}")
     if arrival.status == "missing":  # a historic landing area has nothing late: no email for it
-        from personaflow.pipeline.stages import _smtp
 
-        smtp = _smtp(s)
+        from personaflow.pipeline._common import smtp_config
+
+        smtp = smtp_config(s)
         send_alert(missing_data_email(arrival, day, smtp.sender, smtp.recipients), smtp, s.reports_dir)
     raise AirflowSkipException(arrival.reason)
 

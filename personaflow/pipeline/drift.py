@@ -79,10 +79,10 @@ def check_drift(as_of: date, s: Settings) -> dict[str, Any]:
     report.write_text(json.dumps(payload, indent=2) + "\n")
     result = {"status": "ok", **payload, "report": str(report), "alert_sent": None}
     if shifted:
-        from personaflow.pipeline.stages import _smtp
+        from personaflow.pipeline._common import smtp_config
         from personaflow.quality.alert import send_alert
 
-        smtp = _smtp(s)
+        smtp = smtp_config(s)
         sent, eml = send_alert(_email(as_of, previous_day, shifted, report, smtp), smtp, s.reports_dir)
         result |= {"alert_sent": sent, "alert_eml": str(eml)}
     return result
