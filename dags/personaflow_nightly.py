@@ -49,8 +49,7 @@ from personaflow.orchestration.orchestrate import dbt_tasks_mode
 
 # Lineage the UI shows, and what other DAGs can be scheduled on. RAW_CORRECTED is announced by hand
 # (UI "Create Asset Event", `python -m personaflow.orchestration.orchestrate announce D`) after a corrected
-# batch
-# file landed, with extra {"batch_date": D}; it starts `personaflow_refresh`. The nightly load
+# batch file landed, with extra {"batch_date": D}; it starts `personaflow_refresh`. The nightly load
 # does not emit it (or every night would run twice).
 RAW_CORRECTED = Asset(name="personaflow_raw_corrected", uri="personaflow://warehouse/raw/corrected_batch")
 MARTS = Asset(name="personaflow_marts", uri="personaflow://warehouse/marts")

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from personaflow.ingest.generate import batch_path
+from personaflow.core.landing import batch_path
 from personaflow.ingest.load import LANDING_COLUMNS
 
 

@@ -31,10 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from personaflow.core import warehouse as wh
+from personaflow.core.landing import batch_dates, batch_path, live_path
 from personaflow.core.warehouse import Location
 from personaflow.ingest.csvfile import IngestError, read_csv_text, write_rejects
-from personaflow.ingest.generate import batch_dates, batch_path
-from personaflow.ingest.live import live_path
 from personaflow.ingest.raw_types import (
     EVENT_TYPES,
     RAW_COLUMNS,

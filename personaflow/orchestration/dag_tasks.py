@@ -111,8 +111,8 @@ def wait_for_batch() -> Any:
     from airflow.sdk import PokeReturnValue
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from personaflow.core.alert import send_alert
     from personaflow.pipeline.arrival import batch_arrival, missing_data_email
-    from personaflow.quality.alert import send_alert
 
     s, day = settings(), batch_day()
     arrival = batch_arrival(s.landing_dir, day, datetime.now(UTC).replace(tzinfo=None), s.batch_wait_hours)

@@ -11,7 +11,7 @@ from personaflow.core.settings import Settings
 
 
 def smtp_config(s: Settings):
-    from personaflow.quality.validate import SmtpConfig
+    from personaflow.core.alert import SmtpConfig
 
     return SmtpConfig(host=s.smtp_host, port=s.smtp_port, sender=s.alert_from, recipients=list(s.alert_to))
 

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def ingest(batch_date: date, s: Settings, max_rejects: int = 0) -> dict[str, Any]:
     """Load the day's batch (and the latest users/items snapshot) into the raw layer."""
     from personaflow.core.forgotten import keep_table, scrub_landing
-    from personaflow.ingest.generate import batch_path
+    from personaflow.core.landing import batch_path
     from personaflow.ingest.load import load_batch, load_dimensions
 
     scrub_landing([batch_path(s.landing_dir, batch_date)], s)
@@ -29,7 +29,7 @@ def ingest_history(through: date, s: Settings, since: date | None = None) -> lis
     """Catch up every landed batch in [since, through] that was never loaded, or whose file changed
     since it was (first install, replay, backfill of a date range)."""
     from personaflow.core.forgotten import keep_table, scrub_landing
-    from personaflow.ingest.generate import batch_dates, batch_path
+    from personaflow.core.landing import batch_dates, batch_path
     from personaflow.ingest.load import load_dimensions, load_pending
 
     days = [d for d in batch_dates(s.landing_dir) if d <= through and (since is None or d >= since)]

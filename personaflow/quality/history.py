@@ -25,8 +25,9 @@ from typing import Any
 import pandas as pd
 
 from personaflow.core import warehouse as wh
+from personaflow.core.alert import SmtpConfig, send_alert
 from personaflow.core.warehouse import Location
-from personaflow.quality.alert import SmtpConfig, build_alert, send_alert
+from personaflow.quality.alert import build_alert
 from personaflow.quality.checks import CheckResult, check_raw_batch
 from personaflow.quality.frames import read_frame
 from personaflow.quality.quarantine import quarantine_batch

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from personaflow.core.forgotten import subject
-from personaflow.ingest.generate import batch_path
+from personaflow.core.landing import batch_path
 from personaflow.pipeline import ingest as ingest_stage
 from personaflow.pipeline.forget import forget_user
 from personaflow.serving import process

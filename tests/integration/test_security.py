@@ -26,8 +26,9 @@ import httpx
 import psutil
 import pytest
 
+from personaflow.core.landing import live_path
 from personaflow.core.settings import REPO_ROOT
-from personaflow.ingest.live import live_path, read_live
+from personaflow.ingest.live import read_live
 from personaflow.ingest.load import load_batch
 from personaflow.quality import contract
 from personaflow.quality.checks import check_raw_batch
