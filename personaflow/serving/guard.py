@@ -10,8 +10,7 @@
 
 Security (README "Security"):
 - State-changing paths (POST /events) need `Authorization: Bearer <token>` (personaflow/serving/auth.py), and
-so do
-  the read paths when `protect_reads` is set: 401 with WWW-Authenticate otherwise.
+so do the read paths when `protect_reads` is set: 401 with WWW-Authenticate otherwise.
 - A Host header that is not one of ours answers 403: a page on another site that resolves its own
   name to 127.0.0.1 (DNS rebinding) cannot read the API through the visitor's browser.
 - Bodies are JSON only: any other Content-Type, or a body without one, answers 415. A request whose

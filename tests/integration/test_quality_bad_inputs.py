@@ -281,8 +281,7 @@ def test_a_bad_redelivery_is_held_then_the_good_day_is_put_back(home, smtp):
 @pytest.mark.parametrize("where", ["postgres"], indirect=True)  # DuckDB: tests/integration/test_real_data.py
 def test_history_validation_reads_postgresql_and_quarantines_the_bad_day(home, smtp):
     """personaflow/quality/history.py (an imported history, one read) on a PostgreSQL warehouse: rows come
-    back
-    with DuckDB's dtypes (personaflow/quality/frames.py), so the verdicts are the embedded default's."""
+    back with DuckDB's dtypes (personaflow/quality/frames.py), so the verdicts are the embedded default's."""
     from personaflow.quality.history import validate_history
 
     inbox, config = smtp
