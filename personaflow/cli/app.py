@@ -45,5 +45,7 @@ def _console_logging() -> None:
 def one_line(exc: BaseException) -> str:
     """The exception as one line: its own lines joined, the type named when the text is bare."""
     text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or "no message"
-    known = ("IngestError", "TransformError", "DataQualityError", "ValueError", "LookupError")
+    known = (
+        "IngestError", "TransformError", "DataQualityError", "ValueError", "LookupError", "DamagedWarehouse"
+    )  # fmt: skip
     return text if type(exc).__name__ in known else f"{type(exc).__name__}: {text}"

@@ -64,12 +64,48 @@ def exists(where: Location) -> bool:
     return is_postgres(where) or Path(where).is_file()
 
 
+class DamagedWarehouse(ValueError):
+    """The DuckDB file is not a database DuckDB can read (truncated, overwritten): nothing was written."""
+
+
+# DuckDB's own checks when it opens a file: a header it does not know, or blocks the file does not hold.
+_DAMAGE = ("not a valid DuckDB database file", "Could not read enough bytes from file")
+
+
 def connect(where: Location, read_only: bool = False) -> DuckConnection | PgConnection:
     if is_postgres(where):
         return PgConnection(str(where), read_only=read_only)
     path = Path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckConnection(duckdb.connect(str(path), read_only=read_only))
+    existed = path.exists()
+    try:
+        raw = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if not any(sign in str(exc) for sign in _DAMAGE):
+            raise
+        raise _damaged(path, str(exc).splitlines()[0]) from exc
+    if existed:
+        # A file cut short can still open (its header and catalogue are at the front) and fail on the
+        # first read of a missing block, after a write. DuckDB's own block count says how long the file
+        # must be: checked before anything is written.
+        query = "select total_blocks, block_size from pragma_database_size()"
+        [(blocks, block_size)] = raw.execute(query).fetchall()
+        size, needed = path.stat().st_size, DUCKDB_HEADER + blocks * block_size
+        if size < needed:
+            raw.close()
+            raise _damaged(path, f"{size} bytes on disk, {needed} in its block map")
+    return DuckConnection(raw)
+
+
+DUCKDB_HEADER = 3 * 4096  # the file header and the two database headers before the first block
+
+
+def _damaged(path: Path, what: str) -> DamagedWarehouse:
+    # Refused before any write; the raw layer can be rebuilt from the landing files, which are kept.
+    return DamagedWarehouse(
+        f"warehouse {path} is damaged ({what}); move it aside and rebuild it from the kept landing "
+        "files: personaflow ingest --through <last day> (or personaflow history FILE)"
+    )
 
 
 class _Transactions:

@@ -4,6 +4,7 @@ unless --debug; an empty model store says so instead of printing nothing."""
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 
@@ -29,3 +30,25 @@ def test_a_failed_stage_is_one_line_and_debug_shows_the_traceback(tmp_path):
 def test_models_on_an_empty_store_says_so(tmp_path):
     empty = _run(tmp_path, "models")
     assert empty.returncode == 0 and "no model saved yet" in empty.stdout
+
+
+def test_a_damaged_warehouse_is_refused_before_any_write_with_the_repair(tmp_path):
+    """Issue 26: a truncated DuckDB file. DuckDB's own checks refuse it when it opens; the command says
+    which file, that it is damaged and how to rebuild it, in one line, and leaves the file as it was."""
+    from tests._warehouse import make_events, write_landing
+
+    day = date(2024, 3, 8)
+    write_landing(make_events(day, 50, seed=1), tmp_path / "landing", day)
+    assert _run(tmp_path, "ingest", "--date", str(day)).returncode == 0
+    warehouse = tmp_path / "warehouse.duckdb"
+    data = warehouse.read_bytes()
+    warehouse.write_bytes(data[: len(data) // 2])  # a copy cut short, a full disk
+    damaged = warehouse.read_bytes()
+
+    failed = _run(tmp_path, "ingest", "--date", str(day))
+
+    assert failed.returncode == 1
+    (line,) = failed.stderr.strip().splitlines()
+    assert line.startswith(f"ingest failed: warehouse {warehouse} is damaged (")
+    assert "personaflow ingest --through" in line and "Traceback" not in failed.stderr
+    assert warehouse.read_bytes() == damaged  # nothing written into it
