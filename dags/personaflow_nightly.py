@@ -86,7 +86,7 @@ def dbt_build() -> dict:
 def dbt_model(model: str) -> dict:
     """`dbt build --select <model>`: the model, then its tests; same `as_of` var as the single build, so
     incremental models rewrite the same day. One at a time (pool `dbt`): DuckDB takes one writer."""
-    from personaflow.core.settings import export_tool_env
+    from personaflow.core.tool_env import export_tool_env
     from personaflow.core.warehouse import location
     from personaflow.pipeline.transform import dbt_vars, run_dbt
 
@@ -220,7 +220,7 @@ def _pipeline() -> None:
         @task(task_id="prune")
         def prune() -> dict:
             """Keep production, its rollback history and the newest candidates; delete the rest."""
-            from personaflow.core.settings import export_tool_env
+            from personaflow.core.tool_env import export_tool_env
             from personaflow.training.registry.retention import prune as run
 
             s = run_settings()

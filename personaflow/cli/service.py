@@ -16,6 +16,7 @@ import typer
 
 from personaflow.cli.common import DateOpt, _last_batch_day, _print
 from personaflow.core import settings as config
+from personaflow.core.tool_env import export_tool_env
 
 
 def announce(day: DateOpt) -> None:
@@ -164,7 +165,7 @@ def serve() -> None:
     from personaflow.serving.process import port_in_use, start, stop, wait_ready
 
     s = config.load()
-    config.export_tool_env(s)
+    export_tool_env(s)
     if port_in_use(s.serve_host, s.serve_port):
         where = f"{s.serve_host}:{s.serve_port}"
         _fail("serve", f"{where} is already in use (`personaflow down`, or set PERSONAFLOW_SERVE_PORT)")

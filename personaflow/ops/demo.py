@@ -15,7 +15,8 @@ import httpx
 import typer
 
 from personaflow.core import warehouse as wh
-from personaflow.core.settings import Settings, export_tool_env
+from personaflow.core.settings import Settings
+from personaflow.core.tool_env import export_tool_env
 from personaflow.pipeline import ingest as ingest_stage
 
 TABLES = ["raw.events", "marts.interactions", "marts.user_features", "marts.item_features", "marts.sessions"]

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personaflow.core.settings import Settings, export_tool_env
+from personaflow.core.settings import Settings
+from personaflow.core.tool_env import export_tool_env
 from personaflow.experiments.assign import bucket
 from personaflow.quality.popularity_drift import compare, profile, warning
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from personaflow.core.settings import Settings, export_tool_env
+from personaflow.core.settings import Settings
+from personaflow.core.tool_env import export_tool_env
 from personaflow.core.warehouse import location
 from personaflow.pipeline._common import read_mart
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from personaflow.core import warehouse as wh
-from personaflow.core.settings import Settings, export_tool_env, postgres_env
+from personaflow.core.settings import Settings, postgres_env
+from personaflow.core.tool_env import export_tool_env
 from personaflow.core.warehouse import location
 
 # Commands whose results are per-node run results we can summarise.
