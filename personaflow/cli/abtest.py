@@ -6,7 +6,6 @@ import typer
 
 from personaflow.cli.common import _print
 from personaflow.core import settings as config
-from personaflow.core.tool_env import export_tool_env
 
 abtest = typer.Typer(help="A/B test a challenger model against production at serving.", no_args_is_help=True)
 
@@ -24,7 +23,6 @@ def start(
     from personaflow.training.registry.store import get_model
 
     s = config.load()
-    export_tool_env(s)
     tag = str(get_model(tag).tag)  # an unknown tag fails here, before anything is written
     _print(asdict(run(s.home, tag, share, name)))
 

@@ -18,15 +18,24 @@ from collections.abc import Mapping
 from personaflow.core.settings import Settings, postgres_env
 
 
-def export_tool_env(settings: Settings) -> None:
-    """Point the tools that read their own variables (dbt profile, Feast, BentoML, Airflow) at our paths."""
-    os.environ["PERSONAFLOW_WAREHOUSE"] = str(settings.warehouse)
+def tool_vars(settings: Settings) -> dict[str, str]:
+    """The tools' own variables for `settings` (a dict: for a child process's environment too)."""
+    env = {
+        "PERSONAFLOW_WAREHOUSE": str(settings.warehouse),  # the dbt profile's DuckDB path
+        "BENTOML_HOME": str(settings.bentoml_home),
+        "AIRFLOW_HOME": str(settings.airflow_home),
+        "PERSONAFLOW_FEATURES_DIR": str(settings.features_dir),  # feature_repo/feature_store.yaml
+        "PERSONAFLOW_PRODUCTION_POINTER": str(settings.production_pointer),
+    }
     if settings.warehouse_url:
-        os.environ.update(postgres_env(settings.warehouse_url))
-    os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
-    os.environ["AIRFLOW_HOME"] = str(settings.airflow_home)
-    os.environ["PERSONAFLOW_FEATURES_DIR"] = str(settings.features_dir)
-    os.environ["PERSONAFLOW_PRODUCTION_POINTER"] = str(settings.production_pointer)
+        env.update(postgres_env(settings.warehouse_url))  # the dbt profile's PostgreSQL output
+    return env
+
+
+def export_tool_env(settings: Settings) -> None:
+    """Point the tools that read their own variables (dbt profile, Feast, BentoML, Airflow) at our paths.
+    Called at the process edges only: the CLI's entry, an Airflow task's start, the API server's start."""
+    os.environ.update(tool_vars(settings))
     # BentoML otherwise posts usage statistics on every model save; this machine has no network.
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from personaflow.core.settings import Settings
-from personaflow.core.tool_env import export_tool_env
 from personaflow.experiments.assign import bucket
 from personaflow.quality.popularity_drift import compare, profile, warning
 
@@ -81,7 +80,6 @@ def check_recommendations(as_of: date, s: Settings) -> dict[str, Any]:
     ranks = _ranks(s.features_dir, as_of)
     if ranks is None:
         return {"status": "skipped", "reason": f"no item snapshot for {as_of} (features stage not run)"}
-    export_tool_env(s)
     try:
         model = load_production(s.production_pointer)
     except FileNotFoundError as exc:
