@@ -41,7 +41,6 @@ app = OneLineErrors(
 )
 
 
-
 @app.callback()
 def _process_edge() -> None:
     """Before any command: the tools' own variables (dbt, Feast, BentoML, Airflow) from the settings."""

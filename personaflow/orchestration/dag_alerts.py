@@ -1,5 +1,5 @@
 """The e-mail a failed nightly task sends (Airflow's SMTP notifier): subject and body templates and the
-recipients from our settings' environment. Data-quality failures send their own detailed report too
+recipients from our settings. Data-quality failures send their own detailed report too
 (personaflow/quality/alert.py); this one is for any task that fails.
 """
 
