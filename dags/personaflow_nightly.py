@@ -18,7 +18,6 @@ was or was not promoted.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import (
@@ -31,7 +30,7 @@ from airflow.sdk import (
     task,
 )
 
-from personaflow.core.settings import REPO_ROOT
+from personaflow.core.settings import load
 from personaflow.orchestration.dag_alerts import failure_notifier
 from personaflow.orchestration.dag_tasks import (
     batch_day,
@@ -70,10 +69,10 @@ DEFAULT_ARGS = {
 
 def _dbt_models() -> dict[str, list[str]] | None:
     """The dbt model graph when per-model tasks are asked for and a manifest exists (a JSON read)."""
-    if dbt_tasks_mode() != "models":
+    s = load()
+    if dbt_tasks_mode(s) != "models":
         return None
-    home = os.environ.get("PERSONAFLOW_HOME") or REPO_ROOT / ".personaflow"  # settings.load()'s default
-    return model_graph(manifest_path(home))
+    return model_graph(manifest_path(s.home))
 
 
 @task(task_id="dbt_build")
@@ -87,12 +86,10 @@ def dbt_build() -> dict:
 def dbt_model(model: str) -> dict:
     """`dbt build --select <model>`: the model, then its tests; same `as_of` var as the single build, so
     incremental models rewrite the same day. One at a time (pool `dbt`): DuckDB takes one writer."""
-    from personaflow.core.settings import export_tool_env
     from personaflow.core.warehouse import location
     from personaflow.pipeline.transform import dbt_vars, run_dbt
 
     s = run_settings()
-    export_tool_env(s)
     return run_dbt(
         location(s), batch_day(), s.dbt_project_dir, s.home / "dbt", select=model, dbt_vars=dbt_vars(s)
     )
@@ -221,11 +218,9 @@ def _pipeline() -> None:
         @task(task_id="prune")
         def prune() -> dict:
             """Keep production, its rollback history and the newest candidates; delete the rest."""
-            from personaflow.core.settings import export_tool_env
             from personaflow.training.registry.retention import prune as run
 
             s = run_settings()
-            export_tool_env(s)
             return stage(run, s.production_pointer, s.keep_candidates)
 
         trained = train()

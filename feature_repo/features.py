@@ -22,7 +22,9 @@ from feast.types import Array, Bool, Float64, Int64, String
 
 from personaflow.core.settings import load
 
-_FEATURES_DIR = Path(load().features_dir)
+# personaflow.core.feature_store.load_definitions sets FEATURES_DIR before running this file; run by
+# `feast` itself, the settings say where.
+_FEATURES_DIR = Path(globals().get("FEATURES_DIR") or load().features_dir)
 # Long enough that a profile stays servable between rare visits; the nightly run refreshes it.
 _TTL = timedelta(days=400)
 

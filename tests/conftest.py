@@ -30,10 +30,12 @@ from tests._servers import postgres_server, postgres_url, redis_server, redis_ur
 from tests.e2e_helpers import airflow_celery_stack, airflow_stack, good_run, inbox  # noqa: E402,F401
 
 
-@pytest.fixture(autouse=True)
-def _environment_restored():
-    """Stages export tool variables (personaflow.core.settings.export_tool_env) into os.environ; without
-    this, one test's warehouse or production pointer would leak into the next test's settings."""
+@pytest.fixture
+def edge_env_restored():
+    """For a test that runs a process edge in this process (the CLI through typer's CliRunner): the edge
+    exports the tools' variables (personaflow.core.tool_env.export_tool_env) into os.environ, and
+    without this one test's warehouse would leak into the next test's settings. Stages and domain code
+    never write the environment (tests/unit/test_config_channel.py), so no other test needs it."""
     saved = dict(os.environ)
     yield
     os.environ.clear()

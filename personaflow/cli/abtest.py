@@ -23,7 +23,6 @@ def start(
     from personaflow.training.registry.store import get_model
 
     s = config.load()
-    config.export_tool_env(s)
     tag = str(get_model(tag).tag)  # an unknown tag fails here, before anything is written
     _print(asdict(run(s.home, tag, share, name)))
 

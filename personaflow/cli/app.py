@@ -4,7 +4,6 @@ stderr."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -14,10 +13,10 @@ import typer
 class OneLineErrors(typer.Typer):
     """Every command fails the same way: one line on stderr naming the command, the cause and where to
     look (the file:line, the dbt node and its log, the expectation and its report), exit code 1.
-    `--debug` (anywhere on the line) or PERSONAFLOW_DEBUG=1 shows the traceback instead."""
+    `--debug` (anywhere on the line) or PERSONAFLOW_DEBUG=true shows the traceback instead."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        debug = "--debug" in sys.argv or os.environ.get("PERSONAFLOW_DEBUG", "") not in ("", "0")
+        debug = "--debug" in sys.argv or _debug_setting()
         if "--debug" in sys.argv:
             sys.argv.remove("--debug")
         _console_logging()
@@ -29,6 +28,16 @@ class OneLineErrors(typer.Typer):
             command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
             typer.echo(f"personaflow {command} failed: {one_line(exc)} (--debug: traceback)", err=True)
             sys.exit(1)
+
+
+def _debug_setting() -> bool:
+    """PERSONAFLOW_DEBUG, through the settings (unreadable settings: no, so their error is one line)."""
+    from personaflow.core.settings import load
+
+    try:
+        return load().debug
+    except Exception:
+        return False
 
 
 def _console_logging() -> None:

@@ -26,6 +26,7 @@ from personaflow.cli.privacy import forget
 from personaflow.cli.service import announce, backfill, demo, down, run_dag, serve, trigger, up
 from personaflow.cli.stack import stack
 from personaflow.core import settings as config
+from personaflow.core.tool_env import export_tool_env
 from personaflow.pipeline import features as features_stage
 from personaflow.pipeline import ingest as ingest_stage
 from personaflow.pipeline import profiles as profiles_stage
@@ -38,6 +39,13 @@ app = OneLineErrors(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _process_edge() -> None:
+    """Before any command: the tools' own variables (dbt, Feast, BentoML, Airflow) from the settings."""
+    export_tool_env(config.load())
+
 
 app.command()(audience)
 app.command()(evaluate)

@@ -26,7 +26,6 @@ def prune(
     from personaflow.training.registry.retention import prune as run
 
     s = config.load()
-    config.export_tool_env(s)
     _print(run(s.production_pointer, s.keep_candidates if keep is None else keep, dry_run=dry_run))
 
 
@@ -61,7 +60,6 @@ def models() -> None:
     from personaflow.training.registry.pointer import list_models
 
     s = config.load()
-    config.export_tool_env(s)
     found = list_models(s.production_pointer)
     if not found:
         typer.echo(f"no model saved yet in {s.bentoml_home}: train one with `personaflow train` or "
@@ -82,5 +80,4 @@ def rollback() -> None:
     from personaflow.training.registry.pointer import rollback as run
 
     s = config.load()
-    config.export_tool_env(s)
     typer.echo(f"production is now {run(s.production_pointer)}")

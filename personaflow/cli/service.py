@@ -164,7 +164,6 @@ def serve() -> None:
     from personaflow.serving.process import port_in_use, start, stop, wait_ready
 
     s = config.load()
-    config.export_tool_env(s)
     if port_in_use(s.serve_host, s.serve_port):
         where = f"{s.serve_host}:{s.serve_port}"
         _fail("serve", f"{where} is already in use (`personaflow down`, or set PERSONAFLOW_SERVE_PORT)")

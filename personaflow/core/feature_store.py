@@ -8,12 +8,14 @@ open the store through here, so neither depends on the stage.
 from __future__ import annotations
 
 import importlib.util
-import os
 import urllib.parse
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
+# The variable feature_repo/feature_store.yaml names its folder by (what `feast` run by hand expands;
+# open_store puts the value in itself).
+FEATURES_DIR_VARIABLE = "PERSONAFLOW_FEATURES_DIR"
 USER_COLUMNS = [
     "user_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "rfm_segment",
     "n_views", "n_carts", "n_purchases", "n_sessions", "last_event_ts",
@@ -31,9 +33,11 @@ def day_end(as_of: date) -> datetime:
     return datetime(as_of.year, as_of.month, as_of.day) + timedelta(days=1) - timedelta(seconds=1)
 
 
-def load_definitions(repo_dir: Path) -> ModuleType:
+def load_definitions(repo_dir: Path, features_dir: Path) -> ModuleType:
+    """The repo's features.py, its sources under `features_dir` (set as FEATURES_DIR before it runs)."""
     spec = importlib.util.spec_from_file_location("personaflow_feature_definitions", repo_dir / "features.py")
     module = importlib.util.module_from_spec(spec)
+    module.FEATURES_DIR = Path(features_dir)
     spec.loader.exec_module(module)
     return module
 
@@ -63,25 +67,26 @@ def feast_redis_connection(url: str) -> str:
 
 
 def open_store(repo_dir: Path, features_dir: Path, redis_url: str | None = None):
-    """A FeatureStore over our repo; the yaml reads PERSONAFLOW_FEATURES_DIR, so set it first.
+    """A FeatureStore over our repo, its registry and SQLite online store under `features_dir`.
 
-    With a Redis URL (default: the PERSONAFLOW_REDIS_URL setting) the online store is Feast's redis
-    store; the yaml keeps the embedded SQLite default (a yaml variable cannot switch the store's type
-    and its fields together), so the config is built here from the same file."""
+    The config is built here from the repo's feature_store.yaml with `${PERSONAFLOW_FEATURES_DIR}` put
+    in as `features_dir` (the value is passed in; the environment is not read or written). With a Redis
+    URL (default: the PERSONAFLOW_REDIS_URL setting) the online store is Feast's redis store; the yaml
+    keeps the embedded SQLite default (a yaml variable cannot switch the store's type and its fields
+    together)."""
+    import yaml
     from feast import FeatureStore
-    from feast.repo_config import RepoConfig, load_repo_config
+    from feast.repo_config import RepoConfig
 
-    os.environ["PERSONAFLOW_FEATURES_DIR"] = str(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
     if redis_url is None:
         from personaflow.core.settings import load
 
         redis_url = load().redis_url
-    if not redis_url:
-        return FeatureStore(repo_path=str(repo_dir))
-    base = load_repo_config(Path(repo_dir), Path(repo_dir) / "feature_store.yaml")
-    raw = base.model_dump(by_alias=True, exclude={"repo_path"}, exclude_none=True)
-    raw["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
+    text = (Path(repo_dir) / "feature_store.yaml").read_text()
+    raw = yaml.safe_load(text.replace("${" + FEATURES_DIR_VARIABLE + "}", str(features_dir)))
+    if redis_url:
+        raw["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
     config = RepoConfig(**raw)
     config.repo_path = Path(repo_dir)
     return FeatureStore(repo_path=str(repo_dir), config=config)

@@ -1,168 +1,177 @@
-"""The one config surface: environment variables with documented defaults.
+"""The one config surface: environment variables with documented defaults, read by a pydantic-settings model.
 
-Every path, URL and address the project uses is read here and nowhere else. Values are read when
-`load()` is called, not at import, so a test or a DAG run can point a whole run elsewhere by setting
-environment variables first. README's "Settings" table lists the same names.
+`Settings` is the only reader of `PERSONAFLOW_*` (plus the two tool homes it owns, BENTOML_HOME and
+AIRFLOW_HOME). Values are read when `load()` is called, not at import, so a test or a DAG run can point
+a whole run elsewhere by setting environment variables first. README's "Settings" table lists the
+same names. An empty variable means its default. The tools' own variables (dbt profile, Feast yaml,
+BentoML, Airflow) are written once, at the process edge, by personaflow/core/tool_env.py.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+# A comma-separated variable (not JSON, which is what pydantic-settings expects of a tuple otherwise).
+CommaList = Annotated[tuple[str, ...], NoDecode]
+# Paths left unset here are derived from `home` after validation (see `_derived_paths`).
+_UNDER_HOME = {
+    "landing_dir": ("landing",),
+    "quarantine_dir": ("quarantine",),
+    "warehouse": ("warehouse.duckdb",),
+    "features_dir": ("features",),
+    "reports_dir": ("reports",),
+    "bentoml_home": ("bentoml",),
+    "production_pointer": ("registry", "production.json"),
+    "airflow_home": ("airflow",),
+    "api_token_file": ("secrets", "api_token"),
+}
+_PATHS = (*_UNDER_HOME, "home", "dbt_project_dir", "feature_repo_dir")
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "")
-    return value if value.strip() else default
+
+def _unset() -> Any:
+    return Field(default=None, validate_default=False)
 
 
-def _path(name: str, default: Path) -> Path:
-    return Path(_env(name, str(default))).expanduser().resolve()
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PERSONAFLOW_",
+        env_ignore_empty=True,  # PERSONAFLOW_X= (empty) means the default, as before
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="ignore",
+    )
 
-
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    landing_dir: Path
-    quarantine_dir: Path
-    warehouse: Path
-    features_dir: Path
-    reports_dir: Path
-    bentoml_home: Path
-    production_pointer: Path
-    airflow_home: Path
-    dbt_project_dir: Path
-    feature_repo_dir: Path
-    smtp_host: str
-    smtp_port: int
-    alert_from: str
-    alert_to: tuple[str, ...]
-    holdout_days: int
-    seed: int
-    serve_host: str
-    serve_port: int
-    serve_max_in_flight: int
-    api_tokens: tuple[str, ...] = ()
-    api_token_file: Path = REPO_ROOT / ".personaflow" / "secrets" / "api_token"
+    home: Path = REPO_ROOT / ".personaflow"
+    landing_dir: Path = _unset()
+    quarantine_dir: Path = _unset()
+    warehouse: Path = _unset()
+    features_dir: Path = _unset()
+    reports_dir: Path = _unset()
+    # BentoML's and Airflow's own homes: read under the tools' names, exported back under them.
+    bentoml_home: Path = Field(default=None, validate_default=False, validation_alias="BENTOML_HOME")
+    production_pointer: Path = _unset()
+    airflow_home: Path = Field(default=None, validate_default=False, validation_alias="AIRFLOW_HOME")
+    dbt_project_dir: Path = REPO_ROOT / "dbt_project"
+    feature_repo_dir: Path = REPO_ROOT / "feature_repo"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    alert_from: str = "personaflow@localhost"
+    alert_to: CommaList = ("data-team@localhost",)
+    holdout_days: int = 7
+    seed: int = 42
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 3000
+    # Requests past this many in flight get 503 at once instead of queueing without bound.
+    serve_max_in_flight: int = 256
+    # Bearer tokens for the API's state-changing calls (POST /events), comma separated; without
+    # any, the token in PERSONAFLOW_API_TOKEN_FILE (generated 0600 on the server's first start).
+    api_tokens: CommaList = ()
+    api_token_file: Path = _unset()
+    # true: the read endpoints (/recommend, /similar_items, /profile, /metadata) need a token too.
     api_protect_reads: bool = False
+    # A request body not complete within this many seconds answers 408 (slow clients, slowloris).
     serve_body_timeout: float = 5.0
+    # A connection whose request headers are not in within this many seconds is closed.
     serve_header_timeout: float = 10.0
+    # Requests at once from one client address; past it 429 (one client cannot take every slot).
     serve_max_per_client: int = 64
-    api_allowed_hosts: tuple[str, ...] = ()
+    # Host names the API answers to (DNS rebinding); empty: loopback names when serving on loopback,
+    # any name when PERSONAFLOW_SERVE_HOST is not a loopback address. `*`: any.
+    api_allowed_hosts: CommaList = ()
     airflow_host: str = "127.0.0.1"
     airflow_port: int = 8080
     airflow_user: str = "admin"
+    # Empty: `personaflow up` writes a random one (0600) into AIRFLOW_HOME's SimpleAuthManager passwords
+    # file before Airflow starts, and prints the file's path, not the password.
     airflow_password: str = ""
+    # false: the scheduler runs only manual runs and backfills (demos on old data, tests)
     airflow_schedule: bool = True
+    # single: dbt is one Airflow task; models: one task per dbt model, from the dbt manifest.
+    dbt_tasks: Literal["single", "models"] = "single"
+    # churn = no order within this many days after a cut-off: the dbt var churn_horizon_days that
+    # marts.churn_labels is built with. The log must span more than it before churn can train.
     churn_horizon_days: int = 90
+    # The nightly recommender: bpr | two_tower | sasrec | gru (personaflow/training/models/fit.py),
+    # blended with the repeat-buy baseline when PERSONAFLOW_HYBRID is true (weight tuned on a
+    # validation window), or a baseline: tifu | repeat_buy | popularity. Default by measurement
+    # (benchmarks/recommenders.py on retail-30d): DeepFM re-ranking TIFU-KNN + history + co-purchase
+    # candidates; the gate serves the best baseline instead whenever that does not clearly win.
     model: str = "tifu"
     hybrid: bool = True
+    # DeepFM re-ranks each user's candidates (retrieval + history + co-purchase) over the features.
     rerank: bool = True
+    # How long after a batch day ends the nightly run waits for its file before it reports the
+    # night as missing data (personaflow/pipeline/arrival.py).
     batch_wait_hours: float = 6.0
+    # Model versions kept besides production and its rollback history
+    # (personaflow/training/registry/retention.py).
     keep_candidates: int = 5
+    # The scale path. A postgresql:// URL moves the warehouse (ingest, dbt, GX, features, training
+    # reads) to PostgreSQL; empty: the DuckDB file above (personaflow/core/warehouse.py).
     warehouse_url: str = ""
+    # A redis:// URL moves Feast's online store and the API's live counters to Redis; empty: SQLite.
     redis_url: str = ""
+    # BentoML worker processes; more than one needs the Redis online store (nothing shared in-process).
     serve_workers: int = 1
+    # Airflow's metadata DB: a postgresql:// URL (driven by psycopg 3); empty: SQLite in AIRFLOW_HOME.
     airflow_db_url: str = ""
+    # local: LocalExecutor (tasks are children of the scheduler); celery: CeleryExecutor, with
+    # PERSONAFLOW_CELERY_WORKERS `airflow celery worker` processes started by `personaflow up`.
+    # celery needs the Postgres metadata DB (also the result backend) and a Redis broker.
     airflow_executor: str = "local"
     celery_workers: int = 2
+    # Task slots per worker (one task = a few hundred MB; the `gpu` pool still allows one training).
     celery_concurrency: int = 1
+    # The Celery broker; empty: PERSONAFLOW_REDIS_URL.
     celery_broker_url: str = ""
+    # The OS user a local PostgreSQL runs as when we are root (personaflow/ops/local_servers.py).
+    pg_os_user: str = "nobody"
+    # Set by `personaflow up` for each `airflow celery worker` it starts: the worker's Celery node name.
+    worker_name: str = ""
+    # true: CLI failures show the traceback instead of one line (same as --debug).
+    debug: bool = False
+
+    @field_validator("alert_to", "api_tokens", "api_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("api_allowed_hosts", mode="after")
+    @classmethod
+    def _lower_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(h.lower() for h in value)
+
+    @field_validator("airflow_executor", "dbt_tasks", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator(*_PATHS, mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _derived_paths(self) -> Settings:
+        """Paths not set one by one live under `home` (PERSONAFLOW_HOME)."""
+        for name, parts in _UNDER_HOME.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.home.joinpath(*parts))
+        return self
 
 
 def load() -> Settings:
     """Read the settings from the environment (defaults keep everything under `.personaflow/`)."""
-    home = _path("PERSONAFLOW_HOME", REPO_ROOT / ".personaflow")
-    return Settings(
-        home=home,
-        landing_dir=_path("PERSONAFLOW_LANDING_DIR", home / "landing"),
-        quarantine_dir=_path("PERSONAFLOW_QUARANTINE_DIR", home / "quarantine"),
-        warehouse=_path("PERSONAFLOW_WAREHOUSE", home / "warehouse.duckdb"),
-        features_dir=_path("PERSONAFLOW_FEATURES_DIR", home / "features"),
-        reports_dir=_path("PERSONAFLOW_REPORTS_DIR", home / "reports"),
-        bentoml_home=_path("BENTOML_HOME", home / "bentoml"),
-        production_pointer=_path("PERSONAFLOW_PRODUCTION_POINTER", home / "registry" / "production.json"),
-        airflow_home=_path("AIRFLOW_HOME", home / "airflow"),
-        dbt_project_dir=_path("PERSONAFLOW_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project"),
-        feature_repo_dir=_path("PERSONAFLOW_FEATURE_REPO_DIR", REPO_ROOT / "feature_repo"),
-        smtp_host=_env("PERSONAFLOW_SMTP_HOST", "127.0.0.1"),
-        smtp_port=int(_env("PERSONAFLOW_SMTP_PORT", "8025")),
-        alert_from=_env("PERSONAFLOW_ALERT_FROM", "personaflow@localhost"),
-        alert_to=tuple(
-            a.strip() for a in _env("PERSONAFLOW_ALERT_TO", "data-team@localhost").split(",") if a.strip()
-        ),
-        holdout_days=int(_env("PERSONAFLOW_HOLDOUT_DAYS", "7")),
-        seed=int(_env("PERSONAFLOW_SEED", "42")),
-        serve_host=_env("PERSONAFLOW_SERVE_HOST", "127.0.0.1"),
-        serve_port=int(_env("PERSONAFLOW_SERVE_PORT", "3000")),
-        # Requests past this many in flight get 503 at once instead of queueing without bound.
-        serve_max_in_flight=int(_env("PERSONAFLOW_SERVE_MAX_IN_FLIGHT", "256")),
-        # Bearer tokens for the API's state-changing calls (POST /events), comma separated; without
-        # any, the token in PERSONAFLOW_API_TOKEN_FILE (generated 0600 on the server's first start).
-        api_tokens=tuple(t.strip() for t in _env("PERSONAFLOW_API_TOKENS", "").split(",") if t.strip()),
-        api_token_file=_path("PERSONAFLOW_API_TOKEN_FILE", home / "secrets" / "api_token"),
-        # true: the read endpoints (/recommend, /similar_items, /profile, /metadata) need a token too.
-        api_protect_reads=_env("PERSONAFLOW_API_PROTECT_READS", "false").lower() in ("1", "true", "yes"),
-        # A request body not complete within this many seconds answers 408 (slow clients, slowloris).
-        serve_body_timeout=float(_env("PERSONAFLOW_SERVE_BODY_TIMEOUT", "5")),
-        # A connection whose request headers are not in within this many seconds is closed.
-        serve_header_timeout=float(_env("PERSONAFLOW_SERVE_HEADER_TIMEOUT", "10")),
-        # Requests at once from one client address; past it 429 (one client cannot take every slot).
-        serve_max_per_client=int(_env("PERSONAFLOW_SERVE_MAX_PER_CLIENT", "64")),
-        # Host names the API answers to (DNS rebinding); empty: loopback names when serving on loopback,
-        # any name when PERSONAFLOW_SERVE_HOST is not a loopback address. `*`: any.
-        api_allowed_hosts=tuple(
-            h.strip().lower() for h in _env("PERSONAFLOW_API_ALLOWED_HOSTS", "").split(",") if h.strip()
-        ),
-        airflow_host=_env("PERSONAFLOW_AIRFLOW_HOST", "127.0.0.1"),
-        airflow_port=int(_env("PERSONAFLOW_AIRFLOW_PORT", "8080")),
-        airflow_user=_env("PERSONAFLOW_AIRFLOW_USER", "admin"),
-        # Empty: `personaflow up` writes a random one (0600) into AIRFLOW_HOME's SimpleAuthManager passwords
-        # file before Airflow starts, and prints the file's path, not the password.
-        airflow_password=_env("PERSONAFLOW_AIRFLOW_PASSWORD", ""),
-        # false: the scheduler runs only manual runs and backfills (demos on old data, tests)
-        airflow_schedule=_env("PERSONAFLOW_AIRFLOW_SCHEDULE", "true").lower() in ("1", "true", "yes"),
-        # churn = no order within this many days after a cut-off: the dbt var churn_horizon_days that
-        # marts.churn_labels is built with. The log must span more than it before churn can train.
-        churn_horizon_days=int(_env("PERSONAFLOW_CHURN_HORIZON_DAYS", "90")),
-        # The nightly recommender: bpr | two_tower | sasrec | gru (personaflow/training/models/fit.py),
-        # blended with the
-        # repeat-buy baseline when PERSONAFLOW_HYBRID is true (weight tuned on a validation window), or a
-        # baseline: tifu | repeat_buy | popularity. Default by measurement (benchmarks/recommenders.py on
-        # retail-30d): DeepFM re-ranking TIFU-KNN + history + co-purchase candidates; the gate serves
-        # the best baseline instead whenever that does not clearly win.
-        model=_env("PERSONAFLOW_MODEL", "tifu"),
-        hybrid=_env("PERSONAFLOW_HYBRID", "true").lower() in ("1", "true", "yes"),
-        # DeepFM re-ranks each user's candidates (retrieval + history + co-purchase) over the features.
-        rerank=_env("PERSONAFLOW_RERANK", "true").lower() in ("1", "true", "yes"),
-        # How long after a batch day ends the nightly run waits for its file before it reports the
-        # night as missing data (personaflow/pipeline/arrival.py).
-        batch_wait_hours=float(_env("PERSONAFLOW_BATCH_WAIT_HOURS", "6")),
-        # Model versions kept besides production and its rollback history
-        # (personaflow/training/registry/retention.py).
-        keep_candidates=int(_env("PERSONAFLOW_KEEP_CANDIDATES", "5")),
-        # The scale path. A postgresql:// URL moves the warehouse (ingest, dbt, GX, features, training
-        # reads) to PostgreSQL; empty: the DuckDB file above (personaflow/core/warehouse.py).
-        warehouse_url=_env("PERSONAFLOW_WAREHOUSE_URL", ""),
-        # A redis:// URL moves Feast's online store and the API's live counters to Redis; empty: SQLite.
-        redis_url=_env("PERSONAFLOW_REDIS_URL", ""),
-        # BentoML worker processes; more than one needs the Redis online store (nothing shared in-process).
-        serve_workers=int(_env("PERSONAFLOW_SERVE_WORKERS", "1")),
-        # Airflow's metadata DB: a postgresql:// URL (driven by psycopg 3); empty: SQLite in AIRFLOW_HOME.
-        airflow_db_url=_env("PERSONAFLOW_AIRFLOW_DB_URL", ""),
-        # local: LocalExecutor (tasks are children of the scheduler); celery: CeleryExecutor, with
-        # PERSONAFLOW_CELERY_WORKERS `airflow celery worker` processes started by `personaflow up`.
-        # celery needs the Postgres metadata DB (also the result backend) and a Redis broker.
-        airflow_executor=_env("PERSONAFLOW_AIRFLOW_EXECUTOR", "local").lower(),
-        celery_workers=int(_env("PERSONAFLOW_CELERY_WORKERS", "2")),
-        # Task slots per worker (one task = a few hundred MB; the `gpu` pool still allows one training).
-        celery_concurrency=int(_env("PERSONAFLOW_CELERY_CONCURRENCY", "1")),
-        # The Celery broker; empty: PERSONAFLOW_REDIS_URL.
-        celery_broker_url=_env("PERSONAFLOW_CELERY_BROKER_URL", ""),
-    )
+    return Settings()
 
 
 def postgres_env(url: str) -> dict[str, str]:
@@ -183,16 +192,3 @@ def postgres_env(url: str) -> dict[str, str]:
         "PERSONAFLOW_PG_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
         "PERSONAFLOW_PG_SCHEMA": query.get("schema", ["public"])[0],
     }
-
-
-def export_tool_env(settings: Settings) -> None:
-    """Point the tools that read their own variables (dbt profile, BentoML, Airflow) at our paths."""
-    os.environ["PERSONAFLOW_WAREHOUSE"] = str(settings.warehouse)
-    if settings.warehouse_url:
-        os.environ.update(postgres_env(settings.warehouse_url))
-    os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
-    os.environ["AIRFLOW_HOME"] = str(settings.airflow_home)
-    os.environ["PERSONAFLOW_FEATURES_DIR"] = str(settings.features_dir)
-    os.environ["PERSONAFLOW_PRODUCTION_POINTER"] = str(settings.production_pointer)
-    # BentoML otherwise posts usage statistics on every model save; this machine has no network.
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from personaflow.core.tool_env import child_env
 from personaflow.ops.process_groups import session_pids, signal_session, stop_session
 
 # Airflow's components, as `airflow standalone` runs them, less the log servers.
@@ -38,9 +39,7 @@ def _airflow(argv: list[str], **kwargs) -> subprocess.Popen:
 
 def start_workers(plan: list[dict], run_dir: Path) -> dict[str, subprocess.Popen]:
     """Each worker in a session of its own (its pid = its group = its session); pids to WORKERS_FILE."""
-    import os
-
-    crew = {w["name"]: _airflow(w["argv"], env={**os.environ, **w["env"]}, start_new_session=True)
+    crew = {w["name"]: _airflow(w["argv"], env=child_env(w["env"]), start_new_session=True)
             for w in plan}  # fmt: skip
     info = {w["name"]: {"pid": crew[w["name"]].pid, "node": w["node"]} for w in plan}
     (run_dir / WORKERS_FILE).write_text(json.dumps(info, indent=1) + "\n")

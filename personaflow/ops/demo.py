@@ -15,7 +15,8 @@ import httpx
 import typer
 
 from personaflow.core import warehouse as wh
-from personaflow.core.settings import Settings, export_tool_env
+from personaflow.core.settings import Settings
+from personaflow.core.tool_env import tool_vars
 from personaflow.pipeline import ingest as ingest_stage
 
 TABLES = ["raw.events", "marts.interactions", "marts.user_features", "marts.item_features", "marts.sessions"]
@@ -57,10 +58,9 @@ def run_demo(s: Settings, users: int, items: int, days: int, seed: int) -> dict:
     if run["state"] != "success":
         raise typer.Exit(1)
 
-    export_tool_env(s)
     port = free_port(s.serve_host)
     base_url = f"http://{s.serve_host}:{port}"
-    proc = start(s.serve_host, port)
+    proc = start(s.serve_host, port, env=tool_vars(s))
     try:
         wait_ready(base_url, timeout=120)
         user_id = shop.events["user_id"].iloc[-1]

@@ -170,4 +170,6 @@ def default_os_user() -> str | None:
     """The user a cluster runs as: none needed unless we are root."""
     if os.geteuid() != 0:
         return None
-    return os.environ.get("PERSONAFLOW_PG_OS_USER", "nobody")
+    from personaflow.core.settings import load
+
+    return load().pg_os_user  # PERSONAFLOW_PG_OS_USER

@@ -9,7 +9,6 @@ through the public API like any user would. Only httpx is imported: the DAG file
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -51,14 +50,14 @@ class AirflowClient:
         self._http.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
 
     @classmethod
-    def from_env(cls, timeout: float = 10) -> AirflowClient:
-        """The client a task uses: address and login from the environment `orchestrate.airflow_env` sets."""
-        home = Path(os.environ["AIRFLOW_HOME"])
-        user = os.environ.get("PERSONAFLOW_AIRFLOW_USER") or "admin"
-        password = os.environ.get("PERSONAFLOW_AIRFLOW_PASSWORD") or read_password(home, user)
-        host = os.environ.get("PERSONAFLOW_AIRFLOW_HOST") or "127.0.0.1"
-        port = os.environ.get("PERSONAFLOW_AIRFLOW_PORT") or "8080"
-        return cls(f"http://{host}:{port}", user, password, timeout=timeout)
+    def from_settings(cls, timeout: float = 10) -> AirflowClient:
+        """The client a task uses: address and login from the settings (`orchestrate.airflow_env` hands
+        them to the task)."""
+        from personaflow.core.settings import load
+
+        s = load()
+        password = s.airflow_password or read_password(s.airflow_home, s.airflow_user)
+        return cls(f"http://{s.airflow_host}:{s.airflow_port}", s.airflow_user, password, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -194,7 +193,7 @@ def write_notes(
 
     log = logging.getLogger(__name__)
     try:
-        client = AirflowClient.from_env(timeout=5)
+        client = AirflowClient.from_settings(timeout=5)
         try:
             client.set_task_note(dag_id, run_id, task_id, task_note)
             if run_note and append:

@@ -17,11 +17,11 @@ worker and task reads at its own start.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 
 from personaflow.core.settings import Settings
+from personaflow.core.tool_env import tool_variable
 
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 # Each worker's task instances report this as their hostname (Airflow's `[core] hostname_callable`),
@@ -101,7 +101,7 @@ def mode_env(s: Settings) -> dict[str, str]:
                 # One task reserved per free slot: a worker never sits on a task another could run now.
                 "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
                 # Every slot of every worker usable at once, unless the user sized it.
-                "AIRFLOW__CORE__PARALLELISM": os.environ.get(
+                "AIRFLOW__CORE__PARALLELISM": tool_variable(
                     "AIRFLOW__CORE__PARALLELISM", str(s.celery_workers * s.celery_concurrency)
                 ),
             }
@@ -128,4 +128,6 @@ def workers(s: Settings) -> list[Worker]:
 
 def worker_hostname() -> str:
     """Airflow's hostname callable in a worker: its Celery node name; elsewhere the machine's name."""
-    return os.environ.get(WORKER_NAME_VAR) or socket.getfqdn()
+    from personaflow.core.settings import load
+
+    return load().worker_name or socket.getfqdn()  # PERSONAFLOW_WORKER_NAME

@@ -1,11 +1,9 @@
 """The e-mail a failed nightly task sends (Airflow's SMTP notifier): subject and body templates and the
-recipients from our settings' environment. Data-quality failures send their own detailed report too
+recipients from our settings. Data-quality failures send their own detailed report too
 (personaflow/quality/alert.py); this one is for any task that fails.
 """
 
 from __future__ import annotations
-
-import os
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
@@ -25,12 +23,14 @@ Try: {{ ti.try_number }}</p>
 
 def failure_notifier() -> SmtpNotifier:
     """The SMTP notifier every task's on_failure_callback sends through (connection `smtp_default`)."""
-    # Recipients come from our settings' env (set by `personaflow up` / orchestrate.airflow_env);
-    # reading two variables is all the parse-time work this does.
-    recipients = [a.strip() for a in os.environ.get("PERSONAFLOW_ALERT_TO", "").split(",") if a.strip()]
+    # Recipients come from our settings (handed to Airflow by `personaflow up` / orchestrate.airflow_env);
+    # reading them is all the parse-time work this does.
+    from personaflow.core.settings import load
+
+    s = load()
     return SmtpNotifier(
-        to=recipients or ["data-team@localhost"],
-        from_email=os.environ.get("PERSONAFLOW_ALERT_FROM") or "personaflow@localhost",
+        to=list(s.alert_to) or ["data-team@localhost"],
+        from_email=s.alert_from,
         subject=FAILURE_SUBJECT,
         html_content=FAILURE_BODY,
         smtp_conn_id="smtp_default",

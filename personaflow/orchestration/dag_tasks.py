@@ -44,9 +44,14 @@ def run_id() -> str:
 
 
 def settings():
+    """The run's settings, read at the task's start; the task's process edge: the tools' own variables
+    (dbt, Feast, BentoML) are exported from them here, once, before the stage runs."""
     from personaflow.core.settings import load
+    from personaflow.core.tool_env import export_tool_env
 
-    return load()
+    s = load()
+    export_tool_env(s)
+    return s
 
 
 def note(task_note: str, run_note: str | None = None, append: bool = False) -> None:

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from personaflow.core.settings import REPO_ROOT, Settings
+from personaflow.core.tool_env import child_env
 from personaflow.orchestration.airflow_mode import mode_env
 
 DAG_ID = "personaflow_nightly"
@@ -36,7 +37,7 @@ def smtp_connection(s: Settings) -> str:
 
 def airflow_env(s: Settings) -> dict[str, str]:
     """Our settings as Airflow and the tasks see them (tasks re-read them with `settings.load()`)."""
-    env = dict(os.environ)
+    env = child_env()
     bin_dir = str(Path(sys.executable).parent)
     env.update(
         {
@@ -76,7 +77,7 @@ def airflow_env(s: Settings) -> dict[str, str]:
             "PERSONAFLOW_AIRFLOW_PORT": str(s.airflow_port),
             "PERSONAFLOW_AIRFLOW_USER": s.airflow_user,
             # single (default): dbt is one task; models: one task per dbt model (from the manifest)
-            "PERSONAFLOW_DBT_TASKS": dbt_tasks_mode(),
+            "PERSONAFLOW_DBT_TASKS": dbt_tasks_mode(s),
             "PERSONAFLOW_CHURN_HORIZON_DAYS": str(s.churn_horizon_days),
             # The scale path: the tasks on every worker must land in the same warehouse and store.
             "PERSONAFLOW_WAREHOUSE_URL": s.warehouse_url,
@@ -91,12 +92,9 @@ def airflow_env(s: Settings) -> dict[str, str]:
     return env
 
 
-def dbt_tasks_mode() -> str:
+def dbt_tasks_mode(s: Settings) -> str:
     """PERSONAFLOW_DBT_TASKS: `single` (default, one `dbt build` task) or `models` (a task per model)."""
-    mode = os.environ.get("PERSONAFLOW_DBT_TASKS", "single").strip().lower() or "single"
-    if mode not in ("single", "models"):
-        raise ValueError(f"PERSONAFLOW_DBT_TASKS={mode!r}: use 'single' or 'models'")
-    return mode
+    return s.dbt_tasks
 
 
 def migrate(s: Settings) -> None:
@@ -120,11 +118,12 @@ def _migrate() -> None:
     db.initdb()
     for name, slots, description in (GPU_POOL, DBT_POOL):
         Pool.create_or_update_pool(name, slots, description, include_deferred=False)
-    if dbt_tasks_mode() == "models":
-        from personaflow.core.settings import load
+    from personaflow.core.settings import load
+
+    s = load()
+    if dbt_tasks_mode(s) == "models":
         from personaflow.orchestration.dbt_graph import parse_project
 
-        s = load()
         parse_project(s.dbt_project_dir, s.home / "dbt")
 
 
@@ -174,10 +173,11 @@ def run_once(s: Settings, day: date) -> dict[str, object]:
 
 
 def _dag_test(day: str) -> None:
+    from airflow.configuration import conf
     from airflow.dag_processing.dagbag import DagBag
     from pendulum import parse
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    bag = DagBag(dag_folder=conf.get("core", "dags_folder"))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     run = bag.get_dag(DAG_ID).test(logical_date=parse(day, tz="UTC"))

@@ -157,7 +157,7 @@ def build_features(
     ensure_profile_sources(features_dir)
 
     store = open_store(repo_dir, features_dir)
-    definitions = load_definitions(repo_dir)
+    definitions = load_definitions(repo_dir, features_dir)
     store.apply(definitions.DEFINITIONS)
 
     end = day_end(as_of)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personaflow.core.settings import Settings, export_tool_env
+from personaflow.core.settings import Settings
 from personaflow.experiments.assign import bucket
 from personaflow.quality.popularity_drift import compare, profile, warning
 
@@ -80,7 +80,6 @@ def check_recommendations(as_of: date, s: Settings) -> dict[str, Any]:
     ranks = _ranks(s.features_dir, as_of)
     if ranks is None:
         return {"status": "skipped", "reason": f"no item snapshot for {as_of} (features stage not run)"}
-    export_tool_env(s)
     try:
         model = load_production(s.production_pointer)
     except FileNotFoundError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from personaflow.core.settings import Settings, export_tool_env
+from personaflow.core.settings import Settings
 from personaflow.core.warehouse import location
 from personaflow.pipeline._common import read_mart
 
@@ -20,7 +20,6 @@ def train(
 ) -> dict[str, Any]:
     """Fit the recommender (settings' model unless given) on a time-based split; save it as a candidate
     with its metrics and the gate's evidence."""
-    export_tool_env(s)
     from personaflow.training.data.features import nightly_source
     from personaflow.training.pipeline import train_candidate
 

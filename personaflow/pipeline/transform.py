@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from personaflow.core import warehouse as wh
-from personaflow.core.settings import Settings, export_tool_env, postgres_env
+from personaflow.core.settings import Settings, postgres_env
 from personaflow.core.warehouse import location
 
 # Commands whose results are per-node run results we can summarise.
@@ -53,6 +55,7 @@ def _dbt_args(
     full_refresh: bool = False,
     dbt_vars: dict[str, Any] | None = None,
     target: str = "warehouse",
+    profiles_dir: Path | None = None,
 ) -> list[str]:
     args = [
         command,
@@ -61,7 +64,7 @@ def _dbt_args(
         "--project-dir",
         str(project_dir),
         "--profiles-dir",
-        str(project_dir),
+        str(profiles_dir or project_dir),
         "--target-path",
         str(state_dir / "target"),
         "--log-path",
@@ -82,6 +85,24 @@ def _dbt_args(
         # incremental models (int_events_as_of and the event marts) are rebuilt from all of raw.events
         args.append("--full-refresh")
     return args
+
+
+def _write_profile(project_dir: Path, profiles_dir: Path, target: str, warehouse: Path | str) -> None:
+    """profiles.yml for one run: the project's own (dbt_project/profiles.yml, which dbt run by hand reads
+    with its variables), its `target` output's location fields filled in from `warehouse`."""
+    profiles = yaml.safe_load((project_dir / "profiles.yml").read_text())
+    output = profiles["personaflow"]["outputs"][target]
+    if target == "postgres":
+        pg = postgres_env(str(warehouse))
+        output.update({field: pg[f"PERSONAFLOW_PG_{field.upper()}"]
+                       for field in ("host", "user", "password", "dbname", "schema")})  # fmt: skip
+        output["port"] = int(pg["PERSONAFLOW_PG_PORT"])
+    else:
+        output["path"] = str(warehouse)
+    profiles["personaflow"]["target"] = target
+    path = profiles_dir / "profiles.yml"
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(profiles, sort_keys=False))
 
 
 def _failure_message(command: str, results: list[Any], log_path: Path) -> str:
@@ -167,24 +188,20 @@ def run_dbt(
     state_dir.mkdir(parents=True, exist_ok=True)
 
     target = "postgres" if postgres else "warehouse"
-    args = _dbt_args(command, as_of, project_dir, state_dir, select, full_refresh, dbt_vars, target)
-    # read by profiles.yml; put back afterwards so a run leaves the process's environment as it was
-    env = postgres_env(str(warehouse)) if postgres else {"PERSONAFLOW_WAREHOUSE": str(warehouse)}
-    previous = {name: os.environ.get(name) for name in env}
     started = time.perf_counter()
-    os.environ.update(env)
-    try:
-        # dbt's console lines are progress: stderr, so a command's stdout stays its JSON result
-        with contextlib.redirect_stdout(sys.stderr):
-            outcome = dbtRunner().invoke(args)
-    finally:
-        if not postgres:  # dbt-postgres closes its connections at the end of the run
-            _release_warehouse()
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    # The profile with this run's warehouse written in (not read from the environment), in a private
+    # folder (0700) that is gone when the run ends: a PostgreSQL password never stays on disk.
+    with tempfile.TemporaryDirectory(prefix="personaflow-dbt-profile-") as profiles_dir:
+        _write_profile(project_dir, Path(profiles_dir), target, warehouse)
+        args = _dbt_args(command, as_of, project_dir, state_dir, select, full_refresh, dbt_vars, target,
+                         profiles_dir=Path(profiles_dir))  # fmt: skip
+        try:
+            # dbt's console lines are progress: stderr, so a command's stdout stays its JSON result
+            with contextlib.redirect_stdout(sys.stderr):
+                outcome = dbtRunner().invoke(args)
+        finally:
+            if not postgres:  # dbt-postgres closes its connections at the end of the run
+                _release_warehouse()
     seconds = time.perf_counter() - started
 
     log_path = state_dir / "logs" / "dbt.log"
@@ -218,7 +235,6 @@ def run_dbt(
 def transform(as_of: date, s: Settings, full_refresh: bool = False) -> dict[str, Any]:
     """`dbt build`: staging views and marts, each tested right after it is built. Incremental marts
     process the new day; `full_refresh` rebuilds them from all of raw (once after a model change)."""
-    export_tool_env(s)
     return run_dbt(
         location(s), as_of, s.dbt_project_dir, s.home / "dbt", full_refresh=full_refresh,
         dbt_vars=dbt_vars(s),

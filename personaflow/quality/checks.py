@@ -32,7 +32,13 @@ from great_expectations.data_context.types.resource_identifiers import (
 )
 
 from personaflow.quality.frames import vectorizable
-from personaflow.quality.sql_source import SqlBatch, split_for_sql, sql_batch_definition, sql_text
+from personaflow.quality.sql_source import (
+    SqlBatch,
+    runtime_environment,
+    split_for_sql,
+    sql_batch_definition,
+    sql_text,
+)
 from personaflow.quality.suites import Thresholds, marts_expectations, raw_expectations
 
 # GX logs every metric resolution at INFO and some deprecations at WARNING; our own log says what failed.
@@ -128,12 +134,12 @@ def check_marts(
     return _run_suite("marts", [(t, tables[t], s) for t, s in suites.items()], docs_dir, f"as_of-{as_of}")
 
 
-def _context(docs_dir: Path | None):
+def _context(docs_dir: Path | None, runtime: dict[str, str] | None = None):
     if docs_dir is None:
-        context = gx.get_context(mode="ephemeral")
+        context = gx.get_context(mode="ephemeral", runtime_environment=runtime)
     else:
         docs_dir.mkdir(parents=True, exist_ok=True)
-        context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+        context = gx.get_context(mode="file", project_root_dir=str(docs_dir), runtime_environment=runtime)
     # tqdm bars would land in Airflow task logs, one line per metric batch.
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
@@ -145,7 +151,7 @@ def _run_suite(
     docs_dir: Path | None,
     run_name: str,
 ) -> CheckResult:
-    context = _context(docs_dir)
+    context = _context(docs_dir, runtime_environment([data for _, data, _ in tables]))
     source = context.data_sources.add_or_update_pandas(name=suite_name)
     run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
     failures: list[Failure] = []

@@ -16,13 +16,13 @@ What SQL needs beyond that, handled once in this module:
   so rows whose key has a NULL (a synthetic event's order_id) never count as duplicates on SQL, while
   pandas counts them; that expectation runs on a query of the day with every key column as text and
   NULL as '' (the loader stores '' as NULL, so nothing distinct is merged);
-- the connection string is handed to GX as `${PERSONAFLOW_GX_WAREHOUSE_URL}`, so a file-based GX
-  context (the Data Docs site) never writes the warehouse password into its great_expectations.yml.
+- the connection string is handed to GX as `${PERSONAFLOW_GX_WAREHOUSE_URL}`, its value in the GX
+  context's runtime environment (`runtime_environment`, not the process environment), so a file-based
+  GX context (the Data Docs site) never writes the warehouse password into its great_expectations.yml.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -70,9 +70,18 @@ def split_for_sql(batch: SqlBatch, expectations: Sequence[gxe.Expectation]) -> l
     return parts
 
 
+def runtime_environment(batches: Sequence[object]) -> dict[str, str]:
+    """What `gx.get_context(runtime_environment=...)` needs for these batches: the warehouse URL."""
+    urls = {b.url for b in batches if isinstance(b, SqlBatch)}
+    if len(urls) > 1:
+        raise ValueError("one GX context validates batches of one warehouse")
+    return {URL_VARIABLE: urls.pop()} if urls else {}
+
+
 def sql_batch_definition(context: Any, batch: SqlBatch) -> tuple[Any, dict[str, Any]]:
     """The GX batch definition for `batch` (a query asset, or the whole table)."""
-    os.environ[URL_VARIABLE] = batch.url  # GX substitutes it when it connects (see the module text)
+    # GX substitutes ${URL_VARIABLE} from the context's runtime environment (`runtime_environment`)
+    # when it connects (see the module text).
     source = context.data_sources.add_or_update_postgres(
         name=SOURCE_NAME, connection_string="${" + URL_VARIABLE + "}"
     )

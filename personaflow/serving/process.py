@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from personaflow.core.settings import Settings
+from personaflow.core.tool_env import child_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "personaflow.serving.service:Recommender"
@@ -34,17 +35,17 @@ def start(
     host: str, port: int, env: dict[str, str] | None = None, log_file: Path | None = None
 ) -> subprocess.Popen:
     """Launch `bentoml serve` from the repo root in its own process group (so stop() gets every child)."""
-    child_env = {**os.environ, **(env or {})}
-    child_env.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    # The service imports `training` and `personaflow` from the repo root.
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH")) if p)
+    server_env = child_env(env)
+    server_env.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    # The service imports `personaflow` from the repo root.
+    server_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), server_env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
     out = open(log_file, "ab") if log_file is not None else None
     try:
         return subprocess.Popen(
             cmd,
             cwd=REPO_ROOT,
-            env=child_env,
+            env=server_env,
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
             start_new_session=True,

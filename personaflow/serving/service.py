@@ -27,7 +27,6 @@ import logging
 import os
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -35,6 +34,7 @@ from starlette.responses import JSONResponse
 
 from personaflow.core import settings
 from personaflow.core.forgotten import Forgotten
+from personaflow.core.tool_env import export_tool_env
 from personaflow.ingest.live import LiveLog, live_record
 from personaflow.profiles.audiences import AudienceError, AudienceSpec
 from personaflow.quality import contract
@@ -103,7 +103,8 @@ def _ms(started: float) -> float:
 class Recommender:
     def __init__(self) -> None:
         s = settings.load()
-        self.pointer = Path(os.environ.get("PERSONAFLOW_PRODUCTION_POINTER") or s.production_pointer)
+        export_tool_env(s)  # the server's process edge: BentoML and Feast see our paths from here on
+        self.pointer = s.production_pointer
         self.online = OnlineFeatures(s.feature_repo_dir, s.features_dir)
         shared = self.online.counters  # Redis: the dedupe of /events is shared by the workers too
         self.live = LiveLog(s.landing_dir, seen=RedisSeen(shared.client) if shared is not None else None)

@@ -232,7 +232,6 @@ def test_features_export_and_training_reads_agree(built):
 
 def test_stage_readers_read_the_same_from_either_engine(built, tmp_path):
     """The stages pick the engine from the settings alone (PERSONAFLOW_WAREHOUSE_URL set or not)."""
-    import dataclasses
 
     from personaflow.core import settings
     from personaflow.ops import demo
@@ -242,10 +241,12 @@ def test_stage_readers_read_the_same_from_either_engine(built, tmp_path):
     from personaflow.report.nightly import _query
 
     duck, pg, _, _ = built
-    base = dataclasses.replace(settings.load(), home=tmp_path, features_dir=tmp_path / "features",
-                               landing_dir=tmp_path / "landing", warehouse=duck)  # fmt: skip
+    base = settings.load().model_copy(update={
+        "home": tmp_path, "features_dir": tmp_path / "features", "landing_dir": tmp_path / "landing",
+        "warehouse": duck,
+    })  # fmt: skip
     seen = {}
-    for name, s in (("duckdb", base), ("postgres", dataclasses.replace(base, warehouse_url=pg))):
+    for name, s in (("duckdb", base), ("postgres", base.model_copy(update={"warehouse_url": pg}))):
         profile, bought, as_of = audience_stage.load_inputs(s)
         seen[name] = {
             "mart": plain(pipeline_common.read_mart(wh.location(s), "select * from marts.churn_labels", []),

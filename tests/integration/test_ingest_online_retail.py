@@ -203,7 +203,7 @@ def test_generic_csv_and_parquet_with_a_mapping(tmp_path):
         parse_mapping("ts=when")
 
 
-def test_cli_imports_then_loads_or_leaves_days_for_the_dag(export, tmp_path):
+def test_cli_imports_then_loads_or_leaves_days_for_the_dag(export, tmp_path, edge_env_restored):
     runner = CliRunner()
     home = tmp_path / "home"
     env = {"PERSONAFLOW_HOME": str(home)}

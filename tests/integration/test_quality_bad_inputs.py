@@ -189,7 +189,7 @@ def test_replayed_batch_and_non_utf8_descriptions_pass(home, smtp):
 
 
 @BOTH
-def test_a_fixed_batch_comes_back_with_one_command(home, smtp):
+def test_a_fixed_batch_comes_back_with_one_command(home, smtp, edge_env_restored):
     inbox, config = smtp
     events = make_events(DAY, 120, seed=6)
     events.loc[[2, 4], "price"] = -1.0

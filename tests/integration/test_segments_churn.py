@@ -196,7 +196,9 @@ def _warehouse(path, profile: pd.DataFrame, labels: pd.DataFrame, first_event: d
         con.execute(f"create table marts.interactions as select date '{first_event}' as event_date")
 
 
-def test_stages_skip_with_their_reason_when_the_data_cannot_support_them(tmp_path, monkeypatch):
+def test_stages_skip_with_their_reason_when_the_data_cannot_support_them(
+    tmp_path, monkeypatch, edge_env_restored
+):
     """A log shorter than the horizon (no labels), one class, too few users: skipped, not raised;
     the CLI prints the reason and exits 0; nothing lands in the Feast sources."""
     from typer.testing import CliRunner

@@ -222,7 +222,7 @@ def test_a_model_that_trained_on_the_test_window_is_refitted_not_rescored(store,
     assert refit == pytest.approx(evaluate(own_history(older_split), older_split)["ndcg_at_10"], abs=1e-9)
 
 
-def test_the_promote_command_offers_force():
+def test_the_promote_command_offers_force(edge_env_restored):
     from typer.testing import CliRunner
 
     from personaflow.cli import app

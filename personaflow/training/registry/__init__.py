@@ -2,10 +2,6 @@
 only through the gate (pointer.py), and models loaded for serving and re-scoring (loading.py).
 
 BentoML's `:latest` means "newest saved", not "approved", and open-source BentoML has no rollback, so
-the production pointer is a JSON file we own. Every module here imports bentoml after this package, so
-usage tracking (it posts to the internet on every save; this machine and CI have none) is off first.
+the production pointer is a JSON file we own. BentoML's usage tracking (it posts to the internet on every
+save; this machine and CI have none) is turned off at the process edge (personaflow/core/tool_env.py).
 """
-
-import os
-
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

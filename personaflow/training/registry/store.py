@@ -1,14 +1,13 @@
 """Candidates in the BentoML model store: save one, get one, what it recorded.
 
 Models are saved as a state_dict plus JSON side files (not `bentoml.pytorch`, whose loader needs
-`weights_only=False`). The store follows BENTOML_HOME at call time, not at first import, so a test or a
-DAG run can point it elsewhere.
+`weights_only=False`). The store follows the settings' bentoml_home (BENTOML_HOME) at call time, not
+BentoML's home cached at first import, so a test or a DAG run can point it elsewhere.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from bentoml._internal.models import ModelStore
 from bentoml.exceptions import NotFound
 
+from personaflow.core.settings import load
 from personaflow.training.data.interactions import IdMaps
 from personaflow.training.export import Embeddings
 from personaflow.training.models.bpr import MatrixFactorization
@@ -34,8 +34,8 @@ EXCLUDE_FILE = "exclude.npz"
 
 
 def model_store() -> ModelStore:
-    # BentoML caches its home on first use; build the store from the env each call instead.
-    home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml").expanduser()
+    # BentoML caches its home on first use; build the store from the settings each call instead.
+    home = load().bentoml_home
     (home / "models").mkdir(parents=True, exist_ok=True)
     return ModelStore(home / "models")
 
