@@ -279,7 +279,7 @@ def test_a_slice_of_the_real_file_lands_the_same_in_duckdb_and_postgresql(tmp_pa
     assert load_pending(postgres_url, landing, date(2011, 12, 31)) == []  # a re-run loads nothing
 
 
-def test_history_of_a_generic_csv_prints_its_summary(tmp_path, monkeypatch):
+def test_history_of_a_generic_csv_prints_its_summary(tmp_path, monkeypatch, edge_env_restored):
     """Issue 26: `personaflow history FILE --format csv` ran every stage, then exited 1 with
     KeyError: 'customers' (the summary read a field only the Online Retail reader made)."""
     import json
