@@ -155,7 +155,11 @@ def skip_or_note(name: str, result: dict) -> dict:
         raise AirflowSkipException(f"{name} skipped: {result['reason']}")
     if name == "audiences":
         sizes = ", ".join(f"{a} {n:,}" for a, n in result["audiences"].items())
-        note(f"Audiences refreshed as of {result['as_of']}: {sizes}. Sizes over time: `{result['sizes']}`")
+        invalid = "; ".join(f"`{a}` not refreshed: {why}" for a, why in (result.get("invalid") or {}).items())
+        note(
+            f"Audiences refreshed as of {result['as_of']}: {sizes}. Sizes over time: `{result['sizes']}`"
+            + (f". {invalid}" if invalid else "")
+        )
         return result
     report = result["report"]
     if name == "segments":

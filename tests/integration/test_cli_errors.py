@@ -79,3 +79,21 @@ def test_serve_without_a_model_in_production_exits_1_with_one_line_naming_the_fi
         assert lines[0].startswith("serve: no model in production"), lines[0]
         assert "personaflow history" in lines[0] and "personaflow train" in lines[0], lines[0]
         assert seconds < 30 and not port_in_use("127.0.0.1", port), case
+
+
+def test_a_misspelt_segment_is_an_error_listing_the_valid_names(tmp_path):
+    """It used to answer an audience of 0 customers, exit 0."""
+    import json
+
+    from tests.unit.test_audiences import PROFILE, _marts
+
+    _marts(tmp_path / "warehouse.duckdb", "2011-12-08", PROFILE)  # $PERSONAFLOW_HOME/warehouse.duckdb
+    right = _run(tmp_path, "audience", "--rfm-segment", "Champions")
+    assert right.returncode == 0 and json.loads(right.stdout)["size"] == 2, right.stderr
+    failed = _run(tmp_path, "audience", "--rfm-segment", "Loyal customers")
+    assert failed.returncode == 1 and failed.stdout == ""
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("personaflow audience failed: ")
+    assert "rfm_segments 'Loyal customers' is not a segment name" in lines[0]
+    assert "did you mean 'Loyal Customers'?" in lines[0] and "Champions, Loyal Customers, " in lines[0]
