@@ -140,3 +140,15 @@ def test_an_unknown_segment_name_is_an_error_listing_the_valid_ones(tmp_path, mo
     _marts(s.warehouse, "2011-12-08", PROFILE)
     night = refresh_saved(s)
     assert night["audiences"] == {} and "'loyal' is not a segment name" in night["invalid"]["old"]
+
+
+def test_the_rfm_names_checked_are_the_dbt_grid_s():
+    """RFM_SEGMENTS must follow dbt_project/macros/rfm_segment.sql, or a real segment would be refused."""
+    import re
+
+    from personaflow.core.settings import REPO_ROOT
+    from personaflow.profiles.audiences import RFM_SEGMENTS
+
+    macro = (REPO_ROOT / "dbt_project" / "macros" / "rfm_segment.sql").read_text()
+    names = set(re.findall(r"then '([^']+)'", macro))
+    assert names == set(RFM_SEGMENTS) and len(RFM_SEGMENTS) == len(names)
