@@ -35,6 +35,7 @@ def _serve(home: Path, port: int) -> tuple[int | None, str, float]:
     """`personaflow serve` with stderr to a file; (exit code, or None if still running after 30 s;
     stderr; seconds). Whatever it started (bentoml runs in its own process group) is killed after,
     so a failing run leaks no server."""
+    import contextlib
     import time
 
     import psutil
@@ -53,8 +54,17 @@ def _serve(home: Path, port: int) -> tuple[int | None, str, float]:
         code = proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         code = None
-        for child in psutil.Process(proc.pid).children(recursive=True):
-            child.kill()
+        # bentoml's arbiter leaves the process tree: find what this run started by its environment
+        ours = set(psutil.Process(proc.pid).children(recursive=True))
+        for other in psutil.process_iter():
+            try:
+                if other.environ().get("PERSONAFLOW_PRODUCTION_POINTER", "").startswith(str(home)):
+                    ours.add(other)
+            except psutil.Error:
+                pass
+        for child in ours:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
         proc.kill()
         proc.wait()
     return code, err_file.read_text(), time.monotonic() - started
