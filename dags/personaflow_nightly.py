@@ -38,11 +38,15 @@ from personaflow.orchestration.dag_tasks import (
     note_drift,
     run_id,
     skip_or_note,
+    skip_without_batch,
     stage,
     validate,
 )
 from personaflow.orchestration.dag_tasks import (
     settings as run_settings,
+)
+from personaflow.orchestration.dag_tasks import (
+    wait_for_batch as poke_batch,
 )
 from personaflow.orchestration.dbt_graph import manifest_path, model_graph
 from personaflow.orchestration.orchestrate import dbt_tasks_mode
@@ -117,7 +121,7 @@ def _pipeline() -> None:
         # when the night is missing data; Airflow's timeout is only a backstop.
         @task.sensor(poke_interval=300, timeout=48 * 3600, mode="reschedule", retries=0)
         def wait_for_batch() -> PokeReturnValue:
-            return wait_for_batch()
+            return poke_batch()  # personaflow/pipeline/arrival.py: arrived, waiting, or skip the night
 
         @task(task_id="load")
         def ingest() -> dict:
@@ -163,6 +167,7 @@ def _pipeline() -> None:
         def audiences() -> dict:
             from personaflow.pipeline.audiences import refresh_saved
 
+            skip_without_batch("audiences")  # none_failed would run it on a missing-data night
             return skip_or_note("audiences", stage(refresh_saved, run_settings()))
 
         segmented, profiled = [segments(), churn()], audiences()
@@ -174,6 +179,7 @@ def _pipeline() -> None:
         def features() -> dict:
             from personaflow.pipeline import features as features_stage
 
+            skip_without_batch("materialize")  # and with it drift, train, promote, prune
             return stage(features_stage.features, batch_day(), run_settings())
 
         @task(task_id="drift")

@@ -160,6 +160,8 @@ def history(
         "days": result["validate_history"]["days"], "failed_days": result["validate_history"]["failed_days"],
         "production": promoted.get("tag") if promoted.get("promoted") else None,
         "stages": result["stages"], "total_seconds": result["total_seconds"], "report": str(full),
+        **({"extra_columns": imported["extra_columns"], "raw_copy": imported["raw_copy"]}
+           if imported.get("extra_columns") else {}),
     })  # fmt: skip
 
 

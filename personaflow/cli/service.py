@@ -158,12 +158,39 @@ def backfill(
             raise typer.Exit(1)
 
 
+def _no_production_model(s: config.Settings) -> str | None:
+    """Why there is nothing to serve (no pointer, an unreadable one, or one naming a model the store
+    no longer has), or None when the production model can be loaded."""
+    import json
+
+    pointer = s.production_pointer
+    if not pointer.is_file():
+        return f"no model in production ({pointer} does not exist)"
+    try:
+        tag = json.loads(pointer.read_text()).get("tag")
+    except (ValueError, AttributeError):
+        tag = None
+    if not tag:
+        return f"no model in production ({pointer} names no model)"
+    from personaflow.training.registry.store import get_model
+
+    try:
+        get_model(tag)
+    except Exception:  # bentoml's NotFound, or a tag it cannot parse
+        return f"no model in production (model {tag} named by {pointer} is not in the model store)"
+    return None
+
+
 def serve() -> None:
     """Start the BentoML server in the foreground; Ctrl-C or SIGTERM stops it (its whole process group).
     A port in use, or a server that dies, is an error (exit 1) with one line saying why."""
     from personaflow.serving.process import port_in_use, start, stop, wait_ready
 
     s = config.load()
+    missing = _no_production_model(s)
+    if missing:  # before any port is taken: the server would only crash-loop over it
+        _fail("serve", f"{missing}: run `personaflow history <export>` to build one from your data, or "
+                       "`personaflow train` then `personaflow promote <tag>`")  # fmt: skip
     if port_in_use(s.serve_host, s.serve_port):
         where = f"{s.serve_host}:{s.serve_port}"
         _fail("serve", f"{where} is already in use (`personaflow down`, or set PERSONAFLOW_SERVE_PORT)")

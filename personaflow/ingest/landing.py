@@ -12,12 +12,17 @@ export itself is only read, never changed.
   unless `overwrite=True`.
 - Days without events between the first and the last day land as header-only files (the shop was
   closed), so every day of the range has a batch for the nightly run to load.
+- An export with columns outside the layout is kept as it came, byte for byte, in
+  `landing/imports/<file name>` (its raw copy); the import summary lists the columns
+  (`extra_columns`) and where they are kept (`raw_copy`). Nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+import filecmp
 import io
 import os
+import shutil
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -171,9 +176,34 @@ def import_events(
     # Every format's summary names the same counts (`personaflow history` prints them whatever came in).
     report["customers"] = int(frame["user_id"].nunique())
     report["products"] = int(frame["item_id"].nunique())
+    report["extra_columns"] = report.pop("ignored_columns", None) or []
+    if report["extra_columns"]:
+        report["raw_copy"] = str(keep_raw_copy(path, landing_dir))
     batches = write_daily_batches(frame, landing_dir, overwrite=overwrite)
     dims = write_dimensions(frame, landing_dir) if len(frame) else {}
     return {"source": str(path), "format": source_format, **report, "batches": batches, **dims}
+
+
+def keep_raw_copy(path: Path, landing_dir: Path) -> Path:
+    """The export as it came, in `landing/imports/`: what the layout has no column for stays there.
+    Importing the same file again keeps the copy; a different file of the same name gets a suffix."""
+    folder = landing_dir / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    target, n = folder / path.name, 1
+    while target.exists() and not _same_bytes(target, path):
+        n += 1
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+    if not target.exists():
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(path, tmp)
+        tmp.replace(target)
+    return target
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return filecmp.cmp(a, b, shallow=False)
 
 
 def imported_days(report: dict[str, object]) -> tuple[date, date] | None:
@@ -191,8 +221,9 @@ def import_warnings(report: dict[str, object]) -> list[str]:
         shown = ", ".join(kept[:10]) + (", ..." if len(kept) > 10 else "")
         out.append(f"kept {len(kept)} landed day file(s) that differ from this export: {shown} "
                    "(--overwrite replaces them)")  # fmt: skip
-    if report.get("ignored_columns"):
-        out.append(f"columns not in our layout were dropped: {', '.join(report['ignored_columns'])}")  # type: ignore[arg-type]
+    if report.get("extra_columns"):
+        out.append(f"column(s) not in our layout, not loaded: {', '.join(report['extra_columns'])}; "  # type: ignore[arg-type]
+                   f"kept with the whole export in {report['raw_copy']}")  # fmt: skip
     if report.get("non_utf8_lines"):
         out.append(f"{report['non_utf8_lines']} line(s) were not UTF-8 and were read as cp1252/latin-1")
     if report.get("rejected_lines"):

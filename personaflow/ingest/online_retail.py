@@ -151,5 +151,7 @@ def read_online_retail(
         "first_event_ts": str(frame["event_ts"].min())[:16] if len(frame) else None,
         "last_event_ts": str(frame["event_ts"].max())[:16] if len(frame) else None,
         **text.report(),
+        # not in the layout: not loaded, but kept (the import's raw copy, personaflow/ingest/landing.py)
+        "ignored_columns": [c for c in text.columns if c not in COLUMNS],
         "rejects_file": str(rejects) if rejects else None,
     }

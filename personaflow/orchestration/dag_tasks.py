@@ -153,6 +153,23 @@ def wait_for_batch() -> Any:
     raise AirflowSkipException(arrival.reason)
 
 
+SENSOR = "ingest.wait_for_batch"
+
+
+def skip_without_batch(name: str) -> None:
+    """Skip a `none_failed` task (audiences, materialize) on a night whose batch never arrived.
+
+    Airflow runs a `none_failed` task when every upstream was skipped, so without this a missing-data
+    night (the sensor skipped, and everything after it) would still refresh audiences, materialize,
+    train and perhaps promote. The sensor pushes the file's path when the batch arrived; no path, no
+    night."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if get_current_context()["ti"].xcom_pull(task_ids=SENSOR) is None:
+        raise AirflowSkipException(f"{name} skipped: the night's batch did not arrive ({SENSOR} skipped)")
+
+
 def skip_or_note(name: str, result: dict) -> dict:
     """A profile stage that could not run on this data is shown as skipped, with its reason."""
     if result.get("status") == "skipped":
@@ -162,7 +179,11 @@ def skip_or_note(name: str, result: dict) -> dict:
         raise AirflowSkipException(f"{name} skipped: {result['reason']}")
     if name == "audiences":
         sizes = ", ".join(f"{a} {n:,}" for a, n in result["audiences"].items())
-        note(f"Audiences refreshed as of {result['as_of']}: {sizes}. Sizes over time: `{result['sizes']}`")
+        invalid = "; ".join(f"`{a}` not refreshed: {why}" for a, why in (result.get("invalid") or {}).items())
+        note(
+            f"Audiences refreshed as of {result['as_of']}: {sizes}. Sizes over time: `{result['sizes']}`"
+            + (f". {invalid}" if invalid else "")
+        )
         return result
     report = result["report"]
     if name == "segments":

@@ -23,6 +23,7 @@ from personaflow.profiles.audiences import (
     PROFILES_FILE,
     AudienceError,
     AudienceSpec,
+    check_labels,
     select,
     summarise,
 )
@@ -93,6 +94,7 @@ def run_audience(
 ) -> dict[str, Any]:
     """Select `spec`'s customers now; optionally export them (.csv or .parquet)."""
     profile, bought, as_of = load_inputs(s)
+    check_labels(profile, spec)
     members = select(profile, bought, spec)
     result = {"audience": spec.name, "definition": spec.to_json(), "as_of": as_of.isoformat(),
               **summarise(members, len(profile)), "first": members.head(show).to_dict("records")}  # fmt: skip
@@ -131,14 +133,18 @@ def saved_audience(name: str, s: Settings) -> AudienceSpec:
 def refresh_saved(s: Settings) -> dict[str, Any]:
     """Re-select every saved audience on tonight's profiles; write each member list and append sizes."""
     folder = audiences_dir(s)
-    specs = [
-        AudienceSpec.from_json(json.loads(p.read_text())) for p in sorted(folder.glob("definitions/*.json"))
-    ]
+    specs, invalid = [], {}
+    for path in sorted(folder.glob("definitions/*.json")):
+        try:
+            specs.append(AudienceSpec.from_json(json.loads(path.read_text())))
+        except AudienceError as exc:  # saved before names were checked: said, not a failed night
+            invalid[path.stem] = str(exc)
     nothing = {
         "status": "ok",
         "as_of": None,
         "audiences": {},
         "sizes": "none saved yet (personaflow audience --save)",
+        **({"invalid": invalid} if invalid else {}),
     }
     if not specs and not wh.exists(wh.location(s)):  # nothing saved, nothing built: a normal first night
         return nothing
@@ -161,7 +167,7 @@ def refresh_saved(s: Settings) -> dict[str, Any]:
         fresh = pd.concat([history[~again], fresh], ignore_index=True)
     fresh.to_parquet(sizes, index=False)
     return {"status": "ok", "as_of": as_of.isoformat(), "audiences": {r["audience"]: r["size"] for r in rows},
-            "sizes": str(sizes)}  # fmt: skip
+            "sizes": str(sizes), **({"invalid": invalid} if invalid else {})}  # fmt: skip
 
 
 def size_history(s: Settings, name: str) -> list[dict[str, Any]]:

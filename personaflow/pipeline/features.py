@@ -45,8 +45,6 @@ ITEM_COLUMNS = [
 ]
 # Columns a mart built before they existed may lack: NULL in the snapshot, not an error.
 OPTIONAL_COLUMNS = {"description": None, "is_product": True}
-# Most recent purchases kept per user in the `user_purchases` view (what /recommend can exclude).
-MAX_PURCHASED_ITEMS = 500
 # Users and items both count views and purchases; Feast needs feature names unique across a service.
 ITEM_RENAMES = {"n_views": "item_n_views", "n_purchases": "item_n_purchases", "n_buyers": "item_n_buyers"}
 
@@ -78,9 +76,13 @@ def append_snapshot(path: Path, snap: pd.DataFrame) -> int:
 
 
 def purchased_items(purchases: pd.DataFrame, as_of: date, loaded_at: datetime) -> pd.DataFrame:
-    """One row per buyer: the distinct items bought, most recent first (capped), stamped like a snapshot."""
+    """One row per buyer: every distinct item bought, most recent first, stamped like a snapshot.
+
+    No cap: /recommend's `exclude_purchased` must exclude everything a customer bought (the shop's
+    biggest customers bought more than 500 products); one entry per distinct purchase, so the view
+    grows linearly with purchases."""
     latest = purchases.sort_values("event_timestamp", ascending=False).drop_duplicates(["user_id", "item_id"])
-    lists = latest.groupby("user_id", sort=True)["item_id"].agg(lambda s: list(s[:MAX_PURCHASED_ITEMS]))
+    lists = latest.groupby("user_id", sort=True)["item_id"].agg(list)
     out = lists.rename("purchased_items").reset_index()
     out["feature_ts"] = pd.Timestamp(day_end(as_of), tz="UTC")
     out["created_ts"] = pd.Timestamp(loaded_at).tz_localize("UTC")

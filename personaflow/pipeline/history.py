@@ -119,9 +119,10 @@ def _gist(name: str, result: Any) -> str:
         return ""
     if name == "import":
         faults = ", ".join(f"{k} {v:,}" for k, v in result.get("faults", {}).items())
+        extra = result.get("extra_columns")
         return f": {result.get('rows', 0):,} rows, {result['batches'].get('days', 0)} days" + (
             f"; faults: {faults}" if faults else ""
-        )
+        ) + (f"; extra column(s) {', '.join(extra)} kept in {result['raw_copy']}" if extra else "")
     if name == "validate_history":
         return (
             f": {result['ok_days']} ok, {len(result['warning_days'])} warned, "

@@ -13,6 +13,7 @@ warehouse and saving definitions are the stage's business (personaflow/pipeline/
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -28,6 +29,11 @@ COLUMNS = [
     "country", "favourite_categories",
 ]  # fmt: skip
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# The RFM grid's names (dbt_project/macros/rfm_segment.sql; "Unscored" only for scores outside 1..5).
+RFM_SEGMENTS = (
+    "Champions", "Loyal Customers", "Potential Loyalists", "New Customers", "Promising", "Need Attention",
+    "About To Sleep", "Cannot Lose Them", "At Risk", "Hibernating", "Lost",
+)  # fmt: skip
 
 
 class AudienceError(ValueError):
@@ -61,6 +67,7 @@ class AudienceSpec:
             a, b = getattr(self, low), getattr(self, high)
             if a is not None and b is not None and a > b:
                 raise AudienceError(f"{low}={a} is above {high}={b}: nobody can be in this audience")
+        unknown_name("rfm_segments", self.rfm_segments, RFM_SEGMENTS)
         for name in ("min_churn_score", "max_churn_score"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
@@ -79,6 +86,27 @@ class AudienceSpec:
 
     def describe(self) -> str:
         return self.description or json.dumps(self.to_json(), sort_keys=True)
+
+
+def unknown_name(field_name: str, given: list[str], valid: tuple[str, ...] | list[str]) -> None:
+    """A name that matches no segment would silently select nobody: say so, with the valid names (and
+    the near miss: a different case, a typo)."""
+    for name in given:
+        if name in valid:
+            continue
+        near = [v for v in valid if v.casefold() == str(name).casefold()]
+        near = near or difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.75)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise AudienceError(
+            f"{field_name} {name!r} is not a segment name{hint}; valid: {', '.join(valid) or 'none yet'}"
+        )
+
+
+def check_labels(profile: pd.DataFrame, spec: AudienceSpec) -> None:
+    """The K-means labels are tonight's (they change with k): an unknown one is an error listing them."""
+    if spec.segment_labels:
+        labels = sorted(str(v) for v in profile["segment_label"].dropna().unique())
+        unknown_name("segment_labels", spec.segment_labels, labels)
 
 
 def _between(values: pd.Series, low: float | None, high: float | None) -> pd.Series:

@@ -14,7 +14,14 @@ from typing import Any
 
 import pandas as pd
 
-from personaflow.profiles.audiences import BOUGHT_FILE, PROFILES_FILE, AudienceSpec, select, summarise
+from personaflow.profiles.audiences import (
+    BOUGHT_FILE,
+    PROFILES_FILE,
+    AudienceSpec,
+    check_labels,
+    select,
+    summarise,
+)
 
 
 class AudienceInputs:
@@ -42,6 +49,7 @@ def answer(inputs: AudienceInputs, spec: AudienceSpec, limit: int) -> dict[str, 
     if frames is None:
         return None
     profile, bought = frames
+    check_labels(profile, spec)  # an unknown K-means label: AudienceError naming tonight's labels
     members = select(profile, bought, spec)
     as_of = str(pd.Timestamp(profile["as_of_date"].iloc[0]).date()) if len(profile) else None
     rows = members.head(limit).astype(object).where(members.head(limit).notna(), None).to_dict("records")

@@ -217,9 +217,9 @@ class Recommender:
         they bought), from tonight's profiles: size, share, the first `limit` members."""
         try:
             spec = AudienceSpec(**definition)
+            found = answer_audience(self.audience_inputs, spec, limit)
         except AudienceError as exc:
             return _invalid(str(exc).split("=")[0].split(" ")[0], str(exc))
-        found = answer_audience(self.audience_inputs, spec, limit)
         if found is None:
             missing = "no audience inputs yet: the nightly profiles.audiences task writes them"
             return JSONResponse({"error": missing}, 404)

@@ -310,3 +310,47 @@ def test_history_of_a_generic_csv_prints_its_summary(tmp_path, monkeypatch, edge
         n, frame["customer"].nunique(), frame["sku"].nunique()
     )
     assert summary["days"] == 4 and summary["faults"] == {}
+
+
+def test_an_extra_column_is_reported_and_kept_in_the_raw_copy(export, tmp_path):
+    """An .xlsx (or CSV) with a column outside our layout used to be accepted with the column dropped
+    silently. Now the import summary lists it, stderr says where it is kept, and the export is kept
+    byte for byte in landing/imports/; the landed days are those of the export without it."""
+    import subprocess
+    import sys
+
+    rows = pd.read_csv(export, dtype=str, keep_default_na=False)
+    xlsx = tmp_path / "exports" / "with_salesperson.xlsx"
+    rows.assign(Salesperson=[f"rep-{i % 3}" for i in range(len(rows))]).to_excel(xlsx, index=False)
+
+    def ingest(path: Path, home: Path, fmt: str = "online-retail", *extra: str):
+        env = {**__import__("os").environ, "PERSONAFLOW_HOME": str(home)}
+        args = [sys.executable, "-c", "from personaflow.cli import app; app()", "ingest", str(path),
+                "--format", fmt, "--no-load", *extra]  # fmt: skip
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout), done.stderr
+
+    home = tmp_path / "home"
+    summary, stderr = ingest(xlsx, home)
+    copy = home / "landing" / "imports" / "with_salesperson.xlsx"
+    assert summary["extra_columns"] == ["Salesperson"] and summary["raw_copy"] == str(copy)
+    assert copy.read_bytes() == xlsx.read_bytes()
+    assert pd.read_excel(copy)["Salesperson"].tolist()[:3] == ["rep-0", "rep-1", "rep-2"]
+    assert f"not in our layout, not loaded: Salesperson; kept with the whole export in {copy}" in stderr
+    plain, _ = ingest(export, tmp_path / "plain")  # the same rows without the column
+    assert plain["extra_columns"] == [] and "raw_copy" not in plain
+    assert not (tmp_path / "plain" / "landing" / "imports").exists()
+    for day in sorted((tmp_path / "plain" / "landing" / "events").glob("events_*.csv")):
+        assert (home / "landing" / "events" / day.name).read_bytes() == day.read_bytes(), day.name
+    again, _ = ingest(xlsx, home)  # the same export again: the same copy, not a second one
+    assert again["raw_copy"] == str(copy) and sorted(copy.parent.iterdir()) == [copy]
+
+    # the generic CSV format too
+    csv = tmp_path / "exports" / "shop.csv"
+    pd.DataFrame({"customer": ["u1"], "sku": ["i1"], "action": ["purchase"], "ts": ["2024-05-01 10:00"],
+                  "campaign": ["spring"]}).to_csv(csv, index=False)  # fmt: skip
+    mapping = "customer=user_id,sku=item_id,action=event_type,ts=event_ts"
+    shop, stderr = ingest(csv, tmp_path / "shop", "csv", "--mapping", mapping)
+    assert shop["extra_columns"] == ["campaign"]
+    assert Path(shop["raw_copy"]).read_bytes() == csv.read_bytes() and "campaign" in stderr

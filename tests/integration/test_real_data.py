@@ -367,6 +367,11 @@ def test_post_audiences_answers_like_the_cli(built):
         assert bad.status_code == 422 and "min_recency_days" in bad.text
         strict = client.post("/audiences", json={"min_recency_days": "14"})
         assert strict.status_code == 422 and "min_recency_days" in strict.text
+        # a misspelt segment names the valid ones instead of answering an audience of 0 (issue 27)
+        misspelt = client.post("/audiences", json={"rfm_segments": ["Loyal customers"]})
+        assert misspelt.status_code == 422, misspelt.text
+        assert misspelt.json()["error"].startswith("invalid request: rfm_segments: ")
+        assert "did you mean 'Loyal Customers'?" in misspelt.text and "Champions" in misspelt.text
 
 
 def test_similar_items_for_an_item_the_model_never_saw_come_from_its_name(built, monkeypatch):

@@ -108,3 +108,47 @@ def test_saved_audiences_are_refreshed_with_their_size_over_time(tmp_path, monke
     ]  # fmt: skip
     members = pd.read_parquet(tmp_path / "audiences" / "members" / "lapsed-champions.parquet")
     assert sorted(members["user_id"]) == ["a", "b"]
+
+
+def test_an_unknown_segment_name_is_an_error_listing_the_valid_ones(tmp_path, monkeypatch):
+    """A misspelt segment used to select nobody, silently (an audience of 0)."""
+    from personaflow.profiles.audiences import RFM_SEGMENTS, check_labels
+
+    with pytest.raises(AudienceError) as caught:
+        AudienceSpec(rfm_segments=["Champions", "Loyal customers"])
+    text = str(caught.value)
+    assert text.startswith("rfm_segments 'Loyal customers' is not a segment name")
+    assert "did you mean 'Loyal Customers'?" in text and all(name in text for name in RFM_SEGMENTS)
+    with pytest.raises(AudienceError, match="'VIP' is not a segment name; valid: Champions, "):
+        AudienceSpec(rfm_segments=["VIP"])
+    assert _ids(AudienceSpec(rfm_segments=["Loyal Customers", "Lost"])) == ["d", "e"]  # valid names pass
+    # K-means labels are tonight's: an unknown one lists those of the profile
+    near = r"'big spender' .*did you mean 'big spenders'.*valid: big spenders, lapsed$"
+    with pytest.raises(AudienceError, match=near):
+        check_labels(PROFILE, AudienceSpec(segment_labels=["big spender"]))
+    check_labels(PROFILE, AudienceSpec(segment_labels=["lapsed"]))
+
+    # a definition saved before names were checked is reported by the nightly refresh, not a failed night
+    from personaflow.core import settings
+    from personaflow.pipeline.audiences import audiences_dir, refresh_saved
+
+    monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(tmp_path / "features"))
+    s = settings.load()
+    (audiences_dir(s) / "definitions").mkdir(parents=True)
+    (audiences_dir(s) / "definitions" / "old.json").write_text('{"name": "old", "rfm_segments": ["loyal"]}')
+    _marts(s.warehouse, "2011-12-08", PROFILE)
+    night = refresh_saved(s)
+    assert night["audiences"] == {} and "'loyal' is not a segment name" in night["invalid"]["old"]
+
+
+def test_the_rfm_names_checked_are_the_dbt_grid_s():
+    """RFM_SEGMENTS must follow dbt_project/macros/rfm_segment.sql, or a real segment would be refused."""
+    import re
+
+    from personaflow.core.settings import REPO_ROOT
+    from personaflow.profiles.audiences import RFM_SEGMENTS
+
+    macro = (REPO_ROOT / "dbt_project" / "macros" / "rfm_segment.sql").read_text()
+    names = set(re.findall(r"then '([^']+)'", macro))
+    assert names == set(RFM_SEGMENTS) and len(RFM_SEGMENTS) == len(names)
