@@ -71,6 +71,8 @@ class Settings:
     celery_workers: int = 2
     celery_concurrency: int = 1
     celery_broker_url: str = ""
+    forget_key: str = ""
+    forget_key_file: Path | None = None
 
 
 def load() -> Settings:
@@ -162,6 +164,13 @@ def load() -> Settings:
         celery_concurrency=int(_env("PERSONAFLOW_CELERY_CONCURRENCY", "1")),
         # The Celery broker; empty: PERSONAFLOW_REDIS_URL.
         celery_broker_url=_env("PERSONAFLOW_CELERY_BROKER_URL", ""),
+        # The key of the forgotten-id pseudonyms (personaflow/core/forgotten.py), kept apart from them:
+        # the key itself (from a secret manager), else this file; default: a 0600 file in a 0700
+        # folder beside the home, not in it (a copy of the home carries no key).
+        forget_key=_env("PERSONAFLOW_FORGET_KEY", ""),
+        forget_key_file=_path(
+            "PERSONAFLOW_FORGET_KEY_FILE", home.parent / f"{home.name}-secrets" / "forget_key"
+        ),
     )
 
 
