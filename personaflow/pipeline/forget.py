@@ -290,7 +290,7 @@ def _by_column(con: Any, tables: dict, user_id: str, tombstone: str, postgres: b
     return removed, touched, found
 
 
-def _warehouse_pg(url: str, user_id: str, tombstone: str, erase: bool = True) -> tuple[int, list[str]]:
+def _warehouse_pg(url: str, user_id: str, tombstone: str, erase: bool) -> tuple[int, list[str]]:
     """PostgreSQL: by column in every base table of the warehouse, in one transaction; then VACUUM FULL
     the tables touched so no dead row keeps them."""
     with wh.connect(url) as con:
@@ -307,9 +307,14 @@ def _warehouse_pg(url: str, user_id: str, tombstone: str, erase: bool = True) ->
     return removed, found
 
 
-def _warehouse(path: wh.Location, user_id: str, tombstone: str, erase: bool = True) -> tuple[int, list[str]]:
-    """The customer's rows deleted and text naming them rewritten, by column; the file rebuilt.
-    erase=False: only where the id still is (the check)."""
+def _warehouse(path: wh.Location, user_id: str, tombstone: str) -> int:
+    """The customer's rows deleted and text naming them rewritten, by column; returns the rows deleted."""
+    return _warehouse_columns(path, normal_user_id(user_id), tombstone, erase=True)[0]
+
+
+def _warehouse_columns(path: wh.Location, user_id: str, tombstone: str, erase: bool) -> tuple[int, list[str]]:
+    """(rows deleted, where the id is): erase=True deletes and rewrites by column, then rebuilds the
+    DuckDB file; erase=False only looks (the check)."""
     if wh.is_postgres(path):
         return _warehouse_pg(str(path), user_id, tombstone, erase)
     if not path.exists():
@@ -411,7 +416,7 @@ def holding(user_id: str, s: Settings) -> list[str]:
             found += [f"{path}: user_ids"] if any(names_user(u, user_id) for u in users) else []
         elif quoted.search(data):
             found.append(str(path))
-    found += [f"warehouse {w}" for w in _warehouse(wh.location(s), user_id, "", erase=False)[1]]
+    found += [f"warehouse {w}" for w in _warehouse_columns(wh.location(s), user_id, "", erase=False)[1]]
     if s.redis_url:
         from personaflow.serving.live_counters import redis_holds
 
@@ -435,7 +440,7 @@ def forget_user(user_id: str, s: Settings, force: bool = False) -> dict[str, Any
     tombstone = f"forgotten-{who[:12]}"
     quoted, tomb = _quoted(user_id), rb"\1\2" + tombstone.encode() + rb"\4"
     counts: dict[str, int] = {"landing_rows": 0, "live_rows": 0, "parquet_rows": 0, "online_rows": 0}
-    counts["warehouse_rows"] = _warehouse(wh.location(s), user_id, tombstone)[0]
+    counts["warehouse_rows"] = _warehouse(wh.location(s), user_id, tombstone)
     rewritten = 0
     for path in list(_files(s)):
         suffix = path.suffix.lower()
