@@ -60,8 +60,6 @@ from personaflow.core.ids import (
 )
 from personaflow.core.settings import Settings
 
-# formats handled by their own step, by column (SQLite: found by its header, any name)
-STRUCTURED = {".csv", ".jsonl", ".parquet"}
 # never read as text: the warehouse (checked by SQL, then rebuilt), model arrays (ids.json holds the ids)
 BINARY = {".duckdb", ".wal", ".pt", ".npz", ".npy", ".db-wal", ".db-shm", ".pkl", ".gpickle", ".msgpack"}
 
@@ -135,9 +133,19 @@ def _parquet_holding(path: Path, user_id: str) -> list[str]:
     found = []
     for c in columns:
         test = names_user if is_user_column(c) else names_session
-        if frame[c].map(lambda v, t=test: t(v, user_id)).any():
+        if _cells(frame[c], user_id, test).any():
             found.append(f"{path}: {c}")
     return found
+
+
+def _cells(column: pd.Series, user_id: str, test) -> np.ndarray:
+    """Which cells of `column` are the customer's (`test`: names_user or names_session); only cells
+    holding the id's normal form are normalised (every written form contains it)."""
+    text = column.astype("string")
+    hit = text.str.contains(user_id, regex=False).fillna(False).to_numpy(dtype=bool)
+    out = np.zeros(len(column), dtype=bool)
+    out[hit] = [bool(test(v, user_id)) for v in column.to_numpy()[hit]]
+    return out
 
 
 def _entity_key(user_id: str) -> bytes:
@@ -175,7 +183,7 @@ def _sqlite(path: Path, user_id: str, tombstone: str, erase: bool) -> tuple[int,
             )
         return quoted.sub(tomb, value) if isinstance(value, bytes) else value
 
-    removed, found = 0, []
+    removed, found, changed = 0, [], False
     con = sqlite3.connect(path)
     con.create_function("pf_has", 1, _has, deterministic=True)
     con.create_function("pf_sub", 1, _sub, deterministic=True)
@@ -186,6 +194,7 @@ def _sqlite(path: Path, user_id: str, tombstone: str, erase: bool) -> tuple[int,
                 [(n,)] = con.execute(f'select count(*) from "{table}" {where}', [key]).fetchall()
                 if n and erase:
                     removed += con.execute(f'delete from "{table}" {where}', [key]).rowcount
+                    changed = True
                 elif n:
                     found.append(f"{path}: {table}.{column}")
             elif kind in ("TEXT", "VARCHAR", "JSON", "CLOB", "") or "CHAR" in kind:
@@ -193,9 +202,10 @@ def _sqlite(path: Path, user_id: str, tombstone: str, erase: bool) -> tuple[int,
                 [(n,)] = con.execute(f'select count(*) from "{table}" {where}').fetchall()
                 if n and erase:
                     con.execute(f'update "{table}" set "{column}" = pf_sub("{column}") {where}')
+                    changed = True
                 elif n:
                     found.append(f"{path}: {table}.{column}")
-        if erase:
+        if changed:
             con.commit()
             con.execute("vacuum")
             # The serving API keeps the online store in WAL mode: fold the log (holding the old pages)
@@ -345,7 +355,7 @@ def _parquet(path: Path, user_id: str) -> int:
     frame = pd.read_parquet(path)
     gone = np.zeros(len(frame), dtype=bool)
     for c in users:
-        gone |= frame[c].map(lambda v: names_user(v, user_id)).to_numpy(dtype=bool)
+        gone |= _cells(frame[c], user_id, names_user)
     if not gone.any():
         return 0
     frame[~gone].to_parquet(path.with_name(f".{path.name}.forget"), index=False)
@@ -401,16 +411,17 @@ def holding(user_id: str, s: Settings) -> list[str]:
         if suffix in BINARY:
             continue
         data = path.read_bytes()
-        if data.startswith(b"SQLite format 3"):  # by SQL: rows may still be in its -wal file
+        # SQLite by SQL (rows may still be in its -wal file); Parquet by its columns (compressed pages)
+        if data.startswith(b"SQLite format 3"):
             found += _sqlite(path, user_id, "", erase=False)[1]
+        elif suffix == ".parquet":
+            found += _parquet_holding(path, user_id)
         elif needle not in data:  # every written form of the id contains its normal form
             continue
         elif suffix == ".csv":
             found += _csv_holding(path, user_id)
         elif suffix == ".jsonl":
             found += _jsonl_holding(path, user_id)
-        elif suffix == ".parquet":
-            found += _parquet_holding(path, user_id)
         elif path.name == "ids.json":
             users = _safe_json(data).get("user_ids") or []
             found += [f"{path}: user_ids"] if any(names_user(u, user_id) for u in users) else []
@@ -449,14 +460,14 @@ def forget_user(user_id: str, s: Settings, force: bool = False) -> dict[str, Any
         data = path.read_bytes()
         if data.startswith(b"SQLite format 3"):
             counts["online_rows"] += _sqlite(path, user_id, tombstone, erase=True)[0]
+        elif suffix == ".parquet":
+            counts["parquet_rows"] += _parquet(path, user_id)
         elif user_id.encode() not in data:
             continue
         elif suffix == ".csv":
             counts["landing_rows"] += drop_lines(path, user_id)
         elif suffix == ".jsonl":
             counts["live_rows"] += _jsonl_rows(path, user_id)
-        elif suffix == ".parquet":
-            counts["parquet_rows"] += _parquet(path, user_id)
         elif path.name == "ids.json":
             continue  # the models' step below
         elif quoted.search(data):
