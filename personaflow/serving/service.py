@@ -139,17 +139,22 @@ class Recommender:
         store, live purchases included; `category` keeps one catalogue category. A forgotten customer
         gets exactly an unknown id's answer, and no exposure of theirs is recorded."""
         forgotten = user_id in self.forgotten
+        # A forgotten id is looked up nowhere: a model or purchase history loaded before the deletion
+        # may still hold it; "" is no one's id (ids are non-empty), so they get what an unknown id gets.
+        who = "" if forgotten else user_id
         started = time.perf_counter()
         arm, ranker = self.experiment.route(user_id, self.ranker)  # production unless an A/B test runs
         if category is not None and not ranker.knows_category(category):
             return _invalid("category", f"unknown category {category!r}")
         known = not forgotten and ranker.knows_user(user_id)
-        # The online store is only read when needed: a known user without filters costs no lookup.
-        row = await self.online.user_async(user_id) if exclude_purchased or not known else None
-        exclude = purchased_in(row) if exclude_purchased else None
+        # The online store is only read when needed: a known user without filters costs no lookup; an
+        # unknown id's row is empty (no purchases, no segment), which is what a forgotten id gets.
+        read = not forgotten and (exclude_purchased or not known)
+        row = await self.online.user_async(user_id) if read else {}
+        exclude = purchased_in(row) if exclude_purchased and row else None
         segment = None if known else row.get("rfm_segment")
-        items, fallback, excluded = ranker.recommend(user_id, k, exclude, category, segment)
-        reasons = ranker.reasons(user_id, [i for i, _, _ in items], segment)
+        items, fallback, excluded = ranker.recommend(who, k, exclude, category, segment)
+        reasons = ranker.reasons(who, [i for i, _, _ in items], segment)
         body = _answer(
             Recommendations,
             user_id=user_id,
