@@ -51,10 +51,11 @@ def names_session(value: object, user_id: str) -> bool:
     return text.startswith(LIVE_SESSION) and normal_user_id(text[len(LIVE_SESSION) :]) == user_id
 
 
-def variant_regex(user_id: str) -> str:
-    """A regex (Python, RE2 and PostgreSQL alike) for the written forms of a normal id."""
+def variant_regex(user_id: str, whole: bool = False) -> str:
+    """A regex (Python, RE2 and PostgreSQL alike) for the written forms of a normal id; `whole`: for a
+    whole cell, where a bare trailing point (`14911.`) is one too, as normal_user_id reads it."""
     if _NUMERIC.fullmatch(user_id) and user_id == normal_user_id(user_id):
-        return "0*" + user_id + r"(?:\.0+)?"
+        return "0*" + user_id + (r"(?:\.0*)?" if whole else r"(?:\.0+)?")
     return re.escape(user_id)
 
 

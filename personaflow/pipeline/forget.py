@@ -238,8 +238,8 @@ def _safe_json(line: bytes) -> dict:
 
 def _sql_patterns(user_id: str) -> tuple[str, str, str]:
     """Regexes both engines read: a user column's whole value, a live session's, free text naming it."""
-    variant = variant_regex(user_id)
-    return rf"^\s*(?:{variant})\s*$", rf"^{LIVE_SESSION}(?:{variant})$", quoted_regex(user_id)
+    variant = variant_regex(user_id, whole=True)
+    return rf"^\s*(?:{variant})\s*$", rf"^{LIVE_SESSION}(?:{variant})\s*$", quoted_regex(user_id)
 
 
 def _tables(con: Any, where: str = "") -> dict[tuple[str, str], list[tuple[str, str]]]:
