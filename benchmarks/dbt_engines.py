@@ -52,7 +52,8 @@ def main() -> None:
     os.environ["PERSONAFLOW_HOME"] = str(home)
     from personaflow.core import settings
     from personaflow.ops.local_servers import Postgres, default_os_user, free_port
-    from personaflow.pipeline import stages
+    from personaflow.pipeline import ingest as ingest_stage
+    from personaflow.pipeline import transform as transform_stage
     from personaflow.pipeline.transform import run_dbt
 
     s = settings.load()
@@ -61,7 +62,7 @@ def main() -> None:
     server = Postgres(pg_dir, free_port(), default_os_user()).start(durable=False)
     try:
         started = time.perf_counter()
-        stages.import_events(args.data, "online-retail", s)
+        ingest_stage.import_events(args.data, "online-retail", s)
         load_s = time.perf_counter() - started
         started = time.perf_counter()
         rows = copy_raw(s.warehouse, server.url)
@@ -73,14 +74,16 @@ def main() -> None:
         for name, where in (("duckdb", s.warehouse), ("postgres", server.url)):
             started = time.perf_counter()
             summary = run_dbt(where, None, s.dbt_project_dir, home / f"dbt-{name}", full_refresh=True,
-                              dbt_vars=stages.dbt_vars(s))  # fmt: skip
+                              dbt_vars=transform_stage.dbt_vars(s))  # fmt: skip
             results[f"{name}_full_rebuild_s"] = round(time.perf_counter() - started, 1)
             marts = {k: v for k, v in summary["rows"].items() if k.startswith("marts.")}
             results[f"{name}_marts_rows"] = marts
             results[f"{name}_tests"] = summary["tests"]
             # then a nightly run: the incremental models rewrite the last day only
             started = time.perf_counter()
-            run_dbt(where, None, s.dbt_project_dir, home / f"dbt-{name}", dbt_vars=stages.dbt_vars(s))
+            run_dbt(
+                where, None, s.dbt_project_dir, home / f"dbt-{name}", dbt_vars=transform_stage.dbt_vars(s)
+            )
             results[f"{name}_nightly_s"] = round(time.perf_counter() - started, 1)
         print(json.dumps(results, indent=2))
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

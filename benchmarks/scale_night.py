@@ -61,7 +61,7 @@ def one_night(mode: str, work: Path, smtp_port: int, pg: Postgres, redis: Redis,
     from personaflow.ops.airflow_service import down, start_airflow
     from personaflow.orchestration.airflow_api import AirflowClient
     from personaflow.orchestration.orchestrate import DAG_ID
-    from personaflow.pipeline import stages
+    from personaflow.pipeline import ingest as ingest_stage
 
     home = work / f"night-{mode}"
     shutil.rmtree(home, ignore_errors=True)
@@ -72,7 +72,7 @@ def one_night(mode: str, work: Path, smtp_port: int, pg: Postgres, redis: Redis,
     last = shop.events["event_ts"].max().date()
     out: dict[str, object] = {f"night_{mode}_loadavg_at_start": round(os.getloadavg()[0], 2)}
     started = time.perf_counter()
-    stages.ingest_history(last - timedelta(days=1), s)
+    ingest_stage.ingest_history(last - timedelta(days=1), s)
     out[f"night_{mode}_ingest_history_s"] = round(time.perf_counter() - started, 1)
 
     airflow = start_airflow(s, timeout=600)

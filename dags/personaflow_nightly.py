@@ -37,6 +37,7 @@ from personaflow.orchestration.dag_tasks import (
     batch_day,
     note,
     note_drift,
+    run_id,
     skip_or_note,
     stage,
     validate,
@@ -49,8 +50,7 @@ from personaflow.orchestration.orchestrate import dbt_tasks_mode
 
 # Lineage the UI shows, and what other DAGs can be scheduled on. RAW_CORRECTED is announced by hand
 # (UI "Create Asset Event", `python -m personaflow.orchestration.orchestrate announce D`) after a corrected
-# batch
-# file landed, with extra {"batch_date": D}; it starts `personaflow_refresh`. The nightly load
+# batch file landed, with extra {"batch_date": D}; it starts `personaflow_refresh`. The nightly load
 # does not emit it (or every night would run twice).
 RAW_CORRECTED = Asset(name="personaflow_raw_corrected", uri="personaflow://warehouse/raw/corrected_batch")
 MARTS = Asset(name="personaflow_marts", uri="personaflow://warehouse/marts")
@@ -78,9 +78,9 @@ def _dbt_models() -> dict[str, list[str]] | None:
 
 @task(task_id="dbt_build")
 def dbt_build() -> dict:
-    from personaflow.pipeline import stages
+    from personaflow.pipeline import transform as transform_stage
 
-    return stage(stages.transform, batch_day(), run_settings())
+    return stage(transform_stage.transform, batch_day(), run_settings())
 
 
 @task(pool="dbt", pool_slots=1)
@@ -89,8 +89,7 @@ def dbt_model(model: str) -> dict:
     incremental models rewrite the same day. One at a time (pool `dbt`): DuckDB takes one writer."""
     from personaflow.core.settings import export_tool_env
     from personaflow.core.warehouse import location
-    from personaflow.pipeline.stages import dbt_vars
-    from personaflow.pipeline.transform import run_dbt
+    from personaflow.pipeline.transform import dbt_vars, run_dbt
 
     s = run_settings()
     export_tool_env(s)
@@ -125,9 +124,9 @@ def _pipeline() -> None:
 
         @task(task_id="load")
         def ingest() -> dict:
-            from personaflow.pipeline import stages
+            from personaflow.pipeline import ingest as ingest_stage
 
-            return stage(stages.ingest, batch_day(), run_settings())
+            return stage(ingest_stage.ingest, batch_day(), run_settings())
 
         @task(retries=0)
         def validate_batch() -> dict:
@@ -150,16 +149,16 @@ def _pipeline() -> None:
 
         @task(task_id="segments")
         def segments() -> dict:
-            from personaflow.pipeline import stages
+            from personaflow.pipeline import profiles as profiles_stage
 
-            return skip_or_note("segments", stage(stages.segments, batch_day(), run_settings()))
+            return skip_or_note("segments", stage(profiles_stage.segments, batch_day(), run_settings()))
 
         @task(task_id="churn")
         def churn() -> dict:
-            from personaflow.pipeline import stages
+            from personaflow.pipeline import profiles as profiles_stage
 
             s = run_settings()
-            result = stage(stages.churn, batch_day(), s, horizon_days=s.churn_horizon_days)
+            result = stage(profiles_stage.churn, batch_day(), s, horizon_days=s.churn_horizon_days)
             return skip_or_note("churn", result)
 
         # none_failed: churn skipped on a short log still refreshes the audiences (without scores)
@@ -176,9 +175,9 @@ def _pipeline() -> None:
         # the features and the model; a failed one (or failed marts) still stops them.
         @task(task_id="materialize", outlets=[FEATURES], trigger_rule="none_failed")
         def features() -> dict:
-            from personaflow.pipeline import stages
+            from personaflow.pipeline import features as features_stage
 
-            return stage(stages.features, batch_day(), run_settings())
+            return stage(features_stage.features, batch_day(), run_settings())
 
         @task(task_id="drift")
         def drift() -> dict:
@@ -193,9 +192,9 @@ def _pipeline() -> None:
 
         @task(pool="gpu", pool_slots=1)
         def train() -> dict:
-            from personaflow.pipeline import stages
+            from personaflow.pipeline import train as train_stage
 
-            result = stage(stages.train, run_settings())
+            result = stage(train_stage.train, run_settings())
             metrics = result["metrics"]
             note(
                 f"Candidate `{result['tag']}` ({result['params']['kind']}): ndcg@10 "
@@ -207,9 +206,11 @@ def _pipeline() -> None:
 
         @task
         def promote(candidate: dict) -> dict:
-            from personaflow.pipeline import stages
+            from personaflow.pipeline import promote as promote_stage
 
-            decision = stage(stages.promote, candidate["tag"], run_settings(), report=candidate.get("report"))
+            decision = stage(
+                promote_stage.promote, candidate["tag"], run_settings(), report=candidate.get("report")
+            )
             verdict = "**Promoted**" if decision["promoted"] else "**Not promoted**"
             text = f"{verdict} `{decision['tag']}`: {decision['reason']}."
             report = candidate.get("report")
@@ -237,7 +238,7 @@ def _pipeline() -> None:
         def report() -> dict:
             from personaflow.report.nightly import build_report
 
-            result = stage(build_report, batch_day(), run_settings())
+            result = stage(build_report, batch_day(), run_settings(), run_id=run_id())
             # appended: the run's note keeps the verdict (promoted / data quality failed) first
             path = f"`{result['report']}`"
             note(f"Tonight's report: {path}", run_note=f"Report: {path}", append=True)

@@ -22,7 +22,7 @@ import pytest
 
 from personaflow.core import settings
 from personaflow.core.settings import REPO_ROOT
-from personaflow.pipeline import stages
+from personaflow.pipeline import profiles as profiles_stage
 from personaflow.pipeline.features import build_features
 from personaflow.serving import process
 from personaflow.serving.auth import read_token_file
@@ -157,7 +157,7 @@ def running_server(
         mp.setenv("PERSONAFLOW_WAREHOUSE", str(home / "warehouse.duckdb"))
         mp.setenv("PERSONAFLOW_REPORTS_DIR", str(home / "reports"))
         s = settings.load()
-        profiles = {"segments": stages.segments(as_of, s), "churn": stages.churn(as_of, s)}
+        profiles = {"segments": profiles_stage.segments(as_of, s), "churn": profiles_stage.churn(as_of, s)}
         build_features(home / "warehouse.duckdb", features_dir, REPO_ROOT / "feature_repo", as_of)
         port = free_port()
         base = f"http://127.0.0.1:{port}"

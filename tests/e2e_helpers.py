@@ -27,7 +27,7 @@ from personaflow.ops.airflow_service import down, port_open, start_airflow
 from personaflow.ops.demo import free_port
 from personaflow.orchestration.airflow_api import AirflowClient
 from personaflow.orchestration.orchestrate import DAG_ID
-from personaflow.pipeline import stages
+from personaflow.pipeline import ingest as ingest_stage
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TASKS = {
@@ -141,7 +141,7 @@ def running_stack(home: Path, inbox, settings: dict[str, str] | None = None) -> 
     shop = generate_shop(users=400, items=120, days=21, seed=11)
     write_shop(shop, s.landing_dir)
     last = shop.events["event_ts"].max().date()
-    stages.ingest_history(last - timedelta(days=1), s)
+    ingest_stage.ingest_history(last - timedelta(days=1), s)
 
     started = start_airflow(s)
     try:

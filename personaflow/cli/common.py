@@ -18,7 +18,7 @@ def _print(result: Any) -> None:
 
 
 def _last_batch_day(s: config.Settings) -> date:
-    from personaflow.ingest.generate import batch_dates
+    from personaflow.core.landing import batch_dates
 
     days = batch_dates(s.landing_dir)
     if not days:

@@ -26,7 +26,11 @@ from personaflow.cli.privacy import forget
 from personaflow.cli.service import announce, backfill, demo, down, run_dag, serve, trigger, up
 from personaflow.cli.stack import stack
 from personaflow.core import settings as config
-from personaflow.pipeline import stages
+from personaflow.pipeline import features as features_stage
+from personaflow.pipeline import ingest as ingest_stage
+from personaflow.pipeline import profiles as profiles_stage
+from personaflow.pipeline import transform as transform_stage
+from personaflow.pipeline import validate as validate_stage
 
 app = OneLineErrors(
     help="personaflow: nightly user profiles and recommenders for e-commerce shops. Add --debug to any "
@@ -99,7 +103,7 @@ def ingest(
         if path is not None:
             if fmt not in ("online-retail", "csv", "parquet"):
                 raise typer.BadParameter("importing PATH needs --format online-retail, csv or parquet")
-            report = stages.import_events(
+            report = ingest_stage.import_events(
                 path, fmt, s, mapping=mapping, load=load, through=through.date() if through else None,
                 max_rejects=max_rejects, overwrite=overwrite,
             )  # fmt: skip
@@ -107,11 +111,11 @@ def ingest(
         elif fmt:
             raise typer.BadParameter(f"--format {fmt} needs the PATH of the file to import")
         elif through is not None:
-            loaded = stages.ingest_history(through.date(), s, since=since.date() if since else None)
+            loaded = ingest_stage.ingest_history(through.date(), s, since=since.date() if since else None)
             _print({"batches_loaded": len(loaded), "rows": sum(int(b["rows"]) for b in loaded)})
         else:
             batch_day = (day or datetime.combine(_last_batch_day(s), datetime.min.time())).date()
-            _print(stages.ingest(batch_day, s, max_rejects=max_rejects))
+            _print(ingest_stage.ingest(batch_day, s, max_rejects=max_rejects))
     except (IngestError, ValueError) as exc:
         if isinstance(exc, typer.BadParameter):
             raise
@@ -144,7 +148,7 @@ def history(
     imported, promoted = result["import"], result.get("promote") or {}
     _print({
         "as_of": result["as_of"], "rows": imported["rows"], "customers": imported["customers"],
-        "products": imported["products"], "faults": imported["faults"],
+        "products": imported["products"], "faults": imported.get("faults", {}),
         "days": result["validate_history"]["days"], "failed_days": result["validate_history"]["failed_days"],
         "production": promoted.get("tag") if promoted.get("promoted") else None,
         "stages": result["stages"], "total_seconds": result["total_seconds"], "report": str(full),
@@ -161,7 +165,8 @@ def validate(
 
     s = config.load()
     try:
-        _print(stages.validate_marts(day.date(), s) if marts else stages.validate_batch(day.date(), s))
+        run = validate_stage.validate_marts if marts else validate_stage.validate_batch
+        _print(run(day.date(), s))
     except (DataQualityError, LookupError, FileNotFoundError) as exc:
         typer.echo(f"validate failed: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -173,13 +178,13 @@ def transform(
     full_refresh: bool = typer.Option(False, help="Rebuild incremental marts from all of raw."),
 ) -> None:
     """dbt build of staging models and marts as of the day."""
-    _print(stages.transform(day.date(), config.load(), full_refresh=full_refresh))
+    _print(transform_stage.transform(day.date(), config.load(), full_refresh=full_refresh))
 
 
 @app.command()
 def features(day: DateOpt) -> None:
     """Feast: export marts, apply, materialize the new interval, write the training set."""
-    _print(stages.features(day.date(), config.load()))
+    _print(features_stage.features(day.date(), config.load()))
 
 
 @app.command()
@@ -202,7 +207,7 @@ def report(day: DateOpt) -> None:
 def segments(day: DateOpt) -> None:
     """K-means user segments as of the day: prints the segment table, writes user_segments.parquet."""
     try:
-        result = stages.segments(day.date(), config.load())
+        result = profiles_stage.segments(day.date(), config.load())
     except ValueError as exc:
         typer.echo(f"segments failed: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -228,7 +233,7 @@ def churn(
 ) -> None:
     """Churn classifier on marts.churn_labels: prints held-out metrics, scores today's buyers for Feast."""
     try:
-        result = stages.churn(day.date(), config.load(), horizon_days=horizon_days)
+        result = profiles_stage.churn(day.date(), config.load(), horizon_days=horizon_days)
     except ValueError as exc:
         typer.echo(f"churn failed: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -10,7 +10,8 @@ import typer
 
 from personaflow.cli.common import _print
 from personaflow.core import settings as config
-from personaflow.pipeline import stages
+from personaflow.pipeline import promote as promote_stage
+from personaflow.pipeline import train as train_stage
 
 
 def prune(
@@ -43,7 +44,8 @@ def train(
     ] = None,
 ) -> None:
     """Train the recommender on a time-based split and save it as a candidate."""
-    _print(stages.train(config.load(), epochs=epochs, dim=dim, model=model, hybrid=hybrid, rerank=rerank))
+    s = config.load()
+    _print(train_stage.train(s, epochs=epochs, dim=dim, model=model, hybrid=hybrid, rerank=rerank))
 
 
 def promote(
@@ -51,7 +53,7 @@ def promote(
     force: bool = typer.Option(False, help="Promote even if the gate refuses (logged, kept in the pointer)."),
 ) -> None:
     """Promote a candidate if it passes the gate, run on today's split."""
-    _print(stages.promote(tag, config.load(), force=force))
+    _print(promote_stage.promote(tag, config.load(), force=force))
 
 
 def models() -> None:

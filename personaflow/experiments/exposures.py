@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from personaflow.ingest.live import take_batch
+from personaflow.core.group_commit import take_batch, write_and_fsync
 
 
 class ExposureLog:
-    """Group commit, as the live landing file does (personaflow/ingest/live.py): one writer thread takes every
-    line queued while its previous fsync ran, appends them in one write and fsyncs once; each answer waits
-    for the fsync that covers its line (`submit` gives a Future), so a line is still durable before its
-    answer leaves, at one fsync per group instead of one per answer."""
+    """Group commit (personaflow/core/group_commit.py), as the live landing file does: one writer thread
+    takes every line queued while its previous fsync ran, appends them in one write and fsyncs once; each
+    answer waits for the fsync that covers its line (`submit` gives a Future), so a line is still durable
+    before its answer leaves, at one fsync per group instead of one per answer."""
 
     def __init__(self, folder: Path, max_batch: int = 1024) -> None:
         self.folder = Path(folder)
@@ -70,10 +70,7 @@ class ExposureLog:
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            written = os.write(fd, data)  # one write: whole lines, never interleaved across workers
-            if written != len(data):
-                raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
-            os.fsync(fd)
+            write_and_fsync(fd, data, path)
             self.fsyncs += 1
         finally:
             os.close(fd)

@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from personaflow.core.landing import batch_path
+
 CATEGORIES = (
     "home", "kitchen", "garden", "toys", "books", "beauty",
     "fashion", "shoes", "sports", "electronics", "stationery", "grocery",
@@ -259,10 +261,6 @@ def generate_shop(
     return Shop(users=user_frame, items=item_frame, events=events)
 
 
-def batch_path(landing_dir: Path, day: date) -> Path:
-    return landing_dir / "events" / f"events_{day.isoformat()}.csv"
-
-
 def write_shop(shop: Shop, landing_dir: Path) -> list[Path]:
     """Write users.csv, items.csv and one events CSV per day; returns the batch files written."""
     (landing_dir / "events").mkdir(parents=True, exist_ok=True)
@@ -278,12 +276,6 @@ def write_shop(shop: Shop, landing_dir: Path) -> list[Path]:
         pacsv.write_csv(table.slice(lo, hi - lo), path, pacsv.WriteOptions(quoting_style="needed"))
         written.append(path)
     return written
-
-
-def batch_dates(landing_dir: Path) -> list[date]:
-    """The days for which a batch file has landed, oldest first."""
-    names = sorted((landing_dir / "events").glob("events_*.csv"))
-    return [date.fromisoformat(p.stem.removeprefix("events_")) for p in names]
 
 
 def last_day(start: date, days: int) -> date:

@@ -32,6 +32,9 @@ from concurrent.futures import Future
 from datetime import date, datetime
 from pathlib import Path
 
+from personaflow.core.group_commit import take_batch, write_and_fsync
+from personaflow.core.landing import live_path
+
 log = logging.getLogger(__name__)
 LIVE_COLUMNS = (
     "event_id", "user_id", "item_id", "event_type", "event_ts", "session_id", "quantity", "price",
@@ -40,8 +43,7 @@ LIVE_COLUMNS = (
 
 
 # The fields two events must share to be exact duplicates (personaflow/quality/suites.py DUPLICATE_KEY, less
-# the
-# columns live events do not have: order_id, description, country).
+# the columns live events do not have: order_id, description, country).
 DUPLICATE_FIELDS = ("user_id", "item_id", "event_type", "event_ts", "session_id", "quantity", "price")
 
 
@@ -74,10 +76,6 @@ def live_record(
     }
 
 
-def live_path(landing_dir: Path, day: date) -> Path:
-    return Path(landing_dir) / "live" / f"events_{day.isoformat()}.jsonl"
-
-
 class LocalSeen:
     """Duplicate key -> first event id, in this process (exact with one writing process)."""
 
@@ -102,17 +100,6 @@ class LocalSeen:
             self._seen.setdefault((day, key), event_id)
 
 
-
-def take_batch(q: queue.SimpleQueue, max_batch: int) -> list:
-    """Group commit's batch: wait for one queued item, then take whatever else is queued (up to
-    `max_batch`), so requests arriving together share one write and one fsync."""
-    batch = [q.get()]
-    while len(batch) < max_batch:
-        try:
-            batch.append(q.get_nowait())
-        except queue.Empty:
-            break
-    return batch
 
 class LiveLog:
     """Appends events to their day's live file with group commit (see the module docstring).
@@ -220,12 +207,7 @@ class LiveLog:
         failed: Exception | None = None
         if writes:
             try:
-                fd = self._open(day)
-                data = b"".join(line for line, _, _ in writes)
-                written = os.write(fd, data)  # one write: whole lines, never interleaved across processes
-                if written != len(data):
-                    raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
-                os.fsync(fd)
+                write_and_fsync(self._open(day), b"".join(line for line, _, _ in writes), path)
                 self.fsyncs += 1
                 self.appended += len(writes)
             except Exception as exc:  # none of these is accepted; a retry must not look like a duplicate

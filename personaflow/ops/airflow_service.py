@@ -10,8 +10,7 @@ PERSONAFLOW_AIRFLOW_PASSWORD or generated into SimpleAuthManager's passwords fil
 any component starts, so Airflow never generates or prints one.
 
 In celery mode (PERSONAFLOW_AIRFLOW_EXECUTOR=celery, personaflow/orchestration/airflow_mode.py) the metadata
-DB is
-PostgreSQL, and the supervisor also runs PERSONAFLOW_CELERY_WORKERS `airflow celery worker` processes;
+DB is PostgreSQL, and the supervisor also runs PERSONAFLOW_CELERY_WORKERS `airflow celery worker` processes;
 `up` returns once every worker answers a Celery ping on the broker, besides the health check.
 
 Each service runs in its own process group, so stopping it signals every child. Pids and ports go to
@@ -214,7 +213,7 @@ def _ours(sid: int) -> bool:
     import psutil
 
     try:
-        return "personaflow.orchestration.celery_compat" in " ".join(psutil.Process(sid).cmdline())
+        return psutil.Process(sid).cmdline()[1:4] == ["-m", "airflow", "celery"]
     except psutil.NoSuchProcess:
         return True
     except psutil.Error:

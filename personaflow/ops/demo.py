@@ -16,7 +16,7 @@ import typer
 
 from personaflow.core import warehouse as wh
 from personaflow.core.settings import Settings, export_tool_env
-from personaflow.pipeline import stages
+from personaflow.pipeline import ingest as ingest_stage
 
 TABLES = ["raw.events", "marts.interactions", "marts.user_features", "marts.item_features", "marts.sessions"]
 
@@ -48,7 +48,7 @@ def run_demo(s: Settings, users: int, items: int, days: int, seed: int) -> dict:
     files = write_shop(shop, s.landing_dir)
     last = shop.events["event_ts"].max().date()
     typer.echo(f"[generate] {len(shop.events):,} events in {len(files)} daily batches -> {s.landing_dir}")
-    history = stages.ingest_history(last - timedelta(days=1), s)
+    history = ingest_stage.ingest_history(last - timedelta(days=1), s)
     typer.echo(f"[history] loaded {len(history)} earlier batches not in the warehouse yet")
 
     typer.echo(f"[airflow] running personaflow_nightly for {last} ...")

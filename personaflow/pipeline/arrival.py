@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
-from personaflow.ingest.generate import batch_dates, batch_path
+from personaflow.core.landing import batch_dates, batch_path
 
 # Newest landed day this far before the run's day: the landing area is a historic import.
 HISTORIC_AFTER = timedelta(days=7)
@@ -54,7 +54,7 @@ def batch_arrival(landing_dir: Path, day: date, now: datetime, wait_hours: float
 
 
 def missing_data_email(arrival: Arrival, day: date, sender: str, recipients: list[str]) -> EmailMessage:
-    from personaflow.quality.alert import new_message
+    from personaflow.core.alert import new_message
 
     msg = new_message(f"[personaflow] missing data: no batch for {day}", sender, recipients, "missing")
     msg.set_content(arrival.reason + "\n")

@@ -79,17 +79,17 @@ def check_drift(as_of: date, s: Settings) -> dict[str, Any]:
     report.write_text(json.dumps(payload, indent=2) + "\n")
     result = {"status": "ok", **payload, "report": str(report), "alert_sent": None}
     if shifted:
-        from personaflow.pipeline.stages import _smtp
-        from personaflow.quality.alert import send_alert
+        from personaflow.core.alert import send_alert
+        from personaflow.pipeline._common import smtp_config
 
-        smtp = _smtp(s)
+        smtp = smtp_config(s)
         sent, eml = send_alert(_email(as_of, previous_day, shifted, report, smtp), smtp, s.reports_dir)
         result |= {"alert_sent": sent, "alert_eml": str(eml)}
     return result
 
 
 def _email(as_of: date, previous: str | None, shifted: list[str], report: Path, smtp) -> EmailMessage:
-    from personaflow.quality.alert import new_message
+    from personaflow.core.alert import new_message
 
     subject = f"[personaflow] drift WARNING: as_of {as_of} ({len(shifted)} significant shift(s))"
     msg = new_message(subject, smtp.sender, smtp.recipients, "warning")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -26,6 +27,8 @@ from personaflow.core.feature_store import (
     load_definitions,
     open_store,
 )
+from personaflow.core.settings import Settings
+from personaflow.core.warehouse import location
 from personaflow.serving.tables import export_serving_tables, write_atomic
 
 ITEM_COLUMNS = [
@@ -187,3 +190,6 @@ def build_features(
     }
 
 
+def features(as_of: date, s: Settings) -> dict[str, Any]:
+    """Export marts to Feast, materialize the new interval, write the point-in-time training set."""
+    return build_features(location(s), s.features_dir, s.feature_repo_dir, as_of)

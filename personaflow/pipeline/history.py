@@ -22,7 +22,13 @@ from typing import Any
 import psutil
 
 from personaflow.core.settings import Settings
-from personaflow.pipeline import stages
+from personaflow.pipeline import features as features_stage
+from personaflow.pipeline import ingest as ingest_stage
+from personaflow.pipeline import profiles as profiles_stage
+from personaflow.pipeline import promote as promote_stage
+from personaflow.pipeline import train as train_stage
+from personaflow.pipeline import transform as transform_stage
+from personaflow.pipeline import validate as validate_stage
 from personaflow.pipeline.audiences import refresh_saved
 
 Progress = Callable[[str], None]
@@ -78,19 +84,20 @@ def build_history(
         return result
 
     imported = run(
-        "import", lambda: stages.import_events(path, source_format, s, mapping=mapping, overwrite=overwrite)
+        "import",
+        lambda: ingest_stage.import_events(path, source_format, s, mapping=mapping, overwrite=overwrite),
     )
     first, last = _days(imported)
-    run("validate_history", lambda: stages.validate_history(first, last, s, progress=say))
-    run("transform", lambda: stages.transform(last, s, full_refresh=True))
-    run("validate_marts", lambda: stages.validate_marts(last, s))
-    run("segments", lambda: stages.segments(last, s))
-    run("churn", lambda: stages.churn(last, s))
+    run("validate_history", lambda: validate_stage.validate_history(first, last, s, progress=say))
+    run("transform", lambda: transform_stage.transform(last, s, full_refresh=True))
+    run("validate_marts", lambda: validate_stage.validate_marts(last, s))
+    run("segments", lambda: profiles_stage.segments(last, s))
+    run("churn", lambda: profiles_stage.churn(last, s))
     run("audiences", lambda: refresh_saved(s))
-    run("features", lambda: stages.features(last, s))
+    run("features", lambda: features_stage.features(last, s))
     if train:
-        candidate = run("train", lambda: stages.train(s))
-        run("promote", lambda: stages.promote(candidate["tag"], s, report=candidate.get("report")))
+        candidate = run("train", lambda: train_stage.train(s))
+        run("promote", lambda: promote_stage.promote(candidate["tag"], s, report=candidate.get("report")))
     out["as_of"] = last.isoformat()
     out["total_seconds"] = round(sum(t["seconds"] for t in timings.values()), 2)
     out["peak_rss_mb"] = max(t["peak_rss_mb"] for t in timings.values())

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from personaflow.core import warehouse as wh
-from personaflow.core.settings import postgres_env
+from personaflow.core.settings import Settings, export_tool_env, postgres_env
+from personaflow.core.warehouse import location
 
 # Commands whose results are per-node run results we can summarise.
 _COMMANDS = ("build", "run", "test", "compile", "seed")
@@ -212,3 +213,18 @@ def run_dbt(
         "rows": rows,
         "seconds": round(seconds, 3),
     }
+
+
+def transform(as_of: date, s: Settings, full_refresh: bool = False) -> dict[str, Any]:
+    """`dbt build`: staging views and marts, each tested right after it is built. Incremental marts
+    process the new day; `full_refresh` rebuilds them from all of raw (once after a model change)."""
+    export_tool_env(s)
+    return run_dbt(
+        location(s), as_of, s.dbt_project_dir, s.home / "dbt", full_refresh=full_refresh,
+        dbt_vars=dbt_vars(s),
+    )  # fmt: skip
+
+
+def dbt_vars(s: Settings) -> dict[str, Any]:
+    """Project vars that come from our settings (every dbt run of a night must pass the same ones)."""
+    return {"churn_horizon_days": s.churn_horizon_days}

@@ -10,8 +10,7 @@
 
 Security (README "Security"):
 - State-changing paths (POST /events) need `Authorization: Bearer <token>` (personaflow/serving/auth.py), and
-so do
-  the read paths when `protect_reads` is set: 401 with WWW-Authenticate otherwise.
+so do the read paths when `protect_reads` is set: 401 with WWW-Authenticate otherwise.
 - A Host header that is not one of ours answers 403: a page on another site that resolves its own
   name to 127.0.0.1 (DNS rebinding) cannot read the API through the visitor's browser.
 - Bodies are JSON only: any other Content-Type, or a body without one, answers 415. A request whose
@@ -20,7 +19,10 @@ so do
 - Slow clients: the whole body must arrive within `body_timeout` seconds (408, connection closed);
   a request only counts against `max_in_flight` once its body is in, so clients that never finish
   sending cannot take the slots of real requests. One client address holds at most `max_per_client`
-  requests at once (429): 270 slow connections from one address cannot crowd out the others.
+  *slow uploads* at once (a body still arriving after `SLOW_AFTER` seconds); more are told 429 and
+  closed. Requests whose body arrives at once are never counted, so slow clients behind one address
+  (a proxy, a NAT) cannot lock that address's real requests out, and 270 slow connections from one
+  address still cannot crowd out the others.
   Headers must be complete within `serve_header_timeout` seconds or the connection is closed
   (personaflow/serving/header_timeout.py, a hook in uvicorn: no middleware sees a request before its headers).
 
@@ -65,6 +67,8 @@ def relabel_validation_error(body: bytes) -> tuple[int, bytes]:
 
 
 CLOSE = [(b"connection", b"close")]
+# A body still arriving after this long makes its request a slow upload, counted against its address.
+SLOW_AFTER = 0.25
 BEARER_CHALLENGE = b'Bearer realm="personaflow"'
 
 
@@ -105,25 +109,7 @@ class Guard:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        client = (scope.get("client") or ("?", 0))[0]
-        held = self.per_client.get(client, 0)
-        if held >= self.max_per_client:
-            await _answer(
-                send,
-                429,
-                {"error": f"too many requests at once from {client} (at most {self.max_per_client})"},
-                [(b"retry-after", b"1"), *CLOSE],
-            )
-            return
-        self.per_client[client] = held + 1
-        try:
-            await self._checked(scope, receive, send)
-        finally:
-            left = self.per_client[client] - 1
-            if left:
-                self.per_client[client] = left
-            else:
-                del self.per_client[client]
+        await self._checked(scope, receive, send)
 
     async def _checked(self, scope, receive, send) -> None:
         """Host, origin, token and content type from the headers, then the body within the time limit."""
@@ -151,7 +137,8 @@ class Guard:
         if content_type is not None and not is_json(content_type):
             await _answer(send, 415, {"error": "content-type: must be application/json"}, CLOSE)
             return
-        body = await self._read_body(receive, send)
+        client = (scope.get("client") or ("?", 0))[0]
+        body = await self._read_body(receive, send, client)
         if body is None:
             return
         if body and content_type is None:
@@ -171,26 +158,51 @@ class Guard:
         finally:
             self.in_flight -= 1
 
-    async def _read_body(self, receive, send) -> bytes | None:
-        """The whole body, or None after answering (413 too big, 408 too slow) or a disconnect."""
-        body = b""
-        more = True
+    async def _read_body(self, receive, send, client: str) -> bytes | None:
+        """The whole body, or None after answering (413 too big, 408 too slow, 429 one slow upload too
+        many from this address) or a disconnect."""
+        chunks = {"body": b"", "more": True}
+
+        async def read() -> bool:  # False: answered or disconnected
+            while chunks["more"]:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return False
+                chunks["body"] += message.get("body", b"")
+                chunks["more"] = message.get("more_body", False)
+                if len(chunks["body"]) > self.max_body:
+                    await _answer(send, 413, {"error": f"body: larger than {self.max_body} bytes"}, CLOSE)
+                    return False
+            return True
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout  # one timer for the whole body
+        slow = False
         try:
-            # one timer for the whole body (wait_for per message made a task per message)
-            async with asyncio.timeout(self.body_timeout):
-                while more:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return None
-                    body += message.get("body", b"")
-                    more = message.get("more_body", False)
-                    if len(body) > self.max_body:
-                        await _answer(send, 413, {"error": f"body: larger than {self.max_body} bytes"}, CLOSE)
-                        return None
+            try:  # most bodies are in at once: no task, no count
+                async with asyncio.timeout(min(SLOW_AFTER, self.body_timeout)):
+                    done = await read()
+            except TimeoutError:
+                held = self.per_client.get(client, 0)
+                if held >= self.max_per_client:
+                    most = self.max_per_client
+                    error = f"too many slow uploads from {client} at once (at most {most})"
+                    await _answer(send, 429, {"error": error}, [(b"retry-after", b"1"), *CLOSE])
+                    return None
+                self.per_client[client], slow = held + 1, True
+                async with asyncio.timeout_at(deadline):
+                    done = await read()
         except TimeoutError:
             await _answer(send, 408, {"error": f"body: not received within {self.body_timeout:g} s"}, CLOSE)
             return None
-        return body
+        finally:
+            if slow:
+                left = self.per_client[client] - 1
+                if left:
+                    self.per_client[client] = left
+                else:
+                    del self.per_client[client]
+        return chunks["body"] if done else None
 
     async def _guarded(self, scope, body: bytes, receive, send) -> None:
         if scope["method"] == "GET" and scope["path"] == "/metadata":

@@ -12,8 +12,7 @@ Reads give the same `buckets` shape as the JSON bucket (day -> counters, revenue
 personaflow/serving/online.py sums both the same way.
 
 The dedupe of /events (personaflow/ingest/live.py) claims a duplicate key with SET NX: the first worker to
-claim it
-writes the event, the others answer with its event id.
+claim it writes the event, the others answer with its event id.
 """
 
 from __future__ import annotations

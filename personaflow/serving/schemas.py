@@ -4,8 +4,7 @@ the page at `/`) are generated from these models.
 Requests forbid unknown fields, so a typo (`"user": ...`) is a 422 naming the field, not a silent default.
 Request fields are strict: `true` is not the integer 1 and `"3"` is not 3 (422 naming the field). An
 event is held to the batch contract (personaflow/quality/contract.py) here, so the API never accepts a row
-that the
-nightly batch check would quarantine the day for.
+that the nightly batch check would quarantine the day for.
 """
 
 from __future__ import annotations
@@ -228,8 +227,7 @@ Names = Annotated[list[Id], Field(max_length=50)]
 
 class AudienceRequest(_Request):
     """An audience definition (personaflow/profiles/audiences.py AudienceSpec): every filter given must hold;
-    a list
-    is any-of."""
+    a list is any-of."""
 
     name: Annotated[str, Strict(), StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "adhoc"
     rfm_segments: Names = Field(default_factory=list, description="e.g. ['Champions', 'At Risk']")

@@ -3,8 +3,7 @@
 The model is whatever the production pointer names (not BentoML's `:latest`). It is loaded in
 `__init__`, never at import; a watcher thread re-loads it when the pointer file (or the item
 catalogue) changes and swaps one immutable `Ranker` reference (personaflow/serving/hotswap.py), so a promotion
-or a
-rollback is live without a restart and a request in flight finishes on the model it started with.
+or a rollback is live without a restart and a request in flight finishes on the model it started with.
 Profiles and live events go through one Feast FeatureStore per process (personaflow/serving/online.py);
 accepted
 events are first appended and fsynced to the landing area (personaflow/ingest/live.py, group commit), which

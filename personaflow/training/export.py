@@ -107,8 +107,7 @@ def baseline(name: str, scores: sp.csr_matrix, fill: np.ndarray, items: np.ndarr
 def with_rerank(emb: Embeddings, scores_fn, n_users: int, batch: int = 512) -> Embeddings:
     """Freeze a re-ranker's (personaflow/training/rerank/reranker.py) candidate scores for every user into a
     sparse matrix: serving puts them above the model's own (min-max scaled into [0, 0.5]) order, as the
-    re-ranker did.
-    Computed nightly: the candidates and their features are those of the training cut."""
+    re-ranker did. Computed nightly: the candidates and their features are those of the training cut."""
     blocks = []
     for start in range(0, n_users, batch):
         block = np.asarray(scores_fn(np.arange(start, min(start + batch, n_users))))

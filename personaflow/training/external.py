@@ -1,6 +1,5 @@
 """Score the nightly recipe on a split a shop brings (personaflow/training/data/given.py), as the nightly run
-does. 
-The same steps as `training.pipeline.train_model` after its split: the re-buy rule measured from the
+does. The same steps as `training.pipeline.train_model` after its split: the re-buy rule measured from the
 training rows (or set), the recipe built (personaflow/training/recipe.py), every servable baseline built
 beside it,
 all of them scored as serving scores them (`LoadedModel`), and the gate's evidence (paired bootstrap

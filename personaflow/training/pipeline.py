@@ -98,8 +98,7 @@ def train_candidate(
     `serve_baseline`, that baseline is saved too and *it* is the returned `tag` (the learned one is
     `learned_tag`): the nightly run then promotes the baseline through the same gate, and says so.
     `exclude_bought` (None: measured, personaflow/training/evaluation/rebuy.py): rank already-bought items
-    last in
-    validation, evaluation, gate, blend and serving alike.
+    last in validation, evaluation, gate, blend and serving alike.
     """
     started = time.perf_counter()
     split = time_split(load_interactions(warehouse), holdout_days)

@@ -17,7 +17,7 @@ import duckdb
 import httpx
 import pytest
 
-from personaflow.ingest.generate import batch_path
+from personaflow.core.landing import batch_path
 from personaflow.ops.demo import free_port
 from personaflow.orchestration.orchestrate import DAG_ID, airflow_env
 from tests.e2e_helpers import TASKS, body_text, run_day

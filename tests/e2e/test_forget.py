@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from personaflow.core.forgotten import subject
-from personaflow.ingest.generate import batch_path
-from personaflow.pipeline import stages
+from personaflow.core.landing import batch_path
+from personaflow.pipeline import ingest as ingest_stage
 from personaflow.pipeline.forget import forget_user, holding
 from personaflow.serving import process
 from personaflow.serving.auth import read_token_file
@@ -70,7 +70,7 @@ def test_forget_leaves_no_byte_and_the_next_import_does_not_bring_them_back(
     finally:
         process.stop(proc)
 
-    report = stages.import_events(export, "csv", s, load=False, overwrite=True)
+    report = ingest_stage.import_events(export, "csv", s, load=False, overwrite=True)
     assert report["forgotten_rows_dropped"] == int((events["user_id"] == user_id).sum())
     landed = pd.concat(pd.read_csv(p, dtype=str) for p in (s.landing_dir / "events").glob("*.csv"))
     assert user_id not in set(landed["user_id"])
@@ -78,5 +78,5 @@ def test_forget_leaves_no_byte_and_the_next_import_does_not_bring_them_back(
     day = airflow_stack.last + timedelta(days=5)
     theirs = events[events["user_id"] == user_id].head(3).assign(event_ts=f"{day} 10:00:00")
     batch_path(s.landing_dir, day).write_text(theirs.to_csv(index=False))
-    assert stages.ingest(day, s)["rows"] == 0
+    assert ingest_stage.ingest(day, s)["rows"] == 0
     assert _holding(s.home, user_id) == []

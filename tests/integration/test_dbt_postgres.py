@@ -236,8 +236,8 @@ def test_stage_readers_read_the_same_from_either_engine(built, tmp_path):
 
     from personaflow.core import settings
     from personaflow.ops import demo
+    from personaflow.pipeline import _common as pipeline_common
     from personaflow.pipeline import audiences as audience_stage
-    from personaflow.pipeline import stages
     from personaflow.pipeline.abtest import purchases_since
     from personaflow.report.nightly import _query
 
@@ -248,7 +248,7 @@ def test_stage_readers_read_the_same_from_either_engine(built, tmp_path):
     for name, s in (("duckdb", base), ("postgres", dataclasses.replace(base, warehouse_url=pg))):
         profile, bought, as_of = audience_stage.load_inputs(s)
         seen[name] = {
-            "mart": plain(stages._read_mart(wh.location(s), "select * from marts.churn_labels", []),
+            "mart": plain(pipeline_common.read_mart(wh.location(s), "select * from marts.churn_labels", []),
                           MARTS["churn_labels"]),
             "report": plain(_query(s, "select * from marts.data_quality_days where batch_date <= ?", [LAST]),
                             ["batch_date"]),
@@ -265,7 +265,7 @@ def test_stage_readers_read_the_same_from_either_engine(built, tmp_path):
         pd.testing.assert_frame_equal(seen["duckdb"][part], seen["postgres"][part], check_dtype=False,
                                       obj=part)  # fmt: skip
     with pytest.raises(ValueError, match="no_such_mart"):
-        stages._read_mart(pg, "select * from marts.no_such_mart", [])
+        pipeline_common.read_mart(pg, "select * from marts.no_such_mart", [])
 
 
 def test_postgres_env_comes_from_the_url():

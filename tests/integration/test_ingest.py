@@ -8,7 +8,8 @@ import duckdb
 import pytest
 
 from personaflow.core import warehouse as wh
-from personaflow.ingest.generate import batch_path, generate_shop, write_shop
+from personaflow.core.landing import batch_path
+from personaflow.ingest.generate import generate_shop, write_shop
 from personaflow.ingest.live import LiveLog
 from personaflow.ingest.load import IngestError, load_batch, load_dimensions, load_pending
 from tests import _where

@@ -7,7 +7,8 @@ import duckdb
 import httpx
 import pytest
 
-from personaflow.ingest.live import live_path, read_live
+from personaflow.core.landing import live_path
+from personaflow.ingest.live import read_live
 from personaflow.ingest.load import load_batch
 from tests._serving_setup import running_server
 from tests._warehouse import make_events, write_landing

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from personaflow.core.feature_store import feast_redis_connection
-from personaflow.ingest.live import LiveLog, live_path, read_live
+from personaflow.core.landing import live_path
+from personaflow.ingest.live import LiveLog, read_live
 from personaflow.serving.live_counters import RedisCounters, RedisSeen
 from tests._serving_setup import running_server
 

@@ -13,7 +13,10 @@ import pytest
 from personaflow.core import settings as config
 from personaflow.core.feature_store import day_end, open_store
 from personaflow.ingest.generate import generate_shop, write_shop
-from personaflow.pipeline import stages
+from personaflow.pipeline import features as features_stage
+from personaflow.pipeline import ingest as ingest_stage
+from personaflow.pipeline import profiles as profiles_stage
+from personaflow.pipeline import transform as transform_stage
 from personaflow.serving.online import OnlineFeatures
 
 
@@ -34,18 +37,18 @@ def test_short_horizon_churn_and_segments_reach_the_online_store(shop_settings):
     s, last = shop_settings
     night1 = last - timedelta(days=1)
     assert s.churn_horizon_days == 14
-    stages.ingest_history(night1, s)
-    built = stages.transform(night1, s)
+    ingest_stage.ingest_history(night1, s)
+    built = transform_stage.transform(night1, s)
     assert built["rows"]["marts.churn_labels"] > 0  # the setting reached dbt: 14 days fit in 40
 
-    segments = stages.segments(night1, s)
-    churn = stages.churn(night1, s)
+    segments = profiles_stage.segments(night1, s)
+    churn = profiles_stage.churn(night1, s)
     assert segments["status"] == churn["status"] == "ok", (segments, churn)
     assert churn["latest_cutoff"] == str(night1 - timedelta(days=14))
     assert 0.0 <= churn["metrics"]["roc_auc"] <= 1.0 and churn["users_scored_as_of"] > 50
     with pytest.raises(ValueError, match="horizon_days=\\[14\\], not 90"):
-        stages.churn(night1, s, horizon_days=90)
-    stages.features(night1, s)
+        profiles_stage.churn(night1, s, horizon_days=90)
+    features_stage.features(night1, s)
 
     scores1 = pd.read_parquet(s.features_dir / "user_churn.parquet").set_index("user_id")["churn_score"]
     seg1 = pd.read_parquet(s.features_dir / "user_segment.parquet").set_index("user_id")
@@ -59,10 +62,10 @@ def test_short_horizon_churn_and_segments_reach_the_online_store(shop_settings):
     assert online.as_of() == night1
 
     # Night 2 without churn (a skipped task writes nothing): segments move on, churn scores stay.
-    stages.ingest(last, s)
-    stages.transform(last, s)
-    assert stages.segments(last, s)["status"] == "ok"
-    stages.features(last, s)
+    ingest_stage.ingest(last, s)
+    transform_stage.transform(last, s)
+    assert profiles_stage.segments(last, s)["status"] == "ok"
+    features_stage.features(last, s)
     history = pd.read_parquet(s.features_dir / "user_segment.parquet")
     assert history["feature_ts"].nunique() == 2
     seg2 = history[history["feature_ts"] == history["feature_ts"].max()].set_index("user_id")

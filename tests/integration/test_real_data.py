@@ -23,7 +23,8 @@ import pytest
 from personaflow.core import settings
 from personaflow.ingest.landing import import_events
 from personaflow.ingest.online_retail import read_online_retail
-from personaflow.pipeline import stages
+from personaflow.pipeline import ingest as ingest_stage
+from personaflow.pipeline import validate as validate_stage
 from personaflow.pipeline.history import build_history
 from personaflow.quality.validate import DataQualityError
 from personaflow.serving import process
@@ -266,15 +267,15 @@ def test_header_only_redelivery_of_a_trading_day_keeps_the_day(built):
     assert before > 0
     try:
         landing.write_bytes(original.split(b"\n", 1)[0] + b"\n")  # the header, no rows
-        stages.ingest(day, s)
+        ingest_stage.ingest(day, s)
         with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
-            stages.validate_batch(day, s)
+            validate_stage.validate_batch(day, s)
         with duckdb.connect(str(s.warehouse), read_only=True) as con:
             [(after,)] = con.execute("select count(*) from raw.events where batch_date = ?", [day]).fetchall()
             [(status,)] = con.execute("select status from raw.batches where batch_date = ?", [day]).fetchall()
         assert (after, status) == (before, "loaded")
         assert built["inbox"].wait_for(f"batch {day}")  # the alert went out
-        assert stages.ingest_history(day, s, since=day) == []  # the refused file is not loaded again
+        assert ingest_stage.ingest_history(day, s, since=day) == []  # the refused file is not loaded again
     finally:
         landing.write_bytes(original)
 

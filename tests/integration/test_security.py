@@ -26,8 +26,9 @@ import httpx
 import psutil
 import pytest
 
+from personaflow.core.landing import live_path
 from personaflow.core.settings import REPO_ROOT
-from personaflow.ingest.live import live_path, read_live
+from personaflow.ingest.live import read_live
 from personaflow.ingest.load import load_batch
 from personaflow.quality import contract
 from personaflow.quality.checks import check_raw_batch
@@ -340,6 +341,28 @@ def test_slow_clients_cannot_starve_real_requests(server):
         for sock in slow + crowd + half_headers:
             sock.close()
     assert httpx.post(server["base"] + "/recommend", json={"user_id": server["users"][0]}).status_code == 200
+
+
+def test_slow_clients_behind_one_address_do_not_lock_that_address_out(server):
+    """Issue 26: 64 slow bodies from 127.0.0.1 turned every real request from 127.0.0.1 into 429 for the
+    body timeout. Behind a shop's proxy or NAT every customer shares one address: only slow uploads
+    count against it, so real requests from the same address are answered while the slow ones hang."""
+    port = int(server["base"].rsplit(":", 1)[1])
+    slow = [_slow_connection(port, "127.0.0.1", "/recommend", None) for _ in range(64)]
+    try:
+        time.sleep(0.5)  # every one of them is a counted slow upload by now
+        with httpx.Client(base_url=server["base"], headers=server["auth"], timeout=5) as client:
+            codes = [client.post("/recommend", json={"user_id": server["users"][n % 10], "k": 3}).status_code
+                     for n in range(30)]  # fmt: skip
+            codes.append(client.post("/events", json=event(server)).status_code)
+        assert codes == [200] * 31, codes
+        # one more slow upload from that address is past the cap: told 429 once it proves slow
+        extra = _slow_connection(port, "127.0.0.1", "/recommend", None)
+        assert _status(extra) == 429
+        extra.close()
+    finally:
+        for sock in slow:
+            sock.close()
 
 
 # -- process hygiene: `personaflow serve` ----------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from personaflow.core import settings as config
-from personaflow.pipeline import stages
+from personaflow.pipeline import profiles as profiles_stage
 from personaflow.profiles.churn import N_BINS, train_churn
 from personaflow.profiles.segments import fit_segments
 
@@ -149,7 +149,7 @@ def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
     monkeypatch.setenv("PERSONAFLOW_REPORTS_DIR", str(tmp_path / "reports"))
     s = config.load()
 
-    seg = stages.segments(as_of, s)
+    seg = profiles_stage.segments(as_of, s)
     written = pd.read_parquet(tmp_path / "features" / "user_segments.parquet")
     assert len(written) == len(profile) == seg["users"] and written["user_id"].is_unique
     assert (
@@ -157,15 +157,15 @@ def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
         and json.loads((tmp_path / "reports" / "segments" / "segments_2024-09-01.json").read_text())["k"] == 3
     )
     with pytest.raises(ValueError, match="no rows as of 2024-09-02"):
-        stages.segments(as_of + timedelta(days=1), s)
+        profiles_stage.segments(as_of + timedelta(days=1), s)
 
-    out = stages.churn(as_of, s, horizon_days=90)
+    out = profiles_stage.churn(as_of, s, horizon_days=90)
     scores = pd.read_parquet(tmp_path / "features" / "churn_scores.parquet")
     assert len(scores) == 300 and scores["churn_score"].between(0, 1).all()
     report = json.loads((tmp_path / "reports" / "churn" / "churn_2024-09-01.json").read_text())
     assert report["metrics"]["roc_auc"] == out["metrics"]["roc_auc"] > 0.7
     with pytest.raises(ValueError, match="horizon_days=\\[90\\], not 30"):
-        stages.churn(as_of, s, horizon_days=30)
+        profiles_stage.churn(as_of, s, horizon_days=30)
 
     # Feast sources: today's snapshot of every user's segment, and of every buyer's churn score today,
     # stamped at the end of the as-of day; a rerun of the night replaces its snapshot.
@@ -178,7 +178,7 @@ def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
     champions = set(profile.loc[profile["recency_days"] < 10, "user_id"])
     by_user = now.set_index("user_id")["churn_score"]
     assert by_user[list(lapsed)].mean() > by_user[list(champions)].mean() + 0.3  # planted: long gone churn
-    stages.churn(as_of, s)
+    profiles_stage.churn(as_of, s)
     assert len(pd.read_parquet(tmp_path / "features" / "user_churn.parquet")) == len(profile)
 
 
@@ -212,12 +212,12 @@ def test_stages_skip_with_their_reason_when_the_data_cannot_support_them(tmp_pat
     _warehouse(tmp_path / "short.duckdb", profile, planted_labels(n_users=10).iloc[0:0], date(2024, 8, 11))
     s = config.load()
 
-    churn = stages.churn(as_of, s)
+    churn = profiles_stage.churn(as_of, s)
     assert churn["status"] == "skipped"
     assert "(2024-08-11 .. 2024-09-01, 22 days) is not longer than the 90-day" in churn["reason"]
     report = json.loads((tmp_path / "reports" / "churn" / "churn_2024-09-01.json").read_text())
     assert report["status"] == "skipped" and report["reason"] == churn["reason"]
-    seg = stages.segments(as_of, s)
+    seg = profiles_stage.segments(as_of, s)
     assert seg["status"] == "skipped" and "at least 10 users; got 6" in seg["reason"]
     assert not (tmp_path / "features").exists()
 
@@ -230,5 +230,5 @@ def test_stages_skip_with_their_reason_when_the_data_cannot_support_them(tmp_pat
     monkeypatch.setenv("PERSONAFLOW_WAREHOUSE", str(tmp_path / "one_class.duckdb"))
     _warehouse(tmp_path / "one_class.duckdb", profile, planted_labels(n_users=50).assign(churned=True),
                date(2024, 1, 1))  # fmt: skip
-    one_class = stages.churn(as_of, config.load())
+    one_class = profiles_stage.churn(as_of, config.load())
     assert one_class["status"] == "skipped" and "single class" in one_class["reason"]

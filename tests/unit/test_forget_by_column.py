@@ -23,7 +23,7 @@ from personaflow.core import settings as config
 from personaflow.core.forgotten import Forgotten, csv_records, drop_forgotten, key_file, subject
 from personaflow.core.ids import normal_user_id
 from personaflow.ingest.live import LiveLog, live_record
-from personaflow.pipeline import stages
+from personaflow.pipeline import ingest as ingest_stage
 from personaflow.pipeline.forget import UnknownUser, forget_user, holding
 from personaflow.serving.schemas import EventRequest, ProfileRequest, RecommendRequest
 
@@ -59,7 +59,7 @@ def home(tmp_path, monkeypatch):
     for name in ("PERSONAFLOW_FORGET_KEY", "PERSONAFLOW_FORGET_KEY_FILE", "PERSONAFLOW_WAREHOUSE"):
         monkeypatch.delenv(name, raising=False)
     s = config.load()
-    report = stages.import_events(_export(tmp_path / "online_retail.csv"), "online-retail", s)
+    report = ingest_stage.import_events(_export(tmp_path / "online_retail.csv"), "online-retail", s)
     assert report["loaded"]["rows"] == 40
     # a live event of the victim's and one of another customer paying 21 (the API's own writer)
     log = LiveLog(s.landing_dir)
@@ -132,7 +132,7 @@ def test_forget_changes_only_the_customers_rows(home):
     assert "row 21: price 21.0 of customer 13092" in mail and f"user_id={result['tombstone']}" in mail
     assert (s.home / "dbt" / "target" / "manifest.json").read_bytes() == manifest  # shipped: never
     # the day loads again (before: "column source_row: 'forgotten-…' is not a valid bigint")
-    assert stages.ingest(date(2010, 12, 1), s)["rows"] == 24
+    assert ingest_stage.ingest(date(2010, 12, 1), s)["rows"] == 24
     assert _warehouse_rows(s) == others
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personaflow.ingest.generate import batch_dates, generate_shop, successors, write_shop
+from personaflow.core.landing import batch_dates
+from personaflow.ingest.generate import generate_shop, successors, write_shop
 
 
 def test_same_seed_same_shop_and_other_seed_differs():

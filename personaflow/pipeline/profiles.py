@@ -1,0 +1,107 @@
+"""The profile stages: K-means segments and the churn model over the marts, each appended to its
+Feast view. A stage the data cannot support is skipped with the reason, not failed."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from personaflow.core import warehouse as wh
+from personaflow.core.settings import Settings
+from personaflow.core.warehouse import location
+from personaflow.pipeline._common import read_mart, skipped, write_json
+
+
+def segments(as_of: date, s: Settings) -> dict[str, Any]:
+    """K-means user segments over marts.user_features as of the day -> features_dir/user_segments.parquet,
+    and a snapshot for the Feast view `user_segment`. Too few users: {"status": "skipped", "reason"}."""
+    from personaflow.pipeline.features import append_profile
+    from personaflow.profiles.segments import TooFewUsers, fit_segments
+
+    profile = read_mart(location(s), "select * from marts.user_features where as_of_date = ?", [as_of])
+    if profile.empty:
+        raise ValueError(f"marts.user_features has no rows as of {as_of}: run `personaflow transform`")
+    try:
+        result = fit_segments(profile, seed=s.seed)
+    except TooFewUsers as exc:
+        return skipped("segments", as_of, s, str(exc))
+    out = result.assignments.assign(as_of_date=as_of)
+    s.features_dir.mkdir(parents=True, exist_ok=True)
+    path = s.features_dir / "user_segments.parquet"
+    out.to_parquet(path, index=False)
+    feast_rows = append_profile(s.features_dir, "user_segment", result.assignments, as_of)
+    report = {
+        "as_of": as_of.isoformat(), "status": "ok", "k": result.k, "criterion": result.criterion,
+        "silhouettes": result.silhouettes, "segments": result.segments, "users": len(out),
+    }  # fmt: skip
+    report_path = write_json(s.reports_dir / "segments" / f"segments_{as_of.isoformat()}.json", report)
+    return {**report, "parquet": str(path), "feast_source_rows": feast_rows, "report": str(report_path)}
+
+
+# Today's features in the shape of marts.churn_labels' (the model was fitted at past cut-offs).
+# Only buyers: churn_labels only has users who bought before a cut-off, so the model knows no others.
+_CHURN_FEATURES_NOW = """
+    select user_id, recency_days, frequency, monetary,
+        as_of_date - cast(first_purchase_ts as date) as days_since_first_purchase,
+        n_orders_90d from marts.user_features where as_of_date = ? and frequency > 0
+"""
+
+
+def _log_span(warehouse: wh.Location, as_of: date) -> str:
+    import pandas as pd
+
+    first = read_mart(warehouse, "select min(event_date) as d from marts.interactions", [])["d"].iloc[0]
+    if pd.isna(first):
+        return "no events"
+    first = pd.Timestamp(first).date()
+    return f"{first} .. {as_of}, {(as_of - first).days + 1} days"
+
+
+def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str, Any]:
+    """Churn classifier on marts.churn_labels; scores today's buyers (marts.user_features as of the
+    day) into a snapshot for the Feast view `user_churn`; the latest cut-off's scores (what the
+    metrics are about) go to features_dir/churn_scores.parquet. Labels that cannot train a model
+    (a log not longer than the horizon, one class): {"status": "skipped", "reason"}.
+
+    The horizon is fixed when dbt builds the mart (var churn_horizon_days, from the setting
+    PERSONAFLOW_CHURN_HORIZON_DAYS); the mart must have been built with `horizon_days` (default: the
+    setting)."""
+    import pandas as pd
+
+    from personaflow.pipeline.features import append_profile
+    from personaflow.profiles.churn import CannotTrain, score_users, train_churn
+
+    expected = horizon_days or s.churn_horizon_days
+    labels = read_mart(location(s), "select * from marts.churn_labels", [])
+    if labels.empty:
+        reason = (
+            f"marts.churn_labels is empty: the event log ({_log_span(location(s), as_of)}) is not longer "
+            f"than the {expected}-day churn horizon, so no cut-off has an observed outcome yet"
+        )
+        return skipped("churn", as_of, s, reason)
+    built = sorted(int(h) for h in labels["horizon_days"].unique())
+    if built != [expected]:
+        raise ValueError(
+            f"marts.churn_labels was built with horizon_days={built}, not {expected}: rebuild it "
+            f"with dbt var churn_horizon_days={expected} (setting PERSONAFLOW_CHURN_HORIZON_DAYS)"
+        )
+    try:
+        result = train_churn(labels, seed=s.seed)
+    except CannotTrain as exc:
+        return skipped("churn", as_of, s, str(exc))
+    now = score_users(result.model, read_mart(location(s), _CHURN_FEATURES_NOW, [as_of]))
+    s.features_dir.mkdir(parents=True, exist_ok=True)
+    path = s.features_dir / "churn_scores.parquet"
+    result.scores.assign(as_of_date=as_of).to_parquet(path, index=False)
+    feast_rows = append_profile(s.features_dir, "user_churn", now, as_of) if len(now) else 0
+    report = {
+        "as_of": as_of.isoformat(), "status": "ok", "split": result.split, "metrics": result.metrics,
+        "calibration": result.calibration, "users_scored": len(result.scores),
+        "model": result.model_name, "candidates": result.candidates, "choice": result.choice,
+        "calibration_by_recency": result.calibration_by_recency,
+        "latest_cutoff": str(pd.Timestamp(result.scores["cutoff_date"].max()).date()),
+        "users_scored_as_of": len(now),
+        "mean_churn_score_as_of": round(float(now["churn_score"].mean()), 4) if len(now) else None,
+    }  # fmt: skip
+    report_path = write_json(s.reports_dir / "churn" / f"churn_{as_of.isoformat()}.json", report)
+    return {**report, "parquet": str(path), "feast_source_rows": feast_rows, "report": str(report_path)}

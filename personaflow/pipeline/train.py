@@ -1,0 +1,33 @@
+"""The train stage: fit the nightly recipe on the marts and save it as a candidate with the gate's
+evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from personaflow.core.settings import Settings, export_tool_env
+from personaflow.core.warehouse import location
+from personaflow.pipeline._common import read_mart
+
+
+def train(
+    s: Settings,
+    epochs: int = 20,
+    dim: int = 64,
+    model: str | None = None,
+    hybrid: bool | None = None,
+    rerank: bool | None = None,
+) -> dict[str, Any]:
+    """Fit the recommender (settings' model unless given) on a time-based split; save it as a candidate
+    with its metrics and the gate's evidence."""
+    export_tool_env(s)
+    from personaflow.training.data.features import nightly_source
+    from personaflow.training.pipeline import train_candidate
+
+    catalogue = read_mart(location(s), "select item_id, category, brand, price from marts.item_features", [])
+    return train_candidate(
+        location(s), s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training",
+        pointer_path=s.production_pointer, model=model or s.model,
+        hybrid=s.hybrid if hybrid is None else hybrid, rerank=s.rerank if rerank is None else rerank,
+        features=nightly_source(s.feature_repo_dir, s.features_dir, catalogue.set_index("item_id")),
+    )  # fmt: skip
