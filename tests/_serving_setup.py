@@ -116,10 +116,14 @@ def write_marts(
 
 @contextlib.contextmanager
 def running_server(
-    home: Path, max_in_flight: int = 256, extra_env: dict[str, str] | None = None
+    home: Path,
+    max_in_flight: int = 256,
+    extra_env: dict[str, str] | None = None,
+    extra_users: tuple[str, ...] = (),
 ) -> Iterator[dict]:
     """Train, promote, build features, serve; yields what tests need (`auth`: the headers that carry
-    the server's API token); stops the server after."""
+    the server's API token); stops the server after. `extra_users`: more users in the marts (with a
+    profile, unknown to the model), like COLD_USER."""
     features_dir = home / "features"
     env = {
         "BENTOML_HOME": str(home / "bentoml"),
@@ -148,7 +152,7 @@ def running_server(
         users, items = split.maps.user_ids[:20], split.maps.item_ids
         segment_hit = next(i for i, _ in reversed(popular) if i != items[0])
         purchases = [(users[2], segment_hit), (users[6], segment_hit)]
-        write_marts(home / "warehouse.duckdb", [*users, COLD_USER], items, as_of, purchases)
+        write_marts(home / "warehouse.duckdb", [*users, COLD_USER, *extra_users], items, as_of, purchases)
         # the nightly profile stages, as the DAG runs them before Feast materializes
         mp.setenv("PERSONAFLOW_WAREHOUSE", str(home / "warehouse.duckdb"))
         mp.setenv("PERSONAFLOW_REPORTS_DIR", str(home / "reports"))

@@ -62,3 +62,5 @@ def store(tmp_path, monkeypatch):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HOME, ignore_errors=True)
+    # the forget key's folder lives beside the home, not in it (personaflow/core/forgotten.py)
+    shutil.rmtree(_HOME.parent / f"{_HOME.name}-secrets", ignore_errors=True)

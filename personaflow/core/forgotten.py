@@ -1,9 +1,13 @@
 """Who was forgotten (`personaflow forget`), asked by everything that takes data in.
 
-A forgotten customer is remembered only as a keyed hash, HMAC-SHA256 of the id under this
-installation's secret (`secrets/forget_key`, 0600), listed in `forgotten.json`. Imports drop their
-rows, the loader drops them from later day files (and removes their lines from those files), and the
-API answers 404 for them and accepts no event: so nothing brings them back.
+A forgotten customer is remembered only as a keyed hash, HMAC-SHA256 of the id's normal form
+(personaflow/core/ids.py) under this installation's key, listed in `forgotten.json`. The key is kept
+apart from the pseudonyms: PERSONAFLOW_FORGET_KEY, or a 0600 file outside the home
+(PERSONAFLOW_FORGET_KEY_FILE). Ids are few and guessable (5-digit shop ids): whoever has both the key
+and forgotten.json recovers an id by trying them all in well under a second, so the pseudonyms protect
+only while the key stays secret (README, "Security"). Imports drop their rows, the loader drops them
+from later day files (and removes their lines from those files), and the API answers them as it answers
+an id it never saw and accepts no event for them: so nothing brings them back.
 """
 
 from __future__ import annotations
@@ -14,26 +18,64 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
+from personaflow.core.ids import is_user_column, names_user, normal_user_id
 from personaflow.core.settings import Settings
 
 
+class ForgetKeyMissing(RuntimeError):
+    """Customers were forgotten under a key that is gone: they could not be recognised any more."""
+
+
+def key_file(s: Settings) -> Path:
+    return s.forget_key_file or s.home.parent / f"{s.home.name}-secrets" / "forget_key"
+
+
 def secret_key(s: Settings) -> bytes:
-    path = s.home / "secrets" / "forget_key"
+    """The pseudonyms' HMAC key, kept apart from them: PERSONAFLOW_FORGET_KEY, else the 0600 file
+    PERSONAFLOW_FORGET_KEY_FILE (default beside the home, not in it), created on first use. A key kept
+    by an older version in `<home>/secrets/forget_key` (beside forgotten.json) is moved there. Refuses
+    to make a new key while forgotten.json lists customers: they would silently come back."""
+    if s.forget_key.strip():
+        return s.forget_key.strip().encode()
+    path = key_file(s)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
+        old = s.home / "secrets" / "forget_key"
+        if old.exists():
+            _write_secret(path, old.read_text().strip())
+            old.unlink()
+        elif forgotten_subjects(s):
+            raise ForgetKeyMissing(
+                f"{path}: the forget key is missing but {s.home / 'forgotten.json'} lists forgotten "
+                "customers; restore the key (or set PERSONAFLOW_FORGET_KEY) before anything imports data"
+            )
+        else:
+            _write_secret(path, secrets.token_hex(32))
     return path.read_text().strip().encode()
 
 
+def _write_secret(path: Path, value: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+
+
+def _hash(key: bytes, user_id: object) -> str:
+    return hmac.new(key, normal_user_id(user_id).encode(), hashlib.sha256).hexdigest()
+
+
 def subject(user_id: str, s: Settings) -> str:
-    """The keyed hash a forgotten customer is remembered by (never the id itself)."""
-    return hmac.new(secret_key(s), user_id.encode(), hashlib.sha256).hexdigest()
+    """The keyed hash a forgotten customer is remembered by (never the id itself), of the id's normal
+    form (personaflow/core/ids.py), so `14911.0` and `014911` are the same customer as `14911`."""
+    return _hash(secret_key(s), user_id)
 
 
 def forgotten_subjects(s: Settings) -> set[str]:
@@ -49,7 +91,7 @@ def drop_forgotten(frame: pd.DataFrame, s: Settings, column: str = "user_id") ->
         return frame
     key = secret_key(s)
     ids = frame[column].dropna().unique()
-    hit = {i for i in ids if hmac.new(key, str(i).encode(), hashlib.sha256).hexdigest() in gone}
+    hit = {i for i in ids if _hash(key, i) in gone}
     return frame[~frame[column].isin(hit)] if hit else frame
 
 
@@ -72,7 +114,7 @@ class Forgotten:
         if mtime != self._mtime:
             self._subjects, self._key = forgotten_subjects(self._settings), secret_key(self._settings)
             self._mtime = mtime
-        return hmac.new(self._key, str(user_id).encode(), hashlib.sha256).hexdigest() in self._subjects
+        return _hash(self._key, user_id) in self._subjects
 
 
 def keep_table(table, s: Settings):
@@ -86,7 +128,7 @@ def keep_table(table, s: Settings):
         return table
     key = secret_key(s)
     ids = [i for i in pc.unique(table.column("user_id")).to_pylist() if i]
-    hit = [i for i in ids if hmac.new(key, i.encode(), hashlib.sha256).hexdigest() in gone]
+    hit = [i for i in ids if _hash(key, i) in gone]
     if not hit:
         return table
     return table.filter(pc.invert(pc.is_in(table.column("user_id"), pa.array(hit))))
@@ -103,9 +145,9 @@ def scrub_landing(paths: list[Path], s: Settings) -> int:
         if not path.exists():
             continue
         frame = pd.read_csv(path, dtype=str, usecols=lambda c: c == "user_id", keep_default_na=False)
-        ids = frame["user_id"].unique() if "user_id" in frame else []
-        for user_id in ids:
-            if user_id and hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest() in gone:
+        ids = {normal_user_id(i) for i in frame["user_id"].unique()} if "user_id" in frame else set()
+        for user_id in sorted(ids):
+            if user_id and _hash(key, user_id) in gone:
                 removed += drop_lines(path, user_id)
     return removed
 
@@ -116,22 +158,41 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def csv_records(text: str) -> Iterator[tuple[list[str], str]]:
+    """Each record of a CSV text with the exact text it was read from (a quoted field may span lines),
+    so a file can be written back with every other record byte for byte as it was."""
+    consumed: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in text.splitlines(keepends=True):
+            consumed.append(line)
+            yield line
+
+    for fields in csv.reader(lines()):
+        raw = "".join(consumed)
+        consumed.clear()
+        yield fields, raw
+
+
 def drop_lines(path: Path, user_id: str) -> int:
-    """Drop the lines whose user_id field is the customer (landing layout: one row per line)."""
-    lines = path.read_bytes().decode("utf-8", errors="surrogateescape").splitlines(keepends=True)
-    if not lines:
+    """Drop the records whose customer column (user_id, customer_id, ...: personaflow/core/ids.py) names
+    the customer, in any written form; every other record stays byte for byte. Returns how many."""
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    records = csv_records(text)
+    first = next(records, None)
+    if first is None:
         return 0
-    header = next(csv.reader([lines[0]]))
-    if "user_id" not in header:
+    header, head_raw = first
+    at = [i for i, name in enumerate(header) if is_user_column(name)]
+    if not at:
         return 0
-    at = header.index("user_id")
-    kept = [lines[0]] + [ln for ln in lines[1:] if _field(ln, at) != user_id]
-    removed = len(lines) - len(kept)
+    user_id = normal_user_id(user_id)
+    kept, removed = [head_raw], 0
+    for fields, raw in records:
+        if any(i < len(fields) and names_user(fields[i], user_id) for i in at):
+            removed += 1
+        else:
+            kept.append(raw)
     if removed:
         atomic_write(path, "".join(kept).encode("utf-8", errors="surrogateescape"))
     return removed
-
-
-def _field(line: str, at: int) -> str:
-    fields = next(csv.reader([line]), [])
-    return fields[at] if at < len(fields) else ""

@@ -31,7 +31,7 @@ _UNDER_HOME = {
     "airflow_home": ("airflow",),
     "api_token_file": ("secrets", "api_token"),
 }
-_PATHS = (*_UNDER_HOME, "home", "dbt_project_dir", "feature_repo_dir")
+_PATHS = (*_UNDER_HOME, "home", "dbt_project_dir", "feature_repo_dir", "forget_key_file")
 
 
 def _unset() -> Any:
@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     worker_name: str = ""
     # true: CLI failures show the traceback instead of one line (same as --debug).
     debug: bool = False
+    # The key of the forgotten-id pseudonyms (personaflow/core/forgotten.py), kept apart from them:
+    # the key itself (from a secret manager), else this file; default: a 0600 file in a 0700 folder
+    # beside the home, not in it (a copy of the home carries no key).
+    forget_key: str = ""
+    forget_key_file: Path | None = _unset()
 
     @field_validator("alert_to", "api_tokens", "api_allowed_hosts", mode="before")
     @classmethod
@@ -166,6 +171,9 @@ class Settings(BaseSettings):
         for name, parts in _UNDER_HOME.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, self.home.joinpath(*parts))
+        if self.forget_key_file is None:
+            key_file = self.home.parent / f"{self.home.name}-secrets" / "forget_key"
+            object.__setattr__(self, "forget_key_file", key_file)
         return self
 
 

@@ -182,3 +182,19 @@ def forget_in_redis(url: str, user_id: str, project: str = "personaflow") -> int
         return int(client.delete(_redis_key(project, entity, 3), RedisCounters.key(user_id)))
     finally:
         client.close()
+
+
+def redis_holds(url: str, user_id: str, project: str = "personaflow") -> list[str]:
+    """The keys `forget_in_redis` would delete that exist (the check `personaflow forget` runs)."""
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    entity = EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user_id)])
+    client = connect(url)
+    try:
+        keys = [_redis_key(project, entity, 3), RedisCounters.key(user_id)]
+        held = [k for k in keys if client.exists(k)]
+        return [k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in held]
+    finally:
+        client.close()

@@ -12,8 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
 
+from personaflow.core.ids import normal_user_id
 from personaflow.quality import contract
 
 MAX_K = 100
@@ -24,6 +25,9 @@ CLOCK_SKEW = timedelta(seconds=60)
 Id = Annotated[
     str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=contract.ID_MAX_LENGTH)
 ]
+# A customer id in its normal form (personaflow/core/ids.py): `14911.0` and `014911` are `14911`, here as
+# in the imports and in `personaflow forget`.
+UserId = Annotated[Id, AfterValidator(normal_user_id)]
 TopK = Annotated[int, Strict(), Field(ge=1, le=MAX_K, description=f"number of items wanted, 1..{MAX_K}")]
 
 
@@ -32,7 +36,7 @@ class _Request(BaseModel):
 
 
 class RecommendRequest(_Request):
-    user_id: Id = Field(description="the shop's user id, e.g. u000042")
+    user_id: UserId = Field(description="the shop's user id, e.g. u000042")
     k: TopK = 10
     exclude_purchased: Annotated[bool, Strict()] = Field(
         False,
@@ -47,11 +51,11 @@ class SimilarItemsRequest(_Request):
 
 
 class ProfileRequest(_Request):
-    user_id: Id = Field(description="the shop's user id")
+    user_id: UserId = Field(description="the shop's user id")
 
 
 class EventRequest(_Request):
-    user_id: Id = Field(description="who did it")
+    user_id: UserId = Field(description="who did it")
     item_id: Id = Field(description="on which item")
     event_type: Literal["view", "cart", "purchase", "return"] = Field(description="what happened")
     quantity: Annotated[int, Strict()] = Field(

@@ -41,6 +41,7 @@ from personaflow.quality import contract
 from personaflow.serving.answers import answer as _answer
 from personaflow.serving.answers import gone as _gone
 from personaflow.serving.answers import invalid as _invalid
+from personaflow.serving.answers import no_profile as _no_profile
 from personaflow.serving.audiences import AudienceInputs
 from personaflow.serving.audiences import answer as answer_audience
 from personaflow.serving.experiment import ExperimentRouter
@@ -109,7 +110,8 @@ class Recommender:
         shared = self.online.counters  # Redis: the dedupe of /events is shared by the workers too
         self.live = LiveLog(s.landing_dir, seen=RedisSeen(shared.client) if shared is not None else None)
         self.audience_inputs = AudienceInputs(s.features_dir)
-        self.forgotten = Forgotten(s)  # erased customers (personaflow forget): 404, and no new data
+        # erased customers (personaflow forget): answered as ids never seen, and no new data
+        self.forgotten = Forgotten(s)
         self.experiment = ExperimentRouter(s.home)  # A/B arms while `personaflow abtest` runs one
         watcher = ModelWatcher(self.pointer, s.features_dir)
         self.ranker, self.meta = watcher.build()
@@ -134,20 +136,25 @@ class Recommender:
         the model does not know get their RFM segment's
         best sellers (`fallback: "segment"`) or, unknown to the online store too, the popularity list
         (`fallback: "popularity"`); `exclude_purchased` reads the user's purchases from the online
-        store, live purchases included; `category` keeps one catalogue category."""
-        if user_id in self.forgotten:
-            return _gone(user_id)
+        store, live purchases included; `category` keeps one catalogue category. A forgotten customer
+        gets exactly an unknown id's answer, and no exposure of theirs is recorded."""
+        forgotten = user_id in self.forgotten
+        # A forgotten id is looked up nowhere: a model or purchase history loaded before the deletion
+        # may still hold it; "" is no one's id (ids are non-empty), so they get what an unknown id gets.
+        who = "" if forgotten else user_id
         started = time.perf_counter()
         arm, ranker = self.experiment.route(user_id, self.ranker)  # production unless an A/B test runs
         if category is not None and not ranker.knows_category(category):
             return _invalid("category", f"unknown category {category!r}")
-        known = ranker.knows_user(user_id)
-        # The online store is only read when needed: a known user without filters costs no lookup.
-        row = await self.online.user_async(user_id) if exclude_purchased or not known else None
-        exclude = purchased_in(row) if exclude_purchased else None
+        known = not forgotten and ranker.knows_user(user_id)
+        # The online store is only read when needed: a known user without filters costs no lookup; an
+        # unknown id's row is empty (no purchases, no segment), which is what a forgotten id gets.
+        read = not forgotten and (exclude_purchased or not known)
+        row = await self.online.user_async(user_id) if read else {}
+        exclude = purchased_in(row) if exclude_purchased and row else None
         segment = None if known else row.get("rfm_segment")
-        items, fallback, excluded = ranker.recommend(user_id, k, exclude, category, segment)
-        reasons = ranker.reasons(user_id, [i for i, _, _ in items], segment)
+        items, fallback, excluded = ranker.recommend(who, k, exclude, category, segment)
+        reasons = ranker.reasons(who, [i for i, _, _ in items], segment)
         body = _answer(
             Recommendations,
             user_id=user_id,
@@ -170,6 +177,8 @@ class Recommender:
             arm=arm,
         )
         # the exposure is durable before the answer leaves (the A/B report attributes purchases to it)
+        if forgotten:
+            return body
         exposed = self.experiment.expose(user_id, arm, ranker.tag, [i for i, _, _ in items], _ms(started))
         if exposed is not None:  # group commit: answers in flight share one fsync
             await asyncio.wrap_future(exposed)
@@ -199,16 +208,14 @@ class Recommender:
     @bentoml.api(route="/profile", input_spec=ProfileRequest)
     async def profile(self, user_id: str) -> Profile:
         """The user's RFM scores, RFM and K-means segments and churn score from the nightly run, plus live
-        activity since then (one online-store read for all of it)."""
+        activity since then (one online-store read for all of it). A forgotten customer gets an unknown
+        id's 404."""
         if user_id in self.forgotten:
-            return _gone(user_id)
+            return _no_profile(user_id)
         row = await self.online.user_async(user_id)
         fields = profile_fields(user_id, row, self.ranker.category_by_item)
         if fields is None:
-            return JSONResponse(
-                {"error": f"user_id {user_id!r}: no profile (not in the nightly features, no live events)"},
-                404,
-            )
+            return _no_profile(user_id)
         return _answer(Profile, **fields)
 
     @bentoml.api(route="/audiences", input_spec=AudienceRequest)

@@ -1,6 +1,8 @@
 """`personaflow forget USER_ID` on a home that a real nightly run (Airflow, dbt, GX, Feast, BentoML)
-filled: afterwards no byte of any file under the home holds the id, serving no longer knows them,
-the deletion is in the audit log as a keyed hash, and a re-sent export cannot bring them back."""
+filled: afterwards no customer column holds the id (and, as these generated ids cannot collide with a
+row number or a price, no byte of any file under the home does), serving answers them as it answers
+an id it never saw, the deletion is in the audit log as a keyed hash, and a re-sent export cannot
+bring them back."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from personaflow.core.forgotten import subject
 from personaflow.core.landing import batch_path
 from personaflow.pipeline import ingest as ingest_stage
-from personaflow.pipeline.forget import forget_user
+from personaflow.pipeline.forget import forget_user, holding
 from personaflow.serving import process
 from personaflow.serving.auth import read_token_file
 from tests._serving_setup import free_port
@@ -36,12 +38,13 @@ def test_forget_leaves_no_byte_and_the_next_import_does_not_bring_them_back(
     events = airflow_stack.shop.events
     user_id = events["user_id"].value_counts().index[0]  # the most active customer
     assert len(_holding(s.home, user_id)) >= 5  # landing, warehouse, Feast, models, ...
+    assert len(holding(user_id, s)) >= 5
     export = tmp_path / "export.csv"  # the shop's own export, kept outside the platform's home
     events.to_csv(export, index=False)
 
     result = forget_user(user_id, s)
     assert result["still_holding"] == [] and result["warehouse_rows"] > 0 and result["model_versions"] >= 1
-    assert _holding(s.home, user_id) == []
+    assert _holding(s.home, user_id) == [] and holding(user_id, s) == []
     [audit] = [json.loads(line) for line in (s.home / "audit" / "forget.jsonl").read_text().splitlines()]
     assert audit["subject"] == subject(user_id, s) and user_id not in json.dumps(audit)
 
@@ -52,10 +55,14 @@ def test_forget_leaves_no_byte_and_the_next_import_does_not_bring_them_back(
     try:
         base = f"http://127.0.0.1:{port}"
         process.wait_ready(base, timeout=120, proc=proc)
-        assert httpx.post(f"{base}/profile", json={"user_id": user_id}).status_code == 404
+        unknown = "u999999"  # the same length: the answers compare as text
+        for path in ("/profile", "/recommend"):
+            gone = httpx.post(f"{base}{path}", json={"user_id": user_id})
+            never = httpx.post(f"{base}{path}", json={"user_id": unknown})
+            assert gone.status_code == never.status_code == (404 if path == "/profile" else 200)
+            assert gone.text.replace(user_id, unknown) == never.text, (gone.text, never.text)  # never seen
         other = events["user_id"].value_counts().index[1]
         assert httpx.post(f"{base}/profile", json={"user_id": other}).status_code == 200
-        assert httpx.post(f"{base}/recommend", json={"user_id": user_id}).status_code == 404
         [token] = read_token_file(s.home / "secrets" / "api_token")
         event = {"user_id": user_id, "item_id": events["item_id"].iloc[0], "event_type": "view"}
         refused = httpx.post(f"{base}/events", json=event, headers={"Authorization": f"Bearer {token}"})

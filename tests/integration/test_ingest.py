@@ -225,8 +225,9 @@ def test_live_events_load_with_their_returns(landed):
 
 @BOTH
 def test_forgetting_a_customer_clears_the_warehouse_on_either_engine(landed):
-    """personaflow/pipeline/forget.py's warehouse step: their rows gone from every table, text quoting them
-    rewritten (the file rebuilt on DuckDB, VACUUM FULL on PostgreSQL); nobody else's rows touched."""
+    """personaflow/pipeline/forget.py's warehouse step: their rows gone from every table, text naming them
+    as a customer rewritten (the file rebuilt on DuckDB, VACUUM FULL on PostgreSQL); nobody else's rows
+    touched, a number that merely equals the id included."""
     from personaflow.pipeline.forget import _warehouse
 
     landing, warehouse, shop = landed
@@ -237,12 +238,15 @@ def test_forgetting_a_customer_clears_the_warehouse_on_either_engine(landed):
     theirs = int((day["user_id"] == user).sum())
     with wh.connect(warehouse) as con:  # a note quoting them, as an alert or a report would
         con.execute("create table raw.notes (note varchar)")
-        con.execute("insert into raw.notes values (?), ('someone else')", [f"refund for {user}, see"])
+        con.execute(
+            "insert into raw.notes values (?), (?), ('someone else')",
+            [f"refund for customer {user}, see", f"item {user} of the catalogue"],
+        )
     before = _count(warehouse, "select count(*) from raw.events")
     removed = _warehouse(warehouse, user, "forgotten-abc")
     assert removed == theirs + 1  # their day's events and their raw.users row
     assert _count(warehouse, "select count(*) from raw.events") == before - theirs
     assert _query(warehouse, "select count(*) from raw.events where user_id = ?", [user]) == [(0,)]
     assert _query(warehouse, "select note from raw.notes order by 1") == [
-        ("refund for forgotten-abc, see",), ("someone else",)
+        (f"item {user} of the catalogue",), ("refund for customer forgotten-abc, see",), ("someone else",)
     ]

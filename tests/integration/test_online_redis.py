@@ -185,13 +185,15 @@ def test_several_workers_need_redis(monkeypatch):
 
 
 def test_forget_erases_the_user_from_redis(server):
-    from personaflow.serving.live_counters import forget_in_redis
+    from personaflow.serving.live_counters import forget_in_redis, redis_holds
 
-    user = server["users"][11]
+    user, url = server["users"][11], server["env"]["PERSONAFLOW_REDIS_URL"]
     with httpx.Client() as c:
         view = {"user_id": user, "item_id": server["items"][2], "event_type": "view"}
         sent = ask(c, server, "/events", view)
         assert sent.status_code == 200 and ask(c, server, "/profile", {"user_id": user}).status_code == 200
-        assert forget_in_redis(server["env"]["PERSONAFLOW_REDIS_URL"], user) == 2  # Feast hash + live
+        assert len(redis_holds(url, user)) == 2  # forget's check sees both keys
+        assert forget_in_redis(url, user) == 2  # Feast hash + live
+        assert redis_holds(url, user) == []
         assert ask(c, server, "/profile", {"user_id": user}).status_code == 404  # nothing left to serve
     assert not [k for k in server["redis"].scan_iter() if user.encode() in k]
