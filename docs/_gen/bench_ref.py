@@ -1,0 +1,116 @@
+"""The benchmarks page: one table per benchmarks/results/*.json, rendered at build time.
+
+Each says when (a `measured_at`/`when`/`date` key if the file has one, else the date of the last commit
+that changed the file, else its modification time), on how many cores (`cores`, `cpu_cores`, or the
+count in `machine`) and on which data (a `data` key, else the size keys of the file). Every value is
+shown exactly as the JSON holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import _md
+
+WHEN_KEYS = ("measured_at", "when", "date", "timestamp")
+CORE_KEYS = ("cores", "cpu_cores", "n_cores")
+# Keys that say what a benchmark ran on (a size, a data set); every file has some of these.
+DATA_KEY = re.compile(
+    r"^(data|dataset|shop_(users|items|days)|users|items|days|events|raw_rows|test_users|users_per_run|"
+    r"(small|large|retail|1m|10m)_(events|n_users|n_items|users|items)|online_retail_(lines|days|customers|"
+    r"products|rows|test_orders|train_orders)|duckdb_rows|postgres_rows|feast_1m_users)$"
+)
+HEADLINE = 14  # values shown before the "all values" fold
+
+
+def when(path: Path, data: dict) -> str:
+    for key in WHEN_KEYS:
+        if isinstance(data.get(key), str):
+            return f"{data[key]} (`{key}`)"
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%cs", "--", path.name], cwd=path.parent,
+            capture_output=True, text=True, timeout=30, check=False,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    if out:
+        return f"{out} (the last commit of the file)"
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).date().isoformat() + " (file time)"
+
+
+def cores(data: dict) -> str:
+    for key in CORE_KEYS:
+        if key in data:
+            return f"{data[key]} (`{key}`)"
+    m = re.search(r"(\d+)\s*cores?", str(data.get("machine", "")) + " " + str(data.get("note_machine", "")))
+    return f"{m.group(1)} (`machine`)" if m else "not recorded"
+
+
+def data_keys(data: dict) -> dict:
+    return {k: v for k, v in data.items() if DATA_KEY.match(k) and not isinstance(v, (dict, list))}
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def shown(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def results(directory: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))}
+
+
+def _rows(stem: str, items: list[tuple[str, object]]) -> str:
+    body = "".join(
+        f'<tr data-bench="{_md.esc(stem)}" data-key="{_md.esc(k)}"><td><code>{_md.esc(k)}</code></td>'
+        f'<td class="bench-value">{_md.esc(shown(v))}</td></tr>'
+        for k, v in items
+    )
+    return f"<table><thead><tr><th>key</th><th>value</th></tr></thead><tbody>{body}</tbody></table>"
+
+
+def render(directory: Path, notes: str = "") -> str:
+    out = ["# Benchmarks\n"]
+    if notes:
+        out.append(notes)
+    files = results(directory)
+    out.append("\n## Results, from `benchmarks/results/*.json`\n")
+    out.append(
+        f"Rendered at build time from the {len(files)} committed result files; every value exactly as its "
+        "file holds it.\n"
+    )
+    for stem, data in files.items():
+        flat = flatten(data)
+        sizes = data_keys(flat)
+        data_text = (
+            str(data["data"]) if isinstance(data.get("data"), str) else
+            ", ".join(f"`{k}` = {shown(v)}" for k, v in sizes.items()) or "not recorded"
+        )  # fmt: skip
+        out.append(f'\n### {stem} {{#bench-{stem} }}\n')
+        out.append(
+            f'<p class="bench-meta" data-bench="{_md.esc(stem)}">'
+            f"<code>benchmarks/results/{_md.esc(stem)}.json</code>, {len(flat)} values. "
+            f"<strong>When:</strong> {_md.esc(when(directory / (stem + '.json'), data))}. "
+            f"<strong>Cores:</strong> {_md.esc(cores(flat))}. "
+            f"<strong>Data:</strong> {_md.esc(data_text.replace('`', ''))}.</p>\n"
+        )
+        items = list(flat.items())
+        out.append(_rows(stem, items[:HEADLINE]) + "\n")
+        if len(items) > HEADLINE:
+            rest = _rows(stem, items[HEADLINE:])
+            out.append(f"<details><summary>all {len(items)} values</summary>{rest}</details>\n")
+    return "\n".join(out)
