@@ -22,7 +22,8 @@ CORE_KEYS = ("cores", "cpu_cores", "n_cores")
 DATA_KEY = re.compile(
     r"^(data|dataset|shop_(users|items|days)|users|items|days|events|raw_rows|test_users|users_per_run|"
     r"(small|large|retail|1m|10m)_(events|n_users|n_items|users|items)|online_retail_(lines|days|customers|"
-    r"products|rows|test_orders|train_orders)|duckdb_rows|postgres_rows|feast_1m_users)$"
+    r"products|rows|test_orders|train_orders)|(online_retail|synthetic|synthetic_norebuy)_(train|test)_"
+    r"(users|items)|duckdb_rows|postgres_rows|feast_1m_users)$"
 )
 HEADLINE = 14  # values shown before the "all values" fold
 
@@ -53,6 +54,17 @@ def cores(data: dict) -> str:
 
 def data_keys(data: dict) -> dict:
     return {k: v for k, v in data.items() if DATA_KEY.match(k) and not isinstance(v, (dict, list))}
+
+
+def summary(script: Path) -> str:
+    """The first sentence of the benchmark script's docstring (what it runs, on what)."""
+    import ast
+
+    if not script.is_file():
+        return ""
+    doc = ast.get_docstring(ast.parse(script.read_text())) or ""
+    first = " ".join(doc.split("\n\n")[0].split())
+    return first.removeprefix("Benchmark: ").removeprefix("Benchmark ")
 
 
 def flatten(data: dict, prefix: str = "") -> dict:
@@ -96,9 +108,10 @@ def render(directory: Path, notes: str = "") -> str:
     for stem, data in files.items():
         flat = flatten(data)
         sizes = data_keys(flat)
+        what = summary(directory.parent / f"{stem}.py")
         data_text = (
             str(data["data"]) if isinstance(data.get("data"), str) else
-            ", ".join(f"`{k}` = {shown(v)}" for k, v in sizes.items()) or "not recorded"
+            ", ".join(f"`{k}` = {shown(v)}" for k, v in sizes.items()) or what or "not recorded"
         )  # fmt: skip
         out.append(f'\n### {stem} {{#bench-{stem} }}\n')
         out.append(
@@ -106,8 +119,10 @@ def render(directory: Path, notes: str = "") -> str:
             f"<code>benchmarks/results/{_md.esc(stem)}.json</code>, {len(flat)} values. "
             f"<strong>When:</strong> {_md.esc(when(directory / (stem + '.json'), data))}. "
             f"<strong>Cores:</strong> {_md.esc(cores(flat))}. "
-            f"<strong>Data:</strong> {_md.esc(data_text.replace('`', ''))}.</p>\n"
+            f"<strong>Data:</strong> {_md.esc(data_text.replace('`', '').rstrip('.'))}.</p>\n"
         )
+        if what:
+            out.append(f"Measured by `benchmarks/{stem}.py`: {what}\n")
         items = list(flat.items())
         out.append(_rows(stem, items[:HEADLINE]) + "\n")
         if len(items) > HEADLINE:
