@@ -203,6 +203,12 @@ def test_benchmarks_page_equals_the_json(page, base_url):
             assert shown == str(want), (stem, key, shown, want)
         checked += 1
     assert checked >= len(files) * 2
+    # The tables inside the notes (per customer segment, the real log's history): every number from JSON.
+    for cell in page.locator("td.bench-value[data-bench][data-key]").all():
+        stem, key = cell.get_attribute("data-bench"), cell.get_attribute("data-key")
+        assert float(cell.text_content()) == files[stem][key], (stem, key)
+        checked += 1
+    assert checked >= len(files) * 2 + 30
     # Each file says when, on how many cores and on which data it was measured.
     for stem, data in files.items():
         meta = page.locator(f'p.bench-meta[data-bench="{stem}"]').inner_text()
