@@ -196,3 +196,41 @@ def render(directory: Path, notes: str = "") -> str:
             rest = _rows(stem, items[HEADLINE:])
             out.append(f"<details><summary>all {len(items)} values</summary>{rest}</details>\n")
     return "\n".join(out)
+
+
+# A number from a result file inside any page's text: [[bench:FILE:KEY]] or [[bench:FILE:KEY:FORMAT]]
+# (FORMAT: .Nf, +.Nf or , for thousands), so prose and hand-laid tables quote the files, not copies.
+REF = re.compile(r"\[\[bench:(?P<file>[\w-]+):(?P<key>[\w.]+)(?::(?P<spec>[^\]]*))?\]\]")
+
+
+def formatted(value: object, spec: str | None) -> str:
+    from decimal import ROUND_HALF_UP, Decimal
+
+    if not spec or isinstance(value, (str, bool)) or value is None:
+        return shown(value)
+    m = re.fullmatch(r"(\+)?(,)?\.(\d+)f", spec)
+    if spec == ",":
+        return f"{value:,}"
+    if not m:
+        raise ValueError(f"unknown bench format {spec!r}")
+    places = int(m.group(3))
+    quantum = Decimal(1).scaleb(-places)
+    number = Decimal(repr(value)).quantize(quantum, rounding=ROUND_HALF_UP)
+    text = f"{number:{',' if m.group(2) else ''}.{places}f}"
+    if m.group(1) and number >= 0:
+        text = "+" + text
+    return text.replace("-", "−")
+
+
+def substitute(markdown: str, files: dict[str, dict], where: str) -> str:
+    def one(m: re.Match) -> str:
+        data = files.get(m["file"])
+        if data is None or m["key"] not in data:
+            raise KeyError(f"{where}: [[bench:{m['file']}:{m['key']}]]: no such result file or key")
+        value = data[m["key"]]
+        return (
+            f'<span class="bench-ref" data-bench="{_md.esc(m["file"])}" data-key="{_md.esc(m["key"])}">'
+            f"{_md.esc(formatted(value, m['spec']))}</span>"
+        )
+
+    return REF.sub(one, markdown)

@@ -4,7 +4,8 @@
 - reference/cli.md from the Typer app (personaflow.cli:app);
 - reference/rest-api.md and reference/openapi.json from the BentoML service's OpenAPI document;
 - reference/python/*.md: mkdocstrings pages for personaflow/pipeline/* and personaflow/core/*;
-- benchmarks.md: docs/_gen/benchmark_notes.md plus one table per benchmarks/results/*.json.
+- benchmarks.md: docs/_gen/benchmark_notes.md plus one table per benchmarks/results/*.json;
+- in any page, [[bench:FILE:KEY(:FORMAT)]] is that file's value (on_page_markdown).
 """
 
 from __future__ import annotations
@@ -68,3 +69,11 @@ def on_files(files: Files, config) -> Files:
         _add(files, config, path, content)
     log.info("generated the reference and benchmark pages")
     return files
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    """[[bench:FILE:KEY(:FORMAT)]] in any page: the value from benchmarks/results/FILE.json."""
+    if "[[bench:" not in markdown:
+        return markdown
+    results = bench_ref.results(ROOT / "benchmarks" / "results")
+    return bench_ref.substitute(markdown, results, page.file.src_uri)
