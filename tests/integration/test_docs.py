@@ -222,14 +222,17 @@ def test_benchmarks_page_equals_the_json(page, base_url):
 
 
 def test_numbers_quoted_in_pages_are_the_json(page, base_url):
-    """[[bench:FILE:KEY:FORMAT]] in a page (the recommenders table of Models) shows that file's value."""
+    """[[bench:FILE:KEY:FORMAT]] in a page (Models' recommenders table, the similar-items measures) shows
+    that file's value, rounded to the places shown."""
     files = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
-    page.goto(f"{base_url}/concepts/models/")
-    spans = page.locator("span.bench-ref").all()
-    assert len(spans) >= 40
-    for span in spans:
-        stem, key = span.get_attribute("data-bench"), span.get_attribute("data-key")
-        text = span.text_content().replace("\u2212", "-").replace(",", "")
+    spans = []
+    for path in ("getting-started/", "concepts/models/"):
+        page.goto(f"{base_url}/{path}")
+        spans += [(s.get_attribute("data-bench"), s.get_attribute("data-key"), s.text_content())
+                  for s in page.locator("span.bench-ref").all()]  # fmt: skip
+    assert len(spans) >= 56
+    for stem, key, text in spans:
+        text = text.replace("\u2212", "-").replace(",", "")
         places = len(text.split(".")[1]) if "." in text else 0
         tolerance = 0.5 * 10**-places + 1e-12  # the page rounds to the places it shows
         assert float(text) == pytest.approx(files[stem][key], abs=tolerance), (stem, key, text)
