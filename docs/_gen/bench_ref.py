@@ -200,7 +200,15 @@ def render(directory: Path, notes: str = "") -> str:
 
 # A number from a result file inside any page's text: [[bench:FILE:KEY]] or [[bench:FILE:KEY:FORMAT]]
 # (FORMAT: .Nf, +.Nf or , for thousands), so prose and hand-laid tables quote the files, not copies.
-REF = re.compile(r"\[\[bench:(?P<file>[\w-]+):(?P<key>[\w.]+)(?::(?P<spec>[^\]]*))?\]\]")
+# KEY may be A-B: the difference of two keys of the file (a gain the file does not store).
+REF = re.compile(r"\[\[bench:(?P<file>\w+):(?P<key>[\w.]+(?:-[\w.]+)?)(?::(?P<spec>[^\]]*))?\]\]")
+
+
+def lookup(data: dict, key: str) -> object:
+    if "-" in key:
+        a, b = key.split("-")
+        return data[a] - data[b]
+    return data[key]
 
 
 def formatted(value: object, spec: str | None) -> str:
@@ -225,9 +233,9 @@ def formatted(value: object, spec: str | None) -> str:
 def substitute(markdown: str, files: dict[str, dict], where: str) -> str:
     def one(m: re.Match) -> str:
         data = files.get(m["file"])
-        if data is None or m["key"] not in data:
+        if data is None or any(k not in data for k in m["key"].split("-")):
             raise KeyError(f"{where}: [[bench:{m['file']}:{m['key']}]]: no such result file or key")
-        value = data[m["key"]]
+        value = lookup(data, m["key"])
         return (
             f'<span class="bench-ref" data-bench="{_md.esc(m["file"])}" data-key="{_md.esc(m["key"])}">'
             f"{_md.esc(formatted(value, m['spec']))}</span>"
