@@ -37,6 +37,7 @@ from personaflow.orchestration.dag_tasks import (
     batch_day,
     note,
     note_drift,
+    run_id,
     skip_or_note,
     stage,
     validate,
@@ -237,7 +238,7 @@ def _pipeline() -> None:
         def report() -> dict:
             from personaflow.report.nightly import build_report
 
-            result = stage(build_report, batch_day(), run_settings())
+            result = stage(build_report, batch_day(), run_settings(), run_id=run_id())
             # appended: the run's note keeps the verdict (promoted / data quality failed) first
             path = f"`{result['report']}`"
             note(f"Tonight's report: {path}", run_note=f"Report: {path}", append=True)

@@ -148,7 +148,7 @@ def history(
     imported, promoted = result["import"], result.get("promote") or {}
     _print({
         "as_of": result["as_of"], "rows": imported["rows"], "customers": imported["customers"],
-        "products": imported["products"], "faults": imported["faults"],
+        "products": imported["products"], "faults": imported.get("faults", {}),
         "days": result["validate_history"]["days"], "failed_days": result["validate_history"]["failed_days"],
         "production": promoted.get("tag") if promoted.get("promoted") else None,
         "stages": result["stages"], "total_seconds": result["total_seconds"], "report": str(full),

@@ -168,6 +168,9 @@ def import_events(
         before = len(frame)
         frame = keep(frame)
         report["forgotten_rows_dropped"] = before - len(frame)
+    # Every format's summary names the same counts (`personaflow history` prints them whatever came in).
+    report["customers"] = int(frame["user_id"].nunique())
+    report["products"] = int(frame["item_id"].nunique())
     batches = write_daily_batches(frame, landing_dir, overwrite=overwrite)
     dims = write_dimensions(frame, landing_dir) if len(frame) else {}
     return {"source": str(path), "format": source_format, **report, "batches": batches, **dims}

@@ -182,16 +182,22 @@ def _load_day(
     digest = sha256(path)
     rows = _typed_rows(local, table, live, present, path, live_file, batch_date)
     found = con.execute(
-        "select sha256, status, row_count from raw.batches where batch_date = ?", [batch_date]
+        "select sha256, status, row_count, previous_rows, previous_sha256 from raw.batches "
+        "where batch_date = ?",
+        [batch_date],
     ).fetchall()
     before = found[0] if found else None
     # A different file for a day that is loaded: keep what it replaces until it passes validation.
     redelivery = bool(before and before[1] == "loaded" and before[0] != digest)
-    previous = _previous(before) if redelivery else (None, None)
+    # A load still waiting for its validation (loaded again, or re-delivered once more) keeps the last
+    # accepted load as the one to compare with and to put back: a retried task or a second re-delivery
+    # must not make the unvalidated rows the day's reference.
+    held = bool(before and before[1] == "loaded" and before[4] is not None)
+    previous = (int(before[3]), before[4]) if held else _previous(before) if redelivery else (None, None)
     con.register("landing_rows", rows)
     try:
         con.begin()
-        if redelivery:
+        if redelivery and not held:
             con.execute("delete from raw.replaced_events where batch_date = ?", [batch_date])
             con.execute(
                 f"insert into raw.replaced_events ({COLUMN_LIST}, replaced_at, replaced_sha256) "
@@ -227,7 +233,7 @@ def _load_day(
         # Same file as the last load of this day: the rows are the same ones again, not new ones.
         "replay": bool(before and before[0] == digest),
         "previous_status": before[1] if before else None,
-        "replaces_rows": int(before[2]) if redelivery else None,
+        "replaces_rows": previous[0] if redelivery or held else None,
         "live_rows": live.num_rows,
         "live_returns": int(returns or 0),
         "ignored_columns": [c for c in text.columns if c not in LANDING_COLUMNS],
@@ -261,7 +267,7 @@ def _typed_rows(
 
 def _previous(before: tuple) -> tuple[int, str]:
     """(row_count, sha256) of the load a re-delivery replaces, from its raw.batches row."""
-    digest, _status, rows = before
+    digest, _status, rows, *_held = before
     return int(rows), digest
 
 

@@ -213,7 +213,7 @@ def _ours(sid: int) -> bool:
     import psutil
 
     try:
-        return "personaflow.orchestration.celery_compat" in " ".join(psutil.Process(sid).cmdline())
+        return psutil.Process(sid).cmdline()[1:4] == ["-m", "airflow", "celery"]
     except psutil.NoSuchProcess:
         return True
     except psutil.Error:

@@ -31,9 +31,8 @@ WORKERS_FILE = "airflow-workers.json"
 
 
 def _airflow(argv: list[str], **kwargs) -> subprocess.Popen:
-    """`airflow ARGV` through personaflow.orchestration.celery_compat (the lock's provider and celery
-    disagree)."""
-    command = [sys.executable, "-m", "personaflow.orchestration.celery_compat", *argv]
+    """`airflow ARGV` with this interpreter (the venv's Airflow, whatever PATH holds)."""
+    command = [sys.executable, "-m", "airflow", *argv]
     return subprocess.Popen(command, **kwargs)
 
 

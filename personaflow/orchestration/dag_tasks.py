@@ -36,6 +36,13 @@ def batch_day() -> date:
     return stamp.date()
 
 
+def run_id() -> str:
+    """This task's DAG run (the report compares it with the night's ledger)."""
+    from airflow.sdk import get_current_context
+
+    return get_current_context()["ti"].run_id
+
+
 def settings():
     from personaflow.core.settings import load
 
@@ -74,10 +81,18 @@ def stage(fn, *args, **kwargs):
 
         ti = get_current_context()["ti"]
         record_failure(ti.dag_id, ti.run_id, ti.task_id, exc)
+        _ledger(ti, "failed", f"{type(exc).__name__}: {exc}")
         # (a DataQualityError passes as it is: the validate tasks take no retries and note it first)
         if isinstance(exc, IngestError) or getattr(exc, "data_failure", False):
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
         raise
+
+
+def _ledger(ti, state: str, reason: str) -> None:
+    """Tonight's ledger for the report's status line (personaflow/core/night.py)."""
+    from personaflow.core.night import record_task
+
+    record_task(settings().reports_dir, batch_day(), ti.run_id, ti.task_id, state, reason)
 
 
 def record_failure(dag_id: str, run_id: str, task_id: str, exc: BaseException) -> None:
@@ -121,6 +136,9 @@ def wait_for_batch() -> Any:
     if arrival.status == "waiting":
         return PokeReturnValue(is_done=False)
     note(f"**Skipped**: {arrival.reason}", run_note=f"**No data** for {day}: {arrival.reason}")
+    from airflow.sdk import get_current_context
+
+    _ledger(get_current_context()["ti"], "skipped", arrival.reason)
     if arrival.status == "missing":  # a historic landing area has nothing late: no email for it
 
         from personaflow.pipeline._common import smtp_config

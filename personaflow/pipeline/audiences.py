@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from personaflow.core import warehouse as wh
+from personaflow.core.exports import write_csv
 from personaflow.core.settings import Settings
 from personaflow.profiles.audiences import (
     BOUGHT_FILE,
@@ -105,7 +106,7 @@ def _export(members: pd.DataFrame, path: Path) -> Path:
     if path.suffix.lower() == ".parquet":
         members.to_parquet(path, index=False)
     elif path.suffix.lower() == ".csv":
-        members.to_csv(path, index=False)
+        write_csv(members, path)  # opened in spreadsheets: no cell may run as a formula
     else:
         raise AudienceError(f"export {path}: use a .csv or .parquet file name")
     return path

@@ -50,6 +50,37 @@ def calibration_table(y: np.ndarray, p: np.ndarray, n_bins: int = N_BINS) -> lis
     return rows
 
 
+def merge_sparse_bins(rows: list[dict[str, Any]], min_n: int = 20) -> list[dict[str, Any]]:
+    """The calibration table with neighbouring bins merged until each holds at least `min_n`
+    customers (a bin of one customer draws the curve to 0 or 1 and says nothing). Empty bins go; the
+    last bin joins the one before it when it is still short."""
+    merged: list[dict[str, Any]] = []
+    pending: dict[str, Any] | None = None
+    for row in rows:
+        if not row.get("n"):
+            continue
+        if pending is None:
+            pending = {**row}
+        else:
+            n = pending["n"] + row["n"]
+            for key in ("mean_predicted", "observed_rate"):
+                pending[key] = (pending[key] * pending["n"] + row[key] * row["n"]) / n
+            pending.update(n=n, hi=row["hi"])
+        if pending["n"] >= min_n:
+            merged.append(pending)
+            pending = None
+    if pending is not None:
+        if merged:
+            last = merged[-1]
+            n = last["n"] + pending["n"]
+            for key in ("mean_predicted", "observed_rate"):
+                last[key] = (last[key] * last["n"] + pending[key] * pending["n"]) / n
+            last.update(n=n, hi=pending["hi"])
+        else:
+            merged.append(pending)
+    return merged
+
+
 def split_rows(frame: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Test = the latest cut-off when there are two or more (train on earlier ones: no future rows in
     training); with a single cut-off, 25% of USERS held out (a user is never on both sides)."""

@@ -30,7 +30,7 @@ from personaflow.core.warehouse import Location
 from personaflow.quality.alert import build_alert
 from personaflow.quality.checks import CheckResult, check_raw_batch
 from personaflow.quality.frames import read_frame
-from personaflow.quality.quarantine import quarantine_batch
+from personaflow.quality.quarantine import accept_batch, quarantine_batch
 from personaflow.quality.records import record_validations
 from personaflow.quality.suites import Thresholds
 
@@ -72,6 +72,8 @@ def validate_history(
         history.append(int(batch.row_count))
         if progress and (n % 50 == 0 or n == len(batches)):
             progress(f"validated {n}/{len(batches)} days ({time.perf_counter() - started:.0f}s)")
+    held = {pd.Timestamp(b.batch_date).date() for b in batches.itertuples(index=False)
+            if _int_or_none(getattr(b, "previous_rows", None)) is not None}  # fmt: skip
     failed = [d for d, (_, r) in results.items() if r.failures]
     warned = [d for d, (_, r) in results.items() if r.warnings and not r.failures]
     shown = [*failed, *warned][:DOCS_FOR_AT_MOST]
@@ -80,6 +82,9 @@ def validate_history(
         d: str(quarantine_batch(warehouse, d, quarantine_dir, [asdict(f) for f in results[d][1].failures]))
         for d in failed
     }
+    for day, (_, result) in results.items():
+        if not result.failures and day in held:
+            accept_batch(warehouse, day)
     record_validations(warehouse, [(d, "raw_events", r, docs.get(d)) for d, (_, r) in results.items()])
     report = _write_report(reports_dir, first, last, results, docs, quarantined)
     alert = {}

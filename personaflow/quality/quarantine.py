@@ -86,6 +86,26 @@ def quarantine_batch(
     return target
 
 
+def accept_batch(warehouse: Location, batch_date: date) -> bool:
+    """A validation passed (warnings included): the day's load is now its reference. Forget the load it
+    replaced, so a later re-delivery is compared with this one. True if a held load was released."""
+    with wh.connect(warehouse) as con:
+        held = con.execute(
+            "select previous_sha256 from raw.batches where batch_date = ? and previous_sha256 is not null",
+            [batch_date],
+        ).fetchall()
+        if not held:
+            return False
+        con.begin()
+        con.execute("delete from raw.replaced_events where batch_date = ?", [batch_date])
+        con.execute(
+            "update raw.batches set previous_sha256 = null, previous_rows = null where batch_date = ?",
+            [batch_date],
+        )
+        con.commit()
+    return True
+
+
 def _restore_replaced(con: wh.DuckConnection | wh.PgConnection, batch_date: date, raw_columns: list[str]
                       ) -> int | None:
     """A failed re-delivery never destroys a good day: put back the load it replaced (held by the loader

@@ -48,6 +48,9 @@ class Thresholds:
     min_trailing: int = 3  # fewer earlier batches than this: no volume check yet
     volume_low: float = 0.2  # fewer rows than this share of the trailing mean: WARNING
     volume_high: float = 5.0  # more than this multiple: WARNING (a file landed twice?)
+    # A re-delivered day with more than this share fewer rows than the load it replaces: WARNING (mailed;
+    # the new rows stay until someone looks). An empty re-delivery of a day that had rows is critical.
+    redelivery_drop: float = 0.10
     duplicate_share: float = 0.05  # rows in exact-duplicate groups, our formats (critical)
     duplicate_share_lenient: float = 0.10  # same, sources with known duplicates (warning)
     missing_customer_share: float = 0.5  # online-retail: more rows without customer: WARNING
@@ -148,9 +151,9 @@ def raw_expectations(
                 min_value=1, description=f"a re-delivery of a day that held {previous_rows} rows is not empty"
             ),
             gxe.ExpectTableRowCountToBeBetween(
-                min_value=math.ceil(previous_rows * limits.volume_low),
+                min_value=math.ceil(previous_rows * (1 - limits.redelivery_drop)),
                 severity="warning",
-                description=f"a re-delivery keeps at least {limits.volume_low:.0%} of the "
+                description=f"a re-delivery keeps at least {1 - limits.redelivery_drop:.0%} of the "
                 f"{previous_rows} rows it replaces",
             ),
         ]

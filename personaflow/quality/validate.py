@@ -32,7 +32,7 @@ from personaflow.core.warehouse import Location
 from personaflow.quality.alert import build_alert
 from personaflow.quality.checks import CheckResult, check_marts, check_raw_batch
 from personaflow.quality.frames import read_frame
-from personaflow.quality.quarantine import quarantine_batch
+from personaflow.quality.quarantine import accept_batch, quarantine_batch
 from personaflow.quality.records import record_validations
 from personaflow.quality.sql_source import SqlBatch
 from personaflow.quality.suites import Thresholds
@@ -136,6 +136,7 @@ def validate_batch(
     summary = {**_summary("raw_events", batch_date, result, started, report), "source_format": source_format}
     target = f"batch {batch_date}"
     if result.success:
+        accept_batch(warehouse, batch_date)
         log.info(
             "batch %s (%s) passed %d expectations (%d rows, %d warnings)",
             batch_date, source_format, result.n_expectations, result.n_rows, len(result.warnings),

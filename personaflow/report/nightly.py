@@ -92,11 +92,60 @@ def _rfm_chart(s: Settings, as_of: date) -> str | None:
     return _png(fig)
 
 
+def _latest(folder: Path, stage: str, as_of: date, ok: bool = False) -> dict[str, Any] | None:
+    """The stage's report for `as_of`, else its latest one before (a night that stopped early still
+    shows the data that exists, dated); `ok`: only reports whose status is ok."""
+    days = []
+    for path in folder.glob(f"{stage}_*.json") if folder.exists() else []:
+        try:
+            day = date.fromisoformat(path.stem.removeprefix(f"{stage}_"))
+        except ValueError:
+            continue
+        if day <= as_of:
+            days.append((day, path))
+    for day, path in sorted(days, reverse=True):
+        found = json.loads(path.read_text())
+        if ok and found.get("status", "ok") != "ok":
+            if day == as_of:  # tonight's stage ran and said why it could not: that is tonight's answer
+                return found
+            continue
+        return {**found, "report_day": day.isoformat(), "stale": day != as_of}
+    return None
+
+
+def _status(s: Settings, as_of: date, run_id: str | None) -> dict[str, str]:
+    """The page's first line: did tonight's run succeed, which stage stopped it, what is served now."""
+    from personaflow.core.night import read_night
+    from personaflow.training.registry.pointer import read_pointer
+
+    pointer = read_pointer(s.production_pointer) or {}
+    serving = (
+        f"serving {pointer['tag']} (in production since {str(pointer.get('promoted_at', '?'))[:16]})"
+        if pointer.get("tag") else "no model in production yet: /recommend answers the popularity list"
+    )  # fmt: skip
+    night = read_night(s.reports_dir, as_of)
+    tasks = (night or {}).get("tasks", {}) if run_id is None or (night or {}).get("run_id") == run_id else {}
+    failed = {t: v for t, v in tasks.items() if v["state"] == "failed"}
+    skipped = {t: v for t, v in tasks.items() if v["state"] == "skipped" and "wait_for_batch" in t}
+    if failed:
+        task, why = min(failed.items(), key=lambda kv: kv[1]["at"])  # the first failure stopped the rest
+        return {"state": "failed", "line": f"Tonight's run FAILED at {task}: {why['reason']} — {serving}."}
+    if skipped:
+        (task, why), = skipped.items()
+        return {"state": "skipped", "line": f"No data tonight ({why['reason']}): nothing ran — {serving}."}
+    if run_id is None:
+        return {"state": "unknown", "line": f"Rendered outside a nightly run; no stage failure recorded for "
+                f"{as_of} — {serving}."}  # fmt: skip
+    return {"state": "ok", "line": f"Tonight's run succeeded — {serving}."}
+
+
 def _churn(s: Settings, as_of: date) -> tuple[dict[str, Any] | None, str | None]:
-    churn = _json(s.reports_dir / "churn" / f"churn_{as_of.isoformat()}.json")
+    from personaflow.profiles.churn import merge_sparse_bins
+
+    churn = _latest(s.reports_dir / "churn", "churn", as_of, ok=True)
     if churn is None or churn.get("status") != "ok":
         return None, (churn or {}).get("reason")
-    cal = pd.DataFrame(churn["calibration"])
+    cal = pd.DataFrame(merge_sparse_bins(churn["calibration"]))
     fig, ax = plt.subplots(figsize=(4.6, 3.6))
     ax.plot([0, 1], [0, 1], ls="--", color="#999")
     ax.plot(cal["mean_predicted"], cal["observed_rate"], marker="o", color="#c44e52")
@@ -140,6 +189,7 @@ def _model(s: Settings) -> dict[str, Any] | None:
     if not reports:
         return None
     latest = json.loads(reports[-1].read_text())
+    trained = datetime.fromtimestamp(reports[-1].stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
     decision = latest.get("promotion") or {}
     verdict = ("Promoted: " if decision.get("promoted") else "Not promoted: ") + str(
         decision.get("reason", "no gate verdict yet")
@@ -147,7 +197,7 @@ def _model(s: Settings) -> dict[str, Any] | None:
     return {
         "tag": latest["tag"], "kind": latest["params"].get("kind"), "table": latest.get("table", {}),
         "n_test_users": latest["metrics"].get("n_test_users"), "verdict": verdict, "report": str(reports[-1]),
-        "by_segment": _by_segment(latest),
+        "by_segment": _by_segment(latest), "trained": trained,
     }  # fmt: skip
 
 
@@ -188,13 +238,16 @@ def _audiences(s: Settings) -> list[dict[str, Any]]:
     return out
 
 
-def build_report(as_of: date, s: Settings) -> dict[str, Any]:
-    """Render tonight's page; returns its path and which sections had data."""
-    drift = _json(s.reports_dir / "drift" / f"drift_{as_of.isoformat()}.json")
+def build_report(as_of: date, s: Settings, run_id: str | None = None) -> dict[str, Any]:
+    """Render tonight's page; returns its path and which sections had data. `run_id`: the DAG run
+    rendering it (its ledger says whether the night succeeded); None from the CLI."""
+    drift = _latest(s.reports_dir / "drift", "drift", as_of)
     churn, churn_reason = _churn(s, as_of)
-    segments = _json(s.reports_dir / "segments" / f"segments_{as_of.isoformat()}.json") or {}
+    segments = _latest(s.reports_dir / "segments", "segments", as_of, ok=True) or {}
+    status = _status(s, as_of, run_id)
     context = {
-        "as_of": as_of.isoformat(), "home": str(s.home),
+        "as_of": as_of.isoformat(), "home": str(s.home), "status": status,
+        "segments_day": segments.get("report_day") if segments.get("stale") else None,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quality": _quality(s, as_of), "rfm_chart": _rfm_chart(s, as_of),
         "segments": segments.get("segments"),
@@ -209,4 +262,7 @@ def build_report(as_of: date, s: Settings) -> dict[str, Any]:
         k: bool(context[k])
         for k in ("quality", "rfm_chart", "segments", "churn", "model", "drift", "audiences")
     }
-    return {"report": str(path), "sections": sections}
+    return {
+        "report": str(path), "sections": sections, "status": status["state"],
+            "status_line": status["line"],
+    }

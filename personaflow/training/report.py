@@ -15,12 +15,18 @@ def write_png(
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    history = [row for row in history if "loss" in row]
+    # A model fitted without epochs (a baseline, TIFU-KNN, item-kNN) has no curve: no empty panel.
+    fig, axes = plt.subplots(1, 2 if history else 1, figsize=(11 if history else 6, 3.8), squeeze=False)
+    left = axes[0][0]
     metrics = sorted({m for row in table.values() for m in row})
     cells = [[f"{table[name].get(m, float('nan')):.4f}" for m in metrics] for name in table]
     left.axis("off")
     left.table(cellText=cells, rowLabels=list(table), colLabels=metrics, loc="center").scale(1, 1.5)
     left.set_title(title, fontsize=9)
+    if not history:
+        return _save(fig, plt, path)
+    right = axes[0][1]
     epochs = [row["epoch"] for row in history]
     right.plot(epochs, [row["loss"] for row in history], marker="o", label="train loss")
     right.set_xlabel("epoch")
@@ -30,6 +36,10 @@ def write_png(
         twin.plot(epochs, [row["val_ndcg_at_10"] for row in history], color="tab:orange", label="val ndcg@10")
         twin.set_ylabel("validation ndcg@10")
     right.legend(loc="upper right")
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path: Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

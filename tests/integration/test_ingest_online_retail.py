@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -276,3 +277,36 @@ def test_a_slice_of_the_real_file_lands_the_same_in_duckdb_and_postgresql(tmp_pa
     assert duck_rows == pg_rows == SLICE_LINES - 1 and len(duck_days) >= 5
     assert duck_days == pg_days and duck_ledger == pg_ledger
     assert load_pending(postgres_url, landing, date(2011, 12, 31)) == []  # a re-run loads nothing
+
+
+def test_history_of_a_generic_csv_prints_its_summary(tmp_path, monkeypatch):
+    """Issue 26: `personaflow history FILE --format csv` ran every stage, then exited 1 with
+    KeyError: 'customers' (the summary read a field only the Online Retail reader made)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from personaflow.cli import app
+
+    rng = np.random.default_rng(3)
+    n = 240
+    frame = pd.DataFrame({
+        "customer": [f"c{i}" for i in rng.integers(0, 30, n)],
+        "sku": [f"p{i}" for i in rng.integers(0, 12, n)],
+        "action": rng.choice(["view", "purchase"], n),
+        "ts": [f"2024-05-{1 + i % 4:02d} {10 + i % 9}:00:00" for i in range(n)],
+        "amount": rng.uniform(1, 20, n).round(2),
+    })  # fmt: skip
+    path = tmp_path / "shop.csv"
+    frame.to_csv(path, index=False)
+    monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(tmp_path / "home" / "features"))
+    mapping = "customer=user_id,sku=item_id,action=event_type,ts=event_ts,amount=price"
+    args = ["history", str(path), "--format", "csv", "--mapping", mapping, "--no-train"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert (summary["rows"], summary["customers"], summary["products"]) == (
+        n, frame["customer"].nunique(), frame["sku"].nunique()
+    )
+    assert summary["days"] == 4 and summary["faults"] == {}

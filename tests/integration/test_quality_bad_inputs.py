@@ -303,3 +303,66 @@ def test_history_validation_reads_postgresql_and_quarantines_the_bad_day(home, s
         wh, "select severity, count(*) as n from raw.batch_validations group by severity order by 1"
     ) == [("critical", 1), ("ok", 3)]
     assert len(inbox.envelopes) == 1
+
+
+def test_a_load_retried_before_validation_still_guards_the_day(home, smtp):
+    """Issue 26: a re-delivery loaded twice (a retried or cleared load task) before its validation kept
+    no previous row count, so an empty day passed as "ok". The held load survives any number of
+    reloads until a validation accepts the new one."""
+    inbox, config = smtp
+    landing = _land(home, DAY, make_events(DAY, 150, seed=7))
+    assert _validate(home, config)["severity"] == "ok"
+    landing.write_bytes(landing.read_bytes().split(b"\n", 1)[0] + b"\n")  # the header, no rows
+    wh = home["warehouse"]
+    for _ in range(3):
+        again = load_batch(wh, home["landing"], DAY)
+        assert (again["rows"], again["replaces_rows"]) == (0, 150)
+        assert execute(wh, "select previous_rows from raw.batches where batch_date = ?", [DAY]) == [(150,)]
+        assert execute(wh, "select count(*) from raw.replaced_events where batch_date = ?", [DAY]) == [(150,)]
+    with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
+        _validate(home, config)
+    assert execute(wh, "select count(*) from raw.events where batch_date = ?", [DAY]) == [(150,)]
+    assert len(inbox.envelopes) == 1 and "held 150 rows is not empty" in inbox.messages()[0][1]
+
+
+def test_a_second_redelivery_before_validation_is_compared_with_the_accepted_day(home, smtp):
+    """Two re-deliveries before any validation: the reference stays the last accepted load (200 rows),
+    not the unvalidated first re-delivery, and it is that load that comes back if the day fails."""
+    inbox, config = smtp
+    wh = home["warehouse"]
+    _land(home, DAY, make_events(DAY, 200, seed=1))
+    assert _validate(home, config)["severity"] == "ok"
+    _land(home, DAY, make_events(DAY, 190, seed=2))
+    landing = _land(home, DAY, make_events(DAY, 10, seed=3))
+    assert execute(wh, "select previous_rows, row_count from raw.batches where batch_date = ?", [DAY]) == [
+        (200, 10)
+    ]
+    landing.write_bytes(landing.read_bytes().split(b"\n", 1)[0] + b"\n")
+    load_batch(wh, home["landing"], DAY)
+    with pytest.raises(DataQualityError):
+        _validate(home, config)
+    assert execute(wh, "select count(*) from raw.events where batch_date = ?", [DAY]) == [(200,)]
+
+
+def test_a_redelivery_with_half_the_rows_is_a_mailed_warning_then_the_new_reference(home, smtp):
+    """Issue 26: 728 of 1,456 rows passed as "ok" with no mail. A drop of more than 10 % against the
+    load it replaces is a warning, mailed; once validated, the new load is the day's reference."""
+    inbox, config = smtp
+    wh = home["warehouse"]
+    _land(home, DAY, make_events(DAY, 200, seed=1))
+    assert _validate(home, config)["severity"] == "ok" and not inbox.envelopes
+    _land(home, DAY, make_events(DAY, 100, seed=2))
+
+    summary = _validate(home, config)
+
+    assert summary["success"] is True and summary["severity"] == "warning" and summary["alert_sent"] is True
+    [(msg, body)] = inbox.messages()
+    assert msg["X-Personaflow-Severity"] == "warning"
+    assert "a re-delivery keeps at least 90% of the 200 rows it replaces" in body and "observed: 100" in body
+    assert execute(wh, "select count(*) from raw.events where batch_date = ?", [DAY]) == [(100,)]
+    # accepted: nothing held any more, and a small drop from the new reference is no warning
+    held = "select previous_rows, previous_sha256 from raw.batches where batch_date = ?"
+    assert execute(wh, held, [DAY]) == [(None, None)]
+    assert execute(wh, "select count(*) from raw.replaced_events") == [(0,)]
+    _land(home, DAY, make_events(DAY, 95, seed=3))
+    assert _validate(home, config)["severity"] == "ok" and len(inbox.envelopes) == 1
