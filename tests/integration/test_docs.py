@@ -42,6 +42,40 @@ def test_readme_is_a_front_door():
     assert len(lines) <= 200, f"README.md has {len(lines)} lines (at most 200: the rest belongs in docs/)"
 
 
+def test_settings_reference_reads_a_pydantic_settings_model_too(monkeypatch):
+    """The generator reads `model_fields` when Settings is a pydantic-settings model (aliases, prefix,
+    descriptions), as it reads `dataclasses.fields` for today's dataclass."""
+    import types
+    from pathlib import Path as P
+
+    from pydantic import Field
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        from _gen import settings_ref
+    finally:
+        sys.path.remove(str(REPO / "docs"))
+
+    class Settings(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="PERSONAFLOW_")
+        home: P = P("/srv/pf")
+        airflow_home: P = Field(default=P("/srv/pf/airflow"), validation_alias="AIRFLOW_HOME")
+        serve_port: int = Field(default=3000, description="BentoML port")
+
+    module = types.ModuleType("fake_settings")
+    module.Settings, module.REPO_ROOT = Settings, P("/srv")
+    module.load = lambda: Settings()
+    monkeypatch.setenv("PERSONAFLOW_SERVE_PORT", "9999")  # the reference shows defaults, not this shell
+    rows = {r["field"]: r for r in settings_ref.fields(module)}
+    assert rows["airflow_home"]["env"] == "AIRFLOW_HOME"
+    assert rows["serve_port"]["env"] == "PERSONAFLOW_SERVE_PORT"
+    assert rows["serve_port"]["description"] == "BentoML port"
+    defaults = settings_ref.defaults(module)
+    assert defaults["serve_port"] == "3000"
+    assert defaults["airflow_home"] == "$PERSONAFLOW_HOME/airflow"
+
+
 @pytest.fixture(scope="module")
 def site():
     """The site built with `mkdocs build --strict` into a temporary folder."""
