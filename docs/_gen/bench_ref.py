@@ -200,14 +200,22 @@ def render(directory: Path, notes: str = "") -> str:
 
 # A number from a result file inside any page's text: [[bench:FILE:KEY]] or [[bench:FILE:KEY:FORMAT]]
 # (FORMAT: .Nf, +.Nf or , for thousands), so prose and hand-laid tables quote the files, not copies.
-# KEY may be A-B: the difference of two keys of the file (a gain the file does not store).
-REF = re.compile(r"\[\[bench:(?P<file>\w+):(?P<key>[\w.]+(?:-[\w.]+)?)(?::(?P<spec>[^\]]*))?\]\]")
+# KEY may be A-B or A/B: the difference or ratio of two keys of the file (a gain or share it does not
+# store); FORMAT .N% shows a ratio in per cent.
+REF = re.compile(r"\[\[bench:(?P<file>\w+):(?P<key>[\w.]+(?:[-/][\w.]+)?)(?::(?P<spec>[^\]]*))?\]\]")
+
+
+def keys_of(key: str) -> list[str]:
+    return re.split(r"[-/]", key)
 
 
 def lookup(data: dict, key: str) -> object:
     if "-" in key:
         a, b = key.split("-")
         return data[a] - data[b]
+    if "/" in key:
+        a, b = key.split("/")
+        return data[a] / data[b]
     return data[key]
 
 
@@ -219,6 +227,8 @@ def formatted(value: object, spec: str | None) -> str:
     m = re.fullmatch(r"(\+)?(,)?\.(\d+)f", spec)
     if spec == ",":
         return f"{value:,}"
+    if spec.endswith("%"):
+        return format(value, spec).replace("%", " %")
     if not m:
         raise ValueError(f"unknown bench format {spec!r}")
     places = int(m.group(3))
@@ -233,7 +243,7 @@ def formatted(value: object, spec: str | None) -> str:
 def substitute(markdown: str, files: dict[str, dict], where: str) -> str:
     def one(m: re.Match) -> str:
         data = files.get(m["file"])
-        if data is None or any(k not in data for k in m["key"].split("-")):
+        if data is None or any(k not in data for k in keys_of(m["key"])):
             raise KeyError(f"{where}: [[bench:{m['file']}:{m['key']}]]: no such result file or key")
         value = lookup(data, m["key"])
         return (

@@ -256,21 +256,28 @@ def test_benchmarks_page_equals_the_json(page, base_url):
 
 
 def test_numbers_quoted_in_pages_are_the_json(page, base_url):
-    """[[bench:FILE:KEY:FORMAT]] in a page (Models' recommenders table, the similar-items measures) shows
-    that file's value, rounded to the places shown."""
+    """[[bench:FILE:KEY:FORMAT]] in a page (Models' recommenders tables, the similar-items measures, the
+    scale path's serving table) shows that file's value, rounded to the places shown."""
     files = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
     spans = []
-    for path in ("getting-started/", "concepts/models/"):
+    for path in ("getting-started/", "concepts/models/", "guides/scale-path/"):
         page.goto(f"{base_url}/{path}")
         spans += [(s.get_attribute("data-bench"), s.get_attribute("data-key"), s.text_content())
                   for s in page.locator("span.bench-ref").all()]  # fmt: skip
-    assert len(spans) >= 80
+    assert len(spans) >= 110
     for stem, key, text in spans:
         text = text.replace("\u2212", "-").replace(",", "")
+        scale = 100 if text.endswith("%") else 1  # a share shown in per cent
+        text = text.rstrip(" %")
         places = len(text.split(".")[1]) if "." in text else 0
-        tolerance = 0.5 * 10**-places + 1e-12  # the page rounds to the places it shows
-        a, _, b = key.partition("-")  # A-B: a difference of two keys
-        want = files[stem][a] - (files[stem][b] if b else 0)
-        assert float(text) == pytest.approx(want, abs=tolerance), (stem, key, text)
+        tolerance = 0.5 * 10**-places / scale + 1e-12  # the page rounds to the places it shows
+        data = files[stem]
+        if "-" in key:  # A-B: a difference of two keys
+            want = data[key.split("-")[0]] - data[key.split("-")[1]]
+        elif "/" in key:  # A/B: a ratio
+            want = data[key.split("/")[0]] / data[key.split("/")[1]]
+        else:
+            want = data[key]
+        assert float(text) / scale == pytest.approx(want, abs=tolerance), (stem, key, text)
     page.locator("span.bench-ref").first.scroll_into_view_if_needed()
     _shot(page, "models_table")
