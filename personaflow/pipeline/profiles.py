@@ -97,6 +97,8 @@ def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str
     report = {
         "as_of": as_of.isoformat(), "status": "ok", "split": result.split, "metrics": result.metrics,
         "calibration": result.calibration, "users_scored": len(result.scores),
+        "model": result.model_name, "candidates": result.candidates, "choice": result.choice,
+        "calibration_by_recency": result.calibration_by_recency,
         "latest_cutoff": str(pd.Timestamp(result.scores["cutoff_date"].max()).date()),
         "users_scored_as_of": len(now),
         "mean_churn_score_as_of": round(float(now["churn_score"].mean()), 4) if len(now) else None,
