@@ -10,7 +10,7 @@ FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install browser servers demo test lint bench bench-pipeline bench-serving bench-airflow bench-models lock clean
+.PHONY: install browser servers demo test lint docs docs-serve bench bench-pipeline bench-serving bench-airflow bench-models lock clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,16 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# The docs site (mkdocs.yml, docs/): the reference pages (settings, CLI, REST API, Python API) and the
+# benchmark tables are generated from the code and benchmarks/results/*.json at build time
+# (docs/_gen/). `docs` builds it into site/ (git-ignored); `docs-serve` serves it on 127.0.0.1.
+DOCS_PORT ?= 8000
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 bench: bench-pipeline bench-transform bench-serving bench-airflow bench-models bench-training bench-profiles bench-history bench-segments bench-similar
 
