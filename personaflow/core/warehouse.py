@@ -65,10 +65,11 @@ def exists(where: Location) -> bool:
 
 
 class DamagedWarehouse(ValueError):
-    """The DuckDB file is not a database DuckDB can read (truncated, overwritten): nothing was written."""
+    """The DuckDB file is not a database DuckDB can read (truncated, overwritten)."""
 
 
-# DuckDB's own checks when it opens a file: a header it does not know, or blocks the file does not hold.
+# DuckDB's own checks: a header it does not know (at open), or a block the file does not hold (at open,
+# or at the first statement that reads it: the statement fails and its transaction is rolled back).
 _DAMAGE = ("not a valid DuckDB database file", "Could not read enough bytes from file")
 
 
@@ -77,31 +78,17 @@ def connect(where: Location, read_only: bool = False) -> DuckConnection | PgConn
         return PgConnection(str(where), read_only=read_only)
     path = Path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
-    existed = path.exists()
     try:
         raw = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         if not any(sign in str(exc) for sign in _DAMAGE):
             raise
         raise _damaged(path, str(exc).splitlines()[0]) from exc
-    if existed:
-        # A file cut short can still open (its header and catalogue are at the front) and fail on the
-        # first read of a missing block, after a write. DuckDB's own block count says how long the file
-        # must be: checked before anything is written.
-        query = "select total_blocks, block_size from pragma_database_size()"
-        [(blocks, block_size)] = raw.execute(query).fetchall()
-        size, needed = path.stat().st_size, DUCKDB_HEADER + blocks * block_size
-        if size < needed:
-            raw.close()
-            raise _damaged(path, f"{size} bytes on disk, {needed} in its block map")
-    return DuckConnection(raw)
+    return DuckConnection(raw, path)
 
 
-DUCKDB_HEADER = 3 * 4096  # the file header and the two database headers before the first block
-
-
-def _damaged(path: Path, what: str) -> DamagedWarehouse:
-    # Refused before any write; the raw layer can be rebuilt from the landing files, which are kept.
+def _damaged(path: Path | None, what: str) -> DamagedWarehouse:
+    # The raw layer can be rebuilt from the landing files, which are kept.
     return DamagedWarehouse(
         f"warehouse {path} is damaged ({what}); move it aside and rebuild it from the kept landing "
         "files: personaflow ingest --through <last day> (or personaflow history FILE)"
@@ -137,11 +124,17 @@ class DuckConnection(_Transactions):
 
     engine = "duckdb"
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None = None) -> None:
         self.raw = con
+        self.path = path
 
     def execute(self, sql: str, params: Sequence | None = None) -> DuckConnection:
-        self.raw.execute(sql, params) if params is not None else self.raw.execute(sql)
+        try:
+            self.raw.execute(sql, params) if params is not None else self.raw.execute(sql)
+        except duckdb.IOException as exc:
+            if self.path is None or not any(sign in str(exc) for sign in _DAMAGE):
+                raise
+            raise _damaged(self.path, str(exc).splitlines()[0]) from exc
         return self
 
     def fetchall(self) -> list[tuple]:

@@ -86,18 +86,26 @@ def stage(fn, *args, **kwargs):
 
         ti = get_current_context()["ti"]
         record_failure(ti.dag_id, ti.run_id, ti.task_id, exc)
-        _ledger(ti, "failed", f"{type(exc).__name__}: {exc}")
+        _ledger("failed", f"{type(exc).__name__}: {exc}")
         # (a DataQualityError passes as it is: the validate tasks take no retries and note it first)
         if isinstance(exc, IngestError) or getattr(exc, "data_failure", False):
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
         raise
 
 
-def _ledger(ti, state: str, reason: str) -> None:
-    """Tonight's ledger for the report's status line (personaflow/core/night.py)."""
+def _ledger(state: str, reason: str) -> None:
+    """Tonight's ledger for the report's status line (personaflow/core/night.py); never fails a task."""
+    import logging
+
+    from airflow.sdk import get_current_context
+
     from personaflow.core.night import record_task
 
-    record_task(settings().reports_dir, batch_day(), ti.run_id, ti.task_id, state, reason)
+    try:
+        ti = get_current_context()["ti"]
+        record_task(settings().reports_dir, batch_day(), ti.run_id, ti.task_id, state, reason)
+    except Exception:  # the report then says less; the task's own outcome must not change
+        logging.getLogger(__name__).warning("night ledger not written", exc_info=True)
 
 
 def record_failure(dag_id: str, run_id: str, task_id: str, exc: BaseException) -> None:
@@ -141,9 +149,7 @@ def wait_for_batch() -> Any:
     if arrival.status == "waiting":
         return PokeReturnValue(is_done=False)
     note(f"**Skipped**: {arrival.reason}", run_note=f"**No data** for {day}: {arrival.reason}")
-    from airflow.sdk import get_current_context
-
-    _ledger(get_current_context()["ti"], "skipped", arrival.reason)
+    _ledger("skipped", arrival.reason)
     if arrival.status == "missing":  # a historic landing area has nothing late: no email for it
 
         from personaflow.pipeline._common import smtp_config

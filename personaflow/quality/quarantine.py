@@ -90,6 +90,15 @@ def accept_batch(warehouse: Location, batch_date: date) -> bool:
     """A validation passed (warnings included): the day's load is now its reference. Forget the load it
     replaced, so a later re-delivery is compared with this one. True if a held load was released."""
     with wh.connect(warehouse) as con:
+        columns = {
+            name
+            for (name,) in con.execute(
+                "select column_name from information_schema.columns where table_schema = 'raw' "
+                "and table_name = 'batches'"
+            ).fetchall()
+        }
+        if "previous_sha256" not in columns:  # a raw layer the loader never migrated: nothing is held
+            return False
         held = con.execute(
             "select previous_sha256 from raw.batches where batch_date = ? and previous_sha256 is not null",
             [batch_date],

@@ -33,7 +33,8 @@ def test_models_on_an_empty_store_says_so(tmp_path):
 
 
 def test_a_damaged_warehouse_is_refused_before_any_write_with_the_repair(tmp_path):
-    """Issue 26: a truncated DuckDB file. DuckDB's own checks refuse it when it opens; the command says
+    """Issue 26: a truncated DuckDB file. DuckDB's own checks refuse it (at open, or at its first read of a
+    missing block, before this load writes anything); the command says
     which file, that it is damaged and how to rebuild it, in one line, and leaves the file as it was."""
     from tests._warehouse import make_events, write_landing
 

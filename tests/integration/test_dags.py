@@ -203,7 +203,9 @@ def test_every_task_calls_the_helper_it_is_named_for_never_itself():
                 )
 
 
-def test_the_sensor_callable_pokes_arrival_and_skips_a_missing_night(tmp_path, monkeypatch, inbox):
+def test_the_sensor_callable_pokes_arrival_and_skips_a_missing_night(
+    tmp_path, monkeypatch, inbox, edge_env_restored
+):
     """The sensor's own python callable, as the DAG defines it, on a landing area without the day's file:
     it asks personaflow/pipeline/arrival.py, which says missing, the poke sends one email to a real SMTP
     server and skips the task (no file-not-found, no recursion). With the file: done, with its path."""
