@@ -25,6 +25,7 @@ RELOAD_CHECK_SECONDS = 0.5
 WATCHED_FEATURE_FILES = (
     "item_features.parquet", "co_purchase.parquet", "segment_popularity.parquet", "text_neighbours.parquet",
     "purchase_history.parquet",
+    "returned_items.parquet",
 )  # fmt: skip
 
 

@@ -104,18 +104,21 @@ class Ranker:
         `segment` (the user's RFM segment) only matters for a user the model does not know."""
         model = self.model
         exclude = exclude or set()
+        returned = self.history.returned_by(user_id)  # sent back in full: never offered again
         idx = model.maps.user_index.get(user_id)
         if idx is None:
-            return self._fallback(k, exclude, category, segment)
+            return self._fallback(k, exclude, category, segment, returned)
         scores = model.scores(idx)
         excluded = 0
         candidates = None  # the common case (no filter) builds no mask: scores straight to top-k
-        if exclude or category is not None:
+        if exclude or returned or category is not None:
             mask = np.ones(scores.shape[0], dtype=bool)
             if exclude:
                 hits = [model.maps.item_index[i] for i in exclude if i in model.maps.item_index]
                 mask[hits] = False
                 excluded = len(hits)
+            if returned:
+                mask[[model.maps.item_index[i] for i in returned if i in model.maps.item_index]] = False
             if category is not None:
                 mask &= self.categories == category
             candidates = np.flatnonzero(mask) if not mask.all() else None
@@ -161,7 +164,8 @@ class Ranker:
         return frozenset(i for i, j in known if j in scored)
 
     def _fallback(
-        self, k: int, exclude: set[str], category: str | None, segment: str | None
+        self, k: int, exclude: set[str], category: str | None, segment: str | None,
+        returned: frozenset[str] = frozenset(),
     ) -> tuple[list[Scored], str, int]:
         out: list[Scored] = []
         seen: set[str] = set()
@@ -175,6 +179,8 @@ class Ranker:
                 if item in seen:
                     continue
                 seen.add(item)
+                if item in returned:
+                    continue
                 if item in exclude:
                     excluded += 1
                     continue

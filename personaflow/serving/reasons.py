@@ -44,9 +44,14 @@ class PurchaseHistory:
     bought: Mapping[str, Mapping[str, tuple[int, date]]] = field(default_factory=dict)
     segment: Mapping[str, str] = field(default_factory=dict)
     as_of: date | None = None
+    # user_id -> items they returned in full (marts.returned_items): never recommended back to them
+    returned: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def of(self, user_id: str) -> Mapping[str, tuple[int, date]]:
         return self.bought.get(user_id, {})
+
+    def returned_by(self, user_id: str) -> frozenset[str]:
+        return self.returned.get(user_id, frozenset())
 
 
 def load_history(features_dir: Path) -> PurchaseHistory:
@@ -54,6 +59,12 @@ def load_history(features_dir: Path) -> PurchaseHistory:
     path = Path(features_dir) / "purchase_history.parquet"
     if not path.exists():
         return PurchaseHistory()
+    returned: dict[str, set[str]] = {}
+    returned_path = Path(features_dir) / "returned_items.parquet"
+    if returned_path.exists():
+        pairs = pd.read_parquet(returned_path)
+        for user, item in zip(pairs["user_id"], pairs["item_id"], strict=True):
+            returned.setdefault(user, set()).add(item)
     frame = pd.read_parquet(path)
     last = pd.to_datetime(frame["last_ts"]).dt.date
     bought: dict[str, dict[str, tuple[int, date]]] = {}
@@ -65,6 +76,7 @@ def load_history(features_dir: Path) -> PurchaseHistory:
         bought,
         dict(zip(segments["user_id"], segments["rfm_segment"], strict=True)),
         None if pd.isna(as_of) else as_of.date(),
+        {user: frozenset(items) for user, items in returned.items()},
     )
 
 
