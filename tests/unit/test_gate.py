@@ -122,6 +122,23 @@ def test_clearly_better_but_four_low_activity_users_worse_is_promoted(store):
     decision = promote(save(split, better, ev), store)
     assert decision["promoted"] is True, decision["reason"]
     assert decision["gate_checks"] == []
+    # the note states the gain and its interval, which here is clear
+    assert "vs production" in decision["reason"] and "lies entirely above 0" in decision["reason"]
+
+
+def test_a_promotion_that_wins_nothing_clearly_says_its_interval_includes_0(store):
+    """Issue 27: a note said a model "beats production 0.3789" when its gain was +0.0022 [-0.0036,
+    +0.0075]. The best baseline, equal to production, serves: its note gives the interval."""
+    split = shop(0)
+    prod = production(store, split)
+    same = own_history(split)
+    ev = gate.gate_evidence(same, split, {"repeat_buy": own_history(split)}, own_history(split),
+                            production_tag=prod)  # fmt: skip
+    ev["gate_candidate_baseline"] = ev["gate_best_baseline"]
+    decision = promote(save(split, same, ev, kind="repeat_buy"), store)
+    assert decision["promoted"] is True, decision["reason"]
+    assert "includes 0" in decision["reason"] and "beats production" not in decision["reason"]
+    assert "gain +0.0000 ndcg@10 (paired bootstrap 95% CI [" in decision["reason"]
 
 
 def test_a_big_slice_that_clearly_regresses_vetoes(store):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from personaflow.training.gate import GATE_METRIC, decide
+from personaflow.training.gate import GATE_METRIC, decide, gain_of, said
 from personaflow.training.registry.store import get_model, metrics_of, saved_models
 
 log = logging.getLogger(__name__)
@@ -101,20 +101,28 @@ def promote(
             "reason": f"FORCED despite the gate: {overridden}",
         }
     write_pointer(pointer_path, payload)
-    beaten = f"production {prod:.4f} {basis}" if prod is not None else basis
+    # Say what the evidence says: a gain with its paired interval, never "beats" where the interval
+    # includes 0 (a retrain of production's recipe, or a baseline, passes the gate without a clear win).
+    vs_prod, vs_base = gain_of(metrics, "gate_vs_production"), gain_of(metrics, "gate_vs_baseline")
+    if vs_prod is not None and prod is not None:
+        beaten = said(f"vs production {prod:.4f} {basis}: gain", vs_prod)
+    else:
+        beaten = f"production {prod:.4f} {basis}" if prod is not None else basis
     cand, base = decision["candidate_ndcg_at_10"], decision["baseline_ndcg_at_10"]
     best = decision.get("best_baseline")
     if best is not None and metrics.get("gate_candidate_baseline") == best:
         reason = (
-            f"the best baseline ({best}, ndcg@10 {cand:.4f}) serves: no learned model beat it; vs {beaten}"
+            f"the best baseline ({best}, ndcg@10 {cand:.4f}) serves: no learned model beat it; {beaten}"
         )
     elif best is not None:
-        reason = (
-            f"ndcg@10 {cand:.4f} beats the best baseline {best} {decision['best_baseline_ndcg_at_10']:.4f}, "
-            f"popularity {base:.4f} and {beaten}"
+        over_best = (
+            said(f"gain over the best baseline {best} {decision['best_baseline_ndcg_at_10']:.4f}", vs_base)
+            if vs_base is not None
+            else f"above the best baseline {best} {decision['best_baseline_ndcg_at_10']:.4f}"
         )
+        reason = f"ndcg@10 {cand:.4f}; {over_best}; popularity {base:.4f}; {beaten}"
     else:
-        reason = f"ndcg@10 {cand:.4f} beats baseline {base:.4f} and {beaten}"
+        reason = f"ndcg@10 {cand:.4f} above popularity {base:.4f}; {beaten}"
     return {**decision, "promoted": True, "reason": reason}
 
 
