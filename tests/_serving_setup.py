@@ -184,3 +184,29 @@ def running_server(
             }
         finally:
             process.stop(proc)
+
+
+def promoted_bpr(tmp_path: Path, monkeypatch, n_users: int, n_items: int, n_rows: int):
+    """A one-epoch BPR model promoted to production in a temp home, its settings in the environment the
+    way the service reads them: (split, features_dir, production pointer, warehouse)."""
+    from personaflow.training.data.interactions import time_split
+    from personaflow.training.data.synthetic import make_interactions
+    from personaflow.training.evaluation.baselines import popularity_ranking
+    from personaflow.training.models.bpr import fit_bpr
+    from personaflow.training.registry.pointer import promote
+    from personaflow.training.registry.store import save_candidate
+
+    features_dir, pointer = tmp_path / "features", tmp_path / "production.json"
+    warehouse = tmp_path / "warehouse.duckdb"
+    for key, value in {"BENTOML_HOME": tmp_path / "bentoml", "PERSONAFLOW_PRODUCTION_POINTER": pointer,
+                       "PERSONAFLOW_FEATURES_DIR": features_dir, "PERSONAFLOW_WAREHOUSE": warehouse}.items():
+        monkeypatch.setenv(key, str(value))  # fmt: skip
+    monkeypatch.delenv("PERSONAFLOW_REDIS_URL", raising=False)  # the SQLite online store
+    shop = make_interactions(n_users=n_users, n_items=n_items, n_rows=n_rows, seed=5)
+    split = time_split(shop, holdout_days=7)
+    model, _ = fit_bpr(split, dim=8, epochs=1, batch_size=512, seed=2, device="cpu")
+    metrics = {"ndcg_at_10": 0.3, "baseline_ndcg_at_10": 0.1}
+    tag = save_candidate(model, split.maps, popularity_ranking(split), metrics, {"seed": 2})
+    assert promote(tag, pointer)["promoted"]
+    return split, features_dir, pointer, warehouse
+

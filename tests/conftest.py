@@ -29,13 +29,24 @@ os.environ.update(
 from tests._servers import postgres_server, postgres_url, redis_server, redis_url  # noqa: E402,F401
 from tests.e2e_helpers import airflow_celery_stack, airflow_stack, good_run, inbox  # noqa: E402,F401
 
+TIERS = ("unit", "integration", "e2e")  # tests/<tier>/: what a test needs, and its marker
 
-@pytest.fixture
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/<tier>/ carries that tier's marker (`pytest -m unit`)."""
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(_REPO / "tests").parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+@pytest.fixture(autouse=True)
 def edge_env_restored():
-    """For a test that runs a process edge in this process (the CLI through typer's CliRunner): the edge
-    exports the tools' variables (personaflow.core.tool_env.export_tool_env) into os.environ, and
-    without this one test's warehouse would leak into the next test's settings. Stages and domain code
-    never write the environment (tests/unit/test_config_channel.py), so no other test needs it."""
+    """A test that runs a process edge in this process (the CLI through typer's CliRunner, a DAG task's
+    helper, export_tool_env itself) has the edge export the tools' variables into os.environ; without
+    this, one test's warehouse would leak into the next test's settings. Every test gets it, so a new
+    test cannot forget it (stages and domain code never write the environment:
+    tests/unit/test_config_channel.py)."""
     saved = dict(os.environ)
     yield
     os.environ.clear()

@@ -44,11 +44,10 @@ def _console_logging() -> None:
     """Our stages' progress lines (epochs, validated days, quarantines) on stderr; tools stay quiet."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
-    for name in ("personaflow", "ingest", "quality", "training", "profiles", "serving"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.INFO)
-        logger.addHandler(handler)
-        logger.propagate = False
+    logger = logging.getLogger("personaflow")  # one import root: every module logs below it
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    logger.propagate = False
 
 
 def one_line(exc: BaseException) -> str:

@@ -81,14 +81,19 @@ def connect(where: Location, read_only: bool = False) -> DuckConnection | PgConn
     try:
         raw = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
-        if not any(sign in str(exc) for sign in _DAMAGE):
+        if not _is_damage(exc):
             raise
-        raise _damaged(path, str(exc).splitlines()[0]) from exc
+        raise _damaged(path, exc) from exc
     return DuckConnection(raw, path)
 
 
-def _damaged(path: Path | None, what: str) -> DamagedWarehouse:
+def _is_damage(exc: duckdb.IOException) -> bool:
+    return any(sign in str(exc) for sign in _DAMAGE)
+
+
+def _damaged(path: Path, exc: duckdb.IOException) -> DamagedWarehouse:
     # The raw layer can be rebuilt from the landing files, which are kept.
+    what = str(exc).splitlines()[0]
     return DamagedWarehouse(
         f"warehouse {path} is damaged ({what}); move it aside and rebuild it from the kept landing "
         "files: personaflow ingest --through <last day> (or personaflow history FILE)"
@@ -132,9 +137,9 @@ class DuckConnection(_Transactions):
         try:
             self.raw.execute(sql, params) if params is not None else self.raw.execute(sql)
         except duckdb.IOException as exc:
-            if self.path is None or not any(sign in str(exc) for sign in _DAMAGE):
+            if self.path is None or not _is_damage(exc):
                 raise
-            raise _damaged(self.path, str(exc).splitlines()[0]) from exc
+            raise _damaged(self.path, exc) from exc
         return self
 
     def fetchall(self) -> list[tuple]:

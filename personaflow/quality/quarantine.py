@@ -86,18 +86,23 @@ def quarantine_batch(
     return target
 
 
+def _holds_replaced(con: wh.DuckConnection | wh.PgConnection) -> bool:
+    """Whether raw.batches can hold a replaced load (a warehouse the loader never migrated cannot)."""
+    columns = {
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'raw' "
+            "and table_name = 'batches'"
+        ).fetchall()
+    }
+    return "previous_sha256" in columns
+
+
 def accept_batch(warehouse: Location, batch_date: date) -> bool:
     """A validation passed (warnings included): the day's load is now its reference. Forget the load it
     replaced, so a later re-delivery is compared with this one. True if a held load was released."""
     with wh.connect(warehouse) as con:
-        columns = {
-            name
-            for (name,) in con.execute(
-                "select column_name from information_schema.columns where table_schema = 'raw' "
-                "and table_name = 'batches'"
-            ).fetchall()
-        }
-        if "previous_sha256" not in columns:  # a raw layer the loader never migrated: nothing is held
+        if not _holds_replaced(con):
             return False
         held = con.execute(
             "select previous_sha256 from raw.batches where batch_date = ? and previous_sha256 is not null",
@@ -120,14 +125,7 @@ def _restore_replaced(con: wh.DuckConnection | wh.PgConnection, batch_date: date
     """A failed re-delivery never destroys a good day: put back the load it replaced (held by the loader
     in raw.replaced_events) and mark the failed file's digest so it is not loaded again unasked.
     Returns the rows put back, or None when the batch replaced nothing."""
-    columns = {
-        name
-        for (name,) in con.execute(
-            "select column_name from information_schema.columns where table_schema = 'raw' "
-            "and table_name = 'batches'"
-        ).fetchall()
-    }
-    if "previous_sha256" not in columns:  # a warehouse the loader never migrated: nothing was held
+    if not _holds_replaced(con):
         return None
     [(previous_sha, previous_rows, failed_sha)] = con.execute(
         "select previous_sha256, previous_rows, sha256 from raw.batches where batch_date = ?", [batch_date]

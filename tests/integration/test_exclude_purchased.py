@@ -15,36 +15,20 @@ from personaflow.core.settings import REPO_ROOT
 from personaflow.pipeline.features import build_features
 from personaflow.serving.hotswap import ModelWatcher
 from personaflow.serving.online import OnlineFeatures, purchased_in
-from personaflow.training.data.interactions import time_split
-from personaflow.training.data.synthetic import make_interactions
-from personaflow.training.evaluation.baselines import popularity_ranking
-from personaflow.training.models.bpr import fit_bpr
-from personaflow.training.registry.pointer import promote
-from personaflow.training.registry.store import save_candidate
-from tests._serving_setup import write_marts
+from tests._serving_setup import promoted_bpr, write_marts
 
 BOUGHT = 600
 
 
 def test_a_customer_with_600_distinct_items_gets_none_of_them_back(tmp_path, monkeypatch, one_torch_thread):
-    features_dir, pointer = tmp_path / "features", tmp_path / "production.json"
-    for key, value in {"BENTOML_HOME": tmp_path / "bentoml", "PERSONAFLOW_PRODUCTION_POINTER": pointer,
-                       "PERSONAFLOW_FEATURES_DIR": features_dir,
-                       "PERSONAFLOW_WAREHOUSE": tmp_path / "warehouse.duckdb"}.items():  # fmt: skip
-        monkeypatch.setenv(key, str(value))
-    monkeypatch.delenv("PERSONAFLOW_REDIS_URL", raising=False)  # the SQLite online store
-    split = time_split(make_interactions(n_users=60, n_items=720, n_rows=12000, seed=5), holdout_days=7)
-    model, _ = fit_bpr(split, dim=8, epochs=1, batch_size=512, seed=2, device="cpu")
-    metrics = {"ndcg_at_10": 0.3, "baseline_ndcg_at_10": 0.1}
-    tag = save_candidate(model, split.maps, popularity_ranking(split), metrics, {"seed": 2})
-    assert promote(tag, pointer)["promoted"]
+    split, features_dir, pointer, warehouse = promoted_bpr(tmp_path, monkeypatch, 60, 720, 12000)
     users, items = list(split.maps.user_ids[:20]), list(split.maps.item_ids)
     assert len(items) > BOUGHT + 50, len(items)
     big = users[1]  # users[0] bought items[0] in write_marts; this one bought 600 other items
     bought = set(items[1 : 1 + BOUGHT])
     as_of = datetime.now(UTC).date() - timedelta(days=1)
-    write_marts(tmp_path / "warehouse.duckdb", users, items, as_of, [(big, i) for i in sorted(bought)])
-    build_features(tmp_path / "warehouse.duckdb", features_dir, REPO_ROOT / "feature_repo", as_of)
+    write_marts(warehouse, users, items, as_of, [(big, i) for i in sorted(bought)])
+    build_features(warehouse, features_dir, REPO_ROOT / "feature_repo", as_of)
 
     exclude = purchased_in(OnlineFeatures(REPO_ROOT / "feature_repo", features_dir).user(big))
     assert exclude == bought, f"{len(exclude)} of {BOUGHT} purchases reach the online store"

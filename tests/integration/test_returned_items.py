@@ -15,27 +15,11 @@ import duckdb
 from personaflow.core.settings import REPO_ROOT
 from personaflow.pipeline.features import build_features
 from personaflow.serving.hotswap import ModelWatcher
-from personaflow.training.data.interactions import time_split
-from personaflow.training.data.synthetic import make_interactions
-from personaflow.training.evaluation.baselines import popularity_ranking
-from personaflow.training.models.bpr import fit_bpr
-from personaflow.training.registry.pointer import promote
-from personaflow.training.registry.store import save_candidate
-from tests._serving_setup import write_marts
+from tests._serving_setup import promoted_bpr, write_marts
 
 
 def test_a_fully_returned_item_comes_back_from_no_path(tmp_path, monkeypatch, one_torch_thread):
-    features_dir, pointer = tmp_path / "features", tmp_path / "production.json"
-    warehouse = tmp_path / "warehouse.duckdb"
-    for key, value in {"BENTOML_HOME": tmp_path / "bentoml", "PERSONAFLOW_PRODUCTION_POINTER": pointer,
-                       "PERSONAFLOW_FEATURES_DIR": features_dir, "PERSONAFLOW_WAREHOUSE": warehouse}.items():
-        monkeypatch.setenv(key, str(value))  # fmt: skip
-    monkeypatch.delenv("PERSONAFLOW_REDIS_URL", raising=False)
-    split = time_split(make_interactions(n_users=40, n_items=60, n_rows=3000, seed=5), holdout_days=7)
-    model, _ = fit_bpr(split, dim=8, epochs=1, batch_size=512, seed=2, device="cpu")
-    metrics = {"ndcg_at_10": 0.3, "baseline_ndcg_at_10": 0.1}
-    tag = save_candidate(model, split.maps, popularity_ranking(split), metrics, {"seed": 2})
-    assert promote(tag, pointer)["promoted"]
+    split, features_dir, pointer, warehouse = promoted_bpr(tmp_path, monkeypatch, 40, 60, 3000)
     users, items = list(split.maps.user_ids[:12]), list(split.maps.item_ids)
     known, cold = users[1], "cold-customer"
     as_of = datetime.now(UTC).date() - timedelta(days=1)
