@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,33 @@ def routes(service: Any, paths: tuple[str, ...]) -> dict[str, Route]:
     return out
 
 
+class InvalidBodyLog:
+    """One warning line per `every` seconds for bodies that fail their schema, with how many came since the
+    last line: a client's bad request is its own fault, not a traceback worth 800 bytes each (anyone
+    could fill the disk by posting garbage)."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every, self.clock = every, clock
+        self.last = -float("inf")
+        self.suppressed = 0
+
+    def note(self, path: str, errors: int) -> bool:
+        """Log (and return True) at most once per `every` seconds; count the rest."""
+        now = self.clock()
+        if now - self.last < self.every:
+            self.suppressed += 1
+            return False
+        log.warning(
+            "invalid request body on %s (%d validation errors); %d more since the last such line",
+            path, errors, self.suppressed,
+        )  # fmt: skip
+        self.last, self.suppressed = now, 0
+        return True
+
+
+invalid_bodies = InvalidBodyLog()
+
+
 class FastPath:
     """Answers `routes` (from `routes()`) on the service instance BentoML created in this worker."""
 
@@ -81,7 +109,7 @@ class FastPath:
         try:
             request = route.model.model_validate_json(body or b"{}")
         except ValidationError as exc:  # the guard's send turns this 400 into the field-naming 422
-            log.error("Exception on %s [%s]", scope["path"], scope["method"], exc_info=True)  # as BentoML
+            invalid_bodies.note(scope["path"], exc.error_count())
             detail = {
                 "error": f"{exc.error_count()} validation error for {exc.title}",
                 "detail": exc.errors(include_context=False, include_input=False),

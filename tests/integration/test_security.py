@@ -459,3 +459,21 @@ def test_the_api_server_listens_on_loopback_only(server):
         found for p in psutil.Process().children() if ("127.0.0.1", port) in (found := listening(p))
     ]
     assert all(ip == "127.0.0.1" for ip, _ in sockets), sockets
+
+
+def test_invalid_json_floods_no_log(server):
+    """50 unauthenticated bodies that are not JSON: each answered 400/422, and the server log gains at
+    most a few lines, none a traceback (a log flood would let anyone fill the disk)."""
+    log = server["home"] / "serve.log"
+    before = log.read_text(errors="replace")
+    for n in range(50):
+        resp = httpx.post(
+            server["base"] + "/recommend", content=b'{"user_id": "u' + str(n).encode(),
+            headers={"content-type": "application/json"}, timeout=10,
+        )  # fmt: skip
+        assert resp.status_code in (400, 422), resp.text
+        assert "error" in resp.json()
+    time.sleep(0.5)
+    added = log.read_text(errors="replace")[len(before) :]
+    assert "Traceback" not in added, added[-2000:]
+    assert len(added.splitlines()) <= 5, added[-2000:]
