@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 from personaflow.serving.auth import bearer_ok
 from personaflow.serving.fastpath import FastPath
@@ -86,6 +87,7 @@ class Guard:
         max_per_client: int | None = None,
         hosts: frozenset[str] | None | str = "settings",
         fast: FastPath | None = None,
+        docs: Callable[[], dict] | None = None,
     ) -> None:
         from personaflow.core import settings as config
         from personaflow.serving.auth import load_tokens
@@ -104,8 +106,17 @@ class Guard:
         self.in_flight = 0
         self.per_client: dict[str, int] = {}
         self.fast = fast  # the hot APIs, answered past every check here without BentoML's layers
+        self.docs = docs  # the corrected OpenAPI document (serving/openapi.py), built on first GET
+        self._docs_body: bytes | None = None
 
     async def __call__(self, scope, receive, send) -> None:
+        if self.docs is not None and scope["type"] == "http" and scope["path"] == "/docs.json":
+            if self._docs_body is None:
+                self._docs_body = json.dumps(self.docs()).encode()
+            headers = [*JSON_HEADERS, (b"content-length", str(len(self._docs_body)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": self._docs_body})
+            return
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return

@@ -51,6 +51,7 @@ from personaflow.serving.header_timeout import install_header_timeout
 from personaflow.serving.hotswap import ModelWatcher
 from personaflow.serving.live_counters import RedisSeen
 from personaflow.serving.online import OnlineFeatures, purchased_in
+from personaflow.serving.openapi import answer_models, published
 from personaflow.serving.process import serve_workers
 from personaflow.serving.profile import profile_fields
 from personaflow.serving.ranking import Ranker
@@ -90,6 +91,7 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+METRICS_ENABLED = False  # /docs.json then leaves /metrics out (personaflow/serving/openapi.py)
 # Per-request work BentoML lets a service turn off, all of it costing more than our scoring: no access
 # log, no Prometheus metrics middleware (/metrics then has nothing of ours), and the OpenTelemetry
 # middleware (always installed) passes our API paths straight through (no span per request).
@@ -98,7 +100,7 @@ def _ms(started: float) -> float:
     workers=serve_workers(settings.load()),
     traffic={"timeout": 10},
     logging={"access": {"enabled": False}},
-    metrics={"enabled": False, "namespace": "personaflow"},
+    metrics={"enabled": METRICS_ENABLED, "namespace": "personaflow"},
     tracing={"excluded_urls": list(API_PATHS)},
 )
 class Recommender:
@@ -303,4 +305,5 @@ class Recommender:
 Recommender.add_asgi_middleware(
     Guard, paths=API_PATHS, write_paths=WRITE_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT,
     fast=FastPath(Recommender, FAST_PATHS),
+    docs=lambda: published(Recommender.openapi_spec.asdict(), answer_models(Recommender), METRICS_ENABLED),
 )  # fmt: skip
