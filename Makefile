@@ -34,7 +34,8 @@ demo: install
 browser:
 	test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
-# The scale path's servers, for its tests and `personaflow stack up`: Debian's PostgreSQL and Redis,
+# The scale path's servers, for its tests and `personaflow stack up`: Debian's PostgreSQL and Redis
+# (and nginx for the reverse-proxy test),
 # installed once if missing (started by whoever needs them, on free loopback ports; never as services).
 .PHONY: servers
 servers:
@@ -42,6 +43,10 @@ servers:
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 	command -v redis-server >/dev/null || test -x /usr/bin/redis-server || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server)
+	# nginx in front of the API (deploy/nginx/personaflow.conf, tests/integration/test_nginx.py); the
+	# package's own service is never started (no init system runs it here, and the test starts its own).
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light)
 
 test: install browser servers
 	$(BIN)/python -m pytest
