@@ -162,6 +162,8 @@ def history(
         "stages": result["stages"], "total_seconds": result["total_seconds"], "report": str(full),
         **({"extra_columns": imported["extra_columns"], "raw_copy": imported["raw_copy"]}
            if imported.get("extra_columns") else {}),
+        **({k: imported[k] for k in ("rows_set_aside", "set_aside_reasons", "set_aside_file")}
+           if imported.get("rows_set_aside") else {}),
     })  # fmt: skip
 
 

@@ -155,10 +155,13 @@ def import_events(
     max_rejects: int = 0,
     overwrite: bool = False,
     keep: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    screen: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame, dict]] | None = None,
 ) -> dict[str, object]:
     """Read a shop export (`online-retail`, `csv` or `parquet`) and land it as daily batch files.
     `keep` filters the rows first (the stage passes personaflow.pipeline.forget.drop_forgotten: a customer who
-    was forgotten does not come back with the next export)."""
+    was forgotten does not come back with the next export). `screen` (our formats only; the stage passes
+    personaflow.quality.row_faults.set_aside) returns (rows to land, rows set aside with a `reason`,
+    summary): the set-aside rows are kept in `landing/rejects/<export>.rows.csv`."""
     from personaflow.ingest import formats, online_retail
 
     path = Path(path)
@@ -173,6 +176,10 @@ def import_events(
         before = len(frame)
         frame = keep(frame)
         report["forgotten_rows_dropped"] = before - len(frame)
+    if screen is not None and source_format in formats.FORMATS:
+        frame, aside, summary = screen(frame)
+        report.update(summary)
+        report["set_aside_file"] = _write_set_aside(aside, landing_dir / "rejects" / f"{path.stem}.rows.csv")
     # Every format's summary names the same counts (`personaflow history` prints them whatever came in).
     report["customers"] = int(frame["user_id"].nunique())
     report["products"] = int(frame["item_id"].nunique())
@@ -182,6 +189,18 @@ def import_events(
     batches = write_daily_batches(frame, landing_dir, overwrite=overwrite)
     dims = write_dimensions(frame, landing_dir) if len(frame) else {}
     return {"source": str(path), "format": source_format, **report, "batches": batches, **dims}
+
+
+def _write_set_aside(rows: pd.DataFrame, target: Path) -> str | None:
+    """Set-aside rows as CSV (every column, the reason last); None, and no stale file, when there are none."""
+    if rows.empty:
+        target.unlink(missing_ok=True)
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    rows.to_csv(tmp, index=False)
+    tmp.replace(target)
+    return str(target)
 
 
 def keep_raw_copy(path: Path, landing_dir: Path) -> Path:
@@ -228,4 +247,12 @@ def import_warnings(report: dict[str, object]) -> list[str]:
         out.append(f"{report['non_utf8_lines']} line(s) were not UTF-8 and were read as cp1252/latin-1")
     if report.get("rejected_lines"):
         out.append(f"{report['rejected_lines']} unparseable line(s) set aside in {report['rejects_file']}")
+    if report.get("rows_set_aside"):
+        reasons = ", ".join(f"{k} {v:,}" for k, v in report["set_aside_reasons"].items())  # type: ignore[union-attr]
+        out.append(f"{report['rows_set_aside']:,} faulty row(s) set aside ({reasons}), the rest of their "
+                   f"days landed; kept in {report['set_aside_file']}")  # fmt: skip
+    whole = report.get("days_over_row_fault_share") or []
+    if whole:
+        out.append(f"{len(whole)} day(s) with more faulty rows than the row-fault share landed whole, "
+                   f"to be quarantined whole by their check: {', '.join(whole[:10])}")  # type: ignore[arg-type]
     return out

@@ -120,7 +120,9 @@ def _gist(name: str, result: Any) -> str:
     if name == "import":
         faults = ", ".join(f"{k} {v:,}" for k, v in result.get("faults", {}).items())
         extra = result.get("extra_columns")
-        return f": {result.get('rows', 0):,} rows, {result['batches'].get('days', 0)} days" + (
+        n_aside = result.get("rows_set_aside", 0)
+        aside = f"; {n_aside:,} faulty rows set aside" if n_aside else ""
+        return f": {result.get('rows', 0):,} rows, {result['batches'].get('days', 0)} days{aside}" + (
             f"; faults: {faults}" if faults else ""
         ) + (f"; extra column(s) {', '.join(extra)} kept in {result['raw_copy']}" if extra else "")
     if name == "validate_history":

@@ -56,10 +56,11 @@ def import_events(
     from personaflow.ingest.formats import parse_mapping
     from personaflow.ingest.landing import import_events as land
     from personaflow.ingest.landing import import_warnings, imported_days
+    from personaflow.quality.row_faults import set_aside
 
     report = land(
         path, source_format, s.landing_dir, parse_mapping(mapping), max_rejects, overwrite,
-        keep=lambda frame: drop_forgotten(frame, s),
+        keep=lambda frame: drop_forgotten(frame, s), screen=set_aside,
     )  # fmt: skip
     for warning in import_warnings(report):  # stderr (CLI) and the task log (Airflow)
         log.warning(warning)

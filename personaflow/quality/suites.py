@@ -52,6 +52,9 @@ class Thresholds:
     # the new rows stay until someone looks). An empty re-delivery of a day that had rows is critical.
     redelivery_drop: float = 0.10
     duplicate_share: float = 0.05  # rows in exact-duplicate groups, our formats (critical)
+    # An imported export's day with more faulty rows than this share lands whole and is quarantined whole;
+    # below it, the faulty rows are set aside one by one (personaflow/quality/row_faults.py).
+    row_fault_share: float = 0.2
     duplicate_share_lenient: float = 0.10  # same, sources with known duplicates (warning)
     missing_customer_share: float = 0.5  # online-retail: more rows without customer: WARNING
     bad_price_share: float = 0.10  # online-retail: more rows with price <= 0: WARNING

@@ -354,3 +354,57 @@ def test_an_extra_column_is_reported_and_kept_in_the_raw_copy(export, tmp_path):
     shop, stderr = ingest(csv, tmp_path / "shop", "csv", "--mapping", mapping)
     assert shop["extra_columns"] == ["campaign"]
     assert Path(shop["raw_copy"]).read_bytes() == csv.read_bytes() and "campaign" in stderr
+
+
+def test_a_generic_csv_history_sets_faulty_rows_aside_not_their_days(
+    tmp_path, monkeypatch, edge_env_restored
+):
+    """Issue 26: one $0 line quarantined its whole day, and so did > 5 % duplicates (27 % of a shop's
+    rows lost). Now the faulty rows are set aside with their reasons and the rest of their days land;
+    a day that is mostly faulty is still quarantined whole."""
+    import json
+
+    import duckdb
+    from typer.testing import CliRunner
+
+    from personaflow.cli import app
+
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pd.DataFrame({
+        "customer": [f"c{i}" for i in rng.integers(0, 40, n)],
+        "sku": [f"p{i}" for i in rng.integers(0, 15, n)],
+        "action": "purchase",
+        "ts": [f"2024-05-{1 + i % 5:02d} {8 + i % 11}:{i % 60:02d}:{(7 * i) % 60:02d}" for i in range(n)],
+        "amount": rng.uniform(1, 20, n).round(2),
+    })  # fmt: skip
+    frame.loc[1, "amount"] = 0.0  # day 2: one $0 line
+    day3 = frame.index[frame["ts"].str.startswith("2024-05-03")]
+    dups = frame.loc[day3[:6]]  # day 3: 6 exact repeats (7.5 % of its 80 rows: over the 5 % day rule)
+    day5 = frame["ts"].str.startswith("2024-05-05")
+    frame.loc[day5, "amount"] = 0.0  # day 5: every line $0, a broken day
+    frame = pd.concat([frame, dups], ignore_index=True)
+    path = tmp_path / "shop.csv"
+    frame.to_csv(path, index=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("PERSONAFLOW_HOME", str(home))
+    monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(home / "features"))
+    mapping = "customer=user_id,sku=item_id,action=event_type,ts=event_ts,amount=price"
+    args = ["history", str(path), "--format", "csv", "--mapping", mapping, "--no-train"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["rows_set_aside"] == 7
+    assert summary["set_aside_reasons"] == {"price_out_of_range": 1, "duplicate": 6}
+    assert summary["failed_days"] == ["2024-05-05"]  # the broken day only
+    aside = pd.read_csv(summary["set_aside_file"])
+    assert len(aside) == 7 and set(aside["reason"]) == {"price_out_of_range", "duplicate"}
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        per_day = dict(con.execute(
+            "select cast(event_ts as date)::varchar, count(*) from raw.events group by 1"
+        ).fetchall())  # fmt: skip
+    expected = frame.assign(day=frame["ts"].str[:10]).groupby("day").size()
+    assert per_day["2024-05-01"] == expected["2024-05-01"]
+    assert per_day["2024-05-02"] == expected["2024-05-02"] - 1  # all but the $0 line
+    assert per_day["2024-05-03"] == expected["2024-05-03"] - 6  # all but the repeats
+    assert per_day.get("2024-05-05", 0) == 0  # quarantined whole (kept in the quarantine, not loaded)
