@@ -1,4 +1,4 @@
-"""Row rules of an imported export: which rows are set aside, with which reason, and when a day lands whole."""
+"""Row rules of an imported export: which rows are set aside, with which reason, when a day lands whole."""
 
 from __future__ import annotations
 
@@ -36,3 +36,11 @@ def test_a_mostly_faulty_day_lands_whole_and_a_few_faulty_rows_are_set_aside():
     assert len(kept) == len(frame) - 1  # day 2 (3 of 4 faulty) lands as it came
     assert summary == {"rows_set_aside": 1, "set_aside_reasons": {"price_out_of_range": 1},
                        "days_over_row_fault_share": ["2024-05-02"]}  # fmt: skip
+
+
+def test_guest_rows_are_set_aside_but_never_break_a_day():
+    frame = pd.DataFrame([rows(item_id=f"i{n}", user_id=None if n % 2 else "u1",
+                               event_ts=f"2024-05-01 10:{n:02d}:00") for n in range(10)])  # fmt: skip
+    kept, aside, summary = set_aside(frame, Thresholds(row_fault_share=0.2))
+    assert len(aside) == 5 and set(aside["reason"]) == {"missing_customer"} and len(kept) == 5
+    assert summary["days_over_row_fault_share"] == []
