@@ -38,6 +38,14 @@ def export_tool_env(settings: Settings) -> None:
     os.environ.update(tool_vars(settings))
     # BentoML otherwise posts usage statistics on every model save; this machine has no network.
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    private_files()
+
+
+def private_files() -> None:
+    """Files this process and its children create are the owner's only (0600 files, 0700 folders): the
+    home holds customers' events, the warehouse and logs, and another account on the machine has no
+    business reading them. A umask, so the tools' own files (dbt, Feast, BentoML, Airflow) follow too."""
+    os.umask(0o077)
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

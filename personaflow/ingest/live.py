@@ -158,7 +158,7 @@ class LiveLog:
         path = live_path(self.landing_dir, day)
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         if not existed:
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:

@@ -74,6 +74,16 @@ def _wait_port(port: int, timeout: float, log: Path, what: str) -> None:
     raise ServerError(f"{what} did not answer on 127.0.0.1:{port} within {timeout:.0f} s:\n{tail}")
 
 
+def _let_through(folder: Path) -> None:
+    """Let the cluster's user reach its folder through ours: search (o+x) on each of our folders above
+    it, never read. The home is 0700 (personaflow.core.tool_env.private_files); under a root-run
+    `stack up` it becomes 0711: nothing in it can be listed or read by another account."""
+    for parent in [folder, *folder.parents]:
+        info = parent.stat()
+        if info.st_uid == os.getuid() and not info.st_mode & 0o001:
+            parent.chmod(info.st_mode | 0o001)
+
+
 @dataclass
 class Postgres:
     """A PostgreSQL cluster in `folder`, answering on 127.0.0.1:`port` (trust auth, loopback only)."""
@@ -100,6 +110,7 @@ class Postgres:
         if self.os_user:
             pw = pwd.getpwnam(self.os_user)
             os.chown(self.folder, pw.pw_uid, pw.pw_gid)
+            _let_through(self.folder.parent)
         self.folder.chmod(0o700)
         if not (data / "PG_VERSION").exists():
             self._run("initdb", "-D", str(data), "-U", PG_USER, "--auth=trust", "-E", "UTF8", "--no-sync")

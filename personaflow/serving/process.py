@@ -40,7 +40,9 @@ def start(
     # The service imports `personaflow` from the repo root.
     server_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), server_env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
-    out = open(log_file, "ab") if log_file is not None else None
+    out = None
+    if log_file is not None:  # the owner's only, whatever the caller's umask (requests' ids are in it)
+        out = os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
         return subprocess.Popen(
             cmd,
