@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -138,17 +138,24 @@ def history(
     mapping: Annotated[str | None, typer.Option(help="csv/parquet: their=ours column pairs.")] = None,
     overwrite: bool = typer.Option(False, help="Replace landed day files that differ from the export."),
     train: bool = typer.Option(True, "--train/--no-train", help="Also train and promote a first model."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also show the tools' own output (dbt, Feast, GX, epochs) on the terminal."
+    ),
 ) -> None:
     """Build everything from a history at once: import and load every day, validate every day with
-    the batch suite, marts, segments, churn, features, a first model through the gate."""
+    the batch suite, marts, segments, churn, features, a first model through the gate. The terminal
+    shows the stages and a progress bar; the tools' own output goes to reports/history_<time>.log."""
+    from personaflow.cli.console import ToolOutput
     from personaflow.pipeline.history import build_history
 
     s = config.load()
-    # the tools' own prints (Feast, BentoML) are progress too: stdout carries only the summary
-    with contextlib.redirect_stdout(sys.stderr):
+    log_file = s.reports_dir / f"history_{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
+    # stdout carries only the summary: the tools' own prints go to the log (or stderr with --verbose)
+    with ToolOutput(log_file, verbose) as console, contextlib.redirect_stdout(sys.stderr):
+        if not verbose:
+            console.line(f"the tools' output (dbt, Feast, GX, epochs): {log_file}")
         result = build_history(
-            path, fmt, s, mapping=mapping, overwrite=overwrite, train=train,
-            progress=lambda line: typer.echo(f"[history] {line}", err=True),
+            path, fmt, s, mapping=mapping, overwrite=overwrite, train=train, progress=console.line,
         )  # fmt: skip
     full = s.reports_dir / f"history_{result['as_of']}.json"
     full.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +167,7 @@ def history(
         "days": result["validate_history"]["days"], "failed_days": result["validate_history"]["failed_days"],
         "production": promoted.get("tag") if promoted.get("promoted") else None,
         "stages": result["stages"], "total_seconds": result["total_seconds"], "report": str(full),
+        "log": None if verbose else str(log_file),
         **({"extra_columns": imported["extra_columns"], "raw_copy": imported["raw_copy"]}
            if imported.get("extra_columns") else {}),
         **({k: imported[k] for k in ("rows_set_aside", "set_aside_reasons", "set_aside_file")}
