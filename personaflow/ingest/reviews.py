@@ -64,6 +64,13 @@ create table if not exists raw.reviews (
     recommended boolean, batch_id varchar, source_file varchar, source_row bigint, raw_record varchar,
     loaded_at timestamp
 );
+create table if not exists raw.review_scores (
+    review_id varchar, source varchar, sentiment double precision, sentiment_label varchar,
+    language varchar, model_kind varchar, scored_at timestamp
+);
+create table if not exists raw.review_complaints (
+    review_id varchar, source varchar, kind varchar, keyword varchar
+);
 create table if not exists raw.review_batches (
     batch_id varchar primary key, source varchar, source_file varchar, sha256 varchar, row_count bigint,
     repeats bigint, empty_text bigint, status varchar, loaded_at timestamp
@@ -203,8 +210,14 @@ def read_reviews(path: Path, mapping: ReviewMapping) -> tuple[pd.DataFrame, dict
             f"{path}: missing column(s) {', '.join(missing)} (mapping {mapping.name}); "
             f"header has {', '.join(repr(c) for c in raw.columns)}"
         )
-    if missing:  # JSON lines: a field absent from every record
-        raise IngestError(f"{path}: no record has field(s) {', '.join(missing)} (mapping {mapping.name})")
+    # JSON lines leave out empty fields: a required one absent from every record is an error, an
+    # optional one is reported (a typo in the mapping shows there)
+    required = [m for m in missing if m.split(" (ours: ")[1][:-1] in REQUIRED]
+    if required:
+        raise IngestError(f"{path}: no record has field(s) {', '.join(required)} (mapping {mapping.name})")
+    for theirs in mapping.columns.values():
+        if theirs not in raw.columns:
+            raw[theirs] = None
 
     def column(ours: str) -> pd.Series:
         theirs = mapping.columns.get(ours)
@@ -288,6 +301,7 @@ def read_reviews(path: Path, mapping: ReviewMapping) -> tuple[pd.DataFrame, dict
         "customers": int(frame["user_id"].nunique()),
         "products": int(frame["item_id"].nunique()),
         "ignored_columns": [c for c in raw.columns if c not in mapping.columns.values()],
+        "absent_fields": missing,
     }
     return frame, report
 
