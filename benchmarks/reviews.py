@@ -147,8 +147,8 @@ def main() -> None:
         "cores": os.cpu_count(),
         "machine_idle": os.getloadavg()[0] < 0.5 * (os.cpu_count() or 1),
         "load_avg_1min": round(os.getloadavg()[0], 2),
-        "data": "../shared/data/reviews: womens-clothing (23,486 reviews) and amazon-all-beauty (5,269 lines, "
-        "4,216 reviews after its repeats)",
+        "data": "../shared/data/reviews: womens-clothing (23,486 reviews) and amazon-all-beauty "
+        "(5,269 lines, 4,216 reviews after its repeats)",
         "held_out_share": HELD_OUT,
         "split": "random, stratified by rating, seed 0; judged: held-back reviews rated 1-2 vs 4-5",
         "model": "TF-IDF word 1-2-grams (min_df 2, sublinear) + logistic regression (C 4, balanced)",

@@ -189,3 +189,52 @@ def export_customer_reviews(s: Settings) -> Path:
     frame.to_parquet(tmp, index=False)
     tmp.replace(target)
     return target
+
+
+def reviews_of(user_id: str, s: Settings) -> dict[str, Any]:
+    """Everything the platform holds on one customer's reviews, as plain JSON-ready types: each review as
+    it came (`raw_record`) with its score, language and complaints, and their marts summary. The review
+    part of a customer's own-data export (right of access, beside `personaflow forget`)."""
+    import json
+
+    from personaflow.core.ids import normal_user_id
+
+    user_id = normal_user_id(user_id)
+    where = location(s)
+    empty: dict[str, Any] = {"user_id": user_id, "reviews": [], "summary": None}
+    if not wh.exists(where):
+        return empty
+    try:
+        with wh.connect(where, read_only=True) as con:
+            rows = con.execute(
+                "select r.source, r.review_id, r.item_id, r.rating, r.title, r.text, r.review_ts, "
+                "r.category, r.source_file, r.source_row, r.raw_record, s.sentiment, s.sentiment_label, "
+                "s.language, s.model_kind from raw.reviews r left join raw.review_scores s "
+                "on s.source = r.source and s.review_id = r.review_id where r.user_id = ? "
+                "order by r.review_ts, r.review_id",
+                [user_id],
+            ).df()
+            complaints = con.execute(
+                "select c.source, c.review_id, c.kind, c.keyword from raw.review_complaints c "
+                "join raw.reviews r on r.source = c.source and r.review_id = c.review_id where r.user_id = ?",
+                [user_id],
+            ).df()
+            try:
+                summary = con.execute(
+                    f"select {', '.join(SUMMARY_COLUMNS)} from marts.customer_reviews where user_id = ?",
+                    [user_id],
+                ).df()
+            except wh.MISSING_TABLE:
+                summary = pd.DataFrame()
+    except wh.MISSING_TABLE:
+        return empty
+    said = complaints.groupby(["source", "review_id", "kind"])["keyword"].apply(list).to_dict()
+    reviews = []
+    for record in rows.to_dict(orient="records"):
+        key = (record["source"], record["review_id"])
+        record["raw_record"] = json.loads(record["raw_record"]) if record["raw_record"] else None
+        record["complaint_aspects"] = said.get((*key, "aspect"), [])
+        record["complaint_keywords"] = said.get((*key, "keyword"), [])
+        reviews.append(json.loads(pd.Series(record).to_json(date_format="iso")))
+    first = json.loads(summary.iloc[0].to_json(date_format="iso")) if len(summary) else None
+    return {"user_id": user_id, "reviews": reviews, "summary": first}

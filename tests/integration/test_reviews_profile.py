@@ -17,7 +17,7 @@ from personaflow.pipeline import ingest as ingest_stage
 from personaflow.pipeline import transform as transform_stage
 from personaflow.pipeline.audiences import refresh_saved, run_audience
 from personaflow.pipeline.forget import forget_user
-from personaflow.pipeline.reviews import import_reviews
+from personaflow.pipeline.reviews import import_reviews, reviews_of
 from personaflow.profiles.audiences import AudienceSpec
 from personaflow.serving.reviews import ReviewSummaries
 from personaflow.serving.schemas import ReviewSummary
@@ -102,6 +102,11 @@ def test_reviews_reach_marts_audiences_and_profile_and_forget_erases_them(shop, 
     assert "size" in answer.top_complaint_aspects
     assert ReviewSummaries(s.features_dir).get("nobody") is None
 
+    theirs = reviews_of(angry, s)  # what an own-data export carries of their reviews
+    assert [r["rating"] for r in theirs["reviews"]] == [5.0, 1.0]
+    assert theirs["reviews"][1]["raw_record"]["reviewText"] == BAD[0]  # as it came
+    assert "size" in theirs["reviews"][1]["complaint_aspects"] and theirs["summary"]["n_reviews"] == 2
+
     result = forget_user(angry, s)
     assert result["still_holding"] == []
     # dbt's target folder is the project compiled (its unit tests' fixtures use the same ids): shipped,
@@ -111,6 +116,7 @@ def test_reviews_reach_marts_audiences_and_profile_and_forget_erases_them(shop, 
             if p.is_file() and shipped not in p.parents and angry.encode() in p.read_bytes()]  # fmt: skip
     assert left == []
     assert ReviewSummaries(s.features_dir).get(angry) is None
+    assert reviews_of(angry, s)["reviews"] == []
     with duckdb.connect(str(s.warehouse), read_only=True) as con:
         assert con.execute("select count(*) from raw.reviews where user_id = ?", [angry]).fetchone() == (0,)
         assert con.execute("select count(*) from raw.reviews").fetchone() == (63,)
