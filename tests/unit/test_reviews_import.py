@@ -188,3 +188,18 @@ def test_json_lines_without_a_required_field_are_refused_an_optional_one_reporte
     path.write_text(json.dumps({"reviewerID": "A1", "asin": "B1", "overall": 4, "reviewText": "ok"}) + "\n")
     frame, report = read_reviews(path, load_mapping("amazon-all-beauty"))
     assert len(frame) == 1 and "summary (ours: title)" in report["absent_fields"]
+
+
+def test_the_cli_says_what_is_wrong_in_one_line(tmp_path, home):
+    from typer.testing import CliRunner
+
+    from personaflow.cli import app
+
+    path = _clothing(tmp_path, [*GOOD, '3,1077,41,,"Fine",9,1,Dresses'])
+    run = CliRunner().invoke(app, ["ingest", str(path), "--kind", "reviews", "--mapping", "womens-clothing"])
+    assert run.exit_code == 1
+    assert "ingest failed:" in run.output and ":4: column 'Rating' (ours: rating): '9'" in run.output
+    run = CliRunner().invoke(app, ["ingest", str(path), "--kind", "reviews"])
+    assert run.exit_code == 2 and "--mapping" in run.output
+    run = CliRunner().invoke(app, ["ingest", str(path), "--kind", "coupons"])
+    assert run.exit_code == 2 and "events, reviews" in run.output
