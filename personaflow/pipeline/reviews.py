@@ -85,7 +85,7 @@ def score_reviews(
 ) -> dict[str, Any]:
     """Fit sentiment on each source's own stars and score all its reviews (rated or not); replaces the
     source's rows of raw.review_scores and raw.review_complaints in one transaction."""
-    from personaflow.profiles.sentiment import detect_language, fit_sentiment, review_text
+    from personaflow.profiles.sentiment import detect_language, fit_and_score, review_text
 
     where = location(s)
     with wh.connect(where, read_only=True) as con:
@@ -101,8 +101,7 @@ def score_reviews(
         if rows.empty:
             continue
         texts = [review_text(t, x) for t, x in zip(rows["title"], rows["text"], strict=True)]
-        model = fit_sentiment(texts, rows["rating"].to_numpy(dtype=float), aspects=aspects)
-        scores = model.score(texts)
+        model, scores = fit_and_score(texts, rows["rating"].to_numpy(dtype=float), aspects=aspects)
         has_text = [bool(t) for t in texts]
         aspects_found = model.complaint_aspects(texts)
         keywords = model.complaint_terms(texts, scores)

@@ -33,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 NEGATIVE_MAX, POSITIVE_MIN = 2, 4  # stars: <= 2 negative, >= 4 positive, 3 left out
 MIN_PER_CLASS = 30  # fewer negative or positive ratings than this: the lexicon instead
 MIN_LANG_WORDS = 4
+LANG_CHARS = 300  # the start of a text tells its language; the identifier's cost grows with length
 KEYWORDS_PER_REVIEW = 3
 
 # Complaint aspects a shop of clothes or cosmetics names; words are matched as light lemmas.
@@ -195,24 +196,50 @@ def fit_sentiment(
     aspects: dict[str, list[str]] | None = None,
     min_per_class: int = MIN_PER_CLASS,
 ) -> SentimentModel:
-    """Learn sentiment from the shop's stars (weak labels); too few of either kind: the lexicon."""
+    """Learn sentiment from the shop's stars (weak labels); too few of either kind: the lexicon. The
+    vocabulary comes from the rated texts only (what the benchmark fits on its training part)."""
+    return _fit(texts, ratings, aspects, min_per_class, vocabulary_from_all=False)[0]
+
+
+def fit_and_score(
+    texts: Sequence[str],
+    ratings: Sequence[float] | np.ndarray,
+    aspects: dict[str, list[str]] | None = None,
+    min_per_class: int = MIN_PER_CLASS,
+) -> tuple[SentimentModel, np.ndarray]:
+    """The stage's one pass: the vocabulary from every text (rated or not: no label is used for it),
+    the classifier from the rated ones, and every text's score from the same matrix (the texts are
+    tokenised once, not twice)."""
+    return _fit(texts, ratings, aspects, min_per_class, vocabulary_from_all=True)
+
+
+def _fit(
+    texts, ratings, aspects, min_per_class, vocabulary_from_all: bool
+) -> tuple[SentimentModel, np.ndarray]:
     aspects = aspects or dict(DEFAULT_ASPECTS)
     labels = weak_labels(ratings)
     known = ~np.isnan(labels)
     y = labels[known].astype(int)
     n_neg, n_pos = int((y == 0).sum()), int((y == 1).sum())
     if n_neg < min_per_class or n_pos < min_per_class:
-        return SentimentModel("lexicon", aspects=aspects, n_negative=n_neg)
+        model = SentimentModel("lexicon", aspects=aspects, n_negative=n_neg)
+        return model, (model.score(texts) if vocabulary_from_all else np.array([]))
     started = time.perf_counter()
-    train = [t for t, k in zip(texts, known, strict=True) if k]
     # stop words stay: "not", "no" and "but" carry sentiment; bigrams catch "not worth", "runs small"
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000)
-    x = vectorizer.fit_transform(train)
+    if vocabulary_from_all:
+        x_all = vectorizer.fit_transform(texts)
+        x = x_all[np.flatnonzero(known)]
+    else:
+        x_all = None
+        x = vectorizer.fit_transform([t for t, k in zip(texts, known, strict=True) if k])
     classifier = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, solver="liblinear")
     classifier.fit(x, y)
-    return SentimentModel(
-        "ratings", vectorizer, classifier, len(train), n_neg, time.perf_counter() - started, aspects
+    model = SentimentModel(
+        "ratings", vectorizer, classifier, int(known.sum()), n_neg, time.perf_counter() - started, aspects
     )
+    scores = 2.0 * classifier.predict_proba(x_all)[:, 1] - 1.0 if x_all is not None else np.array([])
+    return model, scores
 
 
 def lexicon_score(texts: Sequence[str]) -> np.ndarray:
@@ -251,7 +278,7 @@ def detect_language(texts: Sequence[str]) -> list[str]:
         if len((text or "").split()) < MIN_LANG_WORDS:
             out.append("und")
             continue
-        lang, confidence = _IDENTIFIER.classify(text)
+        lang, confidence = _IDENTIFIER.classify(text[:LANG_CHARS])
         out.append(lang if confidence >= 0.5 else "und")
     return out
 

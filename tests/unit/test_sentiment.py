@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from personaflow.profiles.sentiment import (
     detect_language,
+    fit_and_score,
     fit_sentiment,
     lemma,
     lexicon_score,
@@ -120,3 +121,15 @@ def test_language_detection_runs_here():
         "love it",
     ])  # fmt: skip
     assert found == ["en", "fr", "de", "und"]
+
+
+def test_the_stage_s_one_pass_scores_as_the_model_does():
+    frame = pd.read_csv(CLOTHING, nrows=3000, keep_default_na=False)
+    texts = [review_text(t, x) for t, x in zip(frame["Title"], frame["Review Text"], strict=True)]
+    ratings = frame["Rating"].to_numpy(dtype=float)
+    ratings[:500] = np.nan  # unrated reviews are scored too
+    model, scores = fit_and_score(texts, ratings)
+    assert model.kind == "ratings" and model.n_train == int((~np.isnan(weak_labels(ratings))).sum())
+    assert np.allclose(scores, model.score(texts))
+    lexicon, fallback = fit_and_score(texts[:10], [np.nan] * 10)
+    assert lexicon.kind == "lexicon" and np.array_equal(fallback, lexicon_score(texts[:10]))
