@@ -97,6 +97,14 @@ bench-training: install
 	$(BIN)/python benchmarks/nightly_training.py $(ARGS)
 
 # Customer segments (table, k by silhouette) and churn ROC/PR AUC on a shop longer than the horizon.
+# Review sentiment (ratings-trained model vs the VADER lexicon, a benchmark-only extra installed here
+# against the lock) on a held-back 20 % of each real English review set; complaint keywords per
+# department. Writes benchmarks/results/reviews.json.
+.PHONY: bench-reviews
+bench-reviews: install
+	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) -c requirements.lock "vadersentiment==3.3.2"
+	$(BIN)/python benchmarks/reviews.py $(ARGS)
+
 .PHONY: bench-profiles
 bench-profiles: install
 	$(BIN)/python benchmarks/profiles.py $(ARGS)

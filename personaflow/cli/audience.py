@@ -38,6 +38,8 @@ def audience(
     bought_category: Many = None,
     bought_item: Many = None,
     bought_text: Many = None,
+    last_review_sentiment: str | None = typer.Option(None, help="negative | positive: of the newest review."),
+    min_share_negative_reviews: float | None = None,
     saved: str | None = typer.Option(None, help="Run a saved audience by name instead."),
     save: bool = typer.Option(False, help="Keep the definition: refreshed every night from then on."),
     export: Annotated[Path | None, typer.Option(help="Write the members to a .csv or .parquet file.")] = None,
@@ -59,7 +61,8 @@ def audience(
             max_recency_days=max_recency_days, min_frequency=min_frequency, max_frequency=max_frequency,
             min_monetary=min_monetary, max_monetary=max_monetary, countries=country or [],
             bought_categories=bought_category or [], bought_items=bought_item or [],
-            bought_text=bought_text or [],
+            bought_text=bought_text or [], last_review_sentiment=last_review_sentiment,
+            min_share_negative_reviews=min_share_negative_reviews,
         )  # fmt: skip
     result = run_audience(spec, s, export=export, show=show)
     if save:

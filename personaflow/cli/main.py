@@ -93,8 +93,13 @@ def ingest(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="Format of PATH: online-retail | csv | parquet.")] = "",
     mapping: Annotated[
-        str | None, typer.Option(help="csv/parquet: their=ours pairs, e.g. 'customer=user_id,ts=event_ts'.")
+        str | None,
+        typer.Option(
+            help="csv/parquet: their=ours pairs, e.g. 'customer=user_id,ts=event_ts'; --kind reviews: a "
+            "shipped mapping's name (womens-clothing, amazon-all-beauty) or a TOML mapping file."
+        ),
     ] = None,
+    kind: Annotated[str, typer.Option(help="What PATH holds: events | reviews.")] = "events",
     day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
     since: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"])] = None,
     through: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
@@ -107,6 +112,11 @@ def ingest(
     from personaflow.ingest.csvfile import IngestError
 
     s = config.load()
+    if kind == "reviews":
+        _print(_ingest_reviews(path, mapping, s))
+        return
+    if kind != "events":
+        raise typer.BadParameter(f"--kind {kind}: one of events, reviews")
     try:
         if path is not None:
             if fmt not in ("online-retail", "csv", "parquet"):
@@ -127,6 +137,22 @@ def ingest(
     except (IngestError, ValueError) as exc:
         if isinstance(exc, typer.BadParameter):
             raise
+        typer.echo(f"ingest failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _ingest_reviews(path: Path | None, mapping: str | None, s: config.Settings) -> dict:
+    """`ingest PATH --kind reviews --mapping M`: import, check, score, review marts."""
+    from personaflow.ingest.csvfile import IngestError
+    from personaflow.pipeline.reviews import import_reviews
+    from personaflow.quality.validate import DataQualityError
+
+    if path is None or not mapping:
+        raise typer.BadParameter("--kind reviews needs the PATH of the export and --mapping NAME_OR_FILE")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # dbt's progress: stdout carries only the summary
+            return import_reviews(path, mapping, s)
+    except (IngestError, DataQualityError) as exc:
         typer.echo(f"ingest failed: {exc}", err=True)
         raise typer.Exit(1) from exc
 

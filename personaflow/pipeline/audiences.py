@@ -41,6 +41,13 @@ BOUGHT_SQL = """
 """
 
 
+REVIEW_COLUMNS = ["user_id", "last_review_sentiment_label", "review_share_negative"]
+REVIEWS_SQL = (
+    "select user_id, last_review_sentiment_label, share_negative as review_share_negative "
+    "from marts.customer_reviews"
+)
+
+
 def audiences_dir(s: Settings) -> Path:
     return s.home / "audiences"
 
@@ -66,7 +73,17 @@ def load_inputs(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, date]:
     profile = profile.merge(
         _latest(s.features_dir / "user_churn.parquet", ["churn_score"]), "left", "user_id"
     )
-    return profile, bought, as_of
+    return profile.merge(_reviews(where), "left", "user_id"), bought, as_of
+
+
+def _reviews(where: wh.Location) -> pd.DataFrame:
+    """Each reviewer's newest review label and share negative (marts.customer_reviews), for the review
+    filters; no rows before reviews were imported (personaflow/pipeline/reviews.py)."""
+    try:
+        with wh.connect(where, read_only=True) as con:
+            return con.execute(REVIEWS_SQL).df()
+    except wh.MISSING_TABLE:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in REVIEW_COLUMNS})
 
 
 def _write_inputs(s: Settings, profile: pd.DataFrame, bought: pd.DataFrame) -> None:
@@ -150,6 +167,9 @@ def refresh_saved(s: Settings) -> dict[str, Any]:
         return nothing
     profile, bought, as_of = load_inputs(s)  # one read for the API's inputs and every saved audience
     _write_inputs(s, profile, bought)
+    from personaflow.pipeline.reviews import export_customer_reviews
+
+    export_customer_reviews(s)  # tonight's review summaries for /profile (empty without reviews)
     if not specs:  # nothing to refresh is a normal night, not a skipped stage
         return nothing
     now = datetime.now(UTC).replace(tzinfo=None)

@@ -9,6 +9,10 @@ warehouse and saving definitions are the stage's business (personaflow/pipeline/
 
     "Champions who have not bought in 60 days":  rfm_segments=["Champions"], min_recency_days=60
     "high churn risk who bought candles":          min_churn_score=0.6, bought_text=["CANDLE"]
+    "customers whose last review was negative":    last_review_sentiment="negative"
+
+Review filters read the profile's review columns (marts.customer_reviews: personaflow/pipeline/reviews.py);
+a customer without reviews matches none of them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ RFM_SEGMENTS = (
 )  # fmt: skip
 
 
+REVIEW_SENTIMENTS = ("negative", "positive")
+
+
 class AudienceError(ValueError):
     """A definition that cannot select anyone sensibly; the message names the field."""
 
@@ -58,6 +65,8 @@ class AudienceSpec:
     bought_categories: list[str] = field(default_factory=list)
     bought_items: list[str] = field(default_factory=list)
     bought_text: list[str] = field(default_factory=list)
+    last_review_sentiment: str | None = None  # "negative" or "positive": of the customer's newest review
+    min_share_negative_reviews: float | None = None
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):
@@ -68,6 +77,13 @@ class AudienceSpec:
             if a is not None and b is not None and a > b:
                 raise AudienceError(f"{low}={a} is above {high}={b}: nobody can be in this audience")
         unknown_name("rfm_segments", self.rfm_segments, RFM_SEGMENTS)
+        if self.last_review_sentiment not in (None, *REVIEW_SENTIMENTS):
+            raise AudienceError(
+                f"last_review_sentiment {self.last_review_sentiment!r}: one of {', '.join(REVIEW_SENTIMENTS)}"
+            )
+        share = self.min_share_negative_reviews
+        if share is not None and not 0 <= share <= 1:
+            raise AudienceError(f"min_share_negative_reviews={share}: a share in [0, 1]")
         for name in ("min_churn_score", "max_churn_score"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
@@ -135,6 +151,12 @@ def select(profile: pd.DataFrame, bought: pd.DataFrame, spec: AudienceSpec) -> p
     keep &= _between(profile["monetary"], spec.min_monetary, spec.max_monetary)
     if spec.bought_categories or spec.bought_items or spec.bought_text:
         keep &= profile["user_id"].isin(_buyers(bought, spec))
+    if spec.last_review_sentiment is not None:
+        label = profile.get("last_review_sentiment_label", pd.Series(None, index=profile.index, dtype=object))
+        keep &= (label == spec.last_review_sentiment).fillna(False).astype(bool)
+    if spec.min_share_negative_reviews is not None:
+        share = profile.get("review_share_negative", pd.Series(float("nan"), index=profile.index))
+        keep &= _between(share, spec.min_share_negative_reviews, None)
     out = profile.loc[keep, COLUMNS]
     return out.sort_values(["monetary", "user_id"], ascending=[False, True]).reset_index(drop=True)
 

@@ -157,6 +157,17 @@ class SimilarItems(BaseModel):
     )
 
 
+class ReviewSummary(BaseModel):
+    n_reviews: int = Field(description="reviews the customer wrote, as of the nightly run")
+    mean_rating: float | None = Field(description="mean stars (None: the shop has no ratings)")
+    mean_sentiment: float | None = Field(description="mean sentiment in [-1, 1] (model trained on the stars)")
+    share_negative: float | None = Field(description="share of their reviews scored negative")
+    last_review_sentiment: Literal["negative", "positive"] | None = Field(description="of the newest review")
+    last_review_ts: str | None = Field(description="when the newest review was written (UTC)")
+    top_complaint_aspects: list[str] = Field(description="up to 3 aspects complained about most, e.g. size")
+    top_complaint_keywords: list[str] = Field(description="up to 3 learned complaint terms")
+
+
 class Profile(BaseModel):
     user_id: str = Field(description="the user")
     segment: str | None = Field(description="RFM segment name from the nightly run (None: live-only user)")
@@ -193,6 +204,9 @@ class Profile(BaseModel):
     last_event_ts: str | None = Field(description="latest activity (UTC, YYYY-MM-DD HH:MM:SS)")
     live_events: int = Field(description="events received through POST /events since the nightly run")
     features_as_of: str | None = Field(description="the nightly run's as-of day the profile builds on")
+    reviews: ReviewSummary | None = Field(
+        None, description="their reviews: count, rating, sentiment, complaints (None: no reviews)"
+    )
 
 
 class EventAccepted(BaseModel):
@@ -244,6 +258,10 @@ class AudienceRequest(_Request):
     bought_categories: Names = Field(default_factory=list, description="bought an item of one of these")
     bought_items: Names = Field(default_factory=list, description="bought one of these item ids")
     bought_text: Names = Field(default_factory=list, description="bought an item whose name has a word")
+    last_review_sentiment: Literal["negative", "positive"] | None = Field(
+        None, description="the customer's newest review was scored so"
+    )
+    min_share_negative_reviews: Score | None = None
     limit: Annotated[int, Strict(), Field(ge=0, le=1000)] = Field(100, description="members listed, 0..1000")
 
 

@@ -55,6 +55,7 @@ from personaflow.serving.openapi import answer_models, published
 from personaflow.serving.process import serve_workers
 from personaflow.serving.profile import profile_fields
 from personaflow.serving.ranking import Ranker
+from personaflow.serving.reviews import ReviewSummaries
 from personaflow.serving.schemas import (
     MAX_K,
     AudienceAnswer,
@@ -112,6 +113,7 @@ class Recommender:
         shared = self.online.counters  # Redis: the dedupe of /events is shared by the workers too
         self.live = LiveLog(s.landing_dir, seen=RedisSeen(shared.client) if shared is not None else None)
         self.audience_inputs = AudienceInputs(s.features_dir)
+        self.reviews = ReviewSummaries(s.features_dir)  # /profile's review fields, where present
         # erased customers (personaflow forget): answered as ids never seen, and no new data
         self.forgotten = Forgotten(s)
         self.experiment = ExperimentRouter(s.home)  # A/B arms while `personaflow abtest` runs one
@@ -218,7 +220,7 @@ class Recommender:
         fields = profile_fields(user_id, row, self.ranker.category_by_item)
         if fields is None:
             return _no_profile(user_id)
-        return _answer(Profile, **fields)
+        return _answer(Profile, **fields, reviews=self.reviews.get(user_id))
 
     @bentoml.api(route="/audiences", input_spec=AudienceRequest)
     async def audiences(self, limit: int = 100, **definition: Any) -> AudienceAnswer:

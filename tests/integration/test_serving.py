@@ -296,3 +296,30 @@ def test_new_co_purchase_rules_are_served_without_a_restart(server):
     finally:
         replace(original)
     assert top_of_item20("embedding")[1] == "embedding"
+
+
+def test_profile_shows_review_fields_where_present(server):
+    """The nightly review summaries (features/customer_reviews.parquet, from marts.customer_reviews) reach
+    /profile without a restart; a customer without reviews answers `reviews: null`."""
+    import pandas as pd
+
+    user, other = server["users"][2], server["users"][3]
+    path = server["home"] / "features" / "customer_reviews.parquet"
+    pd.DataFrame({
+        "user_id": [user], "n_reviews": [3], "mean_rating": [2.0], "mean_sentiment": [-0.41],
+        "share_negative": [0.6667], "last_review_ts": [pd.Timestamp("2026-10-01 12:00")],
+        "last_review_sentiment_label": ["negative"], "last_review_sentiment": [-0.9],
+        "top_complaint_aspects": ["size, fabric"], "top_complaint_keywords": ["cheap"],
+        "as_of_date": [server["as_of"]],
+    }).to_parquet(path, index=False)  # fmt: skip
+    try:
+        reviews = post(server, "/profile", {"user_id": user}).json()["reviews"]
+        assert reviews == {
+            "n_reviews": 3, "mean_rating": 2.0, "mean_sentiment": -0.41, "share_negative": 0.6667,
+            "last_review_sentiment": "negative", "last_review_ts": "2026-10-01 12:00:00",
+            "top_complaint_aspects": ["size", "fabric"], "top_complaint_keywords": ["cheap"],
+        }  # fmt: skip
+        assert post(server, "/profile", {"user_id": other}).json()["reviews"] is None
+    finally:
+        path.unlink()
+    assert post(server, "/profile", {"user_id": user}).json()["reviews"] is None
