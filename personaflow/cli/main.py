@@ -95,6 +95,9 @@ def ingest(
     mapping: Annotated[
         str | None, typer.Option(help="csv/parquet: their=ours pairs, e.g. 'customer=user_id,ts=event_ts'.")
     ] = None,
+    kind: Annotated[
+        str, typer.Option(help="What PATH holds: events | customers | campaigns | redemptions (with --mapping).")
+    ] = "events",
     day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
     since: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"])] = None,
     through: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
@@ -107,6 +110,9 @@ def ingest(
     from personaflow.ingest.csvfile import IngestError
 
     s = config.load()
+    if kind != "events":
+        _print(_ingest_shop_table(kind, path, mapping, s))
+        return
     try:
         if path is not None:
             if fmt not in ("online-retail", "csv", "parquet"):
@@ -127,6 +133,22 @@ def ingest(
     except (IngestError, ValueError) as exc:
         if isinstance(exc, typer.BadParameter):
             raise
+        typer.echo(f"ingest failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _ingest_shop_table(kind: str, path: Path | None, mapping: str | None, s: config.Settings) -> dict:
+    """`ingest PATH --kind customers|campaigns|redemptions --mapping M` (docs/guides/campaigns.md)."""
+    from personaflow.ingest.csvfile import IngestError
+    from personaflow.pipeline.shop_tables import KINDS, import_table
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"--kind {kind}: one of events, {', '.join(KINDS)}")
+    if path is None or not mapping:
+        raise typer.BadParameter(f"--kind {kind} needs the PATH of the export and --mapping NAME_OR_FILE")
+    try:
+        return import_table(kind, path, mapping, s)
+    except IngestError as exc:
         typer.echo(f"ingest failed: {exc}", err=True)
         raise typer.Exit(1) from exc
 
