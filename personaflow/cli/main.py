@@ -96,7 +96,8 @@ def ingest(
         str | None, typer.Option(help="csv/parquet: their=ours pairs, e.g. 'customer=user_id,ts=event_ts'.")
     ] = None,
     kind: Annotated[
-        str, typer.Option(help="What PATH holds: events | customers | campaigns | redemptions (with --mapping).")
+        str,
+        typer.Option(help="What PATH holds: events | customers | campaigns | redemptions (with --mapping)."),
     ] = "events",
     day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
     since: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"])] = None,
@@ -285,4 +286,3 @@ app.command()(trigger)
 app.command()(backfill)
 app.command()(serve)
 app.command()(demo)
-

@@ -73,7 +73,9 @@ def read_campaigns(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, pd.
     if backwards.any():
         raise cols.fault("end_date", backwards, "on or after the campaign's start_date")
     if ids.duplicated().any():
-        raise cols.fault("campaign_id", ids.duplicated(keep=False).to_numpy(), "unique (one row per campaign)")
+        raise cols.fault(
+            "campaign_id", ids.duplicated(keep=False).to_numpy(), "unique (one row per campaign)"
+        )
     campaigns = pd.DataFrame({
         "campaign_id": ids, "campaign_type": cols.get("campaign_type"), "start_date": start, "end_date": end,
         "source": mapping.name, "source_file": str(path), "source_row": cols.where.astype("int64"),
@@ -153,4 +155,3 @@ def known_campaigns(warehouse: Location) -> set[str] | None:
         if not con.table_exists("raw.campaigns"):
             return None
         return {str(c) for (c,) in con.execute("select campaign_id from raw.campaigns").fetchall()}
-

@@ -61,8 +61,8 @@ def read_customers(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, dic
         stamp = pd.to_datetime(str(default), format="ISO8601", errors="coerce") if default else pd.NaT
         if pd.isna(stamp):
             raise IngestError(
-                f"mapping {mapping.path}: no valid_from column, and [options] valid_from = {default!r} is not "
-                "a date (YYYY-MM-DD): a customer record must say from when it holds"
+                f"mapping {mapping.path}: no valid_from column, and [options] valid_from = {default!r} "
+                "is not a date (YYYY-MM-DD): a customer record must say from when it holds"
             )
         valid_from = pd.Series(stamp, index=frame.index).astype("datetime64[ns]")
     out = pd.DataFrame({"user_id": users, **{a: cols.get(a) for a in ATTRIBUTES}, "valid_from": valid_from})
@@ -79,8 +79,8 @@ def read_customers(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, dic
             f"{path}: customer {out.loc[clash, 'user_id'].iloc[0]!r} has different records for the same "
             f"date (rows {', '.join(map(str, rows))}); nothing was imported"
         )
-    report = {"source": mapping.name, "records": len(frame), "rows": len(out), "repeats_dropped": int(same.sum()),
-              "customers": int(out["user_id"].nunique())}  # fmt: skip
+    report = {"source": mapping.name, "records": len(frame), "rows": len(out),
+              "repeats_dropped": int(same.sum()), "customers": int(out["user_id"].nunique())}  # fmt: skip
     return out, report
 
 

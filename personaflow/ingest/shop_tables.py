@@ -64,7 +64,9 @@ def load_mapping(
     columns = {str(k): str(v) for k, v in (spec.get("columns") or {}).items()}
     unknown = sorted(set(columns) - set(required) - set(optional))
     if unknown:
-        raise IngestError(f"{where}: [columns] {', '.join(unknown)} not ours ({', '.join(required + optional)})")
+        raise IngestError(
+            f"{where}: [columns] {', '.join(unknown)} not ours ({', '.join(required + optional)})"
+        )
     missing = [c for c in required if c not in columns]
     if missing:
         raise IngestError(f"{where}: [columns] must map {', '.join(missing)}")
@@ -99,7 +101,9 @@ def text(values: pd.Series) -> pd.Series:
 def dates(values: pd.Series) -> pd.Series:
     """Dates or times (ISO 8601 text or already datetimes) as naive datetime64; NaT where unreadable."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        return pd.to_datetime(values).dt.tz_localize(None) if values.dt.tz else values.astype("datetime64[ns]")
+        return (
+            pd.to_datetime(values).dt.tz_localize(None) if values.dt.tz else values.astype("datetime64[ns]")
+        )
     parsed = pd.to_datetime(text(values), format="ISO8601", utc=True, errors="coerce")
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
@@ -127,7 +131,9 @@ class Columns:
 
     def fault(self, ours: str, bad: np.ndarray, kind: str) -> IngestError:
         theirs = self.columns[ours]
-        return bad_values(self.path, f"{theirs!r} (ours: {ours})", self.where, self.raw(ours), bad, kind, "row")
+        return bad_values(
+            self.path, f"{theirs!r} (ours: {ours})", self.where, self.raw(ours), bad, kind, "row"
+        )
 
     def required(self, ours: str, kind: str) -> pd.Series:
         values = self.get(ours)
