@@ -76,11 +76,18 @@ def read_campaigns(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, pd.
         raise cols.fault(
             "campaign_id", ids.duplicated(keep=False).to_numpy(), "unique (one row per campaign)"
         )
-    campaigns = pd.DataFrame({
-        "campaign_id": ids, "campaign_type": cols.get("campaign_type"), "start_date": start, "end_date": end,
-        "source": mapping.name, "source_file": str(path), "source_row": cols.where.astype("int64"),
-        "raw_record": records,
-    })  # fmt: skip
+    campaigns = pd.DataFrame(
+        {
+            "campaign_id": ids,
+            "campaign_type": cols.get("campaign_type"),
+            "start_date": start,
+            "end_date": end,
+            "source": mapping.name,
+            "source_file": str(path),
+            "source_row": cols.where.astype("int64"),
+            "raw_record": records,
+        }
+    )
 
     members_path = path.parent / mapping.members["file"]
     member_frame, _ = read_table(members_path, mapping.format)
@@ -90,12 +97,19 @@ def read_campaigns(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, pd.
     unknown = ~member_ids.isin(set(ids)).to_numpy()
     if unknown.any():
         raise mcols.fault("campaign_id", unknown, f"a campaign of {path.name}")
-    members = pd.DataFrame({
-        "campaign_id": member_ids, "user_id": mcols.required("user_id", "a customer id").map(normal_user_id),
+    members = pd.DataFrame(
+        {
+            "campaign_id": member_ids,
+            "user_id": mcols.required("user_id", "a customer id").map(normal_user_id),
+            "source": mapping.name,
+        }
+    ).drop_duplicates(["campaign_id", "user_id"], ignore_index=True)
+    report = {
         "source": mapping.name,
-    }).drop_duplicates(["campaign_id", "user_id"], ignore_index=True)  # fmt: skip
-    report = {"source": mapping.name, "campaigns": len(campaigns), "members": len(members),
-              "customers_reached": int(members["user_id"].nunique())}  # fmt: skip
+        "campaigns": len(campaigns),
+        "members": len(members),
+        "customers_reached": int(members["user_id"].nunique()),
+    }
     return campaigns, members, report
 
 
@@ -116,13 +130,24 @@ def read_redemptions(
         unknown = ~campaign.isin(campaign_ids).to_numpy()
         if unknown.any():
             raise cols.fault("campaign_id", unknown, "a campaign loaded with --kind campaigns")
-    out = pd.DataFrame({
-        "user_id": user, "campaign_id": campaign, "redemption_date": cols.date("redemption_date"),
-        "coupon_id": cols.get("coupon_id"), "source": mapping.name, "source_file": str(path),
-        "source_row": cols.where.astype("int64"), "raw_record": records,
-    })  # fmt: skip
-    report = {"source": mapping.name, "redemptions": len(out), "customers": int(out["user_id"].nunique()),
-              "campaigns": int(out["campaign_id"].nunique())}  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "user_id": user,
+            "campaign_id": campaign,
+            "redemption_date": cols.date("redemption_date"),
+            "coupon_id": cols.get("coupon_id"),
+            "source": mapping.name,
+            "source_file": str(path),
+            "source_row": cols.where.astype("int64"),
+            "raw_record": records,
+        }
+    )
+    report = {
+        "source": mapping.name,
+        "redemptions": len(out),
+        "customers": int(out["user_id"].nunique()),
+        "campaigns": int(out["campaign_id"].nunique()),
+    }
     return out, report
 
 
@@ -134,8 +159,9 @@ def _stamp(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 def load_campaigns(warehouse: Location, campaigns: pd.DataFrame, members: pd.DataFrame, path: Path) -> dict:
     """Campaigns and members into the raw layer (same source and ids: replaced)."""
     n = load_rows(warehouse, DDL, "raw.campaigns", _stamp(campaigns, path), ["source", "campaign_id"])
-    m = load_rows(warehouse, DDL, "raw.campaign_members", _stamp(members, path),
-                  ["source", "campaign_id", "user_id"])  # fmt: skip
+    m = load_rows(
+        warehouse, DDL, "raw.campaign_members", _stamp(members, path), ["source", "campaign_id", "user_id"]
+    )
     return {"campaign_rows": n, "member_rows": m}
 
 

@@ -29,11 +29,26 @@ from personaflow.ingest.shop_tables import Columns, TableMapping, load_mapping, 
 
 REQUIRED = ("user_id",)
 ATTRIBUTES = (
-    "age", "income", "home_ownership", "marital_status", "household_size", "household_comp", "kids_count",
-)  # fmt: skip
+    "age",
+    "income",
+    "home_ownership",
+    "marital_status",
+    "household_size",
+    "household_comp",
+    "kids_count",
+)
 OPTIONAL = (*ATTRIBUTES, "valid_from")
-COLUMNS = ("user_id", *ATTRIBUTES, "valid_from", "source", "batch_id", "source_file", "source_row",
-           "raw_record", "loaded_at")  # fmt: skip
+COLUMNS = (
+    "user_id",
+    *ATTRIBUTES,
+    "valid_from",
+    "source",
+    "batch_id",
+    "source_file",
+    "source_row",
+    "raw_record",
+    "loaded_at",
+)
 DDL = """
 create schema if not exists raw;
 create table if not exists raw.customers (
@@ -79,8 +94,13 @@ def read_customers(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, dic
             f"{path}: customer {out.loc[clash, 'user_id'].iloc[0]!r} has different records for the same "
             f"date (rows {', '.join(map(str, rows))}); nothing was imported"
         )
-    report = {"source": mapping.name, "records": len(frame), "rows": len(out),
-              "repeats_dropped": int(same.sum()), "customers": int(out["user_id"].nunique())}  # fmt: skip
+    report = {
+        "source": mapping.name,
+        "records": len(frame),
+        "rows": len(out),
+        "repeats_dropped": int(same.sum()),
+        "customers": int(out["user_id"].nunique()),
+    }
     return out, report
 
 

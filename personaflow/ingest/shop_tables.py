@@ -93,8 +93,11 @@ def read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, list[str]]:
 
 def text(values: pd.Series) -> pd.Series:
     """Values as stripped text; None for missing or empty."""
-    out = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT
-                     else str(v).strip())  # fmt: skip
+    out = values.map(
+        lambda v: (
+            None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT else str(v).strip()
+        )
+    )
     return out.where(out != "", None).astype(object)
 
 
