@@ -18,6 +18,7 @@ import pandas as pd
 from personaflow.core import warehouse as wh
 from personaflow.core.exports import write_csv
 from personaflow.core.settings import Settings
+from personaflow.pipeline.shop_tables import CAMPAIGNS_FILE, DEMOGRAPHICS_FILE
 from personaflow.profiles.audiences import (
     BOUGHT_FILE,
     PROFILES_FILE,
@@ -66,7 +67,17 @@ def load_inputs(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, date]:
     profile = profile.merge(
         _latest(s.features_dir / "user_churn.parquet", ["churn_score"]), "left", "user_id"
     )
-    return profile, bought, as_of
+    return _with_shop_tables(s, profile), bought, as_of
+
+
+def _with_shop_tables(s: Settings, profile: pd.DataFrame) -> pd.DataFrame:
+    """The demographics and campaign fields (personaflow/pipeline/shop_tables.py), where the shop has them."""
+    for name, columns in ((DEMOGRAPHICS_FILE, ["age_band", "income_band", "household", "demographic_label"]),
+                          (CAMPAIGNS_FILE, ["redeem_score", "reached_by_running_campaign"])):  # fmt: skip
+        path = s.features_dir / name
+        if path.exists():
+            profile = profile.merge(pd.read_parquet(path, columns=["user_id", *columns]), "left", "user_id")
+    return profile
 
 
 def _write_inputs(s: Settings, profile: pd.DataFrame, bought: pd.DataFrame) -> None:

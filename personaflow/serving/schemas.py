@@ -157,6 +157,25 @@ class SimilarItems(BaseModel):
     )
 
 
+class Demographics(BaseModel):
+    age_band: str = Field(description="young (< 35), middle-aged (35-54), older (55+) or unknown")
+    income_band: str = Field(description="low (< 35K), mid (35-99K), high (100K+) income or unknown")
+    household: str = Field(description="singles, couples, families or unknown")
+    label: str = Field(description="readable, e.g. 'young families, mid income'; 'unknown' without a record")
+
+
+class CampaignSummary(BaseModel):
+    campaigns_reached: int = Field(
+        description="campaigns that reached the customer, started by the as-of day"
+    )
+    campaigns_redeemed: int = Field(description="campaigns with at least one coupon redeemed")
+    coupons_redeemed: int = Field(description="coupon redemptions")
+    last_campaign_id: str | None = Field(description="the latest campaign that reached the customer")
+    reached_by_running_campaign: bool = Field(description="a campaign running on the as-of day reached them")
+    redeem_score: float | None = Field(description="P(redeem) if reached by the next campaign of its type")
+    redeem_score_campaign_type: str | None = Field(description="the campaign type the score is for")
+
+
 class Profile(BaseModel):
     user_id: str = Field(description="the user")
     segment: str | None = Field(description="RFM segment name from the nightly run (None: live-only user)")
@@ -193,6 +212,13 @@ class Profile(BaseModel):
     last_event_ts: str | None = Field(description="latest activity (UTC, YYYY-MM-DD HH:MM:SS)")
     live_events: int = Field(description="events received through POST /events since the nightly run")
     features_as_of: str | None = Field(description="the nightly run's as-of day the profile builds on")
+    demographics: Demographics | None = Field(
+        None,
+        description="age, income and household bands, point in time (None: the shop has no customer table)",
+    )
+    campaigns: CampaignSummary | None = Field(
+        None, description="campaign history and redemption score (None: the shop has no campaign tables)"
+    )
 
 
 class EventAccepted(BaseModel):
@@ -244,6 +270,14 @@ class AudienceRequest(_Request):
     bought_categories: Names = Field(default_factory=list, description="bought an item of one of these")
     bought_items: Names = Field(default_factory=list, description="bought one of these item ids")
     bought_text: Names = Field(default_factory=list, description="bought an item whose name has a word")
+    age_bands: Names = Field(default_factory=list, description="young, middle-aged, older, unknown")
+    income_bands: Names = Field(default_factory=list, description="low/mid/high income, unknown")
+    households: Names = Field(default_factory=list, description="singles, couples, families, unknown")
+    demographic_labels: Names = Field(default_factory=list, description="e.g. 'young families, mid income'")
+    min_redeem_score: Score | None = Field(None, description="P(redeem the next campaign of its type) >=")
+    not_reached_by_running_campaign: Annotated[bool, Strict()] = Field(
+        False, description="no campaign running now reached them"
+    )
     limit: Annotated[int, Strict(), Field(ge=0, le=1000)] = Field(100, description="members listed, 0..1000")
 
 

@@ -69,6 +69,7 @@ from personaflow.serving.schemas import (
     SimilarItems,
     SimilarItemsRequest,
 )
+from personaflow.serving.shop_tables import ShopTables
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class Recommender:
         shared = self.online.counters  # Redis: the dedupe of /events is shared by the workers too
         self.live = LiveLog(s.landing_dir, seen=RedisSeen(shared.client) if shared is not None else None)
         self.audience_inputs = AudienceInputs(s.features_dir)
+        self.shop_tables = ShopTables(s.features_dir)  # /profile's demographics and campaigns, where present
         # erased customers (personaflow forget): answered as ids never seen, and no new data
         self.forgotten = Forgotten(s)
         self.experiment = ExperimentRouter(s.home)  # A/B arms while `personaflow abtest` runs one
@@ -218,7 +220,7 @@ class Recommender:
         fields = profile_fields(user_id, row, self.ranker.category_by_item)
         if fields is None:
             return _no_profile(user_id)
-        return _answer(Profile, **fields)
+        return _answer(Profile, **fields, **self.shop_tables.fields(user_id))
 
     @bentoml.api(route="/audiences", input_spec=AudienceRequest)
     async def audiences(self, limit: int = 100, **definition: Any) -> AudienceAnswer:
