@@ -41,6 +41,7 @@ def main() -> None:
     out: dict[str, object] = {
         "data": "The Complete Journey 2.0 (complete-journey/)",
         "cores": os.cpu_count(),
+        "measured_at": time.strftime("%Y-%m-%d", time.gmtime()),
         "machine_idle": idle,
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
     }
