@@ -7,6 +7,7 @@ before it, when those exist (load events and campaigns first).
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ from personaflow.ingest.campaigns import (
 from personaflow.ingest.customers import customer_mapping, load_customers, read_customers
 from personaflow.ingest.shop_tables import known_users
 from personaflow.profiles.campaigns import (
+    COMPARISON,
     campaign_history,
+    campaign_response,
     fit_response_model,
     response_features,
     response_rows,
@@ -145,7 +148,30 @@ def refresh_profile_tables(s: Settings, as_of: date | None = None) -> dict[str, 
         out["redeem_model_rows"] = len(rows)
     _write(frame.assign(as_of_date=when.date()), s.features_dir / CAMPAIGNS_FILE)
     out["reached_by_running_campaign"] = len(reached_now & set(users))
+    out["response_report"] = str(_write_response(s, daily, campaigns, members, redemptions, demo, when))
     return out
+
+
+def _write_response(s: Settings, daily: pd.DataFrame, campaigns: pd.DataFrame, members: pd.DataFrame,
+                    redemptions: pd.DataFrame, demo: pd.DataFrame, when: pd.Timestamp) -> Path:  # fmt: skip
+    """The per-campaign response table (campaigns started by `when`, data up to `when`) as JSON for the
+    nightly report's campaign section: reports_dir/campaigns/response.json."""
+    started = campaigns[pd.to_datetime(campaigns["start_date"]) <= when]
+    seen = daily[daily["day"] <= when]
+    redeemed = redemptions[pd.to_datetime(redemptions["redemption_date"]) <= when]
+    known = set(demo.loc[demo["demographic_label"] != "unknown", "user_id"])
+    table = campaign_response(seen, started, members, redeemed, known)
+    rows = []
+    if len(table):
+        for column in ("start_date", "end_date"):
+            table[column] = table[column].astype(str).str[:10]
+        rows = json.loads(table.to_json(orient="records"))  # NaN (no comparison) -> null
+    path = s.reports_dir / "campaigns" / "response.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"as_of": str(when.date()), "comparison": COMPARISON, "campaigns": rows}, indent=1)
+    )
+    return path
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:

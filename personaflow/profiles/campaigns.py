@@ -43,6 +43,11 @@ from personaflow.profiles.demographics import AGE_BANDS, INCOME_BANDS, for_custo
 PRE_DAYS = 56
 N_BOOT = 1000
 DECILES = 10
+COMPARISON = (
+    f"reached vs eligible unreached customers (bought before the start), within strata of {PRE_DAYS}-day "
+    f"pre-period spend decile x demographics known; weighted by reached per stratum; 95% interval by "
+    f"stratified bootstrap ({N_BOOT} replicates)"
+)
 
 
 def daily_spend(lines: pd.DataFrame) -> pd.DataFrame:
