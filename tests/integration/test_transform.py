@@ -118,7 +118,7 @@ def built(tmp_path_factory):
 def test_summary_counts_models_tests_and_rows(built):
     warehouse, root, summary = built
     assert json.loads(json.dumps(summary)) == summary  # plain types only
-    assert summary["models"] == 17 and summary["unit_tests"] == 7 and summary["tests"] >= 80
+    assert summary["models"] == 18 and summary["unit_tests"] == 7 and summary["tests"] >= 80
     assert summary["full_refresh"] is False
     assert summary["rows"] == {
         "staging.stg_events": 14,
@@ -138,6 +138,7 @@ def test_summary_counts_models_tests_and_rows(built):
         "marts.data_quality_items": 1,  # the catalogue has no descriptions: missing_description
         "marts.returned_items": 0,
         "marts.data_quality_days": 7,  # one row per batch day up to the as-of day
+        "marts.customer_demographics": 0,  # no customer table: built empty (macros/raw_table_present.sql)
     }
     assert summary["seconds"] > 0
     # dbt's artefacts land in state_dir, not in the repository's dbt_project/
