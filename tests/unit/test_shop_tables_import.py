@@ -156,3 +156,25 @@ def test_the_shipped_mappings_read_the_real_complete_journey_and_reruns_change_n
     with wh.connect(warehouse, read_only=True) as con:
         start = con.execute("select start_date from raw.campaigns where campaign_id = '18'").fetchone()[0]
     assert pd.Timestamp(start) == pd.Timestamp("2017-10-30")
+
+
+def test_the_cli_imports_a_kind_and_fails_in_one_line_naming_the_fault(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from personaflow.cli.main import app
+
+    monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("PERSONAFLOW_WAREHOUSE", str(tmp_path / "w.duckdb"))
+    monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(tmp_path / "features"))
+    path, mapping = _campaign_files(tmp_path, "id,kind,from,to\n1,A,2017-01-01,2017-02-01\n")
+    ok = CliRunner().invoke(app, ["ingest", str(path), "--kind", "campaigns", "--mapping", str(mapping)])
+    assert ok.exit_code == 0, ok.output
+    assert '"campaign_rows": 1' in ok.output and '"member_rows": 1' in ok.output
+    bad = _write(tmp_path / "red.csv", "customer,id,on\nc1,1,not-a-day\n")
+    mapping = _write(tmp_path / "r.toml", REDEMPTIONS_TOML)
+    failed = CliRunner().invoke(app, ["ingest", str(bad), "--kind", "redemptions", "--mapping", str(mapping)])
+    assert failed.exit_code == 1
+    lines = [line for line in failed.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ingest failed:" in lines[0] and "'not-a-day' is not a date" in lines[0]
+    unknown = CliRunner().invoke(app, ["ingest", str(bad), "--kind", "coupons", "--mapping", str(mapping)])
+    assert unknown.exit_code != 0 and "--kind coupons" in unknown.output
