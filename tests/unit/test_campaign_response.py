@@ -155,3 +155,23 @@ def test_campaign_history_is_point_in_time() -> None:
     during = cr.campaign_history(campaigns, members, redemptions, "2017-02-03").set_index("user_id")
     assert during.loc["h1", "campaigns_reached"] == 1 and during.loc["h1", "coupons_redeemed"] == 1
     assert during.loc["h3", "campaigns_redeemed"] == 0
+
+
+def test_the_t_learner_finds_who_reach_moves_and_the_stratified_check_sees_it() -> None:
+    rng = np.random.default_rng(2)
+    n = 4000
+    rows = pd.DataFrame({f: rng.normal(size=n) for f in cr.FEATURES})
+    rows["reached"] = rng.random(n) < 0.5
+    # reach adds 4 a day to customers who redeemed before (redemptions_before > 0), nothing to the rest
+    moved = rows["redemptions_before"] > 0
+    rows["revenue_per_day"] = 10 + rows["pre_spend"] + np.where(rows["reached"] & moved, 4.0, 0.0)
+    rows["revenue_per_day"] += rng.normal(scale=1.0, size=n)
+    train, test = rows.iloc[:3000], rows.iloc[3000:].copy()
+    test["uplift"] = cr.predict_uplift(cr.fit_uplift(train), test)
+    assert test.loc[moved[3000:], "uplift"].mean() == pytest.approx(4, abs=0.6)
+    assert test.loc[~moved[3000:], "uplift"].mean() == pytest.approx(0, abs=0.6)
+    top = test["uplift"] >= test["uplift"].median()
+    frame = test.assign(stratum="s", window_revenue=test["revenue_per_day"])
+    high = cr.stratified_effect(frame[top], n_boot=200)
+    low = cr.stratified_effect(frame[~top], n_boot=200)
+    assert high.ci_low > low.ci_high  # the half ranked highest gains more, beyond the intervals
