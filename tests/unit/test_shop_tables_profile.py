@@ -89,6 +89,24 @@ def test_every_customer_gets_demographics_as_of_the_last_day_and_campaign_histor
     assert d["demographics"]["label"] == "unknown" and d["campaigns"]["campaigns_reached"] == 0
     assert tables.fields("new-since-tonight")["demographics"]["label"] == "unknown"
 
+    # what /profile answers: the service's Profile model with these fields (serving/service.py)
+    from personaflow.serving.schemas import Profile
+
+    base = {name: None for name, f in Profile.model_fields.items() if f.is_required()}
+    base.update(
+        user_id="a",
+        favourite_categories=[],
+        n_views=0,
+        n_carts=0,
+        n_purchases=0,
+        n_returns=0,
+        live_events=0,
+        churn_basis="rule",
+    )
+    answer = Profile.model_validate({**base, **a}).model_dump()
+    assert answer["demographics"]["label"] == "young customers, mid income"
+    assert answer["campaigns"]["redeem_score"] is None or 0 <= answer["campaigns"]["redeem_score"] <= 1
+
 
 def test_the_profile_has_no_such_fields_for_a_shop_without_these_tables(tmp_path: Path) -> None:
     assert ShopTables(tmp_path).fields("a") == {"demographics": None, "campaigns": None}
