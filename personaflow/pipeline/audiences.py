@@ -18,7 +18,7 @@ import pandas as pd
 from personaflow.core import warehouse as wh
 from personaflow.core.exports import write_csv
 from personaflow.core.settings import Settings
-from personaflow.pipeline.shop_tables import CAMPAIGNS_FILE, DEMOGRAPHICS_FILE
+from personaflow.pipeline.shop_tables import CAMPAIGNS_FILE, DEMOGRAPHICS_FILE, refresh_profile_tables
 from personaflow.profiles.audiences import (
     BOUGHT_FILE,
     PROFILES_FILE,
@@ -159,6 +159,7 @@ def refresh_saved(s: Settings) -> dict[str, Any]:
     }
     if not specs and not wh.exists(wh.location(s)):  # nothing saved, nothing built: a normal first night
         return nothing
+    refresh_profile_tables(s)  # tonight's demographics and campaign fields (none without those tables)
     profile, bought, as_of = load_inputs(s)  # one read for the API's inputs and every saved audience
     _write_inputs(s, profile, bought)
     if not specs:  # nothing to refresh is a normal night, not a skipped stage

@@ -93,9 +93,11 @@ def refresh_profile_tables(s: Settings, as_of: date | None = None) -> dict[str, 
     if not wh.exists(where):
         return {"skipped": "no warehouse"}
     with wh.connect(where, read_only=True) as con:
-        daily = _read(con, DAILY_SQL)
         customers = _read(con, "select * from raw.customers")
         campaigns = _read(con, "select campaign_id, campaign_type, start_date, end_date from raw.campaigns")
+        if customers is None and campaigns is None:  # a shop without these tables: its profile has none
+            return {"skipped": "no customer or campaign tables"}
+        daily = _read(con, DAILY_SQL)
         members = _read(con, "select campaign_id, user_id from raw.campaign_members")
         redemptions = _read(con, "select user_id, campaign_id, redemption_date from raw.redemptions")
     if daily is None or daily.empty:

@@ -142,3 +142,15 @@ def test_audience_filters_on_demographics_and_redemption(tmp_path: Path) -> None
         AudienceError, match="age_bands 'Young' is not a segment name \\(did you mean 'young'"
     ):
         AudienceSpec(age_bands=["Young"])
+
+
+def test_a_shop_without_customer_or_campaign_tables_gets_no_such_files(tmp_path: Path) -> None:
+    from personaflow.pipeline.shop_tables import refresh_profile_tables
+
+    s = _shop(tmp_path)
+    with wh.connect(wh.location(s)) as con:
+        con.execute("drop table raw.customers; drop table raw.campaigns")
+    for f in s.features_dir.glob("customer_*.parquet"):
+        f.unlink()
+    assert refresh_profile_tables(s) == {"skipped": "no customer or campaign tables"}
+    assert not list(s.features_dir.glob("customer_*.parquet"))
