@@ -99,7 +99,12 @@ def ingest(
             "shipped mapping's name (womens-clothing, amazon-all-beauty) or a TOML mapping file."
         ),
     ] = None,
-    kind: Annotated[str, typer.Option(help="What PATH holds: events | reviews.")] = "events",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="What PATH holds: events | reviews | customers | campaigns | redemptions (with --mapping)."
+        ),
+    ] = "events",
     day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
     since: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"])] = None,
     through: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
@@ -116,7 +121,8 @@ def ingest(
         _print(_ingest_reviews(path, mapping, s))
         return
     if kind != "events":
-        raise typer.BadParameter(f"--kind {kind}: one of events, reviews")
+        _print(_ingest_shop_table(kind, path, mapping, s))
+        return
     try:
         if path is not None:
             if fmt not in ("online-retail", "csv", "parquet"):
@@ -153,6 +159,22 @@ def _ingest_reviews(path: Path | None, mapping: str | None, s: config.Settings) 
         with contextlib.redirect_stdout(sys.stderr):  # dbt's progress: stdout carries only the summary
             return import_reviews(path, mapping, s)
     except (IngestError, DataQualityError) as exc:
+        typer.echo(f"ingest failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _ingest_shop_table(kind: str, path: Path | None, mapping: str | None, s: config.Settings) -> dict:
+    """`ingest PATH --kind customers|campaigns|redemptions --mapping M` (docs/guides/campaigns.md)."""
+    from personaflow.ingest.csvfile import IngestError
+    from personaflow.pipeline.shop_tables import KINDS, import_table
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"--kind {kind}: one of events, reviews, {', '.join(KINDS)}")
+    if path is None or not mapping:
+        raise typer.BadParameter(f"--kind {kind} needs the PATH of the export and --mapping NAME_OR_FILE")
+    try:
+        return import_table(kind, path, mapping, s)
+    except IngestError as exc:
         typer.echo(f"ingest failed: {exc}", err=True)
         raise typer.Exit(1) from exc
 
@@ -299,4 +321,3 @@ app.command()(trigger)
 app.command()(backfill)
 app.command()(serve)
 app.command()(demo)
-

@@ -18,6 +18,7 @@ import pandas as pd
 from personaflow.core import warehouse as wh
 from personaflow.core.exports import write_csv
 from personaflow.core.settings import Settings
+from personaflow.pipeline.shop_tables import CAMPAIGNS_FILE, DEMOGRAPHICS_FILE, refresh_profile_tables
 from personaflow.profiles.audiences import (
     BOUGHT_FILE,
     PROFILES_FILE,
@@ -73,7 +74,8 @@ def load_inputs(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, date]:
     profile = profile.merge(
         _latest(s.features_dir / "user_churn.parquet", ["churn_score"]), "left", "user_id"
     )
-    return profile.merge(_reviews(where), "left", "user_id"), bought, as_of
+    profile = profile.merge(_reviews(where), "left", "user_id")
+    return _with_shop_tables(s, profile), bought, as_of
 
 
 def _reviews(where: wh.Location) -> pd.DataFrame:
@@ -84,6 +86,16 @@ def _reviews(where: wh.Location) -> pd.DataFrame:
             return con.execute(REVIEWS_SQL).df()
     except wh.MISSING_TABLE:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in REVIEW_COLUMNS})
+
+
+def _with_shop_tables(s: Settings, profile: pd.DataFrame) -> pd.DataFrame:
+    """The demographics and campaign fields (personaflow/pipeline/shop_tables.py), where the shop has them."""
+    for name, columns in ((DEMOGRAPHICS_FILE, ["age_band", "income_band", "household", "demographic_label"]),
+                          (CAMPAIGNS_FILE, ["redeem_score", "reached_by_running_campaign"])):  # fmt: skip
+        path = s.features_dir / name
+        if path.exists():
+            profile = profile.merge(pd.read_parquet(path, columns=["user_id", *columns]), "left", "user_id")
+    return profile
 
 
 def _write_inputs(s: Settings, profile: pd.DataFrame, bought: pd.DataFrame) -> None:
@@ -165,6 +177,7 @@ def refresh_saved(s: Settings) -> dict[str, Any]:
     }
     if not specs and not wh.exists(wh.location(s)):  # nothing saved, nothing built: a normal first night
         return nothing
+    refresh_profile_tables(s)  # tonight's demographics and campaign fields (none without those tables)
     profile, bought, as_of = load_inputs(s)  # one read for the API's inputs and every saved audience
     _write_inputs(s, profile, bought)
     from personaflow.pipeline.reviews import export_customer_reviews

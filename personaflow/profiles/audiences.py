@@ -25,6 +25,8 @@ from typing import Any
 
 import pandas as pd
 
+from personaflow.profiles.demographics import AGE_BANDS, HOUSEHOLDS, INCOME_BANDS, UNKNOWN
+
 # What an audience list carries per customer: enough for a campaign tool and for a person to check it.
 # The files the audiences stage writes beside the serving tables and the API reads back.
 PROFILES_FILE, BOUGHT_FILE = "audience_profiles.parquet", "audience_bought.parquet"
@@ -67,6 +69,15 @@ class AudienceSpec:
     bought_text: list[str] = field(default_factory=list)
     last_review_sentiment: str | None = None  # "negative" or "positive": of the customer's newest review
     min_share_negative_reviews: float | None = None
+    # demographics (personaflow/profiles/demographics.py bands; "unknown" selects customers without a record)
+    age_bands: list[str] = field(default_factory=list)
+    income_bands: list[str] = field(default_factory=list)
+    households: list[str] = field(default_factory=list)
+    demographic_labels: list[str] = field(default_factory=list)
+    # campaigns (personaflow/profiles/campaigns.py): "likely to redeem, not yet reached" is
+    # min_redeem_score=0.3, not_reached_by_running_campaign=True
+    min_redeem_score: float | None = None
+    not_reached_by_running_campaign: bool = False
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):
@@ -84,6 +95,11 @@ class AudienceSpec:
         share = self.min_share_negative_reviews
         if share is not None and not 0 <= share <= 1:
             raise AudienceError(f"min_share_negative_reviews={share}: a share in [0, 1]")
+        for name, valid in (("age_bands", (*AGE_BANDS, UNKNOWN)), ("income_bands", (*INCOME_BANDS, UNKNOWN)),
+                            ("households", (*HOUSEHOLDS, UNKNOWN))):  # fmt: skip
+            unknown_name(name, getattr(self, name), valid)
+        if self.min_redeem_score is not None and not 0 <= self.min_redeem_score <= 1:
+            raise AudienceError(f"min_redeem_score={self.min_redeem_score}: a probability in [0, 1]")
         for name in ("min_churn_score", "max_churn_score"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
@@ -157,6 +173,20 @@ def select(profile: pd.DataFrame, bought: pd.DataFrame, spec: AudienceSpec) -> p
     if spec.min_share_negative_reviews is not None:
         share = profile.get("review_share_negative", pd.Series(float("nan"), index=profile.index))
         keep &= _between(share, spec.min_share_negative_reviews, None)
+    demographic = {"age_bands": "age_band", "income_bands": "income_band", "households": "household",
+                   "demographic_labels": "demographic_label"}  # fmt: skip
+    for name, column in demographic.items():
+        if getattr(spec, name):
+            # a profile built before any customer table: everyone is unknown
+            values = profile[column] if column in profile else pd.Series(UNKNOWN, index=profile.index)
+            keep &= values.fillna(UNKNOWN).isin(getattr(spec, name))
+    if spec.min_redeem_score is not None:
+        scores = (
+            profile["redeem_score"] if "redeem_score" in profile else pd.Series(float("nan"), profile.index)
+        )
+        keep &= _between(scores, spec.min_redeem_score, None)
+    if spec.not_reached_by_running_campaign and "reached_by_running_campaign" in profile:
+        keep &= ~profile["reached_by_running_campaign"].fillna(False).astype(bool)
     out = profile.loc[keep, COLUMNS]
     return out.sort_values(["monetary", "user_id"], ascending=[False, True]).reset_index(drop=True)
 

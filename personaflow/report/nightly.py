@@ -238,6 +238,30 @@ def _audiences(s: Settings) -> list[dict[str, Any]]:
     return out
 
 
+def _campaigns(s: Settings) -> dict[str, Any] | None:
+    """The campaign response table (reports_dir/campaigns/response.json, written with the profile's
+    campaign fields: personaflow/pipeline/shop_tables.py), the latest campaigns first, and the
+    demographics mix (features_dir/customer_demographics.parquet); None for a shop without them."""
+    response = _json(s.reports_dir / "campaigns" / "response.json")
+    demo_path = s.features_dir / "customer_demographics.parquet"
+    if response is None and not demo_path.exists():
+        return None
+    out: dict[str, Any] = {"as_of": None, "comparison": None, "rows": [], "labels": [], "unknown": None}
+    if response is not None:
+        rows = sorted(response.get("campaigns", []), key=lambda r: r["start_date"], reverse=True)
+        out.update(as_of=response.get("as_of"), comparison=response.get("comparison"), rows=rows[:12],
+                   n_campaigns=len(rows))  # fmt: skip
+    if demo_path.exists():
+        labels = pd.read_parquet(demo_path, columns=["demographic_label"])["demographic_label"]
+        counts = labels.value_counts()
+        out["customers"] = int(len(labels))
+        out["unknown"] = int(counts.get("unknown", 0))
+        out["labels"] = [
+            {"label": k, "n": int(v)} for k, v in counts.drop("unknown", errors="ignore").head(8).items()
+        ]
+    return out
+
+
 def build_report(as_of: date, s: Settings, run_id: str | None = None) -> dict[str, Any]:
     """Render tonight's page; returns its path and which sections had data. `run_id`: the DAG run
     rendering it (its ledger says whether the night succeeded); None from the CLI."""
@@ -253,6 +277,7 @@ def build_report(as_of: date, s: Settings, run_id: str | None = None) -> dict[st
         "segments": segments.get("segments"),
         "churn": churn, "churn_reason": churn_reason, "model": _model(s), "drift": drift,
         "drift_reason": None if drift else "no earlier snapshot to compare with", "audiences": _audiences(s),
+        "campaigns": _campaigns(s),
     }  # fmt: skip
     html = jinja2.Environment(autoescape=True).from_string(TEMPLATE.read_text()).render(**context)
     path = report_path(s, as_of)
@@ -260,7 +285,7 @@ def build_report(as_of: date, s: Settings, run_id: str | None = None) -> dict[st
     path.write_text(html)
     sections = {
         k: bool(context[k])
-        for k in ("quality", "rfm_chart", "segments", "churn", "model", "drift", "audiences")
+        for k in ("quality", "rfm_chart", "segments", "churn", "model", "drift", "audiences", "campaigns")
     }
     return {
         "report": str(path), "sections": sections, "status": status["state"],

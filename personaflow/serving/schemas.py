@@ -166,6 +166,23 @@ class ReviewSummary(BaseModel):
     last_review_ts: str | None = Field(description="when the newest review was written (UTC)")
     top_complaint_aspects: list[str] = Field(description="up to 3 aspects complained about most, e.g. size")
     top_complaint_keywords: list[str] = Field(description="up to 3 learned complaint terms")
+class Demographics(BaseModel):
+    age_band: str = Field(description="young (< 35), middle-aged (35-54), older (55+) or unknown")
+    income_band: str = Field(description="low (< 35K), mid (35-99K), high (100K+) income or unknown")
+    household: str = Field(description="singles, couples, families or unknown")
+    label: str = Field(description="readable, e.g. 'young families, mid income'; 'unknown' without a record")
+
+
+class CampaignSummary(BaseModel):
+    campaigns_reached: int = Field(
+        description="campaigns that reached the customer, started by the as-of day"
+    )
+    campaigns_redeemed: int = Field(description="campaigns with at least one coupon redeemed")
+    coupons_redeemed: int = Field(description="coupon redemptions")
+    last_campaign_id: str | None = Field(description="the latest campaign that reached the customer")
+    reached_by_running_campaign: bool = Field(description="a campaign running on the as-of day reached them")
+    redeem_score: float | None = Field(description="P(redeem) if reached by the next campaign of its type")
+    redeem_score_campaign_type: str | None = Field(description="the campaign type the score is for")
 
 
 class Profile(BaseModel):
@@ -206,6 +223,13 @@ class Profile(BaseModel):
     features_as_of: str | None = Field(description="the nightly run's as-of day the profile builds on")
     reviews: ReviewSummary | None = Field(
         None, description="their reviews: count, rating, sentiment, complaints (None: no reviews)"
+    )
+    demographics: Demographics | None = Field(
+        None,
+        description="age, income and household bands, point in time (None: the shop has no customer table)",
+    )
+    campaigns: CampaignSummary | None = Field(
+        None, description="campaign history and redemption score (None: the shop has no campaign tables)"
     )
 
 
@@ -262,6 +286,14 @@ class AudienceRequest(_Request):
         None, description="the customer's newest review was scored so"
     )
     min_share_negative_reviews: Score | None = None
+    age_bands: Names = Field(default_factory=list, description="young, middle-aged, older, unknown")
+    income_bands: Names = Field(default_factory=list, description="low/mid/high income, unknown")
+    households: Names = Field(default_factory=list, description="singles, couples, families, unknown")
+    demographic_labels: Names = Field(default_factory=list, description="e.g. 'young families, mid income'")
+    min_redeem_score: Score | None = Field(None, description="P(redeem the next campaign of its type) >=")
+    not_reached_by_running_campaign: Annotated[bool, Strict()] = Field(
+        False, description="no campaign running now reached them"
+    )
     limit: Annotated[int, Strict(), Field(ge=0, le=1000)] = Field(100, description="members listed, 0..1000")
 
 

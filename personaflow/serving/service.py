@@ -70,6 +70,7 @@ from personaflow.serving.schemas import (
     SimilarItems,
     SimilarItemsRequest,
 )
+from personaflow.serving.shop_tables import ShopTables
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class Recommender:
         self.live = LiveLog(s.landing_dir, seen=RedisSeen(shared.client) if shared is not None else None)
         self.audience_inputs = AudienceInputs(s.features_dir)
         self.reviews = ReviewSummaries(s.features_dir)  # /profile's review fields, where present
+        self.shop_tables = ShopTables(s.features_dir)  # /profile's demographics and campaigns, where present
         # erased customers (personaflow forget): answered as ids never seen, and no new data
         self.forgotten = Forgotten(s)
         self.experiment = ExperimentRouter(s.home)  # A/B arms while `personaflow abtest` runs one
@@ -220,7 +222,9 @@ class Recommender:
         fields = profile_fields(user_id, row, self.ranker.category_by_item)
         if fields is None:
             return _no_profile(user_id)
-        return _answer(Profile, **fields, reviews=self.reviews.get(user_id))
+        return _answer(
+            Profile, **fields, reviews=self.reviews.get(user_id), **self.shop_tables.fields(user_id)
+        )
 
     @bentoml.api(route="/audiences", input_spec=AudienceRequest)
     async def audiences(self, limit: int = 100, **definition: Any) -> AudienceAnswer:

@@ -1,0 +1,182 @@
+"""The customers, campaigns and redemptions imports as a stage: Settings -> the warehouse, then the
+pure readers (personaflow/ingest/customers.py, personaflow/ingest/campaigns.py) and their loads.
+
+A redemption is checked against the customers the warehouse has events of and the campaigns loaded
+before it, when those exist (load events and campaigns first).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from personaflow.core import warehouse as wh
+from personaflow.core.settings import Settings
+from personaflow.ingest.campaigns import (
+    campaign_mapping,
+    known_campaigns,
+    load_campaigns,
+    load_redemptions,
+    read_campaigns,
+    read_redemptions,
+    redemption_mapping,
+)
+from personaflow.ingest.customers import customer_mapping, load_customers, read_customers
+from personaflow.ingest.shop_tables import known_users
+from personaflow.profiles.campaigns import (
+    COMPARISON,
+    campaign_history,
+    campaign_response,
+    fit_response_model,
+    response_features,
+    response_rows,
+    score,
+)
+from personaflow.profiles.demographics import for_customers
+
+KINDS = ("customers", "campaigns", "redemptions")
+
+
+def import_table(kind: str, path: Path, mapping: str, s: Settings) -> dict[str, Any]:
+    """`personaflow ingest PATH --kind customers|campaigns|redemptions --mapping M`: read, check, load."""
+    where = wh.location(s)
+    path = Path(path)
+    if kind == "customers":
+        frame, report = read_customers(path, customer_mapping(mapping))
+        return {
+            "kind": kind,
+            **report,
+            **load_customers(where, frame, path),
+            "profile": refresh_profile_tables(s),
+        }
+    if kind == "campaigns":
+        campaigns, members, report = read_campaigns(path, campaign_mapping(mapping))
+        loaded = load_campaigns(where, campaigns, members, path)
+        return {"kind": kind, **report, **loaded, "profile": refresh_profile_tables(s)}
+    if kind == "redemptions":
+        frame, report = read_redemptions(
+            path, redemption_mapping(mapping), known_users(where), known_campaigns(where)
+        )
+        loaded = load_redemptions(where, frame, path)
+        return {"kind": kind, **report, **loaded, "profile": refresh_profile_tables(s)}
+    raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
+
+
+DEMOGRAPHICS_FILE = "customer_demographics.parquet"
+CAMPAIGNS_FILE = "customer_campaigns.parquet"
+DAILY_SQL = """
+    select user_id, date_trunc('day', event_ts) as day,
+        sum(coalesce(quantity, 1) * coalesce(price, 0)) as revenue,
+        count(distinct coalesce(order_id, cast(event_ts as varchar))) as baskets
+    from raw.events where event_type = 'purchase' group by 1, 2
+"""
+
+
+def _read(con: Any, sql: str) -> pd.DataFrame | None:
+    table = sql.split(" from ")[1].split()[0]
+    return con.execute(sql).df() if con.table_exists(table) else None
+
+
+def refresh_profile_tables(s: Settings, as_of: date | None = None) -> dict[str, Any]:
+    """The profile's demographics and campaign fields as of `as_of` (default: the last purchase day), for
+    every customer with events, into features_dir (read by /profile and the audiences):
+    - customer_demographics.parquet: bands and label, point in time ("unknown" where none);
+    - customer_campaigns.parquet: campaign history, the redemption score for the next campaign of the
+      latest campaign's type (model trained on campaigns ended by `as_of`), reached by a campaign
+      running at `as_of`.
+    Memory: O(customer-days) for the spend, O(customers) for the outputs."""
+    where = wh.location(s)
+    if not wh.exists(where):
+        return {"skipped": "no warehouse"}
+    with wh.connect(where, read_only=True) as con:
+        customers = _read(con, "select * from raw.customers")
+        campaigns = _read(con, "select campaign_id, campaign_type, start_date, end_date from raw.campaigns")
+        if customers is None and campaigns is None:  # a shop without these tables: its profile has none
+            return {"skipped": "no customer or campaign tables"}
+        daily = _read(con, DAILY_SQL)
+        members = _read(con, "select campaign_id, user_id from raw.campaign_members")
+        redemptions = _read(con, "select user_id, campaign_id, redemption_date from raw.redemptions")
+    if daily is None or daily.empty:
+        return {"skipped": "no purchases loaded"}
+    daily = daily.astype({"user_id": str}).assign(day=lambda f: pd.to_datetime(f["day"]))
+    when = pd.Timestamp(as_of) if as_of else daily["day"].max()
+    users = sorted(daily["user_id"].unique())
+    s.features_dir.mkdir(parents=True, exist_ok=True)
+    demo = for_customers(users, customers, when + pd.Timedelta(days=1) - pd.Timedelta(seconds=1))
+    _write(demo.assign(as_of_date=when.date()), s.features_dir / DEMOGRAPHICS_FILE)
+    out: dict[str, Any] = {
+        "as_of": str(when.date()),
+        "customers": len(users),
+        "with_demographics": int((demo["demographic_label"] != "unknown").sum()),
+    }
+    if campaigns is None or members is None or campaigns.empty:
+        return out
+    redemptions = (
+        redemptions
+        if redemptions is not None
+        else pd.DataFrame(columns=["user_id", "campaign_id", "redemption_date"])
+    )
+    history = campaign_history(campaigns, members, redemptions, when)
+    frame = pd.DataFrame({"user_id": users}).merge(history, on="user_id", how="left")
+    frame = frame.fillna({"campaigns_reached": 0, "campaigns_redeemed": 0, "coupons_redeemed": 0})
+    running = campaigns[
+        (pd.to_datetime(campaigns["start_date"]) <= when) & (pd.to_datetime(campaigns["end_date"]) >= when)
+    ]["campaign_id"].astype(str)
+    reached_now = set(
+        members.loc[members["campaign_id"].astype(str).isin(set(running)), "user_id"].astype(str)
+    )
+    frame["reached_by_running_campaign"] = frame["user_id"].isin(reached_now)
+    frame["redeem_score"], frame["redeem_score_campaign_type"] = float("nan"), None
+    ended = campaigns[pd.to_datetime(campaigns["end_date"]) < when]["campaign_id"].astype(str).tolist()
+    rows = response_rows(daily, campaigns, members, redemptions, customers, ended) if ended else None
+    if rows is not None and rows["redeemed"].nunique() == 2:
+        latest = campaigns.sort_values("start_date").iloc[-1]
+        nxt = pd.Series(
+            {
+                "campaign_id": "next",
+                "campaign_type": latest["campaign_type"],
+                "start_date": when + pd.Timedelta(days=1),
+                "end_date": when + pd.Timedelta(days=1),
+            }
+        )
+        feats = response_features(daily, nxt, users, campaigns, members, redemptions, customers)
+        scores = score(fit_response_model(rows), feats)
+        frame["redeem_score"] = frame["user_id"].map(scores)
+        frame["redeem_score_campaign_type"] = latest["campaign_type"]
+        out["redeem_model_rows"] = len(rows)
+    _write(frame.assign(as_of_date=when.date()), s.features_dir / CAMPAIGNS_FILE)
+    out["reached_by_running_campaign"] = len(reached_now & set(users))
+    out["response_report"] = str(_write_response(s, daily, campaigns, members, redemptions, demo, when))
+    return out
+
+
+def _write_response(s: Settings, daily: pd.DataFrame, campaigns: pd.DataFrame, members: pd.DataFrame,
+                    redemptions: pd.DataFrame, demo: pd.DataFrame, when: pd.Timestamp) -> Path:  # fmt: skip
+    """The per-campaign response table (campaigns started by `when`, data up to `when`) as JSON for the
+    nightly report's campaign section: reports_dir/campaigns/response.json."""
+    started = campaigns[pd.to_datetime(campaigns["start_date"]) <= when]
+    seen = daily[daily["day"] <= when]
+    redeemed = redemptions[pd.to_datetime(redemptions["redemption_date"]) <= when]
+    known = set(demo.loc[demo["demographic_label"] != "unknown", "user_id"])
+    table = campaign_response(seen, started, members, redeemed, known)
+    rows = []
+    if len(table):
+        for column in ("start_date", "end_date"):
+            table[column] = table[column].astype(str).str[:10]
+        rows = json.loads(table.to_json(orient="records"))  # NaN (no comparison) -> null
+    path = s.reports_dir / "campaigns" / "response.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"as_of": str(when.date()), "comparison": COMPARISON, "campaigns": rows}, indent=1)
+    )
+    return path
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)

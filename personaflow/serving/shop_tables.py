@@ -1,0 +1,70 @@
+"""The demographics and campaign fields a /profile answer carries: tonight's
+`features_dir/customer_demographics.parquet` and `customer_campaigns.parquet` (written after each
+customers/campaigns/redemptions import and by `refresh_profile_tables`: personaflow/pipeline/shop_tables.py).
+
+Re-read when a file changes (one stat per call each). Memory: one small row per customer.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+DEMOGRAPHICS_FILE = "customer_demographics.parquet"
+CAMPAIGNS_FILE = "customer_campaigns.parquet"
+
+
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+class _Table:
+    def __init__(self, path: Path) -> None:
+        self.path, self._stamp, self.rows = path, None, {}
+
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._stamp, self.rows = None, {}
+            return None
+        if stamp != self._stamp:
+            frame = pd.read_parquet(self.path)
+            self.rows = {str(r["user_id"]): r for r in frame.to_dict(orient="records")}
+            self._stamp = stamp
+        return self.rows.get(user_id)
+
+
+class ShopTables:
+    def __init__(self, features_dir: Path) -> None:
+        self.demographics = _Table(Path(features_dir) / DEMOGRAPHICS_FILE)
+        self.campaigns = _Table(Path(features_dir) / CAMPAIGNS_FILE)
+
+    def fields(self, user_id: str) -> dict[str, Any]:
+        """{"demographics": ..., "campaigns": ...} for the Profile: None where the shop has no such table;
+        a customer the table does not list (new since the night) reads as unknown / never reached."""
+        out: dict[str, Any] = {"demographics": None, "campaigns": None}
+        demo = self.demographics.get(user_id)
+        if demo is not None or self.demographics.rows:
+            demo = demo or {}
+            names = {"age_band": "age_band", "income_band": "income_band", "household": "household",
+                     "label": "demographic_label"}  # fmt: skip
+            out["demographics"] = {ours: demo.get(col, "unknown") for ours, col in names.items()}
+        camp = self.campaigns.get(user_id)
+        if camp is not None or self.campaigns.rows:
+            camp = camp or {}
+            out["campaigns"] = {
+                "campaigns_reached": int(camp.get("campaigns_reached", 0)),
+                "campaigns_redeemed": int(camp.get("campaigns_redeemed", 0)),
+                "coupons_redeemed": int(camp.get("coupons_redeemed", 0)),
+                "last_campaign_id": _plain(camp.get("last_campaign_id")),
+                "reached_by_running_campaign": bool(camp.get("reached_by_running_campaign", False)),
+                "redeem_score": _plain(camp.get("redeem_score")),
+                "redeem_score_campaign_type": _plain(camp.get("redeem_score_campaign_type")),
+            }
+        return out
