@@ -284,10 +284,10 @@ def test_failing_data_test_raises_naming_it(tmp_path):
     assert "[fail, 1 failing rows]" in message
     # the marts downstream of the failed test were not built, and the message says so
     assert "model.personaflow.user_features" in message.split("skipped because of them:")[1]
-    # no mart built from the events (the review marts read no events: built, empty, in this shop)
+    # no mart built from the events (the review and demographics marts read no events: built, empty)
     assert fetch(
         warehouse, "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
-    ) == [("customer_reviews",), ("product_reviews",)]
+    ) == [("customer_demographics",), ("customer_reviews",), ("product_reviews",)]
 
 
 def test_unknown_command_is_refused(tmp_path):
