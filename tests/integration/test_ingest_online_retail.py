@@ -384,6 +384,8 @@ def test_a_generic_csv_history_sets_faulty_rows_aside_not_their_days(
     day5 = frame["ts"].str.startswith("2024-05-05")
     frame.loc[day5, "amount"] = 0.0  # day 5: every line $0, a broken day
     frame = pd.concat([frame, dups], ignore_index=True)
+    # days 4 and 6 without a sale (a closed shop): normal in an export, never a failed day
+    frame["ts"] = frame["ts"].str.replace("2024-05-04", "2024-05-07")
     path = tmp_path / "shop.csv"
     frame.to_csv(path, index=False)
     home = tmp_path / "home"
@@ -396,7 +398,7 @@ def test_a_generic_csv_history_sets_faulty_rows_aside_not_their_days(
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     assert summary["rows_set_aside"] == 7
     assert summary["set_aside_reasons"] == {"price_out_of_range": 1, "duplicate": 6}
-    assert summary["failed_days"] == ["2024-05-05"]  # the broken day only
+    assert summary["days"] == 7 and summary["failed_days"] == ["2024-05-05"]  # the broken day only
     aside = pd.read_csv(summary["set_aside_file"])
     assert len(aside) == 7 and set(aside["reason"]) == {"price_out_of_range", "duplicate"}
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
