@@ -87,7 +87,7 @@ def _arrow_type(name: str) -> pa.DataType:
     }[name]  # fmt: skip
 
 
-def _typed(frame: pd.DataFrame, view: str) -> pa.Table:
+def as_typed(frame: pd.DataFrame, view: str) -> pa.Table:
     """The frame with every declared column in its declared type, so the day files of one source
     agree (a column all NULL one night is not a different type from the next night's)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -143,7 +143,7 @@ def append_snapshot(path: Path, snap: pd.DataFrame) -> int:
     The file stays one Parquet file (Feast's dask offline store needs one partition per source), but
     it is never loaded whole: the earlier nights' row groups are streamed one at a time into the new
     file. Memory: O(one night's rows); time: a copy of the file (no join, no sort)."""
-    table = _typed(snap, path.name.removesuffix(".parquet"))
+    table = as_typed(snap, path.name.removesuffix(".parquet"))
     stamp = pd.Timestamp(snap["feature_ts"].iloc[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -217,7 +217,7 @@ def ensure_profile_sources(features_dir: Path) -> None:
         if not path.exists():
             empty = pd.DataFrame({c: pd.Series(dtype=d) for c, d in {**dtypes, **stamps}.items()})
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(_typed(empty, view), path)
+            pq.write_table(as_typed(empty, view), path)
 
 
 def read_marts(con: wh.DuckConnection | wh.PgConnection) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
