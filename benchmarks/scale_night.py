@@ -295,7 +295,10 @@ def main() -> None:
         "stage_timeout_s": args.stage_timeout,
         "train_timeout_s": args.train_timeout,
     }
-    if not args.series_only:
+    if args.series_only:  # the ladder's keys stay those of its own run
+        result = {f"features_series_{k}": v for k, v in result.items() if k in ("cores", "machine_idle",
+                  "load_avg_1min_at_start")}  # fmt: skip
+    else:
         for size in args.sizes:
             result.update(night(size, args, train_env))
         previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -305,7 +308,8 @@ def main() -> None:
         result.update(exponents(merged, done))
     if args.features_series:
         result.update(features_series(args.features_series, args))
-    result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
+    end = "features_series_load_avg_1min_at_end" if args.series_only else "load_avg_1min_at_end"
+    result[end] = round(os.getloadavg()[0], 2)
     merge_results(RESULTS, result)
 
 
