@@ -131,11 +131,14 @@ def night(size: int, args: argparse.Namespace, train_env: dict[str, str]) -> dic
     out.update({f"{p}_items": max(size // 10, 10), f"{p}_events": shop.get("events"), f"{p}_days": args.days})
     print(f"[{size}] generate {gen} events={shop.get('events')}", flush=True)
     # The history before the night (not timed): every earlier day loaded and built, one features run.
-    for name, cmd in (
+    prepare = [
         ("prepare_ingest", [pf, "ingest", "--through", before.isoformat()]),
         ("prepare_transform", [pf, "transform", "--date", before.isoformat()]),
         ("prepare_features", [pf, "features", "--date", before.isoformat()]),
-    ):
+    ]
+    if not {"features", "train", "promote"} & set(args.stages):
+        prepare = prepare[:2]  # no Feast night before one that does not read Feast
+    for name, cmd in prepare:
         prep = run_child(cmd, env, args.stage_timeout, logs / f"{name}.log")
         out[f"{p}_{name}_wall_s"], out[f"{p}_{name}_status"] = prep["wall_s"], prep["status"]
         print(f"[{size}] {name} {prep}", flush=True)
@@ -197,6 +200,7 @@ def seed_nights(features_dir: Path, as_of: date, nights: int) -> None:
         "item_features": lambda d, t: snapshot(items, ITEM_COLUMNS, d, t).rename(columns=ITEM_RENAMES),
         "user_purchases": lambda d, t: purchased_items(purchases, d, t),
     }
+    features_dir.mkdir(parents=True, exist_ok=True)
     for view, make in frames.items():
         path = features_dir / f"{view}.parquet"
         writer = None
@@ -210,14 +214,16 @@ def seed_nights(features_dir: Path, as_of: date, nights: int) -> None:
 
 def features_series(size: int, args: argparse.Namespace) -> dict[str, object]:
     """The features stage of the last day after 0, 30 and 90 earlier nights, on one shop."""
-    home = Path(tempfile.mkdtemp(prefix=f"personaflow-features-series-{size}-", dir=args.work))
+    prepared = args.series_home is not None  # a home built by an earlier series run (--keep)
+    prefix = f"personaflow-features-series-{size}-"
+    home = args.series_home or Path(tempfile.mkdtemp(prefix=prefix, dir=args.work))
     env = {**os.environ, "PERSONAFLOW_HOME": str(home), "BENTOML_HOME": str(home / "bentoml")}
     logs = home / "logs"
-    logs.mkdir()
+    logs.mkdir(exist_ok=True)
     pf = str(BIN / "personaflow")
     last = START + timedelta(days=args.days - 1)
     out: dict[str, object] = {}
-    for name, cmd in (
+    for name, cmd in () if prepared else (
         ("generate", [pf, "generate", "--users", str(size), "--items", str(max(size // 10, 10)), "--days",
                       str(args.days), "--seed", "11", "--start", START.isoformat(), "--sessions-per-day",
                       str(args.sessions_per_day)]),
@@ -279,6 +285,7 @@ def main() -> None:
     parser.add_argument("--train-env", nargs="*", default=[], help="KEY=VALUE Settings for train and promote")
     parser.add_argument("--features-series", type=int, default=0, help="customers of the features series")
     parser.add_argument("--series-only", action="store_true")
+    parser.add_argument("--series-home", type=Path, default=None, help="reuse a kept series shop (--keep)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the shops (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep each shop's folder")
     args = parser.parse_args()
