@@ -302,6 +302,9 @@ def main() -> None:
         "stage_timeout_s": args.stage_timeout,
         "train_timeout_s": args.train_timeout,
     }
+    for size in [] if args.series_only else args.sizes:  # what this run was, kept per size
+        for key in ("machine_idle", "load_avg_1min_at_start", "stages", "train_config"):
+            result[f"n{size}_{key}"] = result[key]
     if args.series_only:  # the ladder's keys stay those of its own run
         result = {f"features_series_{k}": v for k, v in result.items() if k in ("cores", "machine_idle",
                   "load_avg_1min_at_start")}  # fmt: skip
@@ -313,6 +316,7 @@ def main() -> None:
         done = sorted({int(k.split("_")[0][1:]) for k in merged if k.startswith("n") and k.endswith("_cpu_s")
                        and k.split("_")[0][1:].isdigit()})  # fmt: skip
         result.update(exponents(merged, done))
+        result["sizes"] = ",".join(str(n) for n in done)  # every size in the file, this run's or earlier
     if args.features_series:
         result.update(features_series(args.features_series, args))
     end = "features_series_load_avg_1min_at_end" if args.series_only else "load_avg_1min_at_end"
