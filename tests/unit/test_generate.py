@@ -141,3 +141,37 @@ def test_chunking_is_part_of_the_shop_and_deterministic():
     pd.testing.assert_frame_equal(a.events, b.events)
     assert not a.events.equals(generate_shop(users=300, items=50, days=10, seed=4).events)
     assert CHUNK_USERS >= 10_000  # every seeded test shop is one chunk: drawn as before chunks existed
+
+
+def test_the_cli_streams_the_shop_generate_shop_draws(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from personaflow.cli import app
+
+    home = tmp_path / "home"
+    args = [
+        "generate",
+        "--users",
+        "150",
+        "--items",
+        "30",
+        "--days",
+        "6",
+        "--seed",
+        "3",
+        "--start",
+        "2026-03-01",
+    ]
+    result = CliRunner().invoke(
+        app, [*args, "--sessions-per-day", "0.3"], env={"PERSONAFLOW_HOME": str(home)}
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    shop = generate_shop(users=150, items=30, days=6, seed=3, start=date(2026, 3, 1), sessions_per_day=0.3)
+    expected = write_shop(shop, tmp_path / "memory")
+    landed = sorted((home / "landing" / "events").glob("*.csv"))
+    assert [p.name for p in landed] == [p.name for p in expected]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(expected, landed, strict=True))
+    assert summary["events"] == len(shop.events) and summary["batches"] == len(expected)
