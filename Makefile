@@ -168,3 +168,10 @@ bench-abtest: install
 
 clean:
 	rm -rf .personaflow
+
+# One whole night stage by stage (each stage a child process: wall s, CPU s, peak RSS) on synthetic
+# shops of 10k, 100k and 1M customers, the cost exponent per stage, and the features stage after 0, 30
+# and 90 earlier nights -> benchmarks/results/scale_night.json. ARGS="--sizes 10000 --stages ingest".
+.PHONY: bench-scale-night
+bench-scale-night: install
+	$(BIN)/python benchmarks/scale_night.py --features-series 100000 $(ARGS)

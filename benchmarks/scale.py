@@ -154,9 +154,9 @@ def run_part(part: str, parts: set[str], args: argparse.Namespace, pg: Postgres,
         if part == "serving":  # last, with no server holding the stores
             out.update(online.where_online_time_goes(args.work, size, shape["users"], redis.url))
         return out
-    from benchmarks import scale_night
+    from benchmarks import _airflow_night
 
-    return scale_night.run_nights(args.work, pg, redis, args.night, NIGHT_SHOPS[args.night])
+    return _airflow_night.run_nights(args.work, pg, redis, args.night, NIGHT_SHOPS[args.night])
 
 
 if __name__ == "__main__":

@@ -66,18 +66,27 @@ def generate(
     days: int = 60,
     seed: int = 42,
     start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])] = datetime(2026, 9, 1),
+    sessions_per_day: Annotated[
+        float, typer.Option(help="Mean sessions per active user and day (0.15: about 35 events a user).")
+    ] = 0.15,
 ) -> None:
-    """Write a deterministic synthetic shop (users, items, one events CSV per day) to the landing area."""
-    from personaflow.ingest.generate import generate_shop, write_shop
+    """Write a deterministic synthetic shop (users, items, one events CSV per day) to the landing area.
+
+    Streamed to disk chunk by chunk and day by day (memory: one chunk of users or one day of events,
+    never the whole log), so a 1M-customer shop takes minutes."""
+    from personaflow.ingest.generate import stream_shop
 
     s = config.load()
-    shop = generate_shop(users=users, items=items, days=days, seed=seed, start=start.date())
-    files = write_shop(shop, s.landing_dir)
+    written = stream_shop(
+        s.landing_dir, users=users, items=items, days=days, seed=seed, start=start.date(),
+        sessions_per_day=sessions_per_day,
+    )  # fmt: skip
+    files = written.files
     _print(
         {
-            "events": len(shop.events),
-            "users": len(shop.users),
-            "items": len(shop.items),
+            "events": written.events,
+            "users": written.users,
+            "items": written.items,
             "batches": len(files),
             "first_day": files[0].stem[7:],
             "last_day": files[-1].stem[7:],

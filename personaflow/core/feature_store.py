@@ -26,6 +26,22 @@ PROFILE_SOURCES = {
     "user_segment": {"user_id": "string", "segment_id": "int64", "segment_label": "string"},
     "user_churn": {"user_id": "string", "churn_score": "float64"},
 }
+# Every source's declared column types (what the Feast views read), so that the day files of one
+# source (personaflow/pipeline/features.py writes one per night) share one schema.
+_INTS = ("recency_days", "frequency", "r_score", "f_score", "m_score", "n_views", "n_carts", "n_purchases",
+         "n_sessions", "item_n_views", "item_n_purchases", "item_n_buyers", "popularity_rank")  # fmt: skip
+SNAPSHOT_TYPES = {
+    "user_features": {
+        "user_id": "string", "monetary": "float64", "rfm_segment": "string", "last_event_ts": "string",
+        **dict.fromkeys(_INTS[:9], "int64"),
+    },
+    "item_features": {
+        "item_id": "string", "category": "string", "brand": "string", "price": "float64",
+        "description": "string", "is_product": "bool", **dict.fromkeys(_INTS[9:], "int64"),
+    },
+    "user_purchases": {"user_id": "string", "purchased_items": "list<string>"},
+    **PROFILE_SOURCES,
+}  # fmt: skip
 
 
 def day_end(as_of: date) -> datetime:
@@ -66,7 +82,9 @@ def feast_redis_connection(url: str) -> str:
     return ",".join(out)
 
 
-def open_store(repo_dir: Path, features_dir: Path, redis_url: str | None = None):
+def open_store(
+    repo_dir: Path, features_dir: Path, redis_url: str | None = None, registry_dir: Path | None = None
+):
     """A FeatureStore over our repo, its registry and SQLite online store under `features_dir`.
 
     The config is built here from the repo's feature_store.yaml with `${PERSONAFLOW_FEATURES_DIR}` put
@@ -85,6 +103,8 @@ def open_store(repo_dir: Path, features_dir: Path, redis_url: str | None = None)
         redis_url = load().redis_url
     text = (Path(repo_dir) / "feature_store.yaml").read_text()
     raw = yaml.safe_load(text.replace("${" + FEATURES_DIR_VARIABLE + "}", str(features_dir)))
+    if registry_dir is not None:  # a scratch registry over the same online store (the features stage)
+        raw["registry"]["path"] = str(Path(registry_dir) / "registry.db")
     if redis_url:
         raw["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
     config = RepoConfig(**raw)

@@ -8,20 +8,39 @@ PostgreSQL). Feast's offline store stays the Parquet snapshots exported here on 
 point-in-time joins and materialization read, the same files whatever engine built the marts, so the
 Feast repo does not change with the warehouse (its postgres offline store would add a second set of
 definitions and push the as-of snapshots into SQL tables for no gain at this size).
+
+Cost per night does not grow with the nights already run:
+- each view's source is a folder (`user_features.parquet/`, ...) of one Parquet file per as-of day;
+  a night writes its own day's file (O(users + items)) and never rewrites the earlier ones;
+- the point-in-time training set is kept from night to night: a purchase row whose features were
+  joined before, and which tonight's snapshot cannot change (it is older than tonight's stamp), is
+  reused; only the other rows (tonight's purchases, or rows at or after a re-exported day) go
+  through Feast's `get_historical_features`, on a second, scratch Feast registry whose sources hold
+  only the day files those rows can reach (the latest snapshot at or before the earliest of them, up
+  to tonight). Every night's snapshot holds every user and item (the marts are cumulative), so an
+  older file cannot be the latest one at or before a row's time: the rows are what a full rebuild
+  over every file gives (tests/integration/test_features.py checks it).
+Memory bound: O(tonight's snapshot + the training set's rows + the rows joined tonight times the
+files in their window, usually two); the day files of earlier nights are only listed.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
-from datetime import date, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from personaflow.core import warehouse as wh
 from personaflow.core.feature_store import (
     PROFILE_SOURCES,
+    SNAPSHOT_TYPES,
     USER_COLUMNS,
     day_end,
     load_definitions,
@@ -61,18 +80,95 @@ def snapshot(frame: pd.DataFrame, columns: list[str], as_of: date, loaded_at: da
     return out
 
 
+def _arrow_type(name: str) -> pa.DataType:
+    return {
+        "string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
+        "list<string>": pa.list_(pa.string()), "datetime64[ns, UTC]": pa.timestamp("ns", tz="UTC"),
+    }[name]  # fmt: skip
+
+
+def as_typed(frame: pd.DataFrame, view: str) -> pa.Table:
+    """The frame with every declared column in its declared type, so the day files of one source
+    agree (a column all NULL one night is not a different type from the next night's)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    types = {
+        **SNAPSHOT_TYPES.get(view, {}),
+        "feature_ts": "datetime64[ns, UTC]",
+        "created_ts": "datetime64[ns, UTC]",
+    }
+    for i, field in enumerate(table.schema):
+        if field.name in types and field.type != _arrow_type(types[field.name]):
+            table = table.set_column(i, field.name, table.column(i).cast(_arrow_type(types[field.name])))
+    return table
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """An older row group in `schema` (tonight's): columns it lacks as NULL, types cast."""
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _stamp_range(meta: pq.RowGroupMetaData, column: int) -> tuple[Any, Any] | None:
+    stats = meta.column(column).statistics
+    return (stats.min, stats.max) if stats is not None and stats.has_min_max else None
+
+
+def read_nights(path: Path, keep: Callable[[pd.Timestamp], bool]) -> pa.Table | None:
+    """The rows of a source file whose feature_ts passes `keep`, reading only the row groups that can
+    hold them (each night is its own row group: Parquet statistics give its stamp). O(those rows)."""
+    if not path.exists():
+        return None
+    file = pq.ParquetFile(path)
+    column = file.schema_arrow.get_field_index("feature_ts")
+    parts = []
+    for i in range(file.num_row_groups):
+        span = _stamp_range(file.metadata.row_group(i), column)
+        if span is not None and span[0] == span[1]:
+            if keep(pd.Timestamp(span[0])):
+                parts.append(file.read_row_group(i))
+            continue
+        group = file.read_row_group(i)  # several nights in one group (a file from before this layout)
+        stamps = group.column("feature_ts").to_pandas()
+        parts.append(group.filter(pa.array(stamps.map(keep).to_numpy(dtype=bool))))
+    return pa.concat_tables(parts) if parts else file.schema_arrow.empty_table()
+
+
 def append_snapshot(path: Path, snap: pd.DataFrame) -> int:
-    """Add one as-of snapshot to the Parquet history, replacing an earlier export of the same day."""
-    if path.exists():
-        old = pd.read_parquet(path)
-        old = old[old["feature_ts"] != snap["feature_ts"].iloc[0]]
-        if len(old):  # an empty placeholder (ensure_profile_sources) adds nothing
-            snap = pd.concat([old, snap], ignore_index=True)
+    """Add one as-of snapshot to a view's source file as its own row group, replacing an earlier
+    export of the same day; returns the rows in the file.
+
+    The file stays one Parquet file (Feast's dask offline store needs one partition per source), but
+    it is never loaded whole: the earlier nights' row groups are streamed one at a time into the new
+    file. Memory: O(one night's rows); time: a copy of the file (no join, no sort)."""
+    table = as_typed(snap, path.name.removesuffix(".parquet"))
+    stamp = pd.Timestamp(snap["feature_ts"].iloc[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    snap.to_parquet(tmp, index=False)
+    rows = len(table)
+    with pq.ParquetWriter(tmp, table.schema) as writer:
+        if path.exists():
+            file = pq.ParquetFile(path)
+            column = file.schema_arrow.get_field_index("feature_ts")
+            for i in range(file.num_row_groups):
+                span = _stamp_range(file.metadata.row_group(i), column)
+                group = file.read_row_group(i)
+                if span is None or span[0] != span[1]:  # several nights in one group: one group per night
+                    frame = group.to_pandas()
+                    parts = [
+                        pa.Table.from_pandas(p, preserve_index=False) for _, p in frame.groupby("feature_ts")
+                    ]
+                else:
+                    parts = [group]
+                for part in parts:
+                    if len(part) and pd.Timestamp(part.column("feature_ts")[0].as_py()) != stamp:
+                        writer.write_table(_conform(part, table.schema), row_group_size=len(part))
+                        rows += len(part)
+        writer.write_table(table, row_group_size=max(len(table), 1))
     tmp.replace(path)  # readers never see a half-written file
-    return len(snap)
+    return rows
 
 
 def purchased_items(purchases: pd.DataFrame, as_of: date, loaded_at: datetime) -> pd.DataFrame:
@@ -119,7 +215,9 @@ def ensure_profile_sources(features_dir: Path) -> None:
     for view, dtypes in PROFILE_SOURCES.items():
         path = features_dir / f"{view}.parquet"
         if not path.exists():
-            write_atomic(pd.DataFrame({c: pd.Series(dtype=d) for c, d in {**dtypes, **stamps}.items()}), path)
+            empty = pd.DataFrame({c: pd.Series(dtype=d) for c, d in {**dtypes, **stamps}.items()})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(as_typed(empty, view), path)
 
 
 def read_marts(con: wh.DuckConnection | wh.PgConnection) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -135,6 +233,109 @@ def read_marts(con: wh.DuckConnection | wh.PgConnection) -> tuple[pd.DataFrame, 
         pd.to_datetime(purchases["event_timestamp"]).astype("datetime64[ns]").dt.tz_localize("UTC")
     )
     return users, items, purchases
+
+
+TRAINING_FILE = "training_set.parquet"
+DROPPED_FILE = "training_set.dropped.parquet"  # purchases Feast found no features for (keys only)
+JOIN_KEYS = ["user_id", "item_id", "event_timestamp"]
+WINDOW_DIR = ".pit-window"  # the scratch Feast repo of tonight's join (removed after it)
+JOINED_SOURCES = ("user_features", "item_features")  # what the recommender_features service reads
+
+
+def night_stamps(path: Path) -> list[pd.Timestamp]:
+    """The feature_ts of every night in a source file, oldest first, from the row groups' statistics
+    (a group holding several nights, from before this layout, is read for its stamps alone)."""
+    if not path.exists():
+        return []
+    file = pq.ParquetFile(path)
+    column = file.schema_arrow.get_field_index("feature_ts")
+    out: set[pd.Timestamp] = set()
+    for i in range(file.num_row_groups):
+        span = _stamp_range(file.metadata.row_group(i), column)
+        if span is not None and span[0] == span[1]:
+            out.add(pd.Timestamp(span[0]))
+        elif file.metadata.row_group(i).num_rows:
+            stamps = file.read_row_group(i, columns=["feature_ts"]).column(0).to_pandas()
+            out.update(pd.Timestamp(t) for t in stamps.unique())
+    return sorted(out)
+
+
+def window_stamps(stamps: list[pd.Timestamp], times: pd.Series) -> set[pd.Timestamp]:
+    """The nights rows at `times` can take features from: for each row the latest night at or before
+    it (each night's snapshot holds every user and item, so an older night is shadowed and a later one
+    is in the row's future); the earliest night as well when some row precedes every night (Feast
+    then finds nothing for it, as over the whole file)."""
+    if not stamps or times.empty:
+        return set(stamps[:1])
+    index = pd.DatetimeIndex(stamps)
+    at = index.searchsorted(pd.DatetimeIndex(times.unique()), side="right") - 1
+    return {stamps[int(i)] for i in set(at.tolist()) if i >= 0} | ({stamps[0]} if (at < 0).any() else set())
+
+
+def _scratch(
+    repo_dir: Path, features_dir: Path, window: Path, keep: dict[str, Callable[[pd.Timestamp], bool]]
+):
+    """A Feast store over `window`: its own registry, and sources holding only the nights `keep` takes
+    from each view's source file; its online store is the shop's (what it materializes lands there)."""
+    window.mkdir(parents=True)
+    for view, wanted in keep.items():
+        table = read_nights(features_dir / f"{view}.parquet", wanted)
+        if table is not None:
+            pq.write_table(table, window / f"{view}.parquet")
+    ensure_live_source(window)
+    ensure_profile_sources(window)
+    store = open_store(repo_dir, features_dir, registry_dir=window)
+    store.apply(load_definitions(repo_dir, window).DEFINITIONS)
+    return store
+
+
+def split_training_rows(
+    features_dir: Path, purchases: pd.DataFrame, as_of: date
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows of the previous training set still valid tonight, the purchase rows to join tonight).
+
+    A row is reused when the same purchase (user, item, time) is still in the marts and is older than
+    tonight's stamp: only tonight's night changed in the sources, and it is in that row's future. The
+    same holds for a purchase Feast dropped (no snapshot before it): it stays dropped, not joined again.
+    Memory: O(the training set)."""
+    tonight = pd.Timestamp(day_end(as_of), tz="UTC")
+    path, dropped_path = features_dir / TRAINING_FILE, features_dir / DROPPED_FILE
+    if not path.exists() or purchases.empty:
+        return purchases.iloc[0:0], purchases
+    old = pd.read_parquet(path)
+    old = old[old["event_timestamp"] < tonight].drop_duplicates(JOIN_KEYS)
+    merged = purchases.merge(old, on=JOIN_KEYS, how="left", indicator=True)
+    found = (merged.pop("_merge") == "both").to_numpy()
+    todo = purchases[~found]
+    if dropped_path.exists():
+        dropped = pd.read_parquet(dropped_path)
+        dropped = dropped[dropped["event_timestamp"] < tonight].drop_duplicates()
+        again = todo.merge(dropped, on=JOIN_KEYS, how="left", indicator=True)["_merge"] == "both"
+        todo = todo[~again.to_numpy()]
+    return merged[found], todo.reset_index(drop=True)
+
+
+def record_dropped(features_dir: Path, todo: pd.DataFrame, joined: pd.DataFrame | None, as_of: date) -> None:
+    """Keep the keys of the purchases Feast dropped tonight beside the earlier ones still older than
+    tonight (`split_training_rows` skips them next night). O(dropped rows)."""
+    path = features_dir / DROPPED_FILE
+    tonight = pd.Timestamp(day_end(as_of), tz="UTC")
+    keys = todo[JOIN_KEYS]
+    if joined is not None and len(joined):
+        out = keys.merge(joined[JOIN_KEYS].drop_duplicates(), on=JOIN_KEYS, how="left", indicator=True)
+        keys = out[out.pop("_merge") == "left_only"]
+    if path.exists():
+        old = pd.read_parquet(path)
+        keys = pd.concat([old[old["event_timestamp"] < tonight], keys], ignore_index=True).drop_duplicates()
+    write_atomic(keys.reset_index(drop=True), path)
+
+
+def full_training_set(repo_dir: Path, features_dir: Path, purchases: pd.DataFrame) -> pd.DataFrame:
+    """The training set rebuilt from every night's files at once (what each night did before it was
+    kept from night to night): the reference the incremental set must equal. O(nights x users)."""
+    store = open_store(repo_dir, features_dir)
+    service = store.get_feature_service("recommender_features")
+    return store.get_historical_features(entity_df=purchases, features=service).to_df()
 
 
 def build_features(
@@ -162,22 +363,56 @@ def build_features(
     definitions = load_definitions(repo_dir, features_dir)
     store.apply(definitions.DEFINITIONS)
 
+    # Tonight's Feast work runs on a scratch store holding only the nights it needs (module text):
+    # each view's materialization interval, and the nights the training rows still to join can reach.
     end = day_end(as_of)
+    reused, todo = split_training_rows(features_dir, purchases, as_of)
     views = {fv.name: fv for fv in store.list_feature_views()}
-    materialized = {}
+    intervals: dict[str, tuple[datetime, datetime]] = {}
     for name, view in views.items():
         if name in getattr(definitions, "PUSH_FED_VIEWS", ()):
             continue  # filled by POST /events through the push source, not from a batch file
         start = view.most_recent_end_time.replace(tzinfo=None) if view.most_recent_end_time else None
         start = min(start, end - timedelta(days=1)) if start else end - timedelta(days=1)
-        store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=[name])
-        materialized[name] = f"{start.isoformat()} .. {end.isoformat()}"
-
-    training = store.get_historical_features(
-        entity_df=purchases, features=store.get_feature_service("recommender_features")
-    ).to_df()
-    training_path = features_dir / "training_set.parquet"
-    training.to_parquet(training_path, index=False)
+        intervals[name] = (start, end + timedelta(seconds=1))
+    keep: dict[str, Callable[[pd.Timestamp], bool]] = {}
+    for name, view in views.items():
+        source = Path(view.batch_source.path).name.removesuffix(".parquet")
+        if name not in intervals or not (features_dir / f"{source}.parquet").exists():
+            continue
+        low, high = (pd.Timestamp(t, tz="UTC") for t in intervals[name])
+        joined = window_stamps(night_stamps(features_dir / f"{source}.parquet"), todo["event_timestamp"]) \
+            if source in JOINED_SOURCES and len(todo) else set()  # fmt: skip
+        keep[source] = lambda t, low=low, high=high, joined=joined: low <= t <= high or t in joined
+    window = features_dir / WINDOW_DIR
+    shutil.rmtree(window, ignore_errors=True)
+    try:
+        scratch = _scratch(repo_dir, features_dir, window, keep)
+        materialized = {}
+        for name, (start, stop) in intervals.items():
+            scratch.materialize(start_date=start, end_date=stop, feature_views=[name])
+            # the shop's registry records the interval, as its own materialize would
+            store.registry.apply_materialization(
+                store.get_feature_view(name),
+                store.project,
+                start.replace(tzinfo=UTC),
+                stop.replace(tzinfo=UTC),
+            )
+            materialized[name] = f"{start.isoformat()} .. {end.isoformat()}"
+        service = scratch.get_feature_service("recommender_features")
+        joined = (
+            scratch.get_historical_features(entity_df=todo, features=service).to_df() if len(todo) else None
+        )
+    finally:
+        shutil.rmtree(window, ignore_errors=True)
+    if joined is None:
+        training = reused.reset_index(drop=True)
+    elif reused.empty:
+        training = joined
+    else:
+        training = pd.concat([reused[joined.columns], joined], ignore_index=True)
+    write_atomic(training, features_dir / TRAINING_FILE)
+    record_dropped(features_dir, todo, joined, as_of)
     return {
         "as_of": as_of.isoformat(),
         "user_snapshot_rows": int(len(users)),
@@ -186,6 +421,7 @@ def build_features(
         "item_history_rows": int(item_rows),
         "materialized": materialized,
         "training_set_rows": int(len(training)),
+        "training_rows_joined_tonight": int(len(todo)),
         "training_rows_with_features": int(training["frequency"].notna().sum()),
         **serving_tables,
         "seconds": round(time.perf_counter() - started, 2),

@@ -30,10 +30,11 @@ from personaflow.core import warehouse as wh
 from personaflow.core.alert import SmtpConfig, send_alert
 from personaflow.core.warehouse import Location
 from personaflow.quality.alert import build_alert
-from personaflow.quality.checks import CheckResult, check_marts, check_raw_batch
+from personaflow.quality.checks import CheckResult, check_raw_batch
 from personaflow.quality.frames import read_frame
 from personaflow.quality.quarantine import accept_batch, quarantine_batch
 from personaflow.quality.records import record_validations
+from personaflow.quality.sql_checks import check_marts_in_warehouse
 from personaflow.quality.sql_source import SqlBatch
 from personaflow.quality.suites import Thresholds
 
@@ -183,7 +184,11 @@ def validate_batch(
 
 
 def validate_marts(
-    warehouse: Location, as_of: date | str, reports_dir: Path, smtp: SmtpConfig, *,
+    warehouse: Location,
+    as_of: date | str,
+    reports_dir: Path,
+    smtp: SmtpConfig,
+    *,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Check the marts built for `as_of` (user_features and item_features, plus interactions and
@@ -203,8 +208,9 @@ def validate_marts(
                 f"marts {', '.join(missing)} missing in {wh.describe(warehouse)}: run the transform first"
             )
         marts = [t for t in MART_TABLES if t in present]
-        tables = {f"marts.{t}": read_frame(con, f"select * from marts.{t}") for t in marts}
-    result = check_marts(tables, as_of, now=now, docs_dir=reports_dir / "quality")
+        # In the warehouse, as SQL aggregates: only counts and a few sample rows come back
+        # (personaflow/quality/sql_checks.py; memory does not grow with the marts).
+        result = check_marts_in_warehouse(con, marts, as_of, now=now)
     report = _write_report(reports_dir, f"marts_{as_of}", result)
     summary = _summary("marts", as_of, result, started, report)
     note = "The marts were built but failed their checks: features and training must not use them."

@@ -126,3 +126,116 @@ def test_training_features_are_read_point_in_time_and_fall_back_before_the_first
     assert source(SimpleNamespace(cut_ts=pd.Timestamp("2026-09-04"), train=train, maps=split.maps)).users.loc[
         "u1", "monetary"
     ] == pytest.approx(250.0)
+
+
+def _night_marts(warehouse, night: int) -> date:
+    """Marts as of 2026-09-(1+night): users join over time, values change every night, a re-bought
+    item moves its interaction's last time, and every night adds purchases."""
+    as_of = date(2026, 9, 1 + night)
+    users = [f"u{k}" for k in range(1, 4 + night)]
+    rows_u = ", ".join(
+        f"('{u}', date '{as_of}', timestamp '2026-08-30 10:00:00', timestamp '{as_of} 09:00:00', "
+        f"timestamp '{as_of} 09:00:00', {k}, {night + k}, {10.0 * night + k}, {1 + k % 5}, 3, 4, "
+        f"'seg{(night + k) % 3}', {5 + night}, 1, {night}, 2)"
+        for k, u in enumerate(users)
+    )
+    purchases = []
+    for d in range(night + 1):  # one purchase per user and day up to tonight; u1 re-buys i1 daily
+        day = date(2026, 9, 1 + d)
+        for k, u in enumerate(users[: 3 + d]):
+            item = "i1" if u == "u1" else f"i{1 + (k + d) % 3}"
+            purchases.append((u, item, day, f"{day} {10 + k % 10}:00:00"))
+    last = {}
+    for u, i, day, ts in purchases:  # marts.interactions: one row per (user, item, day)
+        last[(u, i, day)] = ts
+    rows_i = ", ".join(
+        f"('{u}', '{i}', date '{day}', timestamp '{ts}', 1, 1, 1, 1, 5.0, 1.0)"
+        for (u, i, day), ts in last.items()
+    )
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema if not exists marts")
+        con.execute(
+            f"""create or replace table marts.user_features as select * from (values {rows_u})
+            t(user_id, as_of_date, first_event_ts, last_event_ts, last_purchase_ts, recency_days, frequency,
+              monetary, r_score, f_score, m_score, rfm_segment, n_views, n_carts, n_purchases, n_sessions)"""
+        )
+        con.execute(
+            f"""create or replace table marts.item_features as select * from (values
+              ('i1', 'toys', 'toys-brand-1', 9.5, {12 + night}, 3, 2, 1, 28.5, 1),
+              ('i2', 'home', 'home-brand-2', 20.0, 3, 0, {night}, 0, 0.0, 2),
+              ('i3', 'home', 'home-brand-2', 21.0, 3, 0, 1, 0, 0.0, 3)
+            ) t(item_id, category, brand, price, n_views, n_carts, n_purchases, n_buyers, revenue,
+                popularity_rank)"""
+        )
+        con.execute(
+            f"""create or replace table marts.interactions as select * from (values {rows_i})
+            t(user_id, item_id, event_date, last_event_ts, n_views, n_carts, n_purchases, quantity, revenue,
+              weight)"""
+        )
+    return as_of
+
+
+def _sorted(frame):
+    import pandas as pd
+
+    keys = ["user_id", "item_id", "event_timestamp"]
+    out = frame[sorted(frame.columns)].sort_values(keys).reset_index(drop=True)
+    return out.astype({c: "float64" for c in out.columns if pd.api.types.is_numeric_dtype(out[c])})
+
+
+def test_incremental_training_set_equals_the_full_rebuild(paths):
+    """Night after night only the new purchases go through Feast, over the nights they can reach; the
+    kept set equals Feast's join over every night's snapshot at once, also after a night is re-run."""
+    import pandas as pd
+
+    from personaflow.pipeline.features import full_training_set, night_stamps, read_marts
+
+    warehouse, features_dir = paths
+    joined = []
+    for night in range(5):
+        as_of = _night_marts(warehouse, night)
+        joined.append(build_features(warehouse, features_dir, REPO, as_of)["training_rows_joined_tonight"])
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            purchases = read_marts(con)[2]
+        kept = pd.read_parquet(features_dir / "training_set.parquet")
+        pd.testing.assert_frame_equal(
+            _sorted(kept), _sorted(full_training_set(REPO, features_dir, purchases))
+        )
+    assert len(night_stamps(features_dir / "user_features.parquet")) == 5
+    assert joined == [3, 4, 5, 6, 7]  # each night joins its own day's purchases only (3 + night users)
+    assert kept["monetary"].notna().sum() > len(kept) / 2  # most rows found a snapshot before them
+
+    # A re-run of an earlier night rewrites that night's snapshot: rows after it are joined again.
+    _night_marts(warehouse, 2)
+    build_features(warehouse, features_dir, REPO, date(2026, 9, 3))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        purchases = read_marts(con)[2]
+    kept = pd.read_parquet(features_dir / "training_set.parquet")
+    pd.testing.assert_frame_equal(_sorted(kept), _sorted(full_training_set(REPO, features_dir, purchases)))
+
+
+def test_a_source_written_before_row_groups_per_night_is_split_and_read_by_night(tmp_path):
+    import pandas as pd
+
+    from personaflow.pipeline.features import append_snapshot, night_stamps, read_nights, snapshot
+
+    users = pd.DataFrame({"user_id": ["u1", "u2"], "churn_score": [0.1, 0.2]})
+    nights = [
+        snapshot(users, ["user_id", "churn_score"], date(2026, 9, d), datetime(2026, 9, d, 23))
+        for d in (1, 2)
+    ]
+    path = tmp_path / "user_churn.parquet"
+    pd.concat(nights, ignore_index=True).to_parquet(path, index=False)  # one row group, two nights
+    third = snapshot(
+        users.assign(churn_score=[0.5, 0.6]), ["user_id", "churn_score"], date(2026, 9, 3), datetime.now()
+    )
+    assert append_snapshot(path, third) == 6
+    assert append_snapshot(path, third) == 6  # the same night again replaces it
+    stamps = night_stamps(path)
+    assert [t.day for t in stamps] == [1, 2, 3]
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(path).num_row_groups == 3
+    latest = read_nights(path, lambda t: t == stamps[-1]).to_pandas()
+    assert latest["churn_score"].tolist() == [0.5, 0.6]
+    assert len(pd.read_parquet(path)) == 6  # readers of the whole file see every night

@@ -264,3 +264,50 @@ def test_quarantine_made_before_contract_v2_gains_the_new_columns(dirs):
     assert execute(wh, "SELECT count(*), min(source_format), max(source_row) FROM quarantine.events") == [
         (10, "synthetic", 10)
     ]
+
+
+def test_marts_checked_in_the_warehouse_give_the_verdicts_of_gx_on_frames(dirs):
+    """Every kind of mart fault, counted by SQL in the warehouse and by GX on the frames pulled into
+    pandas (the former path): the same failed expectations, counts and observations."""
+    from datetime import datetime
+
+    from personaflow.quality.checks import check_marts
+    from personaflow.quality.frames import read_frame
+    from personaflow.quality.sql_checks import check_marts_in_warehouse
+
+    as_of = date(2024, 3, 31)
+    w = dirs["warehouse"]
+    write_marts(w, as_of)
+    execute(
+        w,
+        "CREATE TABLE marts.interactions AS SELECT * FROM (VALUES "
+        "('u000001', 'i00001', DATE '2024-03-30', 5.0), ('u000001', 'i00002', DATE '2024-03-30', 1.0), "
+        "('u000001', 'i00001', DATE '2024-03-30', 2.0), ('u000002', 'i00001', DATE '2024-04-02', 1.0), "
+        "('u000003', NULL, DATE '2024-03-29', 1.0)) AS t(user_id, item_id, event_date, weight)",
+    )
+    execute(w, "UPDATE marts.user_features SET r_score = 7 WHERE user_id IN ('u000004', 'u000009')")
+    execute(w, "UPDATE marts.user_features SET m_score = NULL WHERE user_id = 'u000006'")
+    execute(w, "UPDATE marts.user_features SET gross_monetary = -12.5 WHERE user_id = 'u000007'")
+    late = "UPDATE marts.user_features SET last_event_ts = '2024-04-01 00:00:00' WHERE user_id = 'u000005'"
+    execute(w, late)
+    execute(w, "UPDATE marts.item_features SET item_id = 'i00000' WHERE item_id = 'i00003'")
+    now = datetime(2024, 4, 1, 6)
+    tables = ("user_features", "item_features", "interactions")
+    with wh.connect(w, read_only=True) as con:
+        in_sql = check_marts_in_warehouse(con, tables, as_of, now=now)
+        frames = {f"marts.{t}": read_frame(con, f"select * from marts.{t}") for t in tables}
+    on_frames = check_marts(frames, as_of, now=now)
+
+    def verdicts(result):
+        return sorted(
+            (f.table, f.expectation, f.column or "", f.unexpected_count or 0, str(f.observed))
+            for f in result.failures
+        )
+
+    assert len(in_sql.failures) == 8  # every fault above, the NULL item_id both as a NULL and a key
+    assert verdicts(in_sql) == verdicts(on_frames)
+    assert (in_sql.n_rows, in_sql.n_expectations) == (on_frames.n_rows, on_frames.n_expectations)
+    by_column = {(f.table, f.column): f for f in in_sql.failures}
+    r_score = by_column[("marts.user_features", "r_score")]
+    assert sorted(r["user_id"] for r in r_score.sample_rows) == ["u000004", "u000009"]
+    assert r_score.sample_values == [7, 7]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from personaflow.core.landing import batch_dates
-from personaflow.ingest.generate import generate_shop, successors, write_shop
+from personaflow.ingest.generate import CHUNK_USERS, generate_shop, stream_shop, successors, write_shop
 
 
 def test_same_seed_same_shop_and_other_seed_differs():
@@ -108,3 +108,70 @@ def test_no_rebuy_shop_has_item_to_successor_structure():
     assert followed > 0.2 and followed > 4 * base, (followed, base)
     plain, plain_base = _successor_lift(0.0)  # without it, a successor is just another item
     assert plain < 2 * plain_base, (plain, plain_base)
+
+
+@pytest.mark.parametrize("rebuy", [True, False])
+def test_streamed_shop_is_the_drawn_shop_file_for_file(tmp_path, rebuy):
+    # Several chunks (chunk_users=70 over 200 users): the streamed files hold exactly what write_shop
+    # writes for the in-memory shop, ids numbered across days and sessions across chunks.
+    shape = dict(users=200, items=40, days=12, seed=9, rebuy=rebuy, chunk_users=70)
+    shop = generate_shop(**shape)
+    expected = write_shop(shop, tmp_path / "memory")
+    written = stream_shop(tmp_path / "stream", **shape)
+    assert [p.name for p in written.files] == [p.name for p in expected]
+    for a, b in zip(expected, written.files, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    for name in ("users.csv", "items.csv"):
+        assert (tmp_path / "memory" / name).read_bytes() == (tmp_path / "stream" / name).read_bytes()
+    assert written.events == len(shop.events)
+    assert sorted(p.name for p in (tmp_path / "stream").iterdir()) == ["events", "items.csv", "users.csv"]
+    ev = shop.events
+    assert ev["event_id"].is_unique and ev["event_ts"].is_monotonic_increasing
+    chunk_of_user = ev["user_id"].str[1:].astype(int).sub(1) // 70
+    assert set(chunk_of_user) == {0, 1, 2}  # users of every chunk have events
+    if not rebuy:
+        assert not ev[ev.event_type == "purchase"].duplicated(["user_id", "item_id"]).any()
+
+
+def test_chunking_is_part_of_the_shop_and_deterministic():
+    # Same seed and chunking: same shop; the chunk size is a constant of the generator (CHUNK_USERS),
+    # never the machine's, because another chunking draws another shop.
+    a = generate_shop(users=300, items=50, days=10, seed=4, chunk_users=100)
+    b = generate_shop(users=300, items=50, days=10, seed=4, chunk_users=100)
+    pd.testing.assert_frame_equal(a.events, b.events)
+    assert not a.events.equals(generate_shop(users=300, items=50, days=10, seed=4).events)
+    assert CHUNK_USERS >= 10_000  # every seeded test shop is one chunk: drawn as before chunks existed
+
+
+def test_the_cli_streams_the_shop_generate_shop_draws(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from personaflow.cli import app
+
+    home = tmp_path / "home"
+    args = [
+        "generate",
+        "--users",
+        "150",
+        "--items",
+        "30",
+        "--days",
+        "6",
+        "--seed",
+        "3",
+        "--start",
+        "2026-03-01",
+    ]
+    result = CliRunner().invoke(
+        app, [*args, "--sessions-per-day", "0.3"], env={"PERSONAFLOW_HOME": str(home)}
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    shop = generate_shop(users=150, items=30, days=6, seed=3, start=date(2026, 3, 1), sessions_per_day=0.3)
+    expected = write_shop(shop, tmp_path / "memory")
+    landed = sorted((home / "landing" / "events").glob("*.csv"))
+    assert [p.name for p in landed] == [p.name for p in expected]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(expected, landed, strict=True))
+    assert summary["events"] == len(shop.events) and summary["batches"] == len(expected)
