@@ -13,10 +13,18 @@ item and user re-buy rates; source flags; and, given item groups (category, bran
 of purchases in the candidate's group.
 Everything is computed from `split.train` (rows before the split's cut) and the ScoresFn alone, so a
 validation view's candidates never see its validation window and the test's never see the test window.
+
+Memory (issue 21): the builder holds sparse per-(user, item) tables (nnz of the training rows), the
+item-item co-purchase cosine (at most the sum over baskets of basket size^2 entries) and, per item
+group column, a sparse users x groups share table. `build(users)` works on a dense chunk of
+len(users) x n_items per source; `chunks` cuts the users so one chunk holds at most CHUNK_CELLS
+(user, item) cells, whatever the shop's size. A pass over all users costs O(n_users x n_items) time,
+because a ScoresFn scores the whole catalogue; its memory stays that of one chunk plus the output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +40,9 @@ CROSS_FEATURES = (
     "item_repeat_rate", "user_repeat_rate", "in_retrieval", "in_history", "in_copurchase",
 )  # fmt: skip
 RECENT_DAYS = 30
+# at most this many (user, item) cells per chunk in `CandidateBuilder.chunks`: ~12 dense float64 arrays
+# of that size live at once in `build`, ~200 MB; retail-30d (3,625 items) keeps its 512-user chunks
+CHUNK_CELLS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -103,13 +114,28 @@ class CandidateBuilder:
         self.groups = np.zeros((n_items, 0), np.int64) if item_groups is None else np.asarray(item_groups)
         self.group_share = [self._share(self.groups[:, g]) for g in range(self.groups.shape[1])]
 
-    def _share(self, codes: np.ndarray) -> np.ndarray:
+    def _share(self, codes: np.ndarray) -> sp.csr_matrix:
+        """users x groups share of purchases, sparse (a brand column has thousands of groups)."""
         onehot = sp.csr_matrix(
             (np.ones(codes.size), (np.arange(codes.size), codes)), shape=(codes.size, int(codes.max()) + 1)
         )
-        per_user = np.asarray((self.counts @ onehot).todense(), dtype=np.float64)
-        per_user[:, 0] = 0.0  # "missing" is no taste
-        return per_user / np.maximum(per_user.sum(axis=1, keepdims=True), 1.0)
+        per_user = (self.counts @ onehot).tocsr().astype(np.float64)
+        per_user = (per_user @ sp.diags((np.arange(per_user.shape[1]) > 0).astype(np.float64))).tocsr()
+        per_user.eliminate_zeros()  # "missing" (group 0) is no taste
+        total = np.asarray(per_user.sum(axis=1)).ravel()
+        return (sp.diags(1.0 / np.maximum(total, 1.0)) @ per_user).tocsr()
+
+    def chunk_size(self, batch: int) -> int:
+        """Users per chunk: at most `batch`, and at most CHUNK_CELLS (user, item) cells."""
+        return max(1, min(batch, CHUNK_CELLS // max(self.split.maps.n_items, 1)))
+
+    def chunks(self, users: np.ndarray, batch: int = 512) -> Iterator[Candidates]:
+        """`build` over `users`, one bounded chunk at a time (chunk_size): a pass over every user never
+        holds more than one chunk's dense arrays."""
+        users = np.asarray(users, dtype=np.int64)
+        step = self.chunk_size(batch)
+        for start in range(0, users.size, step):
+            yield self.build(users[start : start + step])
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -169,18 +195,30 @@ class CandidateBuilder:
             "in_copurchase": take(in_co).astype(np.float64),
         }
         for g, share in enumerate(self.group_share):
-            feats[f"group{g}_share"] = share[users[:, None], self.groups[items, g]]
+            rows = share[users].toarray()  # chunk x groups
+            feats[f"group{g}_share"] = np.take_along_axis(rows, self.groups[items, g], axis=1)
         assert all(v.shape == (n, q.size) for v in feats.values())
         return Candidates(users, items, {k: v.astype(np.float32) for k, v in feats.items()})
 
 
-def candidate_recall(cands: Candidates, split: Split) -> float:
-    """Share of (test user, truth item) pairs whose item is in that user's pool (truth items unseen in
-    training count as misses, as in the metrics): the ceiling of any re-ranker's recall."""
+def recall_counts(cands: Candidates, split: Split) -> tuple[int, int]:
+    """(truth items in the pools, truth items) over the users of `cands`: sums over chunks."""
     hits = total = 0
     for row, u in enumerate(cands.users):
         truth = split.test_truth.get(split.maps.user_ids[u], set())
         pool = {split.maps.item_ids[i] for i in cands.items[row]}
         hits += len(truth & pool)
         total += len(truth)
+    return hits, total
+
+
+def candidate_recall(cands: Candidates | Iterable[Candidates], split: Split) -> float:
+    """Share of (test user, truth item) pairs whose item is in that user's pool (truth items unseen in
+    training count as misses, as in the metrics): the ceiling of any re-ranker's recall. Takes one
+    Candidates or a stream of chunks (CandidateBuilder.chunks), so it never needs every pool at once."""
+    parts = [cands] if isinstance(cands, Candidates) else cands
+    hits = total = 0
+    for part in parts:
+        h, t = recall_counts(part, split)
+        hits, total = hits + h, total + t
     return hits / max(total, 1)
