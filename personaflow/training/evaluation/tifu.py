@@ -47,6 +47,8 @@ HNSW_EF_CONSTRUCTION = 80
 # buyers: users sharing a rare item are the most similar ones, and the reduced vectors blur rare items
 POSTING_ITEMS = 8
 POSTING_USERS = 128
+# at most this many (user, candidate) pairs re-scored at once: ~12 B x nnz per row each, ~100 MB
+ANN_PAIRS = 1 << 18
 # Measured on retail-30d's validation view: neighbours 100 and 300 within 0.0001, decay 0.9 best, the
 # lowest alpha tried best: the grid is kept to what moved (one neighbour search per decay).
 GRID = {"decay": (0.8, 0.9, 1.0), "neighbours": (300,), "alpha": (0.4, 0.6, 0.8)}
@@ -177,6 +179,10 @@ class NeighbourSearch:
             sim = np.asarray((self.unit[users] @ self.unit.T).todense())
             sim[np.arange(users.size), users] = -np.inf
             return np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        width = self.c + 1 + POSTING_ITEMS * POSTING_USERS
+        step = max(1, ANN_PAIRS // width)
+        if users.size > step:  # bounded re-scoring memory whatever the caller's batch
+            return np.concatenate([self.query(users[s : s + step]) for s in range(0, users.size, step)])
         _, found = self.index.search(self.x[users], self.c + 1)
         cands = np.sort(np.concatenate([found, self._posted(users)], axis=1), axis=1)
         cands[:, 1:][cands[:, 1:] == cands[:, :-1]] = -1  # each candidate once
