@@ -9,8 +9,10 @@ threads) and peak RSS (os.wait4, minus the child's RSS before the step: `_extra_
   exact one, plus the ANN's tie-aware recall@300 against exact on 1,000 sampled users;
 - `tifu_fit`: the whole TIFU-KNN fit as the nightly run does it: tune_tifu on the validation view (3
   decays x 3 alphas) then tifu_parts on the split, ANN search forced (so every size runs the same path);
-- `rerank_pools`: the re-ranker's candidate pools over every user (CandidateBuilder.chunks, TIFU-KNN
-  retrieval), as the serving export builds them, without the DeepFMs (their lists are a fixed budget).
+- `rerank_pools`: the re-ranker's candidate pools over every user (CandidateBuilder.chunks) over a
+  fitted TIFU-KNN retrieval, as the serving export builds them, without the DeepFMs (their training
+  lists are a fixed budget): from its sparse rows (SparseScores, what the recipe hands over) and, where
+  affordable, `rerank_pools_dense`, the same scores as a dense ScoresFn (the whole catalogue per user).
 The cost exponent is the least-squares slope of log(CPU s) over log(users).
 On Online Retail (retail-30d) TIFU-KNN is tuned once (exact search) and scored on the test window
 with exact and ANN neighbours: `online_retail_tifu_ndcg_at_10_exact` / `_ann`, and the paired gain's
@@ -42,6 +44,13 @@ from benchmarks._common import PeakRss, merge_results  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "train_scaling.json"
 PARTS = ("neighbours", "fit", "pools", "retail")
 DAYS, TEST_DAYS, NEIGHBOURS = 60, 14, 300
+KEYS = {
+    "neighbours_ann": "tifu_neighbours_ann",
+    "neighbours_exact": "tifu_neighbours_exact",
+    "fit": "tifu_fit",
+    "pools": "rerank_pools",
+    "pools_dense": "rerank_pools_dense",
+}
 POOL = (150, 75, 75, 75)  # the nightly re-ranker's quotas (reranker.RerankConfig; importing it loads torch)
 
 
@@ -81,6 +90,15 @@ def child(step: str, users: int, work: Path) -> dict:
     from personaflow.training.rerank.candidates import CandidateBuilder, Quotas
 
     split = _split(users, work)
+    if step.startswith("pools"):  # the pools' retrieval, fitted before the measured pass
+        from personaflow.training.evaluation.baselines import SparseScores
+
+        matrix, fill = tifu.tifu_parts(split, tifu.TifuParams(search="ann"))
+        # SparseScores as recipe.fit_baseline hands TIFU-KNN over; pools_dense: the same scores seen as a
+        # dense ScoresFn, the whole catalogue per user
+        retrieval = SparseScores(matrix, fill)
+        if step == "pools_dense":
+            retrieval = lambda u: matrix[np.asarray(u)].toarray() + fill  # noqa: E731
     before = _rss_mb()
     out: dict[str, float] = {}
     cpu, wall = time.process_time(), time.perf_counter()
@@ -94,13 +112,10 @@ def child(step: str, users: int, work: Path) -> dict:
 
             params, _ = tifu.tune_tifu(validation_view(split, TEST_DAYS), search="ann")
             tifu.tifu_parts(split, params)
-        elif step == "pools":
-            matrix, fill = tifu.tifu_parts(split, tifu.TifuParams(search="ann"))
-            cpu_pools = time.process_time()
-            builder = CandidateBuilder(split, lambda u: matrix[np.asarray(u)].toarray() + fill, Quotas(*POOL))
+        elif step in ("pools", "pools_dense"):
+            builder = CandidateBuilder(split, retrieval, Quotas(*POOL))
             n = sum(c.users.size for c in builder.chunks(np.arange(split.maps.n_users)))
-            assert n == split.maps.n_users
-            out["pools_only_cpu_s"] = time.process_time() - cpu_pools
+            assert n == split.maps.n_users and builder.sparse == (step == "pools")
         else:
             raise SystemExit(f"unknown step {step}")
     out.update(
@@ -179,7 +194,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[5_000, 20_000, 80_000])
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
-    parser.add_argument("--exact-max", type=int, default=20_000, help="largest shop for the exact search")
+    parser.add_argument("--exact-max", type=int, default=20_000,
+                        help="largest shop for the exact search and the dense pools")  # fmt: skip
     parser.add_argument("--retail", type=Path, default=ROOT.parent / "shared" / "data" / "online-retail")
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "personaflow-train-scaling"
@@ -200,26 +216,22 @@ def main() -> None:
         "sizes_users": " ".join(map(str, args.sizes)),
     }
     steps = {"neighbours": ["neighbours_ann"], "fit": ["fit"], "pools": ["pools"]}
-    costs: dict[str, list[float]] = {}
+    exact_steps = {"neighbours": ["neighbours_exact"], "pools": ["pools_dense"]}
+    costs: dict[str, list[tuple[int, float]]] = {}
     for users in args.sizes:
         _purchases(users, args.work)
         events = json.loads((args.work / f"events_{users}.json").read_text())["events"]
         result[f"events_{users}_users"] = events
         for part in [p for p in args.parts if p in steps]:
-            names = steps[part] + (
-                ["neighbours_exact"] if part == "neighbours" and users <= args.exact_max else []
-            )
+            names = steps[part] + (exact_steps.get(part, []) if users <= args.exact_max else [])
             for step in names:
                 got = _run_child(step, users, args.work)
-                key = {"neighbours_ann": "tifu_neighbours_ann", "neighbours_exact": "tifu_neighbours_exact",
-                       "fit": "tifu_fit", "pools": "rerank_pools"}[step]  # fmt: skip
+                key = KEYS[step]
                 result[f"{key}_cpu_s_{users}_users"] = round(got["cpu_s"], 2)
                 result[f"{key}_wall_s_{users}_users"] = round(got["wall_s"], 2)
                 result[f"{key}_extra_mb_{users}_users"] = round(got["extra_mb"], 1)
                 result[f"{key}_peak_rss_mb_{users}_users"] = round(got["peak_rss_mb"], 1)
-                if "pools_only_cpu_s" in got:
-                    result[f"rerank_pools_only_cpu_s_{users}_users"] = round(got["pools_only_cpu_s"], 2)
-                costs.setdefault(key, []).append(got["cpu_s"])
+                costs.setdefault(key, []).append((users, got["cpu_s"]))
                 result[f"items_{users}_users"] = got["items"]
                 result[f"train_purchases_{users}_users"] = got["purchases"]
                 print(key, users, round(got["cpu_s"], 2), "CPU-s", round(got["extra_mb"]), "MB", flush=True)
@@ -228,13 +240,10 @@ def main() -> None:
                     recall_vs_exact(users, args.work), 4
                 )
         merge_results(RESULTS, result)
-    for key, values in costs.items():
-        sizes = args.sizes[: len(values)] if key != "tifu_neighbours_exact" else [
-            u for u in args.sizes if u <= args.exact_max]  # fmt: skip
-        if len(values) >= 2:
-            result[
-                f"{key.removesuffix('_ann')}_cost_exponent" if key != "tifu_fit" else "tifu_cost_exponent"
-            ] = exponent(sizes, values)
+    for key, points in costs.items():
+        if len(points) >= 2:
+            name = "tifu_cost_exponent" if key == "tifu_fit" else f"{key.removesuffix('_ann')}_cost_exponent"
+            result[name] = exponent([u for u, _ in points], [c for _, c in points])
     if "retail" in args.parts and args.retail.exists():
         result.update(retail(args.retail))
     result["loadavg_at_end"] = round(os.getloadavg()[0], 2)

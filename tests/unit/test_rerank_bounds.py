@@ -105,3 +105,25 @@ def test_group_shares_are_sparse_and_match_their_definition(split, fitted):
     cands = builder.build(np.arange(10))
     expected = want[np.arange(10)[:, None], groups[cands.items, 0]]
     np.testing.assert_allclose(cands.features["group0_share"], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("quotas", [Quotas(30, 15, 15, 15), Quotas(12, 4, 4, 4), Quotas(60, 50, 5, 5)])
+def test_pools_from_sparse_rows_equal_those_from_the_whole_catalogue(split, quotas):
+    """A SparseScores retrieval (TIFU-KNN) builds its pools from sparse rows only: the same items, in
+    the same order, with the same features as scoring every item per user."""
+    from personaflow.training.evaluation.baselines import SparseScores
+    from personaflow.training.evaluation.tifu import TifuParams, tifu_parts
+
+    matrix, fill = tifu_parts(split, TifuParams(neighbours=20, keep=25))
+    # users without any TIFU score (all fill) and rows shorter than the retrieval quota
+    matrix = sp.vstack([sp.csr_matrix((5, matrix.shape[1])), matrix[5:]]).tocsr()
+    groups = np.random.default_rng(1).integers(0, 5, size=(split.maps.n_items, 2))
+    sparse = CandidateBuilder(split, SparseScores(matrix, fill), quotas, groups)
+    dense = CandidateBuilder(split, lambda u: matrix[u].toarray() + fill, quotas, groups)
+    assert sparse.sparse and not dense.sparse
+    users = np.arange(split.maps.n_users)
+    assert (np.diff(matrix.indptr)[5:] < 25).any()  # some rows shorter than `keep`
+    got, want = sparse.build(users), dense.build(users)
+    np.testing.assert_array_equal(got.items, want.items)
+    for name in want.features:
+        np.testing.assert_array_equal(got.features[name], want.features[name], err_msg=name)
