@@ -92,6 +92,14 @@ bench-training: install
 	$(BIN)/python benchmarks/nightly_training.py $(ARGS)
 
 # Customer segments (table, k by silhouette) and churn ROC/PR AUC on a shop longer than the horizon.
+# How train's recommender parts grow (issue 21): TIFU-KNN's neighbour search (ANN vs exact), its whole
+# fit and the re-ranker's candidate pools on synthetic shops of 5k, 20k and 80k users, with cost
+# exponents, and TIFU-KNN's NDCG@10 with ANN vs exact neighbours on Online Retail.
+# Writes benchmarks/results/train_scaling.json.
+.PHONY: bench-train-scaling
+bench-train-scaling: install
+	$(BIN)/python benchmarks/train_scaling.py $(ARGS)
+
 .PHONY: bench-profiles
 bench-profiles: install
 	$(BIN)/python benchmarks/profiles.py $(ARGS)

@@ -224,6 +224,7 @@ def main() -> None:
         result[f"events_{users}_users"] = events
         for part in [p for p in args.parts if p in steps]:
             names = steps[part] + (exact_steps.get(part, []) if users <= args.exact_max else [])
+            result[f"loadavg_before_{part}_{users}_users"] = round(os.getloadavg()[0], 2)
             for step in names:
                 got = _run_child(step, users, args.work)
                 key = KEYS[step]
