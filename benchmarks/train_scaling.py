@@ -200,6 +200,7 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "personaflow-train-scaling"
     )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file the figures merge into")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -240,7 +241,7 @@ def main() -> None:
                 result[f"tifu_ann_recall_at_{NEIGHBOURS}_{users}_users"] = round(
                     recall_vs_exact(users, args.work), 4
                 )
-        merge_results(RESULTS, result)
+        merge_results(args.results, result)
     for key, points in costs.items():
         if len(points) >= 2:
             name = "tifu_cost_exponent" if key == "tifu_fit" else f"{key.removesuffix('_ann')}_cost_exponent"
@@ -248,7 +249,7 @@ def main() -> None:
     if "retail" in args.parts and args.retail.exists():
         result.update(retail(args.retail))
     result["loadavg_at_end"] = round(os.getloadavg()[0], 2)
-    merge_results(RESULTS, result)
+    merge_results(args.results, result)
     print(json.dumps(result, indent=2))
 
 

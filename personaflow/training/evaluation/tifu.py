@@ -5,7 +5,9 @@ user's nearest neighbours' own vectors.
   interactions mart, one day;
 - personal vector r_u = sum_j decay^(baskets after j) * basket_j / sum_j decay^(...) (recent baskets
   count more, one basket is one vote whatever its size);
-- neighbours: the `neighbours` users with the highest cosine of r;
+- neighbours: the `neighbours` users with the highest cosine of r; found exactly for a small shop and
+  through an approximate nearest-neighbour index above EXACT_MAX_USERS users (NeighbourSearch: never
+  every user against every user, memory linear in users);
 - p_u = alpha * r_u + (1 - alpha) * mean of the neighbours' r; recent popularity fills what is left.
 
 Parameters are chosen on the validation split carved from the training period (`tune_tifu`), never on
