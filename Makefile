@@ -96,7 +96,6 @@ bench-models: install
 bench-training: install
 	$(BIN)/python benchmarks/nightly_training.py $(ARGS)
 
-# Customer segments (table, k by silhouette) and churn ROC/PR AUC on a shop longer than the horizon.
 # Review sentiment (ratings-trained model vs the VADER lexicon, a benchmark-only extra installed here
 # against the lock) on a held-back 20 % of each real English review set; complaint keywords per
 # department. Writes benchmarks/results/reviews.json.
@@ -105,6 +104,15 @@ bench-reviews: install
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) -c requirements.lock "vadersentiment==3.3.2"
 	$(BIN)/python benchmarks/reviews.py $(ARGS)
 
+# How train's recommender parts grow (issue 21): TIFU-KNN's neighbour search (ANN vs exact), its whole
+# fit and the re-ranker's candidate pools on synthetic shops of 5k, 20k and 80k users, with cost
+# exponents, and TIFU-KNN's NDCG@10 with ANN vs exact neighbours on Online Retail.
+# Writes benchmarks/results/train_scaling.json.
+.PHONY: bench-train-scaling
+bench-train-scaling: install
+	$(BIN)/python benchmarks/train_scaling.py $(ARGS)
+
+# Customer segments (table, k by silhouette) and churn ROC/PR AUC on a shop longer than the horizon.
 .PHONY: bench-profiles
 bench-profiles: install
 	$(BIN)/python benchmarks/profiles.py $(ARGS)

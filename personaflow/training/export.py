@@ -107,12 +107,22 @@ def baseline(name: str, scores: sp.csr_matrix, fill: np.ndarray, items: np.ndarr
 def with_rerank(emb: Embeddings, scores_fn, n_users: int, batch: int = 512) -> Embeddings:
     """Freeze a re-ranker's (personaflow/training/rerank/reranker.py) candidate scores for every user into a
     sparse matrix: serving puts them above the model's own (min-max scaled into [0, 0.5]) order, as the
-    re-ranker did. Computed nightly: the candidates and their features are those of the training cut."""
+    re-ranker did. Computed nightly: the candidates and their features are those of the training cut.
+
+    A scorer with `pools` (reranker.RerankedScores) is streamed pool by pool: memory is the result,
+    n_users x pool entries (12 B each), plus one candidate chunk; any other ScoresFn is read in blocks
+    of `batch` users x the catalogue."""
     blocks = []
-    for start in range(0, n_users, batch):
-        block = np.asarray(scores_fn(np.arange(start, min(start + batch, n_users))))
-        blocks.append(sp.csr_matrix(np.where(block > 1.0, block, 0.0)))
-    matrix = sp.vstack(blocks).tocsr()
+    if hasattr(scores_fn, "pools"):
+        for users, items, scores in scores_fn.pools(np.arange(n_users)):
+            rows = np.repeat(np.arange(users.size), items.shape[1])
+            shape = (users.size, scores_fn.n_items)
+            blocks.append(sp.csr_matrix((scores.ravel(), (rows, items.ravel())), shape=shape))
+    else:
+        for start in range(0, n_users, batch):
+            block = np.asarray(scores_fn(np.arange(start, min(start + batch, n_users))))
+            blocks.append(sp.csr_matrix(np.where(block > 1.0, block, 0.0)))
+    matrix = sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((0, emb.item_emb.shape[0]))
     return Embeddings(
         f"{emb.kind}+deepfm", emb.user_emb, emb.item_emb, emb.item_bias, emb.history, emb.history_fill,
         emb.blend_weight, matrix,

@@ -19,7 +19,12 @@ import scipy.sparse as sp
 from personaflow.training import export
 from personaflow.training.data.features import FeatureSource
 from personaflow.training.data.interactions import Split
-from personaflow.training.evaluation.baselines import history_parts, popularity_vector, user_item_matrix
+from personaflow.training.evaluation.baselines import (
+    SparseScores,
+    history_parts,
+    popularity_vector,
+    user_item_matrix,
+)
 from personaflow.training.evaluation.rebuy import bought_matrix
 from personaflow.training.evaluation.tifu import TifuParams, tifu_parts, tune_tifu
 from personaflow.training.models.config import FitConfig
@@ -97,7 +102,8 @@ def baseline_parts(
 
 
 def _sparse_fn(scores: sp.csr_matrix, fill: np.ndarray):
-    return lambda users: scores[np.asarray(users, dtype=np.int64)].toarray() + fill
+    # SparseScores: the re-ranker's candidate pools read its rows, not the whole catalogue per user
+    return SparseScores(scores, fill)
 
 
 def fit_baseline(name: str, split: Split, val_days: int) -> tuple[FitResult, sp.csr_matrix, np.ndarray, dict]:

@@ -18,6 +18,19 @@ from personaflow.training.evaluation.metrics import ScoresFn
 POPULARITY_DAYS = 30
 
 
+class SparseScores:
+    """A ScoresFn of sparse per-(user, item) scores over a per-item fill (matrix[u] + fill), that also
+    shows its parts: the re-ranker's candidate pools read the sparse rows instead of scoring the whole
+    catalogue per user (personaflow/training/rerank/candidates.py)."""
+
+    def __init__(self, matrix: sp.csr_matrix, fill: np.ndarray) -> None:
+        self.matrix = matrix.tocsr()
+        self.fill = np.asarray(fill, dtype=np.float64)
+
+    def __call__(self, users: np.ndarray) -> np.ndarray:
+        return self.matrix[np.asarray(users, dtype=np.int64)].toarray() + self.fill
+
+
 def user_item_matrix(split: Split, since: pd.Timestamp | None = None) -> sp.csr_matrix:
     """Purchase counts (n_users, n_items) from the training rows (optionally only those after `since`)."""
     train = split.train

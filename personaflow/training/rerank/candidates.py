@@ -13,10 +13,18 @@ item and user re-buy rates; source flags; and, given item groups (category, bran
 of purchases in the candidate's group.
 Everything is computed from `split.train` (rows before the split's cut) and the ScoresFn alone, so a
 validation view's candidates never see its validation window and the test's never see the test window.
+
+Memory (issue 21): the builder holds sparse per-(user, item) tables (nnz of the training rows), the
+item-item co-purchase cosine (at most the sum over baskets of basket size^2 entries) and, per item
+group column, a sparse users x groups share table. `build(users)` works on a dense chunk of
+len(users) x n_items per source; `chunks` cuts the users so one chunk holds at most CHUNK_CELLS
+(user, item) cells, whatever the shop's size. A pass over all users costs O(n_users x n_items) time,
+because a ScoresFn scores the whole catalogue; its memory stays that of one chunk plus the output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +32,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from personaflow.training.data.interactions import Split, cut_time, event_times
-from personaflow.training.evaluation.baselines import popularity_vector, recency_matrix, user_item_matrix
+from personaflow.training.evaluation.baselines import (
+    SparseScores,
+    popularity_vector,
+    recency_matrix,
+    user_item_matrix,
+)
 from personaflow.training.evaluation.metrics import ScoresFn
 
 CROSS_FEATURES = (
@@ -32,6 +45,9 @@ CROSS_FEATURES = (
     "item_repeat_rate", "user_repeat_rate", "in_retrieval", "in_history", "in_copurchase",
 )  # fmt: skip
 RECENT_DAYS = 30
+# at most this many (user, item) cells per chunk in `CandidateBuilder.chunks`: ~12 dense float64 arrays
+# of that size live at once in `build`, ~200 MB; retail-30d (3,625 items) keeps its 512-user chunks
+CHUNK_CELLS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -98,18 +114,45 @@ class CandidateBuilder:
         self.cosine = copurchase_similarity(split)
         self.pop = popularity_vector(split)
         self.pop_rank = np.argsort(np.argsort(-self.pop, kind="stable"), kind="stable").astype(np.float64)
+        self.pop_order = np.argsort(-self.pop, kind="stable")
+        # A sparse retrieval (TIFU-KNN, repeat-buy, popularity) whose every stored score outranks every
+        # fill-only item builds pools from its rows alone (_pick_sparse); anything else scores the
+        # whole catalogue per user (_pick_dense)
+        self.sparse = isinstance(retrieval, SparseScores) and (
+            retrieval.matrix.nnz == 0
+            or retrieval.matrix.data.min() + retrieval.fill.min() > retrieval.fill.max()
+        )
+        if self.sparse:
+            self.fill_order = np.lexsort((np.arange(n_items), -retrieval.fill))  # stable, as argsort
+            self.fill_rank = np.empty(n_items, dtype=np.int64)
+            self.fill_rank[self.fill_order] = np.arange(n_items)
         # item_groups: (n_items, G) integer codes (e.g. category, brand; 0 = missing) -> the user's share
         # of purchases in the candidate's group, a taste feature per group column.
         self.groups = np.zeros((n_items, 0), np.int64) if item_groups is None else np.asarray(item_groups)
         self.group_share = [self._share(self.groups[:, g]) for g in range(self.groups.shape[1])]
 
-    def _share(self, codes: np.ndarray) -> np.ndarray:
+    def _share(self, codes: np.ndarray) -> sp.csr_matrix:
+        """users x groups share of purchases, sparse (a brand column has thousands of groups)."""
         onehot = sp.csr_matrix(
             (np.ones(codes.size), (np.arange(codes.size), codes)), shape=(codes.size, int(codes.max()) + 1)
         )
-        per_user = np.asarray((self.counts @ onehot).todense(), dtype=np.float64)
-        per_user[:, 0] = 0.0  # "missing" is no taste
-        return per_user / np.maximum(per_user.sum(axis=1, keepdims=True), 1.0)
+        per_user = (self.counts @ onehot).tocsr().astype(np.float64)
+        per_user = (per_user @ sp.diags((np.arange(per_user.shape[1]) > 0).astype(np.float64))).tocsr()
+        per_user.eliminate_zeros()  # "missing" (group 0) is no taste
+        total = np.asarray(per_user.sum(axis=1)).ravel()
+        return (sp.diags(1.0 / np.maximum(total, 1.0)) @ per_user).tocsr()
+
+    def chunk_size(self, batch: int) -> int:
+        """Users per chunk: at most `batch`, and at most CHUNK_CELLS (user, item) cells."""
+        return max(1, min(batch, CHUNK_CELLS // max(self.split.maps.n_items, 1)))
+
+    def chunks(self, users: np.ndarray, batch: int = 512) -> Iterator[Candidates]:
+        """`build` over `users`, one bounded chunk at a time (chunk_size): a pass over every user never
+        holds more than one chunk's dense arrays."""
+        users = np.asarray(users, dtype=np.int64)
+        step = self.chunk_size(batch)
+        for start in range(0, users.size, step):
+            yield self.build(users[start : start + step])
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -118,6 +161,30 @@ class CandidateBuilder:
     def build(self, users: np.ndarray) -> Candidates:
         users = np.asarray(users, dtype=np.int64)
         q, n = self.quotas, users.size
+        picked = self._pick_sparse(users) if self.sparse else self._pick_dense(users)
+        items, ret_rank, ret_scaled, in_ret, in_hist, in_co, counts, rec, co = picked
+        feats = {
+            "ret_score": ret_scaled,
+            "ret_rank": ret_rank,
+            "n_bought": counts,
+            "n_bought_recent": _pairs(self.recent[users], items),
+            "days_since": np.where(rec > 0, 1.0 / np.where(rec > 0, rec, 1.0) - 1.0, np.nan),
+            "co_score": co,
+            "pop_recent": self.pop[items],
+            "item_repeat_rate": self.item_repeat[items],
+            "user_repeat_rate": np.repeat(self.user_repeat[users][:, None], q.size, axis=1),
+            "in_retrieval": in_ret.astype(np.float64),
+            "in_history": in_hist.astype(np.float64),
+            "in_copurchase": in_co.astype(np.float64),
+        }
+        for g, share in enumerate(self.group_share):
+            feats[f"group{g}_share"] = _pairs(share[users], self.groups[items, g])
+        assert all(v.shape == (n, q.size) for v in feats.values())
+        return Candidates(users, items, {k: v.astype(np.float32) for k, v in feats.items()})
+
+    def _pick_dense(self, users: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The pools from a dense ScoresFn: chunk x n_items arrays, O(n_items log n_items) per user."""
+        q = self.quotas
         counts = self.counts[users].toarray()
         recency = self.recency[users].toarray()
         ret = np.asarray(self.retrieval(users), dtype=np.float64)
@@ -153,34 +220,120 @@ class CandidateBuilder:
 
         lo, hi = ret.min(axis=1, keepdims=True), ret.max(axis=1, keepdims=True)
         ret_scaled = (ret - lo) / np.where(hi > lo, hi - lo, 1.0)
-        rec = take(recency)
-        feats = {
-            "ret_score": take(ret_scaled),
-            "ret_rank": take(ret_rank),
-            "n_bought": take(counts),
-            "n_bought_recent": np.take_along_axis(self.recent[users].toarray(), items, axis=1),
-            "days_since": np.where(rec > 0, 1.0 / np.where(rec > 0, rec, 1.0) - 1.0, np.nan),
-            "co_score": take(co),
-            "pop_recent": self.pop[items],
-            "item_repeat_rate": self.item_repeat[items],
-            "user_repeat_rate": np.repeat(self.user_repeat[users][:, None], q.size, axis=1),
-            "in_retrieval": take(in_ret).astype(np.float64),
-            "in_history": take(in_hist).astype(np.float64),
-            "in_copurchase": take(in_co).astype(np.float64),
-        }
-        for g, share in enumerate(self.group_share):
-            feats[f"group{g}_share"] = share[users[:, None], self.groups[items, g]]
-        assert all(v.shape == (n, q.size) for v in feats.values())
-        return Candidates(users, items, {k: v.astype(np.float32) for k, v in feats.items()})
+        return (
+            items, take(ret_rank), take(ret_scaled), take(in_ret), take(in_hist), take(in_co), take(counts),
+            take(recency), take(co),
+        )  # fmt: skip
+
+    def _pick_sparse(self, users: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The same pools as _pick_dense from a SparseScores retrieval, reading only each user's sparse
+        rows: O(nnz of the user's rows + pool) per user, whatever the catalogue's size. Every row entry
+        outranks every fill-only item (checked at construction), so an item outside the row ranks by
+        its fill among the items outside the row."""
+        q, n = self.quotas, users.size
+        fill, n_items = self.retrieval.fill, self.split.maps.n_items
+        ret_rows, counts_rows = self.retrieval.matrix[users], self.counts[users]
+        recency_rows = self.recency[users]
+        co_rows = (recency_rows @ self.cosine).tocsr()
+        items = np.empty((n, q.size), dtype=np.int64)
+        ret_rank, ret_scaled = np.empty((n, q.size)), np.empty((n, q.size))
+        flags = np.zeros((3, n, q.size), dtype=bool)
+        for row in range(n):
+            rc, rv = _row(ret_rows, row)
+            rv = rv + fill[rc]
+            by_score = rc[np.lexsort((rc, -rv))]
+            ret_top = by_score[: q.retrieval]
+            if ret_top.size < q.retrieval:  # then fill-only items, by their fill
+                head = self.fill_order[: q.retrieval + rc.size]
+                ret_top = np.concatenate([ret_top, head[~np.isin(head, rc)][: q.retrieval - ret_top.size]])
+            hc, hv = _row(counts_rows, row)
+            hc, hv = hc[hv > 0], hv[hv > 0]
+            hv = hv + 0.5 * _pairs(recency_rows[row], hc[None, :])[0]
+            hist_top = hc[np.lexsort((hc, -hv))][: q.history]
+            cc, cv = _row(co_rows, row)
+            cc, cv = cc[cv > 0], cv[cv > 0]
+            co_top = cc[np.lexsort((cc, -cv))][: q.copurchase]
+            cand = np.concatenate([ret_top, hist_top, co_top])
+            prio = np.concatenate(
+                [
+                    np.arange(ret_top.size) / q.retrieval,
+                    np.arange(hist_top.size) / q.history,
+                    np.arange(co_top.size) / q.copurchase,
+                ]
+            )
+            order = np.lexsort((prio, cand))  # each item's best priority: the first of its run
+            cand, prio = cand[order], prio[order]
+            first = np.concatenate([[True], cand[1:] != cand[:-1]])
+            cand, prio = cand[first], prio[first]
+            pool = cand[np.lexsort((cand, prio))][: q.size]
+            if pool.size < q.size:  # popularity fill after every sourced item
+                head = self.pop_order[: q.size + pool.size]
+                pool = np.concatenate([pool, head[~np.isin(head, pool)][: q.size - pool.size]])
+            items[row] = pool
+            flags[0, row], flags[1, row] = np.isin(pool, ret_top), np.isin(pool, hist_top)
+            flags[2, row] = np.isin(pool, co_top)
+            # the retrieval's rank and min-max scaled score of each pooled item, over the whole catalogue
+            by_item = np.argsort(by_score)  # by_score's positions in item order
+            at = np.minimum(np.searchsorted(by_score[by_item], pool), max(rc.size - 1, 0))
+            in_row = (by_score[by_item][at] == pool) if rc.size else np.zeros(pool.size, bool)
+            pool_fill_rank = self.fill_rank[pool]
+            outside = rc.size + pool_fill_rank - np.searchsorted(np.sort(self.fill_rank[rc]), pool_fill_rank)
+            ret_rank[row] = np.where(in_row, by_item[at] if rc.size else 0, outside)
+            own = np.argsort(rc)
+            at = np.minimum(np.searchsorted(rc[own], pool), max(rc.size - 1, 0))
+            scores = np.where(in_row, rv[own][at] if rc.size else 0.0, fill[pool])
+            hi = rv.max() if rc.size else fill[self.fill_order[0]]
+            if rc.size < n_items:  # the lowest fill outside the row
+                tail = self.fill_order[::-1][: rc.size + 1]
+                lo = fill[tail[~np.isin(tail, rc)][0]]
+            else:
+                lo = rv.min()
+            ret_scaled[row] = (scores - lo) / (hi - lo if hi > lo else 1.0)
+        counts = _pairs(counts_rows, items)
+        return (
+            items, ret_rank, ret_scaled, flags[0], flags[1], flags[2], counts, _pairs(recency_rows, items),
+            _pairs(co_rows, items),
+        )  # fmt: skip
 
 
-def candidate_recall(cands: Candidates, split: Split) -> float:
-    """Share of (test user, truth item) pairs whose item is in that user's pool (truth items unseen in
-    training count as misses, as in the metrics): the ceiling of any re-ranker's recall."""
+def _row(matrix: sp.csr_matrix, row: int) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+    return matrix.indices[lo:hi].astype(np.int64), matrix.data[lo:hi].astype(np.float64)
+
+
+def _pairs(rows: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+    """rows[r, items[r, j]] for every (r, j), 0 where not stored: a sorted-key lookup, O(nnz + pairs)
+    memory, never a dense rows x n_items array."""
+    rows = rows.tocsr()
+    if not rows.has_sorted_indices:
+        rows = rows.sorted_indices()
+    width = rows.shape[1]
+    keys = np.repeat(np.arange(rows.shape[0], dtype=np.int64), np.diff(rows.indptr)) * width + rows.indices
+    want = (np.arange(items.shape[0], dtype=np.int64)[:, None] * width + items).ravel()
+    if keys.size == 0:
+        return np.zeros(items.shape)
+    pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
+    return np.where(keys[pos] == want, rows.data[pos], 0.0).astype(np.float64).reshape(items.shape)
+
+
+def recall_counts(cands: Candidates, split: Split) -> tuple[int, int]:
+    """(truth items in the pools, truth items) over the users of `cands`: sums over chunks."""
     hits = total = 0
     for row, u in enumerate(cands.users):
         truth = split.test_truth.get(split.maps.user_ids[u], set())
         pool = {split.maps.item_ids[i] for i in cands.items[row]}
         hits += len(truth & pool)
         total += len(truth)
+    return hits, total
+
+
+def candidate_recall(cands: Candidates | Iterable[Candidates], split: Split) -> float:
+    """Share of (test user, truth item) pairs whose item is in that user's pool (truth items unseen in
+    training count as misses, as in the metrics): the ceiling of any re-ranker's recall. Takes one
+    Candidates or a stream of chunks (CandidateBuilder.chunks), so it never needs every pool at once."""
+    parts = [cands] if isinstance(cands, Candidates) else cands
+    hits = total = 0
+    for part in parts:
+        h, t = recall_counts(part, split)
+        hits, total = hits + h, total + t
     return hits / max(total, 1)

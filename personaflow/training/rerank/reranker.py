@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -61,6 +62,11 @@ class RerankConfig:
     losses: tuple[str, ...] = ("bce", "listwise")
     # one more vote: gradient-boosted trees on the same numerics (training.models.trees); None = off
     trees: TreesConfig | None = field(default_factory=TreesConfig)
+    # a fixed budget of training lists over all windows (each window gets max_lists / windows), drawn
+    # with `sample_seed` from the window's users with a purchase in it; retail-30d's windows hold ~1.4k
+    # such users each, so all of them are kept there. 0 = no budget (every user, memory grows).
+    max_lists: int = 4096
+    sample_seed: int = 0
 
 
 class _Fields:
@@ -126,7 +132,7 @@ def _codes(frame: pd.DataFrame, vocabs: dict[str, dict[str, int]], ids: list[str
 
 
 def _build(builder: CandidateBuilder, users: np.ndarray, batch: int) -> Candidates:
-    parts = [builder.build(users[s : s + batch]) for s in range(0, users.size, batch)]
+    parts = list(builder.chunks(users, batch))
     feats = {k: np.concatenate([p.features[k] for p in parts]) for k in parts[0].features}
     return Candidates(users, np.concatenate([p.items for p in parts]), feats)
 
@@ -138,10 +144,27 @@ def _prior(cands: Candidates) -> np.ndarray:
     return f["n_bought"] + 0.5 * recency + 1e-3 * f["ret_score"]
 
 
-def _window(view: Split, tables: FeatureTables, retrieval: ScoresFn, fields: _Fields, cfg: RerankConfig):
-    """One validation window's candidate lists, labels (in its truth) and numeric features."""
+def sample_users(users: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    """At most `budget` of `users` (all of them when they fit, or budget <= 0), drawn without
+    replacement with `seed`, in index order."""
+    if budget <= 0 or users.size <= budget:
+        return users
+    return np.sort(np.random.default_rng(seed).choice(users, size=budget, replace=False))
+
+
+def _window(
+    view: Split,
+    tables: FeatureTables,
+    retrieval: ScoresFn,
+    fields: _Fields,
+    cfg: RerankConfig,
+    number: int = 0,
+):
+    """One validation window's candidate lists, labels (in its truth) and numeric features, for at most
+    max_lists / windows of its users (sample_users)."""
     builder = CandidateBuilder(view, retrieval, cfg.quotas, fields.item_codes(tables, view.maps))
-    users = _truth_users(view)
+    budget = -(-cfg.max_lists // max(1, cfg.windows)) if cfg.max_lists > 0 else 0
+    users = sample_users(_truth_users(view), budget, cfg.sample_seed + number)
     cands = _build(builder, users, cfg.batch_users)
     item_ids = np.asarray(view.maps.item_ids)
     truth = [view.test_truth[view.maps.user_ids[u]] for u in users]
@@ -166,6 +189,49 @@ def _vote(logits: list[np.ndarray]) -> np.ndarray:
         std = x.std(axis=1, keepdims=True)
         out += (x - x.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
     return out / len(logits)
+
+
+class RerankedScores:
+    """The re-ranker as a ScoresFn: each user's pool in the ensemble's order in (1, 2], above a popularity
+    fill in [0, 0.5] over the rest of the catalogue. Users are scored chunk by chunk
+    (CandidateBuilder.chunks); `pools` gives the pools alone (len(users) x pool), for a streamed export."""
+
+    def __init__(self, builder, fields, tables, models, trees, fallback: bool, batch_users: int) -> None:
+        self.builder, self.fields, self.tables = builder, fields, tables
+        self.models, self.trees, self.fallback, self.batch_users = models, trees, fallback, batch_users
+        self.n_items = builder.split.maps.n_items
+        pop = builder.pop
+        self.fill = (pop - pop.min()) / max(pop.max() - pop.min(), 1e-12) * 0.5  # below every candidate
+
+    def _ranked(self, chunk: Candidates) -> np.ndarray:
+        """(chunk users, pool) scores in (1, 2]: 2 - rank / pool size in the ensemble's order."""
+        if self.fallback:
+            logits = _prior(chunk)
+        else:
+            split = self.builder.split
+            num = self.fields.numeric(chunk, self.tables, split.maps, self.builder.feature_names)
+            arrays = self.fields.arrays(chunk, num, self.tables, split.maps)
+            members = [predict(model, *arrays) for model in self.models]
+            logits = _vote(members + ([tree_logits(self.trees, num)] if self.trees is not None else []))
+        order = np.argsort(-logits, axis=1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :], axis=1)
+        return 2.0 - rank / order.shape[1]
+
+    def pools(self, users: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(users, pool items, scores in (1, 2]) chunk by chunk."""
+        for chunk in self.builder.chunks(np.asarray(users, dtype=np.int64), self.batch_users):
+            yield chunk.users, chunk.items, self._ranked(chunk)
+
+    def __call__(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
+        out = np.tile(self.fill, (users.size, 1))
+        start = 0
+        for chunk_users, items, scores in self.pools(users):
+            rows = np.arange(start, start + chunk_users.size)[:, None]
+            out[rows, items] = scores
+            start += chunk_users.size
+        return out
 
 
 def _truth_users(split: Split) -> np.ndarray:
@@ -193,7 +259,7 @@ def fit_reranker(
             break
         if _truth_users(view).size == 0:
             break
-        parts.append(_window(view, features(view), fitted.scorer_at(view), fields, cfg))
+        parts.append(_window(view, features(view), fitted.scorer_at(view), fields, cfg, len(parts)))
     numeric = np.concatenate([p["numeric"] for p in parts])
     fields.fit(numeric)
     arrays = [fields.arrays(p["cands"], p["numeric"], p["tables"], p["view"].maps) for p in parts]
@@ -226,37 +292,17 @@ def fit_reranker(
 
     tables = features(split)
     builder = CandidateBuilder(split, fitted.scores_fn, cfg.quotas, fields.item_codes(tables, split.maps))
-    pop = builder.pop
-    fill = (pop - pop.min()) / max(pop.max() - pop.min(), 1e-12) * 0.5  # [0, 0.5]: below every candidate
-
-    def scores_fn(users: np.ndarray) -> np.ndarray:
-        users = np.asarray(users, dtype=np.int64)
-        out = np.tile(fill, (users.size, 1))
-        for s in range(0, users.size, cfg.batch_users):
-            chunk = builder.build(users[s : s + cfg.batch_users])
-            if fallback:
-                logits = _prior(chunk)
-            else:
-                num = fields.numeric(chunk, tables, split.maps, builder.feature_names)
-                arrays = fields.arrays(chunk, num, tables, split.maps)
-                members = [predict(model, *arrays) for model in models]
-                logits = _vote(members + ([tree_logits(trees, num)] if trees is not None else []))
-            order = np.argsort(-logits, axis=1, kind="stable")
-            rank = np.empty_like(order)
-            np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :], axis=1)
-            rows = np.arange(s, s + chunk.users.size)[:, None]
-            out[rows, chunk.items] = 2.0 - rank / order.shape[1]  # (1, 2]: DeepFM order, above the fill
-        return out
-
+    scores_fn = RerankedScores(builder, fields, tables, models, trees, fallback, cfg.batch_users)
     fit_s = time.perf_counter() - started
-    test_cands = _build(builder, _truth_users(split), cfg.batch_users)
+    truth_users = _truth_users(split)
     info = {
         "train_rows": int(labels.size),
         "train_lists": int(users.size),
+        "train_lists_budget": int(cfg.max_lists),
         "train_windows": len(parts),
         "positive_rate": float(labels.mean()),
         "candidate_recall_val": candidate_recall(cands, val),
-        "candidate_recall_test": candidate_recall(test_cands, split),
+        "candidate_recall_test": candidate_recall(builder.chunks(truth_users, cfg.batch_users), split),
         "pool_size": int(cands.items.shape[1]),
         "best_epoch": int(best["epoch"]),
         "holdout_ndcg_at_10": float(best["holdout_ndcg_at_10"]),
