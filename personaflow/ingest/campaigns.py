@@ -51,7 +51,7 @@ create table if not exists raw.redemptions (
 
 
 def campaign_mapping(name_or_path: str | Path) -> TableMapping:
-    mapping = load_mapping(name_or_path, CAMPAIGN_REQUIRED, CAMPAIGN_OPTIONAL)
+    mapping = load_mapping(name_or_path, CAMPAIGN_REQUIRED, CAMPAIGN_OPTIONAL, "campaigns")
     missing = [k for k in ("file", "campaign_id", "user_id") if k not in mapping.members]
     if missing:
         raise IngestError(f"mapping {mapping.path}: [members] must give {', '.join(missing)}")
@@ -59,7 +59,7 @@ def campaign_mapping(name_or_path: str | Path) -> TableMapping:
 
 
 def redemption_mapping(name_or_path: str | Path) -> TableMapping:
-    return load_mapping(name_or_path, REDEMPTION_REQUIRED, REDEMPTION_OPTIONAL)
+    return load_mapping(name_or_path, REDEMPTION_REQUIRED, REDEMPTION_OPTIONAL, "redemptions")
 
 
 def read_campaigns(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:

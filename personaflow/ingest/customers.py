@@ -61,7 +61,7 @@ create table if not exists raw.customers (
 
 
 def customer_mapping(name_or_path: str | Path) -> TableMapping:
-    return load_mapping(name_or_path, REQUIRED, OPTIONAL)
+    return load_mapping(name_or_path, REQUIRED, OPTIONAL, "customers")
 
 
 def read_customers(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, dict[str, Any]]:

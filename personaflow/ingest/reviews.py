@@ -47,6 +47,7 @@ from personaflow.core import warehouse as wh
 from personaflow.core.ids import normal_user_id
 from personaflow.core.warehouse import Location
 from personaflow.ingest.csvfile import IngestError, bad_values
+from personaflow.ingest.shop_tables import mapping_names as shop_mapping_names
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 REQUIRED = ("item_id", "text")
@@ -93,7 +94,8 @@ class ReviewMapping:
 
 
 def mapping_names() -> list[str]:
-    return sorted(p.stem for p in MAPPINGS_DIR.glob("*.toml"))
+    """The shipped review mappings (`kind = "reviews"`)."""
+    return shop_mapping_names("reviews")
 
 
 def load_mapping(name_or_path: str | Path) -> ReviewMapping:

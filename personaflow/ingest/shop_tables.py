@@ -39,12 +39,17 @@ class TableMapping:
     members: dict[str, str] = field(default_factory=dict)  # campaigns: file + campaign_id/user_id
 
 
-def mapping_names() -> list[str]:
-    return sorted(p.stem for p in MAPPINGS_DIR.glob("*.toml"))
+def mapping_names(kind: str | None = None) -> list[str]:
+    """The shipped mappings (of one `kind`: the `kind = "..."` line each file starts with)."""
+    names = []
+    for path in sorted(MAPPINGS_DIR.glob("*.toml")):
+        if kind is None or tomllib.loads(path.read_text()).get("kind") == kind:
+            names.append(path.stem)
+    return names
 
 
 def load_mapping(
-    name_or_path: str | Path, required: tuple[str, ...], optional: tuple[str, ...]
+    name_or_path: str | Path, required: tuple[str, ...], optional: tuple[str, ...], kind: str | None = None
 ) -> TableMapping:
     """A shipped mapping by name or a shop's TOML file by path, checked against our `required` and
     `optional` fields; the error names the entry at fault."""
@@ -52,7 +57,7 @@ def load_mapping(
     if not path.suffix:
         path = MAPPINGS_DIR / f"{name_or_path}.toml"
     if not path.is_file():
-        raise IngestError(f"mapping {name_or_path}: no such file; shipped: {', '.join(mapping_names())}")
+        raise IngestError(f"mapping {name_or_path}: no such file; shipped: {', '.join(mapping_names(kind))}")
     try:
         spec = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
