@@ -3,7 +3,8 @@
 Options, in a fixed order of cost (cheapest first; the order is the tie-break, so the choice never
 depends on how busy the machine was while it measured):
   popularity < repeat_buy < tifu (the baselines) < item_knn (collaborative, models/item_knn.py)
-  < sasrec (sequence, models/sequence.py) < the DeepFM re-ranker over the chosen retrieval.
+  < sasrec (sequence, models/sequence.py, at most MAX_EPOCHS epochs)
+  < the DeepFM re-ranker over the chosen retrieval.
 
 Every option is fitted once on the split's training period by `recipe.build` (its own parameters,
 epochs or weights chosen on the validation view, models/fit.py `validation_view`), and scored by its
@@ -40,12 +41,11 @@ import numpy as np
 
 from personaflow.training import export
 from personaflow.training.data.features import FeatureSource
-from personaflow.training.data.interactions import Split
+from personaflow.training.data.interactions import IdMaps, Split
 from personaflow.training.evaluation.bootstrap import paired_bootstrap
 from personaflow.training.evaluation.metrics import ScoresFn, per_user_metrics
 from personaflow.training.evaluation.rebuy import bought_matrix, excluding
 from personaflow.training.evaluation.tifu import GRID as TIFU_GRID
-from personaflow.training.models import item_knn
 from personaflow.training.models.fit import FitResult, OverBudget, validation_view
 from personaflow.training.recipe import FIT_BUDGET_S, SPARSE, Built, Recipe, baseline_parts, build
 
@@ -58,8 +58,13 @@ FLOOR = ("popularity", "repeat_buy")  # one counting pass over the rows, no tuni
 # night always has something to serve
 PROBE_SHARE = 8  # sparse options: fitted on 1/8 of the users first to estimate the whole fit
 N_BOOT = 1000
+# most epochs per learned option (early stopping usually ends sooner): fixed, the same for every shop.
+# SASRec's best epoch on Online Retail was 2-4 (issue 21); 10 leaves room and keeps its worst case
+# (first epoch x 10) inside the budget there (20 did not: 365 CPU-s estimated on 2 cores)
+MAX_EPOCHS = {"sasrec": 10}
 # fits of the whole model a sparse option's tuning needs (grid points at the validation cut + 1 final)
-FITS = {"tifu": int(np.prod([len(v) for v in TIFU_GRID.values()])) + 1, "item_knn": len(item_knn.K_GRID) + 1}
+# (item-kNN's grid finds the neighbours once: 2 fits, plus scoring every grid point, counted as 1 more)
+FITS = {"tifu": int(np.prod([len(v) for v in TIFU_GRID.values()])) + 1, "item_knn": 3}
 
 
 @dataclass
@@ -102,7 +107,9 @@ def _probe_sparse(name: str, split: Split, seed: int) -> float:
     users = split.train["user_id"].unique()
     rng = np.random.default_rng(seed)
     keep = rng.choice(users, size=max(1, len(users) // PROBE_SHARE), replace=False)
-    sub = replace(split, train=split.train[split.train["user_id"].isin(set(keep))])
+    # the sampled users get their own id map: a fit's cost must not include the users left out
+    maps = IdMaps(sorted(str(u) for u in keep), split.maps.item_ids)
+    sub = replace(split, train=split.train[split.train["user_id"].isin(set(keep))], maps=maps)
     started = _cpu()
     baseline_parts(name, sub)
     return (_cpu() - started) * PROBE_SHARE * FITS.get(name, 2)
@@ -141,7 +148,9 @@ def _fit_option(
             return option, None
     cpu, wall = _cpu(), time.perf_counter()
     try:
-        built = build(replace(base, model=name, hybrid=False, rerank=False), split, features, budget_s)
+        epochs = min(base.epochs, MAX_EPOCHS.get(name, base.epochs))
+        recipe = replace(base, model=name, hybrid=False, rerank=False, epochs=epochs)
+        built = build(recipe, split, features, budget_s)
     except OverBudget as exc:
         option.status, option.estimate_cpu_s, option.note = "refused", exc.estimate_s, str(exc)
         built = None
@@ -168,12 +177,13 @@ def _rerank_at_validation(retrieval: Built, val: Split, base: Recipe, features: 
 def _with_rerank(retrieval: Built, split: Split, base: Recipe, features: FeatureSource) -> Built:
     from personaflow.training.rerank.reranker import fit_reranker
 
+    started = time.perf_counter()
     reranked, info = fit_reranker(split, retrieval.fitted, features)
     exported = export.with_rerank(retrieval.exported, reranked, split.maps.n_users)
     if base.exclude_bought:
         exported = replace(exported, exclude=bought_matrix(split))
     extra = {**retrieval.extra, **{f"rerank_{k}": v for k, v in info.items()}}
-    return Built(exported, retrieval.fitted, extra, retrieval.fit_seconds)
+    return Built(exported, retrieval.fitted, extra, retrieval.fit_seconds + time.perf_counter() - started)
 
 
 def choose(
@@ -222,7 +232,8 @@ def choose(
         else f"{winner.name} (ndcg@10 {winner.val_ndcg_at_10:.4f}) ties with the best, {best.name} "
         f"({best.val_ndcg_at_10:.4f}): the cheaper option wins a tie"
     )
-    chosen_recipe = replace(base, model=winner.name, hybrid=False, rerank=False)
+    epochs = min(base.epochs, MAX_EPOCHS.get(winner.name, base.epochs))
+    chosen_recipe = replace(base, model=winner.name, hybrid=False, rerank=False, epochs=epochs)
     chosen = fits[winner.name]
     rows[RERANK] = Option(RERANK, status="not tried")
     if not rerank:

@@ -69,10 +69,13 @@ def neighbours(binary: sp.csr_matrix, k: int, shrink: float = SHRINK, chunk: int
     return sp.vstack(blocks).tocsr()
 
 
-def knn_parts(split: Split, params: KnnParams, chunk: int = 2048) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Each user's top_n item-kNN scores (sparse) and the popularity fill under them."""
+def knn_parts(
+    split: Split, params: KnnParams, chunk: int = 2048, sim: sp.csr_matrix | None = None
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Each user's top_n item-kNN scores (sparse) and the popularity fill under them (`sim`: neighbours
+    already found on this split, at least params.k a row; cut to k here)."""
     binary = (user_item_matrix(split) > 0).astype(np.float64).tocsr()
-    sim = neighbours(binary, params.k, params.shrink, chunk)
+    sim = neighbours(binary, params.k, params.shrink, chunk) if sim is None else top_per_row(sim, params.k)
     blocks = [
         top_per_row(binary[s : s + chunk] @ sim, params.top_n) for s in range(0, binary.shape[0], chunk)
     ]
@@ -91,8 +94,10 @@ def tune(
     """The grid's k with the best validation NDCG@10 (bought items last when `exclude`), and the curve."""
     bought = bought_matrix(val) if exclude else None
     curve: dict[str, float] = {}
+    binary = (user_item_matrix(val) > 0).astype(np.float64).tocsr()
+    widest = neighbours(binary, max(grid))  # found once; each k keeps the first k of every row
     for k in grid:
-        fn = scorer(*knn_parts(val, KnnParams(k=k)))
+        fn = scorer(*knn_parts(val, KnnParams(k=k), sim=widest))
         curve[str(k)] = evaluate(fn if bought is None else excluding(fn, bought), val)["ndcg_at_10"]
     best = max(grid, key=lambda k: (curve[str(k)], -k))
     return KnnParams(k=best), curve
