@@ -18,7 +18,7 @@ Rules:
   its first epoch when that epoch x its most epochs exceeds it (models/fit.py OverBudget); a sparse
   model (baselines, item-kNN) when a fit on a seeded 1/PROBE_SHARE of the users, scaled by PROBE_SHARE
   and by the fits its tuning grid needs, exceeds it (popularity and repeat-buy, one counting pass each,
-  are the floor and never refused); the re-ranker's serving fit when its validation
+  are the floor and never refused); the re-ranker's serving fit when its validation (per torch thread)
   fit took more than the budget. A refused option is listed with its estimate; nothing is cut short.
 - Tie: an option ties with the best when the paired bootstrap 95 % interval of the best's per-user
   NDCG@10 gain over it (same validation users, training/evaluation/bootstrap.py) includes 0, or the
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from personaflow.training import export
 from personaflow.training.data.features import FeatureSource
@@ -241,9 +242,8 @@ def choose(
     elif features is None:
         rows[RERANK].note = "no feature source"
     elif chosen.fitted.scorer_at is None:
-        rows[
-            RERANK
-        ].note = f"{winner.name} does not re-fit cheaply at an earlier cut: not validated, not tried"
+        note = f"{winner.name} does not re-fit cheaply at an earlier cut: not validated, not tried"
+        rows[RERANK].note = note
     else:
         option = rows[RERANK]
         cpu, wall = _cpu(), time.perf_counter()
@@ -253,7 +253,8 @@ def choose(
         except ValueError as exc:  # e.g. no validation users before the validation cut
             option.status, option.note = "failed", str(exc)
         option.fit_cpu_s, option.fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
-        option.estimate_cpu_s = option.fit_cpu_s  # the serving fit learns from as many lists
+        # the serving fit learns from as many lists; per torch thread, as a learned fit's budget counts
+        option.estimate_cpu_s = option.fit_cpu_s / max(1, torch.get_num_threads())
         if option.status == "scored":
             tied, gain = _tie(option, winner, base.seed)
             ties[RERANK] = {"beats_retrieval": not tied, **{f"vs_retrieval_{k}": v for k, v in gain.items()}}
