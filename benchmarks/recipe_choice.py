@@ -15,6 +15,7 @@ Writes benchmarks/results/recipe_choice.json (merged: one data set's run keeps t
 
     make bench-recipe                                   # Online Retail
     make bench-recipe ARGS="--data complete-journey"    # The Complete Journey
+    make bench-recipe ARGS="--options popularity,repeat_buy,tifu,item_knn"   # without SASRec (slow)
 """
 
 from __future__ import annotations
@@ -74,11 +75,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="most epochs per learned option")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-rerank", action="store_true", help="leave the re-ranker option out")
+    parser.add_argument(
+        "--options", default=None, help="comma list of options to fit (default: all of choice.OPTIONS)"
+    )
     args = parser.parse_args()
 
     import torch
 
-    from personaflow.training.choice import choose
+    from personaflow.training.choice import OPTIONS, choose
     from personaflow.training.data.features import purchases_source
     from personaflow.training.data.purchases import split_purchases
     from personaflow.training.evaluation.baselines import popularity_ranking
@@ -94,7 +98,8 @@ def main() -> None:
     exclude, rate = decide_exclusion(split)
     base = Recipe(epochs=args.epochs, dim=64, seed=args.seed, val_days=args.test_days, exclude_bought=exclude)
     cpu, wall = time.process_time(), time.perf_counter()
-    choice = choose(split, base, purchases_source(None), rerank=not args.no_rerank)
+    options = tuple(args.options.split(",")) if args.options else OPTIONS
+    choice = choose(split, base, purchases_source(None), rerank=not args.no_rerank, options=options)
     choose_cpu, choose_wall = time.process_time() - cpu, time.perf_counter() - wall
     popular = popularity_ranking(split)
 
@@ -112,6 +117,7 @@ def main() -> None:
         f"{key}_repeat_rate": round(rate, 4),
         f"{key}_exclude_bought": exclude,
         f"{key}_budget_cpu_s": choice.report["budget_cpu_s"],
+        f"{key}_options_fitted": ",".join(options),
         **{f"{key}_{k}": v for k, v in split.sizes().items()},
     }
     for name, row in choice.report["options"].items():
