@@ -11,7 +11,7 @@ Writes benchmarks/results/recipe_choice.json (merged: one data set's run keeps t
 `<data>_chosen`, `<data>_reason`, `<data>_<option>_val_ndcg_at_10`, `<data>_<option>_fit_cpu_s`,
 `<data>_<option>_fit_wall_s`, `<data>_<option>_status`, `<data>_chosen_test_ndcg_at_10`,
 `<data>_<baseline>_test_ndcg_at_10`, `<data>_choose_wall_s`, `<data>_choose_cpu_s`, sizes, `cores`,
-`torch_threads`, `load_avg_1m_before` (the machine was idle only if that is near 0).
+`torch_threads`, `load_avg_1m_before`, `machine_idle` (that load below half the cores).
 
     make bench-recipe                                   # Online Retail
     make bench-recipe ARGS="--data complete-journey"    # The Complete Journey
@@ -140,6 +140,7 @@ def main() -> None:
         cores=os.cpu_count(),
         torch_threads=torch.get_num_threads(),
         load_avg_1m_before=round(load_before, 2),
+        machine_idle=load_before < 0.5 * (os.cpu_count() or 1),  # other jobs' load below half the cores
     )
     print(json.dumps(result, indent=2))
     merge_results(RESULTS, result)
