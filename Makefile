@@ -90,6 +90,13 @@ bench-models: install
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) -c requirements.lock "implicit==0.7.3"
 	$(BIN)/python benchmarks/recommenders.py $(ARGS)
 
+# The nightly recipe choice (training/choice.py) on Online Retail (ARGS="--data complete-journey": The
+# Complete Journey): every option's validation NDCG@10 and fit seconds, the choice and its reason.
+# Writes benchmarks/results/recipe_choice.json.
+.PHONY: bench-recipe
+bench-recipe: install
+	$(BIN)/python benchmarks/recipe_choice.py $(ARGS)
+
 # The nightly training task (training.pipeline.train_candidate) per model on ~10 M synthetic events:
 # task and fit seconds, peak RSS, NDCG@10 vs baselines; on the GPU when present. Writes nightly_training.json.
 .PHONY: bench-training

@@ -33,7 +33,11 @@ def train(
     epochs: int = 20,
     dim: int = 64,
     model: Annotated[
-        str | None, typer.Option(help="bpr | two_tower | sasrec | gru (default: PERSONAFLOW_MODEL)")
+        str | None,
+        typer.Option(
+            help="auto (chosen on validation) | bpr | two_tower | sasrec | gru | item_knn | tifu | "
+            "repeat_buy | popularity (default: PERSONAFLOW_MODEL)"
+        ),
     ] = None,
     hybrid: Annotated[
         bool | None, typer.Option(help="blend with repeat-buy (default: PERSONAFLOW_HYBRID)")

@@ -98,14 +98,16 @@ class Settings(BaseSettings):
     # churn = no order within this many days after a cut-off: the dbt var churn_horizon_days that
     # marts.churn_labels is built with. The log must span more than it before churn can train.
     churn_horizon_days: int = 90
-    # The nightly recommender: bpr | two_tower | sasrec | gru (personaflow/training/models/fit.py),
-    # blended with the repeat-buy baseline when PERSONAFLOW_HYBRID is true (weight tuned on a
-    # validation window), or a baseline: tifu | repeat_buy | popularity. Default by measurement
-    # (benchmarks/recommenders.py on retail-30d): DeepFM re-ranking TIFU-KNN + history + co-purchase
-    # candidates; the gate serves the best baseline instead whenever that does not clearly win.
-    model: str = "tifu"
+    # The nightly recommender. auto (default): chosen each night on the shop's own validation window
+    # among popularity, repeat-buy, TIFU-KNN, item-kNN, SASRec and the DeepFM re-ranker over the best of
+    # them (personaflow/training/choice.py; the cheaper option wins a tie). Or one recipe: bpr |
+    # two_tower | sasrec | gru (personaflow/training/models/fit.py), blended with the repeat-buy baseline
+    # when PERSONAFLOW_HYBRID is true, item_knn, or a baseline: tifu | repeat_buy | popularity. The gate
+    # serves the best baseline instead whenever the candidate does not clearly win.
+    model: str = "auto"
     hybrid: bool = True
-    # DeepFM re-ranks each user's candidates (retrieval + history + co-purchase) over the features.
+    # DeepFM re-ranks each user's candidates (retrieval + history + co-purchase) over the features
+    # (with auto: the re-ranker is an option, kept only when it beats its retrieval on validation).
     rerank: bool = True
     # How long after a batch day ends the nightly run waits for its file before it reports the
     # night as missing data (personaflow/pipeline/arrival.py).

@@ -18,8 +18,9 @@ def train(
     hybrid: bool | None = None,
     rerank: bool | None = None,
 ) -> dict[str, Any]:
-    """Fit the recommender (settings' model unless given) on a time-based split; save it as a candidate
-    with its metrics and the gate's evidence."""
+    """Fit the recommender (settings' model unless given; "auto", the default, chooses the recipe on the
+    shop's validation window: personaflow/training/choice.py) on a time-based split; save it as a
+    candidate with its metrics and the gate's evidence."""
     from personaflow.training.data.features import nightly_source
     from personaflow.training.pipeline import train_candidate
 

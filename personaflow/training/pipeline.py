@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from personaflow.core import warehouse as wh
+from personaflow.training.choice import choose
 from personaflow.training.data.features import FeatureSource
 from personaflow.training.data.interactions import Split, cut_time, load_interactions, time_split
 from personaflow.training.evaluation.baselines import popularity_ranking
@@ -24,6 +25,7 @@ from personaflow.training.report import write_png
 
 log = logging.getLogger(__name__)
 METRICS = ("recall_at_10", "ndcg_at_10")
+AUTO = "auto"  # model="auto": the recipe is chosen on the shop's validation window (training/choice.py)
 # metrics keys per baseline: popularity is `baseline_*` (what older models and the UI read)
 BASELINE_PREFIX = {"popularity": "baseline", "repeat_buy": "repeat_buy", "tifu": "tifu"}
 
@@ -31,11 +33,13 @@ BASELINE_PREFIX = {"popularity": "baseline", "repeat_buy": "repeat_buy", "tifu":
 def _report(
     reports_dir: Path, result: dict[str, Any], table: dict[str, dict[str, float]], history: list[dict]
 ) -> dict[str, str]:
+    """The run's JSON (result, test table, learned curve and, when the recipe was chosen, every option's
+    validation score, fit seconds and the reason: result["choice"]) and its PNG."""
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     path = reports_dir / f"training_{result['tag'].replace(':', '_')}.json"
-    path.write_text(json.dumps({**result, "table": table, "history": history}, indent=2))
-    png = write_png(path.with_suffix(".png"), result["tag"], table, history)
+    path.write_text(json.dumps({**result, "table": table, "history": history}, indent=2, default=str))
+    png = write_png(path.with_suffix(".png"), result["tag"], table, history, result.get("choice"))
     return {"report": str(path), "report_png": str(png)}
 
 
@@ -91,9 +95,13 @@ def train_candidate(
     """Load -> split -> fit the recipe (personaflow/training/recipe.py) -> evaluate against every baseline and
     production on this split (personaflow/training/registry/fair.py) -> save a candidate.
 
-    `model` is a learned model (training.models.fit.MODELS) or a baseline (repeat_buy, tifu,
-    popularity); `hybrid` blends a learned model with repeat-buy; `rerank` puts the DeepFM re-ranker
-    over its candidates. What is evaluated is the exported model, scored exactly as serving will.
+    `model` "auto" (the nightly default): the recipe is chosen on this shop's validation window among
+    the baselines, item-kNN, SASRec and the re-ranker over the best of them (training/choice.py;
+    `rerank` says whether the re-ranker is an option, `hybrid` is not used); the choice, every option's
+    validation score and fit seconds are `result["choice"]` and in the report. Otherwise `model` is a
+    learned model (training.models.fit.MODELS), item_knn or a baseline (repeat_buy, tifu, popularity);
+    `hybrid` blends a learned model with repeat-buy; `rerank` puts the DeepFM re-ranker over its
+    candidates. What is evaluated is the exported model, scored exactly as serving will.
     If the learned candidate does not beat the best baseline (paired interval above 0) and
     `serve_baseline`, that baseline is saved too and *it* is the returned `tag` (the learned one is
     `learned_tag`): the nightly run then promotes the baseline through the same gate, and says so.
@@ -103,8 +111,15 @@ def train_candidate(
     started = time.perf_counter()
     split = time_split(load_interactions(warehouse), holdout_days)
     exclude, rate = decide_exclusion(split, exclude_bought)
-    recipe = Recipe(model, hybrid, rerank, epochs, dim, seed, holdout_days, exclude)
-    built = build(recipe, split, features)
+    choice = None
+    if model == AUTO:
+        base = Recipe(epochs=epochs, dim=dim, seed=seed, val_days=holdout_days, exclude_bought=exclude)
+        choice = choose(split, base, features, rerank=rerank)
+        recipe, built = choice.recipe, choice.built
+        built.extra.update(chosen_on_validation=True, choice_reason=choice.report["reason"])
+    else:
+        recipe = Recipe(model, hybrid, rerank, epochs, dim, seed, holdout_days, exclude)
+        built = build(recipe, split, features)
     built.extra.update(repeat_rate=rate)
     popular = popularity_ranking(split)
     candidate_fn = LoadedModel.of(built.exported, split.maps, popular).scores
@@ -138,6 +153,8 @@ def train_candidate(
         )
         log.warning(result["served_instead"])
         metrics = result["metrics"]
+    if choice is not None:
+        result["choice"] = choice.report
     if reports_dir is not None:
         table = {"candidate": {"ndcg@10": metrics["ndcg_at_10"], "recall@10": metrics["recall_at_10"]}}
         if "learned_metrics" in result:

@@ -4,7 +4,9 @@ fits it on a split and returns what serving will score (personaflow/training/exp
 Recipes are recorded with every saved model (its params), so the gate can re-fit production's recipe on
 a candidate's cut when production's own artefact has seen the candidate's test window.
 Baselines (repeat-buy, TIFU-KNN, popularity) are recipes too: servable models like any other, fitted
-in seconds (TIFU-KNN's parameters tuned on the validation view, never on the test window).
+in seconds (TIFU-KNN's parameters tuned on the validation view, never on the test window). So is
+item-kNN (models/item_knn.py), a collaborative model served the same way (sparse per-user scores) but
+not a gate baseline: it must beat them.
 """
 
 from __future__ import annotations
@@ -27,15 +29,20 @@ from personaflow.training.evaluation.baselines import (
 )
 from personaflow.training.evaluation.rebuy import bought_matrix
 from personaflow.training.evaluation.tifu import TifuParams, tifu_parts, tune_tifu
+from personaflow.training.models import item_knn
 from personaflow.training.models.config import FitConfig
 from personaflow.training.models.fit import MODELS, FitResult, fit_model, validation_view
 from personaflow.training.rerank.hybrid import hybrid as blend_with_history
 from personaflow.training.rerank.reranker import fit_reranker
 
 BASELINES = tuple(export.BASELINE_KINDS)
-KNOWN = (*MODELS, *BASELINES)
-FIT_BUDGET_S = 40.0  # seconds of epochs per nightly fit at most (FitConfig.budget_s): with data prep
-# and scoring every fit stays under 60 s on 2 cores (at 50, two-tower and SASRec took 63 s)
+COLLABORATIVE = ("item_knn",)  # fitted without epochs, served as sparse per-user scores like a baseline
+SPARSE = (*BASELINES, *COLLABORATIVE)
+SPARSE_KINDS = {**export.BASELINE_KINDS, "item_knn": "item-knn"}
+KNOWN = (*MODELS, *SPARSE)
+# CPU seconds a learned fit may be estimated to take (FitConfig.budget_s): above it the fit is refused
+# after its first epoch (models/fit.py OverBudget), never cut short. Its length is early stopping's.
+FIT_BUDGET_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class Recipe:
     @property
     def key(self) -> tuple[str, bool, bool, bool]:
         """What makes two recipes the same model (epochs, seed and cut aside)."""
-        return (self.model, self.hybrid and self.model not in BASELINES, self.rerank, self.exclude_bought)
+        return (self.model, self.hybrid and self.model not in SPARSE, self.rerank, self.exclude_bought)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Recipe:
@@ -83,9 +90,10 @@ class Built:
 
 
 def baseline_parts(
-    name: str, split: Split, val: Split | None = None
+    name: str, split: Split, val: Split | None = None, exclude: bool = False
 ) -> tuple[sp.csr_matrix, np.ndarray, dict]:
-    """A baseline's sparse scores, popularity fill and info (TIFU-KNN: parameters tuned on `val`)."""
+    """A sparse model's scores, popularity fill and info (TIFU-KNN, item-kNN: parameters tuned on `val`,
+    bought items last there when `exclude`)."""
     if name == "repeat_buy":
         scores, fill = history_parts(split)
         return scores, fill, {}
@@ -98,7 +106,20 @@ def baseline_parts(
         scores, fill = tifu_parts(split, params)
         best = max(curve.values(), default=0.0)
         return scores, fill, {"tifu_params": asdict(params), "tifu_val_best_ndcg_at_10": best}
-    raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
+    if name == "item_knn":
+        kparams, curve = item_knn.tune(val, exclude) if val is not None else (item_knn.KnnParams(), {})
+        scores, fill = item_knn.knn_parts(split, kparams)
+        return scores, fill, {"item_knn_params": asdict(kparams), "item_knn_val_ndcg_curve": curve}
+    raise ValueError(f"unknown baseline {name!r}; choose one of {SPARSE}")
+
+
+def _parts_at(name: str, view: Split, info: dict) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The same sparse model, with the parameters chosen once (`info`), fitted at another cut."""
+    if name == "tifu":
+        return tifu_parts(view, TifuParams(**info["tifu_params"]))
+    if name == "item_knn":
+        return item_knn.knn_parts(view, item_knn.KnnParams(**info["item_knn_params"]))
+    return baseline_parts(name, view)[:2]
 
 
 def _sparse_fn(scores: sp.csr_matrix, fill: np.ndarray):
@@ -106,19 +127,17 @@ def _sparse_fn(scores: sp.csr_matrix, fill: np.ndarray):
     return SparseScores(scores, fill)
 
 
-def fit_baseline(name: str, split: Split, val_days: int) -> tuple[FitResult, sp.csr_matrix, np.ndarray, dict]:
-    """A baseline as a FitResult (so a re-ranker can take its candidates), plus its saved parts."""
+def fit_baseline(
+    name: str, split: Split, val_days: int, exclude: bool = False
+) -> tuple[FitResult, sp.csr_matrix, np.ndarray, dict]:
+    """A sparse model (baseline or item-kNN) as a FitResult (so a re-ranker can take its candidates),
+    plus its saved parts."""
     val = validation_view(split, val_days)
-    scores, fill, info = baseline_parts(name, split, val)
-    if name == "tifu":  # the validation view's own scorer, with the parameters chosen on it
-        val_scores, val_fill = tifu_parts(val, TifuParams(**info["tifu_params"]))
-    else:
-        val_scores, val_fill, _ = baseline_parts(name, val)
+    scores, fill, info = baseline_parts(name, split, val, exclude)
+    val_scores, val_fill = _parts_at(name, val, info)  # the validation view's own scorer
 
     def scorer_at(view: Split):  # the same parameters at an earlier cut (re-ranker training windows)
-        if name == "tifu":
-            return _sparse_fn(*tifu_parts(view, TifuParams(**info["tifu_params"])))
-        return _sparse_fn(*baseline_parts(name, view)[:2])
+        return _sparse_fn(*_parts_at(name, view, info))
 
     fitted = FitResult(
         name, _sparse_fn(scores, fill), [], 0, "cpu", _sparse_fn(val_scores, val_fill), val, None, scorer_at
@@ -126,19 +145,29 @@ def fit_baseline(name: str, split: Split, val_days: int) -> tuple[FitResult, sp.
     return fitted, scores, fill, info
 
 
-def build(recipe: Recipe, split: Split, features: FeatureSource | None = None) -> Built:
-    """Fit `recipe` on `split.train`; the result is scored exactly as serving will score it."""
+def build(
+    recipe: Recipe, split: Split, features: FeatureSource | None = None, budget_s: float | None = FIT_BUDGET_S
+) -> Built:
+    """Fit `recipe` on `split.train`; the result is scored exactly as serving will score it. A learned
+    fit estimated above `budget_s` CPU seconds is refused (models/fit.py OverBudget), never cut short."""
     if recipe.rerank and features is None:
         raise ValueError("rerank=True needs a feature source (features=...) for the DeepFM re-ranker")
     started = time.perf_counter()
     extra: dict[str, Any] = {}
-    if recipe.model in BASELINES:
-        fitted, scores, fill, extra = fit_baseline(recipe.model, split, recipe.val_days)
-        exported = export.baseline(recipe.model, scores, fill, export.item_vectors(user_item_matrix(split)))
+    if recipe.model in SPARSE:
+        fitted, scores, fill, extra = fit_baseline(
+            recipe.model, split, recipe.val_days, recipe.exclude_bought
+        )
+        items = export.item_vectors(user_item_matrix(split))
+        exported = export.Embeddings(
+            SPARSE_KINDS[recipe.model], np.zeros((split.maps.n_users, items.shape[1]), dtype=np.float32),
+            items, np.zeros(split.maps.n_items, dtype=np.float32), scores.tocsr(),
+            np.asarray(fill, dtype=np.float64), 0.0,
+        )  # fmt: skip
     else:
         cfg = FitConfig(
             epochs=recipe.epochs, dim=recipe.dim, seed=recipe.seed, val_days=recipe.val_days, lr=3e-3,
-            exclude_bought=recipe.exclude_bought, budget_s=FIT_BUDGET_S,
+            exclude_bought=recipe.exclude_bought, budget_s=budget_s,
         )  # fmt: skip
         fitted = fit_model(recipe.model, split, cfg, features=features)
         exported = export.embeddings(recipe.model, fitted.module, split, cfg.max_len)

@@ -103,7 +103,7 @@ def test_settings_read_personaflow_variables_with_their_defaults(monkeypatch, tm
     assert s.alert_to == ("a@x", "b@y")
     assert s.serve_port == 3999
     assert s.airflow_executor == "celery"
-    assert s.dbt_tasks == "single" and s.model == "tifu" and s.hybrid is True
+    assert s.dbt_tasks == "single" and s.model == "auto" and s.hybrid is True
     changed = s.model_copy(update={"warehouse_url": "postgresql://u@h/d"})
     assert changed.warehouse_url == "postgresql://u@h/d" and s.warehouse_url == ""
     with pytest.raises(ValidationError):

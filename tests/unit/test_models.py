@@ -15,7 +15,7 @@ from personaflow.training.evaluation.bootstrap import bootstrap_ci, paired_boots
 from personaflow.training.evaluation.metrics import evaluate, mrr_at_k, per_user_metrics
 from personaflow.training.evaluation.protocol import score
 from personaflow.training.models.config import FitConfig
-from personaflow.training.models.fit import fit_model
+from personaflow.training.models.fit import OverBudget, fit_model
 from personaflow.training.registry.pointer import promote
 from personaflow.training.registry.store import save_candidate
 from personaflow.training.rerank.hybrid import blend
@@ -170,12 +170,36 @@ def test_gate_refuses_nan_and_worse_models_and_passes_a_real_gain(tmp_path, monk
     assert math.isfinite(decision["candidate_ndcg_at_10"])
 
 
-def test_a_fit_budget_stops_early_and_keeps_the_best_epoch():
+def _small_split():
     frame = make_interactions(n_users=120, n_items=30, n_rows=3000, days=40, seed=2)
     bought = frame[frame["n_purchases"] > 0]
-    split = split_purchases(
-        bought.assign(ts=pd.to_datetime(bought["event_date"]))[["user_id", "item_id", "ts"]], 7
-    )
+    rows = bought.assign(ts=pd.to_datetime(bought["event_date"]))[["user_id", "item_id", "ts"]]
+    return split_purchases(rows, 7)
+
+
+def test_a_fit_budget_refuses_up_front_and_never_truncates():
+    """Behaviour changed (issue 21): a budget no longer ends a fit after some epochs; it refuses it after
+    the first epoch when that epoch's CPU time x the most epochs would exceed it."""
     cfg = FitConfig(epochs=10, patience=10, val_days=7, dim=8, seed=1, device="cpu", budget_s=0.0)
-    fitted = fit_model("bpr", split, cfg)
-    assert len(fitted.history) == 1 and fitted.history[-1]["budget_stop"] == 1.0 and fitted.best_epoch == 1
+    with pytest.raises(OverBudget) as refused:
+        fit_model("bpr", _small_split(), cfg)
+    assert refused.value.budget_s == 0.0 and refused.value.estimate_s > 0.0
+
+
+@pytest.mark.parametrize("name", ["bpr", "sasrec"])
+def test_the_same_data_and_seed_give_the_same_model_however_busy_the_machine(monkeypatch, name):
+    """Training length comes from validation only: a clock that jumps (a loaded machine, as the fit sees
+    it) after the first epoch changes neither the best epoch nor the scores. Before, the budget cut the
+    fit at the first jump (best epoch 1)."""
+    import personaflow.training.models.fit as fit
+
+    split = _small_split()
+    cfg = FitConfig(epochs=6, patience=6, val_days=7, dim=8, seed=3, device="cpu", max_len=10, budget_s=1e6)
+    users = np.arange(split.maps.n_users)
+    idle = fit_model(name, split, cfg)
+    ticks = iter(np.cumsum(np.r_[0.0, 0.0, np.full(10_000, 1e7)]))  # after the first epoch: 1e7 s a read
+    monkeypatch.setattr(fit, "_clock", lambda: float(next(ticks)))
+    busy = fit_model(name, split, cfg)
+    assert len(idle.history) > 1 and busy.best_epoch == idle.best_epoch
+    assert [h["val_ndcg_at_10"] for h in busy.history] == [h["val_ndcg_at_10"] for h in idle.history]
+    np.testing.assert_array_equal(busy.scores_fn(users), idle.scores_fn(users))

@@ -30,9 +30,10 @@ class FitConfig:
     # the whole embedding tables), and early stopping scores a fixed sample of validation users.
     max_steps_per_epoch: int = 400
     val_users: int = 5000
-    # Time cap on the epochs (None: none), in seconds of this process's CPU time per torch thread (what
-    # the fit takes alone on the machine): early stopping gets 60%, a refit the rest; the best epoch so
-    # far is kept and the history says the budget ended it. Keeps every nightly fit near a minute.
+    # CPU budget (None: none), in seconds of this process's CPU time per torch thread (what the fit
+    # takes alone on the machine). It only refuses: after the first epoch, that epoch's CPU time x the
+    # most epochs the fit can run is the estimate, and above the budget the fit raises OverBudget
+    # (models/fit.py). It never shortens a fit: `epochs` and `patience` alone decide its length.
     budget_s: float | None = None
     # A shop without re-buys (personaflow/training/evaluation/rebuy.py): validation ranks bought items last
     # too.

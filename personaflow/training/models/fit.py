@@ -3,7 +3,13 @@
 `fit_model(name, split, config)` carves a validation split from the TRAINING period (the same protocol,
 `config.val_days` before the training cut), trains epoch by epoch on the rows before that inner cut,
 logs one line per epoch (loss, validation NDCG@10, seconds), keeps the best epoch's weights and stops
-after `patience` epochs without improvement. The test window is never looked at.
+after `patience` epochs without improvement or at `config.epochs` (the fixed maximum per model). The
+test window is never looked at.
+Training length comes from validation alone: the same data, seed and config give the same model on an
+idle or a busy machine. A CPU budget (`config.budget_s`) may only *refuse* a fit up front: the first
+epoch's CPU time times the most epochs the fit can run (the refit included) is the estimate; above the
+budget the fit raises `OverBudget` after that first epoch, before any result exists. It never ends a fit
+early (a truncated fit's quality would depend on the machine's load).
 - BPR-MF and the two-tower model then refit on the whole training period for the best number of epochs
   (user vectors must see the recent weeks); the two-tower model needs a `FeatureSource`: the validation
   learner gets features as of the inner cut, the refit learner features as of the training cut;
@@ -34,16 +40,29 @@ from personaflow.training.models.two_tower import TwoTowerLearner
 log = logging.getLogger(__name__)
 MODELS = ("bpr", "sasrec", "gru", "two_tower")
 FEATURE_MODELS = ("two_tower",)  # these need `features=` in fit_model
-VAL_SHARE = (
-    0.6  # of FitConfig.budget_s for the early-stopping epochs; the refit (bpr, two_tower) gets the rest
-)
+REFIT = ("bpr", "two_tower")  # refit on the whole training period for the best number of epochs
+
+
+class OverBudget(RuntimeError):
+    """A fit refused up front: its estimated CPU seconds exceed its budget (nothing was truncated)."""
+
+    def __init__(self, name: str, estimate_s: float, budget_s: float) -> None:
+        super().__init__(
+            f"{name}: estimated {estimate_s:.1f} CPU-s (first epoch x most epochs) > budget {budget_s:.0f} s"
+        )
+        self.name, self.estimate_s, self.budget_s = name, estimate_s, budget_s
 
 
 def _clock() -> float:
     """Seconds the fit would take alone on this machine's torch threads: this process's CPU time over
-    the thread count (wall time would charge it for other jobs sharing the cores, and make a budgeted
-    fit's quality depend on them)."""
+    the thread count (wall time would charge it for other jobs sharing the cores). Read only to refuse
+    a fit up front, never to end one."""
     return time.process_time() / max(1, torch.get_num_threads())
+
+
+def most_epochs(name: str, cfg: FitConfig) -> int:
+    """The most epochs a fit of `name` can run: early stopping's maximum, plus as many in the refit."""
+    return cfg.epochs * (2 if name in REFIT else 1)
 
 
 @dataclass
@@ -104,7 +123,7 @@ def fit_model(
     val_bought = bought_matrix(val) if cfg.exclude_bought else None
     history: list[dict[str, float]] = []
     best, best_epoch, best_state, waited = -1.0, 0, None, 0
-    loop_started = _clock()
+    first_started = _clock()
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
         loss = learner.epoch()
@@ -123,6 +142,11 @@ def fit_model(
             history[-1]["seconds"],
             device,
         )
+        if epoch == 1 and cfg.budget_s is not None:  # refuse up front, or run to the end: never truncate
+            estimate = (_clock() - first_started) * most_epochs(name, cfg)
+            log.info("%s: estimated %.1f CPU-s at most (budget %.0f)", name, estimate, cfg.budget_s)
+            if estimate > cfg.budget_s:
+                raise OverBudget(name, estimate, cfg.budget_s)
         if ndcg > best:
             best, best_epoch, waited = ndcg, epoch, 0
             best_state = copy.deepcopy(learner.module.state_dict())
@@ -133,22 +157,13 @@ def fit_model(
                     "%s: early stop after epoch %d (best %d, val ndcg@10 %.4f)", name, epoch, best_epoch, best
                 )
                 break
-        if cfg.budget_s is not None and _clock() - loop_started > VAL_SHARE * cfg.budget_s:
-            log.info(
-                "%s: time budget %.0fs spent after epoch %d (best %d)", name, cfg.budget_s, epoch, best_epoch
-            )
-            history[-1]["budget_stop"] = 1.0
-            break
     learner.module.load_state_dict(best_state)
     val_scores = learner.scores
-    if name in ("bpr", "two_tower"):  # refit on the whole training period for the chosen number of epochs
+    if name in REFIT:  # refit on the whole training period for the chosen number of epochs
         val_learner = learner
         tables = features(split) if name in FEATURE_MODELS else None
         learner = _learner(name, split.train, split.maps, cfg, device, tables)
-        for _ in range(best_epoch):  # the rest of the budget, if any
-            if cfg.budget_s is not None and _clock() - loop_started > cfg.budget_s:
-                log.info("%s: time budget spent during the refit", name)
-                break
+        for _ in range(best_epoch):
             learner.epoch()
         val_scores = val_learner.scores
     else:  # same weights; the test scorer reads full training histories, the validation one does not

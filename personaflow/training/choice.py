@@ -1,0 +1,286 @@
+"""The nightly recipe, chosen on this shop's own validation window (issue 21, part 2).
+
+Options, in a fixed order of cost (cheapest first; the order is the tie-break, so the choice never
+depends on how busy the machine was while it measured):
+  popularity < repeat_buy < tifu (the baselines) < item_knn (collaborative, models/item_knn.py)
+  < sasrec (sequence, models/sequence.py, at most MAX_EPOCHS epochs)
+  < the DeepFM re-ranker over the chosen retrieval.
+
+Every option is fitted once on the split's training period by `recipe.build` (its own parameters,
+epochs or weights chosen on the validation view, models/fit.py `validation_view`), and scored by its
+validation-view scorer on the same validation users (a seeded sample of at most VAL_USERS), bought
+items last where the shop does not re-buy, exactly as serving will rank them. The test window is
+never read here: it belongs to the gate (training/gate.py), which the chosen candidate then faces
+as any candidate does.
+
+Rules:
+- Budget (refusal only): each option has a CPU budget (`budget_s`). A learned model is refused after
+  its first epoch when that epoch x its most epochs exceeds it (models/fit.py OverBudget); a sparse
+  model (baselines, item-kNN) when a fit on a seeded 1/PROBE_SHARE of the users, scaled by PROBE_SHARE
+  and by the fits its tuning grid needs, exceeds it (popularity and repeat-buy, one counting pass each,
+  are the floor and never refused); the re-ranker's serving fit when its validation (per torch thread)
+  fit took more than the budget. A refused option is listed with its estimate; nothing is cut short.
+- Tie: an option ties with the best when the paired bootstrap 95 % interval of the best's per-user
+  NDCG@10 gain over it (same validation users, training/evaluation/bootstrap.py) includes 0, or the
+  gain is below TIE_EPS. The cheapest option tied with the best is the retrieval.
+- The re-ranker is kept only when it beats its own retrieval on validation: it is trained at the
+  validation cut (its lists from the windows before it) and scored on the same validation users; a
+  tie keeps the retrieval (it is cheaper). Only a retrieval that re-fits cheaply at an earlier cut
+  (a sparse model: FitResult.scorer_at) can be validated this way; over sasrec it is not tried.
+Nothing here is tuned by hand per shop: the grids, the order and the rules are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from personaflow.training import export
+from personaflow.training.data.features import FeatureSource
+from personaflow.training.data.interactions import IdMaps, Split
+from personaflow.training.evaluation.bootstrap import paired_bootstrap
+from personaflow.training.evaluation.metrics import ScoresFn, per_user_metrics
+from personaflow.training.evaluation.rebuy import bought_matrix, excluding
+from personaflow.training.evaluation.tifu import GRID as TIFU_GRID
+from personaflow.training.models.fit import FitResult, OverBudget, validation_view
+from personaflow.training.recipe import FIT_BUDGET_S, SPARSE, Built, Recipe, baseline_parts, build
+
+log = logging.getLogger(__name__)
+OPTIONS = ("popularity", "repeat_buy", "tifu", "item_knn", "sasrec")  # cheapest first
+RERANK = "rerank"
+VAL_USERS = 5000  # validation users scored per option (a seeded sample on a big shop)
+TIE_EPS = 0.002  # NDCG@10 below which a gain is a tie whatever its interval
+FLOOR = ("popularity", "repeat_buy")  # one counting pass over the rows, no tuning: never refused, so a
+# night always has something to serve
+PROBE_SHARE = 8  # sparse options: fitted on 1/8 of the users first to estimate the whole fit
+N_BOOT = 1000
+# most epochs per learned option (early stopping usually ends sooner): fixed, the same for every shop.
+# SASRec's best epoch on Online Retail was 2-4 (issue 21); 10 leaves room and keeps its worst case
+# (first epoch x 10) inside the budget there (20 did not: 365 CPU-s estimated on 2 cores)
+MAX_EPOCHS = {"sasrec": 10}
+# fits of the whole model a sparse option's tuning needs (grid points at the validation cut + 1 final)
+# (item-kNN's grid finds the neighbours once: 2 fits, plus scoring every grid point, counted as 1 more)
+FITS = {"tifu": int(np.prod([len(v) for v in TIFU_GRID.values()])) + 1, "item_knn": 3}
+
+
+@dataclass
+class Option:
+    name: str
+    status: str = "scored"  # scored | refused | failed
+    val_ndcg_at_10: float | None = None
+    fit_cpu_s: float = 0.0
+    fit_wall_s: float = 0.0
+    estimate_cpu_s: float | None = None
+    note: str = ""
+    per_user: np.ndarray | None = field(default=None, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        out = {
+            "status": self.status, "val_ndcg_at_10": self.val_ndcg_at_10,
+            "fit_cpu_s": round(self.fit_cpu_s, 3), "fit_wall_s": round(self.fit_wall_s, 3),
+        }  # fmt: skip
+        if self.estimate_cpu_s is not None:
+            out["estimate_cpu_s"] = round(self.estimate_cpu_s, 3)
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass
+class Choice:
+    recipe: Recipe
+    built: Built
+    report: dict[str, Any]
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def _probe_sparse(name: str, split: Split, seed: int) -> float:
+    """CPU seconds a sparse option is expected to take: one fit on 1/PROBE_SHARE of the users (default
+    parameters), scaled to all users and to the fits its tuning grid needs (linear in users)."""
+    users = split.train["user_id"].unique()
+    rng = np.random.default_rng(seed)
+    keep = rng.choice(users, size=max(1, len(users) // PROBE_SHARE), replace=False)
+    # the sampled users get their own id map: a fit's cost must not include the users left out
+    maps = IdMaps(sorted(str(u) for u in keep), split.maps.item_ids)
+    sub = replace(split, train=split.train[split.train["user_id"].isin(set(keep))], maps=maps)
+    started = _cpu()
+    baseline_parts(name, sub)
+    return (_cpu() - started) * PROBE_SHARE * FITS.get(name, 2)
+
+
+def _tie(best: Option, other: Option, seed: int) -> tuple[bool, dict[str, float]]:
+    """Whether `other` ties with `best`: the paired 95 % interval of best - other includes 0, or the gain
+    is under TIE_EPS."""
+    gain = paired_bootstrap(best.per_user, other.per_user, n_boot=N_BOOT, seed=seed)
+    return gain["gain_ci_low"] <= 0.0 or gain["gain"] < TIE_EPS, gain
+
+
+def _scored(option: Option, fn: ScoresFn, sample: Split, bought) -> Option:
+    fn = fn if bought is None else excluding(fn, bought)
+    option.per_user = per_user_metrics(fn, sample)["ndcg_at_10"]
+    option.val_ndcg_at_10 = float(option.per_user.mean()) if option.per_user.size else 0.0
+    return option
+
+
+def _sample(val: Split, seed: int) -> Split:
+    if len(val.test_truth) <= VAL_USERS:
+        return val
+    users = np.random.default_rng(seed).choice(sorted(val.test_truth), size=VAL_USERS, replace=False)
+    return replace(val, test_truth={str(u): val.test_truth[str(u)] for u in users})
+
+
+def _fit_option(
+    name: str, base: Recipe, split: Split, features, budget_s: float
+) -> tuple[Option, Built | None]:
+    option = Option(name)
+    if name in SPARSE and name not in FLOOR:
+        option.estimate_cpu_s = _probe_sparse(name, split, base.seed)
+        if option.estimate_cpu_s > budget_s:
+            option.status = "refused"
+            option.note = f"estimated {option.estimate_cpu_s:.3g} CPU-s > budget {budget_s:.3g}"
+            return option, None
+    cpu, wall = _cpu(), time.perf_counter()
+    try:
+        epochs = min(base.epochs, MAX_EPOCHS.get(name, base.epochs))
+        recipe = replace(base, model=name, hybrid=False, rerank=False, epochs=epochs)
+        built = build(recipe, split, features, budget_s)
+    except OverBudget as exc:
+        option.status, option.estimate_cpu_s, option.note = "refused", exc.estimate_s, str(exc)
+        built = None
+    except ValueError as exc:  # e.g. too little data for a validation view
+        option.status, option.note, built = "failed", str(exc), None
+    option.fit_cpu_s, option.fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
+    return option, built
+
+
+def _rerank_at_validation(retrieval: Built, val: Split, base: Recipe, features: FeatureSource) -> ScoresFn:
+    """The re-ranker trained one cut earlier (lists from windows before the validation cut), scoring the
+    validation view: what it would have served there."""
+    from personaflow.training.rerank.reranker import fit_reranker
+
+    fitted = retrieval.fitted
+    earlier = validation_view(val, base.val_days)
+    at_val = FitResult(
+        fitted.name, fitted.val_scores_fn, [], 0, fitted.device, fitted.scorer_at(earlier), earlier, None,
+        fitted.scorer_at,
+    )  # fmt: skip
+    return fit_reranker(val, at_val, features)[0]
+
+
+def _with_rerank(retrieval: Built, split: Split, base: Recipe, features: FeatureSource) -> Built:
+    from personaflow.training.rerank.reranker import fit_reranker
+
+    started = time.perf_counter()
+    reranked, info = fit_reranker(split, retrieval.fitted, features)
+    exported = export.with_rerank(retrieval.exported, reranked, split.maps.n_users)
+    if base.exclude_bought:
+        exported = replace(exported, exclude=bought_matrix(split))
+    extra = {**retrieval.extra, **{f"rerank_{k}": v for k, v in info.items()}}
+    return Built(exported, retrieval.fitted, extra, retrieval.fit_seconds + time.perf_counter() - started)
+
+
+def choose(
+    split: Split,
+    base: Recipe,
+    features: FeatureSource | None = None,
+    rerank: bool = True,
+    budget_s: float = FIT_BUDGET_S,
+    options: tuple[str, ...] = OPTIONS,
+) -> Choice:
+    """Fit every option, score each on the validation window, pick by the rules above (module docstring).
+
+    `base` carries what all options share (seed, val_days, epochs, dim, exclude_bought). Memory: one
+    option's model at a time besides the kept ones' validation scores (VAL_USERS floats each) and the
+    fitted options (each as its export: sparse per-user scores or vectors, linear in users).
+    """
+    val = validation_view(split, base.val_days)
+    sample = _sample(val, base.seed)
+    bought = bought_matrix(val) if base.exclude_bought else None
+    rows: dict[str, Option] = {}
+    fits: dict[str, Built] = {}
+    for name in options:
+        option, built = _fit_option(name, base, split, features, budget_s)
+        if built is not None:
+            _scored(option, built.fitted.val_scores_fn, sample, bought)
+            fits[name] = built
+        rows[name] = option
+        log.info("option %s: %s", name, option.row())
+    scored = [rows[n] for n in options if rows[n].status == "scored"]
+    if not scored:
+        raise ValueError(f"no option could be fitted on this split: {[o.row() for o in rows.values()]}")
+    best = max(scored, key=lambda o: o.val_ndcg_at_10)
+    ties: dict[str, Any] = {}
+    winner = best
+    for option in scored:  # cheapest first: the first tied with the best wins
+        if option is best:
+            break
+        tied, gain = _tie(best, option, base.seed)
+        ties[option.name] = {"tied_with_best": tied, **{f"best_{k}": v for k, v in gain.items()}}
+        if tied:
+            winner = option
+            break
+    reason = (
+        f"{best.name} scored best on validation (ndcg@10 {best.val_ndcg_at_10:.4f})"
+        if winner is best
+        else f"{winner.name} (ndcg@10 {winner.val_ndcg_at_10:.4f}) ties with the best, {best.name} "
+        f"({best.val_ndcg_at_10:.4f}): the cheaper option wins a tie"
+    )
+    epochs = min(base.epochs, MAX_EPOCHS.get(winner.name, base.epochs))
+    chosen_recipe = replace(base, model=winner.name, hybrid=False, rerank=False, epochs=epochs)
+    chosen = fits[winner.name]
+    rows[RERANK] = Option(RERANK, status="not tried")
+    if not rerank:
+        rows[RERANK].note = "re-ranking switched off (PERSONAFLOW_RERANK=false)"
+    elif features is None:
+        rows[RERANK].note = "no feature source"
+    elif chosen.fitted.scorer_at is None:
+        note = f"{winner.name} does not re-fit cheaply at an earlier cut: not validated, not tried"
+        rows[RERANK].note = note
+    else:
+        option = rows[RERANK]
+        cpu, wall = _cpu(), time.perf_counter()
+        try:
+            _scored(option, _rerank_at_validation(chosen, val, base, features), sample, bought)
+            option.status = "scored"
+        except ValueError as exc:  # e.g. no validation users before the validation cut
+            option.status, option.note = "failed", str(exc)
+        option.fit_cpu_s, option.fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
+        # the serving fit learns from as many lists; per torch thread, as a learned fit's budget counts
+        option.estimate_cpu_s = option.fit_cpu_s / max(1, torch.get_num_threads())
+        if option.status == "scored":
+            tied, gain = _tie(option, winner, base.seed)
+            ties[RERANK] = {"beats_retrieval": not tied, **{f"vs_retrieval_{k}": v for k, v in gain.items()}}
+            if option.val_ndcg_at_10 <= winner.val_ndcg_at_10 or tied:
+                option.note = f"does not beat its retrieval {winner.name} on validation: the retrieval serves"
+            elif option.estimate_cpu_s > budget_s:
+                option.status, option.note = "refused", "its validation fit took more than the budget"
+            else:
+                cpu, wall = _cpu(), time.perf_counter()
+                chosen = _with_rerank(chosen, split, base, features)
+                option.fit_cpu_s += _cpu() - cpu
+                option.fit_wall_s += time.perf_counter() - wall
+                chosen_recipe = replace(chosen_recipe, rerank=True)
+                reason += (
+                    f"; the re-ranker over it beats it on validation (ndcg@10 {option.val_ndcg_at_10:.4f}, "
+                    f"gain interval [{gain['gain_ci_low']:.4f}, {gain['gain_ci_high']:.4f}])"
+                )
+                option.note = "kept"
+    report = {
+        "chosen": winner.name + ("+rerank" if chosen_recipe.rerank else ""),
+        "reason": reason,
+        "options": {name: o.row() for name, o in rows.items()},
+        "comparisons": ties,
+        "val_users": len(sample.test_truth),
+        "budget_cpu_s": budget_s,
+        "tie_rule": f"paired bootstrap 95% interval of the gain includes 0, or the gain < {TIE_EPS}",
+    }
+    log.info("recipe chosen: %s (%s)", report["chosen"], reason)
+    return Choice(chosen_recipe, chosen, report)

@@ -1,0 +1,132 @@
+"""The nightly recipe chosen on the shop's own validation window (issue 21, part 2): the choice on two
+shops of opposite regime, the rules (cheaper wins a tie, every option reported), item-kNN by sparse
+products, and the nightly path's report."""
+
+import json
+from functools import lru_cache
+
+import duckdb
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from personaflow.ingest.generate import generate_shop
+from personaflow.training.choice import OPTIONS, RERANK, choose
+from personaflow.training.data.purchases import purchases_from_events, split_purchases
+from personaflow.training.data.synthetic import make_interactions
+from personaflow.training.evaluation.rebuy import decide_exclusion
+from personaflow.training.models.item_knn import neighbours, top_per_row
+from personaflow.training.pipeline import train_candidate
+from personaflow.training.recipe import Recipe
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@lru_cache(maxsize=2)
+def _shop(rebuy: bool):
+    shop = generate_shop(users=600, items=120, days=90, seed=3, rebuy=rebuy)
+    split = split_purchases(purchases_from_events(shop.events), test_days=14)
+    exclude, _ = decide_exclusion(split)
+    return split, Recipe(epochs=5, dim=16, seed=0, val_days=14, exclude_bought=exclude)
+
+
+@pytest.fixture(scope="module")
+def rebuy_choice():
+    split, base = _shop(rebuy=True)
+    return choose(split, base)
+
+
+@pytest.fixture(scope="module")
+def no_rebuy_choice():
+    split, base = _shop(rebuy=False)
+    assert base.exclude_bought  # measured: nobody re-buys
+    return choose(split, base)
+
+
+def test_a_shop_that_rebuys_gets_a_repeat_aware_recipe(rebuy_choice):
+    assert rebuy_choice.recipe.model in ("repeat_buy", "tifu"), rebuy_choice.report
+    options = rebuy_choice.report["options"]
+    # the collaborative and sequence models were fitted and scored, and lost on validation
+    assert options["item_knn"]["status"] == options["sasrec"]["status"] == "scored"
+    chosen = options[rebuy_choice.recipe.model]["val_ndcg_at_10"]
+    assert chosen > options["item_knn"]["val_ndcg_at_10"] and chosen > options["popularity"]["val_ndcg_at_10"]
+
+
+def test_a_shop_without_rebuys_gets_a_collaborative_recipe(no_rebuy_choice):
+    assert no_rebuy_choice.recipe.model == "item_knn", no_rebuy_choice.report
+    assert no_rebuy_choice.built.exported.kind == "item-knn"
+    assert no_rebuy_choice.built.exported.exclude is not None  # bought items last, as validated
+
+
+def test_every_option_is_reported_with_its_score_its_seconds_and_the_reason(no_rebuy_choice):
+    report = no_rebuy_choice.report
+    json.dumps(report)
+    assert set(report["options"]) == {*OPTIONS, RERANK}
+    for name in OPTIONS:
+        row = report["options"][name]
+        assert row["status"] == "scored" and 0.0 <= row["val_ndcg_at_10"] <= 1.0 and row["fit_cpu_s"] >= 0.0
+    assert report["options"][RERANK]["note"] == "no feature source"
+    assert "item_knn" in report["reason"] and report["chosen"] == "item_knn"
+    # options cheaper than the winner were compared with it and found worse (not a tie)
+    assert all(not c["tied_with_best"] for c in report["comparisons"].values())
+
+
+def test_the_cheaper_option_wins_a_tie():
+    """Where nobody re-buys and bought items rank last, repeat-buy *is* popularity: a perfect tie. Only
+    the two of them here: the cheaper, popularity, must be chosen though it is listed second."""
+    split, base = _shop(rebuy=False)
+    choice = choose(split, base, options=("popularity", "repeat_buy"))
+    rows = choice.report["options"]
+    assert rows["popularity"]["val_ndcg_at_10"] == rows["repeat_buy"]["val_ndcg_at_10"]
+    assert choice.recipe.model == "popularity"
+    tifu_vs_pop = choose(split, base, options=("popularity", "tifu"))
+    assert tifu_vs_pop.recipe.model == "tifu" and "scored best" in tifu_vs_pop.report["reason"]
+
+
+def test_a_budget_refuses_an_option_and_the_rest_still_compete():
+    split, base = _shop(rebuy=False)
+    choice = choose(split, base, options=("popularity", "item_knn", "sasrec"), budget_s=1e-9)
+    rows = choice.report["options"]
+    assert rows["sasrec"]["status"] == rows["item_knn"]["status"] == "refused"
+    assert rows["sasrec"]["estimate_cpu_s"] > 1e-9 and "budget" in rows["sasrec"]["note"]
+    assert choice.recipe.model == "popularity"  # refused up front, never fitted short
+
+
+def test_item_knn_neighbours_by_sparse_products_match_dense_cosine():
+    rng = np.random.default_rng(0)
+    binary = sp.csr_matrix((rng.random((300, 40)) < 0.1).astype(np.float64))
+    k, shrink = 5, 10.0
+    co = (binary.T @ binary).toarray()
+    norms = np.sqrt(np.diag(co))
+    dense = co / (np.outer(norms, norms) + shrink)
+    np.fill_diagonal(dense, 0.0)
+    sim = neighbours(binary, k, shrink, chunk=7).toarray()  # several chunks
+    for j in range(40):
+        kept = np.flatnonzero(sim[j])
+        assert len(kept) == min(k, np.count_nonzero(dense[j]))
+        np.testing.assert_allclose(sim[j, kept], dense[j, kept])
+        # nothing left out is more similar than what was kept
+        assert dense[j, np.setdiff1d(np.arange(40), kept)].max(initial=0.0) <= sim[j, kept].min() + 1e-12
+    top = top_per_row(sp.csr_matrix(np.array([[0.0, 3.0, 1.0, 2.0], [5.0, 0.0, 0.0, 4.0]])), 2).toarray()
+    np.testing.assert_array_equal(top, [[0.0, 3.0, 0.0, 2.0], [5.0, 0.0, 0.0, 4.0]])
+
+
+def test_the_nightly_path_chooses_and_reports_the_choice_then_the_gate_judges(store, tmp_path):
+    warehouse = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(warehouse))
+    con.register("synthetic", make_interactions(seed=8))
+    con.execute("create schema marts; create table marts.interactions as select * from synthetic")
+    con.close()
+    result = train_candidate(
+        warehouse, holdout_days=7, seed=4, epochs=3, dim=8, reports_dir=tmp_path / "r", pointer_path=store,
+        model="auto",
+    )  # fmt: skip
+    json.dumps(result)
+    choice = result["choice"]
+    assert set(choice["options"]) == {*OPTIONS, RERANK} and choice["reason"]
+    chosen = choice["chosen"]
+    assert result.get("learned_params", result["params"])["model"] == chosen
+    assert "gate_best_baseline" in result["metrics"]  # the gate's evidence, as for any candidate
+    report = json.loads((tmp_path / "r" / f"training_{result['tag'].replace(':', '_')}.json").read_text())
+    assert report["choice"]["options"]["item_knn"]["fit_cpu_s"] >= 0.0
+    assert (tmp_path / "r" / f"training_{result['tag'].replace(':', '_')}.png").stat().st_size > 0
