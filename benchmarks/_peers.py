@@ -215,7 +215,7 @@ def upcf_scores(split: Split, recency: int, locality: float, asymmetry: float, k
     return scores_fn
 
 
-UPCF_GRID = {"recency": (1, 5, 25), "locality": (1, 5), "asymmetry": (0.25, 0.75)}
+UPCF_GRID = {"recency": (1, 5, 25), "locality": (1, 5), "asymmetry": (0.25,)}
 
 
 def cornac_upcf(split: Split, val: Split) -> tuple[ScoresFn, dict]:

@@ -24,8 +24,8 @@ protocol: test users, repeat_user_share, explore_user_share; paired 95 % interva
 over the best baseline and over the best peer (`vs_best_baseline_ndcg_at_10_gain`, `..._ci_low`, ...),
 on NDCG@10 and Recall@10, repeat and explore NDCG@10 (over the users that have that part).
 Where the shop hardly re-buys (repeat rate < REBUY_MIN), bought items are ranked last by every row alike.
-Keys: `<data>_<protocol>_<row>_<metric>`; a run replaces its data set's keys in
-benchmarks/results/models.json.
+Keys: `<data>_<protocol>_<row>_<metric>`; a run replaces its data set's keys of the protocols it ran in
+benchmarks/results/models.json (`--protocols last_basket` re-runs one).
 """
 
 from __future__ import annotations
@@ -265,15 +265,17 @@ def main() -> None:
     features = rerank_features(args)
     for protocol in args.protocols:
         out.update(run_protocol(args, data_prefix, purchases, protocol, features))
-        _write(args.data, out)
-    out[f"{data_prefix}_run_s"] = round(time.perf_counter() - started, 1)
-    _write(args.data, out)
+        _write(args.data, args.protocols, out)
+    out[f"{data_prefix}_{'_'.join(args.protocols)}_run_s"] = round(time.perf_counter() - started, 1)
+    _write(args.data, args.protocols, out)
 
 
-def _write(data: str, result: dict) -> None:
-    prefix = data.replace("-", "_") + "_"
+def _write(data: str, protocols: list[str], result: dict) -> None:
+    """Merge `result` into the JSON: the run replaces its data set's keys of the protocols it ran (and
+    its own data-level keys), so one protocol can be re-run alone."""
+    prefixes = tuple(f"{data.replace('-', '_')}_{p}_" for p in protocols)
     merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    merged = {k: v for k, v in merged.items() if not k.startswith(prefix)}  # this run replaces its rows
+    merged = {k: v for k, v in merged.items() if not k.startswith(prefixes)}
     merged.update(result)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
