@@ -142,6 +142,7 @@ def run_protocol(args, data_prefix: str, purchases, protocol: str, features) -> 
         out[f"{prefix}_{name}_kind"] = kind
         if sample is not None:
             out[f"{prefix}_{name}_scored_users"] = len(sample)
+        _write(args.data, [protocol], out)  # row by row: a run cut short keeps what it measured
         print(
             f"  {name:<24} ndcg@10 {metrics['ndcg_at_10']:.4f} recall@10 {metrics['recall_at_10']:.4f} "
             f"repeat {metrics['repeat_ndcg_at_10']:.4f} explore {metrics['explore_ndcg_at_10']:.4f} "
