@@ -89,6 +89,20 @@ bench-airflow: install
 bench-models: install
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) -c requirements.lock "implicit==0.7.3"
 	$(BIN)/python benchmarks/recommenders.py $(ARGS)
+	$(MAKE) --no-print-directory bench-protocols
+
+# The field's protocols and peers side by side (issue 21): our baselines (P-TopFreq and GP-TopFreq among
+# them), cornac's TIFU-KNN and UP-CF, implicit's ALS, BPR and item-kNN (BM25), each tuned on the same
+# validation cut, and the nightly default, on retail-30d and on each user's last basket, NDCG@10 and
+# Recall@10 overall, on repeat and on explore items, on Online Retail, Complete Journey and the no-re-buy
+# shop. The peers are benchmark-only extras (pyproject `bench`). Writes benchmarks/results/models.json.
+.PHONY: bench-protocols
+bench-protocols: install
+	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) -c requirements.lock \
+		"implicit==0.7.3" "cornac==3.0.1" "similaripy==0.7.0"
+	$(BIN)/python benchmarks/models.py --data online-retail
+	$(BIN)/python benchmarks/models.py --data complete-journey --default-users 500
+	$(BIN)/python benchmarks/models.py --data synthetic-norebuy --users 2500 --items 500
 
 # The nightly recipe choice (training/choice.py) on Online Retail (ARGS="--data complete-journey": The
 # Complete Journey): every option's validation NDCG@10 and fit seconds, the choice and its reason.

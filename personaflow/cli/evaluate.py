@@ -3,10 +3,14 @@
 
     personaflow evaluate --train train.csv --test test.csv                 # the shop's own cut
     personaflow evaluate --purchases all.csv --cuts last_order.csv         # one cut time per user
+    personaflow evaluate --purchases all.csv --last-basket                 # each user's last basket
     personaflow evaluate --train t.parquet --test v.parquet --model bpr --no-rerank --out result.json
 
 Files: CSV, CSV.gz or Parquet with user_id, item_id, ts (cuts: user_id, cut_ts). The defaults are the
 nightly run's (PERSONAFLOW_MODEL, _HYBRID, _RERANK); features come from the training rows.
+`--last-basket`: the next-basket protocol (training/data/purchases.py `last_basket_split`): users with
+>= 3 baskets (one timestamp each) are tested on their last one, validated on the one before. Every row
+of the answer also scores repeat items (bought by the user before) and explore items apart.
 """
 
 from __future__ import annotations
@@ -37,16 +41,25 @@ def evaluate(
     exclude_bought: bool | None = typer.Option(
         None, help="Rank bought items last (default: measured from the shop's repeat rate)."
     ),
+    last_basket: bool = typer.Option(
+        False, help="With --purchases alone: test each user's last basket (users with >= 3 baskets)."
+    ),
     seed: int = 0,
     out: Annotated[Path | None, typer.Option(help="Also write the answer here as JSON.")] = None,
 ) -> None:
     """Score the nightly recipe and every baseline on your own split, and say if the gate would pass it."""
     from personaflow.training.data.features import purchases_source
-    from personaflow.training.data.given import read_given
+    from personaflow.training.data.given import read_given, read_purchases
+    from personaflow.training.data.purchases import last_basket_split
     from personaflow.training.external import assess
     from personaflow.training.recipe import Recipe
 
-    split = read_given(train, test, purchases, cuts)
+    if last_basket:
+        if purchases is None or cuts is not None or train is not None or test is not None:
+            raise ValueError("--last-basket takes --purchases alone (the cut is each user's last basket)")
+        split = last_basket_split(read_purchases(purchases))
+    else:
+        split = read_given(train, test, purchases, cuts)
     if not split.test_truth:
         raise ValueError("no test user also has training rows: nothing to score")
     s = config.load()

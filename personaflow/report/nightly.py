@@ -198,6 +198,9 @@ def _model(s: Settings) -> dict[str, Any] | None:
         "tag": latest["tag"], "kind": latest["params"].get("kind"), "table": latest.get("table", {}),
         "n_test_users": latest["metrics"].get("n_test_users"), "verdict": verdict, "report": str(reports[-1]),
         "by_segment": _by_segment(latest), "trained": trained,
+        # repeat/explore (training/evaluation/metrics.py): users with a repeat, an explore item in their truth
+        "repeat_users": latest["metrics"].get("repeat_users"),
+        "explore_users": latest["metrics"].get("explore_users"),
     }  # fmt: skip
 
 

@@ -23,6 +23,10 @@ from personaflow.training.registry.fair import baseline_models, evidence
 from personaflow.training.registry.loading import LoadedModel
 
 METRICS = ("ndcg_at_10", "ndcg_at_10_ci_low", "ndcg_at_10_ci_high", "recall_at_10", "mrr_at_10", "coverage")
+# the next-basket field's split of the same top 10 (training/evaluation/metrics.py): items the user bought
+# before (repeat) and items new to them (explore), each over the users whose truth has such items
+PARTS = ("repeat_ndcg_at_10", "repeat_recall_at_10", "explore_ndcg_at_10", "explore_recall_at_10")
+SHARES = ("repeat_users", "repeat_user_share", "explore_users", "explore_user_share")
 
 
 def assess(
@@ -40,10 +44,11 @@ def assess(
     fns = {name: LoadedModel.of(b.exported, split.maps, popular).scores
            for name, b in baseline_models(split, recipe.val_days, exclude).items()}  # fmt: skip
     candidate_fn = LoadedModel.of(built.exported, split.maps, popular).scores
-    rows = {}
+    rows, shares = {}, {}
     for name, fn in {"candidate": candidate_fn, **fns}.items():
         metrics, _ = score(fn, split, n_boot=n_boot)
-        rows[name] = {k: metrics[k] for k in METRICS}
+        rows[name] = {k: metrics[k] for k in (*METRICS, *PARTS)}
+        shares = {k: metrics[k] for k in SHARES}  # the truth's, the same for every model
     gate = evidence(candidate_fn, split, recipe, fns, None, features)
     refusals = check(gate)
     return {
@@ -51,6 +56,7 @@ def assess(
             **getattr(split, "sizes", lambda: {})(),
             "cut": str(split.cutoff),
             "last": str(split.last_date),
+            **shares,
         },
         "recipe": asdict(recipe),
         "repeat_rate": rate,

@@ -24,8 +24,22 @@ from personaflow.training.registry.store import get_model, metrics_of, model_inf
 from personaflow.training.report import write_png
 
 log = logging.getLogger(__name__)
-METRICS = ("recall_at_10", "ndcg_at_10")
+METRICS = ("recall_at_10", "ndcg_at_10", "repeat_ndcg_at_10", "explore_ndcg_at_10")
 AUTO = "auto"  # model="auto": the recipe is chosen on the shop's validation window (training/choice.py)
+# the report's columns: overall, and on repeat items (bought by the user before) and explore items apart
+TABLE_COLUMNS = {
+    "ndcg@10": "ndcg_at_10",
+    "recall@10": "recall_at_10",
+    "repeat ndcg@10": "repeat_ndcg_at_10",
+    "explore ndcg@10": "explore_ndcg_at_10",
+}
+
+
+def _row(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """One report row from `metrics` (keys `<prefix>ndcg_at_10`, ...); columns it lacks are left out."""
+    return {label: metrics[prefix + key] for label, key in TABLE_COLUMNS.items() if prefix + key in metrics}
+
+
 # metrics keys per baseline: popularity is `baseline_*` (what older models and the UI read)
 BASELINE_PREFIX = {"popularity": "baseline", "repeat_buy": "repeat_buy", "tifu": "tifu"}
 
@@ -156,18 +170,14 @@ def train_candidate(
     if choice is not None:
         result["choice"] = choice.report
     if reports_dir is not None:
-        table = {"candidate": {"ndcg@10": metrics["ndcg_at_10"], "recall@10": metrics["recall_at_10"]}}
+        table = {"candidate": _row(metrics)}
         if "learned_metrics" in result:
             table = {
                 "candidate (baseline)": table["candidate"],
-                f"learned {recipe.model}": {
-                    "ndcg@10": result["learned_metrics"]["ndcg_at_10"],
-                    "recall@10": result["learned_metrics"]["recall_at_10"],
-                },
+                f"learned {recipe.model}": _row(result["learned_metrics"]),
             }
         for name in BASELINES:
-            p = BASELINE_PREFIX[name]
-            table[name] = {"ndcg@10": metrics[f"{p}_ndcg_at_10"], "recall@10": metrics[f"{p}_recall_at_10"]}
+            table[name] = _row(metrics, f"{BASELINE_PREFIX[name]}_")
         if "production_ndcg_at_10" in metrics:
             table["production"] = {
                 "ndcg@10": metrics["production_ndcg_at_10"], "recall@10": metrics["production_recall_at_10"]

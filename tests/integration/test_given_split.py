@@ -15,8 +15,9 @@ import pytest
 
 from personaflow.training.data.features import purchases_source
 from personaflow.training.data.given import split_given, split_per_user
-from personaflow.training.data.purchases import load_online_retail, split_purchases
+from personaflow.training.data.purchases import last_basket_split, load_online_retail, split_purchases
 from personaflow.training.external import assess
+from personaflow.training.models.fit import validation_view
 from personaflow.training.recipe import Recipe
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "online-retail"
@@ -104,3 +105,40 @@ def test_the_command_scores_files_and_names_what_is_wrong_in_them(purchases, tmp
     assert ran.returncode == 1 and "cuts: row 2: user '12347' has a second cut" in ran.stderr
     ran = _cli(tmp_path, "--train", str(train), "--cuts", str(tmp_path / "cuts.csv"))
     assert ran.returncode == 1 and "either --train and --test, or --purchases and --cuts" in ran.stderr
+
+
+def test_last_basket_on_the_real_log_scores_repeat_and_explore_apart(purchases, tmp_path):
+    split = last_basket_split(purchases)
+    invoices = purchases.groupby("user_id")["ts"].nunique()
+    assert set(split.test_truth) == set(invoices.index[invoices >= 3])
+    last = purchases.loc[purchases["ts"] == purchases.groupby("user_id")["ts"].transform("max")]
+    truth = {u: set(g["item_id"]) for u, g in last.groupby("user_id")}
+    assert all(split.test_truth[u] == truth[u] for u in split.test_truth)  # each one's last invoice
+    # validation: the invoice before the last, for every test user (all have >= 2 training invoices)
+    val = validation_view(split, 14)
+    assert set(split.test_truth) <= set(val.test_truth)
+    times = purchases.groupby("user_id")["ts"].unique()
+    for user in sorted(split.test_truth)[:100]:
+        before_last = sorted(times[user])[-2]
+        mine = purchases.loc[purchases["user_id"] == user]
+        assert val.test_truth[user] == set(mine.loc[mine["ts"] == before_last, "item_id"])
+        assert val.train.loc[val.train["user_id"] == user, "ts"].max() < before_last
+
+    repeat = Recipe("repeat_buy", val_days=14)
+    result = assess(split, repeat, purchases_source(None), n_boot=200)
+    rows, shares = result["models"], result["split"]
+    # a wholesaler re-buys: repeat-buy finds repeat items, and (its list being the user's history) no
+    # explore item beyond what the popularity fill of short histories reaches
+    assert rows["repeat_buy"]["repeat_ndcg_at_10"] > rows["popularity"]["repeat_ndcg_at_10"]
+    assert rows["repeat_buy"]["explore_ndcg_at_10"] < rows["popularity"]["explore_ndcg_at_10"]
+    assert 0 < shares["repeat_users"] <= shares["test_users"] and 0 < shares["explore_user_share"] <= 1
+
+    purchases.to_csv(tmp_path / "all.csv", index=False)
+    ran = _cli(tmp_path, "--purchases", str(tmp_path / "all.csv"), "--last-basket", "--model", "repeat_buy",
+               "--no-rerank", "--val-days", "14", "--out", str(tmp_path / "lb.json"))  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    answer = json.loads((tmp_path / "lb.json").read_text())
+    assert answer["split"]["test_users"] == len(split.test_truth)
+    assert answer["models"]["candidate"]["repeat_ndcg_at_10"] == pytest.approx(
+        rows["repeat_buy"]["repeat_ndcg_at_10"]
+    )

@@ -4,6 +4,12 @@ personaflow/training/evaluation/protocol.py).
 Protocol (issue 4): keep purchases with a customer, not cancelled, quantity > 0, price > 0; cut at
 `test_days` before the log's last timestamp; train on everything before the cut; test users are those
 who buy after the cut *and* bought before it; their truth is the set of items they buy after the cut.
+
+The last-basket protocol (`last_basket_split`, the next-basket field's: Li et al., TOIS 2023) cuts per
+user instead: users with at least `min_baskets` baskets (a basket is one timestamp, an invoice; or one
+user-day where the log has no invoice time) are test users, their last basket is the truth, and the
+rest of their rows train, with every other user's rows. Its validation (`validation_split`) peels the
+basket before the last the same way, so every model and baseline tunes on each user's previous basket.
 Every training item is ranked (re-buys allowed). Truth items never seen in training stay in the truth
 (they count as misses: no model can rank them), so numbers are comparable with the shared reference
 ones. `validation_split` cuts the same way inside the training period, for early stopping and tuning.
@@ -41,6 +47,43 @@ class PurchaseSplit(Split):
             "test_rows": self.n_test_rows,
             "truth_items_unrankable": self.n_truth_items_unrankable,
         }
+
+
+@dataclass(frozen=True)
+class LastBasketSplit(PurchaseSplit):
+    """A per-user last-basket split; `validation_split` cuts it again the same way (one basket earlier)."""
+
+    min_baskets: int = 3
+    by_day: bool = False
+
+
+def last_basket_split(purchases: pd.DataFrame, min_baskets: int = 3, by_day: bool = False) -> LastBasketSplit:
+    """Each user with >= `min_baskets` baskets: the last basket tests, earlier rows train; users with
+    fewer baskets train on all their rows. `by_day`: a basket is a user-day (no invoice time in the log).
+    The split's cut (what "days since" counts from) is the last training time. Memory: the purchases
+    frame and one row per basket, linear in the log."""
+    missing = [c for c in PURCHASE_COLUMNS if c not in purchases]
+    if missing:
+        raise ValueError(f"purchases frame lacks column(s) {missing}; has {list(purchases.columns)}")
+    if min_baskets < 2:
+        raise ValueError(f"min_baskets must be >= 2 (one to learn from, one to test), got {min_baskets}")
+    if purchases.empty:
+        raise ValueError("purchases frame is empty: nothing to split")
+    frame = purchases.copy()
+    frame["ts"] = pd.to_datetime(frame["ts"])
+    frame["user_id"] = frame["user_id"].astype(str)
+    frame["item_id"] = frame["item_id"].astype(str)
+    basket = frame["ts"].dt.floor("D") if by_day else frame["ts"]
+    baskets = pd.DataFrame({"user_id": frame["user_id"], "basket": basket}).drop_duplicates()
+    per_user = baskets.groupby("user_id")["basket"].agg(["count", "max"])
+    cut_of = per_user.loc[per_user["count"] >= min_baskets, "max"]
+    in_test = basket >= frame["user_id"].map(cut_of)  # NaT (no cut) compares False: the user trains
+    if not in_test.any():
+        raise ValueError(f"no user has {min_baskets} baskets: no test basket")
+    train, test = frame.loc[~in_test], frame.loc[in_test]
+    split = assemble(train, test, train["ts"].max(), frame["ts"].max())
+    fields = {name: getattr(split, name) for name in PurchaseSplit.__dataclass_fields__}
+    return LastBasketSplit(**fields, min_baskets=min_baskets, by_day=by_day)
 
 
 def clean_online_retail(landing: pd.DataFrame) -> pd.DataFrame:
@@ -145,7 +188,12 @@ def validation_split(split: Split, val_days: int, min_users: int = MIN_VAL_USERS
     (views and carts too, `interactions.time_split`) is cut again by day, keeping its own rules.
     The window is doubled while it holds fewer than `min_users` users and doubling leaves training
     rows: a log whose customers are quiet at its end gave a dozen validation users, and early stopping
-    on a dozen users follows noise (it kept epoch 1)."""
+    on a dozen users follows noise (it kept epoch 1).
+    A last-basket split is cut again per user, whatever `val_days`: each user's last training basket
+    is the validation truth (users with at least two training baskets)."""
+    if isinstance(split, LastBasketSplit):
+        columns = [c for c in (*PURCHASE_COLUMNS, "quantity") if c in split.train]
+        return last_basket_split(split.train[columns], max(2, split.min_baskets - 1), split.by_day)
     days, best = val_days, None
     while True:
         try:

@@ -3,7 +3,9 @@
 - popularity over the last 30 days before the cut;
 - the user's own purchase history ranked by count (people re-buy): ties by recency, then popularity;
 - item-kNN: cosine similarity between item columns of the user-item matrix (scipy sparse);
-- ALS on implicit feedback (the `implicit` package: a benchmark-only dependency, imported on use).
+- ALS on implicit feedback (the `implicit` package: a benchmark-only dependency, imported on use);
+- the next-basket field's frequency baselines (Li et al., TOIS 2023): P-TopFreq, the user's own items by
+  how many of their baskets hold them, and GP-TopFreq, the same then global basket popularity for the rest.
 """
 
 from __future__ import annotations
@@ -137,9 +139,50 @@ def als(
     return lambda users: users_f[np.asarray(users, dtype=np.int64)] @ items_f.T
 
 
+def basket_counts(split: Split) -> sp.csr_matrix:
+    """Per (user, item): in how many of the user's training baskets the item is. A basket is one
+    timestamp (an invoice) where rows carry `ts`, else one day (the nightly mart). Memory: one entry per
+    distinct (user, item, basket), linear in the training rows."""
+    train = split.train
+    if "n_purchases" in train:
+        train = train.loc[train["n_purchases"] > 0]
+    times = event_times(train)
+    if "ts" not in train:
+        times = times.dt.floor("D")
+    frame = pd.DataFrame(
+        {
+            "r": train["user_id"].map(split.maps.user_index).to_numpy(np.int64),
+            "c": train["item_id"].map(split.maps.item_index).to_numpy(np.int64),
+            "t": times.to_numpy(),
+        }
+    ).drop_duplicates()
+    vals = np.ones(len(frame))
+    matrix = sp.csr_matrix((vals, (frame["r"], frame["c"])), shape=(split.maps.n_users, split.maps.n_items))
+    matrix.sum_duplicates()
+    return matrix
+
+
+def p_topfreq(split: Split) -> ScoresFn:
+    """P-TopFreq: the user's own items by basket frequency. Items the user never bought all score 0, so
+    they follow in catalogue order (the field's P-TopFreq recommends nothing there)."""
+    counts = basket_counts(split)
+    return lambda users: counts[np.asarray(users, dtype=np.int64)].toarray()
+
+
+def gp_topfreq(split: Split) -> ScoresFn:
+    """GP-TopFreq: the user's own items by basket frequency, then every other item by global basket
+    frequency (a fill in [0, 1), below one basket; it also breaks the user's own ties)."""
+    counts = basket_counts(split)
+    total = np.asarray(counts.sum(axis=0)).ravel()
+    fill = total / (total.max() + 1.0)
+    return lambda users: counts[np.asarray(users, dtype=np.int64)].toarray() + fill
+
+
 BASELINES = {
     "popularity": popularity,
     "own_history": own_history,
     "item_knn": item_knn,
     "als": als,
+    "p_topfreq": p_topfreq,
+    "gp_topfreq": gp_topfreq,
 }

@@ -2,6 +2,15 @@
 
 Relevance is binary (the user bought the item in the hold-out). Every train item is ranked, items the
 user already bought included: repeat purchases are real in a shop.
+
+Repeat and explore (the next-basket field's split, Li et al., "A Next Basket Recommendation Reality
+Check", TOIS 2023): a user's truth splits into *repeat* items (bought by that user in the training rows)
+and *explore* items (never bought by them). The same top-k list is scored against each part alone:
+repeat recall = hits among the repeat truth / |repeat truth|, repeat NDCG with the ideal of
+min(k, |repeat truth|); users whose truth has no repeat item have no repeat score (NaN per user, left out
+of the repeat mean), and the same for explore. A total can hide a model that only re-orders history:
+these two say where its hits come from. Memory: one set of bought items per test user (linear in the
+training rows), never a users x items matrix.
 """
 
 from __future__ import annotations
@@ -77,34 +86,88 @@ def top_k(
     return users, out
 
 
+def bought_items(split: Split, users: Sequence[str]) -> dict[str, set[str]]:
+    """The items each of `users` bought in the training rows (purchase rows of the interactions mart,
+    every line of a purchases split): what makes a truth item a repeat."""
+    train = split.train
+    if "n_purchases" in train:
+        train = train.loc[train["n_purchases"] > 0]
+    train = train.loc[train["user_id"].isin(set(users)), ["user_id", "item_id"]]
+    out: dict[str, set[str]] = {str(u): set() for u in users}
+    for user, items in train.groupby("user_id", sort=False)["item_id"]:
+        out[str(user)] = set(items)
+    return out
+
+
+def _scored_part(ranked: list[Any], part: set[Any], k: int) -> tuple[float, float]:
+    """(recall, ndcg) of `ranked` against one part of the truth; NaN when the part is empty."""
+    if not part:
+        return math.nan, math.nan
+    return recall_at_k(ranked, part, k), ndcg_at_k(ranked, part, k)
+
+
 def per_user_metrics(
     scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
 ) -> dict[str, np.ndarray]:
-    """Recall/NDCG/MRR@k per test user (sorted by user id) plus the top-k indices, for CIs and gates."""
+    """Recall/NDCG/MRR@k per test user (sorted by user id) plus the top-k indices, for CIs and gates;
+    also recall/NDCG@k on the repeat and the explore part of each truth (NaN where that part is empty)."""
     users, top = top_k(scores_fn, split, k, batch_users)
     item_ids = np.asarray(split.maps.item_ids)
+    bought = bought_items(split, users)
     rows = []
     for user, row in zip(users, top, strict=True):
         ranked, truth = item_ids[row].tolist(), split.test_truth[user]
-        rows.append((recall_at_k(ranked, truth, k), ndcg_at_k(ranked, truth, k), mrr_at_k(ranked, truth, k)))
-    arr = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+        repeat = truth & bought[user]
+        rows.append(
+            (
+                recall_at_k(ranked, truth, k),
+                ndcg_at_k(ranked, truth, k),
+                mrr_at_k(ranked, truth, k),
+                *_scored_part(ranked, repeat, k),
+                *_scored_part(ranked, truth - repeat, k),
+            )
+        )
+    arr = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
     return {
         "users": np.asarray(users, dtype=object),
         f"recall_at_{k}": arr[:, 0],
         f"ndcg_at_{k}": arr[:, 1],
         f"mrr_at_{k}": arr[:, 2],
+        f"repeat_recall_at_{k}": arr[:, 3],
+        f"repeat_ndcg_at_{k}": arr[:, 4],
+        f"explore_recall_at_{k}": arr[:, 5],
+        f"explore_ndcg_at_{k}": arr[:, 6],
         "top": top,
     }
+
+
+def part_means(per_user: dict[str, np.ndarray], k: int = 10) -> dict[str, float | int]:
+    """The repeat/explore means of per-user metrics (users without that part left out), how many users
+    each mean is over, and the share of test users with any explore item (0.0 where nobody is scored)."""
+    n = len(per_user["users"])
+    out: dict[str, float | int] = {}
+    for part in ("repeat", "explore"):
+        recall = per_user[f"{part}_recall_at_{k}"]
+        scored = ~np.isnan(recall)
+        out[f"{part}_recall_at_{k}"] = float(recall[scored].mean()) if scored.any() else 0.0
+        ndcg = per_user[f"{part}_ndcg_at_{k}"]
+        out[f"{part}_ndcg_at_{k}"] = float(ndcg[scored].mean()) if scored.any() else 0.0
+        out[f"{part}_users"] = int(scored.sum())
+        out[f"{part}_user_share"] = float(scored.sum() / n) if n else 0.0
+    return out
 
 
 def evaluate(
     scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
 ) -> dict[str, float | int]:
-    """Mean recall@k and NDCG@k over users with hold-out purchases; plain floats for JSON/metadata."""
+    """Mean recall@k and NDCG@k over users with hold-out purchases; plain floats for JSON/metadata.
+    Also the repeat/explore split (`repeat_ndcg_at_10`, `explore_recall_at_10`, ..., `explore_user_share`:
+    see the module docstring)."""
     per_user = per_user_metrics(scores_fn, split, k, batch_users)
     n = len(per_user["users"])
     return {
         f"recall_at_{k}": float(per_user[f"recall_at_{k}"].mean()) if n else 0.0,
         f"ndcg_at_{k}": float(per_user[f"ndcg_at_{k}"].mean()) if n else 0.0,
         "n_test_users": n,
+        **part_means(per_user, k),
     }
