@@ -8,6 +8,7 @@ the DAG file imports this module at parse time.
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 from typing import Any
 
@@ -51,6 +52,9 @@ def settings():
 
     s = load()
     export_tool_env(s)
+    # Our progress lines (epochs naming their model, validated days, the recipe choice) belong in the
+    # task's log in the UI; Airflow's own level stays WARNING (orchestrate.airflow_env) to keep its noise out.
+    logging.getLogger("personaflow").setLevel(logging.INFO)
     return s
 
 
@@ -95,8 +99,6 @@ def stage(fn, *args, **kwargs):
 
 def _ledger(state: str, reason: str) -> None:
     """Tonight's ledger for the report's status line (personaflow/core/night.py); never fails a task."""
-    import logging
-
     from airflow.sdk import get_current_context
 
     from personaflow.core.night import record_task
