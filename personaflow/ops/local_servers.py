@@ -98,7 +98,11 @@ class Postgres:
         return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{PG_DATABASE}"
 
     def _run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        user = {"user": self.os_user} if self.os_user else {}
+        # the cluster's user with its own group only: root's group left behind would make the folders'
+        # group bits (0 under a 077 umask) apply instead of the "others" search bit it is given
+        user = {}
+        if self.os_user:
+            user = {"user": self.os_user, "group": pwd.getpwnam(self.os_user).pw_gid, "extra_groups": []}
         return subprocess.run(
             [str(self.bindir / args[0]), *args[1:]],
             check=True, capture_output=True, text=True, **user, **kwargs,

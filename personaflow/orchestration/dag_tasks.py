@@ -52,9 +52,6 @@ def settings():
 
     s = load()
     export_tool_env(s)
-    # Our progress lines (epochs naming their model, validated days, the recipe choice) belong in the
-    # task's log in the UI; Airflow's own level stays WARNING (orchestrate.airflow_env) to keep its noise out.
-    logging.getLogger("personaflow").setLevel(logging.INFO)
     return s
 
 
