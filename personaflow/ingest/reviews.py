@@ -33,7 +33,6 @@ import gzip
 import hashlib
 import io
 import json
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,8 +47,8 @@ from personaflow.core.ids import normal_user_id
 from personaflow.core.warehouse import Location
 from personaflow.ingest.csvfile import IngestError, bad_values
 from personaflow.ingest.shop_tables import mapping_names as shop_mapping_names
+from personaflow.ingest.shop_tables import read_mapping
 
-MAPPINGS_DIR = Path(__file__).parent / "mappings"
 REQUIRED = ("item_id", "text")
 OPTIONAL = ("review_id", "user_id", "rating", "title", "review_ts", "category", "reviewer_age", "recommended")
 FORMATS = ("csv", "jsonl")
@@ -101,28 +100,8 @@ def mapping_names() -> list[str]:
 def load_mapping(name_or_path: str | Path) -> ReviewMapping:
     """A shipped mapping by name (`amazon-all-beauty`) or a shop's own TOML file by path; the error names
     the entry at fault."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = MAPPINGS_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise IngestError(f"mapping {name_or_path}: no such file; shipped: {', '.join(mapping_names())}")
-    try:
-        spec = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise IngestError(f"mapping {path}: not valid TOML ({exc})") from exc
-    where = f"mapping {path}"
-    fmt = spec.get("format")
-    if fmt not in FORMATS:
-        raise IngestError(f"{where}: format = {fmt!r}; expected one of {', '.join(FORMATS)}")
-    columns = spec.get("columns") or {}
-    unknown = sorted(set(columns) - set(REQUIRED) - set(OPTIONAL))
-    if unknown:
-        raise IngestError(
-            f"{where}: [columns] {', '.join(unknown)} not ours ({', '.join(REQUIRED + OPTIONAL)})"
-        )
-    missing = [c for c in REQUIRED if c not in columns]
-    if missing:
-        raise IngestError(f"{where}: [columns] must map {', '.join(missing)}")
+    path, spec, columns, where = read_mapping(name_or_path, "reviews", FORMATS, REQUIRED, OPTIONAL)
+    fmt = spec["format"]
     options = spec.get("options") or {}
     key = tuple(options.get("repeat_key") or ())
     if set(key) - set(columns):

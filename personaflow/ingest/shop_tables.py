@@ -48,11 +48,15 @@ def mapping_names(kind: str | None = None) -> list[str]:
     return names
 
 
-def load_mapping(
-    name_or_path: str | Path, required: tuple[str, ...], optional: tuple[str, ...], kind: str | None = None
-) -> TableMapping:
-    """A shipped mapping by name or a shop's TOML file by path, checked against our `required` and
-    `optional` fields; the error names the entry at fault."""
+def read_mapping(
+    name_or_path: str | Path,
+    kind: str | None,
+    formats: tuple[str, ...],
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+) -> tuple[Path, dict[str, Any], dict[str, str], str]:
+    """(path, the TOML, its [columns] ours -> theirs, where) of a shipped mapping by name or a shop's TOML
+    file by path, with its format in `formats` and its columns ours; every kind's loader starts here."""
     path = Path(name_or_path)
     if not path.suffix:
         path = MAPPINGS_DIR / f"{name_or_path}.toml"
@@ -64,8 +68,8 @@ def load_mapping(
         raise IngestError(f"mapping {path}: not valid TOML ({exc})") from exc
     where = f"mapping {path}"
     fmt = spec.get("format")
-    if fmt not in FORMATS:
-        raise IngestError(f"{where}: format = {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt not in formats:
+        raise IngestError(f"{where}: format = {fmt!r}; expected one of {', '.join(formats)}")
     columns = {str(k): str(v) for k, v in (spec.get("columns") or {}).items()}
     unknown = sorted(set(columns) - set(required) - set(optional))
     if unknown:
@@ -75,8 +79,17 @@ def load_mapping(
     missing = [c for c in required if c not in columns]
     if missing:
         raise IngestError(f"{where}: [columns] must map {', '.join(missing)}")
+    return path, spec, columns, where
+
+
+def load_mapping(
+    name_or_path: str | Path, required: tuple[str, ...], optional: tuple[str, ...], kind: str | None = None
+) -> TableMapping:
+    """A shipped mapping by name or a shop's TOML file by path, checked against our `required` and
+    `optional` fields; the error names the entry at fault."""
+    path, spec, columns, _ = read_mapping(name_or_path, kind, FORMATS, required, optional)
     members = {str(k): str(v) for k, v in (spec.get("members") or {}).items()}
-    return TableMapping(path.stem, path, fmt, columns, dict(spec.get("options") or {}), members)
+    return TableMapping(path.stem, path, spec["format"], columns, dict(spec.get("options") or {}), members)
 
 
 def read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, list[str]]:
