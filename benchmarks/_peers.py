@@ -24,10 +24,10 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-from personaflow.training.data.interactions import Split, event_times
+from personaflow.training.data.interactions import Split
+from personaflow.training.evaluation.baselines import basket_rows
 from personaflow.training.evaluation.metrics import ScoresFn, evaluate
 
 BATCH = 512
@@ -36,19 +36,7 @@ BATCH = 512
 def baskets_of(split: Split) -> list[list[list[int]]]:
     """Per user index, the training baskets in time order as lists of item indices (a basket: one
     timestamp, or one day where rows have no `ts`)."""
-    train = split.train
-    if "n_purchases" in train:
-        train = train.loc[train["n_purchases"] > 0]
-    times = event_times(train)
-    if "ts" not in train:
-        times = times.dt.floor("D")
-    frame = pd.DataFrame(
-        {
-            "u": train["user_id"].map(split.maps.user_index).to_numpy(np.int64),
-            "i": train["item_id"].map(split.maps.item_index).to_numpy(np.int64),
-            "t": times.to_numpy(),
-        }
-    ).drop_duplicates()
+    frame = basket_rows(split)
     out: list[list[list[int]]] = [[] for _ in range(split.maps.n_users)]
     for (u, _), items in frame.sort_values(["u", "t"], kind="stable").groupby(["u", "t"], sort=False)["i"]:
         out[int(u)].append(items.tolist())

@@ -139,25 +139,30 @@ def als(
     return lambda users: users_f[np.asarray(users, dtype=np.int64)] @ items_f.T
 
 
-def basket_counts(split: Split) -> sp.csr_matrix:
-    """Per (user, item): in how many of the user's training baskets the item is. A basket is one
-    timestamp (an invoice) where rows carry `ts`, else one day (the nightly mart). Memory: one entry per
-    distinct (user, item, basket), linear in the training rows."""
+def basket_rows(split: Split) -> pd.DataFrame:
+    """One row per distinct (user index `u`, item index `i`, basket time `t`) of the training purchases. A
+    basket is one timestamp (an invoice) where rows carry `ts`, else one day (the nightly mart). Memory:
+    linear in the training rows."""
     train = split.train
     if "n_purchases" in train:
         train = train.loc[train["n_purchases"] > 0]
     times = event_times(train)
     if "ts" not in train:
         times = times.dt.floor("D")
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "r": train["user_id"].map(split.maps.user_index).to_numpy(np.int64),
-            "c": train["item_id"].map(split.maps.item_index).to_numpy(np.int64),
+            "u": train["user_id"].map(split.maps.user_index).to_numpy(np.int64),
+            "i": train["item_id"].map(split.maps.item_index).to_numpy(np.int64),
             "t": times.to_numpy(),
         }
     ).drop_duplicates()
+
+
+def basket_counts(split: Split) -> sp.csr_matrix:
+    """Per (user, item): in how many of the user's training baskets the item is (`basket_rows`)."""
+    frame = basket_rows(split)
     vals = np.ones(len(frame))
-    matrix = sp.csr_matrix((vals, (frame["r"], frame["c"])), shape=(split.maps.n_users, split.maps.n_items))
+    matrix = sp.csr_matrix((vals, (frame["u"], frame["i"])), shape=(split.maps.n_users, split.maps.n_items))
     matrix.sum_duplicates()
     return matrix
 
