@@ -57,22 +57,28 @@ class LastBasketSplit(PurchaseSplit):
     by_day: bool = False
 
 
-def last_basket_split(purchases: pd.DataFrame, min_baskets: int = 3, by_day: bool = False) -> LastBasketSplit:
-    """Each user with >= `min_baskets` baskets: the last basket tests, earlier rows train; users with
-    fewer baskets train on all their rows. `by_day`: a basket is a user-day (no invoice time in the log).
-    The split's cut (what "days since" counts from) is the last training time. Memory: the purchases
-    frame and one row per basket, linear in the log."""
+def _checked(purchases: pd.DataFrame) -> pd.DataFrame:
+    """A copy with the purchase columns typed (ts a timestamp, ids text); names what is missing or empty."""
     missing = [c for c in PURCHASE_COLUMNS if c not in purchases]
     if missing:
         raise ValueError(f"purchases frame lacks column(s) {missing}; has {list(purchases.columns)}")
-    if min_baskets < 2:
-        raise ValueError(f"min_baskets must be >= 2 (one to learn from, one to test), got {min_baskets}")
     if purchases.empty:
         raise ValueError("purchases frame is empty: nothing to split")
     frame = purchases.copy()
     frame["ts"] = pd.to_datetime(frame["ts"])
     frame["user_id"] = frame["user_id"].astype(str)
     frame["item_id"] = frame["item_id"].astype(str)
+    return frame
+
+
+def last_basket_split(purchases: pd.DataFrame, min_baskets: int = 3, by_day: bool = False) -> LastBasketSplit:
+    """Each user with >= `min_baskets` baskets: the last basket tests, earlier rows train; users with
+    fewer baskets train on all their rows. `by_day`: a basket is a user-day (no invoice time in the log).
+    The split's cut (what "days since" counts from) is the last training time. Memory: the purchases
+    frame and one row per basket, linear in the log."""
+    if min_baskets < 2:
+        raise ValueError(f"min_baskets must be >= 2 (one to learn from, one to test), got {min_baskets}")
+    frame = _checked(purchases)
     basket = frame["ts"].dt.floor("D") if by_day else frame["ts"]
     baskets = pd.DataFrame({"user_id": frame["user_id"], "basket": basket}).drop_duplicates()
     per_user = baskets.groupby("user_id")["basket"].agg(["count", "max"])
@@ -135,17 +141,9 @@ def purchases_from_events(events: pd.DataFrame) -> pd.DataFrame:
 
 def split_purchases(purchases: pd.DataFrame, test_days: int = 30) -> PurchaseSplit:
     """Cut at last_ts - test_days; see the module docstring for the rules."""
-    missing = [c for c in PURCHASE_COLUMNS if c not in purchases]
-    if missing:
-        raise ValueError(f"purchases frame lacks column(s) {missing}; has {list(purchases.columns)}")
     if test_days < 1:
         raise ValueError(f"test_days must be >= 1, got {test_days}")
-    if purchases.empty:
-        raise ValueError("purchases frame is empty: nothing to split")
-    frame = purchases.copy()
-    frame["ts"] = pd.to_datetime(frame["ts"])
-    frame["user_id"] = frame["user_id"].astype(str)
-    frame["item_id"] = frame["item_id"].astype(str)
+    frame = _checked(purchases)
     last_ts = frame["ts"].max()
     cut_ts = last_ts - pd.Timedelta(days=test_days)
     in_train = frame["ts"] < cut_ts
