@@ -52,7 +52,38 @@ def settings():
 
     s = load()
     export_tool_env(s)
+    progress_lines_in_task_log()
     return s
+
+
+class _TaskLogAtInfo(logging.Handler):
+    """Hands our INFO lines to Airflow's own task-log handler. `Handler.handle` applies that handler's
+    filters, lock and formatter but not its level, which is the one thing to differ."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__(logging.INFO)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
+
+
+def progress_lines_in_task_log() -> None:
+    """Our progress lines (epochs naming their model, validated days, the recipe choice) in the task's
+    log in the UI. Airflow's level stays WARNING (orchestrate.airflow_env) to keep its own noise out, and
+    the task process's root handler drops everything below that level whatever a logger's own level
+    (`namespace_levels` only sets loggers' levels): so the `personaflow` logger alone gets INFO, through
+    a forwarder to the same handler, and no longer propagates (no line twice). Idempotent."""
+    ours = logging.getLogger("personaflow")
+    if any(isinstance(h, _TaskLogAtInfo) for h in ours.handlers):
+        return
+    targets = logging.getLogger().handlers
+    if not targets:  # not under Airflow's logging (a plain import): leave logging as it is
+        return
+    for target in targets:
+        ours.addHandler(_TaskLogAtInfo(target))
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
 
 
 def note(task_note: str, run_note: str | None = None, append: bool = False) -> None:

@@ -11,6 +11,7 @@ the batch and leave the marts and the production model untouched.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import duckdb
@@ -64,6 +65,12 @@ def test_nightly_run_through_the_real_scheduler_succeeds_and_explains_itself(air
     train = next(ti for ti in stack.client.task_instances(DAG_ID, good_run.run_id)
                  if ti["task_id"] == "model.train")  # fmt: skip
     assert train["pool"] == "gpu"
+    # the task's log in the UI shows the training's own lines: epochs that name their model and the recipe
+    # chosen (issue 27), though Airflow's own level stays WARNING
+    logs = stack.s.airflow_home / "logs" / f"dag_id={DAG_ID}" / f"run_id={good_run.run_id}"
+    train_log = (logs / "task_id=model.train" / "attempt=1.log").read_text(errors="replace")
+    assert re.search(r"\b[a-z_]+ epoch 1/\d+", train_log), train_log[-3000:]
+    assert "recipe chosen:" in train_log, train_log[-3000:]
 
 
 def test_promoted_model_is_served_over_http(airflow_stack, good_run):
