@@ -67,10 +67,14 @@ def import_reviews(
     if not result.success:
         folder = quarantine_reviews(location(s), loaded["batch_id"], s.quarantine_dir, result)
         failed = "; ".join(report["checks"]["failures"])
+        sent, eml = _alert(s, Path(path), loaded["batch_id"], len(kept), folder, result)
         raise DataQualityError(
-            f"reviews batch {loaded['batch_id']} quarantined ({folder}): {failed}",
+            f"reviews batch {loaded['batch_id']} quarantined ({folder}): {failed}; "
+            f"alert {'sent' if sent else 'NOT sent (SMTP down)'}, kept at {eml}",
             result,
             quarantine_path=folder,
+            alert_sent=sent,
+            eml_path=eml,
         )
     if score:
         report["sentiment"] = score_reviews(s, source=spec.name, aspects=spec.aspects or None)
@@ -78,6 +82,24 @@ def import_reviews(
         report["marts"] = review_marts(s, as_of)
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
+
+
+def _alert(s: Settings, path: Path, batch_id: str, rows: int, folder: Path, result: Any) -> tuple[bool, Path]:
+    """The data team's mail for a quarantined reviews batch, as for a quarantined day of events."""
+    from personaflow.core.alert import send_alert
+    from personaflow.pipeline._common import smtp_config
+    from personaflow.quality.alert import build_alert
+
+    smtp = smtp_config(s)
+    note = (
+        f"The batch's {rows} reviews were moved from raw.reviews to quarantine.reviews; the reviews "
+        f"loaded before stay, and the marts and profiles keep them. {path} is unchanged; reasons.json "
+        f"and the rows are in {folder}.\nFix the export or its mapping, then run `personaflow ingest "
+        f"{path.name} --kind reviews --mapping ...` again."
+    )
+    message = build_alert(stage="reviews", target=f"batch {batch_id} ({path.name})", result=result,
+                          sender=smtp.sender, recipients=smtp.recipients, note=note)  # fmt: skip
+    return send_alert(message, smtp, s.reports_dir)
 
 
 def score_reviews(
