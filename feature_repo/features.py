@@ -11,7 +11,8 @@ as JSON), so the next /profile and /recommend see an event at once; the nightly 
 With the Redis online store (PERSONAFLOW_REDIS_URL) live activity is kept in Redis counters beside
 Feast's keys instead (personaflow/serving/live_counters.py: atomic, shared by every worker); the view stays
 defined, so both stores serve the same feature services.
-`user_segment` and `user_churn` hold the segments and churn stages' outputs (see below).
+`user_segment` and `user_churn` hold the segments and churn stages' outputs, `user_reviews` and
+`item_reviews` the review marts' summaries (see below).
 """
 
 from datetime import timedelta
@@ -147,13 +148,41 @@ user_churn = FeatureView(
     tags={"stage": "churn (logistic regression, P(no order within the horizon))"},
 )
 
+# The review marts' summaries (marts.customer_reviews / product_reviews), snapshotted by the features
+# stage each night; empty for a shop without reviews.
+user_reviews_source = _snapshots("user_reviews")
+user_reviews = FeatureView(
+    name="user_reviews",
+    entities=[user],
+    ttl=_TTL,
+    schema=[Field(name="n_reviews", dtype=Int64), Field(name="mean_rating", dtype=Float64),
+            Field(name="mean_sentiment", dtype=Float64), Field(name="share_negative", dtype=Float64),
+            Field(name="last_review_sentiment_label", dtype=String)],  # fmt: skip
+    source=user_reviews_source,
+    online=True,
+    tags={"stage": "reviews (sentiment fitted on the shop's own stars), marts.customer_reviews"},
+)
+item_reviews_source = _snapshots("item_reviews")
+item_reviews = FeatureView(
+    name="item_reviews",
+    entities=[item],
+    ttl=_TTL,
+    schema=[Field(name="item_n_reviews", dtype=Int64), Field(name="item_mean_rating", dtype=Float64),
+            Field(name="item_mean_sentiment", dtype=Float64),
+            Field(name="item_share_negative", dtype=Float64)],  # fmt: skip
+    source=item_reviews_source,
+    online=True,
+    tags={"stage": "reviews, marts.product_reviews"},
+)
+
 recommender_features = FeatureService(name="recommender_features", features=[user_profile, item_stats])
 # What /profile reads (with the purchases and live views, in the same online call).
 profile_features = FeatureService(name="profile_features", features=[user_profile, user_segment, user_churn])
 
 DEFINITIONS = [
     user, item, user_source, item_source, purchases_source, live_push, segment_source, churn_source,
-    user_profile, item_stats, user_purchases, user_live, user_segment, user_churn,
+    user_reviews_source, item_reviews_source,
+    user_profile, item_stats, user_purchases, user_live, user_segment, user_churn, user_reviews, item_reviews,
     recommender_features, profile_features,
 ]  # fmt: skip
 # Views filled by a push, not by materialization from their batch source.

@@ -26,6 +26,20 @@ PROFILE_SOURCES = {
     "user_segment": {"user_id": "string", "segment_id": "int64", "segment_label": "string"},
     "user_churn": {"user_id": "string", "churn_score": "float64"},
 }
+# The review marts' summaries (marts.customer_reviews / product_reviews), snapshotted each night like the
+# profile marts: empty typed files for a shop without reviews. Item names are prefixed: feature names
+# must be unique across a feature service.
+REVIEW_SOURCES = {
+    "user_reviews": {
+        "user_id": "string", "n_reviews": "int64", "mean_rating": "float64", "mean_sentiment": "float64",
+        "share_negative": "float64", "last_review_sentiment_label": "string",
+    },
+    "item_reviews": {
+        "item_id": "string", "item_n_reviews": "int64", "item_mean_rating": "float64",
+        "item_mean_sentiment": "float64", "item_share_negative": "float64",
+    },
+}  # fmt: skip
+REVIEW_MARTS = {"user_reviews": "customer_reviews", "item_reviews": "product_reviews"}
 # Every source's declared column types (what the Feast views read), so that the day files of one
 # source (personaflow/pipeline/features.py writes one per night) share one schema.
 _INTS = ("recency_days", "frequency", "r_score", "f_score", "m_score", "n_views", "n_carts", "n_purchases",
@@ -41,6 +55,7 @@ SNAPSHOT_TYPES = {
     },
     "user_purchases": {"user_id": "string", "purchased_items": "list<string>"},
     **PROFILE_SOURCES,
+    **REVIEW_SOURCES,
 }  # fmt: skip
 
 

@@ -40,6 +40,8 @@ import pyarrow.parquet as pq
 from personaflow.core import warehouse as wh
 from personaflow.core.feature_store import (
     PROFILE_SOURCES,
+    REVIEW_MARTS,
+    REVIEW_SOURCES,
     SNAPSHOT_TYPES,
     USER_COLUMNS,
     day_end,
@@ -208,16 +210,37 @@ def append_profile(features_dir: Path, view: str, frame: pd.DataFrame, as_of: da
     return append_snapshot(features_dir / f"{view}.parquet", snap)
 
 
-def ensure_profile_sources(features_dir: Path) -> None:
-    """Before the first segments/churn run (or while churn cannot train yet) the views' sources are
-    empty typed files: Feast's apply and materialize need the file, and then load nothing."""
+def ensure_profile_sources(features_dir: Path, sources: dict[str, dict[str, str]] = PROFILE_SOURCES) -> None:
+    """Before the first segments/churn run (or while churn cannot train yet, or a shop has no reviews)
+    the views' sources are empty typed files: Feast's apply and materialize need the file, and then load
+    nothing."""
     stamps = {"feature_ts": "datetime64[ns, UTC]", "created_ts": "datetime64[ns, UTC]"}
-    for view, dtypes in PROFILE_SOURCES.items():
+    for view, dtypes in sources.items():
         path = features_dir / f"{view}.parquet"
         if not path.exists():
             empty = pd.DataFrame({c: pd.Series(dtype=d) for c, d in {**dtypes, **stamps}.items()})
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(as_typed(empty, view), path)
+
+
+def review_snapshots(
+    con: wh.DuckConnection | wh.PgConnection, as_of: date, loaded_at: datetime
+) -> dict[str, pd.DataFrame]:
+    """Tonight's review summaries per customer and per product (the review marts, built by the nightly
+    dbt build as of the night), renamed to the Feast views' columns; none for a shop without reviews.
+    Memory: O(reviewers + reviewed products)."""
+    found = {}
+    for view, mart in REVIEW_MARTS.items():
+        if not con.table_exists(f"marts.{mart}"):
+            continue
+        frame = con.execute(f"select * from marts.{mart}").df()
+        if frame.empty:
+            continue
+        columns = list(REVIEW_SOURCES[view])
+        if view == "item_reviews":  # the mart's names, prefixed as the view declares them
+            frame = frame.rename(columns={c.removeprefix("item_"): c for c in columns[1:]})
+        found[view] = snapshot(frame, columns, as_of, loaded_at)
+    return found
 
 
 def read_marts(con: wh.DuckConnection | wh.PgConnection) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -344,10 +367,11 @@ def build_features(
     """Export the marts as of `as_of`, apply the Feast definitions, materialize the new interval and
     write a point-in-time correct training set (purchases joined with the features valid then)."""
     started = time.perf_counter()
+    now = datetime.now()
     with wh.connect(warehouse, read_only=True) as con:
         users, items, purchases = read_marts(con)
         serving_tables = export_serving_tables(con, features_dir)
-    now = datetime.now()
+        reviews = review_snapshots(con, as_of, now)
     user_rows = append_snapshot(
         features_dir / "user_features.parquet", snapshot(users, USER_COLUMNS, as_of, now)
     )
@@ -358,6 +382,10 @@ def build_features(
     append_snapshot(features_dir / "user_purchases.parquet", purchased_items(purchases, as_of, now))
     ensure_live_source(features_dir)
     ensure_profile_sources(features_dir)
+    review_rows = {
+        view: append_snapshot(features_dir / f"{view}.parquet", snap) for view, snap in reviews.items()
+    }
+    ensure_profile_sources(features_dir, REVIEW_SOURCES)
 
     store = open_store(repo_dir, features_dir)
     definitions = load_definitions(repo_dir, features_dir)
@@ -420,6 +448,8 @@ def build_features(
         "user_history_rows": int(user_rows),
         "item_history_rows": int(item_rows),
         "materialized": materialized,
+        "review_snapshot_rows": {view: int(len(snap)) for view, snap in reviews.items()},
+        "review_history_rows": review_rows,
         "training_set_rows": int(len(training)),
         "training_rows_joined_tonight": int(len(todo)),
         "training_rows_with_features": int(training["frequency"].notna().sum()),

@@ -9,10 +9,13 @@ import json
 from datetime import datetime, timedelta
 
 import duckdb
+import pandas as pd
 import pytest
 
 from personaflow.core import settings as config
+from personaflow.core.feature_store import day_end, open_store
 from personaflow.ingest.generate import generate_shop, write_shop
+from personaflow.pipeline import features as features_stage
 from personaflow.pipeline import ingest as ingest_stage
 from personaflow.pipeline import transform as transform_stage
 from personaflow.pipeline.audiences import refresh_saved, run_audience
@@ -101,6 +104,26 @@ def test_reviews_reach_marts_audiences_and_profile_and_forget_erases_them(shop, 
     assert answer.n_reviews == 2 and answer.last_review_sentiment == "negative"
     assert "size" in answer.top_complaint_aspects
     assert ReviewSummaries(s.features_dir).get("nobody") is None
+
+    # In Feast too (issue 23): the features stage snapshots the review marts as of the night; online the
+    # mart's values, and point in time nothing before the night's stamp
+    features_stage.features(last, s)
+    store = open_store(s.feature_repo_dir, s.features_dir)
+    online = store.get_online_features(
+        features=["user_reviews:n_reviews", "user_reviews:mean_rating", "user_reviews:share_negative",
+                  "user_reviews:last_review_sentiment_label"],
+        entity_rows=[{"user_id": angry}, {"user_id": later}],
+    ).to_dict()  # fmt: skip
+    assert online["n_reviews"] == [2, None] and online["mean_rating"] == [3.0, None]
+    assert online["share_negative"][0] == 0.5 and online["last_review_sentiment_label"][0] == "negative"
+    item = store.get_online_features(features=["item_reviews:item_n_reviews"],
+                                     entity_rows=[{"item_id": "i00002"}]).to_dict()  # fmt: skip
+    assert item["item_n_reviews"][0] >= 2
+    when = pd.to_datetime([day_end(last) - timedelta(days=1), day_end(last) + timedelta(hours=1)])
+    entity = pd.DataFrame({"user_id": [angry] * 2, "event_timestamp": when.tz_localize("UTC")})
+    joined = store.get_historical_features(entity_df=entity, features=["user_reviews:n_reviews"]).to_df()
+    by_time = joined.set_index(joined["event_timestamp"].dt.tz_convert("UTC"))["n_reviews"]
+    assert pd.isna(by_time.get(entity["event_timestamp"][0])) and by_time[entity["event_timestamp"][1]] == 2
 
     theirs = reviews_of(angry, s)  # what an own-data export carries of their reviews
     assert [r["rating"] for r in theirs["reviews"]] == [5.0, 1.0]
