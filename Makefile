@@ -165,6 +165,12 @@ bench-similar: install
 bench-campaigns: install
 	$(BIN)/python benchmarks/campaigns.py $(ARGS)
 
+# Churn with and without demographics on The Complete Journey (chosen out of time):
+# benchmarks/results/churn_demographics.json
+.PHONY: bench-churn-demographics
+bench-churn-demographics: install
+	$(BIN)/python benchmarks/churn_demographics.py $(ARGS)
+
 .PHONY: bench-history
 bench-history: install
 	$(BIN)/python benchmarks/history.py $(ARGS)

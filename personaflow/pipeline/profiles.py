@@ -57,6 +57,16 @@ def _log_span(warehouse: wh.Location, as_of: date) -> str:
     return f"{first} .. {as_of}, {(as_of - first).days + 1} days"
 
 
+def _customer_versions(warehouse: wh.Location):
+    """Every version of the shop's customer table (raw.customers), or None when it has none."""
+    with wh.connect(warehouse, read_only=True) as con:
+        if not con.table_exists("raw.customers"):
+            return None
+        return con.execute(
+            "select user_id, age, income, household_size, kids_count, valid_from from raw.customers"
+        ).df()
+
+
 def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str, Any]:
     """Churn classifier on marts.churn_labels; scores today's buyers (marts.user_features as of the
     day) into a snapshot for the Feast view `user_churn`; the latest cut-off's scores (what the
@@ -69,7 +79,7 @@ def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str
     import pandas as pd
 
     from personaflow.pipeline.features import append_profile
-    from personaflow.profiles.churn import CannotTrain, score_users, train_churn
+    from personaflow.profiles.churn import CannotTrain, score_users, train_churn, with_demographics
 
     expected = horizon_days or s.churn_horizon_days
     labels = read_mart(location(s), "select * from marts.churn_labels", [])
@@ -85,11 +95,13 @@ def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str
             f"marts.churn_labels was built with horizon_days={built}, not {expected}: rebuild it "
             f"with dbt var churn_horizon_days={expected} (setting PERSONAFLOW_CHURN_HORIZON_DAYS)"
         )
+    customers = _customer_versions(location(s))  # demographics: tried as features, kept if they pay
     try:
-        result = train_churn(labels, seed=s.seed)
+        result = train_churn(with_demographics(labels, customers), seed=s.seed)
     except CannotTrain as exc:
         return skipped("churn", as_of, s, str(exc))
-    now = score_users(result.model, read_mart(location(s), _CHURN_FEATURES_NOW, [as_of]))
+    today = with_demographics(read_mart(location(s), _CHURN_FEATURES_NOW, [as_of]), customers, when=as_of)
+    now = score_users(result.model, today, result.features)
     s.features_dir.mkdir(parents=True, exist_ok=True)
     path = s.features_dir / "churn_scores.parquet"
     result.scores.assign(as_of_date=as_of).to_parquet(path, index=False)
@@ -98,6 +110,7 @@ def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str
         "as_of": as_of.isoformat(), "status": "ok", "split": result.split, "metrics": result.metrics,
         "calibration": result.calibration, "users_scored": len(result.scores),
         "model": result.model_name, "candidates": result.candidates, "choice": result.choice,
+        "features": list(result.features),
         "calibration_by_recency": result.calibration_by_recency,
         "latest_cutoff": str(pd.Timestamp(result.scores["cutoff_date"].max()).date()),
         "users_scored_as_of": len(now),

@@ -1,12 +1,17 @@
 """Churn: logistic regression or gradient-boosted trees on marts.churn_labels, chosen out of time and
 held out by cut-off date, with calibration (overall and by recency band).
 
+Where the shop has a customer table, each model is also tried with the customers' demographics as of
+each cut-off (age, income, household size, kids, whether known): they are kept only where the
+out-of-time validation says they pay (a tie goes to the model without them).
+
 Pure functions; the stage in personaflow/pipeline/stages.py reads the mart and writes the scores.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -19,6 +24,10 @@ N_BINS = 10
 MONOTONE = {"recency_days": 1, "frequency": -1, "monetary": 0, "days_since_first_purchase": 0,
             "n_orders_90d": -1}  # fmt: skip
 RECENCY_BANDS = (0, 30, 60, 90, 180, 365)  # days; the last band is open-ended
+# Numbers read from the demographic bands (profiles/demographics.lower_bound); 0 with has_demographics
+# 0 where a customer has no record (most households of a shop may have none).
+DEMOGRAPHIC_FEATURES = ("age", "income_k", "household_size", "kids", "has_demographics")
+WITH_DEMOGRAPHICS = "+demographics"
 
 
 class CannotTrain(ValueError):
@@ -37,9 +46,45 @@ class ChurnResult:
     candidates: dict[str, dict[str, float]] | None = None
     choice: str = ""
     calibration_by_recency: list[dict[str, Any]] | None = None
+    features: tuple[str, ...] = FEATURES  # what the chosen model reads (score_users needs the same)
 
 
-def _candidates(seed: int) -> dict[str, Any]:
+def demographic_features(customers: pd.DataFrame | None, when: pd.Timestamp | str) -> pd.DataFrame:
+    """user_id + DEMOGRAPHIC_FEATURES of each customer with a record as of `when` (point in time: a
+    version dated later is not seen). `customers` holds the versions (raw.customers: user_id, age,
+    income, household_size, kids_count, valid_from). O(customers)."""
+    from personaflow.profiles.demographics import as_of, lower_bound
+
+    if customers is None or customers.empty:
+        return pd.DataFrame(columns=["user_id", *DEMOGRAPHIC_FEATURES])
+    known = as_of(customers, when)
+    number = lambda col: known[col].map(lower_bound).astype(float) if col in known else np.nan  # noqa: E731
+    income = number("income")
+    return pd.DataFrame({
+        "user_id": known["user_id"].astype(str), "age": number("age"),
+        "income_k": np.where(income >= 1000, income / 1000, income),  # units read as thousands
+        "household_size": number("household_size"), "kids": number("kids_count"), "has_demographics": 1.0,
+    }).fillna(0.0)  # fmt: skip
+
+
+def with_demographics(frame: pd.DataFrame, customers: pd.DataFrame | None, date_column: str = "cutoff_date",
+                      when: date | None = None) -> pd.DataFrame:  # fmt: skip
+    """`frame` (labels at cut-offs, or today's features) with DEMOGRAPHIC_FEATURES joined as of each
+    row's cut-off (or `when`); zeros where unknown. None or an empty table: the frame unchanged."""
+    if customers is None or customers.empty:
+        return frame
+    days = [when] if when is not None else sorted(pd.to_datetime(frame[date_column]).unique())
+    parts = []
+    for day in days:
+        rows = frame if when is not None else frame[pd.to_datetime(frame[date_column]) == day]
+        known = demographic_features(customers, pd.Timestamp(day) + pd.Timedelta(days=1) - pd.Timedelta(1))
+        parts.append(rows.assign(user_id=rows["user_id"].astype(str)).merge(known, on="user_id", how="left"))
+    out = pd.concat(parts, ignore_index=True)
+    out[list(DEMOGRAPHIC_FEATURES)] = out[list(DEMOGRAPHIC_FEATURES)].astype(float).fillna(0.0)
+    return out
+
+
+def _candidates(seed: int, features: tuple[str, ...] = FEATURES) -> dict[str, Any]:
     """The models churn chooses among, cheapest first (a tie goes to the earlier one)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -52,7 +97,7 @@ def _candidates(seed: int) -> dict[str, Any]:
         ),
         "gbdt": lambda: HistGradientBoostingClassifier(
             max_iter=150, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=40, l2_regularization=1.0,
-            monotonic_cst=[MONOTONE[f] for f in FEATURES], random_state=seed,
+            monotonic_cst=[MONOTONE.get(f, 0) for f in features], random_state=seed,
         ),
     }  # fmt: skip
 
@@ -74,10 +119,26 @@ def calibration_by_recency(recency: np.ndarray, y: np.ndarray, p: np.ndarray) ->
     return rows
 
 
-def choose_model(x: np.ndarray, y: np.ndarray, frame: pd.DataFrame, train: np.ndarray, seed: int
-                 ) -> tuple[str, dict[str, dict[str, float]], str]:
+def feature_sets(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """The feature sets to try: the behaviour alone, and with demographics where the frame has them
+    and some customer is known (else they cannot pay)."""
+    sets = {"": FEATURES}
+    if all(c in frame for c in DEMOGRAPHIC_FEATURES) and frame["has_demographics"].astype(float).sum() > 0:
+        sets[WITH_DEMOGRAPHICS] = FEATURES + DEMOGRAPHIC_FEATURES
+    return sets
+
+
+def _model_features(name: str) -> tuple[str, ...]:
+    return FEATURES + DEMOGRAPHIC_FEATURES if name.endswith(WITH_DEMOGRAPHICS) else FEATURES
+
+
+def choose_model(
+    x: np.ndarray, y: np.ndarray, frame: pd.DataFrame, train: np.ndarray, seed: int
+) -> tuple[str, dict[str, dict[str, float]], str]:
     """Pick the candidate with the best ROC AUC on a validation cut inside the training rows (their
-    latest cut-off: out of time), never on the test rows; the cheaper one wins a tie (within 0.002)."""
+    latest cut-off: out of time), never on the test rows; the cheaper one wins a tie (within 0.002),
+    and every model without demographics counts as cheaper than any with them. `x` is `_x(frame)`
+    over every column of the richest feature set (behaviour first)."""
     import time
 
     from sklearn.metrics import roc_auc_score
@@ -88,11 +149,15 @@ def choose_model(x: np.ndarray, y: np.ndarray, frame: pd.DataFrame, train: np.nd
     if len(np.unique(ys[fit])) < 2 or len(np.unique(ys[val])) < 2:
         return "logistic", {}, "too few labelled rows for a validation cut: the simplest model"
     scores: dict[str, dict[str, float]] = {}
-    for name, make in _candidates(seed).items():
-        started = time.perf_counter()
-        model = make().fit(xs[fit], ys[fit])
-        auc = roc_auc_score(ys[val], model.predict_proba(xs[val])[:, 1])
-        scores[name] = {"val_roc_auc": round(float(auc), 4), "fit_s": round(time.perf_counter() - started, 2)}
+    for suffix, columns in feature_sets(frame).items():
+        for base, make in _candidates(seed, columns).items():
+            name = base + suffix
+            cols = slice(0, len(columns))
+            started = time.perf_counter()
+            model = make().fit(xs[fit][:, cols], ys[fit])
+            auc = roc_auc_score(ys[val], model.predict_proba(xs[val][:, cols])[:, 1])
+            scores[name] = {"val_roc_auc": round(float(auc), 4),
+                            "fit_s": round(time.perf_counter() - started, 2)}  # fmt: skip
     best = max(s["val_roc_auc"] for s in scores.values())
     chosen = next(name for name, s in scores.items() if s["val_roc_auc"] >= best - 0.002)
     others = ", ".join(f"{n} {s['val_roc_auc']:.3f}" for n, s in scores.items() if n != chosen)
@@ -100,9 +165,9 @@ def choose_model(x: np.ndarray, y: np.ndarray, frame: pd.DataFrame, train: np.nd
     return chosen, scores, why
 
 
-def _x(frame: pd.DataFrame) -> np.ndarray:
+def _x(frame: pd.DataFrame, features: tuple[str, ...] = FEATURES) -> np.ndarray:
     # log1p: counts and spend are heavy-tailed; keeps the linear model from chasing a few whales
-    return np.log1p(frame[list(FEATURES)].astype(float).fillna(0.0).clip(lower=0.0).to_numpy())
+    return np.log1p(frame[list(features)].astype(float).fillna(0.0).clip(lower=0.0).to_numpy())
 
 
 def calibration_table(y: np.ndarray, p: np.ndarray, n_bins: int = N_BINS) -> list[dict[str, Any]]:
@@ -187,9 +252,11 @@ def train_churn(labels_with_features: pd.DataFrame, seed: int = 42) -> ChurnResu
     for name, mask in (("training", train), ("test", test)):
         if len(np.unique(y[mask])) < 2:
             raise CannotTrain(f"churn {name} split ({how}) has a single class over {int(mask.sum())} rows")
-    x = _x(frame)
-    name, candidates, choice = choose_model(x, y, frame, train, seed)
-    model = _candidates(seed)[name]()
+    richest = max(feature_sets(frame).values(), key=len)
+    name, candidates, choice = choose_model(_x(frame, richest), y, frame, train, seed)
+    features = _model_features(name)
+    x = _x(frame, features)
+    model = _candidates(seed, features)[name.removesuffix(WITH_DEMOGRAPHICS)]()
     model.fit(x[train], y[train])
     p = model.predict_proba(x[test])[:, 1]
     metrics = {
@@ -205,15 +272,18 @@ def train_churn(labels_with_features: pd.DataFrame, seed: int = 42) -> ChurnResu
     scores["churn_score"] = model.predict_proba(x[latest.to_numpy()])[:, 1]
     by_recency = calibration_by_recency(frame.loc[test, "recency_days"].to_numpy(float), y[test], p)
     return ChurnResult(how, metrics, calibration_table(y[test], p), scores, model, name, candidates, choice,
-                       by_recency)  # fmt: skip
+                       by_recency, features)  # fmt: skip
 
 
-def score_users(model: Any, features: pd.DataFrame) -> pd.DataFrame:
-    """P(churn) for users described by FEATURES as of a day (e.g. today's marts.user_features), with
-    the model train_churn fitted on past cut-offs: user_id, churn_score."""
-    missing = [c for c in ("user_id", *FEATURES) if c not in features.columns]
+def score_users(model: Any, features: pd.DataFrame, columns: tuple[str, ...] = FEATURES) -> pd.DataFrame:
+    """P(churn) for users described by `columns` (the ChurnResult's `features`) as of a day (e.g.
+    today's marts.user_features, with demographics joined when the model reads them), with the model
+    train_churn fitted on past cut-offs: user_id, churn_score."""
+    missing = [c for c in ("user_id", *columns) if c not in features.columns]
     if missing:
         raise ValueError(f"frame to score lacks column(s) {missing}")
     out = features[["user_id"]].reset_index(drop=True)
-    out["churn_score"] = model.predict_proba(_x(features))[:, 1] if len(features) else np.array([], float)
+    out["churn_score"] = (
+        model.predict_proba(_x(features, columns))[:, 1] if len(features) else np.array([], float)
+    )
     return out

@@ -23,7 +23,8 @@ FIELDS = ("age_band", "income_band", "household", "demographic_label")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def _lower_bound(value: object) -> float | None:
+def lower_bound(value: object) -> float | None:
+    """The number a band's text starts from ('45-54' -> 45, '5+' -> 5, 'Under 15K' -> 7.5); None if none."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
     text = str(value).strip().lower()
@@ -36,7 +37,7 @@ def _lower_bound(value: object) -> float | None:
 
 
 def age_band(value: object) -> str:
-    age = _lower_bound(value)
+    age = lower_bound(value)
     if age is None:
         return UNKNOWN
     return AGE_BANDS[0] if age < 35 else AGE_BANDS[1] if age < 55 else AGE_BANDS[2]
@@ -44,7 +45,7 @@ def age_band(value: object) -> str:
 
 def income_band(value: object) -> str:
     """Income in thousands a year (a value above 1,000 is read as units and divided)."""
-    income = _lower_bound(value)
+    income = lower_bound(value)
     if income is None:
         return UNKNOWN
     income = income / 1000 if income >= 1000 else income
@@ -54,7 +55,7 @@ def income_band(value: object) -> str:
 def household(comp: object, kids: object, size: object) -> str:
     """families (any kids), singles (one adult, no kids), couples (two or more adults, no kids)."""
     comp_text = "" if comp is None or (isinstance(comp, float) and pd.isna(comp)) else str(comp).lower()
-    n_kids, n_size = _lower_bound(kids), _lower_bound(size)
+    n_kids, n_size = lower_bound(kids), lower_bound(size)
     if (n_kids or 0) > 0 or ("kids" in comp_text and "no kids" not in comp_text):
         return "families"
     if comp_text.startswith("1 adult") or (not comp_text and n_size == 1 and n_kids is not None):

@@ -78,3 +78,61 @@ def test_calibration_by_recency_counts_every_held_out_customer_once():
     assert rows[-1]["band"] == "365+ days" and rows[-1]["observed_rate"] == 1.0
     with pytest.raises(ValueError):
         calibration_by_recency(recency, np.zeros(5), np.zeros(6))
+
+
+def _customers(labels: pd.DataFrame, seed: int = 5) -> pd.DataFrame:
+    """A customer table, bands drawn at random, for half the labelled customers (the rest unknown),
+    valid from before the first cut-off."""
+    rng = np.random.default_rng(seed)
+    known = labels["user_id"].drop_duplicates().sample(frac=0.5, random_state=seed)
+    ages = rng.choice(["19-24", "25-34", "35-44", "45-54", "55-64", "65+"], len(known))
+    sizes = rng.choice(["1", "2", "3", "4", "5+"], len(known))
+    return pd.DataFrame({"user_id": known.to_numpy(), "age": ages, "income": "50-74K",
+                         "household_size": sizes, "kids_count": "0",
+                         "valid_from": pd.Timestamp("2011-01-01")})  # fmt: skip
+
+
+def _with_household_effect(labels: pd.DataFrame, customers: pd.DataFrame, seed: int = 6) -> pd.DataFrame:
+    """Churn redrawn so that larger households stay: an effect no R/F/M feature carries."""
+    from personaflow.profiles.demographics import lower_bound
+
+    rng = np.random.default_rng(seed)
+    size = labels["user_id"].map(customers.set_index("user_id")["household_size"].map(lower_bound)).fillna(0)
+    logit = 0.045 * (labels["recency_days"] - 45) - 1.2 * (size - 2.5) + rng.normal(0, 0.3, len(labels))
+    return labels.assign(churned=rng.random(len(labels)) < 1 / (1 + np.exp(-logit)))
+
+
+def test_demographics_are_kept_only_where_validation_says_they_pay():
+    from personaflow.profiles.churn import DEMOGRAPHIC_FEATURES, with_demographics
+
+    labels = _labels(seed=4)
+    customers = _customers(labels)
+    paying = train_churn(with_demographics(_with_household_effect(labels, customers), customers), seed=1)
+    assert set(paying.candidates) == {"logistic", "gbdt", "logistic+demographics", "gbdt+demographics"}
+    assert paying.model_name.endswith("+demographics") and paying.features[-len(DEMOGRAPHIC_FEATURES):] == \
+        DEMOGRAPHIC_FEATURES  # fmt: skip
+    noise = train_churn(with_demographics(labels, _customers(labels, seed=9)), seed=1)
+    assert not noise.model_name.endswith("+demographics"), noise.choice
+    assert train_churn(labels, seed=1).candidates.keys() == {"logistic", "gbdt"}  # no table: not tried
+    today = with_demographics(labels[labels["cutoff_date"] == labels["cutoff_date"].max()].drop(
+        columns=["churned"]), customers, when=pd.Timestamp("2011-09-01").date())  # fmt: skip
+    assert len(score_users(paying.model, today, paying.features)) == len(today)
+
+
+def test_demographics_join_as_of_each_cutoff_never_later():
+    from personaflow.profiles.churn import with_demographics
+
+    labels = _labels(per_cutoff=5)
+    user = labels.loc[labels["cutoff_date"] == labels["cutoff_date"].max(), "user_id"].iloc[0]
+    versions = pd.DataFrame({
+        "user_id": [user, user], "age": ["25-34", "45-54"], "income": ["Under 15K", "125-149K"],
+        "household_size": ["1", "3"], "kids_count": ["None/Unknown", "1"],
+        "valid_from": pd.to_datetime(["2011-01-01", "2011-08-02"]),  # the second after every cut-off
+    })  # fmt: skip
+    joined = with_demographics(labels, versions).set_index("user_id")
+    row = joined.loc[user]
+    assert (row["age"], row["income_k"], row["household_size"], row["kids"]) == (25, 7.5, 1, 0)
+    assert row["has_demographics"] == 1 and joined["has_demographics"].sum() == 1
+    assert len(joined) == len(labels)
+    later = with_demographics(labels[labels["user_id"] == user], versions, when=pd.Timestamp("2011-09-01"))
+    assert later["age"].iloc[0] == 45 and later["income_k"].iloc[0] == 125
