@@ -216,6 +216,10 @@ def fit_personas(features: pd.DataFrame, k_range: range = K_RANGE, seed: int = 4
     t = transformed(features)
     x = _scaled(t)
     n = len(x)
+    if n == 0:  # a night whose users bought no product yet
+        empty = pd.DataFrame({"user_id": pd.Series(dtype=str), "persona_id": pd.Series(dtype="int64"),
+                              "persona": pd.Series(dtype=str)})  # fmt: skip
+        return PersonaResult(0, CRITERION, {}, empty, [])
     n_distinct = len(np.unique(x.round(9), axis=0)) if n else 0
     per_k: dict[int, dict[str, Any]] = {}
     fits: dict[int, np.ndarray] = {}
@@ -285,10 +289,10 @@ ACTIONS: dict[tuple[str, bool], str] = {
 def _distinguishing(t: pd.DataFrame, mask: np.ndarray) -> list[tuple[str, float]]:
     """(feature, z) with z = (persona mean - all buyers' mean) / all buyers' sd on the transformed scale,
     most distinguishing first; only features with words for that direction."""
-    sd = t.std(ddof=0).replace(0.0, np.inf)
-    z = (t.loc[mask].mean() - t.mean()) / sd
+    sd = t.std(ddof=0)
+    z = (t.loc[mask].mean() - t.mean()) / sd.where(sd > 1e-9, np.inf)  # a constant feature sets no one apart
     ranked = sorted(((f, float(z[f])) for f in FEATURES), key=lambda fz: -abs(fz[1]))
-    return [(f, v) for f, v in ranked if WORDS[f][0 if v > 0 else 1] is not None]
+    return [(f, v) for f, v in ranked if abs(v) > 1e-6 and WORDS[f][0 if v > 0 else 1] is not None]
 
 
 def _weeks(days: float) -> str:
@@ -311,13 +315,17 @@ def persona_numbers(members: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def _n(value: float, word: str, plural: str | None = None) -> str:
+    return f"{value:.0f} {word if round(value) == 1 else plural or word + 's'}"
+
+
 def describe(numbers: dict[str, float]) -> str:
     """A sentence a marketer reads: basket, range, re-buying, returns, timing and rhythm, from
     `persona_numbers` (the rounding is the only change to the figures)."""
     parts = [
-        f"{numbers['basket_items']:.0f} products a basket worth {numbers['basket_value']:,.0f}"
-        f" ({numbers['units_per_line']:.0f} units a line at {numbers['unit_price']:.2f} each)",
-        f"{numbers['basket_categories']:.0f} categories a basket",
+        f"{_n(numbers['basket_items'], 'product')} a basket worth {numbers['basket_value']:,.0f}"
+        f" ({_n(numbers['units_per_line'], 'unit')} a line at {numbers['unit_price']:.2f} each)",
+        f"{_n(numbers['basket_categories'], 'category', 'categories')} a basket",
     ]
     if not np.isnan(numbers["rebuy_share"]):
         parts.append(f"{numbers['rebuy_share']:.0%} of products bought again")

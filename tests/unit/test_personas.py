@@ -161,6 +161,13 @@ def _recount(events: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     return per_user
 
 
+def _n(value: float, word: str) -> str:
+    """'1 product', '3 products', '1 category', '2 categories' ('categor' is the stem)."""
+    one = round(value) == 1
+    ending = ("y" if one else "ies") if word == "categor" else ("" if one else "s")
+    return f"{value:.0f} {word}{ending}"
+
+
 def test_description_figures_match_a_pandas_recount(real, fitted):
     events, items, _ = real
     recount = _recount(events, items).join(fitted.assignments.set_index("user_id"), how="inner")
@@ -170,11 +177,11 @@ def test_description_figures_match_a_pandas_recount(real, fitted):
         text = persona["description"]
         assert len(m) == persona["size"]
         expected = (
-            f"{m['basket_items'].median():.0f} products a basket worth {m['basket_value'].median():,.0f}"
-            f" ({m['units_per_line'].median():.0f} units a line at {m['unit_price'].median():.2f} each)"
+            f"{_n(m['basket_items'].median(), 'product')} a basket worth {m['basket_value'].median():,.0f}"
+            f" ({_n(m['units_per_line'].median(), 'unit')} a line at {m['unit_price'].median():.2f} each)"
         )
         assert text.startswith(expected), (text, expected)
-        assert f"{m['basket_categories'].median():.0f} categories a basket" in text
+        assert f"{_n(m['basket_categories'].median(), 'categor')} a basket" in text
         assert f"{m['rebuy_share'].dropna().mean():.0%} of products bought again" in text
         if (m["n_orders"] >= 2).mean() >= 0.5:
             days = m["mean_gap_days"].dropna().median()
