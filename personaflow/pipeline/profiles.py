@@ -3,6 +3,7 @@ appended to its Feast view. A stage the data cannot support is skipped with the 
 
 from __future__ import annotations
 
+import time
 from datetime import date
 from typing import Any
 
@@ -30,9 +31,11 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
         result = fit_segments(profile, seed=s.seed)
     except TooFewUsers as exc:
         return skipped("segments", as_of, s, str(exc))
+    started = time.perf_counter()
     behaviour = read_mart(location(s), behaviour_sql(), [])
     behaviour = behaviour.loc[behaviour["user_id"].isin(profile["user_id"])].reset_index(drop=True)
     personas = fit_personas(behaviour, seed=s.seed)
+    personas_s = round(time.perf_counter() - started, 2)
     assignments = result.assignments.merge(personas.assignments, "left", "user_id")
     assignments["persona_id"] = assignments["persona_id"].fillna(NO_PURCHASE_ID).astype("int64")
     assignments["persona"] = assignments["persona"].fillna(NO_PURCHASE)
@@ -47,7 +50,7 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
         "silhouettes": result.silhouettes, "segments": result.segments, "users": len(out),
         "personas": {
             "k": personas.k, "criterion": personas.criterion, "per_k": personas.per_k,
-            "buyers": len(behaviour),
+            "buyers": len(behaviour), "seconds": personas_s,
             "not_yet_buyers": int((assignments["persona_id"] == NO_PURCHASE_ID).sum()),
             "personas": personas.personas,
         },
