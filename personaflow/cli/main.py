@@ -302,7 +302,10 @@ def segments(day: DateOpt) -> None:
             f"{seg['dominant_rfm_segment']}  [{', '.join(seg['top_categories'])}]"
         )
     personas = result["personas"]
-    typer.echo(f"\npersonas: k={personas['k']} over {personas['buyers']:,} buyers ({personas['criterion']})")
+    typer.echo(
+        f"\npersonas: k={personas['k']} over {personas['buyers']:,} buyers, "
+        f"{personas['not_yet_buyers']:,} not yet buyers ({personas['criterion']})"
+    )
     for k, row in personas["per_k"].items():
         verdict = "admissible" if row["admissible"] else f"not admissible: {row['why_not']}"
         typer.echo(

@@ -133,8 +133,9 @@ def unknown_name(field_name: str, given: list[str], valid: tuple[str, ...] | lis
         near = [v for v in valid if v.casefold() == str(name).casefold()]
         near = near or difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.75)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
+        kind = "persona" if field_name == "personas" else "segment"
         raise AudienceError(
-            f"{field_name} {name!r} is not a segment name{hint}; valid: {', '.join(valid) or 'none yet'}"
+            f"{field_name} {name!r} is not a {kind} name{hint}; valid: {', '.join(valid) or 'none yet'}"
         )
 
 

@@ -224,6 +224,16 @@ def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
     assert champions.nunique() == 1 and "bulk" in champions.iloc[0]
     saved = json.loads((tmp_path / "reports" / "segments" / "segments_2024-09-01.json").read_text())
     assert saved["personas"]["criterion"].startswith("admissible k") and saved["personas"]["personas"]
+    from typer.testing import CliRunner
+
+    from personaflow.cli import app
+
+    shown = CliRunner().invoke(app, ["segments", "--date", "2024-09-01"])
+    assert (
+        shown.exit_code == 0
+        and f"personas: k={personas['k']} over 117 buyers, 3 not yet buyers" in shown.output
+    )
+    assert shown.output.count("action: ") == personas["k"], shown.output
     now = pd.read_parquet(tmp_path / "features" / "user_churn.parquet")
     assert out["users_scored_as_of"] == len(now) == len(profile) and now["churn_score"].between(0, 1).all()
     lapsed = set(profile.loc[profile["recency_days"] > 150, "user_id"])

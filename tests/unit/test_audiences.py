@@ -132,7 +132,7 @@ def test_an_unknown_segment_name_is_an_error_listing_the_valid_ones(tmp_path, mo
     # personas too are tonight's names: an unknown one lists them (a near miss named), a known one passes
     with pytest.raises(AudienceError, match=r"^personas 'Bulk' .*did you mean 'bulk'.*valid: bulk, weekend$"):
         check_labels(PROFILE, AudienceSpec(personas=["Bulk"]))
-    with pytest.raises(AudienceError, match=r"^personas 'wholesalers' is not a segment name; valid: bulk, "):
+    with pytest.raises(AudienceError, match=r"^personas 'wholesalers' is not a persona name; valid: bulk, "):
         check_labels(PROFILE, AudienceSpec(personas=["wholesalers"]))
     check_labels(PROFILE, AudienceSpec(personas=["weekend"]))
 
