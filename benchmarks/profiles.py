@@ -40,10 +40,14 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--days", type=int, default=240)
     parser.add_argument("--seed", type=int, default=42)
-    data = ["synthetic", "online-retail", "complete-journey"]
+    data = ["synthetic", "online-retail", "complete-journey", "scale"]
     parser.add_argument("--data", choices=data, default="synthetic")
     parser.add_argument("--stages", choices=["all", "segments"], default="all")
+    parser.add_argument("--buyers", type=int, default=100_000, help="--data scale: synthetic buyers")
     args = parser.parse_args()
+    if args.data == "scale":
+        merge_results(RESULTS, personas_at_scale(args.buyers, args.seed))
+        return
     if args.data == "complete-journey":
         merge_results(RESULTS, complete_journey_personas(args.seed))
         return
@@ -157,6 +161,43 @@ def persona_keys(personas: dict) -> dict[str, object]:
         print(f"{i:>3} {p['name']} ({p['size']:,}, {p['share']:.1%}): {p['description']}")
         print(f"      -> {p['action']}")
     return out
+
+
+def personas_at_scale(buyers: int, seed: int) -> dict[str, object]:
+    """fit_personas alone on `buyers` synthetic buyers (four planted ways of shopping, noise on every
+    feature): time and the k found, to show the clustering stays linear (keys scale_<buyers>_*)."""
+    import numpy as np
+    import pandas as pd
+
+    from personaflow.profiles.personas import fit_personas
+
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 4, buyers)
+    noise = lambda scale: rng.lognormal(0, scale, buyers)  # noqa: E731
+    frame = pd.DataFrame(
+        {
+            "user_id": np.arange(buyers).astype(str),
+            "basket_items": np.where(kind == 1, 4, 18) * noise(0.4),
+            "basket_value": np.where(kind == 2, 500, 200) * noise(0.4),
+            "basket_categories": np.where(kind == 1, 2, 5) * noise(0.3),
+            "units_per_line": np.where(kind == 1, 40, 6) * noise(0.4),
+            "unit_price": 2.0 * noise(0.3),
+            "rebuy_share": np.clip(np.where(kind == 1, 0.45, 0.18) + rng.normal(0, 0.08, buyers), 0, 1),
+            "return_rate": np.clip(rng.normal(0.02, 0.02, buyers), 0, 1),
+            "weekend_share": np.clip(np.where(kind == 3, 0.8, 0.1) + rng.normal(0, 0.1, buyers), 0, 1),
+            "evening_share": np.clip(rng.normal(0.05, 0.05, buyers), 0, 1),
+            "n_orders": rng.integers(1, 20, buyers),
+            "mean_gap_days": 40 * noise(0.5),
+        }
+    )
+    machine_idle = os.getloadavg()[0] < 0.5 * (os.cpu_count() or 1)
+    started = time.perf_counter()
+    result = fit_personas(frame, seed=seed)
+    seconds = round(time.perf_counter() - started, 2)
+    print(f"{buyers:,} buyers: k={result.k} in {seconds} s ({[p['name'] for p in result.personas]})")
+    key = f"scale_{buyers}"
+    return {f"{key}_buyers": buyers, f"{key}_personas_k": result.k, f"{key}_personas_fit_s": seconds,
+            f"{key}_machine_idle": machine_idle, "cores": os.cpu_count()}  # fmt: skip
 
 
 def complete_journey_personas(seed: int) -> dict[str, object]:

@@ -160,3 +160,15 @@ def test_the_rfm_names_checked_are_the_dbt_grid_s():
     macro = (REPO_ROOT / "dbt_project" / "macros" / "rfm_segment.sql").read_text()
     names = set(re.findall(r"then '([^']+)'", macro))
     assert names == set(RFM_SEGMENTS) and len(RFM_SEGMENTS) == len(names)
+
+
+def test_a_segment_file_from_before_personas_reads_with_an_empty_persona(tmp_path):
+    """user_segment.parquet written before the persona column existed: audiences still load, persona null."""
+    from personaflow.pipeline.audiences import _latest
+
+    path = tmp_path / "user_segment.parquet"
+    stamps = pd.to_datetime(["2011-12-07", "2011-12-08", "2011-12-08"]).tz_localize("UTC")
+    old = pd.DataFrame({"user_id": ["a", "a", "b"], "segment_label": ["x", "y", "z"], "feature_ts": stamps})
+    old.to_parquet(path, index=False)
+    latest = _latest(path, ["segment_label", "persona"]).set_index("user_id")
+    assert latest["segment_label"].to_dict() == {"a": "y", "b": "z"} and latest["persona"].isna().all()
