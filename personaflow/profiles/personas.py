@@ -214,13 +214,13 @@ def fit_personas(features: pd.DataFrame, k_range: range = K_RANGE, seed: int = 4
     from sklearn.metrics import silhouette_score
 
     t = transformed(features)
-    x = _scaled(t)
-    n = len(x)
+    n = len(t)
     if n == 0:  # a night whose users bought no product yet
         empty = pd.DataFrame({"user_id": pd.Series(dtype=str), "persona_id": pd.Series(dtype="int64"),
                               "persona": pd.Series(dtype=str)})  # fmt: skip
         return PersonaResult(0, CRITERION, {}, empty, [])
-    n_distinct = len(np.unique(x.round(9), axis=0)) if n else 0
+    x = _scaled(t)
+    n_distinct = len(np.unique(x.round(9), axis=0))
     per_k: dict[int, dict[str, Any]] = {}
     fits: dict[int, np.ndarray] = {}
     sample = min(n, SILHOUETTE_SAMPLE)
@@ -244,7 +244,7 @@ def fit_personas(features: pd.DataFrame, k_range: range = K_RANGE, seed: int = 4
         fits[k] = labels
     admissible = [k for k, row in per_k.items() if row["admissible"]]
     top = max((per_k[k]["silhouette"] for k in admissible), default=0.0)
-    near = [k for k in admissible if per_k[k]["silhouette"] >= (1 - SILHOUETTE_TOLERANCE) * top]
+    near = [k for k in admissible if per_k[k]["silhouette"] >= top - SILHOUETTE_TOLERANCE * abs(top)]
     best = max(near) if near else 1
     labels = fits[best] if admissible else np.zeros(n, dtype=int)
     personas = describe_personas(features, labels)

@@ -188,3 +188,14 @@ def test_description_figures_match_a_pandas_recount(real, fitted):
             weeks = f"every {days:.0f} days" if days < 10 else f"every {days / 7:.0f} weeks"
             assert weeks in text or "months" in text, (text, days)
         assert persona["medians"]["basket_items"] == pytest.approx(m["basket_items"].median(), abs=1e-4)
+
+
+def test_no_buyers_and_a_handful_of_buyers_do_not_fail_the_night():
+    shop = _shop(6, seed=1, planted_behaviour=True)
+    none = fit_personas(shop.iloc[0:0], seed=42)
+    assert none.k == 0 and none.personas == [] and none.assignments.empty
+    few = fit_personas(shop, seed=42)  # 6 buyers: every k leaves a persona under 5 % or is not apart
+    assert len(few.assignments) == 6 and few.assignments["persona"].notna().all()
+    assert sum(p["size"] for p in few.personas) == 6
+    with pytest.raises(ValueError, match="lacks column"):
+        fit_personas(shop.drop(columns=["weekend_share"]), seed=42)
