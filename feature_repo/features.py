@@ -132,10 +132,13 @@ user_segment = FeatureView(
     name="user_segment",
     entities=[user],
     ttl=_TTL,
-    schema=[Field(name="segment_id", dtype=Int64), Field(name="segment_label", dtype=String)],
+    schema=[
+        Field(name="segment_id", dtype=Int64), Field(name="segment_label", dtype=String),
+        Field(name="persona_id", dtype=Int64), Field(name="persona", dtype=String),
+    ],
     source=segment_source,
     online=True,
-    tags={"stage": "segments (K-means over RFM)"},
+    tags={"stage": "segments (K-means over RFM; personas: K-means over behaviour)"},
 )
 churn_source = _snapshots("user_churn")
 user_churn = FeatureView(

@@ -103,6 +103,18 @@ def write_marts(
             t(user_id, item_id, event_date, last_event_ts, n_views, n_carts, n_purchases, quantity,
               revenue, weight)"""
         )
+        # the usable lines the personas read (one order per bought item), as the transform builds them
+        con.execute("create schema if not exists intermediate")
+        con.execute(
+            """create or replace table intermediate.int_events_as_of as select user_id,
+            user_id || '-' || item_id as order_key, item_id, last_event_ts as event_ts,
+            'purchase' as event_type, quantity, revenue, 0.0 as return_value, true as is_product
+            from marts.interactions"""
+        )
+        con.execute(
+            "create or replace table intermediate.int_items as select item_id, category "
+            "from marts.item_features"
+        )
         rules = ", ".join(
             f"('{items[a]}', '{items[b]}', {n}, 10, 10, 100, {n / 100}, {n / 10}, {lift}, {n / 10})"
             for a, b, lift, n in CO_PURCHASE

@@ -26,6 +26,7 @@ def audience(
     description: str = typer.Option("", help="What the audience is for, in words."),
     rfm_segment: Many = None,
     segment_label: Many = None,
+    persona: Many = None,
     min_churn_score: float | None = None,
     max_churn_score: float | None = None,
     min_recency_days: int | None = None,
@@ -45,7 +46,7 @@ def audience(
     export: Annotated[Path | None, typer.Option(help="Write the members to a .csv or .parquet file.")] = None,
     show: int = typer.Option(10, help="Members to print."),
 ) -> None:
-    """Customers picked by RFM segment, K-means segment, churn risk, recency/frequency/monetary,
+    """Customers picked by RFM segment, K-means segment, persona, churn risk, recency/frequency/monetary,
     country and what they bought: size, share, the first members; export and save."""
     from personaflow.pipeline.audiences import run_audience, save_audience, saved_audience, size_history
     from personaflow.profiles.audiences import AudienceSpec
@@ -56,7 +57,7 @@ def audience(
     else:
         spec = AudienceSpec(
             name=name, description=description, rfm_segments=rfm_segment or [],
-            segment_labels=segment_label or [], min_churn_score=min_churn_score,
+            segment_labels=segment_label or [], personas=persona or [], min_churn_score=min_churn_score,
             max_churn_score=max_churn_score, min_recency_days=min_recency_days,
             max_recency_days=max_recency_days, min_frequency=min_frequency, max_frequency=max_frequency,
             min_monetary=min_monetary, max_monetary=max_monetary, countries=country or [],

@@ -282,7 +282,8 @@ def report(day: DateOpt) -> None:
 
 @app.command()
 def segments(day: DateOpt) -> None:
-    """K-means user segments as of the day: prints the segment table, writes user_segments.parquet."""
+    """K-means user segments and behaviour personas as of the day: prints both tables (each persona with
+    its description and one suggested action), writes user_segments.parquet."""
     try:
         result = profiles_stage.segments(day.date(), config.load())
     except ValueError as exc:
@@ -300,6 +301,19 @@ def segments(day: DateOpt) -> None:
             f"{seg['mean_recency_days']:>8.1f} {seg['mean_frequency']:>6.1f} {seg['mean_monetary']:>10.2f}  "
             f"{seg['dominant_rfm_segment']}  [{', '.join(seg['top_categories'])}]"
         )
+    personas = result["personas"]
+    typer.echo(
+        f"\npersonas: k={personas['k']} over {personas['buyers']:,} buyers, "
+        f"{personas['not_yet_buyers']:,} not yet buyers ({personas['criterion']})"
+    )
+    for k, row in personas["per_k"].items():
+        verdict = "admissible" if row["admissible"] else f"not admissible: {row['why_not']}"
+        typer.echo(
+            f"  k={k}: silhouette {row['silhouette']:.3f}, smallest {row['smallest_share']:.1%}, {verdict}"
+        )
+    for p in personas["personas"]:
+        typer.echo(f"{p['persona_id']:>3} {p['name']} ({p['size']:,}, {p['share']:.1%}): {p['description']}")
+        typer.echo(f"      action: {p['action']}")
     typer.echo(f"wrote {result['parquet']}")
 
 

@@ -23,7 +23,10 @@ USER_COLUMNS = [
 # Feast sources the segments and churn stages append to (file = view name), with their typed columns.
 # A night that skipped a stage adds no rows: the online store keeps the last values.
 PROFILE_SOURCES = {
-    "user_segment": {"user_id": "string", "segment_id": "int64", "segment_label": "string"},
+    "user_segment": {
+        "user_id": "string", "segment_id": "int64", "segment_label": "string", "persona_id": "int64",
+        "persona": "string",
+    },
     "user_churn": {"user_id": "string", "churn_score": "float64"},
 }
 # The review marts' summaries (marts.customer_reviews / product_reviews), snapshotted each night like the

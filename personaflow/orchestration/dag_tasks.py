@@ -224,7 +224,11 @@ def skip_or_note(name: str, result: dict) -> dict:
     report = result["report"]
     if name == "segments":
         labels = ", ".join(f"{s['label']} ({s['size']})" for s in result["segments"])
-        note(f"{result['k']} segments over {result['users']:,} users: {labels}. Report: `{report}`")
+        personas = ", ".join(f"{p['name']} ({p['size']})" for p in result["personas"]["personas"])
+        note(
+            f"{result['k']} segments over {result['users']:,} users: {labels}. "
+            f"{result['personas']['k']} personas: {personas}. Report: `{report}`"
+        )
     else:
         m = result["metrics"]
         note(

@@ -69,7 +69,7 @@ def load_inputs(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, date]:
         raise AudienceError("marts.user_features is empty: no customers to pick from")
     as_of = pd.Timestamp(profile["as_of_date"].iloc[0]).date()
     profile = profile.merge(
-        _latest(s.features_dir / "user_segment.parquet", ["segment_label"]), "left", "user_id"
+        _latest(s.features_dir / "user_segment.parquet", ["segment_label", "persona"]), "left", "user_id"
     )
     profile = profile.merge(
         _latest(s.features_dir / "user_churn.parquet", ["churn_score"]), "left", "user_id"
@@ -114,8 +114,12 @@ def _latest(path: Path, columns: list[str]) -> pd.DataFrame:
         return pd.DataFrame(
             {"user_id": pd.Series(dtype=str), **{c: pd.Series(dtype=object) for c in columns}}
         )
-    frame = pd.read_parquet(path, columns=["user_id", *columns, "feature_ts"])
-    return frame.sort_values("feature_ts").drop_duplicates("user_id", keep="last")[["user_id", *columns]]
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(path).names)  # a file from before a column existed (persona) lacks it
+    frame = pd.read_parquet(path, columns=["user_id", *[c for c in columns if c in present], "feature_ts"])
+    frame = frame.sort_values("feature_ts").drop_duplicates("user_id", keep="last")
+    return frame.reindex(columns=["user_id", *columns])
 
 
 def run_audience(

@@ -1,8 +1,9 @@
-"""The profile stages: K-means segments and the churn model over the marts, each appended to its
-Feast view. A stage the data cannot support is skipped with the reason, not failed."""
+"""The profile stages: K-means segments with behaviour personas, and the churn model over the marts, each
+appended to its Feast view. A stage the data cannot support is skipped with the reason, not failed."""
 
 from __future__ import annotations
 
+import time
 from datetime import date
 from typing import Any
 
@@ -13,9 +14,14 @@ from personaflow.pipeline._common import read_mart, skipped, write_json
 
 
 def segments(as_of: date, s: Settings) -> dict[str, Any]:
-    """K-means user segments over marts.user_features as of the day -> features_dir/user_segments.parquet,
-    and a snapshot for the Feast view `user_segment`. Too few users: {"status": "skipped", "reason"}."""
+    """K-means user segments over marts.user_features as of the day, and behaviour personas of the buyers
+    over the usable purchase lines (intermediate.int_events_as_of, which the same transform built for the
+    same day) -> features_dir/user_segments.parquet, and a snapshot for the Feast view `user_segment`
+    (segment_id, segment_label, persona_id, persona; a user who bought no product is persona -1, "not
+    yet buyers"). Too few users: {"status": "skipped", "reason"}. Memory: O(users × features) here, the
+    behaviour aggregation runs in the warehouse (personaflow/profiles/personas.py)."""
     from personaflow.pipeline.features import append_profile
+    from personaflow.profiles.personas import NO_PURCHASE, NO_PURCHASE_ID, behaviour_sql, fit_personas
     from personaflow.profiles.segments import TooFewUsers, fit_segments
 
     profile = read_mart(location(s), "select * from marts.user_features where as_of_date = ?", [as_of])
@@ -25,6 +31,15 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
         result = fit_segments(profile, seed=s.seed)
     except TooFewUsers as exc:
         return skipped("segments", as_of, s, str(exc))
+    started = time.perf_counter()
+    behaviour = read_mart(location(s), behaviour_sql(), [])
+    behaviour = behaviour.loc[behaviour["user_id"].isin(profile["user_id"])].reset_index(drop=True)
+    personas = fit_personas(behaviour, seed=s.seed)
+    personas_s = round(time.perf_counter() - started, 2)
+    assignments = result.assignments.merge(personas.assignments, "left", "user_id")
+    assignments["persona_id"] = assignments["persona_id"].fillna(NO_PURCHASE_ID).astype("int64")
+    assignments["persona"] = assignments["persona"].fillna(NO_PURCHASE)
+    result.assignments = assignments
     out = result.assignments.assign(as_of_date=as_of)
     s.features_dir.mkdir(parents=True, exist_ok=True)
     path = s.features_dir / "user_segments.parquet"
@@ -33,6 +48,12 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
     report = {
         "as_of": as_of.isoformat(), "status": "ok", "k": result.k, "criterion": result.criterion,
         "silhouettes": result.silhouettes, "segments": result.segments, "users": len(out),
+        "personas": {
+            "k": personas.k, "criterion": personas.criterion, "per_k": personas.per_k,
+            "buyers": len(behaviour), "seconds": personas_s,
+            "not_yet_buyers": int((assignments["persona_id"] == NO_PURCHASE_ID).sum()),
+            "personas": personas.personas,
+        },
     }  # fmt: skip
     report_path = write_json(s.reports_dir / "segments" / f"segments_{as_of.isoformat()}.json", report)
     return {**report, "parquet": str(path), "feast_source_rows": feast_rows, "report": str(report_path)}

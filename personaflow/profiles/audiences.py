@@ -1,13 +1,16 @@
 """Audiences: the customers a marketer can act on, picked by their profile.
 
 An `AudienceSpec` is a set of filters over the nightly profile (marts.user_features plus the K-means
-segment and churn score of the same night) and over what the customers bought: RFM segment, K-means
-segment, churn-score range, recency / frequency / monetary ranges, country, and affinity — bought an
-item of a category, a given item, or an item whose name contains a word. Every filter given must hold
-(AND); a list inside one filter is any-of (OR). Pure functions: frames in, frames out; reading the
-warehouse and saving definitions are the stage's business (personaflow/pipeline/audiences.py).
+segment, behaviour persona and churn score of the same night) and over what the customers bought: RFM
+segment, K-means segment, persona (personaflow/profiles/personas.py), churn-score range, recency /
+frequency / monetary ranges, country, and affinity — bought an item of a category, a given item, or an
+item whose name contains a word. Every filter given must hold (AND); a list inside one filter is any-of
+(OR). Pure functions: frames in, frames out; reading the warehouse and saving definitions are the stage's
+business (personaflow/pipeline/audiences.py).
 
     "Champions who have not bought in 60 days":  rfm_segments=["Champions"], min_recency_days=60
+    "Champions who buy in bulk":                   rfm_segments=["Champions"],
+                                                   personas=["bulk narrow-range buyers"]
     "high churn risk who bought candles":          min_churn_score=0.6, bought_text=["CANDLE"]
     "customers whose last review was negative":    last_review_sentiment="negative"
 
@@ -31,8 +34,8 @@ from personaflow.profiles.demographics import AGE_BANDS, HOUSEHOLDS, INCOME_BAND
 # The files the audiences stage writes beside the serving tables and the API reads back.
 PROFILES_FILE, BOUGHT_FILE = "audience_profiles.parquet", "audience_bought.parquet"
 COLUMNS = [
-    "user_id", "rfm_segment", "segment_label", "churn_score", "recency_days", "frequency", "monetary",
-    "country", "favourite_categories",
+    "user_id", "rfm_segment", "segment_label", "persona", "churn_score", "recency_days", "frequency",
+    "monetary", "country", "favourite_categories",
 ]  # fmt: skip
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # The RFM grid's names (dbt_project/macros/rfm_segment.sql; "Unscored" only for scores outside 1..5).
@@ -55,6 +58,7 @@ class AudienceSpec:
     description: str = ""
     rfm_segments: list[str] = field(default_factory=list)
     segment_labels: list[str] = field(default_factory=list)
+    personas: list[str] = field(default_factory=list)  # tonight's persona names (they change with k)
     min_churn_score: float | None = None
     max_churn_score: float | None = None
     min_recency_days: int | None = None
@@ -129,16 +133,19 @@ def unknown_name(field_name: str, given: list[str], valid: tuple[str, ...] | lis
         near = [v for v in valid if v.casefold() == str(name).casefold()]
         near = near or difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.75)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
+        kind = "persona" if field_name == "personas" else "segment"
         raise AudienceError(
-            f"{field_name} {name!r} is not a segment name{hint}; valid: {', '.join(valid) or 'none yet'}"
+            f"{field_name} {name!r} is not a {kind} name{hint}; valid: {', '.join(valid) or 'none yet'}"
         )
 
 
 def check_labels(profile: pd.DataFrame, spec: AudienceSpec) -> None:
-    """The K-means labels are tonight's (they change with k): an unknown one is an error listing them."""
-    if spec.segment_labels:
-        labels = sorted(str(v) for v in profile["segment_label"].dropna().unique())
-        unknown_name("segment_labels", spec.segment_labels, labels)
+    """The K-means labels and persona names are tonight's (they change with k): an unknown one is an error
+    listing them."""
+    for name, column in (("segment_labels", "segment_label"), ("personas", "persona")):
+        if getattr(spec, name):
+            values = profile[column] if column in profile else pd.Series(dtype=object)
+            unknown_name(name, getattr(spec, name), sorted(str(v) for v in values.dropna().unique()))
 
 
 def _between(values: pd.Series, low: float | None, high: float | None) -> pd.Series:
@@ -158,6 +165,8 @@ def select(profile: pd.DataFrame, bought: pd.DataFrame, spec: AudienceSpec) -> p
         keep &= profile["rfm_segment"].isin(spec.rfm_segments)
     if spec.segment_labels:
         keep &= profile["segment_label"].isin(spec.segment_labels)
+    if spec.personas:
+        keep &= profile["persona"].isin(spec.personas)
     if spec.countries:
         keep &= profile["country"].isin(spec.countries)
     if spec.min_churn_score is not None or spec.max_churn_score is not None:
@@ -187,7 +196,8 @@ def select(profile: pd.DataFrame, bought: pd.DataFrame, spec: AudienceSpec) -> p
         keep &= _between(scores, spec.min_redeem_score, None)
     if spec.not_reached_by_running_campaign and "reached_by_running_campaign" in profile:
         keep &= ~profile["reached_by_running_campaign"].fillna(False).astype(bool)
-    out = profile.loc[keep, COLUMNS]
+    # a profile written before personas existed has no persona column: null, like an unprofiled user
+    out = profile.loc[keep].reindex(columns=COLUMNS)
     return out.sort_values(["monetary", "user_id"], ascending=[False, True]).reset_index(drop=True)
 
 
@@ -212,4 +222,5 @@ def summarise(members: pd.DataFrame, n_customers: int) -> dict[str, Any]:
         "monetary_total": round(float(members["monetary"].sum()), 2) if len(members) else 0.0,
         "mean_recency_days": round(float(members["recency_days"].mean()), 1) if len(members) else None,
         "rfm_segments": members["rfm_segment"].value_counts().head(5).to_dict(),
+        "personas": members["persona"].value_counts().head(5).to_dict() if "persona" in members else {},
     }

@@ -277,7 +277,7 @@ def build_report(as_of: date, s: Settings, run_id: str | None = None) -> dict[st
         "segments_day": segments.get("report_day") if segments.get("stale") else None,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quality": _quality(s, as_of), "rfm_chart": _rfm_chart(s, as_of),
-        "segments": segments.get("segments"),
+        "segments": segments.get("segments"), "personas": segments.get("personas"),
         "churn": churn, "churn_reason": churn_reason, "model": _model(s), "drift": drift,
         "drift_reason": None if drift else "no earlier snapshot to compare with", "audiences": _audiences(s),
         "campaigns": _campaigns(s),

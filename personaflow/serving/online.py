@@ -41,6 +41,8 @@ USER_REFS = [
     # the nightly segments and churn stages (absent for users they did not cover, or before they ran)
     "user_segment:segment_id",
     "user_segment:segment_label",
+    "user_segment:persona_id",
+    "user_segment:persona",
     "user_churn:churn_score",
 ]
 COUNTERS = ("n_views", "n_carts", "n_purchases", "n_returns")

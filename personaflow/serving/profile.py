@@ -31,6 +31,8 @@ def profile_fields(user_id: str, row: Mapping[str, Any], categories: Mapping[str
         "segment": row.get("rfm_segment"),
         "segment_id": row.get("segment_id"),
         "segment_label": row.get("segment_label"),
+        "persona_id": row.get("persona_id"),
+        "persona": row.get("persona"),
         "churn_score": row.get("churn_score"),
         "churn_risk": churn,
         "churn_basis": basis,

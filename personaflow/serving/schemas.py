@@ -194,6 +194,14 @@ class Profile(BaseModel):
     segment_label: str | None = Field(
         None, description="readable name of the K-means segment, e.g. 'recent regulars'"
     )
+    persona_id: int | None = Field(
+        None, description="behaviour persona id from the nightly segments stage (-1: no product bought yet)"
+    )
+    persona: str | None = Field(
+        None,
+        description="how the customer shops, e.g. 'bulk narrow-range buyers' (the segments report describes "
+        "each persona and suggests an action; None: not profiled yet)",
+    )
     churn_score: float | None = Field(
         None,
         description="churn model's probability that the user places no order within the churn horizon "
@@ -270,6 +278,9 @@ class AudienceRequest(_Request):
     name: Annotated[str, Strict(), StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "adhoc"
     rfm_segments: Names = Field(default_factory=list, description="e.g. ['Champions', 'At Risk']")
     segment_labels: Names = Field(default_factory=list, description="K-means segment labels")
+    personas: Names = Field(
+        default_factory=list, description="behaviour persona names, e.g. ['bulk narrow-range buyers']"
+    )
     min_churn_score: Score | None = None
     max_churn_score: Score | None = None
     min_recency_days: Count | None = None

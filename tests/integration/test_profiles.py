@@ -59,7 +59,11 @@ def test_short_horizon_churn_and_segments_reach_the_online_store(shop_settings):
         assert row["churn_score"] == pytest.approx(scores1[user])
         assert row["segment_id"] == seg1.loc[user, "segment_id"]
         assert row["segment_label"] == seg1.loc[user, "segment_label"]
+        # the persona (behaviour clusters over the dbt-built purchase lines) reaches the online store too
+        assert row["persona_id"] == seg1.loc[user, "persona_id"]
+        assert row["persona"] == seg1.loc[user, "persona"] and row["persona"]
     assert online.as_of() == night1
+    assert segments["personas"]["buyers"] > 50 and segments["personas"]["personas"]
 
     # Night 2 without churn (a skipped task writes nothing): segments move on, churn scores stay.
     ingest_stage.ingest(last, s)

@@ -19,6 +19,11 @@ SEGMENT = {"label": "loyal regulars", "dominant_rfm_segment": "Loyal Customers",
            "top_categories": ["home decor"]}  # fmt: skip
 
 
+PERSONAS = {"k": 1, "buyers": 300, "criterion": "admissible k: ...", "personas": [
+    {"name": "bulk narrow-range buyers", "size": 300, "share": 1.0, "description": "4 products a basket",
+     "action": "offer volume price tiers or a trade account"}]}  # fmt: skip
+
+
 def _home(tmp_path, monkeypatch):
     from personaflow.core import settings
 
@@ -27,7 +32,9 @@ def _home(tmp_path, monkeypatch):
     s = settings.load()
     folder = s.reports_dir / "segments"
     folder.mkdir(parents=True)
-    (folder / f"segments_{YESTERDAY}.json").write_text(json.dumps({"status": "ok", "segments": [SEGMENT]}))
+    (folder / f"segments_{YESTERDAY}.json").write_text(
+        json.dumps({"status": "ok", "segments": [SEGMENT], "personas": PERSONAS})
+    )
     write_pointer(s.production_pointer, {"tag": "personaflow-recommender:abc123",
                                          "promoted_at": "2011-12-08T01:02:03+00:00"})  # fmt: skip
     return s
@@ -65,6 +72,7 @@ def test_a_failed_night_says_so_first_and_shows_the_latest_data_there_is(tmp_pat
     assert "failed" in css.split()
     assert f"segments from {YESTERDAY}: tonight's segments stage did not run" in text
     assert "loyal regulars" in text
+    assert "Personas: how they shop" in text and "offer volume price tiers or a trade account" in text
 
 
 def test_a_night_without_its_file_and_a_good_night_read_differently(tmp_path, monkeypatch):

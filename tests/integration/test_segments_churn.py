@@ -119,6 +119,38 @@ def test_churn_single_class_raises_clear_error():
         train_churn(labels.iloc[0:0], seed=7)
 
 
+def purchase_lines(profile: pd.DataFrame, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(intermediate.int_events_as_of, intermediate.int_items) rows for the planted profile: each user's
+    orders (up to 6) of 3 products, the champions in bulk; the first 3 users paid only postage (a
+    non-product line), so they have no persona of their own."""
+    rows = []
+    for i, user in enumerate(profile.itertuples()):
+        bulk = user.rfm_segment == "Champions"
+        for o in range(min(int(user.frequency), 6)):
+            ts = pd.Timestamp(as_of) - pd.Timedelta(days=int(user.recency_days) + 20 * o, hours=i % 9)
+            for line in range(3):
+                item = "POST" if i < 3 else f"item{(i + line) % 12}"
+                rows.append((user.user_id, f"o{i}-{o}", item, ts, "purchase", 24 if bulk else 1, 2.5, i >= 3))
+    events = pd.DataFrame(
+        rows,
+        columns=[
+            "user_id",
+            "order_key",
+            "item_id",
+            "event_ts",
+            "event_type",
+            "quantity",
+            "price",
+            "is_product",
+        ],
+    )
+    events["revenue"], events["return_value"] = events["quantity"] * events["price"], 0.0
+    items = pd.DataFrame(
+        {"item_id": [f"item{j}" for j in range(12)], "category": [f"c{j % 4}" for j in range(12)]}
+    )
+    return events, items
+
+
 def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
     warehouse = tmp_path / "wh.duckdb"
     as_of = date(2024, 9, 1)
@@ -142,6 +174,12 @@ def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
             "insert into marts.user_features select * replace (date '2024-08-01' as as_of_date)"
             " from marts.user_features"
         )  # another day's rows must be ignored
+        events, items = purchase_lines(profile, as_of)
+        con.execute("create schema intermediate")
+        con.register("events_df", events)
+        con.register("items_df", items)
+        con.execute("create table intermediate.int_events_as_of as select * from events_df")
+        con.execute("create table intermediate.int_items as select * from items_df")
     finally:
         con.close()
     monkeypatch.setenv("PERSONAFLOW_WAREHOUSE", str(warehouse))
@@ -170,8 +208,32 @@ def test_stages_write_parquet_and_reports(tmp_path, monkeypatch):
     # Feast sources: today's snapshot of every user's segment, and of every buyer's churn score today,
     # stamped at the end of the as-of day; a rerun of the night replaces its snapshot.
     feast_seg = pd.read_parquet(tmp_path / "features" / "user_segment.parquet")
-    assert set(feast_seg.columns) == {"user_id", "segment_id", "segment_label", "feature_ts", "created_ts"}
+    assert set(feast_seg.columns) == {
+        "user_id", "segment_id", "segment_label", "persona_id", "persona", "feature_ts", "created_ts",
+    }  # fmt: skip
     assert len(feast_seg) == len(profile) and (feast_seg["feature_ts"] == stamp(as_of)).all()
+    # personas: the postage-only users are "not yet buyers" (-1); the bulk-buying champions a persona
+    # apart from the single-unit buyers; the report carries the criterion and every k's verdict
+    by_id = feast_seg.set_index("user_id")
+    assert (by_id.loc[profile["user_id"][:3], "persona_id"] == -1).all()
+    assert (by_id.loc[profile["user_id"][:3], "persona"] == "not yet buyers").all()
+    personas = seg["personas"]
+    assert personas["buyers"] == len(profile) - 3 and personas["not_yet_buyers"] == 3
+    assert personas["k"] >= 2 and personas["per_k"][personas["k"]]["admissible"]
+    champions = by_id.loc[profile.loc[profile["rfm_segment"] == "Champions", "user_id"][3:], "persona"]
+    assert champions.nunique() == 1 and "bulk" in champions.iloc[0]
+    saved = json.loads((tmp_path / "reports" / "segments" / "segments_2024-09-01.json").read_text())
+    assert saved["personas"]["criterion"].startswith("admissible k") and saved["personas"]["personas"]
+    from typer.testing import CliRunner
+
+    from personaflow.cli import app
+
+    shown = CliRunner().invoke(app, ["segments", "--date", "2024-09-01"])
+    assert (
+        shown.exit_code == 0
+        and f"personas: k={personas['k']} over 117 buyers, 3 not yet buyers" in shown.output
+    )
+    assert shown.output.count("action: ") == personas["k"], shown.output
     now = pd.read_parquet(tmp_path / "features" / "user_churn.parquet")
     assert out["users_scored_as_of"] == len(now) == len(profile) and now["churn_score"].between(0, 1).all()
     lapsed = set(profile.loc[profile["recency_days"] > 150, "user_id"])

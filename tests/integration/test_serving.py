@@ -145,6 +145,9 @@ def test_profile_answers_the_nightly_segments_and_churn_model(server):
         assert body["segment_id"] == labels.loc[user, "segment_id"]
         assert body["segment_label"] == labels.loc[user, "segment_label"] and body["segment_label"]
         assert body["segment"] in ("Champions", "Hibernating")  # the RFM segment stays
+        # ...and the behaviour persona comes beside it
+        assert body["persona_id"] == labels.loc[user, "persona_id"]
+        assert body["persona"] == labels.loc[user, "persona"] and body["persona"]
         seen[n] = body
     # planted: churn grows with recency (here 0.0 / 0.14 / 0.43: low, low, medium)
     assert seen[0]["churn_score"] < seen[14]["churn_score"] < seen[19]["churn_score"], seen

@@ -10,11 +10,11 @@ from personaflow.profiles.audiences import COLUMNS, AudienceError, AudienceSpec,
 
 PROFILE = pd.DataFrame(
     [
-        ("a", "Champions", "big spenders", 0.05, 3, 20, 900.0, "United Kingdom", "home decor"),
-        ("b", "Champions", "big spenders", 0.10, 70, 12, 400.0, "France", "candles and lights"),
-        ("c", "At Risk", "lapsed", 0.80, 120, 4, 300.0, "United Kingdom", "kitchen and dining"),
-        ("d", "Lost", "lapsed", 0.95, 300, 1, 20.0, "Germany", None),
-        ("e", "Lost", "lapsed", None, 200, 1, -5.0, "United Kingdom", None),  # churn not scored
+        ("a", "Champions", "big spenders", "bulk", 0.05, 3, 20, 900.0, "United Kingdom", "home decor"),
+        ("b", "Champions", "big spenders", "weekend", 0.10, 70, 12, 400.0, "France", "candles and lights"),
+        ("c", "At Risk", "lapsed", "bulk", 0.80, 120, 4, 300.0, "United Kingdom", "kitchen and dining"),
+        ("d", "Lost", "lapsed", "weekend", 0.95, 300, 1, 20.0, "Germany", None),
+        ("e", "Lost", "lapsed", None, None, 200, 1, -5.0, "United Kingdom", None),  # churn not scored
     ],
     columns=COLUMNS,
 )
@@ -42,6 +42,8 @@ def test_each_filter_narrows_and_best_customers_come_first():
     assert _ids(AudienceSpec(countries=["United Kingdom"], max_monetary=0)) == ["e"]
     assert _ids(AudienceSpec(bought_items=["84879", "79321"], min_frequency=5)) == ["a"]
     assert _ids(AudienceSpec(segment_labels=["lapsed"], max_recency_days=250)) == ["c", "e"]
+    assert _ids(AudienceSpec(personas=["bulk"])) == ["a", "c"]
+    assert _ids(AudienceSpec(rfm_segments=["Lost"], personas=["weekend", "bulk"])) == ["d"]
 
 
 def test_summary_counts_size_share_and_segments():
@@ -75,7 +77,7 @@ def _marts(warehouse, day: str, profile: pd.DataFrame) -> None:
 
     with duckdb.connect(str(warehouse)) as con:
         con.execute("create schema if not exists marts")
-        con.register("p", profile.drop(columns=["segment_label", "churn_score"]))
+        con.register("p", profile.drop(columns=["segment_label", "persona", "churn_score"]))
         con.register("b", BOUGHT)
         con.execute(
             f"create or replace table marts.user_features as select *, date '{day}' as as_of_date from p"
@@ -127,6 +129,12 @@ def test_an_unknown_segment_name_is_an_error_listing_the_valid_ones(tmp_path, mo
     with pytest.raises(AudienceError, match=near):
         check_labels(PROFILE, AudienceSpec(segment_labels=["big spender"]))
     check_labels(PROFILE, AudienceSpec(segment_labels=["lapsed"]))
+    # personas too are tonight's names: an unknown one lists them (a near miss named), a known one passes
+    with pytest.raises(AudienceError, match=r"^personas 'Bulk' .*did you mean 'bulk'.*valid: bulk, weekend$"):
+        check_labels(PROFILE, AudienceSpec(personas=["Bulk"]))
+    with pytest.raises(AudienceError, match=r"^personas 'wholesalers' is not a persona name; valid: bulk, "):
+        check_labels(PROFILE, AudienceSpec(personas=["wholesalers"]))
+    check_labels(PROFILE, AudienceSpec(personas=["weekend"]))
 
     # a definition saved before names were checked is reported by the nightly refresh, not a failed night
     from personaflow.core import settings
@@ -152,3 +160,15 @@ def test_the_rfm_names_checked_are_the_dbt_grid_s():
     macro = (REPO_ROOT / "dbt_project" / "macros" / "rfm_segment.sql").read_text()
     names = set(re.findall(r"then '([^']+)'", macro))
     assert names == set(RFM_SEGMENTS) and len(RFM_SEGMENTS) == len(names)
+
+
+def test_a_segment_file_from_before_personas_reads_with_an_empty_persona(tmp_path):
+    """user_segment.parquet written before the persona column existed: audiences still load, persona null."""
+    from personaflow.pipeline.audiences import _latest
+
+    path = tmp_path / "user_segment.parquet"
+    stamps = pd.to_datetime(["2011-12-07", "2011-12-08", "2011-12-08"]).tz_localize("UTC")
+    old = pd.DataFrame({"user_id": ["a", "a", "b"], "segment_label": ["x", "y", "z"], "feature_ts": stamps})
+    old.to_parquet(path, index=False)
+    latest = _latest(path, ["segment_label", "persona"]).set_index("user_id")
+    assert latest["segment_label"].to_dict() == {"a": "y", "b": "z"} and latest["persona"].isna().all()

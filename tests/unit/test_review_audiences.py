@@ -14,7 +14,7 @@ BASE = pd.DataFrame(
         ("c", "At Risk", "lapsed", 0.80, 120, 4, 300.0, "United Kingdom", None),
         ("d", "Lost", "lapsed", 0.95, 300, 1, 20.0, "Germany", None),  # never reviewed
     ],
-    columns=COLUMNS,
+    columns=[c for c in COLUMNS if c != "persona"],  # a profile from before personas: selects all the same
 )
 REVIEWS = pd.DataFrame(
     {
