@@ -228,7 +228,8 @@ def decide(
     """The decision record and the reason to refuse (None = promote `tag` over `current`).
 
     `prod` is production's ndcg@10 and `basis` how it was measured; "beats" means by more than
-    `min_gain`. A baseline candidate, or a retrain of production's recipe, is held to `check` alone.
+    `min_gain`. A baseline candidate, or a retrain of production's recipe, is held to `check` alone,
+    unless it learned from production's very data (`gate_same_data`).
     """
     cand = metrics.get(GATE_METRIC)
     base = metrics.get(f"baseline_{GATE_METRIC}")
