@@ -1,4 +1,5 @@
-"""A small client for Airflow 3's REST API (v2): log in, trigger, backfill, wait, read states, write notes.
+"""A small client for Airflow 3's REST API (v2): log in, trigger, backfill, clear, wait, read states, write
+notes.
 
 The CLI (`personaflow trigger/backfill`), the tests and the DAG's own tasks use it. Tasks call it to
 leave a note on their task instance and run (the UI's "why was / wasn't this model promoted"): the
@@ -127,6 +128,12 @@ class AirflowClient:
         if not runs:
             raise RuntimeError(f"backfill {backfill_id} of {dag_id} completed with no run ({first}..{last})")
         return sorted(runs, key=lambda r: str(r.get("logical_date")))
+
+    def clear_run(self, dag_id: str, run_id: str, only_failed: bool = False) -> dict[str, Any]:
+        """Clear the run's task instances (every one, or only the failed ones), as the UI's *Clear* on a
+        run does: the run is queued again and the scheduler re-runs them. Returns the run."""
+        body = {"dry_run": False, "only_failed": only_failed}
+        return self._call("POST", f"/dags/{dag_id}/dagRuns/{run_id}/clear", json=body)
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")

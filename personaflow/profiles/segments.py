@@ -47,11 +47,19 @@ def fit_segments(profile: pd.DataFrame, k_range: range = range(2, 9), seed: int 
     """Cluster users on (recency_days, frequency, monetary) of marts.user_features.
 
     Criterion for k: the k in `k_range` with the highest mean silhouette coefficient (computed on at
-    most 5,000 users sampled with `seed`); ties go to the smaller k. K-means uses 10 restarts.
+    most 5,000 users sampled with `seed`, kept to 6 decimals: the digits the criterion compares);
+    ties go to the smaller k. K-means uses 10 restarts.
+
+    The same users give the same result whatever order they come in (a warehouse returns rows in no
+    set order, and K-means' seeded starts pick rows by position): rows are fitted, and assignments
+    returned, in user_id order. So a re-run night writes the same segments and report (issue 26).
+    Memory: O(users) (one sorted copy of the profile).
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
+    if "user_id" in profile.columns:
+        profile = profile.sort_values("user_id", kind="stable", ignore_index=True)
     x = _matrix(profile)
     if len(x) < MIN_USERS:
         raise TooFewUsers(f"segments need at least {MIN_USERS} users; got {len(x)}")
@@ -66,7 +74,8 @@ def fit_segments(profile: pd.DataFrame, k_range: range = range(2, 9), seed: int 
     sample = min(len(x), SILHOUETTE_SAMPLE)
     for k in ks:
         labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
-        silhouettes[k] = float(silhouette_score(x, labels, sample_size=sample, random_state=seed))
+        # 6 decimals: the threads' summation order moves the last digits from run to run
+        silhouettes[k] = round(float(silhouette_score(x, labels, sample_size=sample, random_state=seed)), 6)
         fits[k] = labels
     best = max(ks, key=lambda k: (round(silhouettes[k], 6), -k))
     segments = describe_segments(profile, fits[best])
@@ -120,7 +129,8 @@ def describe_segments(profile: pd.DataFrame, segment_ids: np.ndarray) -> list[di
                 "mean_frequency": round(float(m["frequency"]), 2),
                 "mean_monetary": round(float(m["monetary"]), 2),
                 "dominant_rfm_segment": str(rfm.iloc[0]) if len(rfm) else None,
-                "top_categories": [c for c, _ in cats.most_common(3)],
+                # ties by name, not by which row came first
+                "top_categories": [c for c, _ in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[:3]],
                 "label": _label(
                     ranks.loc[seg, "recency_days"],
                     ranks.loc[seg, "monetary"],

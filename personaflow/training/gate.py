@@ -19,7 +19,10 @@ personaflow/training/registry/pointer.py
 Rules. A learned candidate must beat the best baseline and production, each with a paired 95% interval
 above zero. A re-fit of production's own recipe (a nightly retrain on fresher data) and a baseline
 candidate (served when no learned model wins) need only not be clearly worse than production, nor (a
-baseline) than the best baseline (interval not entirely below zero). A slice vetoes only when it is
+baseline) than the best baseline (interval not entirely below zero); but not when the candidate learned
+from exactly the data production learned from (`gate_same_data`: a cleared and re-run training task, a
+re-run day): then nothing is fresher, and it must beat production clearly like any other candidate, so
+re-running a night never swaps production for its own retrain. A slice vetoes only when it is
 big enough and its own interval lies entirely below zero.
 """
 
@@ -101,6 +104,7 @@ def gate_evidence(
     production_tag: str | None = None,
     production_basis: str = "on the candidate's split",
     same_recipe: bool = False,
+    same_data: bool = False,
     candidate_baseline: str | None = None,
     k: int = 10,
     coverage_floor: float = COVERAGE_FLOOR,
@@ -148,6 +152,7 @@ def gate_evidence(
             "production_tag": production_tag,
             "gate_production_basis": production_basis,
             "gate_same_recipe": bool(same_recipe),
+            "gate_same_data": bool(same_data),
             f"production_{metric}": float(prod[metric].mean()),
             f"production_recall_at_{k}": float(prod[f"recall_at_{k}"].mean()),
         }
@@ -199,7 +204,8 @@ def check(metrics: dict[str, Any], current: str | None = None) -> list[str]:
     if vs_prod is None or (current is not None and prod_tag is not None and prod_tag != current):
         return reasons
     where = metrics.get("gate_production_basis", "on the candidate's split")
-    if is_baseline is not None or metrics.get("gate_same_recipe"):
+    fresher = not metrics.get("gate_same_data")  # a retrain on production's own data earns no leniency
+    if (is_baseline is not None or metrics.get("gate_same_recipe")) and fresher:
         if vs_prod[2] < 0:  # a retrain of the same recipe, or the baseline: only "clearly worse" refuses
             reasons.append(said(f"production {prod_tag} ({where}) is clearly better: gain", vs_prod))
     elif not vs_prod[1] > 0:
@@ -222,14 +228,15 @@ def decide(
     """The decision record and the reason to refuse (None = promote `tag` over `current`).
 
     `prod` is production's ndcg@10 and `basis` how it was measured; "beats" means by more than
-    `min_gain`. A baseline candidate, or a retrain of production's recipe, is held to `check` alone.
+    `min_gain`. A baseline candidate, or a retrain of production's recipe, is held to `check` alone,
+    unless it learned from production's very data (`gate_same_data`).
     """
     cand = metrics.get(GATE_METRIC)
     base = metrics.get(f"baseline_{GATE_METRIC}")
     # held to `check` alone, but only while the paired evidence is about today's production
     fair = metrics.get("gate_vs_production_gain_ci_low") is not None
     lenient = (metrics.get("gate_candidate_baseline") is not None or metrics.get("gate_same_recipe")) and (
-        fair and metrics.get("production_tag") == current
+        fair and metrics.get("production_tag") == current and not metrics.get("gate_same_data")
     )
     decision: dict[str, Any] = {
         "tag": tag,

@@ -11,7 +11,13 @@ from typing import Any
 from personaflow.core import warehouse as wh
 from personaflow.training.choice import choose
 from personaflow.training.data.features import FeatureSource
-from personaflow.training.data.interactions import Split, cut_time, load_interactions, time_split
+from personaflow.training.data.interactions import (
+    Split,
+    cut_time,
+    load_interactions,
+    split_fingerprint,
+    time_split,
+)
 from personaflow.training.evaluation.baselines import popularity_ranking
 from personaflow.training.evaluation.metrics import evaluate
 from personaflow.training.evaluation.rebuy import bought_matrix, decide_exclusion, excluding
@@ -64,7 +70,7 @@ def _params(recipe: Recipe, built, split: Split) -> dict[str, Any]:
         "best_epoch": built.fitted.best_epoch, "dim": recipe.dim, "device": built.fitted.device,
         "cutoff": split.cutoff.isoformat(), "last_date": split.last_date.isoformat(),
         "n_train_rows": int(len(split.train)), "n_users": split.maps.n_users, "n_items": split.maps.n_items,
-        "n_truth_items_unrankable": split.n_truth_items_unrankable,
+        "n_truth_items_unrankable": split.n_truth_items_unrankable, "data_sha256": split_fingerprint(split),
         "exclude_bought": recipe.exclude_bought, **_validation_size(built.fitted.val_split, split),
         **built.extra,
     }  # fmt: skip

@@ -296,3 +296,25 @@ def test_stages_skip_with_their_reason_when_the_data_cannot_support_them(
                date(2024, 1, 1))  # fmt: skip
     one_class = profiles_stage.churn(as_of, config.load())
     assert one_class["status"] == "skipped" and "single class" in one_class["reason"]
+
+
+def test_segments_do_not_depend_on_the_order_rows_arrive_in():
+    """Issue 26: a re-run night read the same users from the warehouse in another order and wrote other
+    silhouettes and top categories. Unclustered profiles: K-means' seeded starts pick rows by position."""
+    rng = np.random.default_rng(3)
+    n = 400
+    profile = pd.DataFrame(
+        {
+            "user_id": [f"u{i:05d}" for i in range(n)],
+            "recency_days": rng.integers(0, 300, n),
+            "frequency": rng.integers(1, 20, n),
+            "monetary": rng.lognormal(4, 1, n).round(2),
+            "rfm_segment": rng.choice(["Champions", "Lost", "Need Attention"], n),
+            "favourite_categories": rng.choice(["toys", "garden", "books", "kitchen"], n),
+        }
+    )
+    first = fit_segments(profile, seed=42)
+    again = fit_segments(profile.sample(frac=1.0, random_state=7), seed=42)
+    assert again.k == first.k and again.silhouettes == first.silhouettes
+    assert again.segments == first.segments
+    pd.testing.assert_frame_equal(again.assignments, first.assignments)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from personaflow.training import export, gate
-from personaflow.training.data.interactions import time_split
+from personaflow.training.data.interactions import split_fingerprint, time_split
 from personaflow.training.data.synthetic import make_interactions
 from personaflow.training.evaluation.baselines import own_history, popularity, popularity_ranking
 from personaflow.training.evaluation.metrics import evaluate
@@ -268,3 +268,45 @@ def test_serving_answers_from_a_baseline_model(store, tmp_path):
     assert items[0][0] in {loaded.maps.item_ids[j] for j in bought}  # repeat-buy: own purchases first
     similar = ranker.similar(loaded.maps.item_ids[0], 3)
     assert len(similar) == 3 and all(source == "embedding" for *_, source in similar)
+
+
+def _warehouse(path, rows) -> None:
+    con = duckdb.connect(str(path))
+    con.register("synthetic", rows)
+    con.execute("create or replace table marts.interactions as select * from synthetic")
+    con.close()
+
+
+def test_a_retrain_on_productions_own_data_does_not_replace_it_but_one_on_fresher_data_may(store, tmp_path):
+    """Issue 26: clearing a night's training task retrains on the same data. Production's recipe on
+    fresher data passes the gate without a clear win; on exactly production's data it must beat it."""
+    frame = make_interactions(seed=8)
+    warehouse = tmp_path / "wh.duckdb"
+    duckdb.connect(str(warehouse)).execute("create schema marts").close()
+    last = max(frame["event_date"])
+    _warehouse(warehouse, frame[frame["event_date"] < last])
+    first = train_candidate(warehouse, holdout_days=7, seed=4, model="repeat_buy", pointer_path=store)
+    assert promote_candidate(first["tag"], store, report=None)["promoted"] is True
+    again = train_candidate(warehouse, holdout_days=7, seed=4, model="repeat_buy", pointer_path=store)
+    assert again["metrics"]["gate_same_data"] is True and again["metrics"]["gate_same_recipe"] is True
+    assert again["params"]["data_sha256"] == first["params"]["data_sha256"]
+    refused = promote_candidate(again["tag"], store, warehouse=warehouse, holdout_days=7)
+    assert refused["promoted"] is False and "not a clear win" in refused["reason"], refused["reason"]
+    assert read_pointer(store)["tag"] == first["tag"]
+
+    _warehouse(warehouse, frame)  # one more day landed: the same recipe on fresher data
+    fresher = train_candidate(warehouse, holdout_days=7, seed=4, model="repeat_buy", pointer_path=store)
+    assert fresher["metrics"]["gate_same_data"] is False
+    decision = promote_candidate(fresher["tag"], store, warehouse=warehouse, holdout_days=7)
+    assert decision["promoted"] is True, decision["reason"]
+    assert read_pointer(store)["tag"] == fresher["tag"]
+
+
+def test_the_data_fingerprint_ignores_row_order_and_sees_one_changed_row():
+    frame = make_interactions(seed=3)
+    split = time_split(frame, 7)
+    shuffled = time_split(frame.sample(frac=1.0, random_state=0).reset_index(drop=True), 7)
+    assert split_fingerprint(shuffled) == split_fingerprint(split)
+    changed = frame.copy()
+    changed.loc[changed.index[0], "weight"] += 1
+    assert split_fingerprint(time_split(changed, 7)) != split_fingerprint(split)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -124,6 +125,21 @@ def time_split(frame: pd.DataFrame, holdout_days: int) -> Split:
             bought.loc[~rankable, ["user_id", "item_id"]].drop_duplicates().shape[0]
         ),
     )
+
+
+def split_fingerprint(split: Split) -> str:
+    """sha256 of what a model fitted and is judged on: the training rows (in any order), the cut and
+    the hold-out truth. Two models with the same fingerprint learned from the same data, so a retrain
+    of the same night (a cleared task, a re-run day) is not "fresher data" to the gate
+    (personaflow/training/gate.py). Interactions only: a night whose catalogue alone changed counts as
+    the same data, so production stays unless the retrain beats it clearly. Memory: one 8-byte hash
+    per training row."""
+    rows = pd.util.hash_pandas_object(split.train[sorted(split.train.columns)], index=False).to_numpy()
+    digest = hashlib.sha256(np.sort(rows).tobytes())
+    digest.update(split.cutoff.isoformat().encode())
+    for user in sorted(split.test_truth):
+        digest.update(f"\n{user}:{','.join(sorted(split.test_truth[user]))}".encode())
+    return digest.hexdigest()
 
 
 def positive_pairs(train: pd.DataFrame, maps: IdMaps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from personaflow.training.data.features import FeatureSource
-from personaflow.training.data.interactions import Split
+from personaflow.training.data.interactions import Split, split_fingerprint
 from personaflow.training.evaluation.baselines import popularity_ranking
 from personaflow.training.evaluation.metrics import ScoresFn
 from personaflow.training.evaluation.rebuy import bought_matrix, excluding
@@ -70,14 +70,20 @@ def evidence(
     features: FeatureSource | None = None,
     candidate_tag: str | None = None,
 ) -> dict[str, Any]:
-    """The gate's evidence for a candidate of `recipe` on `split`, production scored fairly."""
+    """The gate's evidence for a candidate of `recipe` on `split`, production scored fairly.
+
+    `candidate_tag`: a saved candidate (manual promotion); without it the candidate is being fitted
+    on `split`. Whether both learned from the same data is compared by the recorded `data_sha256`."""
     pointer = read_pointer(Path(pointer_path)) if pointer_path is not None else None
-    production_fn, basis, same = None, "no production model", False
+    production_fn, basis, same, same_data = None, "no production model", False, False
     prod_tag = pointer["tag"] if pointer else None
     if prod_tag is not None and prod_tag != candidate_tag:
         try:
             production_fn, basis, prod_recipe = scored_fairly(prod_tag, split, features)
             same = prod_recipe.key == recipe.key
+            learned_from = model_info(candidate_tag)["params"] if candidate_tag else {}
+            data = learned_from.get("data_sha256") if candidate_tag else split_fingerprint(split)
+            same_data = data is not None and data == model_info(prod_tag)["params"].get("data_sha256")
             if recipe.exclude_bought:  # the same rule for both sides: nothing bought before this cut
                 production_fn = excluding(production_fn, bought_matrix(split))
         except ValueError as exc:  # deleted from the store, or a recipe this split cannot re-fit
@@ -85,6 +91,6 @@ def evidence(
             prod_tag = None
     return gate_evidence(
         candidate_fn, split, baselines, production_fn, production_tag=prod_tag if production_fn else None,
-        production_basis=basis, same_recipe=same,
+        production_basis=basis, same_recipe=same, same_data=same_data,
         candidate_baseline=recipe.model if recipe.is_baseline else None,
     )  # fmt: skip
