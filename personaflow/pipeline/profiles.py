@@ -33,7 +33,10 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
         return skipped("segments", as_of, s, str(exc))
     started = time.perf_counter()
     behaviour = read_mart(location(s), behaviour_sql(), [])
-    behaviour = behaviour.loc[behaviour["user_id"].isin(profile["user_id"])].reset_index(drop=True)
+    # in user_id order: the warehouse returns rows in no set order, and K-means' seeded starts pick rows
+    # by position (a re-run must write the same personas)
+    behaviour = behaviour.loc[behaviour["user_id"].isin(profile["user_id"])].sort_values("user_id")
+    behaviour = behaviour.reset_index(drop=True)
     personas = fit_personas(behaviour, seed=s.seed)
     personas_s = round(time.perf_counter() - started, 2)
     assignments = result.assignments.merge(personas.assignments, "left", "user_id")
@@ -50,12 +53,14 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
         "silhouettes": result.silhouettes, "segments": result.segments, "users": len(out),
         "personas": {
             "k": personas.k, "criterion": personas.criterion, "per_k": personas.per_k,
-            "buyers": len(behaviour), "seconds": personas_s,
+            "buyers": len(behaviour),
             "not_yet_buyers": int((assignments["persona_id"] == NO_PURCHASE_ID).sum()),
             "personas": personas.personas,
         },
     }  # fmt: skip
     report_path = write_json(s.reports_dir / "segments" / f"segments_{as_of.isoformat()}.json", report)
+    # the fit time stays out of the written report: a re-run of the night must write the same file
+    report["personas"] = {**report["personas"], "seconds": personas_s}
     return {**report, "parquet": str(path), "feast_source_rows": feast_rows, "report": str(report_path)}
 
 
