@@ -48,7 +48,14 @@ servers:
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light)
 
-test: install browser servers
+# The Spark path's JVM (pyspark 3.5 in local mode, docs/guides/spark.md): Debian's OpenJDK 17 JRE,
+# installed once if no `java` is on PATH (a cluster brings its own).
+.PHONY: java
+java:
+	command -v java >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless)
+
+test: install browser servers java
 	$(BIN)/python -m pytest
 
 # The unit tests alone (no servers, no dbt): the quick loop while changing code, under 2 minutes.
