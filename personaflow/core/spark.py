@@ -79,6 +79,8 @@ def confs(where: SparkWarehouse) -> dict[str, str]:
         "spark.local.dir": str(directory / "scratch"),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # `create table` without `using` (dbt-spark's tables) makes Parquet tables, not Hive text tables
+        "spark.sql.legacy.createHiveTableByDefault": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Spark's default of 200 shuffle partitions is for clusters; adaptive execution coalesces them,
         # but a one-machine run of small stages still pays per task, so local mode starts smaller.
