@@ -81,6 +81,8 @@ def confs(where: SparkWarehouse) -> dict[str, str]:
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         # `create table` without `using` (dbt-spark's tables) makes Parquet tables, not Hive text tables
         "spark.sql.legacy.createHiveTableByDefault": "false",
+        # no Hive statistics gathered per partition write: metastore round trips Spark does not read
+        "spark.hadoop.hive.stats.autogather": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Spark's default of 200 shuffle partitions is for clusters; adaptive execution coalesces them,
         # but a one-machine run of small stages still pays per task, so local mode starts smaller.
@@ -91,6 +93,7 @@ def confs(where: SparkWarehouse) -> dict[str, str]:
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",  # progress bars on stderr, in every log
         }
     for entry in where.conf:
         key, value = entry.split("=", 1)
@@ -123,7 +126,8 @@ def session(where: SparkWarehouse) -> Any:
         for key, value in confs(where).items():
             builder = builder.config(key, value)
         spark = builder.enableHiveSupport().getOrCreate()
-        spark.sparkContext.setLogLevel("WARN")
+        # Hive's metastore logs each partition's stats update at WARN; failures raise anyway.
+        spark.sparkContext.setLogLevel("ERROR")
         _ACTIVE = (where, spark)
         return spark
 
