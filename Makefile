@@ -58,6 +58,12 @@ java:
 test: install browser servers java
 	$(BIN)/python -m pytest
 
+# The Spark path alone (docs/guides/spark.md): the DuckDB-vs-Spark parity on two months of the real log,
+# Spark in local mode on two cores bound to 127.0.0.1 (about 5 minutes on a busy 2-core machine).
+.PHONY: test-spark
+test-spark: install java
+	$(BIN)/python -m pytest tests/integration/test_spark_parity.py -q
+
 # The unit tests alone (no servers, no dbt): the quick loop while changing code, under 2 minutes.
 .PHONY: test-fast
 test-fast: install
