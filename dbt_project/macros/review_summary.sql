@@ -66,9 +66,9 @@ top_complaints as (
 
     select
         {{ key }},
-        string_agg(keyword, ', ' order by rank_in_kind) filter (where kind = 'aspect')
+        {{ ordered_string_agg('keyword', ', ', 'rank_in_kind', "kind = 'aspect'") }}
             as top_complaint_aspects,
-        string_agg(keyword, ', ' order by rank_in_kind) filter (where kind = 'keyword')
+        {{ ordered_string_agg('keyword', ', ', 'rank_in_kind', "kind = 'keyword'") }}
             as top_complaint_keywords
     from ranked
     where rank_in_kind <= {{ top_n }}

@@ -30,6 +30,7 @@ _UNDER_HOME = {
     "production_pointer": ("registry", "production.json"),
     "airflow_home": ("airflow",),
     "api_token_file": ("secrets", "api_token"),
+    "spark_dir": ("spark",),
 }
 _PATHS = (*_UNDER_HOME, "home", "dbt_project_dir", "feature_repo_dir", "forget_key_file")
 
@@ -116,8 +117,20 @@ class Settings(BaseSettings):
     # (personaflow/training/registry/retention.py).
     keep_candidates: int = 5
     # The scale path. A postgresql:// URL moves the warehouse (ingest, dbt, GX, features, training
-    # reads) to PostgreSQL; empty: the DuckDB file above (personaflow/core/warehouse.py).
+    # reads) to PostgreSQL; `spark` moves it to Spark tables (raw events as Parquet partitioned by day,
+    # dbt through dbt-spark: docs/guides/spark.md); empty: the DuckDB file above
+    # (personaflow/core/warehouse.py).
     warehouse_url: str = ""
+    # With PERSONAFLOW_WAREHOUSE_URL=spark: the Spark master (local[*]: this machine's cores, in this
+    # process; yarn, k8s://https://host:443, spark://host:7077 on a cluster).
+    spark_master: str = "local[*]"
+    # Spark's warehouse dir (the tables' Parquet files: spark_dir/warehouse) and Derby metastore
+    # (spark_dir/metastore_db); a cluster points spark.sql.warehouse.dir at shared storage through
+    # PERSONAFLOW_SPARK_CONF instead.
+    spark_dir: Path = _unset()
+    # Further Spark confs, comma separated key=value (spark.executor.memory=8g,spark.executor.cores=4):
+    # what a shop passes to spark-submit --conf. They win over the defaults personaflow/core/spark.py sets.
+    spark_conf: CommaList = ()
     # A redis:// URL moves Feast's online store and the API's live counters to Redis; empty: SQLite.
     redis_url: str = ""
     # BentoML worker processes; more than one needs the Redis online store (nothing shared in-process).
@@ -145,7 +158,7 @@ class Settings(BaseSettings):
     forget_key: str = ""
     forget_key_file: Path | None = _unset()
 
-    @field_validator("alert_to", "api_tokens", "api_allowed_hosts", mode="before")
+    @field_validator("alert_to", "api_tokens", "api_allowed_hosts", "spark_conf", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -156,6 +169,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(h.lower() for h in value)
+
+    @field_validator("spark_conf", mode="after")
+    @classmethod
+    def _key_values(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [part for part in value if "=" not in part or not part.split("=", 1)[0].strip()]
+        if bad:
+            raise ValueError(f"PERSONAFLOW_SPARK_CONF entries must be key=value, got {', '.join(bad)}")
+        return value
 
     @field_validator("airflow_executor", "dbt_tasks", mode="before")
     @classmethod

@@ -27,7 +27,7 @@ def tool_vars(settings: Settings) -> dict[str, str]:
         "PERSONAFLOW_FEATURES_DIR": str(settings.features_dir),  # feature_repo/feature_store.yaml
         "PERSONAFLOW_PRODUCTION_POINTER": str(settings.production_pointer),
     }
-    if settings.warehouse_url:
+    if settings.warehouse_url.startswith(("postgresql://", "postgres://")):
         env.update(postgres_env(settings.warehouse_url))  # the dbt profile's PostgreSQL output
     return env
 
@@ -46,6 +46,13 @@ def private_files() -> None:
     home holds customers' events, the warehouse and logs, and another account on the machine has no
     business reading them. A umask, so the tools' own files (dbt, Feast, BentoML, Airflow) follow too."""
     os.umask(0o077)
+
+
+def spark_local_ip(address: str = "127.0.0.1") -> None:
+    """Bind the Spark driver's JVM to `address` before pyspark starts it (personaflow/core/spark.py):
+    without SPARK_LOCAL_IP it binds to the machine's external interface whatever the session's confs
+    say. A value already set (a cluster's driver host) is kept."""
+    os.environ.setdefault("SPARK_LOCAL_IP", address)
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,10 +1,13 @@
-"""One way into the warehouse, whichever engine holds it: DuckDB (the embedded default) or PostgreSQL.
+"""One way into the warehouse, whichever engine holds it: DuckDB (the embedded default), PostgreSQL or
+Spark.
 
-`PERSONAFLOW_WAREHOUSE_URL=postgresql://...` moves the warehouse to PostgreSQL; unset, it is the DuckDB
-file at `PERSONAFLOW_WAREHOUSE`. Every stage opens it with `connect(location(settings))` and talks the
-small DuckDB-shaped API both engines offer here: `execute(sql, params)` with `?` placeholders, then
-`fetchall()` / `fetchone()` / `df()` / `arrow()`; `register(name, frame)` to use a frame in SQL (a temp
-table filled by one `COPY` on PostgreSQL); `begin()` / `commit()` / `rollback()`. SQL that both engines
+`PERSONAFLOW_WAREHOUSE_URL=postgresql://...` moves the warehouse to PostgreSQL, `spark` to the tables of
+a Spark catalog (`SparkWarehouse`: master, warehouse dir, confs; personaflow/core/spark.py holds the
+session and its connection); unset, it is the DuckDB file at `PERSONAFLOW_WAREHOUSE`. Every stage opens
+it with `connect(location(settings))` and talks the small DuckDB-shaped API the engines offer here:
+`execute(sql, params)` with `?` placeholders, then `fetchall()` / `fetchone()` / `df()` / `arrow()`;
+`register(name, frame)` to use a frame in SQL (a temp table filled by one `COPY` on PostgreSQL, a temp
+view on Spark); `begin()` / `commit()` / `rollback()` (no-ops on Spark). SQL that DuckDB and PostgreSQL
 read is written once (`double precision`, not `double`); what only one dialect has goes through
 `con.engine`.
 """
@@ -21,34 +24,47 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-Location = Path | str
-# What a read of a table that is not built yet raises, on either engine.
+from personaflow.core.spark import SparkError, SparkMissingTable, SparkWarehouse
+
+Location = Path | str | SparkWarehouse
+
+
+# What a read of a table that is not built yet raises, on any engine.
 try:
     import psycopg
     from psycopg import errors as pg_errors
 
     MISSING_TABLE: tuple[type[Exception], ...] = (
-        duckdb.CatalogException, pg_errors.UndefinedTable, pg_errors.InvalidSchemaName
+        duckdb.CatalogException, pg_errors.UndefinedTable, pg_errors.InvalidSchemaName, SparkMissingTable
     )
-    ERRORS: tuple[type[Exception], ...] = (duckdb.Error, psycopg.Error)
+    ERRORS: tuple[type[Exception], ...] = (duckdb.Error, psycopg.Error, SparkError)
 except ImportError:  # the embedded default needs no PostgreSQL driver
     psycopg = None
-    MISSING_TABLE = (duckdb.CatalogException,)
-    ERRORS = (duckdb.Error,)
+    MISSING_TABLE = (duckdb.CatalogException, SparkMissingTable)
+    ERRORS = (duckdb.Error, SparkError)
 
 
 def is_postgres(where: Location) -> bool:
     return isinstance(where, str) and where.startswith(("postgresql://", "postgres://"))
 
 
+def is_spark(where: Location) -> bool:
+    return isinstance(where, SparkWarehouse)
+
+
 def location(settings: Any) -> Location:
-    """The warehouse a run uses: the PostgreSQL URL when set, else the DuckDB file."""
+    """The warehouse a run uses: Spark (PERSONAFLOW_WAREHOUSE_URL=spark), the PostgreSQL URL when set,
+    else the DuckDB file."""
     url = getattr(settings, "warehouse_url", "")
+    if url.strip().lower() == "spark":
+        return SparkWarehouse(settings.spark_master, Path(settings.spark_dir), tuple(settings.spark_conf))
     return url if url else Path(settings.warehouse)
 
 
 def describe(where: Location) -> str:
-    """For messages: the file, or the URL without any password."""
+    """For messages: the file, the Spark master and warehouse dir, or the URL without any password."""
+    if isinstance(where, SparkWarehouse):
+        return f"spark ({where.master}, {where.directory})"
     if not is_postgres(where):
         return str(where)
     from urllib.parse import urlsplit
@@ -61,6 +77,8 @@ def describe(where: Location) -> str:
 def exists(where: Location) -> bool:
     """Whether there is a warehouse to read: the DuckDB file is there (a PostgreSQL server is taken to
     be; a read of a table not built yet raises one of MISSING_TABLE)."""
+    if isinstance(where, SparkWarehouse):
+        return True  # like a server: a read of a table not built yet raises one of MISSING_TABLE
     return is_postgres(where) or Path(where).is_file()
 
 
@@ -73,7 +91,11 @@ class DamagedWarehouse(ValueError):
 _DAMAGE = ("not a valid DuckDB database file", "Could not read enough bytes from file")
 
 
-def connect(where: Location, read_only: bool = False) -> DuckConnection | PgConnection:
+def connect(where: Location, read_only: bool = False) -> DuckConnection | PgConnection | Any:
+    if isinstance(where, SparkWarehouse):
+        from personaflow.core.spark import SparkConnection
+
+        return SparkConnection(where, read_only=read_only)
     if is_postgres(where):
         return PgConnection(str(where), read_only=read_only)
     path = Path(where)

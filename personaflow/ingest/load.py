@@ -10,7 +10,9 @@ Before anything is written the whole file is parsed (personaflow/ingest/csvfile.
 the file, the column and the line.
 
 The warehouse is DuckDB (the embedded default) or PostgreSQL (personaflow/core/warehouse.py), with one DDL
-text for both. The text is parsed and typed in a local in-memory DuckDB on both engines; the typed
+text for both; on Spark the same typed rows land in Parquet tables partitioned by day
+(personaflow/ingest/spark_load.py, which every function here hands a Spark warehouse to). The text is
+parsed and typed in a local in-memory DuckDB on every engine; the typed
 rows reach the warehouse as one registered table per load (one COPY on PostgreSQL) and land with
 `insert ... select` inside the day's transaction.
 
@@ -25,6 +27,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -91,6 +94,12 @@ def connect(warehouse: Location, read_only: bool = False) -> wh.DuckConnection |
 
 
 def ensure_raw_layer(warehouse: Location) -> None:
+    if wh.is_spark(warehouse):
+        from personaflow.ingest import spark_load
+
+        with connect(warehouse) as con:
+            spark_load.ensure_raw_layer(con)
+        return
     with connect(warehouse) as con:
         con.execute(RAW_DDL)
         con.execute(MIGRATE_V2)
@@ -112,6 +121,7 @@ def load_dimensions(warehouse: Location, landing_dir: Path) -> dict[str, int | s
     """
     ensure_raw_layer(warehouse)
     counts: dict[str, int | str] = {}
+    spark_tables: dict[str, pa.Table] = {}  # on Spark: written after the loop, each one overwrite
     with connect(warehouse) as con, duckdb.connect() as local:
         for table, types in (("users", USER_TYPES), ("items", ITEM_TYPES)):
             path = landing_dir / f"{table}.csv"
@@ -132,6 +142,9 @@ def load_dimensions(warehouse: Location, landing_dir: Path) -> dict[str, int | s
                 f"select {', '.join(f'{e} as {c}' for e, c in zip(exprs, types, strict=True))} from dimension"
             ).to_arrow_table()
             local.unregister("dimension")
+            if con.engine == "spark":
+                spark_tables[table] = typed
+                continue
             columns = ", ".join(types)
             con.register("dimension", typed)
             try:
@@ -145,6 +158,10 @@ def load_dimensions(warehouse: Location, landing_dir: Path) -> dict[str, int | s
             finally:
                 con.unregister("dimension")
             counts[f"raw.{table}"] = con.execute(f"select count(*) as n from raw.{table}").fetchall()[0][0]
+        if spark_tables:
+            from personaflow.ingest import spark_load
+
+            counts.update(spark_load.load_dimensions(con, spark_tables))
     return counts
 
 
@@ -158,6 +175,13 @@ def load_batch(
     load of that day. Up to `max_rejects` unparseable lines go to `events_<day>.rejects.jsonl`. `keep`
     filters the rows first (the stage drops forgotten customers: personaflow/pipeline/forget.py)."""
     with connect(warehouse) as con, duckdb.connect() as local:
+        if con.engine == "spark":
+            from personaflow.ingest import spark_load
+
+            loaded = spark_load.load_days(
+                con, local, landing_dir, [batch_date], _typed_rows, sha256, max_rejects, keep
+            )
+            return loaded[0]
         con.execute(RAW_DDL)
         con.execute(MIGRATE_V2)
         return _load_day(con, local, landing_dir, batch_date, max_rejects, keep)
@@ -282,6 +306,8 @@ def load_pending(
     load); each day is still its own transaction.
     """
     with connect(warehouse) as con, duckdb.connect() as local:
+        if con.engine == "spark":
+            return _load_pending_spark(con, local, landing_dir, through, since, keep)
         con.execute(RAW_DDL)
         con.execute(MIGRATE_V2)
         known = {
@@ -301,3 +327,26 @@ def load_pending(
                     continue
             loaded.append(_load_day(con, local, landing_dir, day, 0, keep))
     return loaded
+
+
+def _load_pending_spark(
+    con: Any, local: duckdb.DuckDBPyConnection, landing_dir: Path, through: date, since: date | None,
+    keep: Keep | None,
+) -> list[dict[str, object]]:
+    """load_pending on Spark: the same choice of days, loaded in as few partition overwrites as the
+    driver's bound allows (personaflow/ingest/spark_load.py), not one Spark job per day."""
+    from personaflow.ingest import spark_load
+
+    spark_load.ensure_raw_layer(con)
+    known = spark_load.batches(con).set_index("batch_date")
+    days = []
+    for day in batch_dates(landing_dir):
+        if day > through or (since and day < since):
+            continue
+        if day in known.index:
+            row = known.loc[day]
+            landed = sha256(batch_path(landing_dir, day))
+            if row["status"] == "quarantined" or landed in (row["sha256"], row["quarantined_sha256"]):
+                continue
+        days.append(day)
+    return spark_load.load_days(con, local, landing_dir, days, _typed_rows, sha256, 0, keep)

@@ -10,9 +10,10 @@ interpreter start (~10 s of imports) and the results come back as objects instea
 Everything dbt writes besides the warehouse (manifest, run results, partial-parse cache, logs) goes
 under `state_dir`, so the repository stays clean and parallel runs do not share a `target/`.
 
-The warehouse is the DuckDB file (profile target `warehouse`, dbt-duckdb) or a postgresql:// URL
-(target `postgres`, dbt-postgres): the same models on both, with the SQL the two dialects spell
-differently behind the dispatch macros in dbt_project/macros/dialect.sql.
+The warehouse is the DuckDB file (profile target `warehouse`, dbt-duckdb), a postgresql:// URL
+(target `postgres`, dbt-postgres) or Spark (target `spark`, dbt-spark's in-process `session` method in
+the process's SparkSession, personaflow/core/spark.py): the same models on all three, with the SQL the
+dialects spell differently behind the dispatch macros in dbt_project/macros/dialect.sql.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ def _write_profile(project_dir: Path, profiles_dir: Path, target: str, warehouse
     with its variables), its `target` output's location fields filled in from `warehouse`."""
     profiles = yaml.safe_load((project_dir / "profiles.yml").read_text())
     output = profiles["personaflow"]["outputs"][target]
-    if target == "postgres":
+    if target == "spark":
+        pass  # the session is this process's (personaflow/core/spark.py); nothing to point at
+    elif target == "postgres":
         pg = postgres_env(str(warehouse))
         output.update({field: pg[f"PERSONAFLOW_PG_{field.upper()}"]
                        for field in ("host", "user", "password", "dbname", "schema")})  # fmt: skip
@@ -180,14 +183,19 @@ def run_dbt(
     if full_refresh and command not in ("build", "run"):
         raise ValueError(f"run_dbt: full_refresh only applies to build and run, not {command!r}")
     postgres = wh.is_postgres(warehouse)
-    warehouse = warehouse if postgres else Path(warehouse).resolve()
+    on_spark = wh.is_spark(warehouse)
+    warehouse = warehouse if postgres or on_spark else Path(warehouse).resolve()
     project_dir = Path(project_dir).resolve()
     state_dir = Path(state_dir).resolve()
     if not (project_dir / "dbt_project.yml").is_file():
         raise TransformError(f"no dbt_project.yml in project_dir {project_dir}")
     state_dir.mkdir(parents=True, exist_ok=True)
 
-    target = "postgres" if postgres else "warehouse"
+    target = "postgres" if postgres else "spark" if on_spark else "warehouse"
+    if on_spark:
+        from personaflow.core import spark
+
+        spark.session(warehouse)  # started here with our confs: dbt-spark's getOrCreate() then reuses it
     started = time.perf_counter()
     # The profile with this run's warehouse written in (not read from the environment), in a private
     # folder (0700) that is gone when the run ends: a PostgreSQL password never stays on disk.
@@ -200,7 +208,7 @@ def run_dbt(
             with contextlib.redirect_stdout(sys.stderr):
                 outcome = dbtRunner().invoke(args)
         finally:
-            if not postgres:  # dbt-postgres closes its connections at the end of the run
+            if not postgres and not on_spark:  # dbt-postgres closes its connections at the end of the run
                 _release_warehouse()
     seconds = time.perf_counter() - started
 

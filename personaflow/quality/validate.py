@@ -256,6 +256,11 @@ def _reload_hint(day: date) -> str:
 @contextmanager
 def _read_only(warehouse: Location) -> Iterator[wh.DuckConnection | wh.PgConnection]:
     # Short-lived and read-only so the validation never holds DuckDB's single-writer lock.
+    if wh.is_spark(warehouse):
+        # Said at once instead of failing halfway through GX (its Spark data source is not wired yet).
+        raise NotImplementedError(
+            "the batch and mart checks do not run on the Spark warehouse yet (docs/guides/spark.md)"
+        )
     if not wh.is_postgres(warehouse) and not Path(warehouse).is_file():
         raise FileNotFoundError(f"warehouse {warehouse} does not exist")
     con = wh.connect(warehouse, read_only=True)

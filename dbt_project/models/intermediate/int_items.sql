@@ -91,8 +91,8 @@ all_items as (
     -- items that only appear in events (a shop without a catalogue file)
     select
         from_events.item_id,
-        cast(null as varchar) as category,
-        cast(null as varchar) as brand,
+        cast(null as {{ string_type() }}) as category,
+        cast(null as {{ string_type() }}) as brand,
         from_events.price,
         from_events.description,
         'events' as item_source

@@ -61,7 +61,7 @@ all_users as (
         user_id,
         cast(null as date) as signup_date,
         country,
-        cast(null as varchar) as age_band,
+        cast(null as {{ string_type() }}) as age_band,
         'events' as user_source
 
     from unregistered_countries

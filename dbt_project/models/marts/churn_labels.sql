@@ -23,7 +23,7 @@ cutoffs as (
         as_of.as_of_date - {{ horizon }} - {{ step }} * cast(cutoff_index as integer) as cutoff_date
 
     from as_of
-    cross join generate_series(0, {{ var('churn_cutoffs') | int }} - 1) as indexes (cutoff_index)
+    cross join {{ integer_series('indexes', 'cutoff_index', 0, var('churn_cutoffs') | int - 1) }}
 
 ),
 
@@ -82,10 +82,10 @@ labels as (
         history.user_id,
         history.cutoff_date,
         {{ horizon }} as horizon_days,
-        cast(history.cutoff_date - history.last_purchase_date as integer) as recency_days,
+        cast({{ days_between('history.cutoff_date', 'history.last_purchase_date') }} as integer) as recency_days,
         cast(history.frequency as integer) as frequency,
         history.monetary,
-        cast(history.cutoff_date - history.first_purchase_date as integer)
+        cast({{ days_between('history.cutoff_date', 'history.first_purchase_date') }} as integer)
             as days_since_first_purchase,
         cast(history.n_orders_90d as integer) as n_orders_90d,
         cast(coalesce(outcome.n_orders_in_horizon, 0) as integer) as n_orders_in_horizon,

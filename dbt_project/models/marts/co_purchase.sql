@@ -72,17 +72,17 @@ rules as (
         consequent.n_orders as n_orders_other,
         order_count.n_orders,
         -- share of all orders that hold both
-        cast(directed.n_orders_both as double precision) / order_count.n_orders as support,
+        cast(directed.n_orders_both as {{ double_type() }}) / order_count.n_orders as support,
         -- P(other in the order | item in the order)
-        cast(directed.n_orders_both as double precision) / antecedent.n_orders as confidence,
+        cast(directed.n_orders_both as {{ double_type() }}) / antecedent.n_orders as confidence,
         -- confidence / P(other): > 1 means bought together more often than by chance
-        cast(directed.n_orders_both * order_count.n_orders as double precision)
+        cast(directed.n_orders_both * order_count.n_orders as {{ double_type() }})
             / (antecedent.n_orders * consequent.n_orders) as lift,
         -- what /similar_items ranks by (best first, lift > 1 only): confidence over pairs with at least
         -- co_purchase_min_orders common orders. Chosen by "bought together later"
         -- (benchmarks/similar_items.py: NDCG@10 0.251 on the test window vs lift's 0.127, where 3-order
         -- pairs of rare items reach lifts in the thousands; shrunk lift and cosine in between)
-        cast(directed.n_orders_both as double precision) / antecedent.n_orders as score
+        cast(directed.n_orders_both as {{ double_type() }}) / antecedent.n_orders as score
 
     from directed
     cross join order_count

@@ -34,10 +34,10 @@ where newest = 1
 {% else %}
 
 select
-    cast(null as varchar) as user_id, cast(null as varchar) as age, cast(null as varchar) as income,
-    cast(null as varchar) as home_ownership, cast(null as varchar) as marital_status,
-    cast(null as varchar) as household_size, cast(null as varchar) as household_comp,
-    cast(null as varchar) as kids_count, cast(null as timestamp) as valid_from, cast(null as varchar) as source,
+    cast(null as {{ string_type() }}) as user_id, cast(null as {{ string_type() }}) as age, cast(null as {{ string_type() }}) as income,
+    cast(null as {{ string_type() }}) as home_ownership, cast(null as {{ string_type() }}) as marital_status,
+    cast(null as {{ string_type() }}) as household_size, cast(null as {{ string_type() }}) as household_comp,
+    cast(null as {{ string_type() }}) as kids_count, cast(null as timestamp) as valid_from, cast(null as {{ string_type() }}) as source,
     cast(null as date) as as_of_date
 where 1 = 0
 

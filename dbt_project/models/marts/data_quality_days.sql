@@ -49,11 +49,11 @@ validations as (
 
     select
         cast(null as date) as batch_date,
-        cast(null as varchar) as severity,
+        cast(null as {{ string_type() }}) as severity,
         cast(null as integer) as n_expectations,
-        cast(null as varchar) as failed,
-        cast(null as varchar) as warnings,
-        cast(null as varchar) as data_docs,
+        cast(null as {{ string_type() }}) as failed,
+        cast(null as {{ string_type() }}) as warnings,
+        cast(null as {{ string_type() }}) as data_docs,
         cast(null as timestamp) as validated_at
     where false
 

@@ -12,13 +12,13 @@ faults as (
     select
         item_id,
         description,
-        unnest(array[
-            case when not is_product then 'non_product' end,
-            case when price is null or price <= 0 then 'no_valid_price' end,
-            case when description is null then 'missing_description' end,
-            case when category_source is distinct from 'catalogue' and is_product then 'missing_category' end,
-            case when category_source = 'description' then 'derived_category' end
-        ]) as reason
+        {{ unnest_values([
+            "case when not is_product then 'non_product' end",
+            "case when price is null or price <= 0 then 'no_valid_price' end",
+            "case when description is null then 'missing_description' end",
+            "case when category_source is distinct from 'catalogue' and is_product then 'missing_category' end",
+            "case when category_source = 'description' then 'derived_category' end"
+        ]) }} as reason
 
     from items
 
@@ -30,7 +30,7 @@ per_reason as (
         reason,
         count(*) as n_items,
         -- a few ids to look at, smallest first
-        string_agg(item_id, ',' order by item_id) filter (where item_rank <= 10) as example_item_ids
+        {{ ordered_string_agg('item_id', ',', 'item_id', 'item_rank <= 10') }} as example_item_ids
 
     from (
         select *, row_number() over (partition by reason order by item_id) as item_rank

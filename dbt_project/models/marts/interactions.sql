@@ -42,7 +42,7 @@ weighted as (
     select
         *,
         -- implicit-feedback strength: a purchase says more than a cart, a cart more than a view
-        cast(1 * n_views + 3 * n_carts + 5 * n_purchases as double precision) as weight
+        cast(1 * n_views + 3 * n_carts + 5 * n_purchases as {{ double_type() }}) as weight
 
     from daily
 

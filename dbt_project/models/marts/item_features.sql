@@ -85,8 +85,9 @@ category_prices as (
     -- terciles of the list price within the category (items without one: a category of their own)
     select
         coalesce(category, '') as category_key,
-        {{ percentile('price', '1.0 / 3') }} as price_low_max,
-        {{ percentile('price', '2.0 / 3') }} as price_mid_max
+        -- the fractions as doubles (Jinja's 1 / 3): a SQL `1.0 / 3` is a 6-digit decimal on Spark
+        {{ percentile('price', 1 / 3) }} as price_low_max,
+        {{ percentile('price', 2 / 3) }} as price_mid_max
 
     from items
     where price > 0 and is_product
@@ -137,7 +138,7 @@ item_features as (
         cast(coalesce(item_events.returned_units, 0) as bigint) as returned_units,
         -- returned units per purchased unit; null if never bought
         {{ round_to(
-            'cast(item_events.returned_units as double precision) / nullif(item_events.purchased_units, 0)', 4
+            'cast(item_events.returned_units as ' ~ double_type() ~ ') / nullif(item_events.purchased_units, 0)', 4
         ) }} as return_rate,
         case
             when items.price is null or items.price <= 0 then null

@@ -100,7 +100,7 @@ final as (
         session_date,
         source_session_id,
         n_source_sessions,
-        cast(extract(epoch from session_end - session_start) as integer) as duration_seconds
+        cast({{ seconds_between('session_end', 'session_start') }} as integer) as duration_seconds
 
     from sessions
 

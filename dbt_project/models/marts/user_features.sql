@@ -116,7 +116,7 @@ favourite_categories as (
 
     select
         user_id,
-        string_agg(category, ',' order by category_rank) as favourite_categories
+        {{ ordered_string_agg('category', ',', 'category_rank') }} as favourite_categories
 
     from (
         select
@@ -138,11 +138,10 @@ rfm_values as (
         coalesce(user_orders.n_orders_{{ days }}d, 0) as n_orders_{{ days }}d,
         {% endfor %}
         -- users who never bought are as recent as their last event of any kind
-        cast(
-            user_events.as_of_date
-            - cast(coalesce(user_events.last_purchase_ts, user_events.last_event_ts) as date)
-            as integer
-        ) as recency_days
+        cast({{ days_between(
+            'user_events.as_of_date',
+            'cast(coalesce(user_events.last_purchase_ts, user_events.last_event_ts) as date)'
+        ) }} as integer) as recency_days
 
     from user_events
     left join user_orders on user_events.user_id = user_orders.user_id
@@ -197,15 +196,14 @@ final as (
         rfm_scores.n_sessions,
         users.country,
         rfm_scores.first_purchase_ts,
-        cast(rfm_scores.as_of_date - cast(rfm_scores.first_purchase_ts as date) as integer)
+        cast({{ days_between('rfm_scores.as_of_date', 'cast(rfm_scores.first_purchase_ts as date)') }} as integer)
             as days_since_first_purchase,
-        cast(rfm_scores.as_of_date - cast(rfm_scores.last_purchase_ts as date) as integer)
+        cast({{ days_between('rfm_scores.as_of_date', 'cast(rfm_scores.last_purchase_ts as date)') }} as integer)
             as days_since_last_purchase,
         -- known since sign-up, or since the first event when that is earlier or there is no sign-up
-        cast(
-            rfm_scores.as_of_date - least(users.signup_date, cast(rfm_scores.first_event_ts as date))
-            as integer
-        ) as tenure_days,
+        cast({{ days_between(
+            'rfm_scores.as_of_date', 'least(users.signup_date, cast(rfm_scores.first_event_ts as date))'
+        ) }} as integer) as tenure_days,
         {% for days in windows %}
         cast(rfm_scores.n_events_{{ days }}d as integer) as n_events_{{ days }}d,
         cast(rfm_scores.n_orders_{{ days }}d as integer) as n_orders_{{ days }}d,
@@ -214,7 +212,7 @@ final as (
         -- what an order brings in when placed (returns are in monetary)
         {{ round_to('rfm_scores.gross_monetary / nullif(rfm_scores.frequency, 0)', 2) }} as avg_basket_value,
         {{ round_to(
-            'cast(rfm_scores.purchased_units as double precision) / nullif(rfm_scores.frequency, 0)', 2
+            'cast(rfm_scores.purchased_units as ' ~ double_type() ~ ') / nullif(rfm_scores.frequency, 0)', 2
         ) }} as avg_basket_units,
         rfm_scores.n_returns,
         cast(rfm_scores.purchased_units as bigint) as purchased_units,
@@ -224,7 +222,7 @@ final as (
         rfm_scores.non_product_revenue,
         -- returned units per purchased unit; can exceed 1 when goods bought before the log come back
         {{ round_to(
-            'cast(rfm_scores.returned_units as double precision) / nullif(rfm_scores.purchased_units, 0)', 4
+            'cast(rfm_scores.returned_units as ' ~ double_type() ~ ') / nullif(rfm_scores.purchased_units, 0)', 4
         ) }} as return_rate,
         favourite_categories.favourite_categories
 

@@ -29,7 +29,7 @@ numbered as (
 cleaned as (
 
     select
-        cast(event_id as varchar) as event_id,
+        cast(event_id as {{ string_type() }}) as event_id,
         nullif(trim(user_id), '') as user_id,
         trim(item_id) as item_id,
         lower(trim(event_type)) as event_type,
@@ -42,7 +42,7 @@ cleaned as (
         coalesce(
             nullif(trim(order_id), ''),
             nullif(trim(session_id), ''),
-            nullif(trim(user_id), '') || '-' || cast(event_date as varchar)
+            nullif(trim(user_id), '') || '-' || cast(event_date as {{ string_type() }})
         ) as order_key,
         quantity as source_quantity,
         -- a return (cancellation) keeps its units as a positive count; raw keeps the sign it came with

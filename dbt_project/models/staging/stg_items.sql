@@ -9,11 +9,11 @@ source as (
 cleaned as (
 
     select
-        trim(cast(item_id as varchar)) as item_id,
-        trim(cast(category as varchar)) as category,
-        trim(cast(brand as varchar)) as brand,
-        cast(price as double precision) as price,
-        nullif(trim(cast(description as varchar)), '') as description
+        trim(cast(item_id as {{ string_type() }})) as item_id,
+        trim(cast(category as {{ string_type() }})) as category,
+        trim(cast(brand as {{ string_type() }})) as brand,
+        cast(price as {{ double_type() }}) as price,
+        nullif(trim(cast(description as {{ string_type() }})), '') as description
 
     from source
 

@@ -17,12 +17,12 @@ inner join {{ ref('stg_reviews') }} as r
 {% else %}
 
 select
-    cast(null as varchar) as review_id,
-    cast(null as varchar) as source,
-    cast(null as varchar) as user_id,
-    cast(null as varchar) as item_id,
-    cast(null as varchar) as kind,
-    cast(null as varchar) as keyword
+    cast(null as {{ string_type() }}) as review_id,
+    cast(null as {{ string_type() }}) as source,
+    cast(null as {{ string_type() }}) as user_id,
+    cast(null as {{ string_type() }}) as item_id,
+    cast(null as {{ string_type() }}) as kind,
+    cast(null as {{ string_type() }}) as keyword
 where 1 = 0
 
 {% endif %}

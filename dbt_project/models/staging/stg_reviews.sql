@@ -25,17 +25,17 @@ where r.review_ts is null or cast(r.review_ts as date) <= {{ as_of_date() }}
 {% else %}
 
 select
-    cast(null as varchar) as review_id,
-    cast(null as varchar) as source,
-    cast(null as varchar) as user_id,
-    cast(null as varchar) as item_id,
-    cast(null as double precision) as rating,
+    cast(null as {{ string_type() }}) as review_id,
+    cast(null as {{ string_type() }}) as source,
+    cast(null as {{ string_type() }}) as user_id,
+    cast(null as {{ string_type() }}) as item_id,
+    cast(null as {{ double_type() }}) as rating,
     cast(null as timestamp) as review_ts,
-    cast(null as varchar) as category,
-    cast(null as double precision) as sentiment,
-    cast(null as varchar) as sentiment_label,
-    cast(null as varchar) as language,
-    cast(null as varchar) as model_kind
+    cast(null as {{ string_type() }}) as category,
+    cast(null as {{ double_type() }}) as sentiment,
+    cast(null as {{ string_type() }}) as sentiment_label,
+    cast(null as {{ string_type() }}) as language,
+    cast(null as {{ string_type() }}) as model_kind
 where 1 = 0
 
 {% endif %}

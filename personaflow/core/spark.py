@@ -1,0 +1,257 @@
+"""The Spark warehouse's session (one per process) and the DuckDB-shaped connection over it.
+
+`PERSONAFLOW_WAREHOUSE_URL=spark` makes `warehouse.location(settings)` a `SparkWarehouse`; every stage
+that opens it gets the process's one SparkSession through `session(where)`: Spark allows one
+SparkContext per JVM, and starting one costs 10-25 s, so it is started once and kept until `stop()`
+(a test module's fixture, the end of a CLI command). dbt-spark's `session` method calls
+`SparkSession.builder.getOrCreate()` and so runs its models in this same session.
+
+What `session` sets, and why (a shop's own confs, PERSONAFLOW_SPARK_CONF, win over all of them):
+- local master: the driver binds to 127.0.0.1 (SPARK_LOCAL_IP plus spark.driver.host/bindAddress),
+  never the machine's external interface, and the web UI is off; on a cluster the driver must be
+  reachable by its executors, so nothing is bound there.
+- the tables' files (spark.sql.warehouse.dir) and the Hive metastore (embedded Derby, with its
+  derby.log) under `where.directory` (the project's home: PERSONAFLOW_SPARK_DIR), never the cwd.
+- UTC session time zone, so event timestamps mean the same wall-clock time as on DuckDB.
+- dynamic partition overwrite: `insert overwrite` of a partitioned table replaces only the
+  partitions (days) its rows hold (personaflow/ingest/spark_load.py relies on it).
+
+This module imports pyspark only inside its functions (its import costs ~0.4 s), so
+personaflow/core/warehouse.py can name `SparkWarehouse` on every path.
+
+Memory: the driver holds what a statement collects (`fetchall`, `df`), never a table unless asked;
+the connection's `register` sends one frame (a day's batch) through the driver.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import pandas as pd
+import pyarrow as pa
+
+from personaflow.core import tool_env
+
+
+@dataclass(frozen=True)
+class SparkWarehouse:
+    """The Spark warehouse a run uses: where its session runs (`master`), where its tables' files and
+    its Derby metastore live (`directory`), and the extra confs (`conf`, key=value pairs)."""
+
+    master: str
+    directory: Path
+    conf: tuple[str, ...] = ()
+
+
+class SparkError(RuntimeError):
+    """A statement failed on the Spark warehouse (personaflow/core/spark.py turns pyspark's errors into
+    these, so personaflow/core/warehouse.py needs no pyspark import: ~0.4 s)."""
+
+
+class SparkMissingTable(SparkError):
+    """A read of a Spark table (or schema) that does not exist yet."""
+
+
+_LOCK = threading.Lock()
+_ACTIVE: tuple[SparkWarehouse, Any] | None = None
+# pyspark's error classes for a table or schema that is not there (a stage treats those as "not built").
+_MISSING = {"TABLE_OR_VIEW_NOT_FOUND", "SCHEMA_NOT_FOUND", "PATH_NOT_FOUND"}
+
+
+def is_local(master: str) -> bool:
+    return master.strip().lower().startswith("local")
+
+
+def confs(where: SparkWarehouse) -> dict[str, str]:
+    """The session's confs: the defaults above, then PERSONAFLOW_SPARK_CONF on top."""
+    directory = where.directory
+    conf = {
+        "spark.app.name": "personaflow",
+        "spark.sql.warehouse.dir": str(directory / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL":
+            f"jdbc:derby:;databaseName={directory / 'metastore_db'};create=true",
+        # derby.log goes to derby.system.home (else the cwd); the JVM in UTC like the session
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={directory} -Duser.timezone=UTC",
+        "spark.local.dir": str(directory / "scratch"),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # `create table` without `using` (dbt-spark's tables) makes Parquet tables, not Hive text tables
+        "spark.sql.legacy.createHiveTableByDefault": "false",
+        # no Hive statistics gathered per partition write: metastore round trips Spark does not read
+        "spark.hadoop.hive.stats.autogather": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Spark's default of 200 shuffle partitions is for clusters; adaptive execution coalesces them,
+        # but a one-machine run of small stages still pays per task, so local mode starts smaller.
+        "spark.sql.shuffle.partitions": "8" if is_local(where.master) else "200",
+    }
+    if is_local(where.master):
+        conf |= {
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",  # progress bars on stderr, in every log
+            # Day partitions are many small files; counting each as 4 MB to open made a task per file on
+            # two cores (62 tasks for two months). Packing them into few tasks suits one machine.
+            "spark.sql.files.openCostInBytes": str(64 << 20),
+        }
+    for entry in where.conf:
+        key, value = entry.split("=", 1)
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def session(where: SparkWarehouse) -> Any:
+    """The process's SparkSession for `where`, started on first use (Hive catalog on Derby).
+
+    One warehouse per process: asking for another while one runs raises (Spark keeps one context per
+    JVM, and its static confs, the warehouse dir among them, cannot change after it starts).
+    """
+    global _ACTIVE
+    with _LOCK:
+        if _ACTIVE is not None:
+            active, spark = _ACTIVE
+            if active != where:
+                raise SparkError(
+                    f"a Spark session for {active.directory} ({active.master}) is running in this process;"
+                    f" stop it before opening {where.directory} ({where.master})"
+                )
+            return spark
+        from pyspark.sql import SparkSession
+
+        if is_local(where.master):
+            tool_env.spark_local_ip()
+        where.directory.mkdir(parents=True, exist_ok=True)
+        builder = SparkSession.builder.master(where.master)
+        for key, value in confs(where).items():
+            builder = builder.config(key, value)
+        spark = builder.enableHiveSupport().getOrCreate()
+        # Hive's metastore logs each partition's stats update at WARN; failures raise anyway.
+        spark.sparkContext.setLogLevel("ERROR")
+        _ACTIVE = (where, spark)
+        return spark
+
+
+def stop() -> None:
+    """Stop the process's SparkSession, if one runs (its executors, and Derby's hold on the metastore)."""
+    global _ACTIVE
+    with _LOCK:
+        if _ACTIVE is None:
+            return
+        _, spark = _ACTIVE
+        _ACTIVE = None
+        spark.stop()
+
+
+def running() -> bool:
+    return _ACTIVE is not None
+
+
+def _translate(exc: Exception) -> SparkError:
+    error_class = getattr(exc, "getErrorClass", lambda: None)() or ""
+    kind = SparkMissingTable if error_class in _MISSING else SparkError
+    return kind(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+
+class SparkConnection:
+    """The DuckDB-shaped subset of personaflow/core/warehouse.py over the process's SparkSession.
+
+    `execute(sql, params)` takes one statement with `?` placeholders (Spark 3.5's positional
+    parameters); `begin` / `commit` / `rollback` do nothing: Spark tables have no multi-statement
+    transactions, so the Spark loaders make each step a single overwrite of whole partitions instead
+    (re-running a step gives the same table). `close` leaves the session running for the next stage.
+    """
+
+    engine = "spark"
+
+    def __init__(self, where: SparkWarehouse, read_only: bool = False) -> None:
+        self.where = where
+        self.read_only = read_only
+        self.spark = session(where)
+        self._frame: Any = None
+
+    def execute(self, sql: str, params: Sequence | None = None) -> SparkConnection:
+        from pyspark.errors import PySparkException
+
+        statement = sql.strip().rstrip(";")
+        try:
+            args = list(params) if params else None
+            self._frame = self.spark.sql(statement, args=args) if args else self.spark.sql(statement)
+        except PySparkException as exc:
+            raise _translate(exc) from exc
+        return self
+
+    def fetchall(self) -> list[tuple]:
+        return [tuple(row) for row in self._frame.collect()]
+
+    def fetchone(self) -> tuple | None:
+        rows = self._frame.take(1)
+        return tuple(rows[0]) if rows else None
+
+    def df(self) -> pd.DataFrame:
+        return self._frame.toPandas()
+
+    def arrow(self) -> pa.Table:
+        return pa.Table.from_pandas(self.df(), preserve_index=False)
+
+    def register(self, name: str, frame: pa.Table | pd.DataFrame) -> None:
+        """`frame` as a temp view `name` of this session (sent through the driver: keep it a batch)."""
+        pandas = frame.to_pandas() if isinstance(frame, pa.Table) else frame
+        schema = _spark_schema(frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame))
+        self.spark.createDataFrame(pandas, schema=schema).createOrReplaceTempView(name)
+
+    def unregister(self, name: str) -> None:
+        self.spark.catalog.dropTempView(name)
+
+    def table_exists(self, qualified: str) -> bool:
+        return bool(self.spark.catalog.tableExists(qualified))
+
+    def begin(self) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._frame = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_SPARK_TYPES = {
+    pa.types.is_boolean: "boolean", pa.types.is_int8: "tinyint", pa.types.is_int16: "smallint",
+    pa.types.is_int32: "int", pa.types.is_int64: "bigint", pa.types.is_floating: "double",
+    pa.types.is_date: "date", pa.types.is_timestamp: "timestamp", pa.types.is_decimal: "double",
+}
+
+
+def _spark_type(kind: pa.DataType) -> str:
+    for test, name in _SPARK_TYPES.items():
+        if test(kind):
+            return name
+    return "string"
+
+
+def _spark_schema(table: pa.Table) -> str:
+    """A DDL schema string for the frame's columns (an all-null column still gets its arrow type)."""
+    return ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in table.schema)
+
+
+def java_available() -> bool:
+    """Whether a JVM is there to start Spark with (JAVA_HOME or `java` on PATH; `make java`)."""
+    import shutil
+
+    return bool(tool_env.tool_variable("JAVA_HOME")) or shutil.which("java") is not None
+
+
+__all__ = ["SparkConnection", "confs", "java_available", "is_local", "running", "session", "stop"]

@@ -1,0 +1,80 @@
+"""The Spark warehouse is chosen through the one settings channel, and its session's confs keep it on
+loopback with its files under the home (no JVM started here: tests/integration/test_spark_parity.py
+starts one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from personaflow.core import spark, warehouse
+from personaflow.core.settings import Settings
+from personaflow.core.tool_env import tool_vars
+
+
+def test_spark_value_selects_a_spark_warehouse_under_the_home(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path / "pf", warehouse_url="spark")
+    where = warehouse.location(s)
+    assert warehouse.is_spark(where) and not warehouse.is_postgres(where)
+    assert where.master == "local[*]"
+    assert where.directory == (tmp_path / "pf" / "spark").resolve()
+    assert warehouse.exists(where)
+    assert "local[*]" in warehouse.describe(where)
+    # the dbt profile's PostgreSQL variables are only derived from a postgresql:// URL
+    assert "PERSONAFLOW_PG_HOST" not in tool_vars(s)
+
+
+def test_default_and_postgres_locations_are_unchanged(tmp_path: Path) -> None:
+    assert warehouse.location(Settings(home=tmp_path)) == (tmp_path / "warehouse.duckdb").resolve()
+    url = "postgresql://u@127.0.0.1:5432/db"
+    assert warehouse.location(Settings(home=tmp_path, warehouse_url=url)) == url
+
+
+def test_local_session_binds_loopback_and_keeps_its_files_under_the_home(tmp_path: Path) -> None:
+    where = warehouse.location(Settings(home=tmp_path, warehouse_url="spark", spark_master="local[2]"))
+    conf = spark.confs(where)
+    assert conf["spark.driver.host"] == conf["spark.driver.bindAddress"] == "127.0.0.1"
+    directory = str((tmp_path / "spark").resolve())
+    for key in ("spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.option.ConnectionURL", "spark.local.dir"):
+        assert directory in conf[key], key
+    assert f"-Dderby.system.home={directory}" in conf["spark.driver.extraJavaOptions"]
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+    assert conf["spark.sql.sources.partitionOverwriteMode"] == "dynamic"
+
+
+def test_a_cluster_master_binds_nothing_and_the_shop_confs_win(tmp_path: Path) -> None:
+    s = Settings(
+        home=tmp_path, warehouse_url="spark", spark_master="yarn",
+        spark_conf="spark.executor.memory=8g, spark.sql.warehouse.dir=s3a://shop/warehouse",
+    )  # fmt: skip
+    conf = spark.confs(warehouse.location(s))
+    assert "spark.driver.host" not in conf and "spark.driver.bindAddress" not in conf
+    assert conf["spark.executor.memory"] == "8g"
+    assert conf["spark.sql.warehouse.dir"] == "s3a://shop/warehouse"
+    assert conf["spark.sql.shuffle.partitions"] == "200"
+
+
+def test_spark_conf_entries_must_be_key_value(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="key=value"):
+        Settings(home=tmp_path, spark_conf="spark.executor.memory")
+
+
+def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("PERSONAFLOW_WAREHOUSE_URL", "spark")
+    monkeypatch.setenv("PERSONAFLOW_SPARK_MASTER", "spark://10.0.0.5:7077")
+    monkeypatch.setenv("PERSONAFLOW_SPARK_CONF", "spark.executor.cores=4")
+    where = warehouse.location(Settings())
+    assert (where.master, where.conf) == ("spark://10.0.0.5:7077", ("spark.executor.cores=4",))
+
+
+def test_the_checks_say_at_once_that_they_do_not_run_on_spark_yet(tmp_path: Path) -> None:
+    from personaflow.core.alert import SmtpConfig
+    from personaflow.quality.validate import validate_marts
+
+    where = warehouse.location(Settings(home=tmp_path, warehouse_url="spark"))
+    with pytest.raises(NotImplementedError, match="Spark warehouse yet"):
+        validate_marts(where, "2011-01-31", tmp_path / "reports", SmtpConfig("127.0.0.1", 1, "a@b", ("c@d",)))
+    assert not (tmp_path / "spark").exists()  # refused before any session or folder was made
