@@ -111,7 +111,8 @@ def ingest(
     kind: Annotated[
         str,
         typer.Option(
-            help="What PATH holds: events | reviews | customers | campaigns | redemptions (with --mapping)."
+            help="What PATH holds: events | reviews | customers | products | campaigns | redemptions "
+            "(with --mapping)."
         ),
     ] = "events",
     day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
@@ -173,9 +174,11 @@ def _ingest_reviews(path: Path | None, mapping: str | None, s: config.Settings) 
 
 
 def _ingest_shop_table(kind: str, path: Path | None, mapping: str | None, s: config.Settings) -> dict:
-    """`ingest PATH --kind customers|campaigns|redemptions --mapping M` (docs/guides/campaigns.md)."""
+    """`ingest PATH --kind customers|products|campaigns|redemptions --mapping M` (docs/guides/campaigns.md,
+    docs/guides/catalogue.md)."""
     from personaflow.ingest.csvfile import IngestError
     from personaflow.pipeline.shop_tables import KINDS, import_table
+    from personaflow.quality.validate import DataQualityError
 
     if kind not in KINDS:
         raise typer.BadParameter(f"--kind {kind}: one of events, reviews, {', '.join(KINDS)}")
@@ -183,7 +186,7 @@ def _ingest_shop_table(kind: str, path: Path | None, mapping: str | None, s: con
         raise typer.BadParameter(f"--kind {kind} needs the PATH of the export and --mapping NAME_OR_FILE")
     try:
         return import_table(kind, path, mapping, s)
-    except IngestError as exc:
+    except (IngestError, DataQualityError) as exc:
         typer.echo(f"ingest failed: {exc}", err=True)
         raise typer.Exit(1) from exc
 
