@@ -193,17 +193,31 @@ def _ingest_shop_table(kind: str, path: Path | None, mapping: str | None, s: con
 
 @app.command()
 def history(
-    path: Annotated[Path, typer.Argument(help="The shop's export: .csv, .csv.gz or .xlsx.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The shop's export (.csv, .csv.gz, .xlsx, .parquet), or a folder of its tables: events "
+            "plus any of customers, products, reviews, campaigns, redemptions (docs/guides/own-data.md)."
+        ),
+    ],
     fmt: Annotated[str, typer.Option("--format", help="online-retail | csv | parquet.")] = "online-retail",
     mapping: Annotated[str | None, typer.Option(help="csv/parquet: their=ours column pairs.")] = None,
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            help="A folder's manifest: a shipped one's name (complete-journey) or a TOML file; default the "
+            "folder's personaflow.toml, else the file names."
+        ),
+    ] = None,
     overwrite: bool = typer.Option(False, help="Replace landed day files that differ from the export."),
     train: bool = typer.Option(True, "--train/--no-train", help="Also train and promote a first model."),
     verbose: bool = typer.Option(
         False, "--verbose", help="Also show the tools' own output (dbt, Feast, GX, epochs) on the terminal."
     ),
 ) -> None:
-    """Build everything from a history at once: import and load every day, validate every day with
-    the batch suite, marts, segments, churn, features, a first model through the gate. The terminal
+    """Build everything from a history at once: import and load every day (and a folder's other
+    tables), validate every day with the batch suite, marts, segments, churn, features, a first model
+    through the gate. The terminal
     shows the stages and a progress bar; the tools' own output goes to reports/history_<time>.log."""
     from personaflow.cli.console import ToolOutput
     from personaflow.pipeline.history import build_history
@@ -216,6 +230,7 @@ def history(
             console.line(f"the tools' output (dbt, Feast, GX, epochs): {log_file}")
         result = build_history(
             path, fmt, s, mapping=mapping, overwrite=overwrite, train=train, progress=console.line,
+            manifest=manifest,
         )  # fmt: skip
     full = s.reports_dir / f"history_{result['as_of']}.json"
     full.parent.mkdir(parents=True, exist_ok=True)
@@ -228,11 +243,20 @@ def history(
         "production": promoted.get("tag") if promoted.get("promoted") else None,
         "stages": result["stages"], "total_seconds": result["total_seconds"], "report": str(full),
         "log": None if verbose else str(log_file),
+        **({"folder": result["folder"], "tables": {k[7:]: _table_gist(result[k]) for k in result["stages"]
+                                                   if k.startswith("import_")}}
+           if "folder" in result else {}),
         **({"extra_columns": imported["extra_columns"], "raw_copy": imported["raw_copy"]}
            if imported.get("extra_columns") else {}),
         **({k: imported[k] for k in ("rows_set_aside", "set_aside_reasons", "set_aside_file")}
            if imported.get("rows_set_aside") else {}),
     })  # fmt: skip
+
+
+def _table_gist(report: dict) -> dict:
+    """A folder table's import in the history summary: its counts, not its rows' details."""
+    keys = ("rows", "products", "customers", "campaigns", "members", "redemptions", "table_rows", "batch_id")
+    return {k: report[k] for k in keys if k in report}
 
 
 @app.command()

@@ -41,31 +41,33 @@ from personaflow.profiles.demographics import for_customers
 KINDS = ("customers", "products", "campaigns", "redemptions")
 
 
-def import_table(kind: str, path: Path, mapping: str, s: Settings) -> dict[str, Any]:
+def import_table(kind: str, path: Path, mapping: str, s: Settings, refresh: bool = True) -> dict[str, Any]:
     """`personaflow ingest PATH --kind customers|products|campaigns|redemptions --mapping M`: read, check,
-    load."""
+    load; then (`refresh`) the profile's demographics and campaign fields. `personaflow history FOLDER`
+    imports every table first and refreshes once, in its audiences stage."""
     where = wh.location(s)
     path = Path(path)
+    refresh_profile = refresh_profile_tables if refresh else (lambda _s: {"skipped": "refreshed later"})
     if kind == "customers":
         frame, report = read_customers(path, customer_mapping(mapping))
         return {
             "kind": kind,
             **report,
             **load_customers(where, frame, path),
-            "profile": refresh_profile_tables(s),
+            "profile": refresh_profile(s),
         }
     if kind == "products":
         return {"kind": kind, **import_products(path, mapping, s)}
     if kind == "campaigns":
         campaigns, members, report = read_campaigns(path, campaign_mapping(mapping))
         loaded = load_campaigns(where, campaigns, members, path)
-        return {"kind": kind, **report, **loaded, "profile": refresh_profile_tables(s)}
+        return {"kind": kind, **report, **loaded, "profile": refresh_profile(s)}
     if kind == "redemptions":
         frame, report = read_redemptions(
             path, redemption_mapping(mapping), known_users(where), known_campaigns(where)
         )
         loaded = load_redemptions(where, frame, path)
-        return {"kind": kind, **report, **loaded, "profile": refresh_profile_tables(s)}
+        return {"kind": kind, **report, **loaded, "profile": refresh_profile(s)}
     raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
 
 
