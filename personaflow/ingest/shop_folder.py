@@ -20,7 +20,8 @@ Two ways, documented in docs/guides/own-data.md:
   column names), and `customers.*`, `products.*`, `reviews.*` (csv or jsonl), `campaigns.*` (with
   `campaign_members.*` beside it), `redemptions.*`, each in our column names. Their mappings are made
   from the file's header (ours that it has) and written to `landing/imports/mappings/` so the import
-  is repeatable and can be read afterwards.
+  is repeatable and can be read afterwards. Customers and products without a `valid_from` column hold
+  from the first day of the events (`dated`).
 
 Anything else in the folder is listed as not used, never silently taken. Memory: headers only.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 import json
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ class Table:
     mapping: str | None = None
     format: str | None = None  # events only
     constants: dict[str, str] = field(default_factory=dict)  # events only
+    from_header: bool = False  # its mapping was made from the file's header (by file name)
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,8 @@ def _by_name(folder: Path, mappings_dir: Path) -> ShopFolder:
         if kind in found:
             path = found[kind][0]
             members = found.get(MEMBERS_NAME, [None])[0] if kind == "campaigns" else None
-            tables.append(Table(kind, path, str(_header_mapping(kind, path, members, mappings_dir))))
+            mapping = _header_mapping(kind, path, members, mappings_dir)
+            tables.append(Table(kind, path, str(mapping), from_header=True))
     used = {p.name for kind in (*EVENT_NAMES, *TABLE_KINDS, MEMBERS_NAME) for p in found.get(kind, [])}
     unused = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in used)
     return ShopFolder(folder, Table("events", events[0], None, fmt), tables, None, unused)
@@ -245,3 +249,18 @@ def _header_mapping(kind: str, path: Path, members: Path | None, mappings_dir: P
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines) + "\n")
     return target
+
+
+def dated(table: Table, first_day: date) -> Table:
+    """A customers or products table recognised by name, without a valid_from column: its rows hold
+    from `first_day` (the history's first event day), written into its mapping as [options]."""
+    if not table.from_header or table.kind not in ("customers", "products") or table.mapping is None:
+        return table
+    path = Path(table.mapping)
+    spec = tomllib.loads(path.read_text())
+    if "valid_from" in spec.get("columns", {}) or "options" in spec:
+        return table
+    path.write_text(
+        path.read_text() + f'\n[options]\nvalid_from = "{first_day.isoformat()}"  # the first event day\n'
+    )
+    return table

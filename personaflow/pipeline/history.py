@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 
 from personaflow.core.settings import Settings
+from personaflow.ingest.shop_folder import dated, read_folder
 from personaflow.pipeline import features as features_stage
 from personaflow.pipeline import ingest as ingest_stage
 from personaflow.pipeline import profiles as profiles_stage
@@ -82,8 +83,6 @@ def build_history(
     folder = None
     constants: dict[str, str] = {}
     if Path(path).is_dir():
-        from personaflow.ingest.shop_folder import read_folder
-
         folder = read_folder(Path(path), manifest, s.landing_dir / "imports" / "mappings")
         out["folder"] = folder.describe()
         say(f"folder: {', '.join(f'{k} {v}' for k, v in out['folder']['tables'].items())}")
@@ -112,7 +111,7 @@ def build_history(
     )
     first, last = _days(imported)
     for table in folder.tables if folder else []:
-        run(f"import_{table.kind}", lambda table=table: _import_table(table, last, s))
+        run(f"import_{table.kind}", lambda table=table: _import_table(dated(table, first), last, s))
     run("validate_history", lambda: validate_stage.validate_history(first, last, s, progress=say))
     run("transform", lambda: transform_stage.transform(last, s, full_refresh=True))
     run("validate_marts", lambda: validate_stage.validate_marts(last, s))
