@@ -22,7 +22,7 @@ from personaflow.cli.audience import audience
 from personaflow.cli.common import DateOpt, _last_batch_day, _print
 from personaflow.cli.evaluate import evaluate
 from personaflow.cli.models import models, promote, prune, rollback, train
-from personaflow.cli.privacy import forget
+from personaflow.cli.privacy import export_customer, forget
 from personaflow.cli.service import announce, backfill, demo, down, run_dag, serve, trigger, up
 from personaflow.cli.stack import stack
 from personaflow.core import settings as config
@@ -50,6 +50,7 @@ def _process_edge() -> None:
 app.command()(audience)
 app.command()(evaluate)
 app.command()(forget)
+app.command("export-customer")(export_customer)
 app.command()(prune)
 app.command()(train)
 app.command()(promote)
