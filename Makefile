@@ -165,6 +165,12 @@ bench-similar: install
 bench-campaigns: install
 	$(BIN)/python benchmarks/campaigns.py $(ARGS)
 
+# The Complete Journey folder (all its tables) through `personaflow history FOLDER`, /usr/bin/time -v,
+# /profile for every household, one export-customer -> benchmarks/results/complete_journey_history.json
+.PHONY: bench-complete-journey-history
+bench-complete-journey-history: install
+	$(BIN)/python benchmarks/complete_journey_history.py $(ARGS)
+
 .PHONY: bench-history
 bench-history: install
 	$(BIN)/python benchmarks/history.py $(ARGS)
