@@ -132,3 +132,23 @@ def test_the_shipped_mapping_reads_the_real_complete_journey_catalogue(tmp_path:
     assert frame["raw_record"].str.contains('"package_size"').all()  # their other columns kept raw
     row = frame.set_index("item_id").loc["25671"]
     assert (row["category"], row["name"], row["brand"]) == ("FRZN ICE", "ICE - CRUSHED/CUBED", "National")
+
+
+def test_the_cli_imports_a_catalogue_and_a_quarantined_one_fails_in_one_line(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from personaflow.cli.main import app
+
+    monkeypatch.setenv("PERSONAFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("PERSONAFLOW_FEATURES_DIR", str(tmp_path / "features"))
+    path, mapping = _files(tmp_path, "p1,Tea,drinks,2,2017-01-01\n")
+    ok = CliRunner().invoke(app, ["ingest", str(path), "--kind", "products", "--mapping", str(mapping)])
+    assert ok.exit_code == 0, ok.output
+    assert '"table_rows": 1' in ok.output
+    path.write_text("sku,title,cat,list_price,since\np2,Cake,,3,2017-01-01\n")
+    failed = CliRunner().invoke(app, ["ingest", str(path), "--kind", "products", "--mapping", str(mapping)])
+    lines = [line for line in failed.output.splitlines() if line.strip()]
+    assert failed.exit_code == 1 and len(lines) == 1
+    assert lines[0].startswith("ingest failed: products batch") and "quarantined" in lines[0]
