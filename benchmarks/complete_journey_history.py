@@ -6,7 +6,7 @@ household, on this machine.
    manifest personaflow/ingest/mappings/complete-journey.toml) as one child process under
    `/usr/bin/time -v`: wall time, CPU time and its peak RSS, plus each stage's time and peak memory as
    the command reports them.
-   The first model is trained with one fixed recipe (`--model`, default repeat_buy, no re-ranker)
+   The first model is trained with one fixed recipe (`--model`, default tifu, no re-ranker)
    instead of the nightly `auto` choice, which fits every option and takes far longer on 2 cores; or
    `--no-train` (then no model is served, and step 2 is skipped: /profile needs a production model).
 2. `bentoml serve` on 127.0.0.1 (a free port) over that home, and POST /profile for every household of
@@ -59,16 +59,20 @@ def history(home: Path, env: dict[str, str], train: bool) -> dict[str, object]:
             "--manifest", "complete-journey", *([] if train else ["--no-train"])]  # fmt: skip
     done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True)
     (home / "history.stderr.log").write_text(done.stderr)
+    (home / "history.summary.json").write_text(done.stdout)
     if done.returncode != 0:
         raise SystemExit(f"personaflow history failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    summary = json.loads(done.stdout)
+    return parse_history(done.stdout, done.stderr)
+
+
+def parse_history(stdout: str, stderr: str) -> dict[str, object]:
+    """The history's summary (stdout) and /usr/bin/time -v's report (the end of stderr) as flat keys."""
+    summary = json.loads(stdout)
     out: dict[str, object] = {
-        "history_wall_s": _wall_seconds(_time_v(done.stderr, "Elapsed (wall clock) time (h:mm:ss or m:ss)")),
-        "history_peak_rss_mb": round(
-            int(_time_v(done.stderr, "Maximum resident set size (kbytes)")) / 1024, 1
-        ),
-        "history_user_cpu_s": float(_time_v(done.stderr, "User time (seconds)")),
-        "history_system_cpu_s": float(_time_v(done.stderr, "System time (seconds)")),
+        "history_wall_s": _wall_seconds(_time_v(stderr, "Elapsed (wall clock) time (h:mm:ss or m:ss)")),
+        "history_peak_rss_mb": round(int(_time_v(stderr, "Maximum resident set size (kbytes)")) / 1024, 1),
+        "history_user_cpu_s": float(_time_v(stderr, "User time (seconds)")),
+        "history_system_cpu_s": float(_time_v(stderr, "System time (seconds)")),
         "history_stages_total_s": summary["total_seconds"],
         "events_rows_loaded": summary["rows"],
         "events_rows_set_aside": summary.get("rows_set_aside", 0),
@@ -128,6 +132,7 @@ def profiles(home: Path, env: dict[str, str]) -> dict[str, object]:
         answers, seconds = asyncio.run(_profiles(f"http://127.0.0.1:{port}", households))
     finally:
         process.stop(proc)
+    pointer = json.loads((home / "registry" / "production.json").read_text())
     by_user = dict(zip(households, answers, strict=True))
     ok = {u: a for u, a in by_user.items() if a is not None}
     with_demo = {
@@ -136,9 +141,13 @@ def profiles(home: Path, env: dict[str, str]) -> dict[str, object]:
     with_campaigns = {u for u, a in ok.items() if a.get("campaigns") is not None}
     reached_any = {u for u, a in ok.items() if ((a.get("campaigns") or {}).get("campaigns_reached") or 0) > 0}
     return {
+        "served_model": pointer.get("tag"),
+        "served_model_forced_past_gate": bool(pointer.get("forced")),
         "serve_ready_s": round(ready, 1),
         "profile_households_asked": len(households),
         "profile_households_answered": len(ok),
+        # a household whose every line was set aside at import (price under 0.01) has no events: 404
+        "profile_households_not_answered": len(households) - len(ok),
         "profile_households_with_demographics": len(with_demo),
         "profile_households_with_demographics_expected": len(demographics & set(households)),
         "profile_demographics_match_source": with_demo == (demographics & set(households)),
@@ -189,8 +198,13 @@ def export_one(env: dict[str, str]) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-train", action="store_true", help="history --no-train; no /profile")
-    parser.add_argument("--model", default="repeat_buy", help="the first model's recipe (PERSONAFLOW_MODEL)")
+    parser.add_argument("--model", default="tifu", help="the first model's recipe (PERSONAFLOW_MODEL)")
     parser.add_argument("--home", type=Path, help="keep the built home here (default: a temporary folder)")
+    parser.add_argument(
+        "--from-run", type=Path, metavar="DIR",
+        help="take step 1 from a run already made with the same command: DIR/home (the home), "
+        "DIR/summary.json (its stdout), DIR/stderr.log (its stderr, ending in /usr/bin/time -v's report)",
+    )  # fmt: skip
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     result: dict[str, object] = {
@@ -211,11 +225,21 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="pf-cj-") as tmp:
         home = args.home or Path(tmp)
+        home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PERSONAFLOW_HOME": str(home),
                "PERSONAFLOW_FEATURES_DIR": str(home / "features"),
                "PERSONAFLOW_SMTP_PORT": "1", "PERSONAFLOW_MODEL": args.model,
                "PERSONAFLOW_RERANK": "false", "PERSONAFLOW_HYBRID": "false"}  # fmt: skip
-        result |= history(home, env, train=not args.no_train)
+        if args.from_run:
+            home = args.from_run / "home"
+            env["PERSONAFLOW_HOME"], env["PERSONAFLOW_FEATURES_DIR"] = str(home), str(home / "features")
+            stdout, stderr = (
+                (args.from_run / "summary.json").read_text(),
+                (args.from_run / "stderr.log").read_text(),
+            )
+            result |= {"history_from_earlier_run": True, **parse_history(stdout, stderr)}
+        else:
+            result |= history(home, env, train=not args.no_train)
         print(json.dumps(result, indent=1), flush=True)
         if not args.no_train:
             result |= profiles(home, env)
