@@ -74,7 +74,7 @@ def parse_history(stdout: str, stderr: str) -> dict[str, object]:
         "history_user_cpu_s": float(_time_v(stderr, "User time (seconds)")),
         "history_system_cpu_s": float(_time_v(stderr, "System time (seconds)")),
         "history_stages_total_s": summary["total_seconds"],
-        "events_rows_loaded": summary["rows"],
+        "events_rows_read": summary["rows"],
         "events_rows_set_aside": summary.get("rows_set_aside", 0),
         **{f"events_rows_set_aside_{k}": v for k, v in (summary.get("set_aside_reasons") or {}).items()},
         "days": summary["days"],
