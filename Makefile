@@ -184,6 +184,12 @@ bench-campaigns: install
 bench-churn-demographics: install
 	$(BIN)/python benchmarks/churn_demographics.py $(ARGS)
 
+# The Complete Journey folder (all its tables) through `personaflow history FOLDER`, /usr/bin/time -v,
+# /profile for every household, one export-customer -> benchmarks/results/complete_journey_history.json
+.PHONY: bench-complete-journey-history
+bench-complete-journey-history: install
+	$(BIN)/python benchmarks/complete_journey_history.py $(ARGS)
+
 .PHONY: bench-history
 bench-history: install
 	$(BIN)/python benchmarks/history.py $(ARGS)

@@ -22,7 +22,7 @@ from personaflow.cli.audience import audience
 from personaflow.cli.common import DateOpt, _last_batch_day, _print
 from personaflow.cli.evaluate import evaluate
 from personaflow.cli.models import models, promote, prune, rollback, train
-from personaflow.cli.privacy import forget
+from personaflow.cli.privacy import export_customer, forget
 from personaflow.cli.service import announce, backfill, demo, down, run_dag, serve, trigger, up
 from personaflow.cli.stack import stack
 from personaflow.core import settings as config
@@ -50,6 +50,7 @@ def _process_edge() -> None:
 app.command()(audience)
 app.command()(evaluate)
 app.command()(forget)
+app.command("export-customer")(export_customer)
 app.command()(prune)
 app.command()(train)
 app.command()(promote)
@@ -111,7 +112,8 @@ def ingest(
     kind: Annotated[
         str,
         typer.Option(
-            help="What PATH holds: events | reviews | customers | campaigns | redemptions (with --mapping)."
+            help="What PATH holds: events | reviews | customers | products | campaigns | redemptions "
+            "(with --mapping)."
         ),
     ] = "events",
     day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
@@ -173,9 +175,11 @@ def _ingest_reviews(path: Path | None, mapping: str | None, s: config.Settings) 
 
 
 def _ingest_shop_table(kind: str, path: Path | None, mapping: str | None, s: config.Settings) -> dict:
-    """`ingest PATH --kind customers|campaigns|redemptions --mapping M` (docs/guides/campaigns.md)."""
+    """`ingest PATH --kind customers|products|campaigns|redemptions --mapping M` (docs/guides/campaigns.md,
+    docs/guides/catalogue.md)."""
     from personaflow.ingest.csvfile import IngestError
     from personaflow.pipeline.shop_tables import KINDS, import_table
+    from personaflow.quality.validate import DataQualityError
 
     if kind not in KINDS:
         raise typer.BadParameter(f"--kind {kind}: one of events, reviews, {', '.join(KINDS)}")
@@ -183,24 +187,38 @@ def _ingest_shop_table(kind: str, path: Path | None, mapping: str | None, s: con
         raise typer.BadParameter(f"--kind {kind} needs the PATH of the export and --mapping NAME_OR_FILE")
     try:
         return import_table(kind, path, mapping, s)
-    except IngestError as exc:
+    except (IngestError, DataQualityError) as exc:
         typer.echo(f"ingest failed: {exc}", err=True)
         raise typer.Exit(1) from exc
 
 
 @app.command()
 def history(
-    path: Annotated[Path, typer.Argument(help="The shop's export: .csv, .csv.gz or .xlsx.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The shop's export (.csv, .csv.gz, .xlsx, .parquet), or a folder of its tables: events "
+            "plus any of customers, products, reviews, campaigns, redemptions (docs/guides/own-data.md)."
+        ),
+    ],
     fmt: Annotated[str, typer.Option("--format", help="online-retail | csv | parquet.")] = "online-retail",
     mapping: Annotated[str | None, typer.Option(help="csv/parquet: their=ours column pairs.")] = None,
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            help="A folder's manifest: a shipped one's name (complete-journey) or a TOML file; default the "
+            "folder's personaflow.toml, else the file names."
+        ),
+    ] = None,
     overwrite: bool = typer.Option(False, help="Replace landed day files that differ from the export."),
     train: bool = typer.Option(True, "--train/--no-train", help="Also train and promote a first model."),
     verbose: bool = typer.Option(
         False, "--verbose", help="Also show the tools' own output (dbt, Feast, GX, epochs) on the terminal."
     ),
 ) -> None:
-    """Build everything from a history at once: import and load every day, validate every day with
-    the batch suite, marts, segments, churn, features, a first model through the gate. The terminal
+    """Build everything from a history at once: import and load every day (and a folder's other
+    tables), validate every day with the batch suite, marts, segments, churn, features, a first model
+    through the gate. The terminal
     shows the stages and a progress bar; the tools' own output goes to reports/history_<time>.log."""
     from personaflow.cli.console import ToolOutput
     from personaflow.pipeline.history import build_history
@@ -213,6 +231,7 @@ def history(
             console.line(f"the tools' output (dbt, Feast, GX, epochs): {log_file}")
         result = build_history(
             path, fmt, s, mapping=mapping, overwrite=overwrite, train=train, progress=console.line,
+            manifest=manifest,
         )  # fmt: skip
     full = s.reports_dir / f"history_{result['as_of']}.json"
     full.parent.mkdir(parents=True, exist_ok=True)
@@ -225,11 +244,20 @@ def history(
         "production": promoted.get("tag") if promoted.get("promoted") else None,
         "stages": result["stages"], "total_seconds": result["total_seconds"], "report": str(full),
         "log": None if verbose else str(log_file),
+        **({"folder": result["folder"], "tables": {k[7:]: _table_gist(result[k]) for k in result["stages"]
+                                                   if k.startswith("import_")}}
+           if "folder" in result else {}),
         **({"extra_columns": imported["extra_columns"], "raw_copy": imported["raw_copy"]}
            if imported.get("extra_columns") else {}),
         **({k: imported[k] for k in ("rows_set_aside", "set_aside_reasons", "set_aside_file")}
            if imported.get("rows_set_aside") else {}),
     })  # fmt: skip
+
+
+def _table_gist(report: dict) -> dict:
+    """A folder table's import in the history summary: its counts, not its rows' details."""
+    keys = ("rows", "products", "customers", "campaigns", "members", "redemptions", "table_rows", "batch_id")
+    return {k: report[k] for k in keys if k in report}
 
 
 @app.command()

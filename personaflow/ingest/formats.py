@@ -10,7 +10,11 @@ price, order_id, description, country. A column already named like ours needs no
   the nightly validation (so a typo is seen, not silently dropped);
 - event_ts: ISO 8601 text ('2024-03-01 10:00:00', '2024-03-01T10:00:00Z', offsets are converted to
   UTC) or a Parquet timestamp; naive times are taken as UTC;
-- defaults: event_id = <file stem>-<source_row>, quantity = 1, price / session_id / the rest NULL.
+- defaults: event_id = <file stem>-<source_row>, quantity = 1, price / session_id / the rest NULL;
+- line_total: an export that gives the line's amount instead of a unit price (The Complete Journey's
+  sales_value): price = line_total / max(quantity, 1) where no price is mapped;
+- constants: one value for every row of a column the export lacks (`{"event_type": "purchase"}` for an
+  export of invoice lines only); a manifest of `personaflow history FOLDER` gives them.
 source_row is the 1-based data line (CSV) or row (Parquet) of the file.
 """
 
@@ -27,7 +31,9 @@ from personaflow.ingest.sheets import read_export_text
 
 FORMATS = ("csv", "parquet")
 REQUIRED = ("user_id", "item_id", "event_type", "event_ts")
-OPTIONAL = ("event_id", "session_id", "quantity", "price", "order_id", "description", "country")
+OPTIONAL = (
+    "event_id", "session_id", "quantity", "price", "order_id", "description", "country", "line_total"
+)  # fmt: skip
 
 
 def parse_mapping(text: str | None) -> dict[str, str]:
@@ -47,10 +53,11 @@ def parse_mapping(text: str | None) -> dict[str, str]:
     return mapping
 
 
-def _read(path: Path, fmt: str, mapping: dict[str, str], max_rejects: int):
+def _read(path: Path, fmt: str, mapping: dict[str, str], max_rejects: int, constants: dict[str, str]):
     if fmt == "csv":
+        required = tuple(c for c in REQUIRED if c not in constants)
         text = read_export_text(
-            path, required=REQUIRED, optional=OPTIONAL, aliases=mapping, max_rejects=max_rejects
+            path, required=required, optional=OPTIONAL, aliases=mapping, max_rejects=max_rejects
         )
         return text.table.to_pandas(), text.lines, text.lines - 1, text.report(), text.rejects
     try:
@@ -58,7 +65,7 @@ def _read(path: Path, fmt: str, mapping: dict[str, str], max_rejects: int):
     except (OSError, ValueError) as exc:
         raise IngestError(f"{path}: not a readable Parquet file ({exc})") from exc
     table = table.rename_columns([mapping.get(c, c) for c in table.column_names])
-    missing = [c for c in REQUIRED if c not in table.column_names]
+    missing = [c for c in REQUIRED if c not in table.column_names and c not in constants]
     if missing:
         raise IngestError(
             f"{path}: missing column(s) {', '.join(missing)} (after --mapping); "
@@ -105,14 +112,33 @@ def _numbers(path: Path, frame: pd.DataFrame, column: str, where: np.ndarray, fm
 
 
 def read_events(
-    path: Path, fmt: str, mapping: dict[str, str], max_rejects: int = 0, rejects_file: Path | None = None
+    path: Path,
+    fmt: str,
+    mapping: dict[str, str],
+    max_rejects: int = 0,
+    rejects_file: Path | None = None,
+    constants: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Read a mapped events file into the landing layout."""
+    """Read a mapped events file into the landing layout; `constants` (ours -> value) fill columns the
+    export lacks (a column it has is never overwritten: the export's own values win)."""
     path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
-    raw, where, source_row, report, rejects = _read(path, fmt, mapping, max_rejects)
+    constants = dict(constants or {})
+    unknown = sorted(set(constants) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise ValueError(f"constants {', '.join(unknown)}: not ours ({', '.join((*REQUIRED, *OPTIONAL))})")
+    raw, where, source_row, report, rejects = _read(path, fmt, mapping, max_rejects, constants)
+    for column, value in constants.items():
+        if column not in raw:
+            raw[column] = str(value)
     rejected = write_rejects(rejects, rejects_file) if rejects_file else None
+    quantity = _numbers(path, raw, "quantity", where, fmt, 1).astype(np.int64)
+    price = _numbers(path, raw, "price", where, fmt, None).astype(np.float64)
+    if "line_total" in raw and "price" not in raw:
+        # a line's amount over its units; a line of 0 or fewer units keeps its amount as the price
+        total = _numbers(path, raw, "line_total", where, fmt, None).astype(np.float64)
+        price = total / np.maximum(quantity, 1)
 
     def text(column: str) -> pd.Series:
         if column not in raw:
@@ -129,8 +155,8 @@ def read_events(
             "event_type": text("event_type"),
             "event_ts": _timestamps(path, raw["event_ts"], where, fmt),
             "session_id": text("session_id"),
-            "quantity": _numbers(path, raw, "quantity", where, fmt, 1).astype(np.int64),
-            "price": _numbers(path, raw, "price", where, fmt, None).astype(np.float64),
+            "quantity": quantity,
+            "price": price,
             "order_id": text("order_id"),
             "description": text("description"),
             "country": text("country"),

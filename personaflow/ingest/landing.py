@@ -156,12 +156,14 @@ def import_events(
     overwrite: bool = False,
     keep: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     screen: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame, dict]] | None = None,
+    constants: dict[str, str] | None = None,
 ) -> dict[str, object]:
     """Read a shop export (`online-retail`, `csv` or `parquet`) and land it as daily batch files.
     `keep` filters the rows first (the stage passes personaflow.pipeline.forget.drop_forgotten: a customer who
     was forgotten does not come back with the next export). `screen` (our formats only; the stage passes
     personaflow.quality.row_faults.set_aside) returns (rows to land, rows set aside with a `reason`,
-    summary): the set-aside rows are kept in `landing/rejects/<export>.rows.csv`."""
+    summary): the set-aside rows are kept in `landing/rejects/<export>.rows.csv`. `constants` (csv and
+    parquet): values for columns the export lacks (formats.read_events)."""
     from personaflow.ingest import formats, online_retail
 
     path = Path(path)
@@ -169,7 +171,9 @@ def import_events(
     if source_format == "online-retail":
         frame, report = online_retail.read_online_retail(path, max_rejects, rejects_file)
     elif source_format in formats.FORMATS:
-        frame, report = formats.read_events(path, source_format, mapping or {}, max_rejects, rejects_file)
+        frame, report = formats.read_events(
+            path, source_format, mapping or {}, max_rejects, rejects_file, constants=constants
+        )
     else:
         raise ValueError(f"unknown format {source_format!r}: use online-retail, csv or parquet")
     if keep is not None:

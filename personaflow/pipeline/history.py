@@ -1,4 +1,9 @@
-"""Build everything from a shop's history in one command: `personaflow history PATH --format F`.
+"""Build everything from a shop's history in one command: `personaflow history PATH --format F`, or
+`personaflow history FOLDER` for a folder holding the shop's tables (events plus any of customers,
+products, reviews, campaigns, redemptions; personaflow/ingest/shop_folder.py recognises them by a
+manifest or by file name): each table is imported with its own import (named errors, raw kept,
+checks, quarantine) after the events and before the marts, so the marts, profiles and /profile carry
+them from the first night.
 
 A year of an export is not 374 nightly runs (31-50 hours through the DAG). Each stage runs once over
 all days, in bulk, with the nightly code: import and load every day, validate every day with the
@@ -16,12 +21,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from personaflow.core.settings import Settings
+from personaflow.ingest.shop_folder import dated, read_folder
 from personaflow.pipeline import features as features_stage
 from personaflow.pipeline import ingest as ingest_stage
 from personaflow.pipeline import profiles as profiles_stage
@@ -66,11 +73,24 @@ def build_history(
     overwrite: bool = False,
     train: bool = True,
     progress: Progress | None = None,
+    manifest: str | None = None,
 ) -> dict[str, Any]:
-    """Import `path` and build every stage from it; returns each stage's result and its cost."""
+    """Import `path` (an export, or a folder of the shop's tables) and build every stage from it;
+    returns each stage's result and its cost."""
     say = progress or (lambda _line: None)
     timings: dict[str, dict[str, float]] = {}
     out: dict[str, Any] = {"source": str(path), "format": source_format, "stages": timings}
+    folder = None
+    constants: dict[str, str] = {}
+    if Path(path).is_dir():
+        folder = read_folder(Path(path), manifest, s.landing_dir / "imports" / "mappings")
+        out["folder"] = folder.describe()
+        say(f"folder: {', '.join(f'{k} {v}' for k, v in out['folder']['tables'].items())}")
+        path, source_format = folder.events.path, folder.events.format or "csv"
+        mapping, constants = folder.events.mapping, folder.events.constants
+        out["format"] = source_format
+    elif manifest is not None:
+        raise ValueError(f"--manifest {manifest} describes a folder; {path} is a file")
 
     def run(name: str, fn: Callable[[], Any]) -> Any:
         say(f"{name} ...")
@@ -85,9 +105,13 @@ def build_history(
 
     imported = run(
         "import",
-        lambda: ingest_stage.import_events(path, source_format, s, mapping=mapping, overwrite=overwrite),
+        lambda: ingest_stage.import_events(
+            path, source_format, s, mapping=mapping, overwrite=overwrite, constants=constants
+        ),
     )
     first, last = _days(imported)
+    for table in folder.tables if folder else []:
+        run(f"import_{table.kind}", lambda table=table: _import_table(dated(table, first), last, s))
     run("validate_history", lambda: validate_stage.validate_history(first, last, s, progress=say))
     run("transform", lambda: transform_stage.transform(last, s, full_refresh=True))
     run("validate_marts", lambda: validate_stage.validate_marts(last, s))
@@ -102,6 +126,18 @@ def build_history(
     out["total_seconds"] = round(sum(t["seconds"] for t in timings.values()), 2)
     out["peak_rss_mb"] = max(t["peak_rss_mb"] for t in timings.values())
     return out
+
+
+def _import_table(table: Any, last: date, s: Settings) -> dict[str, Any]:
+    """One of the folder's other tables through its own import; the profile fields are refreshed once,
+    by the audiences stage, and reviews' marts by the transform stage."""
+    if table.kind == "reviews":
+        from personaflow.pipeline.reviews import import_reviews
+
+        return import_reviews(table.path, str(table.mapping), s, marts=False, as_of=last)
+    from personaflow.pipeline.shop_tables import import_table
+
+    return import_table(table.kind, table.path, str(table.mapping), s, refresh=False)
 
 
 def _days(imported: dict[str, Any]):
@@ -122,14 +158,19 @@ def _gist(name: str, result: Any) -> str:
         extra = result.get("extra_columns")
         n_aside = result.get("rows_set_aside", 0)
         aside = f"; {n_aside:,} faulty rows set aside" if n_aside else ""
-        return f": {result.get('rows', 0):,} rows, {result['batches'].get('days', 0)} days{aside}" + (
-            f"; faults: {faults}" if faults else ""
-        ) + (f"; extra column(s) {', '.join(extra)} kept in {result['raw_copy']}" if extra else "")
+        return (
+            f": {result.get('rows', 0):,} rows, {result['batches'].get('days', 0)} days{aside}"
+            + (f"; faults: {faults}" if faults else "")
+            + (f"; extra column(s) {', '.join(extra)} kept in {result['raw_copy']}" if extra else "")
+        )
     if name == "validate_history":
         return (
             f": {result['ok_days']} ok, {len(result['warning_days'])} warned, "
             f"{len(result['failed_days'])} failed (quarantined)"
         )
+    if name.startswith("import_"):
+        counts = {k: result[k] for k in ("rows", "campaigns", "redemptions", "loaded") if k in result}
+        return ": " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if isinstance(v, int))
     if name == "transform":
         return f": {result.get('models', '?')} models, {result.get('tests', '?')} tests"
     if name in ("segments", "churn") and result.get("status") == "skipped":

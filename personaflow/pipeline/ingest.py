@@ -47,8 +47,10 @@ def import_events(
     through: date | None = None,
     max_rejects: int = 0,
     overwrite: bool = False,
+    constants: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Land a shop export as daily batch files; with `load`, load its days (up to `through`) too.
+    `constants` fill columns a csv/parquet export lacks (e.g. event_type = purchase).
 
     Without `load` the files wait for the nightly DAG to load and validate them day by day.
     """
@@ -60,7 +62,7 @@ def import_events(
 
     report = land(
         path, source_format, s.landing_dir, parse_mapping(mapping), max_rejects, overwrite,
-        keep=lambda frame: drop_forgotten(frame, s), screen=set_aside,
+        keep=lambda frame: drop_forgotten(frame, s), screen=set_aside, constants=constants,
     )  # fmt: skip
     for warning in import_warnings(report):  # stderr (CLI) and the task log (Airflow)
         log.warning(warning)

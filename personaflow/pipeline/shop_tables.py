@@ -38,32 +38,65 @@ from personaflow.profiles.campaigns import (
 )
 from personaflow.profiles.demographics import for_customers
 
-KINDS = ("customers", "campaigns", "redemptions")
+KINDS = ("customers", "products", "campaigns", "redemptions")
 
 
-def import_table(kind: str, path: Path, mapping: str, s: Settings) -> dict[str, Any]:
-    """`personaflow ingest PATH --kind customers|campaigns|redemptions --mapping M`: read, check, load."""
+def import_table(kind: str, path: Path, mapping: str, s: Settings, refresh: bool = True) -> dict[str, Any]:
+    """`personaflow ingest PATH --kind customers|products|campaigns|redemptions --mapping M`: read, check,
+    load; then (`refresh`) the profile's demographics and campaign fields. `personaflow history FOLDER`
+    imports every table first and refreshes once, in its audiences stage."""
     where = wh.location(s)
     path = Path(path)
+    refresh_profile = refresh_profile_tables if refresh else (lambda _s: {"skipped": "refreshed later"})
     if kind == "customers":
         frame, report = read_customers(path, customer_mapping(mapping))
         return {
             "kind": kind,
             **report,
             **load_customers(where, frame, path),
-            "profile": refresh_profile_tables(s),
+            "profile": refresh_profile(s),
         }
+    if kind == "products":
+        return {"kind": kind, **import_products(path, mapping, s)}
     if kind == "campaigns":
         campaigns, members, report = read_campaigns(path, campaign_mapping(mapping))
         loaded = load_campaigns(where, campaigns, members, path)
-        return {"kind": kind, **report, **loaded, "profile": refresh_profile_tables(s)}
+        return {"kind": kind, **report, **loaded, "profile": refresh_profile(s)}
     if kind == "redemptions":
         frame, report = read_redemptions(
             path, redemption_mapping(mapping), known_users(where), known_campaigns(where)
         )
         loaded = load_redemptions(where, frame, path)
-        return {"kind": kind, **report, **loaded, "profile": refresh_profile_tables(s)}
+        return {"kind": kind, **report, **loaded, "profile": refresh_profile(s)}
     raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
+
+
+def import_products(path: Path, mapping: str, s: Settings) -> dict[str, Any]:
+    """The catalogue: read and check the export (named errors), drop nothing silently, run the batch's
+    checks before loading; a failed batch goes to quarantine (DataQualityError, raw.products unchanged),
+    a good one into raw.products (re-runs replace the same versions)."""
+    from personaflow.ingest.products import load_products, product_mapping, read_products, stamp
+    from personaflow.pipeline._common import write_json
+    from personaflow.quality.products import check_products, quarantine_products
+    from personaflow.quality.validate import DataQualityError
+
+    spec = product_mapping(mapping)
+    frame, report = read_products(path, spec)
+    rows = stamp(frame, path)
+    result = check_products(rows, with_category="category" in spec.columns)
+    report["checks"] = {"success": result.success, "expectations": result.n_expectations,
+                        "failures": [f.describe() for f in result.failures],
+                        "notices": [f.describe() for f in result.notices]}  # fmt: skip
+    batch_id = str(rows["batch_id"].iloc[0]) if len(rows) else f"{spec.name}-empty"
+    write_json(s.reports_dir / "quality" / f"products_{batch_id}.json", report)
+    if not result.success:
+        folder = quarantine_products(wh.location(s), rows, s.quarantine_dir, result) if len(rows) else None
+        raise DataQualityError(
+            f"products batch {batch_id} quarantined ({folder}): {'; '.join(report['checks']['failures'])}",
+            result,
+            quarantine_path=folder,
+        )
+    return {**report, **load_products(wh.location(s), rows)}
 
 
 DEMOGRAPHICS_FILE = "customer_demographics.parquet"

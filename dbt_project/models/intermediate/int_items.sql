@@ -1,8 +1,46 @@
+{#- The shop's imported catalogue (raw.products: personaflow/ingest/products.py) as of the night: each
+    product's newest version dated on or before it (point in time: a category changed later is not seen
+    yet). It takes precedence over the landed items file and over a category read off the description. -#}
+{% set has_catalogue = raw_table_present('products') %}
+
 with
 
 items as (
 
     select * from {{ ref('stg_items') }}
+
+),
+
+catalogue as (
+
+{%- if has_catalogue %}
+
+    select item_id, name, department, category, brand, price
+    from (
+        select
+            trim(cast(item_id as varchar)) as item_id,
+            nullif(trim(name), '') as name,
+            nullif(trim(department), '') as department,
+            nullif(trim(category), '') as category,
+            nullif(trim(brand), '') as brand,
+            cast(price as double precision) as price,
+            row_number() over (
+                partition by trim(cast(item_id as varchar)) order by valid_from desc, source
+            ) as newest
+        from {{ source('shop_tables', 'products') }}
+        where cast(valid_from as date) <= {{ as_of_date() }}
+    ) as versions
+    where newest = 1
+
+{%- else %}
+
+    select
+        cast(null as varchar) as item_id, cast(null as varchar) as name, cast(null as varchar) as department,
+        cast(null as varchar) as category, cast(null as varchar) as brand,
+        cast(null as double precision) as price
+    where 1 = 0
+
+{%- endif %}
 
 ),
 
@@ -105,16 +143,19 @@ all_items as (
 
 flagged as (
 
+    -- the imported catalogue first (as of the night), then the landed items file, then the lines
     select
-        item_id,
-        {{ is_product('item_id') }} as is_product,
-        brand,
-        price,
-        description,
-        item_source,
-        category as source_category
+        all_items.item_id,
+        {{ is_product('all_items.item_id') }} as is_product,
+        coalesce(catalogue.brand, all_items.brand) as brand,
+        coalesce(catalogue.price, all_items.price) as price,
+        coalesce(catalogue.name, all_items.description) as description,
+        catalogue.department,
+        all_items.item_source,
+        coalesce(catalogue.category, all_items.category) as source_category
 
     from all_items
+    left join catalogue on all_items.item_id = catalogue.item_id
 
 ),
 
@@ -131,6 +172,7 @@ final as (
             when source_category is not null then 'catalogue'
             when is_product and description is not null then 'description'
         end as category_source,
+        department,
         brand,
         price,
         description,
