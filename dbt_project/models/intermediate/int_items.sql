@@ -18,14 +18,14 @@ catalogue as (
     select item_id, name, department, category, brand, price
     from (
         select
-            trim(cast(item_id as varchar)) as item_id,
+            trim(cast(item_id as {{ string_type() }})) as item_id,
             nullif(trim(name), '') as name,
             nullif(trim(department), '') as department,
             nullif(trim(category), '') as category,
             nullif(trim(brand), '') as brand,
-            cast(price as double precision) as price,
+            cast(price as {{ double_type() }}) as price,
             row_number() over (
-                partition by trim(cast(item_id as varchar)) order by valid_from desc, source
+                partition by trim(cast(item_id as {{ string_type() }})) order by valid_from desc, source
             ) as newest
         from {{ source('shop_tables', 'products') }}
         where cast(valid_from as date) <= {{ as_of_date() }}
@@ -35,9 +35,9 @@ catalogue as (
 {%- else %}
 
     select
-        cast(null as varchar) as item_id, cast(null as varchar) as name, cast(null as varchar) as department,
-        cast(null as varchar) as category, cast(null as varchar) as brand,
-        cast(null as double precision) as price
+        cast(null as {{ string_type() }}) as item_id, cast(null as {{ string_type() }}) as name, cast(null as {{ string_type() }}) as department,
+        cast(null as {{ string_type() }}) as category, cast(null as {{ string_type() }}) as brand,
+        cast(null as {{ double_type() }}) as price
     where 1 = 0
 
 {%- endif %}
