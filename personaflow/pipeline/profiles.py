@@ -21,7 +21,13 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
     yet buyers"). Too few users: {"status": "skipped", "reason"}. Memory: O(users × features) here, the
     behaviour aggregation runs in the warehouse (personaflow/profiles/personas.py)."""
     from personaflow.pipeline.features import append_profile
-    from personaflow.profiles.personas import NO_PURCHASE, NO_PURCHASE_ID, behaviour_sql, fit_personas
+    from personaflow.profiles.personas import (
+        NO_PURCHASE,
+        NO_PURCHASE_ID,
+        NO_PURCHASE_TEXT,
+        behaviour_sql,
+        fit_personas,
+    )
     from personaflow.profiles.segments import TooFewUsers, fit_segments
 
     profile = read_mart(location(s), "select * from marts.user_features where as_of_date = ?", [as_of])
@@ -59,6 +65,10 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
         },
     }  # fmt: skip
     report_path = write_json(s.reports_dir / "segments" / f"segments_{as_of.isoformat()}.json", report)
+    # what each persona means, for /profile (personaflow/serving/personas.py): once per persona
+    texts = [{k: p[k] for k in ("persona_id", "name", "description", "action") if k in p}
+             for p in personas.personas] + [NO_PURCHASE_TEXT]  # fmt: skip
+    write_json(s.features_dir / "personas.json", {"as_of": as_of.isoformat(), "personas": texts})
     # the fit time stays out of the written report: a re-run of the night must write the same file
     report["personas"] = {**report["personas"], "seconds": personas_s}
     return {**report, "parquet": str(path), "feast_source_rows": feast_rows, "report": str(report_path)}

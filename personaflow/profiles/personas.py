@@ -54,6 +54,11 @@ CRITERION = (
     f"{SILHOUETTE_TOLERANCE:.0%} of the best admissible one; none admissible -> one persona"
 )
 NO_PURCHASE_ID, NO_PURCHASE = -1, "not yet buyers"
+NO_PURCHASE_TEXT = {
+    "persona_id": NO_PURCHASE_ID, "name": NO_PURCHASE,
+    "description": "no product bought yet: views, carts or non-product lines only",
+    "action": "a first-purchase offer on what they viewed",
+}  # fmt: skip
 
 # Per-user behaviour over the purchase lines of products (service lines are nobody's taste) and the
 # returns. Both engines read it as written (see dbt_project/macros/dialect.sql for the rules kept):

@@ -202,6 +202,12 @@ class Profile(BaseModel):
         description="how the customer shops, e.g. 'bulk narrow-range buyers' (the segments report describes "
         "each persona and suggests an action; None: not profiled yet)",
     )
+    persona_description: str | None = Field(
+        None, description="what the persona's members do, with tonight's figures (None: no persona)"
+    )
+    persona_action: str | None = Field(
+        None, description="one thing a marketer could do for this persona (None: no persona)"
+    )
     churn_score: float | None = Field(
         None,
         description="churn model's probability that the user places no order within the churn horizon "

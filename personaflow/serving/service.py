@@ -52,6 +52,7 @@ from personaflow.serving.hotswap import ModelWatcher
 from personaflow.serving.live_counters import RedisSeen
 from personaflow.serving.online import OnlineFeatures, purchased_in
 from personaflow.serving.openapi import answer_models, published
+from personaflow.serving.personas import PersonaTexts
 from personaflow.serving.process import serve_workers
 from personaflow.serving.profile import profile_fields
 from personaflow.serving.ranking import Ranker
@@ -115,6 +116,7 @@ class Recommender:
         self.live = LiveLog(s.landing_dir, seen=RedisSeen(shared.client) if shared is not None else None)
         self.audience_inputs = AudienceInputs(s.features_dir)
         self.reviews = ReviewSummaries(s.features_dir)  # /profile's review fields, where present
+        self.persona_texts = PersonaTexts(s.features_dir)  # what tonight's personas mean
         self.shop_tables = ShopTables(s.features_dir)  # /profile's demographics and campaigns, where present
         # erased customers (personaflow forget): answered as ids never seen, and no new data
         self.forgotten = Forgotten(s)
@@ -223,8 +225,9 @@ class Recommender:
         if fields is None:
             return _no_profile(user_id)
         return _answer(
-            Profile, **fields, reviews=self.reviews.get(user_id), **self.shop_tables.fields(user_id)
-        )
+            Profile, **fields, **self.persona_texts.fields(fields["persona_id"]),
+            reviews=self.reviews.get(user_id), **self.shop_tables.fields(user_id),
+        )  # fmt: skip
 
     @bentoml.api(route="/audiences", input_spec=AudienceRequest)
     async def audiences(self, limit: int = 100, **definition: Any) -> AudienceAnswer:

@@ -11,6 +11,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from personaflow.profiles.personas import NO_PURCHASE_TEXT
 from personaflow.training.registry.pointer import promote, rollback
 from tests._serving_setup import CATEGORIES, COLD_USER, running_server
 
@@ -148,6 +149,11 @@ def test_profile_answers_the_nightly_segments_and_churn_model(server):
         # ...and the behaviour persona comes beside it
         assert body["persona_id"] == labels.loc[user, "persona_id"]
         assert body["persona"] == labels.loc[user, "persona"] and body["persona"]
+        # what the persona means, tonight's text for its id (once per persona, not per customer)
+        meant = next((p for p in segments["personas"]["personas"] if p["persona_id"] == body["persona_id"]),
+                     NO_PURCHASE_TEXT)  # fmt: skip
+        assert body["persona_description"] == meant["description"]
+        assert body["persona_action"] == meant["action"]
         seen[n] = body
     # planted: churn grows with recency (here 0.0 / 0.14 / 0.43: low, low, medium)
     assert seen[0]["churn_score"] < seen[14]["churn_score"] < seen[19]["churn_score"], seen
