@@ -24,7 +24,6 @@ import pandas as pd
 
 from personaflow.core.ids import normal_user_id
 from personaflow.core.warehouse import Location
-from personaflow.ingest.csvfile import IngestError
 from personaflow.ingest.shop_tables import Columns, TableMapping, load_mapping, load_rows, read_table, sha256
 
 REQUIRED = ("user_id",)
@@ -69,36 +68,14 @@ def read_customers(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, dic
     frame, records = read_table(path, mapping.format)
     cols = Columns(path, frame, mapping, mapping.columns)
     users = cols.required("user_id", "a customer id").map(normal_user_id)
-    if "valid_from" in mapping.columns:
-        valid_from = cols.date("valid_from")
-    else:
-        default = mapping.options.get("valid_from")
-        stamp = pd.to_datetime(str(default), format="ISO8601", errors="coerce") if default else pd.NaT
-        if pd.isna(stamp):
-            raise IngestError(
-                f"mapping {mapping.path}: no valid_from column, and [options] valid_from = {default!r} "
-                "is not a date (YYYY-MM-DD): a customer record must say from when it holds"
-            )
-        valid_from = pd.Series(stamp, index=frame.index).astype("datetime64[ns]")
+    valid_from = cols.valid_from("a customer record")
     out = pd.DataFrame({"user_id": users, **{a: cols.get(a) for a in ATTRIBUTES}, "valid_from": valid_from})
-    out["source"] = mapping.name
-    out["source_file"] = str(path)
-    out["source_row"] = cols.where.astype("int64")
-    out["raw_record"] = records
-    same = out.duplicated(["user_id", "valid_from", *ATTRIBUTES], keep="first")
-    out = out[~same.to_numpy()].reset_index(drop=True)
-    clash = out.duplicated(["user_id", "valid_from"], keep=False).to_numpy()
-    if clash.any():
-        rows = out.loc[clash, "source_row"].tolist()[:4]
-        raise IngestError(
-            f"{path}: customer {out.loc[clash, 'user_id'].iloc[0]!r} has different records for the same "
-            f"date (rows {', '.join(map(str, rows))}); nothing was imported"
-        )
+    out, repeats = cols.versions(out, "user_id", ATTRIBUTES, records, "customer")
     report = {
         "source": mapping.name,
         "records": len(frame),
         "rows": len(out),
-        "repeats_dropped": int(same.sum()),
+        "repeats_dropped": repeats,
         "customers": int(out["user_id"].nunique()),
     }
     return out, report

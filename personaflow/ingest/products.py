@@ -24,7 +24,6 @@ from typing import Any
 import pandas as pd
 
 from personaflow.core.warehouse import Location
-from personaflow.ingest.csvfile import IngestError
 from personaflow.ingest.shop_tables import Columns, TableMapping, load_mapping, load_rows, read_table, sha256
 
 REQUIRED = ("item_id",)
@@ -55,19 +54,6 @@ def product_mapping(name_or_path: str | Path) -> TableMapping:
     return load_mapping(name_or_path, REQUIRED, OPTIONAL, "products")
 
 
-def _valid_from(cols: Columns, mapping: TableMapping, index: pd.Index) -> pd.Series:
-    if "valid_from" in mapping.columns:
-        return cols.date("valid_from")
-    default = mapping.options.get("valid_from")
-    stamp = pd.to_datetime(str(default), format="ISO8601", errors="coerce") if default else pd.NaT
-    if pd.isna(stamp):
-        raise IngestError(
-            f"mapping {mapping.path}: no valid_from column, and [options] valid_from = {default!r} "
-            "is not a date (YYYY-MM-DD): a catalogue record must say from when it holds"
-        )
-    return pd.Series(stamp, index=index).astype("datetime64[ns]")
-
-
 def read_products(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read and check a catalogue export: (one row per product version in our columns, counts)."""
     path = Path(path)
@@ -84,27 +70,15 @@ def read_products(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, dict
             "item_id": items,
             **{a: cols.get(a) for a in ATTRIBUTES if a != "price"},
             "price": price.astype("float64"),
-            "valid_from": _valid_from(cols, mapping, frame.index),
+            "valid_from": cols.valid_from("a catalogue record"),
         }
     )
-    out["source"] = mapping.name
-    out["source_file"] = str(path)
-    out["source_row"] = cols.where.astype("int64")
-    out["raw_record"] = records
-    same = out.duplicated(["item_id", "valid_from", *ATTRIBUTES], keep="first")
-    out = out[~same.to_numpy()].reset_index(drop=True)
-    clash = out.duplicated(["item_id", "valid_from"], keep=False).to_numpy()
-    if clash.any():
-        rows = out.loc[clash, "source_row"].tolist()[:4]
-        raise IngestError(
-            f"{path}: product {out.loc[clash, 'item_id'].iloc[0]!r} has different records for the same "
-            f"date (rows {', '.join(map(str, rows))}); nothing was imported"
-        )
+    out, repeats = cols.versions(out, "item_id", ATTRIBUTES, records, "product")
     report = {
         "source": mapping.name,
         "records": len(frame),
         "rows": len(out),
-        "repeats_dropped": int(same.sum()),
+        "repeats_dropped": repeats,
         "products": int(out["item_id"].nunique()),
         "with_category": int(out["category"].notna().sum()),
         "with_price": int(out["price"].notna().sum()),

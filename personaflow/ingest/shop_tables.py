@@ -171,6 +171,39 @@ class Columns:
         return values
 
 
+    def valid_from(self, record: str) -> pd.Series:
+        """The date each row holds from: the mapped `valid_from` column, or `[options] valid_from` for an
+        export without one (`record` names the row in the error, e.g. "a customer record")."""
+        if "valid_from" in self.mapping.columns:
+            return self.date("valid_from")
+        default = self.mapping.options.get("valid_from")
+        stamp = pd.to_datetime(str(default), format="ISO8601", errors="coerce") if default else pd.NaT
+        if pd.isna(stamp):
+            raise IngestError(
+                f"mapping {self.mapping.path}: no valid_from column, and [options] valid_from = {default!r} "
+                f"is not a date (YYYY-MM-DD): {record} must say from when it holds"
+            )
+        return pd.Series(stamp, index=self.frame.index).astype("datetime64[ns]")
+
+    def versions(self, out: pd.DataFrame, key: str, attributes: tuple[str, ...], records: list[str],
+                 entity: str) -> tuple[pd.DataFrame, int]:  # fmt: skip
+        """`out` (one row per record: `key`, `attributes`, valid_from) with its provenance, exact repeats
+        dropped: (the versions, repeats dropped). Two different records of one `entity` for one date are
+        an error naming their rows."""
+        out = out.assign(source=self.mapping.name, source_file=str(self.path),
+                         source_row=self.where.astype("int64"), raw_record=records)  # fmt: skip
+        same = out.duplicated([key, "valid_from", *attributes], keep="first")
+        out = out[~same.to_numpy()].reset_index(drop=True)
+        clash = out.duplicated([key, "valid_from"], keep=False).to_numpy()
+        if clash.any():
+            rows = out.loc[clash, "source_row"].tolist()[:4]
+            raise IngestError(
+                f"{self.path}: {entity} {out.loc[clash, key].iloc[0]!r} has different records for the same "
+                f"date (rows {', '.join(map(str, rows))}); nothing was imported"
+            )
+        return out, int(same.sum())
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
