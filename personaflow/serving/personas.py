@@ -12,33 +12,24 @@ import json
 from pathlib import Path
 from typing import Any
 
+from personaflow.serving.file_cache import FileCache
+
 FILE = "personas.json"
+
+
+def _texts(path: Path) -> dict[int, dict[str, Any]]:
+    return {int(p["persona_id"]): p for p in json.loads(path.read_text()).get("personas", [])}
 
 
 class PersonaTexts:
     def __init__(self, features_dir: Path) -> None:
-        self.path = Path(features_dir) / FILE
-        self._stamp: int | None = None
-        self._texts: dict[int, dict[str, Any]] = {}
-
-    def _refresh(self) -> None:
-        try:
-            stamp = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._stamp, self._texts = None, {}
-            return
-        if stamp != self._stamp:
-            try:
-                found = json.loads(self.path.read_text())
-            except (OSError, ValueError):  # caught mid-write by the segments stage: keep the last texts
-                return
-            self._texts = {int(p["persona_id"]): p for p in found.get("personas", [])}
-            self._stamp = stamp
+        # caught mid-write by the segments stage: keep the last texts
+        self._cache = FileCache(Path(features_dir) / FILE, _texts, {}, keep_on=(OSError, ValueError))
 
     def fields(self, persona_id: int | None) -> dict[str, str | None]:
         """`persona_description` and `persona_action` of tonight's persona `persona_id` (None: unknown)."""
-        self._refresh()
-        text = self._texts.get(int(persona_id)) if persona_id is not None else None
+        texts = self._cache.get()
+        text = texts.get(int(persona_id)) if persona_id is not None else None
         return {
             "persona_description": text.get("description") if text else None,
             "persona_action": text.get("action") if text else None,

@@ -7,42 +7,28 @@ Re-read when the file changes (one stat per call), so a night's new summaries, o
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from personaflow.serving.file_cache import FileCache
+from personaflow.serving.file_cache import plain as _plain
+
 FILE = "customer_reviews.parquet"
+
+
+def _summaries(path: Path) -> dict[str, dict[str, Any]]:
+    return {str(r["user_id"]): summary(r) for r in pd.read_parquet(path).to_dict(orient="records")}
 
 
 class ReviewSummaries:
     def __init__(self, features_dir: Path) -> None:
-        self.path = Path(features_dir) / FILE
-        self._stamp: int | None = None
-        self._rows: dict[str, dict[str, Any]] = {}
-
-    def _refresh(self) -> None:
-        try:
-            stamp = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._stamp, self._rows = None, {}
-            return
-        if stamp != self._stamp:
-            frame = pd.read_parquet(self.path)
-            self._rows = {str(r["user_id"]): summary(r) for r in frame.to_dict(orient="records")}
-            self._stamp = stamp
+        self._cache = FileCache(Path(features_dir) / FILE, _summaries, {})
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         """The customer's review summary, or None when they never reviewed (or the shop has no reviews)."""
-        self._refresh()
-        return self._rows.get(user_id)
-
-
-def _plain(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
-        return None
-    return value.item() if hasattr(value, "item") else value
+        return self._cache.get().get(user_id)
 
 
 def _keywords(value: Any) -> list[str]:

@@ -7,36 +7,28 @@ Re-read when a file changes (one stat per call each). Memory: one small row per 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from personaflow.serving.file_cache import FileCache
+from personaflow.serving.file_cache import plain as _plain
+
 DEMOGRAPHICS_FILE = "customer_demographics.parquet"
 CAMPAIGNS_FILE = "customer_campaigns.parquet"
 
 
-def _plain(value: Any) -> Any:
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
+def _rows(path: Path) -> dict[str, dict[str, Any]]:
+    return {str(r["user_id"]): r for r in pd.read_parquet(path).to_dict(orient="records")}
 
 
 class _Table:
     def __init__(self, path: Path) -> None:
-        self.path, self._stamp, self.rows = path, None, {}
+        self._cache, self.rows = FileCache(path, _rows, {}), {}
 
     def get(self, user_id: str) -> dict[str, Any] | None:
-        try:
-            stamp = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._stamp, self.rows = None, {}
-            return None
-        if stamp != self._stamp:
-            frame = pd.read_parquet(self.path)
-            self.rows = {str(r["user_id"]): r for r in frame.to_dict(orient="records")}
-            self._stamp = stamp
+        self.rows = self._cache.get()
         return self.rows.get(user_id)
 
 
