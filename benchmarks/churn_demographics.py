@@ -1,8 +1,8 @@
 """Benchmark: do demographics pay as churn features on The Complete Journey (../shared/data/complete-journey)?
 
-The nightly way, on the real log: the transactions imported as events (the mapping its PROVENANCE.md
-gives: price = sales_value / max(quantity, 1)), the demographics through the shipped customer mapping
-(801 of 2,469 households), the nightly dbt build, then the churn stage (personaflow.pipeline.profiles.churn),
+The nightly way, on the real log: the transactions imported as events and the demographics (801 of 2,469
+households) as the shipped manifest maps them (personaflow/ingest/mappings/complete-journey.toml), the
+nightly dbt build, then the churn stage (personaflow.pipeline.profiles.churn),
 which tries logistic regression and monotone gradient boosting each with and without the demographics as of
 each cut-off, and keeps demographics only where the out-of-time validation says they pay (a paired
 bootstrap 95 % interval of the ROC AUC gain above 0). Writes benchmarks/results/churn_demographics.json:
@@ -33,6 +33,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="personaflow-bench-churn-demo-"))
     os.environ.update({"PERSONAFLOW_HOME": str(home), "BENTOML_HOME": str(home / "bentoml")})
     from personaflow.core import settings
+    from personaflow.ingest.shop_folder import read_folder
     from personaflow.pipeline import ingest as ingest_stage
     from personaflow.pipeline import profiles as profiles_stage
     from personaflow.pipeline import transform as transform_stage
@@ -46,21 +47,15 @@ def main() -> None:
     }  # fmt: skip
     started = time.perf_counter()
     with PeakRss() as rss:
-        lines = pd.read_parquet(DATA / "transactions.parquet",
-                                columns=["household_id", "product_id", "basket_id", "quantity", "sales_value",
-                                         "transaction_timestamp"])  # fmt: skip
-        events = pd.DataFrame({
-            "user_id": lines["household_id"].astype(str), "item_id": lines["product_id"].astype(str),
-            "event_type": "purchase", "event_ts": lines["transaction_timestamp"],
-            "quantity": lines["quantity"], "price": lines["sales_value"] / lines["quantity"].clip(lower=1),
-            "order_id": lines["basket_id"].astype(str),
-        })  # fmt: skip
-        export = home / "cj_events.parquet"
-        events.to_parquet(export, index=False)
-        del lines, events
-        imported = ingest_stage.import_events(export, "parquet", s, load=True)
+        # the events and the customer table as the shipped manifest maps them (complete-journey.toml)
+        shop = read_folder(DATA, "complete-journey", home / "mappings")
+        events = shop.events
+        imported = ingest_stage.import_events(events.path, events.format or "parquet", s,
+                                              mapping=events.mapping, load=True,
+                                              constants=events.constants)  # fmt: skip
         out["events"], out["users"] = imported["rows"], imported["customers"]
-        customers = import_table("customers", DATA / "demographics.parquet", "complete-journey-customers", s)
+        table = next(t for t in shop.tables if t.kind == "customers")
+        customers = import_table("customers", table.path, str(table.mapping), s)
         out["households_with_demographics"] = customers["customers"]
         last = pd.Timestamp(imported["batches"]["last_day"]).date()
         transform_stage.transform(last, s)
