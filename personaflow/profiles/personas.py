@@ -44,6 +44,9 @@ K_RANGE = range(2, 9)
 # For use: more personas are more ways to target, so among admissible k the largest whose silhouette is
 # within this fraction of the best admissible one (k = 2 often wins silhouette by a hair on real shops).
 SILHOUETTE_TOLERANCE = 0.10
+# Decimals the behaviour features are fitted at: finer than any difference that means something,
+# coarser than the run-to-run noise in the last bits of a warehouse's float sums.
+ROUND_DECIMALS = 6
 SILHOUETTE_SAMPLE = 5000
 MINIBATCH_ABOVE = 100_000
 CRITERION = (
@@ -217,7 +220,13 @@ def fit_personas(features: pd.DataFrame, k_range: range = K_RANGE, seed: int = 4
     behaviour types that a campaign could tell apart.
     """
     from sklearn.metrics import silhouette_score
+    from threadpoolctl import threadpool_limits
 
+    # The warehouse's float sums and means differ in their last bits from run to run (DuckDB adds a
+    # group's partial sums in the order its threads finish): without this a re-run night could fit
+    # different personas from the same rows (issue 26's re-run test saw it on CI).
+    floats = features.select_dtypes("floating").columns
+    features = features.assign(**{c: features[c].round(ROUND_DECIMALS) for c in floats})
     t = transformed(features)
     n = len(t)
     if n == 0:  # a night whose users bought no product yet
@@ -229,24 +238,28 @@ def fit_personas(features: pd.DataFrame, k_range: range = K_RANGE, seed: int = 4
     per_k: dict[int, dict[str, Any]] = {}
     fits: dict[int, np.ndarray] = {}
     sample = min(n, SILHOUETTE_SAMPLE)
-    for k in k_range:
-        if k < 2 or k >= n_distinct or k * MIN_SHARE > 1:
-            continue
-        labels = _kmeans(x, k, seed)
-        shares = np.bincount(labels, minlength=k) / n
-        pairs = separation(t, labels)
-        apart = [p for p, feats in pairs.items() if not feats]
-        why = []
-        if shares.min() < MIN_SHARE:
-            why.append(f"smallest persona {shares.min():.1%} < {MIN_SHARE:.0%}")
-        if apart:
-            why.append(f"{len(apart)} of {len(pairs)} pairs differ on no behaviour feature enough")
-        score = float(silhouette_score(x, labels, sample_size=sample, random_state=seed)) if k < n else 0.0
-        per_k[k] = {
-            "admissible": not why, "silhouette": round(score, 4),
-            "smallest_share": round(float(shares.min()), 4), "why_not": "; ".join(why) or None,
-        }  # fmt: skip
-        fits[k] = labels
+    # one thread: the same rows give the same personas whatever the machine's cores
+    # (see segments.fit_segments)
+    with threadpool_limits(limits=1):
+        for k in k_range:
+            if k < 2 or k >= n_distinct or k * MIN_SHARE > 1:
+                continue
+            labels = _kmeans(x, k, seed)
+            shares = np.bincount(labels, minlength=k) / n
+            pairs = separation(t, labels)
+            apart = [p for p, feats in pairs.items() if not feats]
+            why = []
+            if shares.min() < MIN_SHARE:
+                why.append(f"smallest persona {shares.min():.1%} < {MIN_SHARE:.0%}")
+            if apart:
+                why.append(f"{len(apart)} of {len(pairs)} pairs differ on no behaviour feature enough")
+            score = silhouette_score(x, labels, sample_size=sample, random_state=seed) if k < n else 0.0
+            score = float(score)
+            per_k[k] = {
+                "admissible": not why, "silhouette": round(score, 4),
+                "smallest_share": round(float(shares.min()), 4), "why_not": "; ".join(why) or None,
+            }  # fmt: skip
+            fits[k] = labels
     admissible = [k for k, row in per_k.items() if row["admissible"]]
     top = max((per_k[k]["silhouette"] for k in admissible), default=0.0)
     near = [k for k in admissible if per_k[k]["silhouette"] >= top - SILHOUETTE_TOLERANCE * abs(top)]
