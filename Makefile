@@ -55,8 +55,12 @@ java:
 	command -v java >/dev/null || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless)
 
+# Two processes: most of the suite waits on servers and subprocesses (Airflow, Spark, dbt, BentoML) and
+# leaves a core idle; the units of work (a module, or the modules sharing one server stack) are in
+# tests/conftest.py. TEST_PROCESSES=0 runs it in one process.
+TEST_PROCESSES ?= 2
 test: install browser servers java
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --no-loadscope-reorder
 
 # The Spark path alone (docs/guides/spark.md): the DuckDB-vs-Spark parity on two months of the real log,
 # Spark in local mode on two cores bound to 127.0.0.1 (about 5 minutes on a busy 2-core machine).

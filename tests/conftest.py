@@ -32,12 +32,48 @@ from tests.e2e_helpers import airflow_celery_stack, airflow_stack, good_run, inb
 TIERS = ("unit", "integration", "e2e")  # tests/<tier>/: what a test needs, and its marker
 
 
+# `make test` runs the suite on two processes (pytest-xdist). Each test module is one unit of work on
+# one process (its module fixtures are built once), except the modules that share a session's server
+# stack: they form one unit and run in file order on one process, as in a serial run (test_e2e_rerun.py
+# must follow test_e2e.py, and precede test_e2e_ui.py and test_forget.py).
+SHARED_STACKS = {
+    "airflow_stack": ("test_e2e.py", "test_e2e_rerun.py", "test_e2e_ui.py", "test_forget.py",
+                      "test_missing_night.py"),
+    "airflow_celery_stack": ("test_e2e_celery.py", "test_airflow_celery.py"),
+}  # fmt: skip
+# The longest units start first, so that the short ones fill the other process meanwhile instead of
+# one long unit running alone at the end (measured with `pytest --durations`; the rest keeps file order).
+LONGEST_FIRST = ("airflow_stack", "airflow_celery_stack", "test_spark_parity.py", "test_real_data.py")
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: its module's file name, or the shared stack's name."""
+    name = Path(nodeid.split("::", 1)[0]).name
+    return next((stack for stack, files in SHARED_STACKS.items() if name in files), name)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's own per-scope scheduler with the units above as scopes. (Its `loadgroup` mode would do
+    this from marks, but it renames node ids, which pytest 9 no longer allows.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    return ByUnit(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Every test under tests/<tier>/ carries that tier's marker (`pytest -m unit`)."""
+    """Every test under tests/<tier>/ carries that tier's marker (`pytest -m unit`); on a parallel run
+    the longest units come first (stable: file order kept within and after them)."""
     for item in items:
         parts = Path(str(item.path)).resolve().relative_to(_REPO / "tests").parts
         if len(parts) > 1 and parts[0] in TIERS:
             item.add_marker(getattr(pytest.mark, parts[0]))
+    if config.getoption("dist", "no") != "no":
+        rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(unit_of(item.nodeid), len(rank)))
 
 
 @pytest.fixture(autouse=True)
