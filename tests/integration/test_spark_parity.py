@@ -18,7 +18,7 @@ import hashlib
 import math
 import re
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +27,14 @@ import pytest
 
 from personaflow.core import spark
 from personaflow.core import warehouse as wh
+from personaflow.core.alert import SmtpConfig
 from personaflow.core.settings import Settings
 from personaflow.ingest.load import load_batch, load_pending
 from personaflow.pipeline.ingest import import_events
 from personaflow.pipeline.transform import run_dbt
+from personaflow.quality.quarantine import quarantine_batch
+from personaflow.quality.suites import Thresholds
+from personaflow.quality.validate import DataQualityError, validate_batch, validate_marts
 from tests.integration.test_transform import PROJECT
 
 SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "online-retail" / "online_retail.csv.gz"
@@ -224,6 +228,98 @@ def test_canonical_rows_tell_engines_apart():
         assert digest(canonical_rows(base.assign(**change))) != digest(canonical_rows(base))
     assert digest(canonical_rows(base.assign(a=[1.5 + 1e-9, 2.0]))) == digest(canonical_rows(base))
     assert FIRST + timedelta(days=61) == AS_OF
+
+
+# ---- The batch and mart checks on Spark: GX's Spark data source over the warehouse's tables.
+
+CHECKED_DAY = date(2010, 12, 9)
+NOW = datetime(2011, 2, 1, 6, 0)  # the night after AS_OF: no event lies in the future
+
+
+def _verdict(run) -> dict:
+    """A check's outcome, engine-neutral: what failed, warned and was noticed (with counts)."""
+    result = run.result if isinstance(run, DataQualityError) else run
+
+    def labels(failures):
+        return sorted((f.expectation, f.table, f.column, f.unexpected_count) for f in failures)
+
+    return {"success": result.success, "rows": result.n_rows, "expectations": result.n_expectations,
+            "failures": labels(result.failures), "warnings": labels(result.warnings),
+            "notices": labels(result.notices)}  # fmt: skip
+
+
+def _validate_batch(where, root: Path, name: str, limits: Thresholds):
+    smtp = SmtpConfig("127.0.0.1", 9, "personaflow@localhost", ("data-team@localhost",))  # nobody listens
+    with pytest.raises(DataQualityError) as failed:
+        validate_batch(where, CHECKED_DAY, root / f"quarantine-{name}", root / f"reports-{name}", smtp,
+                       now=NOW, limits=limits)  # fmt: skip
+    return failed.value
+
+
+def test_a_failing_batch_is_checked_by_gx_on_spark_and_quarantined_as_on_duckdb(built):
+    """The batch suite on the day's partition through GX's Spark data source gives DuckDB's (pandas)
+    verdict expectation for expectation; the failing batch moves to quarantine.events (never deleted),
+    raw.batches says so, the landing file is kept with its reasons, and the same alert is written."""
+    where, duck, root, landing = built["spark"], built["duck"], built["root"], built["s"].landing_dir
+    rows = _day_counts(where)[CHECKED_DAY]
+    # A real day fails a stricter quantity bound (Online Retail has lines of hundreds of units).
+    strict = Thresholds(max_quantity_lenient=100)
+    started = time.perf_counter()
+    on_spark = _validate_batch(where, root, "spark", strict)
+    print(f"spark: batch suite + quarantine of {rows} rows in {time.perf_counter() - started:.1f} s")
+    on_duck = _validate_batch(duck, root, "duckdb", strict)
+    assert _verdict(on_spark) == _verdict(on_duck)
+    assert ("expect_column_values_to_be_between", "raw.events", "quantity") in {
+        f[:3] for f in _verdict(on_spark)["failures"]}  # fmt: skip
+    assert _verdict(on_spark)["rows"] == rows and _verdict(on_spark)["expectations"] >= 15
+    bad = next(f for f in on_spark.result.failures if f.column == "quantity")
+    assert bad.sample_rows and all("event_id" in r for r in bad.sample_rows)  # named by their key
+    gx_config = (root / "reports-spark" / "quality" / "gx" / "great_expectations.yml").read_text()
+    assert "warehouse_spark" in gx_config and "type: spark" in gx_config  # GX's Spark data source ran it
+
+    assert on_spark.quarantine_path == root / "quarantine-spark" / CHECKED_DAY.isoformat()
+    assert (on_spark.quarantine_path / "reasons.json").is_file()
+    assert (on_spark.quarantine_path / f"events_{CHECKED_DAY.isoformat()}.csv").is_file()
+    spark_alert = on_spark.eml_path.read_text()
+    duck_alert = on_duck.eml_path.read_text()
+    subject = [ln for ln in spark_alert.splitlines() if ln.startswith("Subject:")]
+    assert subject and subject == [ln for ln in duck_alert.splitlines() if ln.startswith("Subject:")]
+    with wh.connect(where, read_only=True) as con:
+        assert CHECKED_DAY not in _day_counts(where)
+        day = CHECKED_DAY.isoformat()
+        assert con.execute(f"select count(*) from quarantine.events where batch_date = '{day}'"
+                           ).fetchone()[0] == rows  # fmt: skip
+        assert con.execute(f"select status from raw.batches where batch_date = '{day}'").fetchone()[0] == (
+            "quarantined")  # fmt: skip
+        [(suite, severity)] = con.execute(
+            f"select suite, severity from raw.batch_validations where batch_date = '{day}'").fetchall()
+        assert (suite, severity) == ("raw_events", "critical")
+    # quarantining again (a retry) finds no raw rows and keeps the quarantined ones
+    quarantine_batch(where, CHECKED_DAY, root / "quarantine-spark", [])
+    with wh.connect(where, read_only=True) as con:
+        assert con.execute(f"select count(*) from quarantine.events where batch_date = '{day}'"
+                           ).fetchone()[0] == rows  # fmt: skip
+    # the fixed file loaded again: the day is back (the quarantined copy stays as evidence)
+    assert load_batch(where, landing, CHECKED_DAY)["rows"] == rows
+    assert load_batch(duck, landing, CHECKED_DAY)["rows"] == rows
+    assert _day_counts(where)[CHECKED_DAY] == rows
+
+
+def test_the_mart_checks_run_on_spark_through_gx_with_duckdbs_verdict(built):
+    smtp = SmtpConfig("127.0.0.1", 9, "personaflow@localhost", ("data-team@localhost",))
+    verdicts = {}
+    for name in ("spark", "duck"):
+        started = time.perf_counter()
+        try:
+            summary = validate_marts(built[name], AS_OF, built["root"] / f"reports-{name}", smtp, now=NOW)
+            keys = ("success", "rows", "expectations", "failed", "warnings")
+            verdicts[name] = {k: summary[k] for k in keys}
+            verdicts[name]["notices"] = sorted(n.split(" ")[0] for n in summary["notices"])
+        except DataQualityError as exc:  # the same verdict is what counts, a pass or a fail
+            verdicts[name] = _verdict(exc)
+        print(f"{name}: mart checks in {time.perf_counter() - started:.1f} s")
+    assert verdicts["spark"] == verdicts["duck"]
+    assert verdicts["spark"]["rows"] > 10_000 and verdicts["spark"]["expectations"] >= 20
 
 
 # ---- `personaflow forget` on the Spark warehouse. Runs last in this module: it rewrites the warehouse

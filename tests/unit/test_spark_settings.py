@@ -70,16 +70,6 @@ def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert (where.master, where.conf) == ("spark://10.0.0.5:7077", ("spark.executor.cores=4",))
 
 
-def test_the_checks_say_at_once_that_they_do_not_run_on_spark_yet(tmp_path: Path) -> None:
-    from personaflow.core.alert import SmtpConfig
-    from personaflow.quality.validate import validate_marts
-
-    where = warehouse.location(Settings(home=tmp_path, warehouse_url="spark"))
-    with pytest.raises(NotImplementedError, match="Spark warehouse yet"):
-        validate_marts(where, "2011-01-31", tmp_path / "reports", SmtpConfig("127.0.0.1", 1, "a@b", ("c@d",)))
-    assert not (tmp_path / "spark").exists()  # refused before any session or folder was made
-
-
 def test_forget_leaves_the_spark_warehouse_files_to_spark(tmp_path: Path) -> None:
     """forget's file walk skips the Spark dir when Spark is the warehouse: its Parquet files (with .crc
     checksums Spark verifies on read) and the Derby metastore change only through Spark
