@@ -14,8 +14,8 @@ module's time down: ~4-6 minutes on a busy 2-core machine, mostly Spark's per-qu
 Then, on the same warehouse: the batch check of one real day through GX's Spark data source, failing a
 stricter bound and quarantined (DuckDB's verdict, expectation for expectation), the mart checks (DuckDB's
 verdict), and last `personaflow forget` of one customer, proven by reading every Parquet cell and
-searching every file's bytes under the Spark dir (these add ~1 min on an idle machine's Spark, measured
-~5 min at load 9-12).
+searching every file's bytes under the Spark dir (they added ~5 min here at load 9-12; not measured on
+an idle machine).
 """
 
 from __future__ import annotations
