@@ -112,6 +112,19 @@ def batches(con: SparkConnection) -> pd.DataFrame:
     return con.execute(f"select {', '.join(BATCH_COLUMNS)} from raw.batches").df()
 
 
+def set_status(con: SparkConnection, day: date, status: str) -> bool:
+    """raw.batches' status of `day` (e.g. 'quarantined'): the small table rewritten whole, as the loader
+    writes it. False when the day has no row."""
+    whole = batches(con)
+    hit = whole["batch_date"] == day
+    if not hit.any():
+        return False
+    whole.loc[hit, "status"] = status
+    table = pa.Table.from_pandas(whole, schema=_arrow_schema(BATCH_COLUMNS), preserve_index=False)
+    _write(con, "raw.batches", table, BATCH_COLUMNS)
+    return True
+
+
 def load_days(
     con: SparkConnection,
     local: duckdb.DuckDBPyConnection,

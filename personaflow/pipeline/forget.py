@@ -12,7 +12,8 @@ is not theirs and is left byte for byte as it was.
   from its live data (`COPY FROM DATABASE`), because DuckDB keeps freed blocks and a deleted row would
   still be in the file's bytes; PostgreSQL (PERSONAFLOW_WAREHOUSE_URL): in one transaction, then
   `VACUUM FULL` rewrites the tables touched without the dead rows (the server's WAL archive and
-  backups are the operator's to expire);
+  backups are the operator's to expire); Spark (PERSONAFLOW_WAREHOUSE_URL=spark): each table holding
+  them is rewritten without them through Spark, partition by partition (personaflow/core/spark_forget.py);
 - Feast offline snapshots (Parquet): their rows dropped; the SQLite online store: the rows keyed by
   their entity key (exactly theirs) deleted, then VACUUM; on Redis (PERSONAFLOW_REDIS_URL): their Feast
   hash and live counters deleted;
@@ -88,8 +89,15 @@ def _roots(s: Settings) -> list[Path]:
 
 
 def _files(s: Settings) -> Iterator[Path]:
+    """Every file under the home's folders, except the Spark warehouse's dir when Spark is the warehouse:
+    its Parquet files, their .crc checksums and the Derby metastore are Spark's, changed through Spark
+    (personaflow/core/spark_forget.py); a file rewritten behind its back would fail its checksum."""
+    where = wh.location(s)
+    spark_dir = where.directory if wh.is_spark(where) else None
     for root in _roots(s):
         for path in sorted(root.rglob("*")):
+            if spark_dir is not None and (path == spark_dir or spark_dir in path.parents):
+                continue
             if path.is_file() and not path.name.endswith(".forget") and not _shipped(path):
                 yield path
 
@@ -327,6 +335,10 @@ def _warehouse_columns(path: wh.Location, user_id: str, tombstone: str, erase: b
     DuckDB file; erase=False only looks (the check)."""
     if wh.is_postgres(path):
         return _warehouse_pg(str(path), user_id, tombstone, erase)
+    if wh.is_spark(path):  # its tables' files are rewritten by Spark, never as files (_files skips them)
+        from personaflow.core.spark_forget import forget_in_spark
+
+        return forget_in_spark(path, user_id, tombstone, erase)
     if not path.exists():
         return 0, []
     with duckdb.connect(str(path), read_only=not erase) as con:
@@ -399,10 +411,12 @@ def _models(models_dir: Path, user_id: str, tombstone: str) -> int:
     return changed
 
 
-def holding(user_id: str, s: Settings) -> list[str]:
+def holding(user_id: str, s: Settings, first: bool = False) -> list[str]:
     """Where the customer still is: every customer column of every store (files by their columns, the
     warehouse, Feast, models, Redis) and free text naming them as a customer. A row number, price or
-    other id that merely equals theirs is not counted. The check `forget` runs before and after."""
+    other id that merely equals theirs is not counted. The check `forget` runs before and after.
+    `first`: stop after the files when they hold the id (forget's "is it known at all?": the warehouse
+    check costs a query per table, a Spark job each on Spark)."""
     user_id = normal_user_id(user_id)
     needle, quoted = user_id.encode(), _quoted(user_id)
     found: list[str] = []
@@ -427,6 +441,8 @@ def holding(user_id: str, s: Settings) -> list[str]:
             found += [f"{path}: user_ids"] if any(names_user(u, user_id) for u in users) else []
         elif quoted.search(data):
             found.append(str(path))
+    if first and found:
+        return sorted(set(found))
     found += [f"warehouse {w}" for w in _warehouse_columns(wh.location(s), user_id, "", erase=False)[1]]
     if s.redis_url:
         from personaflow.serving.live_counters import redis_holds
@@ -442,7 +458,7 @@ def forget_user(user_id: str, s: Settings, force: bool = False) -> dict[str, Any
     user_id = normal_user_id(user_id)
     if not user_id:
         raise ValueError("forget: USER_ID is empty")
-    if not force and not holding(user_id, s):
+    if not force and not holding(user_id, s, first=True):
         raise UnknownUser(
             f"forget: no store holds user_id {user_id!r} (landing, live logs, warehouse, Feast, models); "
             "nothing was changed or recorded. Check the id, or pass --force to record it as forgotten anyway"

@@ -1,6 +1,7 @@
 """Run Great Expectations 1.x suites over frames and turn the outcome into plain, mailable results.
 
-Frames (or, on a PostgreSQL warehouse, a day of a table: personaflow/quality/sql_source.py) in, `CheckResult`
+Frames (or, on a PostgreSQL warehouse, a day of a table: personaflow/quality/sql_source.py; on Spark, a
+table or a day of it as a Spark DataFrame: personaflow/quality/spark_source.py) in, `CheckResult`
 out: the caller reads the data and decides what a failure means (quarantine, alert). The
 expectations themselves are in personaflow/quality/suites.py.
 
@@ -32,6 +33,7 @@ from great_expectations.data_context.types.resource_identifiers import (
 )
 
 from personaflow.quality.frames import vectorizable
+from personaflow.quality.spark_source import SparkBatch, spark_batch_definition, spark_frame
 from personaflow.quality.sql_source import (
     SqlBatch,
     runtime_environment,
@@ -94,7 +96,7 @@ class CheckResult:
 
 
 def check_raw_batch(
-    events: pd.DataFrame | SqlBatch,
+    events: pd.DataFrame | SqlBatch | SparkBatch,
     batch_date: date,
     expected_rows: int | None = None,
     *,
@@ -109,10 +111,10 @@ def check_raw_batch(
 
     `expected_rows` is raw.batches.row_count (a mismatch means a partial load); `trailing_rows` the
     row counts of the batches before it, newest first (for the volume check). `events` is the rows, or
-    on a PostgreSQL warehouse the day of raw.events itself (validated in the database).
+    on a PostgreSQL or Spark warehouse the day of raw.events itself (validated in the warehouse).
     """
     now = now or datetime.now(UTC).replace(tzinfo=None)
-    n_rows = events.n_rows if isinstance(events, SqlBatch) else len(events)
+    n_rows = events.n_rows if isinstance(events, SqlBatch | SparkBatch) else len(events)
     expectations = raw_expectations(
         source_format, batch_date, now, n_rows, expected_rows, trailing_rows, limits or Thresholds(),
         previous_rows=previous_rows,
@@ -134,6 +136,17 @@ def check_marts(
     return _run_suite("marts", [(t, tables[t], s) for t, s in suites.items()], docs_dir, f"as_of-{as_of}")
 
 
+def check_marts_on_spark(
+    tables: Sequence[SparkBatch], as_of: date, *, now: datetime | None = None, docs_dir: Path | None = None
+) -> CheckResult:
+    """The marts suite over Spark tables (`SparkBatch` of e.g. marts.user_features), by GX's Spark engine."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    by_name = {t.table: t for t in tables}
+    columns = {t.table: list(spark_frame(t).columns) for t in tables}  # the schema only: no Spark job
+    suites = marts_expectations(columns, as_of, now)
+    return _run_suite("marts", [(t, by_name[t], s) for t, s in suites.items()], docs_dir, f"as_of-{as_of}")
+
+
 def _context(docs_dir: Path | None, runtime: dict[str, str] | None = None):
     if docs_dir is None:
         context = gx.get_context(mode="ephemeral", runtime_environment=runtime)
@@ -147,7 +160,7 @@ def _context(docs_dir: Path | None, runtime: dict[str, str] | None = None):
 
 def _run_suite(
     suite_name: str,
-    tables: Sequence[tuple[str, pd.DataFrame | SqlBatch, Sequence[gxe.Expectation]]],
+    tables: Sequence[tuple[str, pd.DataFrame | SqlBatch | SparkBatch, Sequence[gxe.Expectation]]],
     docs_dir: Path | None,
     run_name: str,
 ) -> CheckResult:
@@ -168,6 +181,11 @@ def _run_suite(
         extra: dict[str, Any] = {}
         if isinstance(data, SqlBatch):
             batch_definition, parameters = sql_batch_definition(context, data)
+            frame, rows = None, data.n_rows
+            if data.key:
+                extra["unexpected_index_column_names"] = [data.key]
+        elif isinstance(data, SparkBatch):
+            batch_definition, parameters = spark_batch_definition(context, data)
             frame, rows = None, data.n_rows
             if data.key:
                 extra["unexpected_index_column_names"] = [data.key]
@@ -257,7 +275,7 @@ def _failure(table: str, outcome: dict[str, Any], frame: pd.DataFrame | None, se
         )
     listed = result.get("partial_unexpected_index_list") or []
     values = list(result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
-    if frame is None:  # validated in the database: GX names the rows by their key column and value
+    if frame is None:  # validated in the warehouse: GX names the rows by their key column and value
         samples = [sql_text(r) for r in listed if isinstance(r, dict)][:SAMPLE_SIZE]
         values = sql_text(values)
     else:

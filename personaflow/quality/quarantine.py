@@ -1,7 +1,8 @@
 """Move a failed batch out of raw.events into quarantine.events, and keep its landing file as evidence.
 
 Nothing is deleted from disk: the landing file stays where it is and a copy goes to
-`quarantine_dir/<batch_date>/` with `reasons.json`. Rows move in one transaction of the warehouse
+`quarantine_dir/<batch_date>/` with `reasons.json`. On Spark the day's partition moves the same way,
+as whole-partition overwrites (`_quarantine_spark`). Rows move in one transaction of the warehouse
 (DuckDB or PostgreSQL, the same SQL), so a crash leaves the batch either fully in raw or fully in
 quarantine. Running it twice is harmless: the second
 run finds no raw rows and leaves the quarantined ones as they are.
@@ -44,6 +45,11 @@ def quarantine_batch(
         target = quarantine_dir / batch_date.isoformat()
         copied = _keep_landing_file(source_file, target)
         _write_reasons(target, batch_date, source_file, copied, reasons, now)
+        if con.engine == "spark":
+            n_raw = _quarantine_spark(con, batch_date, now, reason_text)
+            log.warning("batch %s quarantined: %d rows moved to quarantine.events (%s)",
+                        batch_date, n_raw, reason_text)  # fmt: skip
+            return target
 
         con.begin()
         try:
@@ -86,6 +92,38 @@ def quarantine_batch(
     return target
 
 
+def _quarantine_spark(con: Any, batch_date: date, now: datetime, reason: str) -> int:
+    """Spark (no transactions, no DELETE on Parquet tables): the day's raw.events partition is copied
+    into quarantine.events' partition of that day (an `insert overwrite`: a batch quarantined again
+    replaces its earlier copy), then the raw partition is dropped and raw.batches marked. Each step
+    is a whole-partition overwrite, so re-running after a crash gives the same tables; the rows are
+    never in neither table. Memory: Spark moves the rows; the driver holds raw.batches (a row a day).
+    (The DuckDB/PostgreSQL put-back of a replaced load does not apply: the Spark loader keeps no
+    raw.replaced_events.)"""
+    from personaflow.ingest.spark_load import set_status
+
+    columns = [r[0] for r in con.execute("describe raw.events").fetchall()]
+    columns = [c for c in columns[: columns.index("batch_date") + 1] if c != "batch_date"]
+    names = ", ".join(f"`{c}`" for c in columns)
+    con.execute("create schema if not exists quarantine")
+    con.execute(
+        "create table if not exists quarantine.events using parquet partitioned by (batch_date) as "
+        f"select {names}, cast(null as timestamp) as quarantined_at, cast(null as string) as reason, "
+        "batch_date from raw.events limit 0"
+    )
+    [(n_raw,)] = con.execute("select count(*) from raw.events where batch_date = ?", [batch_date]).fetchall()
+    if n_raw:
+        con.execute(
+            f"insert overwrite table quarantine.events partition (batch_date) select {names}, "
+            "cast(? as timestamp), cast(? as string), batch_date from raw.events where batch_date = ?",
+            [now, reason, batch_date],
+        )
+        day = batch_date.isoformat()
+        con.execute(f"alter table raw.events drop if exists partition (batch_date = '{day}')")
+    set_status(con, batch_date, "quarantined")
+    return int(n_raw)
+
+
 def _holds_replaced(con: wh.DuckConnection | wh.PgConnection) -> bool:
     """Whether raw.batches can hold a replaced load (a warehouse the loader never migrated cannot)."""
     columns = {
@@ -102,7 +140,7 @@ def accept_batch(warehouse: Location, batch_date: date) -> bool:
     """A validation passed (warnings included): the day's load is now its reference. Forget the load it
     replaced, so a later re-delivery is compared with this one. True if a held load was released."""
     with wh.connect(warehouse) as con:
-        if not _holds_replaced(con):
+        if con.engine == "spark" or not _holds_replaced(con):  # the Spark loader holds no replaced load
             return False
         held = con.execute(
             "select previous_sha256 from raw.batches where batch_date = ? and previous_sha256 is not null",

@@ -46,6 +46,9 @@ def record_validations(
     if frame.empty:
         return 0
     con = wh.connect(warehouse)
+    if con.engine == "spark":
+        _replace_spark(con, frame)
+        return len(frame)
     try:
         con.execute(DDL)
         con.register("outcomes", frame)
@@ -74,3 +77,36 @@ def _replace(con: wh.DuckConnection | wh.PgConnection) -> None:
         "cast(n_expectations as integer), cast(failed as varchar), cast(warnings as varchar), "
         "cast(data_docs as varchar), validated_at from outcomes"
     )
+
+
+SPARK_COLUMNS = {
+    "batch_date": "date", "suite": "string", "severity": "string", "n_rows": "bigint",
+    "n_expectations": "int", "failed": "string", "warnings": "string", "data_docs": "string",
+    "validated_at": "timestamp",
+}  # fmt: skip
+
+
+def _replace_spark(con, frame: pd.DataFrame) -> None:
+    """Spark has no DELETE on Parquet tables: the table (one row per day and suite, small) is read to
+    the driver, the outcomes' rows replace their (day, suite), and it is written back whole."""
+    import pyarrow as pa
+
+    con.execute("create schema if not exists raw")
+    ddl = ", ".join(f"{c} {k}" for c, k in SPARK_COLUMNS.items())
+    con.execute(f"create table if not exists raw.batch_validations ({ddl}) using parquet")
+    names = list(SPARK_COLUMNS)
+    old = con.execute(f"select {', '.join(names)} from raw.batch_validations").df()
+    frame = frame.assign(batch_date=pd.to_datetime(frame["batch_date"]).dt.date)
+    if len(old):
+        replaced = old.set_index(["batch_date", "suite"]).index.isin(
+            frame.set_index(["batch_date", "suite"]).index
+        )
+        frame = pd.concat([old[~replaced], frame[names]], ignore_index=True)
+    kinds = {"date": pa.date32(), "string": pa.string(), "bigint": pa.int64(), "int": pa.int32(),
+             "timestamp": pa.timestamp("us")}  # fmt: skip
+    schema = pa.schema([(c, kinds[k]) for c, k in SPARK_COLUMNS.items()])
+    con.register("outcomes", pa.Table.from_pandas(frame[names], schema=schema, preserve_index=False))
+    try:
+        con.execute(f"insert overwrite table raw.batch_validations select {', '.join(names)} from outcomes")
+    finally:
+        con.unregister("outcomes")

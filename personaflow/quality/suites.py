@@ -33,10 +33,14 @@ DUPLICATE_KEY = [
     "order_id", "session_id", "item_id", "event_ts", "quantity", "price", "user_id", "event_type",
     "description", "country",
 ]  # fmt: skip
-# pandas dtypes (a frame read from the warehouse), then the SQL types GX names on PostgreSQL
-INT_TYPES = ["int64", "int32", "Int64", "Int32", "INTEGER", "BIGINT"]
-FLOAT_TYPES = ["float64", "Float64", "DOUBLE PRECISION", "DOUBLE_PRECISION"]
-TIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64", "TIMESTAMP WITHOUT TIME ZONE", "TIMESTAMP"]
+# pandas dtypes (a frame read from the warehouse), the SQL types GX names on PostgreSQL, then Spark's
+# type classes (GX's Spark engine names a column's type by its pyspark class)
+INT_TYPES = ["int64", "int32", "Int64", "Int32", "INTEGER", "BIGINT", "IntegerType", "LongType"]
+FLOAT_TYPES = ["float64", "Float64", "DOUBLE PRECISION", "DOUBLE_PRECISION", "DoubleType"]
+TIME_TYPES = [
+    "datetime64[ns]", "datetime64[us]", "datetime64", "TIMESTAMP WITHOUT TIME ZONE", "TIMESTAMP",
+    "TimestampType", "TimestampNTZType",
+]  # fmt: skip
 LENIENT_FORMATS = ("online-retail",)
 # A shop's own exports (`personaflow ingest PATH --format ...`): a day without rows is a day the shop sold
 # nothing (a Sunday, a holiday), not a broken feed. A re-delivery that empties a day that had rows stays

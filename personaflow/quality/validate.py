@@ -10,6 +10,9 @@ Every run writes `reports_dir/quality/<suite>_<day>.json` and adds its page to t
 
 On a PostgreSQL warehouse the batch suite runs in the database (GX's PostgreSQL data source:
 personaflow/quality/sql_source.py), on DuckDB over the day's rows in pandas; everything else is the same SQL.
+On Spark (PERSONAFLOW_WAREHOUSE_URL=spark) both suites run on Spark DataFrames through GX's Spark data
+source (personaflow/quality/spark_source.py), and quarantine moves the day's partition
+(personaflow/quality/quarantine.py).
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from personaflow.core import warehouse as wh
 from personaflow.core.alert import SmtpConfig, send_alert
 from personaflow.core.warehouse import Location
 from personaflow.quality.alert import build_alert
-from personaflow.quality.checks import CheckResult, check_raw_batch
+from personaflow.quality.checks import CheckResult, check_marts_on_spark, check_raw_batch
 from personaflow.quality.frames import read_frame
 from personaflow.quality.quarantine import accept_batch, quarantine_batch
 from personaflow.quality.records import record_validations
+from personaflow.quality.spark_source import SparkBatch
 from personaflow.quality.sql_checks import check_marts_in_warehouse
 from personaflow.quality.sql_source import SqlBatch
 from personaflow.quality.suites import Thresholds
@@ -106,8 +110,12 @@ def validate_batch(
             [batch_date, limits.trailing_batches],
         ).fetchall()
         if con.engine == "postgres":  # validated where it lies (personaflow/quality/sql_source.py)
-            events: pd.DataFrame | SqlBatch = SqlBatch(
+            events: pd.DataFrame | SqlBatch | SparkBatch = SqlBatch(
                 str(warehouse), "raw.events", "batch_date", batch_date, int(n_rows), key="event_id"
+            )
+        elif con.engine == "spark":  # the day's partition as a Spark DataFrame (spark_source.py)
+            events = SparkBatch(
+                warehouse, "raw.events", int(n_rows), "batch_date", batch_date, key="event_id"
             )
         else:
             events = read_frame(con, "select * from raw.events where batch_date = ?", [batch_date])
@@ -196,21 +204,21 @@ def validate_marts(
     as_of = _as_date(as_of)
     started = time.perf_counter()
     with _read_only(warehouse) as con:
-        present = {
-            r[0]
-            for r in con.execute(
-                "select table_name from information_schema.tables where table_schema = 'marts'"
-            ).fetchall()
-        }
+        present = _mart_tables(con)
         missing = [t for t in REQUIRED_MARTS if t not in present]
         if missing:
             raise LookupError(
                 f"marts {', '.join(missing)} missing in {wh.describe(warehouse)}: run the transform first"
             )
         marts = [t for t in MART_TABLES if t in present]
-        # In the warehouse, as SQL aggregates: only counts and a few sample rows come back
-        # (personaflow/quality/sql_checks.py; memory does not grow with the marts).
-        result = check_marts_in_warehouse(con, marts, as_of, now=now)
+        if con.engine == "spark":  # GX's Spark engine on the marts' DataFrames (spark_source.py)
+            counts = {t: con.execute(f"select count(*) from marts.{t}").fetchone()[0] for t in marts}
+            batches = [SparkBatch(warehouse, f"marts.{t}", int(n)) for t, n in counts.items()]
+            result = check_marts_on_spark(batches, as_of, now=now)
+        else:
+            # In the warehouse, as SQL aggregates: only counts and a few sample rows come back
+            # (personaflow/quality/sql_checks.py; memory does not grow with the marts).
+            result = check_marts_in_warehouse(con, marts, as_of, now=now)
     report = _write_report(reports_dir, f"marts_{as_of}", result)
     summary = _summary("marts", as_of, result, started, report)
     note = "The marts were built but failed their checks: features and training must not use them."
@@ -256,18 +264,23 @@ def _reload_hint(day: date) -> str:
 @contextmanager
 def _read_only(warehouse: Location) -> Iterator[wh.DuckConnection | wh.PgConnection]:
     # Short-lived and read-only so the validation never holds DuckDB's single-writer lock.
-    if wh.is_spark(warehouse):
-        # Said at once instead of failing halfway through GX (its Spark data source is not wired yet).
-        raise NotImplementedError(
-            "the batch and mart checks do not run on the Spark warehouse yet (docs/guides/spark.md)"
-        )
-    if not wh.is_postgres(warehouse) and not Path(warehouse).is_file():
+    if not wh.is_spark(warehouse) and not wh.is_postgres(warehouse) and not Path(warehouse).is_file():
         raise FileNotFoundError(f"warehouse {warehouse} does not exist")
     con = wh.connect(warehouse, read_only=True)
     try:
         yield con
     finally:
         con.close()
+
+
+def _mart_tables(con: wh.DuckConnection | wh.PgConnection) -> set[str]:
+    if con.engine == "spark":  # Spark 3.5 has no information_schema: its catalog lists them
+        try:
+            return {r[1] for r in con.execute("show tables in marts").fetchall() if not r[2]}
+        except wh.MISSING_TABLE:  # no marts schema yet
+            return set()
+    rows = con.execute("select table_name from information_schema.tables where table_schema = 'marts'")
+    return {r[0] for r in rows.fetchall()}
 
 
 def _as_date(value: date | str) -> date:

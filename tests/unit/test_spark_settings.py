@@ -70,11 +70,18 @@ def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert (where.master, where.conf) == ("spark://10.0.0.5:7077", ("spark.executor.cores=4",))
 
 
-def test_the_checks_say_at_once_that_they_do_not_run_on_spark_yet(tmp_path: Path) -> None:
-    from personaflow.core.alert import SmtpConfig
-    from personaflow.quality.validate import validate_marts
+def test_forget_leaves_the_spark_warehouse_files_to_spark(tmp_path: Path) -> None:
+    """forget's file walk skips the Spark dir when Spark is the warehouse: its Parquet files (with .crc
+    checksums Spark verifies on read) and the Derby metastore change only through Spark
+    (personaflow/core/spark_forget.py); other files under the home are still walked."""
+    from personaflow.pipeline.forget import _files
 
-    where = warehouse.location(Settings(home=tmp_path, warehouse_url="spark"))
-    with pytest.raises(NotImplementedError, match="Spark warehouse yet"):
-        validate_marts(where, "2011-01-31", tmp_path / "reports", SmtpConfig("127.0.0.1", 1, "a@b", ("c@d",)))
-    assert not (tmp_path / "spark").exists()  # refused before any session or folder was made
+    s = Settings(home=tmp_path, warehouse_url="spark")
+    part = s.spark_dir / "warehouse" / "raw.db" / "events" / "batch_date=2011-01-05" / "part-0.parquet"
+    landing = s.landing_dir / "events" / "events_2011-01-05.csv"
+    for path in (part, part.with_name(".part-0.parquet.crc"), landing):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"user_id\n14911\n")
+    assert set(_files(s)) == {landing}
+    on_duckdb = Settings(home=tmp_path)  # a Spark dir that is not the warehouse is files like any other
+    assert part in set(_files(on_duckdb))
