@@ -190,28 +190,44 @@ class AirflowClient:
                    json={"note": note[:1000]})  # fmt: skip
 
 
+NOTE_TIMEOUT_S = 30.0
+
+
 def write_notes(
     dag_id: str, run_id: str, task_id: str, task_note: str, run_note: str | None = None, append: bool = False
 ) -> bool:
     """From inside a task: note on its task instance (and the run; `append` adds a line under the run's
     note instead of replacing it). A note is a convenience for the UI, so an api-server that is not
-    there (`dag.test()`, no password yet) only logs a warning."""
+    there (`dag.test()`, no password yet) only logs a warning.
+
+    An api-server busy with a night's tasks on a small machine can take more than a few seconds to
+    answer (CI saw a 5 s timeout lose a note), so each call waits up to NOTE_TIMEOUT_S and a timed-out
+    write is tried once more: both writes set a value, so a second try changes nothing if the first
+    one landed, and an appended line already there is not appended again."""
     import logging
 
     log = logging.getLogger(__name__)
-    try:
-        client = AirflowClient.from_settings(timeout=5)
+    for attempt in (1, 2):
         try:
-            client.set_task_note(dag_id, run_id, task_id, task_note)
-            if run_note and append:
-                earlier = client.run(dag_id, run_id).get("note") or ""
-                run_note = f"{earlier}\n\n{run_note}" if earlier else run_note
-            if run_note:
-                client.set_run_note(dag_id, run_id, run_note)
-        finally:
-            client.close()
-    except (httpx.HTTPError, RuntimeError, KeyError, OSError) as exc:
-        log.warning("no UI note for %s/%s (%s): %s", run_id, task_id, type(exc).__name__, exc)
-        return False
+            client = AirflowClient.from_settings(timeout=NOTE_TIMEOUT_S)
+            try:
+                client.set_task_note(dag_id, run_id, task_id, task_note)
+                note = run_note
+                if run_note and append:
+                    earlier = client.run(dag_id, run_id).get("note") or ""
+                    done = earlier == run_note or earlier.endswith(f"\n\n{run_note}")
+                    note = None if done else (f"{earlier}\n\n{run_note}" if earlier else run_note)
+                if note:
+                    client.set_run_note(dag_id, run_id, note)
+            finally:
+                client.close()
+            break
+        except httpx.TimeoutException as exc:
+            if attempt == 2:
+                log.warning("no UI note for %s/%s (%s): %s", run_id, task_id, type(exc).__name__, exc)
+                return False
+        except (httpx.HTTPError, RuntimeError, KeyError, OSError) as exc:
+            log.warning("no UI note for %s/%s (%s): %s", run_id, task_id, type(exc).__name__, exc)
+            return False
     log.info("note on %s/%s: %s", run_id, task_id, task_note)
     return True
