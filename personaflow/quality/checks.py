@@ -179,13 +179,9 @@ def _run_suite(
         name = name if name not in names else f"{name}-{len(names)}"  # a table in two parts (SQL)
         names.add(name)
         extra: dict[str, Any] = {}
-        if isinstance(data, SqlBatch):
-            batch_definition, parameters = sql_batch_definition(context, data)
-            frame, rows = None, data.n_rows
-            if data.key:
-                extra["unexpected_index_column_names"] = [data.key]
-        elif isinstance(data, SparkBatch):
-            batch_definition, parameters = spark_batch_definition(context, data)
+        if isinstance(data, SqlBatch | SparkBatch):  # validated in the warehouse, rows named by a key
+            define = sql_batch_definition if isinstance(data, SqlBatch) else spark_batch_definition
+            batch_definition, parameters = define(context, data)
             frame, rows = None, data.n_rows
             if data.key:
                 extra["unexpected_index_column_names"] = [data.key]
