@@ -143,7 +143,9 @@ def train_candidate(
     built.extra.update(repeat_rate=rate)
     popular = popularity_ranking(split)
     candidate_fn = LoadedModel.of(built.exported, split.maps, popular).scores
-    bases = baseline_models(split, holdout_days, exclude)
+    refused = frozenset(choice.refused if choice is not None else ())
+    fitted = choice.fits if choice is not None else None
+    bases = baseline_models(split, holdout_days, exclude, fitted, refused)
     base_fns = {name: LoadedModel.of(b.exported, split.maps, popular).scores for name, b in bases.items()}
     base_metrics = {
         f"{BASELINE_PREFIX[name]}_{m}": value
@@ -152,6 +154,8 @@ def train_candidate(
         if m in METRICS
     }
     ev = {**base_metrics, **evidence(candidate_fn, split, recipe, base_fns, pointer_path, features)}
+    if refused & set(BASELINES):
+        ev["gate_baselines_refused"] = ",".join(sorted(refused & set(BASELINES)))
     result = _save(recipe, built, split, candidate_fn, ev, built.fit_seconds, started)
     metrics = result["metrics"]
     best = metrics.get("gate_best_baseline")
@@ -183,7 +187,8 @@ def train_candidate(
                 f"learned {recipe.model}": _row(result["learned_metrics"]),
             }
         for name in BASELINES:
-            table[name] = _row(metrics, f"{BASELINE_PREFIX[name]}_")
+            if row := _row(metrics, f"{BASELINE_PREFIX[name]}_"):  # none for a baseline refused tonight
+                table[name] = row
         if "production_ndcg_at_10" in metrics:
             table["production"] = {
                 "ndcg@10": metrics["production_ndcg_at_10"], "recall@10": metrics["production_recall_at_10"]
@@ -193,8 +198,8 @@ def train_candidate(
         "candidate %s (%s) ndcg@10=%.4f (popularity %.4f, repeat-buy %.4f, tifu %.4f) recall@10=%.4f, "
         "%d users",
         result["tag"], result["params"]["kind"], metrics["ndcg_at_10"], metrics["baseline_ndcg_at_10"],
-        metrics["repeat_buy_ndcg_at_10"], metrics["tifu_ndcg_at_10"], metrics["recall_at_10"],
-        metrics["n_test_users"],
+        metrics["repeat_buy_ndcg_at_10"], metrics.get("tifu_ndcg_at_10", float("nan")),
+        metrics["recall_at_10"], metrics["n_test_users"],
     )  # fmt: skip
     return result
 

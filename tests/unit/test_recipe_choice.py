@@ -90,6 +90,23 @@ def test_a_budget_refuses_an_option_and_the_rest_still_compete():
     assert rows["sasrec"]["status"] == rows["item_knn"]["status"] == "refused"
     assert rows["sasrec"]["estimate_cpu_s"] > 1e-9 and "budget" in rows["sasrec"]["note"]
     assert choice.recipe.model == "popularity"  # refused up front, never fitted short
+    assert set(choice.refused) == {"item_knn", "sasrec"}
+
+
+def test_a_baseline_refused_over_the_budget_is_not_fitted_for_the_gate_but_the_floor_always_is():
+    from personaflow.training.registry.fair import baseline_models
+
+    split, base = _shop(rebuy=True)
+    choice = choose(split, base, options=("popularity", "repeat_buy", "tifu"), rerank=False, budget_s=1e-9)
+    assert choice.refused == ("tifu",)  # repeat-buy and popularity are the floor: never refused
+    bases = baseline_models(split, base.val_days, base.exclude_bought, choice.fits, frozenset(choice.refused))
+    assert set(bases) == {"popularity", "repeat_buy"}
+    assert bases["repeat_buy"].exported is choice.fits["repeat_buy"].exported  # taken, not re-fitted
+    bases["repeat_buy"].extra["x"] = 1
+    assert "x" not in choice.fits["repeat_buy"].extra
+    assert set(baseline_models(split, base.val_days, refused=frozenset({"popularity"}))) == {
+        "popularity", "repeat_buy", "tifu"
+    }  # fmt: skip
 
 
 def test_item_knn_neighbours_by_sparse_products_match_dense_cosine():
@@ -111,7 +128,12 @@ def test_item_knn_neighbours_by_sparse_products_match_dense_cosine():
     np.testing.assert_array_equal(top, [[0.0, 3.0, 0.0, 2.0], [5.0, 0.0, 0.0, 4.0]])
 
 
-def test_the_nightly_path_chooses_and_reports_the_choice_then_the_gate_judges(store, tmp_path):
+def test_the_nightly_path_chooses_and_reports_the_choice_then_the_gate_judges(store, tmp_path, monkeypatch):
+    from personaflow.training import recipe as recipe_mod
+
+    tuned = []  # TIFU-KNN's tuning, the costliest baseline: the gate takes the choice's fit (issue 21)
+    real_tune = recipe_mod.tune_tifu
+    monkeypatch.setattr(recipe_mod, "tune_tifu", lambda *a, **k: tuned.append(1) or real_tune(*a, **k))
     warehouse = tmp_path / "wh.duckdb"
     con = duckdb.connect(str(warehouse))
     con.register("synthetic", make_interactions(seed=8))
@@ -127,6 +149,7 @@ def test_the_nightly_path_chooses_and_reports_the_choice_then_the_gate_judges(st
     chosen = choice["chosen"]
     assert result.get("learned_params", result["params"])["model"] == chosen
     assert "gate_best_baseline" in result["metrics"]  # the gate's evidence, as for any candidate
+    assert "tifu_ndcg_at_10" in result["metrics"] and len(tuned) == 1  # fitted once, for both
     report = json.loads((tmp_path / "r" / f"training_{result['tag'].replace(':', '_')}.json").read_text())
     assert report["choice"]["options"]["item_knn"]["fit_cpu_s"] >= 0.0
     assert (tmp_path / "r" / f"training_{result['tag'].replace(':', '_')}.png").stat().st_size > 0

@@ -83,6 +83,44 @@ def test_chunked_pools_score_and_export_as_one_dense_pass(split, fitted, shop, m
     assert (streamed.rerank != dense.rerank).nnz == 0
 
 
+def test_a_pass_over_every_user_encodes_the_feature_tables_once_not_once_a_chunk(
+    split, fitted, shop, monkeypatch
+):
+    """Each chunk used to encode every user's and item's features again: quadratic in users (issue 21)."""
+    from personaflow.training.rerank import reranker
+
+    source = purchases_source(shop.items.set_index("item_id"))
+    model = DeepFMConfig(epochs=2, patience=1, lr=5e-3, batch_users=8, device="cpu")
+    scores_fn, _ = fit_reranker(
+        split, fitted, source, RerankConfig(Quotas(30, 15, 15, 15), model, ensemble=1, trees=None)
+    )
+    users = np.arange(split.maps.n_users)
+    whole = scores_fn(users)
+    calls = []
+    real_encode, real_codes = reranker.encode, reranker._codes
+    monkeypatch.setattr(reranker, "encode", lambda *a: calls.append("encode") or real_encode(*a))
+    monkeypatch.setattr(reranker, "_codes", lambda *a: calls.append("codes") or real_codes(*a))
+    monkeypatch.setattr(cand_mod, "CHUNK_CELLS", 5 * split.maps.n_items)
+    scores_fn.fields._cache.clear()
+    chunked = scores_fn(users)
+    assert split.maps.n_users // 5 > 30  # many chunks ...
+    # ... one encoding, and one set of codes for the users and one for the items
+    assert calls.count("encode") == 1 and calls.count("codes") == 2
+    np.testing.assert_array_equal(chunked, whole)
+
+
+def test_pools_from_a_sparse_retrieval_are_chunked_by_the_pool_not_the_catalogue(split):
+    from personaflow.training.evaluation.baselines import SparseScores, history_parts
+
+    quotas = Quotas(30, 15, 15, 15)
+    sparse = CandidateBuilder(split, SparseScores(*history_parts(split)), quotas)
+    assert sparse.sparse
+    dense = CandidateBuilder(split, lambda u: np.zeros((len(u), split.maps.n_items)), quotas)
+    cells = cand_mod.CHUNK_CELLS
+    assert sparse.chunk_size(1 << 30) == cells // 30
+    assert dense.chunk_size(1 << 30) == cells // split.maps.n_items
+
+
 def test_candidate_recall_over_a_stream_of_chunks_equals_the_whole(split, fitted):
     builder = CandidateBuilder(split, fitted.scores_fn, Quotas(20, 10, 10, 10))
     users = np.array([split.maps.user_index[u] for u in sorted(split.test_truth)])

@@ -10,6 +10,7 @@ split's cut and that fit is scored instead: the old artefact would be graded on 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from personaflow.training.evaluation.baselines import popularity_ranking
 from personaflow.training.evaluation.metrics import ScoresFn
 from personaflow.training.evaluation.rebuy import bought_matrix, excluding
 from personaflow.training.gate import gate_evidence
-from personaflow.training.recipe import BASELINES, Recipe, build
+from personaflow.training.recipe import BASELINES, Built, Recipe, build
 from personaflow.training.registry.loading import LoadedModel, load_model, transferred_scores_fn
 from personaflow.training.registry.pointer import read_pointer
 from personaflow.training.registry.store import model_info
@@ -53,11 +54,30 @@ def scored_fairly(
     )
 
 
-def baseline_models(split: Split, val_days: int, exclude_bought: bool = False) -> dict[str, Any]:
-    """name -> training.recipe.Built for every servable baseline on this split."""
+def baseline_models(
+    split: Split,
+    val_days: int,
+    exclude_bought: bool = False,
+    fitted: dict[str, Built] | None = None,
+    refused: frozenset[str] = frozenset(),
+) -> dict[str, Built]:
+    """name -> training.recipe.Built for every servable baseline on this split.
+
+    `fitted`: baselines already fitted on this very split with these settings (the recipe choice fits
+    them all, training/choice.py), taken as they are instead of fitted twice: TIFU-KNN's tuning is the
+    costliest baseline (147 CPU-s at 100k customers). Each is a shallow copy, so what is added to one's
+    `extra` does not reach the other. `refused`: baselines the choice refused over its CPU budget
+    (TIFU-KNN at 1M customers): a model the night cannot afford to fit is not one it could serve, so
+    it is left out of the gate's comparison rather than fitted anyway; the result names them."""
+    fitted = fitted or {}
     return {
-        name: build(Recipe(model=name, val_days=val_days, exclude_bought=exclude_bought), split)
+        name: (
+            replace(fitted[name], extra=dict(fitted[name].extra))
+            if name in fitted
+            else build(Recipe(model=name, val_days=val_days, exclude_bought=exclude_bought), split)
+        )
         for name in BASELINES
+        if name not in refused or name == "popularity"  # the floor is never refused
     }
 
 

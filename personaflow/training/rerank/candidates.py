@@ -143,8 +143,12 @@ class CandidateBuilder:
         return (sp.diags(1.0 / np.maximum(total, 1.0)) @ per_user).tocsr()
 
     def chunk_size(self, batch: int) -> int:
-        """Users per chunk: at most `batch`, and at most CHUNK_CELLS (user, item) cells."""
-        return max(1, min(batch, CHUNK_CELLS // max(self.split.maps.n_items, 1)))
+        """Users per chunk: at most `batch`, and at most CHUNK_CELLS cells of its widest array: the
+        whole catalogue per user for a dense retrieval (_pick_dense), the pool for a sparse one
+        (_pick_sparse reads only each user's rows). Bounding a sparse pool by the catalogue made a
+        100k-item shop score 20 users a chunk, each chunk paying the models' fixed cost (issue 21)."""
+        width = self.quotas.size if self.sparse else self.split.maps.n_items
+        return max(1, min(batch, CHUNK_CELLS // max(width, 1)))
 
     def chunks(self, users: np.ndarray, batch: int = 512) -> Iterator[Candidates]:
         """`build` over `users`, one bounded chunk at a time (chunk_size): a pass over every user never

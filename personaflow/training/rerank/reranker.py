@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,12 +77,31 @@ class _Fields:
         self.n_buckets = n_buckets
         self.user_vocab = {c: _vocab(tables.users[c]) for c in tables.user_categorical}
         self.item_vocab = {c: _vocab(tables.items[c]) for c in tables.item_categorical}
+        self._cache: list[tuple[FeatureTables, IdMaps, dict[str, Any]]] = []
+
+    def _of(self, tables: FeatureTables, maps: IdMaps, what: str) -> Any:
+        """encode() and the user and item codes of these tables in these maps' order, computed once per
+        (tables, maps): a pass over every user asks for them once per candidate chunk, and computing
+        them per chunk (every user's row each time) made that pass quadratic in users (issue 21). Two
+        entries (a training window's and the split's); memory linear in users + items."""
+        values = next((v for t, m, v in self._cache if t is tables and m is maps), None)
+        if values is None:
+            values = {}
+            self._cache = [*self._cache[-1:], (tables, maps, values)]
+        if what not in values:
+            if what == "encoded":
+                values[what] = encode(tables, maps)
+            elif what == "users":
+                values[what] = _codes(tables.users, self.user_vocab, maps.user_ids)
+            else:
+                values[what] = _codes(tables.items, self.item_vocab, maps.item_ids)
+        return values[what]
 
     def item_codes(self, tables: FeatureTables, maps: IdMaps) -> np.ndarray:
-        return _codes(tables.items, self.item_vocab, maps.item_ids)
+        return self._of(tables, maps, "items")
 
     def numeric(self, cands: Candidates, tables: FeatureTables, maps: IdMaps, names: tuple[str, ...]):
-        enc = encode(tables, maps)
+        enc = self._of(tables, maps, "encoded")
         cross = np.stack([cands.features[n] for n in names], axis=-1).astype(np.float64)
         cross = np.sign(cross) * np.log1p(np.abs(cross))  # counts, days and ranks are heavy-tailed
         n = cands.items.shape[1]
@@ -105,7 +125,7 @@ class _Fields:
 
     def arrays(self, cands: Candidates, numeric: np.ndarray, tables: FeatureTables, maps: IdMaps):
         n = cands.items.shape[1]
-        user_cat = _codes(tables.users, self.user_vocab, maps.user_ids)[cands.users]
+        user_cat = self._of(tables, maps, "users")[cands.users]
         buckets = [
             np.where(np.isnan(numeric[..., j]), 0, np.searchsorted(e, numeric[..., j], side="right") + 1)
             for j, e in enumerate(self.edges)
