@@ -48,7 +48,17 @@ from personaflow.training.evaluation.bootstrap import paired_bootstrap
 from personaflow.training.evaluation.metrics import ScoresFn, per_user_metrics
 from personaflow.training.evaluation.rebuy import bought_matrix, excluding
 from personaflow.training.evaluation.tifu import GRID as TIFU_GRID
-from personaflow.training.models.fit import FitResult, OverBudget, validation_view
+from personaflow.training.models.config import FitConfig
+from personaflow.training.models.fit import (
+    MODELS,
+    REFIT,
+    FitResult,
+    OverBudget,
+    fit_clock,
+    fit_model,
+    most_epochs,
+    validation_view,
+)
 from personaflow.training.recipe import FIT_BUDGET_S, SPARSE, Built, Recipe, baseline_parts, build
 
 log = logging.getLogger(__name__)
@@ -59,6 +69,9 @@ TIE_EPS = 0.002  # NDCG@10 below which a gain is a tie whatever its interval
 FLOOR = ("popularity", "repeat_buy")  # one counting pass over the rows, no tuning: never refused, so a
 # night always has something to serve
 PROBE_SHARE = 8  # sparse options: fitted on 1/8 of the users first to estimate the whole fit
+# learned options on a shop this big: one epoch on 1/8 of the users first (below it the first epoch
+# itself is seconds and fit.py's first-epoch rule refuses as cheaply)
+PROBE_LEARNED_MIN_USERS = 50_000
 N_BOOT = 1000
 # most epochs per learned option (early stopping usually ends sooner): fixed, the same for every shop.
 # SASRec's best epoch on Online Retail was 2-4 (issue 21); 10 leaves room and keeps its worst case
@@ -113,15 +126,34 @@ def _cpu() -> float:
 def _probe_sparse(name: str, split: Split, seed: int) -> float:
     """CPU seconds a sparse option is expected to take: one fit on 1/PROBE_SHARE of the users (default
     parameters), scaled to all users and to the fits its tuning grid needs (linear in users)."""
+    sub = _probe_split(split, seed)
+    started = _cpu()
+    baseline_parts(name, sub)
+    return (_cpu() - started) * PROBE_SHARE * FITS.get(name, 2)
+
+
+def _probe_split(split: Split, seed: int) -> Split:
+    """A seeded 1/PROBE_SHARE of the users' training rows, the whole catalogue kept."""
     users = split.train["user_id"].unique()
     rng = np.random.default_rng(seed)
     keep = rng.choice(users, size=max(1, len(users) // PROBE_SHARE), replace=False)
     # the sampled users get their own id map: a fit's cost must not include the users left out
     maps = IdMaps(sorted(str(u) for u in keep), split.maps.item_ids)
-    sub = replace(split, train=split.train[split.train["user_id"].isin(set(keep))], maps=maps)
-    started = _cpu()
-    baseline_parts(name, sub)
-    return (_cpu() - started) * PROBE_SHARE * FITS.get(name, 2)
+    return replace(split, train=split.train[split.train["user_id"].isin(set(keep))], maps=maps)
+
+
+def _probe_learned(name: str, base: Recipe, split: Split, features, epochs: int) -> float:
+    """Per torch thread CPU seconds a learned fit is expected to take, as fit.py's first-epoch rule
+    counts them (one epoch x its most epochs), from one epoch on a seeded 1/PROBE_SHARE of the users:
+    on a big shop the first epoch itself is minutes (SASRec at 1M customers), spent only to be refused."""
+    cfg = FitConfig(
+        epochs=1, dim=base.dim, seed=base.seed, val_days=base.val_days, lr=3e-3,
+        exclude_bought=base.exclude_bought,
+    )  # fmt: skip
+    started = fit_clock()
+    fit_model(name, _probe_split(split, base.seed), cfg, features=features)
+    per_epoch = (fit_clock() - started) / (2 if name in REFIT else 1)  # the probe refits once too
+    return per_epoch * PROBE_SHARE * most_epochs(name, replace(cfg, epochs=epochs))
 
 
 def _tie(best: Option, other: Option, seed: int) -> tuple[bool, dict[str, float]]:
@@ -155,9 +187,21 @@ def _fit_option(
             option.status = "refused"
             option.note = f"estimated {option.estimate_cpu_s:.3g} CPU-s > budget {budget_s:.3g}"
             return option, None
+    epochs = min(base.epochs, MAX_EPOCHS.get(name, base.epochs))
+    if name in MODELS and split.maps.n_users >= PROBE_LEARNED_MIN_USERS:
+        try:
+            option.estimate_cpu_s = _probe_learned(name, base, split, features, epochs)
+        except ValueError:  # too few rows in the probe for a validation view: the first epoch decides
+            option.estimate_cpu_s = None
+        if option.estimate_cpu_s is not None and option.estimate_cpu_s > budget_s:
+            option.status = "refused"
+            option.note = (
+                f"estimated {option.estimate_cpu_s:.3g} CPU-s (one epoch on 1/{PROBE_SHARE} of the users"
+                f" x {PROBE_SHARE} x its most epochs) > budget {budget_s:.3g}"
+            )
+            return option, None
     cpu, wall = _cpu(), time.perf_counter()
     try:
-        epochs = min(base.epochs, MAX_EPOCHS.get(name, base.epochs))
         recipe = replace(base, model=name, hybrid=False, rerank=False, epochs=epochs)
         built = build(recipe, split, features, budget_s)
     except OverBudget as exc:

@@ -198,7 +198,7 @@ def test_the_same_data_and_seed_give_the_same_model_however_busy_the_machine(mon
     users = np.arange(split.maps.n_users)
     idle = fit_model(name, split, cfg)
     ticks = iter(np.cumsum(np.r_[0.0, 0.0, np.full(10_000, 1e7)]))  # after the first epoch: 1e7 s a read
-    monkeypatch.setattr(fit, "_clock", lambda: float(next(ticks)))
+    monkeypatch.setattr(fit, "fit_clock", lambda: float(next(ticks)))
     busy = fit_model(name, split, cfg)
     assert len(idle.history) > 1 and busy.best_epoch == idle.best_epoch
     assert [h["val_ndcg_at_10"] for h in busy.history] == [h["val_ndcg_at_10"] for h in idle.history]

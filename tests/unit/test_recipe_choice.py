@@ -153,3 +153,17 @@ def test_the_nightly_path_chooses_and_reports_the_choice_then_the_gate_judges(st
     report = json.loads((tmp_path / "r" / f"training_{result['tag'].replace(':', '_')}.json").read_text())
     assert report["choice"]["options"]["item_knn"]["fit_cpu_s"] >= 0.0
     assert (tmp_path / "r" / f"training_{result['tag'].replace(':', '_')}.png").stat().st_size > 0
+
+
+def test_on_a_big_shop_a_learned_option_is_refused_from_a_probe_before_its_first_full_epoch(monkeypatch):
+    from personaflow.training import choice as choice_mod
+
+    split, base = _shop(rebuy=False)
+    monkeypatch.setattr(choice_mod, "PROBE_LEARNED_MIN_USERS", 0)  # this small shop counts as big
+    epochs = []
+    real_fit = choice_mod.build
+    monkeypatch.setattr(choice_mod, "build", lambda *a, **k: epochs.append(a[0].model) or real_fit(*a, **k))
+    choice = choose(split, base, options=("popularity", "sasrec"), rerank=False, budget_s=1e-9)
+    row = choice.report["options"]["sasrec"]
+    assert row["status"] == "refused" and "1/8 of the users" in row["note"] and row["estimate_cpu_s"] > 0
+    assert "sasrec" not in epochs  # the full fit never started

@@ -53,7 +53,7 @@ class OverBudget(RuntimeError):
         self.name, self.estimate_s, self.budget_s = name, estimate_s, budget_s
 
 
-def _clock() -> float:
+def fit_clock() -> float:
     """Seconds the fit would take alone on this machine's torch threads: this process's CPU time over
     the thread count (wall time would charge it for other jobs sharing the cores). Read only to refuse
     a fit up front, never to end one."""
@@ -123,7 +123,7 @@ def fit_model(
     val_bought = bought_matrix(val) if cfg.exclude_bought else None
     history: list[dict[str, float]] = []
     best, best_epoch, best_state, waited = -1.0, 0, None, 0
-    first_started = _clock()
+    first_started = fit_clock()
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
         loss = learner.epoch()
@@ -143,7 +143,7 @@ def fit_model(
             device,
         )
         if epoch == 1 and cfg.budget_s is not None:  # refuse up front, or run to the end: never truncate
-            estimate = (_clock() - first_started) * most_epochs(name, cfg)
+            estimate = (fit_clock() - first_started) * most_epochs(name, cfg)
             log.info("%s: estimated %.1f CPU-s at most (budget %.0f)", name, estimate, cfg.budget_s)
             if estimate > cfg.budget_s:
                 raise OverBudget(name, estimate, cfg.budget_s)
