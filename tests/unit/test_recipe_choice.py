@@ -165,5 +165,5 @@ def test_on_a_big_shop_a_learned_option_is_refused_from_a_probe_before_its_first
     monkeypatch.setattr(choice_mod, "build", lambda *a, **k: epochs.append(a[0].model) or real_fit(*a, **k))
     choice = choose(split, base, options=("popularity", "sasrec"), rerank=False, budget_s=1e-9)
     row = choice.report["options"]["sasrec"]
-    assert row["status"] == "refused" and "1/8 of the users" in row["note"] and row["estimate_cpu_s"] > 0
+    assert row["status"] == "refused" and "probes on 1/16" in row["note"] and row["estimate_cpu_s"] > 0
     assert "sasrec" not in epochs  # the full fit never started
