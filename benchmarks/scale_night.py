@@ -24,6 +24,10 @@ last of them a real features run, so the measured night is a steady-state one.
     make bench-scale-night
     python benchmarks/scale_night.py --sizes 10000 100000 --stages ingest validate transform
     python benchmarks/scale_night.py --sizes 100000 --features-series 100000 --series-only
+    python benchmarks/scale_night.py --sizes 1000000 --home KEPT_HOME --stages train promote
+
+`--home` runs the given stages again on a shop kept by an earlier run (`--keep`), e.g. after a change
+to one stage; its keys replace that stage's, and the run's own metadata goes to `n<size>_rerun_*`.
 
 Writes benchmarks/results/scale_night.json (keys merged over earlier runs: n<customers>_<stage>_*).
 """
@@ -112,15 +116,18 @@ def stage_commands(day: str) -> dict[str, list[str]]:
 
 def night(size: int, args: argparse.Namespace, train_env: dict[str, str]) -> dict[str, object]:
     """Generate the shop, build the history before its last day, time the last day's night."""
-    home = Path(tempfile.mkdtemp(prefix=f"personaflow-scale-night-{size}-", dir=args.work))
+    reuse = args.home is not None  # a shop kept by an earlier run (--keep): its stages run again
+    home = args.home or Path(tempfile.mkdtemp(prefix=f"personaflow-scale-night-{size}-", dir=args.work))
     env = {**os.environ, "PERSONAFLOW_HOME": str(home), "BENTOML_HOME": str(home / "bentoml")}
-    logs = home / "logs"
-    logs.mkdir()
+    logs = home / ("logs-rerun" if reuse else "logs")
+    logs.mkdir(exist_ok=reuse)
     pf = str(BIN / "personaflow")
     last = START + timedelta(days=args.days - 1)
     before = last - timedelta(days=1)
     out: dict[str, object] = {}
     p = f"n{size}"
+    if reuse:
+        return stages(size, args, train_env, env, logs, last)
     gen = run_child(
         [pf, "generate", "--users", str(size), "--items", str(max(size // 10, 10)), "--days", str(args.days),
          "--seed", "11", "--start", START.isoformat(), "--sessions-per-day", str(args.sessions_per_day)],
@@ -142,6 +149,24 @@ def night(size: int, args: argparse.Namespace, train_env: dict[str, str]) -> dic
         prep = run_child(cmd, env, args.stage_timeout, logs / f"{name}.log")
         out[f"{p}_{name}_wall_s"], out[f"{p}_{name}_status"] = prep["wall_s"], prep["status"]
         print(f"[{size}] {name} {prep}", flush=True)
+    out.update(stages(size, args, train_env, env, logs, last))
+    if not args.keep:
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+def stages(
+    size: int,
+    args: argparse.Namespace,
+    train_env: dict[str, str],
+    env: dict[str, str],
+    logs: Path,
+    last: date,
+) -> dict[str, object]:
+    """The night of the last day, stage by stage (`args.stages`), on a prepared shop."""
+    pf = str(BIN / "personaflow")
+    p = f"n{size}"
+    out: dict[str, object] = {}
     commands = stage_commands(last.isoformat())
     tag = None
     for stage in STAGES:
@@ -169,8 +194,6 @@ def night(size: int, args: argparse.Namespace, train_env: dict[str, str]) -> dic
         if stage == "promote" and result["status"] == "ok":
             promoted = last_json(logs / "promote.log") or {}
             out[f"{p}_promoted"] = promoted.get("promoted")
-    if not args.keep:
-        shutil.rmtree(home, ignore_errors=True)
     return out
 
 
@@ -288,7 +311,12 @@ def main() -> None:
     parser.add_argument("--series-home", type=Path, default=None, help="reuse a kept series shop (--keep)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the shops (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep each shop's folder")
+    parser.add_argument(
+        "--home", type=Path, default=None, help="a shop kept by --keep (one size): run --stages again on it"
+    )
     args = parser.parse_args()
+    if args.home is not None and len(args.sizes) != 1:
+        parser.error("--home reruns one shop: give its one size with --sizes")
     train_env = dict(kv.split("=", 1) for kv in args.train_env)
     load = os.getloadavg()[0]
     result: dict[str, object] = {
@@ -304,7 +332,8 @@ def main() -> None:
     }
     for size in [] if args.series_only else args.sizes:  # what this run was, kept per size
         for key in ("machine_idle", "load_avg_1min_at_start", "stages", "train_config"):
-            result[f"n{size}_{key}"] = result[key]
+            # a rerun on a kept shop keeps the first run's keys and adds its own
+            result[f"n{size}_{'rerun_' if args.home else ''}{key}"] = result[key]
     if args.series_only:  # the ladder's keys stay those of its own run
         result = {f"features_series_{k}": v for k, v in result.items() if k in ("cores", "machine_idle",
                   "load_avg_1min_at_start")}  # fmt: skip

@@ -190,3 +190,16 @@ def test_top_rows_is_a_stable_sorts_first_k_columns_ties_and_infinities_included
         np.testing.assert_array_equal(top_rows(scores, k), np.argsort(-scores, axis=1, kind="stable")[:, :k])
     dense = rng.random((50, 2000))
     np.testing.assert_array_equal(top_rows(dense, 10), np.argsort(-dense, axis=1, kind="stable")[:, :10])
+
+
+def test_a_grid_is_tuned_on_a_seeded_sample_of_at_most_tuning_users_validation_users():
+    from dataclasses import replace
+
+    from personaflow.training.evaluation.metrics import tuning_sample
+
+    split = time_split(make_interactions(seed=3), 7)
+    many = replace(split, test_truth={f"u{i}": {"x"} for i in range(50)})
+    picked = tuning_sample(many, n=10, seed=0)
+    assert len(picked.test_truth) == 10 and set(picked.test_truth) <= set(many.test_truth)
+    assert picked.test_truth.keys() == tuning_sample(many, n=10, seed=0).test_truth.keys()  # seeded
+    assert tuning_sample(many, n=50) is many  # a shop with fewer keeps every user

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from personaflow.training.data.interactions import Split, event_times
 from personaflow.training.evaluation.baselines import popularity_vector
-from personaflow.training.evaluation.metrics import ScoresFn, evaluate
+from personaflow.training.evaluation.metrics import ScoresFn, evaluate, tuning_sample
 
 
 @dataclass(frozen=True)
@@ -290,10 +290,12 @@ def tune_tifu(
 ) -> tuple[TifuParams, dict[str, float]]:
     """The grid point with the best validation NDCG@10, and the whole curve (for the report).
 
-    One neighbour search per (decay, neighbours), queried for the validation window's users only (the
+    One neighbour search per (decay, neighbours), queried for the validation window's users only (a
+    seeded sample of at most TUNING_USERS of them: metrics.tuning_sample; the
     metric reads no other row): the cost is one index build over every user plus one query per
     validation user, linear in users on the ANN path; the blends hold n_val_users rows."""
     grid = grid or GRID
+    val_split = tuning_sample(val_split)  # at most TUNING_USERS validation users, seeded
     curve: dict[str, float] = {}
     best, best_params = -1.0, TifuParams()
     users = np.array(sorted(val_split.maps.user_index[u] for u in val_split.test_truth), dtype=np.int64)

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from personaflow.training.data.interactions import Split
 from personaflow.training.evaluation.baselines import popularity_vector, user_item_matrix
-from personaflow.training.evaluation.metrics import ScoresFn, evaluate
+from personaflow.training.evaluation.metrics import ScoresFn, evaluate, tuning_sample
 from personaflow.training.evaluation.rebuy import bought_matrix, excluding
 
 K_GRID = (20, 100, 400)  # neighbours per item, chosen on validation (the smallest wins a tie)
@@ -104,8 +104,9 @@ def tune(
     curve: dict[str, float] = {}
     binary = (user_item_matrix(val) > 0).astype(np.float64).tocsr()
     widest = neighbours(binary, max(grid))  # found once; each k keeps the first k of every row
+    scored_on = tuning_sample(val)  # at most TUNING_USERS validation users, seeded
     for k in grid:
         fn = scorer(*knn_parts(val, KnnParams(k=k), sim=widest))
-        curve[str(k)] = evaluate(fn if bought is None else excluding(fn, bought), val)["ndcg_at_10"]
+        curve[str(k)] = evaluate(fn if bought is None else excluding(fn, bought), scored_on)["ndcg_at_10"]
     best = max(grid, key=lambda k: (curve[str(k)], -k))
     return KnnParams(k=best), curve
