@@ -390,12 +390,43 @@ def record_dropped(features_dir: Path, todo: pd.DataFrame, joined: pd.DataFrame 
     write_atomic(keys.reset_index(drop=True), path)
 
 
-def full_training_set(repo_dir: Path, features_dir: Path, purchases: pd.DataFrame) -> pd.DataFrame:
+def _utc(stamps: pd.Series) -> pd.Series:
+    """Timestamps as datetime64[ns, UTC] (Feast's Spark store hands them back naive, in the session's
+    UTC; its dask store tz-aware), so frames from either store merge and compare alike."""
+    stamps = pd.to_datetime(stamps)
+    if stamps.dt.tz is None:
+        stamps = stamps.dt.tz_localize("UTC")
+    return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+
+
+def point_in_time(store: Any, purchases: pd.DataFrame, service: str = "recommender_features") -> pd.DataFrame:
+    """Each purchase row with the features of every view of `service` valid at its time; a purchase a
+    view has no features for (no snapshot before it, within the view's TTL) is left out.
+
+    One Feast join per view, on that view's distinct (join keys, time), merged back onto the purchases:
+    Feast's dask store collapses entity rows sharing a join key and a timestamp into one (feast-dev/feast
+    #6787, open in 0.67: every item of one order but the last lost its row), and its Spark store keeps
+    a row with no features (NULLs) where the dask store drops it. Per view and distinct, the two stores
+    give the same rows. Memory: O(purchases + their distinct keys)."""
+    out = purchases.assign(event_timestamp=_utc(purchases["event_timestamp"]))
+    for projection in store.get_feature_service(service).feature_view_projections:
+        keys = list(store.get_feature_view(projection.name).join_keys)
+        columns = [f.name for f in projection.features]
+        entity = out[[*keys, "event_timestamp"]].drop_duplicates().reset_index(drop=True)
+        refs = [f"{projection.name}:{c}" for c in columns]
+        found = store.get_historical_features(entity_df=entity, features=refs).to_df()
+        found = found.assign(event_timestamp=_utc(found["event_timestamp"])).dropna(subset=columns, how="all")
+        on = [*keys, "event_timestamp"]
+        out = out.merge(found[[*on, *columns]], on=on, how="inner")
+    return out.reset_index(drop=True)
+
+
+def full_training_set(
+    repo_dir: Path, features_dir: Path, purchases: pd.DataFrame, offline: SparkWarehouse | None = None
+) -> pd.DataFrame:
     """The training set rebuilt from every night's files at once (what each night did before it was
     kept from night to night): the reference the incremental set must equal. O(nights x users)."""
-    store = open_store(repo_dir, features_dir)
-    service = store.get_feature_service("recommender_features")
-    return store.get_historical_features(entity_df=purchases, features=service).to_df()
+    return point_in_time(open_store(repo_dir, features_dir, offline=offline), purchases)
 
 
 SPARK_SNAPSHOTS = ("user_features", "item_features", "user_purchases")  # `features` tables on Spark
@@ -461,15 +492,6 @@ def spark_purchases(con: Any) -> pd.DataFrame:
         pd.to_datetime(purchases["event_timestamp"]).astype("datetime64[ns]").dt.tz_localize("UTC")
     )
     return purchases
-
-
-def _utc_training(frame: pd.DataFrame) -> pd.DataFrame:
-    """Feast's Spark store hands timestamps back naive (in the session's UTC); the training set keeps
-    them tz-aware UTC as the dask store does, so the next night's comparisons work on both."""
-    stamps = pd.to_datetime(frame["event_timestamp"])
-    if stamps.dt.tz is None:
-        stamps = stamps.dt.tz_localize("UTC")
-    return frame.assign(event_timestamp=stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]"))
 
 
 def build_features(
@@ -569,14 +591,9 @@ def _build_features(
                 stop.replace(tzinfo=UTC),
             )
             materialized[name] = f"{start.isoformat()} .. {end.isoformat()}"
-        service = scratch.get_feature_service("recommender_features")
-        joined = (
-            scratch.get_historical_features(entity_df=todo, features=service).to_df() if len(todo) else None
-        )
+        joined = point_in_time(scratch, todo) if len(todo) else None
     finally:
         shutil.rmtree(window, ignore_errors=True)
-    if joined is not None and offline is not None:
-        joined = _utc_training(joined)
     if joined is None:
         training = reused.reset_index(drop=True)
     elif reused.empty:
