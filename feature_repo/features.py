@@ -30,8 +30,29 @@ _FEATURES_DIR = Path(globals().get("FEATURES_DIR") or load().features_dir)
 _TTL = timedelta(days=400)
 
 
-def _snapshots(table: str) -> FileSource:
-    """The Parquet file a nightly stage appends its snapshot to, stamped at the end of its as-of day."""
+# On a Spark warehouse (PERSONAFLOW_WAREHOUSE_URL=spark) the features stage sets SPARK_QUERIES before
+# running this file: each source's Spark SQL (source name -> query), read by Feast's Spark offline store
+# (personaflow/pipeline/features.py writes them). Unset (DuckDB, PostgreSQL, `feast` by hand): Parquet
+# files read by the dask offline store.
+_SPARK_QUERIES: dict[str, str] | None = globals().get("SPARK_QUERIES")
+
+
+def _spark_source(table: str, timestamp_field: str, created: str | None):
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    return SparkSource(
+        name=f"{table}_source" if table != "user_live" else "user_live_batch_source",
+        query=_SPARK_QUERIES[table],
+        timestamp_field=timestamp_field,
+        created_timestamp_column=created,
+    )
+
+
+def _snapshots(table: str):
+    """The Parquet file a nightly stage appends its snapshot to, stamped at the end of its as-of day
+    (on Spark: the source's query over the `features` table or that file)."""
+    if _SPARK_QUERIES is not None:
+        return _spark_source(table, "feature_ts", "created_ts")
     return FileSource(
         name=f"{table}_source",
         path=str(_FEATURES_DIR / f"{table}.parquet"),
@@ -108,7 +129,9 @@ live_push = PushSource(
         name="user_live_batch_source",
         path=str(_FEATURES_DIR / "user_live.parquet"),
         timestamp_field="event_timestamp",
-    ),
+    )
+    if _SPARK_QUERIES is None
+    else _spark_source("user_live", "event_timestamp", None),
 )
 user_live = FeatureView(
     name="user_live",

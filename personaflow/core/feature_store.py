@@ -7,11 +7,15 @@ open the store through here, so neither depends on the stage.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import urllib.parse
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
+
+from personaflow.core.spark import SparkWarehouse
 
 # The variable feature_repo/feature_store.yaml names its folder by (what `feast` run by hand expands;
 # open_store puts the value in itself).
@@ -67,11 +71,16 @@ def day_end(as_of: date) -> datetime:
     return datetime(as_of.year, as_of.month, as_of.day) + timedelta(days=1) - timedelta(seconds=1)
 
 
-def load_definitions(repo_dir: Path, features_dir: Path) -> ModuleType:
-    """The repo's features.py, its sources under `features_dir` (set as FEATURES_DIR before it runs)."""
+def load_definitions(
+    repo_dir: Path, features_dir: Path, spark_queries: dict[str, str] | None = None
+) -> ModuleType:
+    """The repo's features.py, its sources under `features_dir` (set as FEATURES_DIR before it runs);
+    with `spark_queries` (a Spark warehouse) every source is a SparkSource reading that query."""
     spec = importlib.util.spec_from_file_location("personaflow_feature_definitions", repo_dir / "features.py")
     module = importlib.util.module_from_spec(spec)
     module.FEATURES_DIR = Path(features_dir)
+    if spark_queries is not None:
+        module.SPARK_QUERIES = dict(spark_queries)
     spec.loader.exec_module(module)
     return module
 
@@ -100,8 +109,38 @@ def feast_redis_connection(url: str) -> str:
     return ",".join(out)
 
 
+def spark_offline_store(where: SparkWarehouse) -> dict[str, object]:
+    """Feast's Spark offline store config for the warehouse's session. Feast takes the process's active
+    SparkSession (personaflow/core/spark.py starts it with the Hive catalog the `features` tables live
+    in); the confs are what Feast would start one with if none ran, the same session as `spark.session`."""
+    from personaflow.core.spark import confs
+
+    conf = confs(where) | {"spark.master": where.master, "spark.sql.catalogImplementation": "hive"}
+    return {"type": "spark", "spark_conf": conf}
+
+
+@contextlib.contextmanager
+def feast_on_spark(where: SparkWarehouse) -> Iterator[None]:
+    """The process's SparkSession started for Feast's Spark offline store, and the one session conf
+    Feast sets on every call (`spark.sql.parser.quotedRegexColumnNames=true`: a backquoted name in a
+    select list becomes a regex) put back afterwards, so dbt's and the loaders' SQL keep their meaning."""
+    from personaflow.core import spark
+
+    session = spark.session(where)
+    key = "spark.sql.parser.quotedRegexColumnNames"
+    before = session.conf.get(key, "false")
+    try:
+        yield
+    finally:
+        session.conf.set(key, before)
+
+
 def open_store(
-    repo_dir: Path, features_dir: Path, redis_url: str | None = None, registry_dir: Path | None = None
+    repo_dir: Path,
+    features_dir: Path,
+    redis_url: str | None = None,
+    registry_dir: Path | None = None,
+    offline: SparkWarehouse | None = None,
 ):
     """A FeatureStore over our repo, its registry and SQLite online store under `features_dir`.
 
@@ -109,7 +148,8 @@ def open_store(
     in as `features_dir` (the value is passed in; the environment is not read or written). With a Redis
     URL (default: the PERSONAFLOW_REDIS_URL setting) the online store is Feast's redis store; the yaml
     keeps the embedded SQLite default (a yaml variable cannot switch the store's type and its fields
-    together)."""
+    together). With `offline` (a Spark warehouse) the offline store is Feast's Spark store on its
+    session: the registry the features stage applied there holds SparkSources, which only it reads."""
     import yaml
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
@@ -123,6 +163,8 @@ def open_store(
     raw = yaml.safe_load(text.replace("${" + FEATURES_DIR_VARIABLE + "}", str(features_dir)))
     if registry_dir is not None:  # a scratch registry over the same online store (the features stage)
         raw["registry"]["path"] = str(Path(registry_dir) / "registry.db")
+    if offline is not None:
+        raw["offline_store"] = spark_offline_store(offline)
     if redis_url:
         raw["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
     config = RepoConfig(**raw)

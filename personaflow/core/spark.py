@@ -26,7 +26,7 @@ the connection's `register` sends one frame (a day's batch) through the driver.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -84,6 +84,11 @@ def confs(where: SparkWarehouse) -> dict[str, str]:
         # no Hive statistics gathered per partition write: metastore round trips Spark does not read
         "spark.hadoop.hive.stats.autogather": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Feast's Parquet sources (profile stages' files, written by pyarrow) carry nanosecond
+        # timestamps, which Spark 3.5 refuses to read at all ("Illegal Parquet type: INT64
+        # (TIMESTAMP(NANOS,true))"); read as longs, the features stage's queries turn them into
+        # timestamps. Spark's own tables hold micros: nothing that reads today changes.
+        "spark.sql.legacy.parquet.nanosAsLong": "true",
         # Spark's default of 200 shuffle partitions is for clusters; adaptive execution coalesces them,
         # but a one-machine run of small stages still pays per task, so local mode starts smaller.
         "spark.sql.shuffle.partitions": "8" if is_local(where.master) else "200",
@@ -247,6 +252,45 @@ def _spark_schema(table: pa.Table) -> str:
     return ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in table.schema)
 
 
+# The most rows one driver-side read of a day-partitioned table takes at once (`read_by_days`): ~7
+# columns of interactions are ~100-200 bytes a row in Arrow plus pandas, so one chunk is ~100 MB.
+CHUNK_ROWS = 500_000
+
+
+def day_chunks(counts: Sequence[tuple[Any, int]], max_rows: int = CHUNK_ROWS) -> list[tuple[Any, Any]]:
+    """Consecutive days grouped into (first, last) ranges of at most `max_rows` rows each (a day holding
+    more is a range of its own: a partition is the smallest unit a range read can prune to)."""
+    chunks: list[tuple[Any, Any]] = []
+    first = last = None
+    rows = 0
+    for day, n in sorted(counts, key=lambda c: c[0]):
+        if first is not None and rows + n > max_rows:
+            chunks.append((first, last))
+            first, rows = None, 0
+        if first is None:
+            first = day
+        last, rows = day, rows + int(n)
+    if first is not None:
+        chunks.append((first, last))
+    return chunks
+
+
+def read_by_days(
+    con: SparkConnection, table: str, day_column: str, sql: str, max_rows: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """`sql` run once per range of days of `table` (its `{days}` slot becomes the range's predicate on
+    `day_column`), oldest first, each range at most `max_rows` rows: a table's history reaches the
+    driver in chunks, never as one collect (a whole-table `toPandas` holds every partition's Arrow
+    batches and the frame at once, and stops at spark.driver.maxResultSize). `max_rows`: CHUNK_ROWS
+    unless given. On a table partitioned by
+    `day_column` each read touches only its days' files. Memory on the driver: one chunk at a time,
+    plus whatever the caller keeps; the per-day counts are one row per day."""
+    counts = con.execute(f"select {day_column}, count(*) from {table} group by {day_column}").fetchall()
+    for first, last in day_chunks([c for c in counts if c[0] is not None], max_rows or CHUNK_ROWS):
+        days = f"{day_column} between date'{first.isoformat()}' and date'{last.isoformat()}'"
+        yield con.execute(sql.format(days=days)).df()
+
+
 def java_available() -> bool:
     """Whether a JVM is there to start Spark with (JAVA_HOME or `java` on PATH; `make java`)."""
     import shutil
@@ -254,4 +298,7 @@ def java_available() -> bool:
     return bool(tool_env.tool_variable("JAVA_HOME")) or shutil.which("java") is not None
 
 
-__all__ = ["SparkConnection", "confs", "java_available", "is_local", "running", "session", "stop"]
+__all__ = [
+    "CHUNK_ROWS", "SparkConnection", "confs", "day_chunks", "java_available", "is_local", "read_by_days",
+    "running", "session", "stop",
+]  # fmt: skip

@@ -17,7 +17,7 @@ def smtp_config(s: Settings):
 
 
 def read_mart(warehouse: wh.Location, sql: str, params: list[Any]):
-    if not wh.is_postgres(warehouse) and not Path(warehouse).is_file():
+    if not wh.exists(warehouse):  # a DuckDB file not made yet (a server, or Spark's catalog, is there)
         raise ValueError(f"warehouse {warehouse} does not exist: load data first (personaflow history PATH, "
                          "or personaflow ingest)")  # fmt: skip
     # read-only and short-lived: DuckDB allows one writer process, and the DAG may be loading

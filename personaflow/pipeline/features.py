@@ -8,6 +8,12 @@ PostgreSQL). Feast's offline store stays the Parquet snapshots exported here on 
 point-in-time joins and materialization read, the same files whatever engine built the marts, so the
 Feast repo does not change with the warehouse (its postgres offline store would add a second set of
 definitions and push the as-of snapshots into SQL tables for no gain at this size).
+On Spark (PERSONAFLOW_WAREHOUSE_URL=spark) Feast's offline store is its Spark store: the three mart
+snapshots are `features` tables partitioned by night, written by Spark from the marts (never through the
+driver), the profile stages' files are read by Spark where they lie, and every source is a SparkSource
+over a query (personaflow/core/spark_features.py); the scratch store, the reused training rows and the
+intervals below are the same code. Memory on the driver there: the purchases (read from Spark in ranges
+of days) and the training set, as below, and one view's night at a time in Feast's materialization.
 
 Cost per night does not grow with the nights already run:
 - each view's source is a folder (`user_features.parquet/`, ...) of one Parquet file per as-of day;
@@ -45,10 +51,21 @@ from personaflow.core.feature_store import (
     SNAPSHOT_TYPES,
     USER_COLUMNS,
     day_end,
+    feast_on_spark,
     load_definitions,
     open_store,
 )
 from personaflow.core.settings import Settings
+from personaflow.core.spark import SparkWarehouse, read_by_days
+from personaflow.core.spark_features import (
+    SPARK_TYPES,
+    SnapshotTable,
+    count_rows,
+    file_query,
+    nights,
+    table_query,
+    write_snapshot,
+)
 from personaflow.core.warehouse import location
 from personaflow.serving.tables import export_serving_tables, write_atomic
 
@@ -179,7 +196,9 @@ def purchased_items(purchases: pd.DataFrame, as_of: date, loaded_at: datetime) -
     No cap: /recommend's `exclude_purchased` must exclude everything a customer bought (the shop's
     biggest customers bought more than 500 products); one entry per distinct purchase, so the view
     grows linearly with purchases."""
-    latest = purchases.sort_values("event_timestamp", ascending=False).drop_duplicates(["user_id", "item_id"])
+    # most recent first; items bought at the same time (one order) by item id, descending, as on Spark
+    latest = purchases.sort_values(["event_timestamp", "item_id"], ascending=False, kind="stable")
+    latest = latest.drop_duplicates(["user_id", "item_id"])
     lists = latest.groupby("user_id", sort=True)["item_id"].agg(list)
     out = lists.rename("purchased_items").reset_index()
     out["feature_ts"] = pd.Timestamp(day_end(as_of), tz="UTC")
@@ -296,19 +315,37 @@ def window_stamps(stamps: list[pd.Timestamp], times: pd.Series) -> set[pd.Timest
 
 
 def _scratch(
-    repo_dir: Path, features_dir: Path, window: Path, keep: dict[str, Callable[[pd.Timestamp], bool]]
+    repo_dir: Path,
+    features_dir: Path,
+    window: Path,
+    keep: dict[str, Callable[[pd.Timestamp], bool]],
+    spark_nights: dict[str, list[pd.Timestamp]] | None = None,
+    offline: SparkWarehouse | None = None,
+    redis_url: str | None = None,
 ):
     """A Feast store over `window`: its own registry, and sources holding only the nights `keep` takes
-    from each view's source file; its online store is the shop's (what it materializes lands there)."""
+    from each view's source file; its online store is the shop's (what it materializes lands there).
+    On Spark (`spark_nights`: the nights of each `features` table) a table's source is its query over
+    the kept nights' partitions; the files are copied as on DuckDB."""
     window.mkdir(parents=True)
     for view, wanted in keep.items():
+        if spark_nights is not None and view in spark_nights:
+            continue
         table = read_nights(features_dir / f"{view}.parquet", wanted)
         if table is not None:
             pq.write_table(table, window / f"{view}.parquet")
     ensure_live_source(window)
     ensure_profile_sources(window)
-    store = open_store(repo_dir, features_dir, registry_dir=window)
-    store.apply(load_definitions(repo_dir, window).DEFINITIONS)
+    queries = None
+    if spark_nights is not None:
+        ensure_profile_sources(window, REVIEW_SOURCES)  # every file a query names must be there
+        kept = {
+            name: [t for t in stamps if name in keep and keep[name](t)]
+            for name, stamps in spark_nights.items()
+        }
+        queries = spark_queries(window, kept)
+    store = open_store(repo_dir, features_dir, redis_url, registry_dir=window, offline=offline)
+    store.apply(load_definitions(repo_dir, window, queries).DEFINITIONS)
     return store
 
 
@@ -353,33 +390,157 @@ def record_dropped(features_dir: Path, todo: pd.DataFrame, joined: pd.DataFrame 
     write_atomic(keys.reset_index(drop=True), path)
 
 
-def full_training_set(repo_dir: Path, features_dir: Path, purchases: pd.DataFrame) -> pd.DataFrame:
+def _utc(stamps: pd.Series) -> pd.Series:
+    """Timestamps as datetime64[ns, UTC] (Feast's Spark store hands them back naive, in the session's
+    UTC; its dask store tz-aware), so frames from either store merge and compare alike."""
+    stamps = pd.to_datetime(stamps)
+    if stamps.dt.tz is None:
+        stamps = stamps.dt.tz_localize("UTC")
+    return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+
+
+def point_in_time(store: Any, purchases: pd.DataFrame, service: str = "recommender_features") -> pd.DataFrame:
+    """Each purchase row with the features of every view of `service` valid at its time; a purchase a
+    view has no features for (no snapshot before it, within the view's TTL) is left out.
+
+    One Feast join per view, on that view's distinct (join keys, time), merged back onto the purchases:
+    Feast's dask store collapses entity rows sharing a join key and a timestamp into one (feast-dev/feast
+    #6787, open in 0.67: every item of one order but the last lost its row), and its Spark store keeps
+    a row with no features (NULLs) where the dask store drops it. Per view and distinct, the two stores
+    give the same rows. Memory: O(purchases + their distinct keys)."""
+    out = purchases.assign(event_timestamp=_utc(purchases["event_timestamp"]))
+    for projection in store.get_feature_service(service).feature_view_projections:
+        keys = list(store.get_feature_view(projection.name).join_keys)
+        columns = [f.name for f in projection.features]
+        entity = out[[*keys, "event_timestamp"]].drop_duplicates().reset_index(drop=True)
+        refs = [f"{projection.name}:{c}" for c in columns]
+        found = store.get_historical_features(entity_df=entity, features=refs).to_df()
+        found = found.assign(event_timestamp=_utc(found["event_timestamp"])).dropna(subset=columns, how="all")
+        on = [*keys, "event_timestamp"]
+        out = out.merge(found[[*on, *columns]], on=on, how="inner")
+    return out.reset_index(drop=True)
+
+
+def full_training_set(
+    repo_dir: Path, features_dir: Path, purchases: pd.DataFrame, offline: SparkWarehouse | None = None
+) -> pd.DataFrame:
     """The training set rebuilt from every night's files at once (what each night did before it was
     kept from night to night): the reference the incremental set must equal. O(nights x users)."""
-    store = open_store(repo_dir, features_dir)
-    service = store.get_feature_service("recommender_features")
-    return store.get_historical_features(entity_df=purchases, features=service).to_df()
+    return point_in_time(open_store(repo_dir, features_dir, offline=offline), purchases)
+
+
+SPARK_SNAPSHOTS = ("user_features", "item_features", "user_purchases")  # `features` tables on Spark
+
+
+def spark_snapshot_tables(item_columns: set[str]) -> tuple[SnapshotTable, ...]:
+    """The three mart snapshots as Spark SQL, column for column what `snapshot` / `purchased_items`
+    make on DuckDB (`item_columns`: what marts.item_features holds; a column it lacks gets its default)."""
+    types = SNAPSHOT_TYPES
+
+    def typed(view: str, names: list[str], exprs: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
+        return tuple((n, SPARK_TYPES[types[view][n]], exprs.get(n, n)) for n in names)
+
+    renames = {new: old for old, new in ITEM_RENAMES.items()}
+    item_names = [ITEM_RENAMES.get(c, c) for c in ITEM_COLUMNS]
+    defaults = {c: ("null" if v is None else str(v).lower()) for c, v in OPTIONAL_COLUMNS.items()
+                if c not in item_columns}  # fmt: skip
+    item_exprs = {n: defaults.get(renames.get(n, n), renames.get(n, n)) for n in item_names}
+    # every item a buyer bought, most recent first (ties: item id descending, as `purchased_items`)
+    purchases = (
+        "(select user_id, transform(sort_array(collect_list(struct(ts, item_id)), false), p -> p.item_id)"
+        " as purchased_items from (select user_id, item_id, max(last_event_ts) as ts from marts.interactions"
+        " where n_purchases > 0 group by user_id, item_id) bought group by user_id) lists"
+    )
+    user_exprs = {"last_event_ts": "cast(last_event_ts as string)"}  # as `snapshot`'s str of a timestamp
+    return (
+        SnapshotTable("user_features", typed("user_features", USER_COLUMNS, user_exprs),
+                      "marts.user_features"),
+        SnapshotTable("item_features", typed("item_features", item_names, item_exprs), "marts.item_features"),
+        SnapshotTable("user_purchases", typed("user_purchases", ["user_id", "purchased_items"], {}),
+                      purchases),
+    )  # fmt: skip
+
+
+def spark_queries(features_dir: Path, nights: dict[str, list[pd.Timestamp]] | None = None) -> dict[str, str]:
+    """Every Feast source's Spark SQL (feature_repo/features.py reads them as SparkSources): the
+    `features` tables (only the nights `nights` names, when given), and the profile stages' files under
+    `features_dir`."""
+    queries = {
+        name: table_query(name, None if nights is None else nights.get(name, [])) for name in SPARK_SNAPSHOTS
+    }
+    for view in (*PROFILE_SOURCES, *REVIEW_SOURCES):
+        queries[view] = file_query(
+            features_dir / f"{view}.parquet", SNAPSHOT_TYPES[view], ("feature_ts", "created_ts")
+        )
+    queries["user_live"] = file_query(
+        features_dir / "user_live.parquet",
+        ("user_id", "live_buckets", "live_last_event_ts"),
+        ("event_timestamp",),
+    )
+    return queries
+
+
+def spark_purchases(con: Any) -> pd.DataFrame:
+    """The purchases as Feast's entity frame (as `read_marts`), read from Spark in ranges of days.
+    Memory: O(purchase rows), one chunk of the table at a time on its way."""
+    sql = ("select user_id, item_id, last_event_ts as event_timestamp from marts.interactions "
+           "where n_purchases > 0 and {days}")  # fmt: skip
+    chunks = list(read_by_days(con, "marts.interactions", "event_date", sql))
+    purchases = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=JOIN_KEYS[:2] + [
+        "event_timestamp"])  # fmt: skip
+    purchases["event_timestamp"] = (
+        pd.to_datetime(purchases["event_timestamp"]).astype("datetime64[ns]").dt.tz_localize("UTC")
+    )
+    return purchases
 
 
 def build_features(
-    warehouse: wh.Location, features_dir: Path, repo_dir: Path, as_of: date
+    warehouse: wh.Location, features_dir: Path, repo_dir: Path, as_of: date, redis_url: str | None = None
 ) -> dict[str, object]:
     """Export the marts as of `as_of`, apply the Feast definitions, materialize the new interval and
-    write a point-in-time correct training set (purchases joined with the features valid then)."""
+    write a point-in-time correct training set (purchases joined with the features valid then).
+
+    On a Spark warehouse the mart snapshots are `features` tables written by Spark, and Feast's Spark
+    offline store does the point-in-time join and the materialization reads (personaflow/core/
+    spark_features.py); the rest (scratch store, reused training rows, intervals) is the same code.
+    `redis_url`: the online store (None: the PERSONAFLOW_REDIS_URL setting; empty: embedded SQLite)."""
+    if wh.is_spark(warehouse):
+        with feast_on_spark(warehouse):
+            return _build_features(warehouse, features_dir, repo_dir, as_of, redis_url)
+    return _build_features(warehouse, features_dir, repo_dir, as_of, redis_url)
+
+
+def _build_features(
+    warehouse: wh.Location, features_dir: Path, repo_dir: Path, as_of: date, redis_url: str | None
+) -> dict[str, object]:
     started = time.perf_counter()
     now = datetime.now()
-    with wh.connect(warehouse, read_only=True) as con:
-        users, items, purchases = read_marts(con)
+    offline = warehouse if wh.is_spark(warehouse) else None
+    spark_nights: dict[str, list[pd.Timestamp]] | None = None
+    with wh.connect(warehouse, read_only=offline is None) as con:  # Spark: writes the `features` tables
+        if offline is None:
+            users, items, purchases = read_marts(con)
+        else:
+            item_columns = {r[0] for r in con.execute("describe marts.item_features").fetchall()}
+            tables = spark_snapshot_tables(item_columns)
+            tonight = {table.name: write_snapshot(con, table, as_of, now) for table in tables}
+            history = {table.name: count_rows(con, table) for table in tables}
+            spark_nights = {table.name: nights(con, table.name) for table in tables}
+            purchases = spark_purchases(con)
         serving_tables = export_serving_tables(con, features_dir)
         reviews = review_snapshots(con, as_of, now)
-    user_rows = append_snapshot(
-        features_dir / "user_features.parquet", snapshot(users, USER_COLUMNS, as_of, now)
-    )
-    item_rows = append_snapshot(
-        features_dir / "item_features.parquet",
-        snapshot(items, ITEM_COLUMNS, as_of, now).rename(columns=ITEM_RENAMES),
-    )
-    append_snapshot(features_dir / "user_purchases.parquet", purchased_items(purchases, as_of, now))
+    if offline is None:
+        tonight = {"user_features": len(users), "item_features": len(items)}
+        history = {
+            "user_features": append_snapshot(
+                features_dir / "user_features.parquet", snapshot(users, USER_COLUMNS, as_of, now)
+            ),
+            "item_features": append_snapshot(
+                features_dir / "item_features.parquet",
+                snapshot(items, ITEM_COLUMNS, as_of, now).rename(columns=ITEM_RENAMES),
+            ),
+        }
+        append_snapshot(features_dir / "user_purchases.parquet", purchased_items(purchases, as_of, now))
     ensure_live_source(features_dir)
     ensure_profile_sources(features_dir)
     review_rows = {
@@ -387,8 +548,9 @@ def build_features(
     }
     ensure_profile_sources(features_dir, REVIEW_SOURCES)
 
-    store = open_store(repo_dir, features_dir)
-    definitions = load_definitions(repo_dir, features_dir)
+    store = open_store(repo_dir, features_dir, redis_url, offline=offline)
+    queries = spark_queries(features_dir) if offline is not None else None
+    definitions = load_definitions(repo_dir, features_dir, queries)
     store.apply(definitions.DEFINITIONS)
 
     # Tonight's Feast work runs on a scratch store holding only the nights it needs (module text):
@@ -405,17 +567,19 @@ def build_features(
         intervals[name] = (start, end + timedelta(seconds=1))
     keep: dict[str, Callable[[pd.Timestamp], bool]] = {}
     for name, view in views.items():
-        source = Path(view.batch_source.path).name.removesuffix(".parquet")
-        if name not in intervals or not (features_dir / f"{source}.parquet").exists():
+        source = view.batch_source.name.removesuffix("_source")  # the file's (or table's) name
+        on_spark = spark_nights is not None and source in spark_nights
+        if name not in intervals or not (on_spark or (features_dir / f"{source}.parquet").exists()):
             continue
         low, high = (pd.Timestamp(t, tz="UTC") for t in intervals[name])
-        joined = window_stamps(night_stamps(features_dir / f"{source}.parquet"), todo["event_timestamp"]) \
+        stamps = spark_nights[source] if on_spark else night_stamps(features_dir / f"{source}.parquet")
+        joined = window_stamps(stamps, todo["event_timestamp"]) \
             if source in JOINED_SOURCES and len(todo) else set()  # fmt: skip
         keep[source] = lambda t, low=low, high=high, joined=joined: low <= t <= high or t in joined
     window = features_dir / WINDOW_DIR
     shutil.rmtree(window, ignore_errors=True)
     try:
-        scratch = _scratch(repo_dir, features_dir, window, keep)
+        scratch = _scratch(repo_dir, features_dir, window, keep, spark_nights, offline, redis_url)
         materialized = {}
         for name, (start, stop) in intervals.items():
             scratch.materialize(start_date=start, end_date=stop, feature_views=[name])
@@ -427,10 +591,7 @@ def build_features(
                 stop.replace(tzinfo=UTC),
             )
             materialized[name] = f"{start.isoformat()} .. {end.isoformat()}"
-        service = scratch.get_feature_service("recommender_features")
-        joined = (
-            scratch.get_historical_features(entity_df=todo, features=service).to_df() if len(todo) else None
-        )
+        joined = point_in_time(scratch, todo) if len(todo) else None
     finally:
         shutil.rmtree(window, ignore_errors=True)
     if joined is None:
@@ -443,10 +604,12 @@ def build_features(
     record_dropped(features_dir, todo, joined, as_of)
     return {
         "as_of": as_of.isoformat(),
-        "user_snapshot_rows": int(len(users)),
-        "item_snapshot_rows": int(len(items)),
-        "user_history_rows": int(user_rows),
-        "item_history_rows": int(item_rows),
+        "offline_store": "spark" if offline is not None else "dask",
+        "online_store": type(store.config.online_store).__name__,
+        "user_snapshot_rows": int(tonight["user_features"]),
+        "item_snapshot_rows": int(tonight["item_features"]),
+        "user_history_rows": int(history["user_features"]),
+        "item_history_rows": int(history["item_features"]),
         "materialized": materialized,
         "review_snapshot_rows": {view: int(len(snap)) for view, snap in reviews.items()},
         "review_history_rows": review_rows,
@@ -460,4 +623,4 @@ def build_features(
 
 def features(as_of: date, s: Settings) -> dict[str, Any]:
     """Export marts to Feast, materialize the new interval, write the point-in-time training set."""
-    return build_features(location(s), s.features_dir, s.feature_repo_dir, as_of)
+    return build_features(location(s), s.features_dir, s.feature_repo_dir, as_of, s.redis_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from personaflow.core import warehouse as wh
 from personaflow.core.settings import Settings
 from personaflow.core.warehouse import location
 from personaflow.pipeline._common import read_mart
@@ -24,10 +25,12 @@ def train(
     from personaflow.training.data.features import nightly_source
     from personaflow.training.pipeline import train_candidate
 
-    catalogue = read_mart(location(s), "select item_id, category, brand, price from marts.item_features", [])
+    where = location(s)
+    catalogue = read_mart(where, "select item_id, category, brand, price from marts.item_features", [])
+    offline = where if wh.is_spark(where) else None  # Feast's Spark offline store (the features stage)
     return train_candidate(
-        location(s), s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training",
+        where, s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training",
         pointer_path=s.production_pointer, model=model or s.model,
         hybrid=s.hybrid if hybrid is None else hybrid, rerank=s.rerank if rerank is None else rerank,
-        features=nightly_source(s.feature_repo_dir, s.features_dir, catalogue.set_index("item_id")),
+        features=nightly_source(s.feature_repo_dir, s.features_dir, catalogue.set_index("item_id"), offline),
     )  # fmt: skip

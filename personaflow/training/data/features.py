@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from personaflow.core.spark import SparkWarehouse
 from personaflow.training.data.interactions import IdMaps, cut_time
 
 log = logging.getLogger(__name__)
@@ -118,12 +119,24 @@ def from_purchases(
 
 
 def from_feast(
-    repo_dir: Path, features_dir: Path, user_ids: list[str], item_ids: list[str], as_of: pd.Timestamp
+    repo_dir: Path,
+    features_dir: Path,
+    user_ids: list[str],
+    item_ids: list[str],
+    as_of: pd.Timestamp,
+    offline: SparkWarehouse | None = None,
 ) -> FeatureTables:
-    """Point-in-time features at `as_of` for every user and item, through Feast's offline store."""
-    from personaflow.core.feature_store import open_store
+    """Point-in-time features at `as_of` for every user and item, through Feast's offline store (its
+    Spark store on the `offline` warehouse: the joins run there, O(users + items) come back)."""
+    from personaflow.core.feature_store import feast_on_spark, open_store
 
-    store = open_store(repo_dir, features_dir)
+    if offline is None:
+        return _from_feast(open_store(repo_dir, features_dir), user_ids, item_ids, as_of)
+    with feast_on_spark(offline):
+        return _from_feast(open_store(repo_dir, features_dir, offline=offline), user_ids, item_ids, as_of)
+
+
+def _from_feast(store: Any, user_ids: list[str], item_ids: list[str], as_of: pd.Timestamp) -> FeatureTables:
     ts = pd.Timestamp(as_of).tz_localize("UTC") if pd.Timestamp(as_of).tzinfo is None else pd.Timestamp(as_of)
 
     def _join(key: str, ids: list[str], view: str, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -149,17 +162,23 @@ def purchases_source(catalogue: pd.DataFrame | None = None) -> FeatureSource:
     return lambda split: from_purchases(split.train, cut_time(split), catalogue)
 
 
-def feast_source(repo_dir: Path, features_dir: Path) -> FeatureSource:
-    """Features read from Feast as of each split's cut (nightly path)."""
+def feast_source(repo_dir: Path, features_dir: Path, offline: SparkWarehouse | None = None) -> FeatureSource:
+    """Features read from Feast as of each split's cut (nightly path; `offline`: a Spark warehouse)."""
     return lambda split: from_feast(
-        repo_dir, features_dir, split.maps.user_ids, split.maps.item_ids, cut_time(split)
+        repo_dir, features_dir, split.maps.user_ids, split.maps.item_ids, cut_time(split), offline
     )
 
 
-def nightly_source(repo_dir: Path, features_dir: Path, catalogue: pd.DataFrame | None) -> FeatureSource:
+def nightly_source(
+    repo_dir: Path,
+    features_dir: Path,
+    catalogue: pd.DataFrame | None,
+    offline: SparkWarehouse | None = None,
+) -> FeatureSource:
     """Feast as of the split's cut; when Feast holds no snapshot that old (a first run over a history
-    loaded at once, not night by night), the same features computed from the split's training rows."""
-    feast = feast_source(repo_dir, features_dir)
+    loaded at once, not night by night), the same features computed from the split's training rows.
+    `offline`: the Spark warehouse whose Feast offline store the features stage filled."""
+    feast = feast_source(repo_dir, features_dir, offline)
 
     def source(split: Any) -> FeatureTables:
         tables = feast(split)

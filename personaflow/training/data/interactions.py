@@ -60,7 +60,12 @@ class Split:
 
 def load_interactions(warehouse: wh.Location) -> pd.DataFrame:
     """Read marts.interactions with a short-lived read-only connection (dbt may write later), less the
-    (user, item) pairs the user returned in full (marts.returned_items, where the warehouse has it)."""
+    (user, item) pairs the user returned in full (marts.returned_items, where the warehouse has it).
+
+    On Spark the table (partitioned by event_date) comes to the driver in ranges of days of at most
+    `spark.CHUNK_ROWS` rows (personaflow/core/spark.py `read_by_days`), never as one collect. Memory on
+    the driver: the frame training fits on (O(interactions), on every engine) plus one chunk while it
+    arrives, and a copy of the chunks while they are joined into one frame."""
     if not wh.exists(warehouse):
         raise FileNotFoundError(f"warehouse not found: {warehouse}")
     con = wh.connect(warehouse, read_only=True)
@@ -72,8 +77,17 @@ def load_interactions(warehouse: wh.Location) -> pd.DataFrame:
             if con.table_exists("marts.returned_items")
             else ""
         )
-        sql = f"select {columns} from marts.interactions i {anti} order by event_date, user_id, item_id"
-        frame = con.execute(sql).df()
+        order = "order by event_date, user_id, item_id"
+        if con.engine == "spark":
+            from personaflow.core.spark import read_by_days
+
+            where = f"{anti} and {{days}}" if anti else "where {days}"
+            sql = f"select {columns} from marts.interactions i {where} {order}"
+            chunks = list(read_by_days(con, "marts.interactions", "event_date", sql))
+            frame = pd.concat(chunks, ignore_index=True) if chunks else con.execute(
+                f"select {columns} from marts.interactions i limit 0").df()  # fmt: skip
+        else:
+            frame = con.execute(f"select {columns} from marts.interactions i {anti} {order}").df()
     finally:
         con.close()
     frame["event_date"] = pd.to_datetime(frame["event_date"]).dt.date
