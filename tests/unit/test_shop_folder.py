@@ -111,6 +111,7 @@ def test_each_review_is_one_view_event_and_one_without_reviewer_or_time_is_count
     assert counts == {"reviews": 4, "events": 2, "without_reviewer": 1, "without_time": 1}
     assert events["event_id"].tolist() == ["review-r2", "review-r1"]  # in time order
     assert set(events["event_type"]) == {"view"} and "price" not in events
+    assert events["session_id"].tolist() == events["event_id"].tolist()  # each review its own visit
 
 
 def test_constants_fill_a_missing_column_and_line_total_gives_the_unit_price(tmp_path: Path) -> None:
