@@ -194,6 +194,18 @@ bench-churn-demographics: install
 bench-complete-journey-history: install
 	$(BIN)/python benchmarks/complete_journey_history.py $(ARGS)
 
+# The real Amazon All Beauty reviews as a shop through `personaflow history FOLDER` (each review one view
+# event of its reviewer), /usr/bin/time -v -> benchmarks/results/reviews_history.json
+.PHONY: bench-reviews-history
+bench-reviews-history: install
+	$(BIN)/python benchmarks/reviews_history.py $(ARGS)
+
+# Demographics as re-ranker features on a household subsample of The Complete Journey, kept only where
+# validation says they pay -> benchmarks/results/rerank_demographics.json
+.PHONY: bench-rerank-demographics
+bench-rerank-demographics: install
+	$(BIN)/python benchmarks/rerank_demographics.py $(ARGS)
+
 .PHONY: bench-history
 bench-history: install
 	$(BIN)/python benchmarks/history.py $(ARGS)

@@ -4,9 +4,12 @@ shipped mappings and the imports' own readers (personaflow/ingest/customers.py, 
 Per campaign: reached, redeemed, redemption rate, and the incremental revenue per reached household in the
 campaign window against unreached households in the same stratum (pre-period spend decile × demographics
 known), with a stratified-bootstrap 95 % interval (personaflow/profiles/campaigns.py states the
-comparison). The response model (who redeems, among the reached) is trained on the campaigns that ended
-before the test campaign started and judged by ROC AUC on it: the latest campaign with >= 100 reached and
->= 30 redeemers. Writes benchmarks/results/campaigns.json.
+comparison). With the campaigns' coupons (coupons.parquet: which products each campaign's coupons are
+for): per campaign the departments it promoted, and the same comparison with revenue counted on its own
+coupon products only, beside the one on all products; per redemption, the coupon products the household
+bought that day and their department. The response model (who redeems, among the reached) is trained on
+the campaigns that ended before the test campaign started and judged by ROC AUC on it: the latest
+campaign with >= 100 reached and >= 30 redeemers. Writes benchmarks/results/campaigns.json.
 
     make bench-campaigns
 """
@@ -30,11 +33,14 @@ def main() -> None:
 
     from personaflow.ingest.campaigns import (
         campaign_mapping,
+        coupon_mapping,
         read_campaigns,
+        read_coupons,
         read_redemptions,
         redemption_mapping,
     )
     from personaflow.ingest.customers import customer_mapping, read_customers
+    from personaflow.ingest.products import product_mapping, read_products
     from personaflow.profiles import campaigns as cr
 
     idle = os.getloadavg()[0] < 0.5 * (os.cpu_count() or 1)  # load before the timed work
@@ -49,7 +55,7 @@ def main() -> None:
     with PeakRss() as rss:
         lines = pd.read_parquet(
             DATA / "transactions.parquet",
-            columns=["household_id", "basket_id", "sales_value", "transaction_timestamp"],
+            columns=["household_id", "basket_id", "sales_value", "transaction_timestamp", "product_id"],
         )
         lines = lines.rename(
             columns={
@@ -57,8 +63,9 @@ def main() -> None:
                 "basket_id": "order_id",
                 "sales_value": "revenue",
                 "transaction_timestamp": "ts",
+                "product_id": "item_id",
             }
-        )
+        ).astype({"user_id": str, "item_id": str})
         daily = cr.daily_spend(lines)
         users = set(daily["user_id"])
         customers, _ = read_customers(
@@ -72,6 +79,25 @@ def main() -> None:
             redemption_mapping("complete-journey-redemptions"),
             users,
             set(campaigns["campaign_id"]),
+        )
+        coupons, coupon_report = read_coupons(
+            DATA / "coupons.parquet",
+            coupon_mapping("complete-journey-coupons"),
+            set(campaigns["campaign_id"]),
+        )
+        catalogue, _ = read_products(DATA / "products.parquet", product_mapping("complete-journey-products"))
+        departments = catalogue.drop_duplicates("item_id").set_index("item_id")["department"]
+        out.update(
+            {
+                "coupon_rows_read": coupon_report["rows_read"],
+                "coupon_rows_exact_repeats_dropped": coupon_report["repeats"],
+                "coupon_rows_kept": coupon_report["coupon_rows"],
+                "coupons": coupon_report["coupons"],
+                "coupon_products": coupon_report["products"],
+                "coupon_products_not_in_catalogue": int(
+                    (~coupons["item_id"].drop_duplicates().isin(departments.index)).sum()
+                ),
+            }
         )
         out.update(
             {
@@ -92,9 +118,17 @@ def main() -> None:
         read_s = time.perf_counter() - started
 
         t0 = time.perf_counter()
+        coupon_daily = cr.coupon_spend(lines, coupons, campaigns)
+        out["coupon_spend_s"] = round(time.perf_counter() - t0, 2)
+        out["coupon_comparison"] = cr.COUPON_COMPARISON
+        t0 = time.perf_counter()
         demo_known = set(customers["user_id"])
-        table = cr.campaign_response(daily, campaigns, members, redemptions, demo_known)
+        table = cr.campaign_response(
+            daily, campaigns, members, redemptions, demo_known, coupon_daily=coupon_daily
+        )
+        table = table.merge(cr.promoted(coupons, departments), on="campaign_id", how="left")
         out["response_table_s"] = round(time.perf_counter() - t0, 2)
+        out.update(redemption_departments(lines, redemptions, coupons, departments))
         for r in table.sort_values("campaign_id", key=lambda s: s.astype(int)).itertuples():
             k = f"campaign_{r.campaign_id}"
             if r.reached_eligible == 0:  # starts before the transactions do: nobody has a pre-period
@@ -114,12 +148,32 @@ def main() -> None:
                     f"{k}_incremental_revenue_per_reached_ci95_low_usd": round(r.incremental_ci_low, 2),
                     f"{k}_incremental_revenue_per_reached_ci95_high_usd": round(r.incremental_ci_high, 2),
                     f"{k}_naive_difference_per_reached_usd": round(r.naive_difference, 2),
+                    f"{k}_coupons": int(r.coupons),
+                    f"{k}_coupon_products": int(r.coupon_products),
+                    f"{k}_promoted_departments_share_of_coupon_products": r.promoted_departments,
+                    f"{k}_coupon_products_window_revenue_per_reached_usd": round(
+                        r.coupon_window_revenue_per_reached, 2
+                    ),
+                    f"{k}_coupon_products_share_of_reached_window_revenue": round(
+                        r.coupon_share_of_reached_revenue, 4
+                    ),
+                    f"{k}_coupon_products_incremental_revenue_per_reached_usd": round(
+                        r.coupon_incremental_revenue_per_reached, 2
+                    ),
+                    f"{k}_coupon_products_incremental_revenue_per_reached_ci95_low_usd": round(
+                        r.coupon_incremental_ci_low, 2
+                    ),
+                    f"{k}_coupon_products_incremental_revenue_per_reached_ci95_high_usd": round(
+                        r.coupon_incremental_ci_high, 2
+                    ),
                 }
             )
             print(
                 f"{k} {r.campaign_type} reached={r.reached} rate={r.redemption_rate:.3f} "
                 f"incr={r.incremental_revenue_per_reached:.1f} [{r.incremental_ci_low:.1f}, "
-                f"{r.incremental_ci_high:.1f}] naive={r.naive_difference:.1f}"
+                f"{r.incremental_ci_high:.1f}] naive={r.naive_difference:.1f} | coupon products "
+                f"({r.promoted_departments}) incr={r.coupon_incremental_revenue_per_reached:.1f} "
+                f"[{r.coupon_incremental_ci_low:.1f}, {r.coupon_incremental_ci_high:.1f}]"
             )
 
         # the response model, time-ordered: train on campaigns ended before the test campaign's start
@@ -214,6 +268,25 @@ def main() -> None:
     write_results(RESULTS, out)
 
 
+def redemption_departments(
+    lines: pd.DataFrame, redemptions: pd.DataFrame, coupons: pd.DataFrame, departments: pd.Series
+) -> dict[str, object]:
+    """What the households redeemed coupons on: each redemption put on the coupon's products bought that
+    day (profiles/campaigns.py redeemed_on), and the departments most redeemed on."""
+    from personaflow.profiles import campaigns as cr
+
+    days = redemptions.assign(day=pd.to_datetime(redemptions["redemption_date"]).dt.normalize())
+    bought = lines.assign(day=pd.to_datetime(lines["ts"]).dt.normalize())[["user_id", "day", "item_id"]]
+    bought = bought.merge(days[["user_id", "day"]].drop_duplicates(), on=["user_id", "day"])
+    spent = cr.redeemed_on(redemptions, coupons, bought, departments)
+    top = spent["department"].value_counts().head(5)
+    return {
+        "redemptions_matched_to_coupon_products_bought_that_day": int(spent["matched"].sum()),
+        "redemptions_top_departments": ", ".join(f"{d} {n}" for d, n in top.items()),
+        "households_redeeming": int(spent["user_id"].nunique()),
+    }
+
+
 def profile_refresh(data: Path) -> dict[str, object]:
     """The profile's demographics and campaign fields for every household (refresh_profile_tables, what
     runs after each import and in the nightly audiences stage) on the real shop: its transactions as
@@ -239,7 +312,9 @@ def profile_refresh(data: Path) -> dict[str, object]:
             )
         t0 = time.perf_counter()
         import_table("customers", data / "demographics.parquet", "complete-journey-customers", s)
+        import_table("products", data / "products.parquet", "complete-journey-products", s)
         import_table("campaigns", data / "campaign_descriptions.parquet", "complete-journey-campaigns", s)
+        import_table("coupons", data / "coupons.parquet", "complete-journey-coupons", s)
         import_table("redemptions", data / "coupon_redemptions.parquet", "complete-journey-redemptions", s)
         imports_s = time.perf_counter() - t0  # each import refreshes the profile fields too
         t0 = time.perf_counter()
@@ -258,6 +333,8 @@ def profile_refresh(data: Path) -> dict[str, object]:
         "profile_customers_with_redeem_score": int(camp["redeem_score"].notna().sum()),
         "profile_redeem_score_campaign_type": str(camp["redeem_score_campaign_type"].dropna().iloc[0]),
         "profile_demographic_labels": int(demo["demographic_label"].nunique()),
+        "profile_customers_with_coupon_departments": int(camp["coupon_departments"].map(len).gt(0).sum()),
+        "profile_redemptions_matched_to_purchases": report.get("redemptions_matched_to_purchases"),
     }
 
 

@@ -2,7 +2,8 @@
 household, on this machine.
 
 1. `personaflow history ../shared/data/complete-journey --manifest complete-journey` (transactions,
-   demographics, the product catalogue, campaigns with their members, coupon redemptions; the shipped
+   demographics, the product catalogue, campaigns with their members, their coupons (since issue 23's
+   coupons import; the committed results predate it), coupon redemptions; the shipped
    manifest personaflow/ingest/mappings/complete-journey.toml) as one child process under
    `/usr/bin/time -v`: wall time, CPU time and its peak RSS, plus each stage's time and peak memory as
    the command reports them.

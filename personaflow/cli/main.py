@@ -112,8 +112,8 @@ def ingest(
     kind: Annotated[
         str,
         typer.Option(
-            help="What PATH holds: events | reviews | customers | products | campaigns | redemptions "
-            "(with --mapping)."
+            help="What PATH holds: events | reviews | customers | products | campaigns | coupons | "
+            "redemptions (with --mapping)."
         ),
     ] = "events",
     day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"])] = None,
@@ -175,8 +175,8 @@ def _ingest_reviews(path: Path | None, mapping: str | None, s: config.Settings) 
 
 
 def _ingest_shop_table(kind: str, path: Path | None, mapping: str | None, s: config.Settings) -> dict:
-    """`ingest PATH --kind customers|products|campaigns|redemptions --mapping M` (docs/guides/campaigns.md,
-    docs/guides/catalogue.md)."""
+    """`ingest PATH --kind customers|products|campaigns|coupons|redemptions --mapping M`
+    (docs/guides/campaigns.md, docs/guides/catalogue.md)."""
     from personaflow.ingest.csvfile import IngestError
     from personaflow.pipeline.shop_tables import KINDS, import_table
     from personaflow.quality.validate import DataQualityError
@@ -198,7 +198,8 @@ def history(
         Path,
         typer.Argument(
             help="The shop's export (.csv, .csv.gz, .xlsx, .parquet), or a folder of its tables: events "
-            "plus any of customers, products, reviews, campaigns, redemptions (docs/guides/own-data.md)."
+            "plus any of customers, products, reviews, campaigns, coupons, redemptions "
+            "(docs/guides/own-data.md)."
         ),
     ],
     fmt: Annotated[str, typer.Option("--format", help="online-retail | csv | parquet.")] = "online-retail",
@@ -247,6 +248,7 @@ def history(
         **({"folder": result["folder"], "tables": {k[7:]: _table_gist(result[k]) for k in result["stages"]
                                                    if k.startswith("import_")}}
            if "folder" in result else {}),
+        **({"events_from_reviews": result["events_from_reviews"]} if "events_from_reviews" in result else {}),
         **({"extra_columns": imported["extra_columns"], "raw_copy": imported["raw_copy"]}
            if imported.get("extra_columns") else {}),
         **({k: imported[k] for k in ("rows_set_aside", "set_aside_reasons", "set_aside_file")}
@@ -256,7 +258,8 @@ def history(
 
 def _table_gist(report: dict) -> dict:
     """A folder table's import in the history summary: its counts, not its rows' details."""
-    keys = ("rows", "products", "customers", "campaigns", "members", "redemptions", "table_rows", "batch_id")
+    keys = ("records", "rows", "repeats_dropped", "products", "customers", "campaigns", "members", "coupons",
+            "repeats", "redemptions", "table_rows", "batch_id")
     return {k: report[k] for k in keys if k in report}
 
 

@@ -1,18 +1,22 @@
-"""Bring your own campaigns and coupon redemptions through declared column mappings, into
-`raw.campaigns` (one row per campaign: type and window), `raw.campaign_members` (who each reached) and
-`raw.redemptions`.
+"""Bring your own campaigns, their coupons and coupon redemptions through declared column mappings, into
+`raw.campaigns` (one row per campaign: type and window), `raw.campaign_members` (who each reached),
+`raw.coupons` (which products each campaign's coupons are for) and `raw.redemptions`.
 
     personaflow ingest campaign_descriptions.parquet --kind campaigns --mapping complete-journey-campaigns
+    personaflow ingest coupons.parquet --kind coupons --mapping complete-journey-coupons
     personaflow ingest coupon_redemptions.parquet --kind redemptions --mapping complete-journey-redemptions
 
 Campaigns, ours: campaign_id, start_date, end_date (required), campaign_type (optional); `[members]`
 names the file beside it that lists who was reached (`file`, and its `campaign_id` and `user_id`
-columns). Redemptions, ours: user_id, campaign_id, redemption_date (required), coupon_id (optional).
+columns). Coupons, ours: coupon_id, item_id, campaign_id (all required): one row per product a coupon
+is good for. Redemptions, ours: user_id, campaign_id, redemption_date (required), coupon_id (optional).
 
 Errors name the file, the row and the column, and nothing is loaded: a missing column, a bad date, a
 campaign that ends before it starts, a member of a campaign not in the campaign table, a redemption by
-a customer the shop has no events of (when events are loaded) or of an unknown campaign. Raw kept;
-re-runs replace rows with the same keys.
+a customer the shop has no events of (when events are loaded) or of an unknown campaign, a coupon row
+without its coupon, product or campaign, or of a campaign not loaded. Exact repeats of a coupon row
+(same coupon, product and campaign) are dropped and counted (`repeats`), never an error: The Complete
+Journey lists 4,872 of its 116,204 coupon rows twice. Raw kept; re-runs replace rows with the same keys.
 
 Memory: each export in one frame, O(rows); membership checks are hash joins, never pairwise.
 """
@@ -34,6 +38,7 @@ CAMPAIGN_REQUIRED = ("campaign_id", "start_date", "end_date")
 CAMPAIGN_OPTIONAL = ("campaign_type",)
 REDEMPTION_REQUIRED = ("user_id", "campaign_id", "redemption_date")
 REDEMPTION_OPTIONAL = ("coupon_id",)
+COUPON_REQUIRED = ("coupon_id", "item_id", "campaign_id")
 DDL = """
 create schema if not exists raw;
 create table if not exists raw.campaigns (
@@ -42,6 +47,10 @@ create table if not exists raw.campaigns (
 );
 create table if not exists raw.campaign_members (
     campaign_id varchar, user_id varchar, source varchar, batch_id varchar, loaded_at timestamp
+);
+create table if not exists raw.coupons (
+    coupon_id varchar, item_id varchar, campaign_id varchar, source varchar, source_file varchar,
+    source_row bigint, raw_record varchar, batch_id varchar, loaded_at timestamp
 );
 create table if not exists raw.redemptions (
     user_id varchar, campaign_id varchar, redemption_date timestamp, coupon_id varchar, source varchar,
@@ -60,6 +69,51 @@ def campaign_mapping(name_or_path: str | Path) -> TableMapping:
 
 def redemption_mapping(name_or_path: str | Path) -> TableMapping:
     return load_mapping(name_or_path, REDEMPTION_REQUIRED, REDEMPTION_OPTIONAL, "redemptions")
+
+
+def coupon_mapping(name_or_path: str | Path) -> TableMapping:
+    return load_mapping(name_or_path, COUPON_REQUIRED, (), "coupons")
+
+
+def read_coupons(
+    path: Path, mapping: TableMapping, campaign_ids: set[str] | None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a coupon export (one row per coupon and product it is good for); `campaign_ids` (None: not
+    checked) are the campaigns loaded. Exact repeats are dropped and counted; the first row of each is
+    kept with its record."""
+    path = Path(path)
+    frame, records = read_table(path, mapping.format)
+    cols = Columns(path, frame, mapping, mapping.columns)
+    coupon = cols.required("coupon_id", "a coupon id")
+    item = cols.required("item_id", "a product id")
+    campaign = cols.required("campaign_id", "a campaign id")
+    if campaign_ids is not None:
+        unknown = ~campaign.isin(campaign_ids).to_numpy()
+        if unknown.any():
+            raise cols.fault("campaign_id", unknown, "a campaign loaded with --kind campaigns")
+    out = pd.DataFrame(
+        {
+            "coupon_id": coupon,
+            "item_id": item,
+            "campaign_id": campaign,
+            "source": mapping.name,
+            "source_file": str(path),
+            "source_row": cols.where.astype("int64"),
+            "raw_record": records,
+        }
+    )
+    repeats = out.duplicated(["campaign_id", "coupon_id", "item_id"]).to_numpy()
+    out = out[~repeats].reset_index(drop=True)
+    report = {
+        "source": mapping.name,
+        "rows_read": len(frame),
+        "repeats": int(repeats.sum()),
+        "coupon_rows": len(out),
+        "coupons": int(out["coupon_id"].nunique()),
+        "products": int(out["item_id"].nunique()),
+        "campaigns": int(out["campaign_id"].nunique()),
+    }
+    return out, report
 
 
 def read_campaigns(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -165,6 +219,17 @@ def load_campaigns(warehouse: Location, campaigns: pd.DataFrame, members: pd.Dat
     return {"campaign_rows": n, "member_rows": m}
 
 
+def stamp(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Rows with their batch_id (source and the file's hash) and loaded_at, as the checks see them."""
+    return _stamp(frame, path)
+
+
+def load_coupons(warehouse: Location, rows: pd.DataFrame) -> dict:
+    """Stamped coupon rows (`stamp`) into raw.coupons (same source, campaign, coupon, product: replaced)."""
+    key = ["source", "campaign_id", "coupon_id", "item_id"]
+    return {"table_rows": load_rows(warehouse, DDL, "raw.coupons", rows, key)}
+
+
 def load_redemptions(warehouse: Location, frame: pd.DataFrame, path: Path) -> dict:
     key = ["source", "user_id", "campaign_id", "redemption_date", "coupon_id"]
     # coupon_id may be empty: a replace keyed on NULL would never match, so an empty id is stored as ""
@@ -173,6 +238,7 @@ def load_redemptions(warehouse: Location, frame: pd.DataFrame, path: Path) -> di
 
 
 def known_campaigns(warehouse: Location) -> set[str] | None:
+    """The campaigns loaded (None: none loaded, so nothing to check against)."""
     from personaflow.core import warehouse as wh
 
     if not wh.exists(warehouse):
@@ -180,4 +246,7 @@ def known_campaigns(warehouse: Location) -> set[str] | None:
     with wh.connect(warehouse, read_only=True) as con:
         if not con.table_exists("raw.campaigns"):
             return None
-        return {str(c) for (c,) in con.execute("select campaign_id from raw.campaigns").fetchall()}
+        ids = {str(c) for (c,) in con.execute("select campaign_id from raw.campaigns").fetchall()}
+    # empty: the table was only created (loading coupons or redemptions creates every campaign table),
+    # so there is nothing to check against yet
+    return ids or None

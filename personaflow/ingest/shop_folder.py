@@ -1,6 +1,6 @@
 """A folder holding a shop's tables, recognised for `personaflow history FOLDER`: which file is the
-events (or transactions) and which are customers, products, reviews, campaigns and redemptions, each
-with the mapping that reads it.
+events (or transactions) and which are customers, products, reviews, campaigns, coupons and
+redemptions, each with the mapping that reads it.
 
 Two ways, documented in docs/guides/own-data.md:
 - a manifest, `personaflow.toml` in the folder (or `--manifest NAME|FILE`: a shipped one in
@@ -12,16 +12,18 @@ Two ways, documented in docs/guides/own-data.md:
       format = "parquet"            # online-retail | csv | parquet
       mapping = "household_id=user_id,product_id=item_id,transaction_timestamp=event_ts"
       constants = { event_type = "purchase" }   # columns the export lacks, one value for every row
+                                    # (a shop with reviews and no orders: from = "reviews", no file:
+                                    # each review is a view event of its reviewer, see review_events)
       [customers]                   # optional, and so are products, reviews, campaigns, redemptions
       file = "demographics.parquet"
       mapping = "complete-journey-customers"    # a shipped mapping's name, or a TOML file (relative
                                                 # to the manifest)
 - by file name, without a manifest: `events.*` or `transactions.*` (csv, csv.gz, xlsx or parquet, our
   column names), and `customers.*`, `products.*`, `reviews.*` (csv or jsonl), `campaigns.*` (with
-  `campaign_members.*` beside it), `redemptions.*`, each in our column names. Their mappings are made
-  from the file's header (ours that it has) and written to `landing/imports/mappings/` so the import
-  is repeatable and can be read afterwards. Customers and products without a `valid_from` column hold
-  from the first day of the events (`dated`).
+  `campaign_members.*` beside it), `coupons.*`, `redemptions.*`, each in our column names. Their
+  mappings are made from the file's header (ours that it has) and written to
+  `landing/imports/mappings/` so the import is repeatable and can be read afterwards. Customers and
+  products without a `valid_from` column hold from the first day of the events (`dated`).
 
 Anything else in the folder is listed as not used, never silently taken. Memory: headers only.
 """
@@ -40,8 +42,9 @@ from personaflow.ingest.shop_tables import MAPPINGS_DIR
 
 MANIFEST = "personaflow.toml"
 # The order the tables load in: events first (redemptions are checked against its customers), the
-# catalogue before the marts, campaigns before their redemptions.
-TABLE_KINDS = ("customers", "products", "reviews", "campaigns", "redemptions")
+# catalogue before the marts, campaigns before their coupons (checked against the campaigns and the
+# catalogue) and redemptions.
+TABLE_KINDS = ("customers", "products", "reviews", "campaigns", "coupons", "redemptions")
 EVENT_NAMES = ("events", "transactions")
 MEMBERS_NAME = "campaign_members"
 _SUFFIXES = {".csv": "csv", ".gz": "csv", ".xlsx": "csv", ".parquet": "parquet", ".jsonl": "jsonl"}
@@ -134,6 +137,11 @@ def _from_manifest(folder: Path, spec_path: Path) -> ShopFolder:
 
     def table(kind: str) -> Table:
         entry = spec[kind]
+        if kind == "events" and entry.get("from") == "reviews":
+            # no order export: the events are the reviews' (personaflow/ingest/reviews.py review_events)
+            if "reviews" not in spec:
+                raise IngestError(f'{where}: [events] from = "reviews" needs a [reviews] section')
+            return Table("events", folder / str(spec["reviews"].get("file", "")), None, "reviews")
         if "file" not in entry:
             raise IngestError(f'{where}: [{kind}] needs file = "..."')
         path = folder / str(entry["file"])
@@ -227,6 +235,7 @@ def _header_mapping(kind: str, path: Path, members: Path | None, mappings_dir: P
         "products": products.REQUIRED + products.OPTIONAL,
         "reviews": reviews.REQUIRED + reviews.OPTIONAL,
         "campaigns": campaigns.CAMPAIGN_REQUIRED + campaigns.CAMPAIGN_OPTIONAL,
+        "coupons": campaigns.COUPON_REQUIRED,
         "redemptions": campaigns.REDEMPTION_REQUIRED + campaigns.REDEMPTION_OPTIONAL,
     }[kind]
     columns = set(header(path))

@@ -163,6 +163,13 @@ def append_snapshot(path: Path, snap: pd.DataFrame) -> int:
     it is never loaded whole: the earlier nights' row groups are streamed one at a time into the new
     file. Memory: O(one night's rows); time: a copy of the file (no join, no sort)."""
     table = as_typed(snap, path.name.removesuffix(".parquet"))
+    if snap.empty:
+        # nothing to add tonight (a shop whose events are all views has no purchases): the file keeps
+        # its earlier nights, and a typed empty file stands in for a view that has none yet
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path)
+        return pq.ParquetFile(path).metadata.num_rows
     stamp = pd.Timestamp(snap["feature_ts"].iloc[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -615,7 +622,10 @@ def _build_features(
         "review_history_rows": review_rows,
         "training_set_rows": int(len(training)),
         "training_rows_joined_tonight": int(len(todo)),
-        "training_rows_with_features": int(training["frequency"].notna().sum()),
+        # no purchases yet (a shop whose events are all views): an empty training set without columns
+        "training_rows_with_features": int(training["frequency"].notna().sum())
+        if "frequency" in training
+        else 0,
         **serving_tables,
         "seconds": round(time.perf_counter() - started, 2),
     }

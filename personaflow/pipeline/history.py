@@ -88,6 +88,10 @@ def build_history(
         say(f"folder: {', '.join(f'{k} {v}' for k, v in out['folder']['tables'].items())}")
         path, source_format = folder.events.path, folder.events.format or "csv"
         mapping, constants = folder.events.mapping, folder.events.constants
+        if source_format == "reviews":
+            path, out["events_from_reviews"] = _review_events(folder, s)
+            source_format, mapping = "parquet", None
+            say(f"events: {out['events_from_reviews']['events']:,} from the reviews (one view per review)")
         out["format"] = source_format
     elif manifest is not None:
         raise ValueError(f"--manifest {manifest} describes a folder; {path} is a file")
@@ -126,6 +130,21 @@ def build_history(
     out["total_seconds"] = round(sum(t["seconds"] for t in timings.values()), 2)
     out["peak_rss_mb"] = max(t["peak_rss_mb"] for t in timings.values())
     return out
+
+
+def _review_events(folder: Any, s: Settings) -> tuple[Path, dict[str, int]]:
+    """A folder whose manifest says `[events] from = "reviews"`: its reviews (read through their own
+    mapping, repeats dropped) as view events, written beside the imports as Parquet in our column
+    names; (that file, counts)."""
+    from personaflow.ingest.reviews import load_mapping, read_reviews, review_events
+
+    table = next(t for t in folder.tables if t.kind == "reviews")
+    frame, _ = read_reviews(table.path, load_mapping(str(table.mapping)))
+    events, counts = review_events(frame)
+    target = s.landing_dir / "imports" / f"{table.path.name.split('.')[0]}.review-events.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    events.to_parquet(target, index=False)
+    return target, counts
 
 
 def _import_table(table: Any, last: date, s: Settings) -> dict[str, Any]:
@@ -169,7 +188,8 @@ def _gist(name: str, result: Any) -> str:
             f"{len(result['failed_days'])} failed (quarantined)"
         )
     if name.startswith("import_"):
-        counts = {k: result[k] for k in ("rows", "campaigns", "redemptions", "loaded") if k in result}
+        keys = ("rows", "coupon_rows", "repeats", "repeats_dropped", "campaigns", "redemptions", "loaded")
+        counts = {k: result[k] for k in keys if k in result}
         return ": " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if isinstance(v, int))
     if name == "transform":
         return f": {result.get('models', '?')} models, {result.get('tests', '?')} tests"

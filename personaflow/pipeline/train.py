@@ -33,4 +33,17 @@ def train(
         pointer_path=s.production_pointer, model=model or s.model,
         hybrid=s.hybrid if hybrid is None else hybrid, rerank=s.rerank if rerank is None else rerank,
         features=nightly_source(s.feature_repo_dir, s.features_dir, catalogue.set_index("item_id"), offline),
+        customers=_customers(s),
     )  # fmt: skip
+
+
+def _customers(s: Settings) -> Any:
+    """The shop's customer table (every version, with valid_from) for the re-ranker's demographics
+    (tried, kept only where they pay: personaflow/training/choice.py); None without one."""
+    where = location(s)
+    if wh.is_spark(where) or not wh.exists(where):  # the customers import is not on Spark yet
+        return None
+    with wh.connect(where, read_only=True) as con:
+        if not con.table_exists("raw.customers"):
+            return None
+        return con.execute("select * from raw.customers").df().astype({"user_id": str})

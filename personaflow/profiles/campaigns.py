@@ -70,16 +70,20 @@ def campaign_outcomes(
     reached: set[str],
     demo_known: set[str],
     pre_days: int = PRE_DAYS,
+    spend: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per eligible customer (bought before the start): reached, pre_spend, window_revenue,
-    demo_known, stratum ('<decile>|<known>')."""
+    demo_known, stratum ('<decile>|<known>'). `spend` (daily's columns; default `daily`) is what is
+    counted: the spend on the campaign's coupon products for the coupon comparison, while eligibility
+    stays "bought anything before the start"."""
     start, end = pd.Timestamp(campaign["start_date"]), pd.Timestamp(campaign["end_date"])
+    spend = daily if spend is None else spend
     first = daily.groupby("user_id")["day"].min()
     eligible = first.index[first < start.normalize()]
     out = pd.DataFrame(index=pd.Index(eligible, name="user_id"))
-    pre = _window(daily, start - pd.Timedelta(days=pre_days), start - pd.Timedelta(days=1))
+    pre = _window(spend, start - pd.Timedelta(days=pre_days), start - pd.Timedelta(days=1))
     out["pre_spend"] = pre["revenue"].reindex(out.index).fillna(0.0)
-    out["window_revenue"] = _window(daily, start, end)["revenue"].reindex(out.index).fillna(0.0)
+    out["window_revenue"] = _window(spend, start, end)["revenue"].reindex(out.index).fillna(0.0)
     out["reached"] = out.index.isin(list(reached))
     out["demo_known"] = out.index.isin(list(demo_known))
     return assign_strata(out.reset_index())
@@ -156,8 +160,11 @@ def campaign_response(
     pre_days: int = PRE_DAYS,
     n_boot: int = N_BOOT,
     seed: int = 0,
+    coupon_daily: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Per campaign: reached, redeemed, redemption rate, and the stratified revenue comparison."""
+    """Per campaign: reached, redeemed, redemption rate, and the stratified revenue comparison. With
+    `coupon_daily` (daily's columns plus campaign_id: spend on each campaign's own coupon products, e.g.
+    `coupon_spend`), the same comparison on those products too (COUPON_COMPARISON): coupon_* columns."""
     rows = []
     for _, camp in campaigns.sort_values("start_date").iterrows():
         cid = str(camp["campaign_id"])
@@ -165,6 +172,10 @@ def campaign_response(
         redeemed = set(redemptions.loc[redemptions["campaign_id"].astype(str) == cid, "user_id"].astype(str))
         frame = campaign_outcomes(daily, camp, reached, demo_known, pre_days)
         effect = stratified_effect(frame, n_boot=n_boot, seed=seed)
+        coupon = {}
+        if coupon_daily is not None:
+            own = coupon_daily[coupon_daily["campaign_id"].astype(str) == cid]
+            coupon = _coupon_columns(daily, camp, reached, demo_known, pre_days, own, frame, n_boot, seed)
         rows.append(
             {
                 "campaign_id": cid,
@@ -185,9 +196,160 @@ def campaign_response(
                 "incremental_ci_low": effect.ci_low,
                 "incremental_ci_high": effect.ci_high,
                 "naive_difference": effect.naive_difference,
+                **coupon,
             }
         )
     return pd.DataFrame(rows)
+
+
+COUPON_COMPARISON = (
+    "the same stratified comparison with revenue counted on the campaign's own coupon products only "
+    "(pre-period spend deciles on those products x demographics known): reached vs eligible unreached"
+)
+
+
+def coupon_spend(
+    lines: pd.DataFrame, coupons: pd.DataFrame, campaigns: pd.DataFrame, pre_days: int = PRE_DAYS
+) -> pd.DataFrame:
+    """Purchase lines (user_id, ts, revenue, order_id, item_id) -> spend on each campaign's own coupon
+    products per customer and day, from `pre_days` before its start to its end: campaign_id, user_id,
+    day, revenue, baskets (the `coupon_daily` of `campaign_response`; personaflow/pipeline/shop_tables.py
+    builds the same in SQL). Memory: one campaign's matching lines at a time, O(lines)."""
+    items = coupons.assign(
+        campaign_id=coupons["campaign_id"].astype(str), item_id=coupons["item_id"].astype(str)
+    )
+    ts = pd.to_datetime(lines["ts"])
+    item = lines["item_id"].astype(str)
+    parts = []
+    for _, camp in campaigns.iterrows():
+        cid = str(camp["campaign_id"])
+        start = pd.Timestamp(camp["start_date"]).normalize() - pd.Timedelta(days=pre_days)
+        end = pd.Timestamp(camp["end_date"]).normalize() + pd.Timedelta(days=1)
+        own = set(items.loc[items["campaign_id"] == cid, "item_id"])
+        mask = (item.isin(own) & (ts >= start) & (ts < end)).to_numpy()
+        if mask.any():
+            parts.append(daily_spend(lines[mask]).assign(campaign_id=cid))
+    cols = ["campaign_id", "user_id", "day", "revenue", "baskets"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def _coupon_columns(
+    daily: pd.DataFrame, camp: pd.Series, reached: set[str], demo_known: set[str], pre_days: int,
+    own: pd.DataFrame, everything: pd.DataFrame, n_boot: int, seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The coupon-product comparison of one campaign (COUPON_COMPARISON), and the share of the reached
+    customers' window revenue that went to those products."""
+    frame = campaign_outcomes(daily, camp, reached, demo_known, pre_days, spend=own)
+    effect = stratified_effect(frame, n_boot=n_boot, seed=seed)
+    on_coupon = float(frame.loc[frame["reached"], "window_revenue"].sum())
+    on_all = float(everything.loc[everything["reached"], "window_revenue"].sum())
+    return {
+        "coupon_window_revenue_per_reached": float(frame.loc[frame["reached"], "window_revenue"].mean())
+        if effect.n_reached
+        else np.nan,
+        "coupon_share_of_reached_revenue": on_coupon / on_all if on_all > 0 else np.nan,
+        "coupon_incremental_revenue_per_reached": effect.incremental_per_reached,
+        "coupon_incremental_ci_low": effect.ci_low,
+        "coupon_incremental_ci_high": effect.ci_high,
+        "coupon_naive_difference": effect.naive_difference,
+    }
+
+
+# ---- coupons: what each campaign promoted, what each customer redeemed on ------------------------------
+
+
+def promoted(coupons: pd.DataFrame, departments: pd.Series, top: int = 3) -> pd.DataFrame:
+    """Per campaign: coupons, coupon products, and the `top` departments by share of its coupon products
+    (`departments`: item_id -> department; products without one count as "unknown"): campaign_id,
+    coupons, coupon_products, promoted_departments ("GROCERY 62%, DRUG GM 20%"). O(coupon rows)."""
+    rows = coupons.drop_duplicates(["campaign_id", "item_id"]).assign(
+        department=lambda f: f["item_id"].astype(str).map(departments).fillna("unknown")
+    )
+    out = []
+    for cid, part in rows.groupby(rows["campaign_id"].astype(str), sort=False):
+        shares = part["department"].value_counts(normalize=True).head(top)
+        out.append(
+            {
+                "campaign_id": cid,
+                "coupons": int(coupons.loc[coupons["campaign_id"].astype(str) == cid, "coupon_id"].nunique()),
+                "coupon_products": int(part["item_id"].nunique()),
+                "promoted_departments": ", ".join(f"{d} {v:.0%}" for d, v in shares.items()),
+            }
+        )
+    return pd.DataFrame(out, columns=["campaign_id", "coupons", "coupon_products", "promoted_departments"])
+
+
+def redeemed_on(
+    redemptions: pd.DataFrame, coupons: pd.DataFrame, bought: pd.DataFrame, departments: pd.Series
+) -> pd.DataFrame:
+    """What each redemption was spent on: one row per redemption (user_id, campaign_id, coupon_id,
+    redemption_date) with `items` (the coupon's products the customer bought on the redemption day),
+    `department` (the most common department of those items; of all the coupon's products when none was
+    found) and `matched` (items found). `bought`: user_id, day, item_id of purchases on the customers'
+    redemption days (a semi-join of the events on them). Memory O(bought + coupon rows): the coupon
+    rows are joined with what was bought, never redemptions × coupon products."""
+    red = redemptions.assign(
+        user_id=redemptions["user_id"].astype(str), campaign_id=redemptions["campaign_id"].astype(str),
+        coupon_id=redemptions["coupon_id"].astype(str),
+        day=pd.to_datetime(redemptions["redemption_date"]).dt.normalize().astype("datetime64[ns]"),
+    )[["user_id", "campaign_id", "coupon_id", "redemption_date", "day"]].drop_duplicates()  # fmt: skip
+    cp = coupons.assign(
+        campaign_id=coupons["campaign_id"].astype(str), coupon_id=coupons["coupon_id"].astype(str),
+        item_id=coupons["item_id"].astype(str),
+    )[["campaign_id", "coupon_id", "item_id"]].drop_duplicates()  # fmt: skip
+    b = bought.assign(
+        user_id=bought["user_id"].astype(str), item_id=bought["item_id"].astype(str),
+        day=pd.to_datetime(bought["day"]).dt.normalize().astype("datetime64[ns]"),
+    )[["user_id", "day", "item_id"]].drop_duplicates()  # fmt: skip
+    hits = b.merge(red, on=["user_id", "day"]).merge(cp, on=["campaign_id", "coupon_id", "item_id"])
+    hits["department"] = hits["item_id"].map(departments).fillna("unknown")
+    key = ["user_id", "campaign_id", "coupon_id", "day"]
+    if hits.empty:  # nothing found on any redemption day: every redemption falls back
+        out = red.assign(items=None, department=None)
+    else:
+        found = hits.groupby(key).agg(
+            items=("item_id", lambda v: sorted(set(v))), department=("department", _mode)
+        )
+        out = red.merge(found.reset_index(), on=key, how="left")
+    fallback = (
+        cp.assign(department=cp["item_id"].map(departments).fillna("unknown"))
+        .groupby(["campaign_id", "coupon_id"])["department"]
+        .agg(_mode)
+        .rename("coupon_department")
+    )
+    out = out.merge(fallback.reset_index(), on=["campaign_id", "coupon_id"], how="left")
+    out["matched"] = out["items"].notna()
+    out["items"] = out["items"].map(lambda v: v if isinstance(v, list) else [])
+    out["department"] = out["department"].fillna(out["coupon_department"]).fillna("unknown")
+    return out.drop(columns=["day", "coupon_department"])
+
+
+def _mode(values: pd.Series) -> str:
+    """The most common value; ties broken by name so the answer does not depend on row order."""
+    counts = values.value_counts()
+    return str(min(counts.index[counts == counts.max()]))
+
+
+def coupon_profile(spent: pd.DataFrame, as_of: pd.Timestamp | str, top: int = 3) -> pd.DataFrame:
+    """Per customer, from `redeemed_on` rows redeemed by `as_of`: coupon_departments (up to `top`
+    departments redeemed on, most redemptions first) and coupon_products (up to `top` products bought
+    with a coupon, most often first). O(redemptions)."""
+    part = spent[pd.to_datetime(spent["redemption_date"]) <= pd.Timestamp(as_of)]
+    cols = ["user_id", "coupon_departments", "coupon_products"]
+    if part.empty:
+        return pd.DataFrame(columns=cols)
+
+    def ranked(values: pd.Series) -> list[str]:
+        counts = values.value_counts()
+        order = sorted(counts.index, key=lambda v: (-counts[v], str(v)))
+        return [str(v) for v in order[:top]]
+
+    departments = part.groupby("user_id")["department"].agg(ranked).rename("coupon_departments")
+    items = part.explode("items").dropna(subset=["items"])
+    products = items.groupby("user_id")["items"].agg(ranked).rename("coupon_products")
+    out = pd.DataFrame(departments).join(products, how="left").reset_index()
+    out["coupon_products"] = out["coupon_products"].map(lambda v: v if isinstance(v, list) else [])
+    return out[cols]
 
 
 # ---- the response model --------------------------------------------------------------------------------

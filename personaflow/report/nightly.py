@@ -249,11 +249,12 @@ def _campaigns(s: Settings) -> dict[str, Any] | None:
     demo_path = s.features_dir / "customer_demographics.parquet"
     if response is None and not demo_path.exists():
         return None
-    out: dict[str, Any] = {"as_of": None, "comparison": None, "rows": [], "labels": [], "unknown": None}
+    out: dict[str, Any] = {"as_of": None, "comparison": None, "coupon_comparison": None, "rows": [],
+                           "labels": [], "unknown": None}  # fmt: skip
     if response is not None:
         rows = sorted(response.get("campaigns", []), key=lambda r: r["start_date"], reverse=True)
         out.update(as_of=response.get("as_of"), comparison=response.get("comparison"), rows=rows[:12],
-                   n_campaigns=len(rows))  # fmt: skip
+                   n_campaigns=len(rows), coupon_comparison=response.get("coupon_comparison"))  # fmt: skip
     if demo_path.exists():
         labels = pd.read_parquet(demo_path, columns=["demographic_label"])["demographic_label"]
         counts = labels.value_counts()

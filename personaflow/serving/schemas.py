@@ -183,6 +183,13 @@ class CampaignSummary(BaseModel):
     reached_by_running_campaign: bool = Field(description="a campaign running on the as-of day reached them")
     redeem_score: float | None = Field(description="P(redeem) if reached by the next campaign of its type")
     redeem_score_campaign_type: str | None = Field(description="the campaign type the score is for")
+    coupon_departments: list[str] = Field(
+        [], description="up to 3 departments the customer redeemed coupons on, most redemptions first "
+        "(of the coupon's products bought on the redemption day; of all its products when none was found)"
+    )
+    coupon_products: list[str] = Field(
+        [], description="up to 3 products bought with a coupon on its redemption day, most often first"
+    )
 
 
 class Profile(BaseModel):

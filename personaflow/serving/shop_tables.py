@@ -23,6 +23,11 @@ def _rows(path: Path) -> dict[str, dict[str, Any]]:
     return {str(r["user_id"]): r for r in pd.read_parquet(path).to_dict(orient="records")}
 
 
+def _names(value: Any) -> list[str]:
+    """A list column as read back from Parquet (a numpy array, or None before coupons were loaded)."""
+    return [str(v) for v in value] if value is not None and not isinstance(value, float) else []
+
+
 class _Table:
     def __init__(self, path: Path) -> None:
         self._cache, self.rows = FileCache(path, _rows, {}), {}
@@ -58,5 +63,7 @@ class ShopTables:
                 "reached_by_running_campaign": bool(camp.get("reached_by_running_campaign", False)),
                 "redeem_score": _plain(camp.get("redeem_score")),
                 "redeem_score_campaign_type": _plain(camp.get("redeem_score_campaign_type")),
+                "coupon_departments": _names(camp.get("coupon_departments")),
+                "coupon_products": _names(camp.get("coupon_products")),
             }
         return out

@@ -28,6 +28,12 @@ Rules:
   validation cut (its lists from the windows before it) and scored on the same validation users; a
   tie keeps the retrieval (it is cheaper). Only a retrieval that re-fits cheaply at an earlier cut
   (a sparse model: FitResult.scorer_at) can be validated this way; over sasrec it is not tried.
+- Demographics (where the shop has a customer table: `customers`) are tried as re-ranker features the
+  way churn tries them (profiles/churn.py): the re-ranker is trained a second time with each user's
+  age, income and household bands as of the cut (data/features.py `with_demographics`), and they are
+  kept only when the paired bootstrap 95 % interval of its validation NDCG@10 gain over the re-ranker
+  without them is above 0 (and the gain above TIE_EPS); otherwise the report says they do not pay.
+  The re-ranker kept (with or without them) must then beat its retrieval as above.
 Nothing here is tuned by hand per shop: the grids, the order and the rules are the same everywhere.
 """
 
@@ -64,6 +70,7 @@ from personaflow.training.recipe import FIT_BUDGET_S, SPARSE, Built, Recipe, bas
 log = logging.getLogger(__name__)
 OPTIONS = ("popularity", "repeat_buy", "tifu", "item_knn", "sasrec")  # cheapest first
 RERANK = "rerank"
+RERANK_DEMOGRAPHICS = "rerank+demographics"
 VAL_USERS = 5000  # validation users scored per option (a seeded sample on a big shop)
 TIE_EPS = 0.002  # NDCG@10 below which a gain is a tie whatever its interval
 FLOOR = ("popularity", "repeat_buy")  # one counting pass over the rows, no tuning: never refused, so a
@@ -251,6 +258,38 @@ def _with_rerank(retrieval: Built, split: Split, base: Recipe, features: Feature
     return Built(exported, retrieval.fitted, extra, retrieval.fit_seconds + time.perf_counter() - started)
 
 
+def _try_demographics(
+    rows: dict[str, Option], ties: dict[str, Any], plain: Option, chosen: Built, val: Split, base: Recipe,
+    features: FeatureSource, customers: Any, sample: Split, bought: Any,
+) -> tuple[Option, FeatureSource]:  # fmt: skip
+    """The re-ranker trained again with the users' demographic bands; (the re-ranker option to go on
+    with, its feature source): the one with demographics only when its paired gain interval over
+    `plain` is above 0."""
+    from personaflow.training.data.features import with_demographics
+
+    demo_features = with_demographics(features, customers)
+    option = rows[RERANK_DEMOGRAPHICS] = Option(RERANK_DEMOGRAPHICS, status="not tried")
+    cpu, wall = _cpu(), time.perf_counter()
+    try:
+        _scored(option, _rerank_at_validation(chosen, val, base, demo_features), sample, bought)
+        option.status = "scored"
+    except ValueError as exc:
+        option.status, option.note = "failed", str(exc)
+    option.fit_cpu_s, option.fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
+    if option.status != "scored":
+        return plain, features
+    tied, gain = _tie(option, plain, base.seed)
+    pays = option.val_ndcg_at_10 > plain.val_ndcg_at_10 and not tied
+    ties[RERANK_DEMOGRAPHICS] = {"pays": pays, **{f"vs_rerank_{k}": v for k, v in gain.items()}}
+    interval = f"gain interval [{gain['gain_ci_low']:.4f}, {gain['gain_ci_high']:.4f}]"
+    if not pays:
+        option.note = f"demographics do not pay over the re-ranker without them ({interval})"
+        return plain, features
+    option.note, plain.note = "kept", f"demographics pay ({interval}): the re-ranker with them goes on"
+    option.estimate_cpu_s = option.fit_cpu_s / max(1, torch.get_num_threads())
+    return option, demo_features
+
+
 def choose(
     split: Split,
     base: Recipe,
@@ -258,12 +297,15 @@ def choose(
     rerank: bool = True,
     budget_s: float = FIT_BUDGET_S,
     options: tuple[str, ...] = OPTIONS,
+    customers: Any = None,
 ) -> Choice:
     """Fit every option, score each on the validation window, pick by the rules above (module docstring).
 
     `base` carries what all options share (seed, val_days, epochs, dim, exclude_bought). Memory: one
     option's model at a time besides the kept ones' validation scores (VAL_USERS floats each) and the
     fitted options (each as its export: sparse per-user scores or vectors, linear in users).
+    `customers` (our customer table with valid_from, or None): demographics are tried as re-ranker
+    features and kept only where they pay (module docstring).
     """
     val = validation_view(split, base.val_days)
     sample = _sample(val, base.seed)
@@ -321,9 +363,13 @@ def choose(
         except ValueError as exc:  # e.g. no validation users before the validation cut
             option.status, option.note = "failed", str(exc)
         option.fit_cpu_s, option.fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
+        if option.status == "scored" and customers is not None and len(customers):
+            option, features = _try_demographics(rows, ties, option, chosen, val, base, features, customers,
+                                                 sample, bought)  # fmt: skip
         # The serving fit learns from as many lists, then scores every user's pool for the export: the
         # validation sample's scoring, per user, times the shop's users (linear, but at 1M customers the
-        # export outweighs the fit). Per torch thread, as a learned fit's budget counts.
+        # export outweighs the fit). Per torch thread, as a learned fit's budget counts. (With
+        # demographics kept, their option's fit includes its own scoring, about the plain one's.)
         export_cpu = scoring_cpu / max(1, len(sample.test_truth)) * split.maps.n_users
         threads = max(1, torch.get_num_threads())
         option.estimate_cpu_s = (option.fit_cpu_s - scoring_cpu + export_cpu) / threads
@@ -344,13 +390,17 @@ def choose(
                 option.fit_cpu_s += _cpu() - cpu
                 option.fit_wall_s += time.perf_counter() - wall
                 chosen_recipe = replace(chosen_recipe, rerank=True)
+                with_demo = " with demographics" if option.name == RERANK_DEMOGRAPHICS else ""
                 reason += (
-                    f"; the re-ranker over it beats it on validation (ndcg@10 {option.val_ndcg_at_10:.4f}, "
-                    f"gain interval [{gain['gain_ci_low']:.4f}, {gain['gain_ci_high']:.4f}])"
+                    f"; the re-ranker{with_demo} over it beats it on validation (ndcg@10 "
+                    f"{option.val_ndcg_at_10:.4f}, gain interval [{gain['gain_ci_low']:.4f}, "
+                    f"{gain['gain_ci_high']:.4f}])"
                 )
                 option.note = "kept"
+    demo_kept = rows.get(RERANK_DEMOGRAPHICS) is not None and rows[RERANK_DEMOGRAPHICS].note == "kept"
     report = {
-        "chosen": winner.name + ("+rerank" if chosen_recipe.rerank else ""),
+        "chosen": winner.name + ("+rerank" if chosen_recipe.rerank else "")
+        + ("+demographics" if chosen_recipe.rerank and demo_kept else ""),
         "reason": reason,
         "options": {name: o.row() for name, o in rows.items()},
         "comparisons": ties,

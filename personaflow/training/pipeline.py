@@ -111,6 +111,7 @@ def train_candidate(
     rerank: bool = False,
     serve_baseline: bool = True,
     exclude_bought: bool | None = None,
+    customers: Any = None,
 ) -> dict[str, Any]:
     """Load -> split -> fit the recipe (personaflow/training/recipe.py) -> evaluate against every baseline and
     production on this split (personaflow/training/registry/fair.py) -> save a candidate.
@@ -126,7 +127,8 @@ def train_candidate(
     `serve_baseline`, that baseline is saved too and *it* is the returned `tag` (the learned one is
     `learned_tag`): the nightly run then promotes the baseline through the same gate, and says so.
     `exclude_bought` (None: measured, personaflow/training/evaluation/rebuy.py): rank already-bought items
-    last in validation, evaluation, gate, blend and serving alike.
+    last in validation, evaluation, gate, blend and serving alike. `customers` (the shop's customer
+    table, or None): with "auto", demographics are tried as re-ranker features (training/choice.py).
     """
     started = time.perf_counter()
     split = time_split(load_interactions(warehouse), holdout_days)
@@ -134,7 +136,7 @@ def train_candidate(
     choice = None
     if model == AUTO:
         base = Recipe(epochs=epochs, dim=dim, seed=seed, val_days=holdout_days, exclude_bought=exclude)
-        choice = choose(split, base, features, rerank=rerank)
+        choice = choose(split, base, features, rerank=rerank, customers=customers)
         recipe, built = choice.recipe, choice.built
         built.extra.update(chosen_on_validation=True, choice_reason=choice.report["reason"])
     else:

@@ -1,5 +1,5 @@
 """`personaflow history FOLDER` end to end (--no-train): a folder recognised by its file names, holding
-transactions, customers, products, campaigns (with their members) and redemptions, builds the events,
+transactions, customers, products, campaigns (with their members), coupons and redemptions, builds the events,
 every table, the marts (categories from the catalogue) and the profile's demographics and campaign
 fields in one command; a faulty table stops it in one line naming the file, row and column."""
 
@@ -41,6 +41,7 @@ def _folder(tmp_path: Path) -> Path:
         "campaign_id,campaign_type,start_date,end_date\n1,A,2024-05-03,2024-05-06\n"
     )
     (folder / "campaign_members.csv").write_text("campaign_id,user_id\n1,c1\n1,c2\n1,c3\n")
+    (folder / "coupons.csv").write_text("coupon_id,item_id,campaign_id\nk1,p1,1\nk1,p2,1\nk1,p2,1\n")
     (folder / "redemptions.csv").write_text("user_id,campaign_id,redemption_date\nc1,1,2024-05-04\n")
     (folder / "README.txt").write_text("the shop's export of May")
     return folder
@@ -62,8 +63,10 @@ def test_a_folder_of_tables_builds_in_one_command(tmp_path: Path) -> None:
     assert summary["tables"]["products"]["table_rows"] == 8
     assert summary["tables"]["customers"]["table_rows"] == 2
     assert summary["tables"]["redemptions"]["redemptions"] == 1
+    assert (summary["tables"]["coupons"]["table_rows"], summary["tables"]["coupons"]["repeats"]) == (2, 1)
     assert summary["rows"] == 400 and summary["failed_days"] == []
-    for stage in ("import_customers", "import_products", "import_campaigns", "import_redemptions"):
+    for stage in ("import_customers", "import_products", "import_campaigns", "import_coupons",
+                  "import_redemptions"):  # fmt: skip
         assert any(line.startswith(f"[history] {stage}: done in") for line in done.stderr.splitlines()), stage
     home = tmp_path / "home"
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:

@@ -175,3 +175,86 @@ def test_the_t_learner_finds_who_reach_moves_and_the_stratified_check_sees_it() 
     high = cr.stratified_effect(frame[top], n_boot=200)
     low = cr.stratified_effect(frame[~top], n_boot=200)
     assert high.ci_low > low.ci_high  # the half ranked highest gains more, beyond the intervals
+
+
+# ---- coupons ------------------------------------------------------------------------------------------
+
+DEPARTMENTS = pd.Series({"milk": "DAIRY", "cheese": "DAIRY", "soap": "DRUG GM", "bread": "BAKERY"})
+COUPONS = pd.DataFrame(
+    {
+        "campaign_id": ["1", "1", "1", "2"],
+        "coupon_id": ["k1", "k1", "k2", "k3"],
+        "item_id": ["milk", "cheese", "soap", "bread"],
+    }
+)
+
+
+def test_a_redemption_is_put_on_the_coupon_products_bought_that_day_else_on_the_coupons_department() -> None:
+    redemptions = pd.DataFrame(
+        {
+            "user_id": ["h1", "h2", "h1"],
+            "campaign_id": ["1", "1", "1"],
+            "coupon_id": ["k1", "k1", "k2"],
+            "redemption_date": pd.to_datetime(["2017-02-02", "2017-02-03", "2017-02-09"]),
+        }
+    )
+    bought = pd.DataFrame(
+        {
+            "user_id": ["h1", "h1", "h2", "h1"],
+            "day": pd.to_datetime(["2017-02-02", "2017-02-02", "2017-02-04", "2017-02-09"]),
+            "item_id": ["cheese", "bread", "milk", "bread"],  # bread: bought, but not on the coupon
+        }
+    )
+    spent = cr.redeemed_on(redemptions, COUPONS, bought, DEPARTMENTS).set_index(["user_id", "coupon_id"])
+    assert spent.loc[("h1", "k1"), "items"] == ["cheese"] and spent.loc[("h1", "k1"), "matched"]
+    # h2 bought the coupon's milk a day later: not matched; the coupon's own department stands in
+    assert spent.loc[("h2", "k1"), "items"] == [] and not spent.loc[("h2", "k1"), "matched"]
+    assert spent.loc[("h2", "k1"), "department"] == "DAIRY"
+    assert spent.loc[("h1", "k2"), "department"] == "DRUG GM"
+
+    profile = cr.coupon_profile(spent.reset_index(), "2017-02-28").set_index("user_id")
+    assert profile.loc["h1", "coupon_departments"] == ["DAIRY", "DRUG GM"]  # a tie: by name
+    assert profile.loc["h1", "coupon_products"] == ["cheese"] and profile.loc["h2", "coupon_products"] == []
+    early = cr.coupon_profile(spent.reset_index(), "2017-02-02").set_index("user_id")
+    assert list(early.index) == ["h1"] and early.loc["h1", "coupon_departments"] == ["DAIRY"]  # point in time
+
+
+def test_promoted_departments_are_shares_of_each_campaigns_coupon_products() -> None:
+    table = cr.promoted(COUPONS, DEPARTMENTS).set_index("campaign_id")
+    assert table.loc["1", "coupons"] == 2 and table.loc["1", "coupon_products"] == 3
+    assert table.loc["1", "promoted_departments"] == "DAIRY 67%, DRUG GM 33%"
+    assert table.loc["2", "promoted_departments"] == "BAKERY 100%"
+
+
+def test_the_coupon_comparison_counts_only_the_campaigns_own_products() -> None:
+    """Reached customers buy 10 more milk (a coupon product) in the window and the same bread as the
+    controls: the effect on coupon products is +10, and it is all of the effect on all products."""
+    rng = np.random.default_rng(3)
+    rows = []
+    users = [f"u{i}" for i in range(200)]
+    reached = set(users[:100])
+    for u in users:
+        base = float(rng.uniform(5, 50))
+        rows.append((u, "2017-01-05", "bread", base, f"{u}a"))  # before: eligible, bread only
+        rows.append((u, "2017-01-20", "milk", 4.0, f"{u}b"))  # pre-period spend on the coupon product
+        rows.append((u, "2017-02-05", "bread", base, f"{u}c"))
+        rows.append((u, "2017-02-06", "milk", 4.0 + (10.0 if u in reached else 0.0), f"{u}d"))
+    lines = pd.DataFrame(rows, columns=["user_id", "ts", "item_id", "revenue", "order_id"])
+    campaigns = pd.DataFrame(
+        {"campaign_id": ["1"], "campaign_type": ["A"], "start_date": [pd.Timestamp("2017-02-01")],
+         "end_date": [pd.Timestamp("2017-02-10")]}
+    )  # fmt: skip
+    members = pd.DataFrame({"campaign_id": "1", "user_id": sorted(reached)})
+    none = pd.DataFrame(columns=["user_id", "campaign_id", "redemption_date"])
+    own = cr.coupon_spend(lines, COUPONS, campaigns)
+    assert set(own["campaign_id"]) == {"1"} and own["revenue"].sum() == pytest.approx(200 * 8 + 100 * 10)
+    row = cr.campaign_response(
+        cr.daily_spend(lines), campaigns, members, none, set(), n_boot=200, coupon_daily=own
+    ).iloc[0]
+    assert row["coupon_incremental_revenue_per_reached"] == pytest.approx(10.0)
+    assert row["coupon_incremental_ci_low"] == pytest.approx(10.0)  # no noise on milk: a point interval
+    assert row["coupon_window_revenue_per_reached"] == pytest.approx(14.0)
+    assert row["incremental_ci_low"] < 10.0 < row["incremental_ci_high"]  # bread's noise widens it
+    reached_window = 14.0 * 100
+    bread = lines[(lines["ts"] == "2017-02-05") & lines["user_id"].isin(reached)]["revenue"].sum()
+    assert row["coupon_share_of_reached_revenue"] == pytest.approx(reached_window / (reached_window + bread))

@@ -201,5 +201,5 @@ def test_the_cli_says_what_is_wrong_in_one_line(tmp_path, home):
     assert "ingest failed:" in run.output and ":4: column 'Rating' (ours: rating): '9'" in run.output
     run = CliRunner().invoke(app, ["ingest", str(path), "--kind", "reviews"])
     assert run.exit_code == 2 and "--mapping" in run.output
-    run = CliRunner().invoke(app, ["ingest", str(path), "--kind", "coupons"])
+    run = CliRunner().invoke(app, ["ingest", str(path), "--kind", "vouchers"])
     assert run.exit_code == 2 and "events, reviews" in run.output

@@ -69,13 +69,15 @@ def test_a_manifest_in_the_folder_wins_and_its_faults_are_named(tmp_path: Path) 
     for text, message in (
         ('[products]\nfile = "cat.csv"\nmapping = "x"\n', r"needs an \[events\] section"),
         ('[events]\nfile = "gone.csv"\n', r"\[events\] file .*gone.csv not found"),
-        ('[events]\nfile = "till.csv"\n[coupons]\nfile = "c.csv"\n', r"\[coupons\] not a table we read"),
+        ('[events]\nfile = "till.csv"\n[vouchers]\nfile = "c.csv"\n', r"\[vouchers\] not a table we read"),
+        ('[events]\nfrom = "reviews"\n', r'\[events\] from = "reviews" needs a \[reviews\] section'),
         ('[events]\nfile = "till.csv"\n[products]\nfile = "cat.csv"\n', r"\[products\] needs mapping"),
     ):
         (folder / "personaflow.toml").write_text(text)
         with pytest.raises(IngestError, match=message):
             read_folder(folder, None, tmp_path / "mappings")
-    with pytest.raises(IngestError, match="manifest nowhere: no such file; shipped: complete-journey"):
+    shipped = "shipped: amazon-all-beauty-shop, complete-journey"
+    with pytest.raises(IngestError, match=f"manifest nowhere: no such file; {shipped}"):
         read_folder(folder, "nowhere", tmp_path / "mappings")
 
 
@@ -83,9 +85,33 @@ def test_the_shipped_complete_journey_manifest_names_all_its_tables() -> None:
     shop = read_folder(DATA, "complete-journey", Path("/nonexistent"))
     assert shop.describe()["tables"] == {
         "events": "transactions.parquet", "customers": "demographics.parquet", "products": "products.parquet",
-        "campaigns": "campaign_descriptions.parquet", "redemptions": "coupon_redemptions.parquet",
+        "campaigns": "campaign_descriptions.parquet", "coupons": "coupons.parquet",
+        "redemptions": "coupon_redemptions.parquet",
     }  # fmt: skip
-    assert shop.unused == ["PROVENANCE.md", "coupons.parquet"]  # campaigns.parquet: the members file
+    assert shop.unused == ["PROVENANCE.md"]  # campaigns.parquet: the members file
+
+
+def test_the_shipped_amazon_manifest_takes_the_events_from_the_reviews() -> None:
+    folder = DATA.parent / "reviews" / "amazon-all-beauty"
+    shop = read_folder(folder, "amazon-all-beauty-shop", Path("/nonexistent"))
+    assert shop.events.format == "reviews" and shop.events.path == folder / "All_Beauty_5.json.gz"
+    assert [(t.kind, t.mapping) for t in shop.tables] == [("reviews", "amazon-all-beauty")]
+    assert shop.unused == ["PROVENANCE.md"]
+
+
+def test_each_review_is_one_view_event_and_one_without_reviewer_or_time_is_counted() -> None:
+    from personaflow.ingest.reviews import review_events
+
+    reviews = pd.DataFrame({
+        "review_id": ["r1", "r2", "r3", "r4"], "user_id": ["a", "a", None, "b"],
+        "item_id": ["p1", "p2", "p1", "p1"],
+        "review_ts": pd.to_datetime(["2018-01-02", "2018-01-01", "2018-01-03", None]),
+    })  # fmt: skip
+    events, counts = review_events(reviews)
+    assert counts == {"reviews": 4, "events": 2, "without_reviewer": 1, "without_time": 1}
+    assert events["event_id"].tolist() == ["review-r2", "review-r1"]  # in time order
+    assert set(events["event_type"]) == {"view"} and "price" not in events
+    assert events["session_id"].tolist() == events["event_id"].tolist()  # each review its own visit
 
 
 def test_constants_fill_a_missing_column_and_line_total_gives_the_unit_price(tmp_path: Path) -> None:

@@ -11,11 +11,15 @@ import pytest
 from personaflow.core import warehouse as wh
 from personaflow.ingest.campaigns import (
     campaign_mapping,
+    coupon_mapping,
     load_campaigns,
+    load_coupons,
     load_redemptions,
     read_campaigns,
+    read_coupons,
     read_redemptions,
     redemption_mapping,
+    stamp,
 )
 from personaflow.ingest.csvfile import IngestError
 from personaflow.ingest.customers import customer_mapping, read_customers
@@ -176,5 +180,68 @@ def test_the_cli_imports_a_kind_and_fails_in_one_line_naming_the_fault(tmp_path:
     assert failed.exit_code == 1
     lines = [line for line in failed.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "ingest failed:" in lines[0] and "'not-a-day' is not a date" in lines[0]
-    unknown = CliRunner().invoke(app, ["ingest", str(bad), "--kind", "coupons", "--mapping", str(mapping)])
-    assert unknown.exit_code != 0 and "--kind coupons" in unknown.output
+    unknown = CliRunner().invoke(app, ["ingest", str(bad), "--kind", "vouchers", "--mapping", str(mapping)])
+    assert unknown.exit_code != 0 and "--kind vouchers" in unknown.output
+
+
+COUPONS_TOML = 'format = "csv"\n[columns]\ncoupon_id = "upc"\nitem_id = "product"\ncampaign_id = "campaign"\n'
+
+
+def test_a_coupon_row_without_its_product_or_of_an_unknown_campaign_is_refused(tmp_path: Path) -> None:
+    mapping = coupon_mapping(_write(tmp_path / "k.toml", COUPONS_TOML))
+    empty = _write(tmp_path / "k1.csv", "upc,product,campaign\nu1,p1,1\nu1,,1\n")
+    fault = r"k1.csv:2: column 'product' \(ours: item_id\): nan is not a product id"
+    with pytest.raises(IngestError, match=fault):
+        read_coupons(empty, mapping, {"1"})
+    other = _write(tmp_path / "k2.csv", "upc,product,campaign\nu1,p1,1\nu2,p1,9\n")
+    fault = r"k2.csv:2: column 'campaign' \(ours: campaign_id\): '9' is not a campaign loaded with --kind"
+    with pytest.raises(IngestError, match=fault):
+        read_coupons(other, mapping, {"1"})
+    assert read_coupons(other, mapping, None)[1]["campaigns"] == 2  # no campaigns loaded: not checked
+
+
+def test_coupon_repeats_are_dropped_and_counted_and_reruns_change_nothing(tmp_path: Path) -> None:
+    path = _write(tmp_path / "k.csv", "upc,product,campaign\nu1,p1,1\nu1,p2,1\nu1,p1,1\nu1,p1,2\n")
+    frame, report = read_coupons(path, coupon_mapping(_write(tmp_path / "k.toml", COUPONS_TOML)), None)
+    assert (report["rows_read"], report["repeats"], report["coupon_rows"]) == (4, 1, 3)
+    assert frame["source_row"].tolist() == [1, 2, 4]  # the first of the repeats is kept, with its record
+    assert '"product": "p2"' in frame.loc[1, "raw_record"]
+    warehouse = tmp_path / "w.duckdb"
+    for _ in range(2):
+        assert load_coupons(warehouse, stamp(frame, path)) == {"table_rows": 3}
+
+
+def test_the_shipped_coupon_mapping_reads_the_real_complete_journey_coupons() -> None:
+    campaigns, _, _ = read_campaigns(
+        DATA / "campaign_descriptions.parquet", campaign_mapping("complete-journey-campaigns")
+    )
+    frame, report = read_coupons(
+        DATA / "coupons.parquet", coupon_mapping("complete-journey-coupons"), set(campaigns["campaign_id"])
+    )
+    assert (report["rows_read"], report["repeats"], report["coupon_rows"]) == (116204, 4872, 111332)
+    assert (report["coupons"], report["products"], report["campaigns"]) == (981, 41857, 27)
+    assert not frame.duplicated(["campaign_id", "coupon_id", "item_id"]).any()
+    assert frame["raw_record"].str.contains('"coupon_upc"').all()
+
+
+def test_a_coupon_batch_for_products_not_in_the_catalogue_is_quarantined(tmp_path: Path) -> None:
+    from personaflow.core.settings import Settings
+    from personaflow.pipeline.shop_tables import import_table
+    from personaflow.quality.validate import DataQualityError
+
+    s = Settings(home=tmp_path, features_dir=tmp_path / "features")
+    _write(tmp_path / "cat.csv", "sku,name,dept\np1,Milk,DAIRY\np2,Bread,BAKERY\n")
+    _write(tmp_path / "cat.toml", 'format = "csv"\n[columns]\nitem_id = "sku"\nname = "name"\n'
+           'department = "dept"\n[options]\nvalid_from = "2017-01-01"\n')  # fmt: skip
+    import_table("products", tmp_path / "cat.csv", str(tmp_path / "cat.toml"), s, refresh=False)
+    mapping = str(_write(tmp_path / "k.toml", COUPONS_TOML))
+    good = _write(tmp_path / "good.csv", "upc,product,campaign\nu1,p1,1\nu1,p2,1\n")
+    assert import_table("coupons", good, mapping, s, refresh=False)["table_rows"] == 2
+    # the product column mapped to the coupon's code: no row names a product of the catalogue
+    bad = _write(tmp_path / "bad.csv", "upc,product,campaign\nu7,u7,1\nu8,u8,1\n")
+    with pytest.raises(DataQualityError, match="coupons batch .* quarantined"):
+        import_table("coupons", bad, mapping, s, refresh=False)
+    with wh.connect(wh.location(s), read_only=True) as con:
+        assert con.execute("select count(*) from raw.coupons").fetchone()[0] == 2  # unchanged
+        assert con.execute("select count(*) from quarantine.coupons").fetchone()[0] == 2
+    assert list((s.quarantine_dir / "coupons").glob("*/reasons.json"))

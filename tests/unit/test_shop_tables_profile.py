@@ -154,3 +154,70 @@ def test_a_shop_without_customer_or_campaign_tables_gets_no_such_files(tmp_path:
         f.unlink()
     assert refresh_profile_tables(s) == {"skipped": "no customer or campaign tables"}
     assert not list(s.features_dir.glob("customer_*.parquet"))
+
+
+def _with_coupons(tmp_path: Path, s: Settings) -> dict:
+    """_shop's catalogue (i1 DAIRY, i2 BAKERY) and coupons (campaign 1: k1 for i1, listed twice; campaign
+    2: k2 for i2), and a redemption file (not imported) of k1 by a on 2017-01-11, a day a bought i1."""
+    (tmp_path / "cat.csv").write_text("sku,dept\ni1,DAIRY\ni2,BAKERY\n")
+    (tmp_path / "cat.toml").write_text(
+        'format = "csv"\n[columns]\nitem_id = "sku"\ndepartment = "dept"\n'
+        '[options]\nvalid_from = "2017-01-01"\n'
+    )
+    import_table("products", tmp_path / "cat.csv", str(tmp_path / "cat.toml"), s, refresh=False)
+    (tmp_path / "coupons.csv").write_text("upc,sku,id\nk1,i1,1\nk1,i1,1\nk2,i2,2\n")
+    (tmp_path / "coupons.toml").write_text(
+        'format = "csv"\n[columns]\ncoupon_id = "upc"\nitem_id = "sku"\ncampaign_id = "id"\n'
+    )
+    got = import_table("coupons", tmp_path / "coupons.csv", str(tmp_path / "coupons.toml"), s, refresh=False)
+    (tmp_path / "red.csv").write_text("customer,id,on,upc\na,1,2017-01-11,k1\n")
+    (tmp_path / "red.toml").write_text(
+        'format = "csv"\n[columns]\nuser_id = "customer"\ncampaign_id = "id"\nredemption_date = "on"\n'
+        'coupon_id = "upc"\n'
+    )
+    return got
+
+
+def test_coupons_put_redemptions_on_departments_in_the_profile_and_campaigns_on_their_products(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from personaflow.pipeline.shop_tables import COUPON_SPEND_SQL
+    from personaflow.profiles.campaigns import coupon_spend
+
+    s = _shop(tmp_path)
+    got = _with_coupons(tmp_path, s)
+    assert (got["repeats"], got["table_rows"], got["checks"]["success"]) == (1, 2, True)
+    report = import_table("redemptions", tmp_path / "red.csv", str(tmp_path / "red.toml"), s)["profile"]
+    assert report["redemptions_matched_to_purchases"] == 1
+
+    tables = ShopTables(s.features_dir)
+    a, b = tables.fields("a")["campaigns"], tables.fields("b")["campaigns"]
+    assert a["coupon_departments"] == ["DAIRY"] and a["coupon_products"] == ["i1"]
+    assert b["coupon_departments"] == [] and b["coupon_products"] == []
+
+    response = json.loads((s.reports_dir / "campaigns" / "response.json").read_text())
+    assert "coupon products" in response["coupon_comparison"]
+    first = {c["campaign_id"]: c for c in response["campaigns"]}["1"]
+    assert first["promoted_departments"] == "DAIRY 100%" and first["coupon_products"] == 1
+    # every purchase here is of i1, campaign 1's coupon product: the two comparisons agree
+    assert first["coupon_share_of_reached_revenue"] == pytest.approx(1.0)
+    assert first["coupon_incremental_revenue_per_reached"] == pytest.approx(
+        first["incremental_revenue_per_reached"]
+    )
+
+    # the SQL that builds the spend on coupon products is the pure coupon_spend
+    with wh.connect(wh.location(s), read_only=True) as con:
+        sql = con.execute(COUPON_SPEND_SQL).df()
+        lines = con.execute(
+            "select user_id, event_ts as ts, quantity * price as revenue, order_id, item_id from raw.events"
+        ).df()
+        campaigns = con.execute("select * from raw.campaigns").df()
+        coupons = con.execute("select * from raw.coupons").df()
+    pure = coupon_spend(lines, coupons, campaigns)
+    key = ["campaign_id", "user_id", "day"]
+    sql = sql.assign(day=pd.to_datetime(sql["day"]).astype("datetime64[ns]"))
+    sql = sql.sort_values(key).reset_index(drop=True)
+    pure = pure.assign(day=pure["day"].astype("datetime64[ns]")).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(sql[pure.columns], pure, check_dtype=False)
