@@ -13,14 +13,11 @@ Memory: one batch of coupon rows in a frame, the catalogue's ids as a set.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from personaflow.core import warehouse as wh
 from personaflow.core.warehouse import Location
 from personaflow.quality.checks import CheckResult, _run_suite
 
@@ -64,43 +61,7 @@ def quarantine_coupons(
 ) -> Path:
     """Put a failed batch (raw.coupons' columns with its batch_id) into quarantine.coupons, never into
     raw.coupons. Returns the folder with the reasons and the rows."""
-    import pyarrow as pa
-
     from personaflow.ingest.campaigns import DDL
+    from personaflow.quality.quarantine import quarantine_table_batch
 
-    now = datetime.now(UTC).replace(tzinfo=None)
-    batch_id = str(rows["batch_id"].iloc[0])
-    target = quarantine_dir / "coupons" / batch_id
-    target.mkdir(parents=True, exist_ok=True)
-    reasons = [f.describe() for f in result.failures]
-    table = pa.Table.from_pandas(rows, preserve_index=False)
-    cols = ", ".join(rows.columns)
-    with wh.connect(warehouse) as con:
-        con.execute(DDL)
-        con.execute("create schema if not exists quarantine")
-        con.execute(
-            "create table if not exists quarantine.coupons as select *, cast(null as timestamp) as "
-            "quarantined_at, cast(null as varchar) as reason from raw.coupons limit 0"
-        )
-        con.register("failed_rows", table)
-        con.begin()
-        try:
-            con.execute("delete from quarantine.coupons where batch_id = ?", [batch_id])
-            con.execute(
-                f"insert into quarantine.coupons ({cols}, quarantined_at, reason) "
-                f"select {cols}, cast(? as timestamp), cast(? as varchar) from failed_rows",
-                [now, "; ".join(reasons)],
-            )
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-        finally:
-            con.unregister("failed_rows")
-    reasons_doc = {"batch_id": batch_id, "quarantined_at": now.isoformat(), "reasons": reasons,
-                   "result": result.to_dict()}  # fmt: skip
-    (target / "reasons.json").write_text(json.dumps(reasons_doc, indent=2, default=str))
-    with (target / "rows.jsonl").open("w") as handle:
-        for record in rows.drop(columns=["loaded_at"]).to_dict(orient="records"):
-            handle.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
-    return target
+    return quarantine_table_batch(warehouse, "coupons", DDL, rows, quarantine_dir, result)

@@ -12,14 +12,12 @@ batch's rows as JSON lines. Memory: one batch of products in a frame.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from personaflow.core import warehouse as wh
 from personaflow.core.warehouse import Location
 from personaflow.quality.checks import CheckResult, _run_suite
 
@@ -65,43 +63,7 @@ def quarantine_products(
     """Put a failed batch (`rows`, raw.products' columns with its batch_id) into quarantine.products,
     never into raw.products: the catalogue the marts read stays as it was. Returns the folder with the
     reasons and the rows."""
-    import pyarrow as pa
-
     from personaflow.ingest.products import DDL
+    from personaflow.quality.quarantine import quarantine_table_batch
 
-    now = datetime.now(UTC).replace(tzinfo=None)
-    batch_id = str(rows["batch_id"].iloc[0])
-    target = quarantine_dir / "products" / batch_id
-    target.mkdir(parents=True, exist_ok=True)
-    reasons = [f.describe() for f in result.failures]
-    table = pa.Table.from_pandas(rows, preserve_index=False)
-    cols = ", ".join(rows.columns)
-    with wh.connect(warehouse) as con:
-        con.execute(DDL)
-        con.execute("create schema if not exists quarantine")
-        con.execute(
-            "create table if not exists quarantine.products as select *, cast(null as timestamp) as "
-            "quarantined_at, cast(null as varchar) as reason from raw.products limit 0"
-        )
-        con.register("failed_rows", table)
-        con.begin()
-        try:
-            con.execute("delete from quarantine.products where batch_id = ?", [batch_id])
-            con.execute(
-                f"insert into quarantine.products ({cols}, quarantined_at, reason) "
-                f"select {cols}, cast(? as timestamp), cast(? as varchar) from failed_rows",
-                [now, "; ".join(reasons)],
-            )
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-        finally:
-            con.unregister("failed_rows")
-    reasons_doc = {"batch_id": batch_id, "quarantined_at": now.isoformat(), "reasons": reasons,
-                   "result": result.to_dict()}  # fmt: skip
-    (target / "reasons.json").write_text(json.dumps(reasons_doc, indent=2, default=str))
-    with (target / "rows.jsonl").open("w") as handle:
-        for record in rows.drop(columns=["loaded_at"]).to_dict(orient="records"):
-            handle.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
-    return target
+    return quarantine_table_batch(warehouse, "products", DDL, rows, quarantine_dir, result)

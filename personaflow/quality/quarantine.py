@@ -253,3 +253,50 @@ def _summary(reasons: list[dict]) -> str:
         where = f"{r.get('table', '')}.{r['column']}" if r.get("column") else r.get("table", "")
         parts.append(f"{r.get('expectation', 'unknown')}({where})")
     return "; ".join(parts) or "unspecified"
+
+
+def quarantine_table_batch(
+    warehouse: Location, table: str, ddl: str, rows: Any, quarantine_dir: Path, result: Any
+) -> Path:
+    """Put a failed batch of a shop table (`rows`: raw.<table>'s columns with its batch_id) into
+    quarantine.<table>, never into raw.<table>, in one transaction (a re-run replaces the batch), and
+    write `reasons.json` and `rows.jsonl` under quarantine_dir/<table>/<batch_id>/. `ddl` creates the
+    raw table when missing (the quarantine table copies its columns). Returns that folder."""
+    import pyarrow as pa
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    batch_id = str(rows["batch_id"].iloc[0])
+    target = quarantine_dir / table / batch_id
+    target.mkdir(parents=True, exist_ok=True)
+    reasons = [f.describe() for f in result.failures]
+    frame = pa.Table.from_pandas(rows, preserve_index=False)
+    cols = ", ".join(rows.columns)
+    with wh.connect(warehouse) as con:
+        con.execute(ddl)
+        con.execute("create schema if not exists quarantine")
+        con.execute(
+            f"create table if not exists quarantine.{table} as select *, cast(null as timestamp) as "
+            f"quarantined_at, cast(null as varchar) as reason from raw.{table} limit 0"
+        )
+        con.register("failed_rows", frame)
+        con.begin()
+        try:
+            con.execute(f"delete from quarantine.{table} where batch_id = ?", [batch_id])
+            con.execute(
+                f"insert into quarantine.{table} ({cols}, quarantined_at, reason) "
+                f"select {cols}, cast(? as timestamp), cast(? as varchar) from failed_rows",
+                [now, "; ".join(reasons)],
+            )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        finally:
+            con.unregister("failed_rows")
+    reasons_doc = {"batch_id": batch_id, "quarantined_at": now.isoformat(), "reasons": reasons,
+                   "result": result.to_dict()}  # fmt: skip
+    (target / "reasons.json").write_text(json.dumps(reasons_doc, indent=2, default=str))
+    with (target / "rows.jsonl").open("w") as handle:
+        for record in rows.drop(columns=["loaded_at"]).to_dict(orient="records"):
+            handle.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+    return target

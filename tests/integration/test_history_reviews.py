@@ -34,7 +34,6 @@ def _slice(folder: Path) -> list[dict]:
     return [json.loads(line) for line in kept]
 
 
-@pytest.mark.skipif(not SOURCE.exists(), reason="the shared Amazon All Beauty file is not on this machine")
 def test_real_reviews_in_a_history_folder_fill_the_marts_feast_and_the_profile(tmp_path: Path) -> None:
     records = _slice(tmp_path / "beauty")
     key = pd.DataFrame(records)[["reviewerID", "asin", "unixReviewTime", "reviewText"]].astype(str)

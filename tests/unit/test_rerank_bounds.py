@@ -33,6 +33,16 @@ def fitted(split):
     return fit_model("bpr", split, FitConfig(epochs=2, val_days=10, dim=16, device="cpu"))
 
 
+@pytest.fixture(scope="module")
+def small_reranker(split, fitted, shop):
+    """One re-ranker (a single DeepFM, no trees) over a pool of 30, shared by the chunking tests."""
+    source = purchases_source(shop.items.set_index("item_id"))
+    model = DeepFMConfig(epochs=2, patience=1, lr=5e-3, batch_users=8, device="cpu")
+    return fit_reranker(
+        split, fitted, source, RerankConfig(Quotas(30, 15, 15, 15), model, ensemble=1, trees=None)
+    )[0]
+
+
 def test_sample_users_keeps_a_seeded_budget_and_everyone_when_they_fit():
     users = np.arange(100, 1100)
     picked = sample_users(users, 64, seed=3)
@@ -59,12 +69,8 @@ def test_the_reranker_trains_on_at_most_its_budget_of_lists(split, fitted, shop)
     assert small["candidate_recall_test"] == pytest.approx(full["candidate_recall_test"])
 
 
-def test_chunked_pools_score_and_export_as_one_dense_pass(split, fitted, shop, monkeypatch):
-    source = purchases_source(shop.items.set_index("item_id"))
-    model = DeepFMConfig(epochs=2, patience=1, lr=5e-3, batch_users=8, device="cpu")
-    scores_fn, _ = fit_reranker(
-        split, fitted, source, RerankConfig(Quotas(30, 15, 15, 15), model, ensemble=1, trees=None)
-    )
+def test_chunked_pools_score_and_export_as_one_dense_pass(split, small_reranker, monkeypatch):
+    scores_fn = small_reranker
     users = np.arange(split.maps.n_users)
     whole = scores_fn(users)
     # at most 7 users' worth of (user, item) cells per chunk: many chunks, the same scores
@@ -84,16 +90,12 @@ def test_chunked_pools_score_and_export_as_one_dense_pass(split, fitted, shop, m
 
 
 def test_a_pass_over_every_user_encodes_the_feature_tables_once_not_once_a_chunk(
-    split, fitted, shop, monkeypatch
+    split, small_reranker, monkeypatch
 ):
     """Each chunk used to encode every user's and item's features again: quadratic in users (issue 21)."""
     from personaflow.training.rerank import reranker
 
-    source = purchases_source(shop.items.set_index("item_id"))
-    model = DeepFMConfig(epochs=2, patience=1, lr=5e-3, batch_users=8, device="cpu")
-    scores_fn, _ = fit_reranker(
-        split, fitted, source, RerankConfig(Quotas(30, 15, 15, 15), model, ensemble=1, trees=None)
-    )
+    scores_fn = small_reranker
     users = np.arange(split.maps.n_users)
     whole = scores_fn(users)
     calls = []
