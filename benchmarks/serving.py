@@ -62,9 +62,8 @@ def prepare(home: Path, users: int, items: int) -> dict[str, str]:
         "PERSONAFLOW_FEATURES_DIR": str(home / "features"),
         "PERSONAFLOW_LANDING_DIR": str(home / "landing"),
         "BENTOML_DO_NOT_TRACK": "True",
-        # POST /events needs a token; the load generator is one client address sending up to 256 at once
+        # POST /events needs a token (every request sends it)
         "PERSONAFLOW_API_TOKENS": TOKEN,
-        "PERSONAFLOW_SERVE_MAX_PER_CLIENT": "1024",
     }
     os.environ.update(env)
     from personaflow.training.data.interactions import IdMaps
