@@ -362,6 +362,9 @@ def main() -> None:
         "client": "aiohttp in one process on the same machine (httpx pools stall past ~16 connections)",
         # Other work on the box skews every figure: the 1-minute load average when the run started.
         "load_avg_1m": round(os.getloadavg()[0], 2),
+        # idle: under half a core busy with other work when the run started (else the figures are
+        # only comparable within this run: baseline, this checkout and the floor back to back)
+        "machine_idle": os.getloadavg()[0] < 0.5,
     }
     for size in args.sizes:
         # the default stack keeps its historical keys; others are named after it: 1m_redis_w2_...

@@ -13,7 +13,9 @@ What a request goes through, in this order (the order the checks had before, so 
   queue (BentoML's own `traffic.max_concurrency` answers 429, "you, slow down", which is not what an
   overloaded server means).
 
-Each check is a FastAPI dependency; the refusals are HTTPExceptions rendered as `{"error": ...}`.
+Each check is a FastAPI dependency; the refusals are HTTPExceptions rendered as `{"error": ...}`. Every
+dependency is `async def`: FastAPI runs a plain `def` one in its thread pool, a thread hop per request
+that cost more than the whole answer (benchmarks/serving.py).
 Slow clients (slow headers, slow bodies, connections per address) are the reverse proxy's
 (deploy/nginx/personaflow.conf, docs/operations/reverse-proxy.md): no in-process code sees a request
 before its headers are in, and nginx buffers bodies before the API gets them.
@@ -27,7 +29,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
+import bentoml
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -130,17 +134,17 @@ class Checks:
             self._cached = self._policy()
         return self._cached
 
-    def host(self, request: Request) -> None:
+    async def host(self, request: Request) -> None:
         hosts = self.policy.hosts
         if hosts is not None and host_name(_raw(request, b"host")) not in hosts:
             raise _refuse(403, "host: not a name this server answers to")
 
-    def origin(self, request: Request) -> None:
+    async def origin(self, request: Request) -> None:
         origin = _raw(request, b"origin")
         if origin is not None and not same_origin(origin, _raw(request, b"host")):
             raise _refuse(403, "origin: cross-origin requests are not accepted")
 
-    def _bearer(self, request: Request) -> None:
+    async def _bearer(self, request: Request) -> None:
         authorization = _raw(request, b"authorization")
         if not bearer_ok(authorization, list(self.policy.tokens)):
             challenge = BEARER_CHALLENGE + (', error="invalid_token"' if authorization else "")
@@ -148,14 +152,14 @@ class Checks:
             raise _refuse(401, f"authorization: {reason}; send 'Authorization: Bearer <token>'",
                           {"www-authenticate": challenge})  # fmt: skip
 
-    def writer(self, request: Request) -> None:
+    async def writer(self, request: Request) -> None:
         """State-changing calls: a bearer token always."""
-        self._bearer(request)
+        await self._bearer(request)
 
-    def reader(self, request: Request) -> None:
+    async def reader(self, request: Request) -> None:
         """Read calls: a bearer token only with `api_protect_reads`."""
         if self.policy.protect_reads:
-            self._bearer(request)
+            await self._bearer(request)
 
     async def body(self, request: Request) -> bytes:
         """The raw body, JSON only and at most `max_body` bytes (415 / 413)."""
@@ -198,6 +202,13 @@ class Checks:
 
         parsed.__name__ = f"{model.__name__}_body"
         return parsed
+
+
+async def current_service() -> Any:
+    """This worker's service instance, for the routes (`bentoml.get_current_service`). From an `async def`
+    dependency: BentoML's FastAPI class views inject `self` with a plain `def`, which FastAPI runs in its
+    thread pool on every request."""
+    return bentoml.get_current_service()
 
 
 def _raw(request: Request, name: bytes) -> bytes | None:

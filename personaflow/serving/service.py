@@ -16,16 +16,17 @@ model and its pointer, the A/B test state, erased customers, audience inputs) or
 process (the in-flight count of personaflow/serving/api.py: the server takes workers x the limit).
 
 The API is a FastAPI app (personaflow/serving/api.py) mounted in the service with BentoML's documented
-`@bentoml.asgi_app`; its routes are methods of the service (BentoML passes `self`, the instance of this
-worker). Bad input answers 4xx naming the field, overload answers 503; POST /events needs a bearer
-token, bodies are JSON only (FastAPI dependencies, personaflow/serving/api.py). Slow clients are cut by the
-reverse proxy (deploy/nginx/personaflow.conf).
+`@bentoml.asgi_app`; its routes (below the class) call this worker's service instance. Bad input
+answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies are JSON
+only (FastAPI dependencies, personaflow/serving/api.py). Slow clients are cut by the reverse proxy
+(deploy/nginx/personaflow.conf).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from personaflow.serving.answers import answer as _answer
 from personaflow.serving.answers import gone as _gone
 from personaflow.serving.answers import invalid as _invalid
 from personaflow.serving.answers import no_profile as _no_profile
-from personaflow.serving.api import Checks, Policy, make_app
+from personaflow.serving.api import Checks, Policy, current_service, make_app
 from personaflow.serving.audiences import AudienceInputs
 from personaflow.serving.audiences import answer as answer_audience
 from personaflow.serving.experiment import ExperimentRouter
@@ -325,32 +326,45 @@ class Recommender:
             **self.meta, features_as_of=as_of.isoformat() if as_of else None, worker_pid=os.getpid()
         )
 
-    # -- API: the FastAPI routes (BentoML passes the service instance as `self`) ----------------------
-    @app.post("/recommend", dependencies=READ, description=recommend.__doc__)
-    async def recommend_route(self, ask: RecommendBody) -> Response:
-        return _json(await self.recommend(**dict(ask)))
 
-    @app.post("/similar_items", dependencies=READ, description=similar_items.__doc__)
-    async def similar_items_route(self, ask: SimilarItemsBody) -> Response:
-        return _json(await self.similar_items(**dict(ask)))
+# -- API: the FastAPI routes, each given this worker's service instance ------------------------------
+Service = Annotated[Any, Depends(current_service)]
 
-    @app.post("/profile", dependencies=READ, description=profile.__doc__)
-    async def profile_route(self, ask: ProfileBody) -> Response:
-        return _json(await self.profile(**dict(ask)))
 
-    @app.post("/audiences", dependencies=READ, description=audiences.__doc__)
-    async def audiences_route(self, ask: AudienceBody) -> Response:
-        return _json(await self.audiences(**dict(ask)))
+def _doc(name: str) -> str | None:
+    return inspect.getdoc(getattr(Recommender.inner, name))
 
-    @app.post("/events", dependencies=WRITE, description=events.__doc__)
-    async def events_route(self, ask: EventBody) -> Response:
-        return _json(await self.events(**dict(ask)))
 
-    # GET and POST: it takes no input, so a body is checked (JSON, size) and then dropped, not parsed.
-    @app.get("/metadata", dependencies=[*READ, Depends(checks.body)], description=metadata.__doc__)
-    @app.post("/metadata", dependencies=[*READ, Depends(checks.body)], description=metadata.__doc__)
-    async def metadata_route(self) -> Response:
-        return _json(await self.metadata())
+@app.post("/recommend", dependencies=READ, description=_doc("recommend"))
+async def recommend(ask: RecommendBody, service: Service) -> Response:
+    return _json(await service.recommend(**dict(ask)))
+
+
+@app.post("/similar_items", dependencies=READ, description=_doc("similar_items"))
+async def similar_items(ask: SimilarItemsBody, service: Service) -> Response:
+    return _json(await service.similar_items(**dict(ask)))
+
+
+@app.post("/profile", dependencies=READ, description=_doc("profile"))
+async def profile(ask: ProfileBody, service: Service) -> Response:
+    return _json(await service.profile(**dict(ask)))
+
+
+@app.post("/audiences", dependencies=READ, description=_doc("audiences"))
+async def audiences(ask: AudienceBody, service: Service) -> Response:
+    return _json(await service.audiences(**dict(ask)))
+
+
+@app.post("/events", dependencies=WRITE, description=_doc("events"))
+async def events(ask: EventBody, service: Service) -> Response:
+    return _json(await service.events(**dict(ask)))
+
+
+# GET and POST: it takes no input, so a body is checked (JSON, size) and then dropped, not parsed.
+@app.get("/metadata", dependencies=[*READ, Depends(checks.body)], description=_doc("metadata"))
+@app.post("/metadata", dependencies=[*READ, Depends(checks.body)], description=_doc("metadata"))
+async def metadata(service: Service) -> Response:
+    return _json(await service.metadata())
 
 
 # The document BentoML builds (our FastAPI routes included), corrected (personaflow/serving/openapi.py);

@@ -1,15 +1,15 @@
 """The API's one path (personaflow/serving/api.py): a FastAPI app mounted in a `@bentoml.service` with
-`@bentoml.asgi_app`, its routes methods of the service, driven in-process over ASGI through BentoML's own
-app (what `bentoml serve` runs): a good request, bad ones (the field-naming 422), our own error answer
-and an exception each answer as the API did before; A/B exposures are written by group commit
-(personaflow/experiments/exposures.py)."""
+`@bentoml.asgi_app`, its routes given the worker's service instance, driven in-process over ASGI
+through BentoML's own app (what `bentoml serve` runs): a good request, bad ones (the field-naming
+422), our own error answer and an exception each answer as the API did before; A/B exposures are
+written by group commit (personaflow/experiments/exposures.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 import bentoml
 from fastapi import Depends
@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from personaflow.experiments.exposures import ExposureLog, read_exposures
 from personaflow.serving import api
-from personaflow.serving.api import Checks, Policy, make_app
+from personaflow.serving.api import Checks, Policy, current_service, make_app
 
 
 class Ask(BaseModel):
@@ -41,16 +41,17 @@ AskBody = Annotated[Ask, Depends(checks.json(Ask))]
 @bentoml.asgi_app(probe_app, path="/")
 class Probe:
     def __init__(self) -> None:
-        self.offset = 7  # the route sees this instance's state: BentoML passes it as `self`
+        self.offset = 7  # the route sees this worker's instance (api.current_service)
 
-    @probe_app.post("/ask", dependencies=[Depends(checks.host), Depends(checks.reader)])
-    async def ask(self, ask: AskBody) -> Response:
-        if ask.user_id == "gone":
-            return JSONResponse({"error": f"user_id {ask.user_id!r}: gone"}, 404)
-        if ask.user_id == "boom":
-            raise RuntimeError("boom")
-        told = Told(user_id=ask.user_id, items=[self.offset + n for n in range(ask.k)])
-        return Response(told.model_dump_json(), media_type="application/json")
+
+@probe_app.post("/ask", dependencies=[Depends(checks.host), Depends(checks.reader)])
+async def ask(ask: AskBody, service: Annotated[Any, Depends(current_service)]) -> Response:
+    if ask.user_id == "gone":
+        return JSONResponse({"error": f"user_id {ask.user_id!r}: gone"}, 404)
+    if ask.user_id == "boom":
+        raise RuntimeError("boom")
+    told = Told(user_id=ask.user_id, items=[service.offset + n for n in range(ask.k)])
+    return Response(told.model_dump_json(), media_type="application/json")
 
 
 async def _call(app, body: bytes) -> tuple[int, dict, dict]:
