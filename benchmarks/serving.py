@@ -62,9 +62,8 @@ def prepare(home: Path, users: int, items: int) -> dict[str, str]:
         "PERSONAFLOW_FEATURES_DIR": str(home / "features"),
         "PERSONAFLOW_LANDING_DIR": str(home / "landing"),
         "BENTOML_DO_NOT_TRACK": "True",
-        # POST /events needs a token; the load generator is one client address sending up to 256 at once
+        # POST /events needs a token (every request sends it)
         "PERSONAFLOW_API_TOKENS": TOKEN,
-        "PERSONAFLOW_SERVE_MAX_PER_CLIENT": "1024",
     }
     os.environ.update(env)
     from personaflow.training.data.interactions import IdMaps
@@ -363,6 +362,9 @@ def main() -> None:
         "client": "aiohttp in one process on the same machine (httpx pools stall past ~16 connections)",
         # Other work on the box skews every figure: the 1-minute load average when the run started.
         "load_avg_1m": round(os.getloadavg()[0], 2),
+        # idle: under half a core busy with other work when the run started (else the figures are
+        # only comparable within this run: baseline, this checkout and the floor back to back)
+        "machine_idle": os.getloadavg()[0] < 0.5,
     }
     for size in args.sizes:
         # the default stack keeps its historical keys; others are named after it: 1m_redis_w2_...

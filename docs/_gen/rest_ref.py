@@ -1,8 +1,9 @@
 """The REST API reference, from the BentoML service's own OpenAPI document.
 
-BentoML 1.4 builds the document from the service class (`Service.openapi_spec`) without starting a
-server; the page renders each path's request fields and answers, and the site carries the document
-itself as reference/openapi.json.
+BentoML 1.4 builds the document from the service class (`Service.openapi_spec`, which takes in the
+mounted FastAPI app's routes) without starting a server, corrected as `/docs.json` serves it
+(personaflow/serving/openapi.py); the page renders each path's request fields and answers, and the site
+carries the document itself as reference/openapi.json.
 """
 
 from __future__ import annotations
@@ -14,15 +15,10 @@ from . import _md
 
 
 def spec() -> dict:
-    import bentoml
+    from personaflow.serving.service import published_doc
 
-    from personaflow.serving import service as module
-
-    services = [v for v in vars(module).values() if isinstance(v, bentoml.Service)]
-    if len(services) != 1:
-        raise RuntimeError(f"expected one BentoML service in {module.__name__}, found {len(services)}")
-    doc = services[0].openapi_spec
-    return json.loads(json.dumps(doc.asdict() if hasattr(doc, "asdict") else doc, default=str))
+    # the document /docs.json serves: BentoML's (the mounted FastAPI routes included), corrected
+    return json.loads(json.dumps(published_doc(), default=str))
 
 
 def _resolve(doc: dict, schema: dict) -> dict:

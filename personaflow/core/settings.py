@@ -77,12 +77,8 @@ class Settings(BaseSettings):
     api_token_file: Path = _unset()
     # true: the read endpoints (/recommend, /similar_items, /profile, /metadata) need a token too.
     api_protect_reads: bool = False
-    # A request body not complete within this many seconds answers 408 (slow clients, slowloris).
-    serve_body_timeout: float = 5.0
-    # A connection whose request headers are not in within this many seconds is closed.
-    serve_header_timeout: float = 10.0
-    # Requests at once from one client address; past it 429 (one client cannot take every slot).
-    serve_max_per_client: int = 64
+    # Slow headers, slow bodies and connections per client address are the reverse proxy's limits
+    # (deploy/nginx/personaflow.conf): no in-process code sees a request before its headers are in.
     # Host names the API answers to (DNS rebinding); empty: loopback names when serving on loopback,
     # any name when PERSONAFLOW_SERVE_HOST is not a loopback address. `*`: any.
     api_allowed_hosts: CommaList = ()

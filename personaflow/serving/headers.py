@@ -1,4 +1,4 @@
-"""What the API guard (personaflow/serving/guard.py) reads from request headers: the Host it answers to (DNS
+"""What the API's checks (personaflow/serving/api.py) read from request headers: the Host it answers to (DNS
 rebinding), whether an Origin is the server's own (cross-origin posts), whether a body is JSON."""
 
 from __future__ import annotations

@@ -6,31 +6,34 @@ BentoML 1.4.39 generates the document from the service, and three things in it w
 - an optional answer field (`arm`, `mean_recency_days`) lost its `null`: BentoML flattens pydantic's
   `anyOf: [X, {type: null}]` to X, so every `/recommend` answer broke its own schema. The answer
   schemas are rebuilt here from our pydantic models, in OpenAPI 3.0's form (`nullable: true`);
-- the guard's answers (personaflow/serving/guard.py: 401, 403, 408, 413, 415, 422, 429, 503) were not
-  documented, nor that a request body is required;
+- the refusals (personaflow/serving/api.py: 401, 403, 413, 415, 422, 503) were not documented, nor that
+  a request body is required; the routes parse their bodies themselves (strict JSON, our 422), so the
+  request bodies are documented here from the request models;
 - `/metrics` is listed as an infrastructure endpoint even with metrics off (it then answers 404).
 
-Pure functions over the document's dict; the guard serves the result, built once per worker.
+Pure functions over the document's dict; the service serves the result, built once per worker.
 """
 
 from __future__ import annotations
 
 import copy
-import typing
 from typing import Any
 
 from pydantic import BaseModel
 
 ERROR_SCHEMA = "PersonaflowError"
-# What the guard (and the APIs' own refusals) may answer on every API path, and why.
+# What the request checks (and the APIs' own refusals) may answer on every API path, and why; 408 and
+# 429 come from the reverse proxy in front (slow bodies, connections per client).
 GUARD_ANSWERS = {
     "401": "Authorization: Bearer <token> missing or wrong (POST /events; reads when api_protect_reads)",
     "403": "a Host or Origin this server does not answer to",
-    "408": "the body did not arrive within serve_body_timeout seconds",
+    "404": "the user, item or audience inputs asked about are not known (or were erased on request)",
+    "408": "behind the reverse proxy: the body did not arrive in time",
     "413": "the body is larger than the server's limit",
     "415": "the body is not application/json",
     "422": "invalid request: the field at fault and why (schema or business rule)",
-    "429": "too many slow uploads from one client address",
+    "429": "behind the reverse proxy: too many connections from one client address",
+    "500": "an unexpected error of the server's (logged with its traceback)",
     "503": "server overloaded: too many requests in flight; retry after the Retry-After seconds",
 }
 
@@ -56,19 +59,24 @@ def openapi30(schema: Any) -> Any:
     return out
 
 
-def answer_models(service: Any) -> dict[str, type[BaseModel]]:
-    """route -> the pydantic model its API returns (its return annotation)."""
-    out = {}
-    for api in service.apis.values():
-        returned = typing.get_type_hints(api.func).get("return")
-        if isinstance(returned, type) and issubclass(returned, BaseModel):
-            out[api.route] = returned
-    return out
+def _schema(model: type[BaseModel], schemas: dict) -> dict:
+    """`model`'s JSON Schema in OpenAPI 3.0's form, its sub-models put into `schemas`."""
+    body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in body.pop("$defs", {}).items():
+        schemas[name] = openapi30(sub)
+    return openapi30(body)
 
 
-def published(spec: dict, answers: dict[str, type[BaseModel]], metrics_enabled: bool) -> dict:
-    """BentoML's `spec`, corrected: answer schemas from `answers` (route -> model), the guard's answers
-    and a required body on every API path, `/metrics` only when metrics are on."""
+def published(
+    spec: dict,
+    answers: dict[str, type[BaseModel]],
+    metrics_enabled: bool,
+    requests: dict[str, type[BaseModel]] | None = None,
+) -> dict:
+    """BentoML's `spec`, corrected: answer schemas from `answers` (route -> model), request bodies from
+    `requests` (route -> model: the FastAPI routes parse their bodies themselves, so FastAPI cannot
+    document them), the refusals and a required body on every API path, `/metrics` only when metrics
+    are on."""
     spec = copy.deepcopy(spec)
     paths = spec.setdefault("paths", {})
     if not metrics_enabled:
@@ -80,17 +88,21 @@ def published(spec: dict, answers: dict[str, type[BaseModel]], metrics_enabled: 
                        "detail": {"description": "per-field problems, when there are several"}},
     }  # fmt: skip
     error = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}}}
-    for route, model in answers.items():
+    for route, model in (requests or {}).items():
         operation = paths.get(route, {}).get("post")
-        if operation is None:
-            continue
-        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, sub in body.pop("$defs", {}).items():
-            schemas[name] = openapi30(sub)
-        ok = operation.setdefault("responses", {}).setdefault("200", {"description": "Successful Response"})
-        ok["content"] = {"application/json": {"schema": openapi30(body)}}
-        if "requestBody" in operation:
-            operation["requestBody"]["required"] = True
-        for status, why in GUARD_ANSWERS.items():
-            operation["responses"].setdefault(status, {"description": why, **copy.deepcopy(error)})
+        if operation is not None:
+            schemas[model.__name__] = _schema(model, schemas)
+            ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+            operation["requestBody"] = {"content": {"application/json": {"schema": ref}}}
+    for route, model in answers.items():
+        for method, operation in paths.get(route, {}).items():
+            if method not in ("get", "post"):
+                continue
+            responses = operation.setdefault("responses", {})
+            ok = responses.setdefault("200", {"description": "Successful Response"})
+            ok["content"] = {"application/json": {"schema": _schema(model, schemas)}}
+            if "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+            for status, why in GUARD_ANSWERS.items():
+                operation["responses"].setdefault(status, {"description": why, **copy.deepcopy(error)})
     return spec

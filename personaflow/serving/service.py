@@ -13,24 +13,30 @@ Workers: PERSONAFLOW_SERVE_WORKERS processes, which needs PERSONAFLOW_REDIS_URL:
 the live counters and the /events dedupe are in Redis and nothing two workers must agree on is in a
 process. What stays per process is either a cache of a shared file, re-read when the file changes (the
 model and its pointer, the A/B test state, erased customers, audience inputs) or a limit meant per
-process (in-flight and per-client counts in personaflow/serving/guard.py: the server takes workers x the
-limit). 
-Bad input answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies
-are JSON only, slow clients time out: see personaflow/serving/guard.py.
+process (the in-flight count of personaflow/serving/api.py: the server takes workers x the limit).
+
+The API is a FastAPI app (personaflow/serving/api.py) mounted in the service with BentoML's documented
+`@bentoml.asgi_app`; its routes (below the class) call this worker's service instance. Bad input
+answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies are JSON
+only (FastAPI dependencies, personaflow/serving/api.py). Slow clients are cut by the reverse proxy
+(deploy/nginx/personaflow.conf).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
+import json
 import logging
 import os
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
-from starlette.responses import JSONResponse
+from fastapi import Depends
+from starlette.responses import JSONResponse, Response
 
 from personaflow.core import settings
 from personaflow.core.forgotten import Forgotten
@@ -42,16 +48,14 @@ from personaflow.serving.answers import answer as _answer
 from personaflow.serving.answers import gone as _gone
 from personaflow.serving.answers import invalid as _invalid
 from personaflow.serving.answers import no_profile as _no_profile
+from personaflow.serving.api import Checks, Policy, current_service, make_app
 from personaflow.serving.audiences import AudienceInputs
 from personaflow.serving.audiences import answer as answer_audience
 from personaflow.serving.experiment import ExperimentRouter
-from personaflow.serving.fastpath import FastPath
-from personaflow.serving.guard import Guard
-from personaflow.serving.header_timeout import install_header_timeout
 from personaflow.serving.hotswap import ModelWatcher
 from personaflow.serving.live_counters import RedisSeen
 from personaflow.serving.online import OnlineFeatures, purchased_in
-from personaflow.serving.openapi import answer_models, published
+from personaflow.serving.openapi import published
 from personaflow.serving.personas import PersonaTexts
 from personaflow.serving.process import serve_workers
 from personaflow.serving.profile import profile_fields
@@ -76,18 +80,34 @@ from personaflow.serving.shop_tables import ShopTables
 log = logging.getLogger(__name__)
 
 API_PATHS = ("/recommend", "/similar_items", "/profile", "/events", "/audiences", "/metadata")
-# Calls that change state: a bearer token always (personaflow/serving/auth.py); the others only with
-# PERSONAFLOW_API_PROTECT_READS.
-WRITE_PATHS = ("/events",)
-# Answered by personaflow/serving/fastpath.py (the same answers without BentoML's per-request layers).
-FAST_PATHS = ("/recommend", "/similar_items", "/profile", "/events")
-# Requests past this many in flight get 503 at once (settings: PERSONAFLOW_SERVE_MAX_IN_FLIGHT).
-MAX_IN_FLIGHT = settings.load().serve_max_in_flight
-MAX_BODY_BYTES = 16_384
-# A connection whose request headers take longer than this is closed (slowloris:
-# personaflow/serving/header_timeout.py).
-install_header_timeout(settings.load().serve_header_timeout)
-__all__ = ["MAX_K", "Recommender"]
+# route -> (request model or None, answer model): what /docs.json documents for each API
+MODELS = {
+    "/recommend": (RecommendRequest, Recommendations), "/similar_items": (SimilarItemsRequest, SimilarItems),
+    "/profile": (ProfileRequest, Profile), "/events": (EventRequest, EventAccepted),
+    "/audiences": (AudienceRequest, AudienceAnswer), "/metadata": (None, Metadata),
+}  # fmt: skip
+__all__ = ["MAX_K", "Recommender", "app"]
+
+app = make_app()
+# The policy (tokens, Host names) is the one this worker's service instance loaded at start.
+checks = Checks(lambda: bentoml.get_current_service().policy)
+READ = [Depends(checks.host), Depends(checks.origin), Depends(checks.reader)]
+WRITE = [Depends(checks.host), Depends(checks.origin), Depends(checks.writer)]
+
+
+# Each route's body, parsed strictly by its request model (personaflow/serving/api.py: 415, 413, 422).
+RecommendBody = Annotated[RecommendRequest, Depends(checks.json(RecommendRequest))]
+SimilarItemsBody = Annotated[SimilarItemsRequest, Depends(checks.json(SimilarItemsRequest))]
+ProfileBody = Annotated[ProfileRequest, Depends(checks.json(ProfileRequest))]
+AudienceBody = Annotated[AudienceRequest, Depends(checks.json(AudienceRequest))]
+EventBody = Annotated[EventRequest, Depends(checks.json(EventRequest))]
+
+
+def _json(body: Any) -> Response:
+    """An answer model as JSON (one model_dump_json, no second validation); our own Responses as they are."""
+    if isinstance(body, Response):
+        return body
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def _ms(started: float) -> float:
@@ -106,10 +126,12 @@ METRICS_ENABLED = False  # /docs.json then leaves /metrics out (personaflow/serv
     metrics={"enabled": METRICS_ENABLED, "namespace": "personaflow"},
     tracing={"excluded_urls": list(API_PATHS)},
 )
+@bentoml.asgi_app(app, path="/")
 class Recommender:
     def __init__(self) -> None:
         s = settings.load()
         export_tool_env(s)  # the server's process edge: BentoML and Feast see our paths from here on
+        self.policy = Policy.from_settings(s)  # tokens (generated on the first start), Host names
         self.pointer = s.production_pointer
         self.online = OnlineFeatures(s.feature_repo_dir, s.features_dir)
         shared = self.online.counters  # Redis: the dedupe of /events is shared by the workers too
@@ -135,8 +157,7 @@ class Recommender:
         self.meta = meta
         self.ranker = ranker
 
-    # -- API ---------------------------------------------------------------------------------------
-    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    # -- the answers ------------------------------------------------------------------------------------
     async def recommend(
         self, user_id: str, k: int = 10, exclude_purchased: bool = False, category: str | None = None
     ) -> Recommendations:
@@ -192,7 +213,6 @@ class Recommender:
             await asyncio.wrap_future(exposed)
         return body
 
-    @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
     async def similar_items(self, item_id: str, k: int = 10) -> SimilarItems:
         """Items bought together with `item_id` (co-purchase confidence, best first), then its nearest items
         by cosine of the model's item embeddings, up to k; each item names its `source`."""
@@ -213,7 +233,6 @@ class Recommender:
             model_version=ranker.tag,
         )
 
-    @bentoml.api(route="/profile", input_spec=ProfileRequest)
     async def profile(self, user_id: str) -> Profile:
         """The user's RFM scores, RFM and K-means segments and churn score from the nightly run, plus live
         activity since then (one online-store read for all of it). A forgotten customer gets an unknown
@@ -229,7 +248,6 @@ class Recommender:
             reviews=self.reviews.get(user_id), **self.shop_tables.fields(user_id),
         )  # fmt: skip
 
-    @bentoml.api(route="/audiences", input_spec=AudienceRequest)
     async def audiences(self, limit: int = 100, **definition: Any) -> AudienceAnswer:
         """Customers picked by profile (RFM / K-means segment, churn range, R/F/M ranges, country, what
         they bought), from tonight's profiles: size, share, the first `limit` members."""
@@ -245,7 +263,6 @@ class Recommender:
 
     # async: requests wait for their fsync on the event loop, so many share one (group commit); a sync
     # API would run them one at a time in BentoML's single-thread pool.
-    @bentoml.api(route="/events", input_spec=EventRequest)
     async def events(
         self,
         user_id: str,
@@ -302,7 +319,6 @@ class Recommender:
             live_events=n_live,
         )
 
-    @bentoml.api(route="/metadata")
     async def metadata(self) -> Metadata:
         """The production model being served (also answers GET /metadata)."""
         as_of = self.online.as_of()
@@ -311,8 +327,59 @@ class Recommender:
         )
 
 
-Recommender.add_asgi_middleware(
-    Guard, paths=API_PATHS, write_paths=WRITE_PATHS, max_body=MAX_BODY_BYTES, max_in_flight=MAX_IN_FLIGHT,
-    fast=FastPath(Recommender, FAST_PATHS),
-    docs=lambda: published(Recommender.openapi_spec.asdict(), answer_models(Recommender), METRICS_ENABLED),
-)  # fmt: skip
+# -- API: the FastAPI routes, each given this worker's service instance ------------------------------
+Service = Annotated[Any, Depends(current_service)]
+
+
+def _doc(name: str) -> str | None:
+    return inspect.getdoc(getattr(Recommender.inner, name))
+
+
+@app.post("/recommend", dependencies=READ, description=_doc("recommend"))
+async def recommend(ask: RecommendBody, service: Service) -> Response:
+    return _json(await service.recommend(**dict(ask)))
+
+
+@app.post("/similar_items", dependencies=READ, description=_doc("similar_items"))
+async def similar_items(ask: SimilarItemsBody, service: Service) -> Response:
+    return _json(await service.similar_items(**dict(ask)))
+
+
+@app.post("/profile", dependencies=READ, description=_doc("profile"))
+async def profile(ask: ProfileBody, service: Service) -> Response:
+    return _json(await service.profile(**dict(ask)))
+
+
+@app.post("/audiences", dependencies=READ, description=_doc("audiences"))
+async def audiences(ask: AudienceBody, service: Service) -> Response:
+    return _json(await service.audiences(**dict(ask)))
+
+
+@app.post("/events", dependencies=WRITE, description=_doc("events"))
+async def events(ask: EventBody, service: Service) -> Response:
+    return _json(await service.events(**dict(ask)))
+
+
+# GET and POST: it takes no input, so a body is checked (JSON, size) and then dropped, not parsed.
+@app.get("/metadata", dependencies=[*READ, Depends(checks.body)], description=_doc("metadata"))
+@app.post("/metadata", dependencies=[*READ, Depends(checks.body)], description=_doc("metadata"))
+async def metadata(service: Service) -> Response:
+    return _json(await service.metadata())
+
+
+# The document BentoML builds (our FastAPI routes included), corrected (personaflow/serving/openapi.py);
+# built once per worker, on the first GET.
+_docs: list[bytes] = []
+
+
+def published_doc() -> dict:
+    """/docs.json: BentoML's document of the service, corrected (also the site's REST reference)."""
+    return published(Recommender.openapi_spec.asdict(), {r: m[1] for r, m in MODELS.items()},
+                     METRICS_ENABLED, requests={r: m[0] for r, m in MODELS.items() if m[0]})  # fmt: skip
+
+
+@app.get("/docs.json", include_in_schema=False)
+async def docs_json() -> Response:
+    if not _docs:
+        _docs.append(json.dumps(published_doc()).encode())
+    return Response(_docs[0], media_type="application/json")

@@ -169,3 +169,57 @@ def test_the_shipped_file_is_valid_nginx(tmp_path):
     )
     assert out.returncode == 0 and "syntax is ok" in out.stderr, out.stderr
     assert Path(SHIPPED).read_text().count("limit_conn ") == 1
+
+
+def test_slow_clients_cannot_starve_real_requests_behind_nginx(proxied):
+    """The slow-client limits left the API process (no header or body timeout, no per-address count in
+    uvicorn): behind the shipped proxy, slow bodies and slow headers hold nginx's connections, not the
+    API's, real requests are answered at once, and the slow ones are cut within nginx's timeouts."""
+    port = proxied["port"]
+
+    def connect(source: str) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+
+    slow, crowd, half_headers = [], [], []
+    head = (f"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{").encode()  # fmt: skip
+    try:
+        for n in range(40):  # 4 slow bodies from each of 10 addresses: at the limit (4, test value)
+            sock = connect(f"127.0.0.{10 + n % 10}")
+            sock.sendall(head)
+            slow.append(sock)
+        time.sleep(0.3)  # nginx has read each one's headers
+        for _ in range(6):  # past the limit from one of those addresses: 429 from nginx at once
+            sock = connect("127.0.0.10")
+            sock.sendall(head)
+            crowd.append(sock)
+        for n in range(30):  # headers never finished, or nothing sent at all
+            sock = connect("127.0.0.3")
+            if n % 3:
+                sock.sendall(b"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+            half_headers.append(sock)
+        opened = time.monotonic()
+        codes, slowest = [], 0.0
+        with httpx.Client(base_url=proxied["proxy"], headers=proxied["auth"], timeout=5) as client:
+            for n in range(40):
+                t0 = time.monotonic()
+                resp = client.post("/recommend", json={"user_id": proxied["users"][n % 10], "k": 3})
+                slowest = max(slowest, time.monotonic() - t0)
+                codes.append(resp.status_code)
+        assert codes.count(200) >= 36, codes
+        assert slowest < 2.0, f"slowest real request took {slowest:.2f}s"
+        for sock in crowd:
+            sock.settimeout(3)
+            assert sock.recv(12) == b"HTTP/1.1 429"
+        for sock in slow:  # client_body_timeout 2s (test value): closed, with no answer or a 408
+            closed, answer = _closed_within(sock, 6)
+            assert closed and (answer == b"" or answer.startswith(b"HTTP/1.1 408")), answer[:40]
+        assert time.monotonic() - opened < 2 + 6
+        for sock in half_headers:  # client_header_timeout 2s (test value)
+            assert _closed_within(sock, 6) == (True, b"")
+        assert time.monotonic() - opened < 2 + 8
+    finally:
+        for sock in slow + crowd + half_headers:
+            sock.close()
+    again = httpx.post(proxied["proxy"] + "/recommend", json={"user_id": proxied["users"][0]}, timeout=10)
+    assert again.status_code == 200

@@ -25,6 +25,7 @@ import duckdb
 import httpx
 import psutil
 import pytest
+from fastapi import Depends, FastAPI
 
 from personaflow.core.landing import live_path
 from personaflow.core.settings import REPO_ROOT
@@ -34,7 +35,7 @@ from personaflow.quality import contract
 from personaflow.quality.checks import check_raw_batch
 from personaflow.quality.suites import Thresholds
 from personaflow.serving import process
-from personaflow.serving.guard import Guard
+from personaflow.serving.api import Checks, Policy, make_app
 from tests._serving_setup import free_port, running_server
 from tests._warehouse import make_events, write_landing
 
@@ -95,13 +96,20 @@ def test_generated_token_file_is_private_and_the_token_is_never_logged(server):
 
 
 def test_protect_reads_setting_puts_the_read_endpoints_behind_the_token():
-    async def app(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
+    def guarded(protect: bool) -> FastAPI:
+        # the read routes' dependencies, as personaflow/serving/service.py declares them (READ)
+        checks = Checks(lambda: Policy(tokens=(b"s3cret",), protect_reads=protect))
+        app = make_app()
+
+        @app.post("/recommend", dependencies=[Depends(checks.host), Depends(checks.origin),
+                                              Depends(checks.reader)])  # fmt: skip
+        async def recommend() -> dict:
+            return {}
+
+        return app
 
     async def call(protect: bool, headers: dict) -> int:
-        guard = Guard(app, paths=("/recommend", "/events"), tokens=[b"s3cret"], protect_reads=protect)
-        transport = httpx.ASGITransport(app=guard)
+        transport = httpx.ASGITransport(app=guarded(protect))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
             return (await c.post("/recommend", json={"user_id": "u"}, headers=headers)).status_code
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from personaflow.serving.fastpath import InvalidBodyLog, log
+from personaflow.serving.api import InvalidBodyLog, log
 
 
 def test_one_line_per_interval_with_the_count_of_the_rest(caplog):

@@ -1,23 +1,24 @@
-"""The guard's fast path (personaflow/serving/fastpath.py) answers exactly as BentoML's own endpoint: the same
-service, driven in-process over ASGI once through BentoML and once through the fast path, gives the
-same status and body for a good request, a bad one (the field-naming 422), our own error answer and an
-exception; A/B exposures are written by group commit (personaflow/experiments/exposures.py)."""
+"""The API's one path (personaflow/serving/api.py): a FastAPI app mounted in a `@bentoml.service` with
+`@bentoml.asgi_app`, its routes given the worker's service instance, driven in-process over ASGI
+through BentoML's own app (what `bentoml serve` runs): a good request, bad ones (the field-naming
+422), our own error answer and an exception each answer as the API did before; A/B exposures are
+written by group commit (personaflow/experiments/exposures.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+from typing import Annotated, Any
 
 import bentoml
-import pytest
+from fastapi import Depends
 from pydantic import BaseModel, ConfigDict
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from personaflow.experiments.exposures import ExposureLog, read_exposures
-from personaflow.serving import fastpath
-from personaflow.serving.fastpath import FastPath, routes
-from personaflow.serving.guard import Guard
+from personaflow.serving import api
+from personaflow.serving.api import Checks, Policy, current_service, make_app
 
 
 class Ask(BaseModel):
@@ -31,19 +32,26 @@ class Told(BaseModel):
     items: list[int]
 
 
-@bentoml.service(name="fastpath-probe")
-class Probe:
-    @bentoml.api(route="/ask", input_spec=Ask)
-    async def ask(self, user_id: str, k: int = 3) -> Told:
-        if user_id == "gone":
-            return JSONResponse({"error": f"user_id {user_id!r}: gone"}, 404)
-        if user_id == "boom":
-            raise RuntimeError("boom")
-        return Told(user_id=user_id, items=list(range(k)))
+probe_app = make_app()
+checks = Checks(lambda: Policy(tokens=(), hosts=None))
+AskBody = Annotated[Ask, Depends(checks.json(Ask))]
 
-    @bentoml.api(route="/sync")
-    def sync(self, user_id: str) -> Told:
-        return Told(user_id=user_id, items=[])
+
+@bentoml.service(name="api-probe")
+@bentoml.asgi_app(probe_app, path="/")
+class Probe:
+    def __init__(self) -> None:
+        self.offset = 7  # the route sees this worker's instance (api.current_service)
+
+
+@probe_app.post("/ask", dependencies=[Depends(checks.host), Depends(checks.reader)])
+async def ask(ask: AskBody, service: Annotated[Any, Depends(current_service)]) -> Response:
+    if ask.user_id == "gone":
+        return JSONResponse({"error": f"user_id {ask.user_id!r}: gone"}, 404)
+    if ask.user_id == "boom":
+        raise RuntimeError("boom")
+    told = Told(user_id=ask.user_id, items=[service.offset + n for n in range(ask.k)])
+    return Response(told.model_dump_json(), media_type="application/json")
 
 
 async def _call(app, body: bytes) -> tuple[int, dict, dict]:
@@ -64,56 +72,52 @@ async def _call(app, body: bytes) -> tuple[int, dict, dict]:
     async def send(message: dict) -> None:
         sent.append(message)
 
-    await app(scope, receive, send)
+    try:
+        await app(scope, receive, send)
+    except RuntimeError:  # Starlette answers 500, then re-raises for the server to log
+        pass
     headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
     return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:])), headers
 
 
-async def _both(bodies: list[bytes]) -> list[tuple]:
-    inner = Probe.to_asgi(is_main=True)
-    options = dict(paths=("/ask",), tokens=[], protect_reads=False, body_timeout=5.0, max_per_client=64,
-                   hosts=None)  # fmt: skip
-    slow = Guard(inner, **options)
-    fast = Guard(inner, **options, fast=FastPath(Probe, ("/ask",)))
+async def _through_bentoml(bodies: list[bytes]) -> list[tuple]:
+    app = Probe.to_asgi(is_main=True)
     events: asyncio.Queue = asyncio.Queue()
     await events.put({"type": "lifespan.startup"})
     replies: asyncio.Queue = asyncio.Queue()
     lifespan = asyncio.create_task(
-        inner({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, events.get, replies.put)
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, events.get, replies.put)
     )
     assert (await replies.get())["type"] == "lifespan.startup.complete"
-    out = [(await _call(slow, body), await _call(fast, body)) for body in bodies]
+    out = [await _call(app, body) for body in bodies]
     await events.put({"type": "lifespan.shutdown"})
     await replies.get()
     await lifespan
     return out
 
 
-def test_fast_path_answers_as_bentoml_does(caplog, monkeypatch, tmp_path):
+def test_the_mounted_app_answers_as_the_api_did(caplog, monkeypatch, tmp_path):
     # prometheus_client picks its multiprocess values at import when BentoML (imported by an earlier
     # test) had PROMETHEUS_MULTIPROC_DIR set; BentoML's metrics middleware then needs the folder
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monkeypatch.setattr(fastpath, "invalid_bodies", fastpath.InvalidBodyLog())  # a fresh 10 s window
+    monkeypatch.setattr(api, "invalid_bodies", api.InvalidBodyLog())  # a fresh 10 s window
     bodies = [b'{"user_id": "u1", "k": 2}', b'{"user_id": "u1", "kk": 2}', b'{"user_id": 5}', b"",
-              b'{"user_id": "gone"}', b'{"user_id": "boom"}']  # fmt: skip
-    answers = asyncio.run(_both(bodies))
-    statuses = [fast[0] for _, fast in answers]
-    assert statuses == [200, 422, 422, 422, 404, 500]
-    for (slow_status, slow_body, _), (fast_status, fast_body, fast_headers) in answers:
-        assert (fast_status, fast_body) == (slow_status, slow_body)
-        assert fast_headers["server"] == "BentoML Service/fastpath-probe"
-    assert answers[0][1][1] == {"user_id": "u1", "items": [0, 1]}
-    assert "kk" in answers[1][1][1]["error"]
-    # BentoML logs a traceback for each of the three bad bodies and the exception; the fast path logs
-    # the exception alike, and the bad bodies (the client's fault) as one rate-limited warning line
-    assert sum("Exception on /ask [POST]" in r.getMessage() for r in caplog.records) == 4 + 1
+              b'{"user_id": "gone"}', b'{"user_id": "boom"}', b'{"user_id": "u1", "k": NaN}']  # fmt: skip
+    answers = asyncio.run(_through_bentoml(bodies))
+    assert [status for status, _, _ in answers] == [200, 422, 422, 422, 404, 500, 422]
+    assert all(headers["content-type"] == "application/json" for _, _, headers in answers)
+    assert answers[0][1] == {"user_id": "u1", "items": [7, 8]}
+    assert answers[1][1]["error"].startswith("invalid request: kk:")
+    assert [e["loc"] for e in answers[1][1]["detail"]] == [["kk"]]
+    assert answers[2][1]["error"].startswith("invalid request: user_id:")
+    assert answers[3][1]["error"].startswith("invalid request: user_id:")  # no body: the field is missing
+    assert answers[4][1] == {"error": "user_id 'gone': gone"}
+    assert answers[5][1] == {"error": api.INTERNAL_ERROR}
+    assert answers[6][1]["error"].startswith("invalid request: k:")  # NaN is no number here
+    # the exception is logged with its traceback once; the four bad bodies (the client's fault) as one
+    # rate-limited warning line
+    assert sum("Exception on /ask [POST]" in r.getMessage() for r in caplog.records) == 1
     assert sum("invalid request body on /ask" in r.getMessage() for r in caplog.records) == 1
-
-
-def test_only_plain_async_json_apis_take_the_fast_path():
-    assert set(routes(Probe, ("/ask",))) == {"/ask"}
-    with pytest.raises(ValueError, match="/sync: a sync API"):
-        routes(Probe, ("/ask", "/sync"))
 
 
 def test_exposures_share_fsyncs_and_none_is_lost(tmp_path):
