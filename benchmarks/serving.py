@@ -4,7 +4,8 @@ For each size: a synthetic shop (random-weight model of the real shape, marts wr
 DuckDB, the real features stage into Feast's SQLite online store), `bentoml serve` on 127.0.0.1, then an
 async aiohttp load generator in this process: /recommend, /profile, /events at concurrency 1, 8, 32, 64
 (each bounded by time and count), open-loop 300 and 1,000 requests/s runs of /recommend, and the same
-/recommend and /profile against `benchmarks/serving_floor.py` under uvicorn. Also times the parts of
+/recommend and /profile against `benchmarks/serving_floor.py` under uvicorn (bare FastAPI calling the same
+service code: both must give byte-identical answers to a fixed set of requests first). Also times the parts of
 a request in-process (scoring, online read, online write, fsync) to say where the time goes.
 The client shares the machine's cores with the server: figures are for both on one box.
 
@@ -258,9 +259,25 @@ def bentoml_phase(
             res = sustained(base, makers, rps)
             out.update({f"{key}_recommend_at_{rps}rps_{k}": v for k, v in res.items()})
             print(key, "open loop", rps, res, flush=True)
+        # what the floor must answer too, asked last: the events above no longer change the store
+        out["_answers"] = sample_answers(base)
     finally:
         process.stop(proc)
     return out
+
+
+def sample_requests() -> list[tuple[str, dict]]:
+    """Fixed requests whose answers the server and the floor must give byte for byte: known users, one
+    unknown id (fallback), a filter that reads the online store, and profiles."""
+    users = [f"u{u:07d}" for u in range(0, 4_000, 250)] + ["nobody-at-all"]
+    asks = [("/recommend", {"user_id": u, "k": 10}) for u in users]
+    asks += [("/recommend", {"user_id": u, "k": 5, "exclude_purchased": True}) for u in users[:4]]
+    return asks + [("/profile", {"user_id": u}) for u in users]
+
+
+def sample_answers(base: str) -> list[tuple[int, bytes]]:
+    with httpx.Client(base_url=base, headers=AUTH, timeout=30) as client:
+        return [(r.status_code, r.content) for r in (client.post(p, json=b) for p, b in sample_requests())]
 
 
 def run_size(
@@ -302,9 +319,14 @@ def run_size(
         # Before/after in the same conditions: another checkout's server on the same shop, right before
         # this one's (keys `<size>_baseline_bentoml_...`).
         roots = [("baseline_bentoml", baseline)] if baseline is not None else []
+        served_answers = None
         for key, root in [*roots, ("bentoml", ROOT)]:
             out[f"{name}_{key}_load_avg_1m"] = round(os.getloadavg()[0], 2)
-            out.update(bentoml_phase(f"{name}_{key}", root, port, env, home, makers))
+            phase = bentoml_phase(f"{name}_{key}", root, port, env, home, makers)
+            answers = phase.pop("_answers", None)
+            if key == "bentoml":
+                served_answers = answers
+            out.update(phase)
         if not floor:
             return out
 
@@ -321,6 +343,15 @@ def run_size(
                     break
                 except httpx.TransportError:
                     time.sleep(0.3)
+            # The floor runs the same service code: same answers, or the ratio below compares other work.
+            floor_answers = sample_answers(base)
+            same = floor_answers == served_answers
+            out[f"{name}_floor_same_answers"] = same
+            out[f"{name}_floor_sample_requests"] = len(floor_answers)
+            if not same:
+                pairs = zip(sample_requests(), floor_answers, served_answers or [], strict=False)
+                ask, floor_says, server_says = next(p for p in pairs if p[1] != p[2])
+                raise SystemExit(f"the floor answers {ask} with {floor_says!r}, the server {server_says!r}")
             for endpoint in ("recommend", "profile"):
                 for c in CONCURRENCY:
                     res = asyncio.run(closed_loop(base, f"/{endpoint}", makers[endpoint], c))
@@ -334,6 +365,14 @@ def run_size(
                         if f"{name}_{key}_{endpoint}_c{c}_rps" in out:
                             share = out[f"{name}_{key}_{endpoint}_c{c}_rps"] / res["rps"]
                             out[f"{name}_share_{endpoint}_c{c}_{key}_of_fastapi_rps"] = round(share, 2)
+            # issue 22's bar: one worker's peak requests/s (best concurrency) as a share of the floor's peak
+            for endpoint in ("recommend", "profile"):
+                for key in ("bentoml", "baseline_bentoml"):
+                    if f"{name}_{key}_{endpoint}_c1_rps" not in out:
+                        continue
+                    ours = max(out[f"{name}_{key}_{endpoint}_c{c}_rps"] for c in CONCURRENCY)
+                    floor_peak = max(out[f"{name}_fastapi_{endpoint}_c{c}_rps"] for c in CONCURRENCY)
+                    out[f"{name}_peak_share_{endpoint}_{key}_of_fastapi_rps"] = round(ours / floor_peak, 3)
             for rps in OPEN_LOOP_RATES:
                 res = sustained(base, makers, rps)
                 out.update({f"{name}_fastapi_recommend_at_{rps}rps_{k}": v for k, v in res.items()})

@@ -1,48 +1,37 @@
-"""The floor of the Python stack for the serving benchmark: bare FastAPI + uvicorn doing the same lookup
-and scoring as the BentoML service (same Ranker, same Feast online reads), none of BentoML's layers.
+"""The floor of the Python stack for the serving benchmark: bare FastAPI + uvicorn giving the same answers as
+the BentoML server, none of BentoML's layers and none of our request checks.
+
+Each route calls the same service method as the server (`Recommender.inner`, the plain class under
+`@bentoml.service`: the same Ranker, reasons, answer models, forgotten ids and Feast online reads), with
+FastAPI's own body parsing. The benchmark checks that both give byte-identical answers to the same
+requests before timing them (`<size>_floor_same_answers`), so the ratio measures the serving stack and
+nothing else: BentoML's middlewares and mount, and our Host/Origin/token/body/in-flight checks.
 
     uvicorn benchmarks.serving_floor:app --host 127.0.0.1 --port 3001   (env as for `bentoml serve`)
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from fastapi import FastAPI, Response
 
-from fastapi import FastAPI
-from pydantic import BaseModel
+from personaflow.serving.schemas import ProfileRequest, RecommendRequest
+from personaflow.serving.service import Recommender
 
-from personaflow.core import settings
-from personaflow.serving.online import OnlineFeatures, load_catalogue
-from personaflow.serving.ranking import Ranker
-from personaflow.training.registry.loading import load_production
-
-_s = settings.load()
-_ranker = Ranker(
-    load_production(Path(os.environ.get("PERSONAFLOW_PRODUCTION_POINTER") or _s.production_pointer)),
-    load_catalogue(_s.features_dir),
-)
-_online = OnlineFeatures(_s.feature_repo_dir, _s.features_dir)
+_service = Recommender.inner()
 app = FastAPI()
 
 
-class Ask(BaseModel):
-    user_id: str
-    k: int = 10
+def _json(body: object) -> Response:
+    if isinstance(body, Response):
+        return body
+    return Response(body.model_dump_json(), media_type="application/json")  # type: ignore[attr-defined]
 
 
 @app.post("/recommend")
-async def recommend(ask: Ask) -> dict:
-    items, fallback, _ = _ranker.recommend(ask.user_id, ask.k)
-    return {
-        "user_id": ask.user_id,
-        "items": [{"item_id": i, "score": s, "category": c} for i, s, c in items],
-        "model_version": _ranker.tag,
-        "fallback": fallback,
-    }
+async def recommend(ask: RecommendRequest) -> Response:
+    return _json(await _service.recommend(**dict(ask)))
 
 
 @app.post("/profile")
-async def profile(ask: Ask) -> dict:
-    row = _online.user(ask.user_id)
-    return {k: v for k, v in row.items() if k not in ("live", "as_of")}
+async def profile(ask: ProfileRequest) -> Response:
+    return _json(await _service.profile(**dict(ask)))

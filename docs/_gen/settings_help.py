@@ -29,7 +29,7 @@ HELP = {
     'PERSONAFLOW_RERANK': "DeepFM re-ranking of each user's candidates (retrieval + history + co-purchase) over the features",
     'PERSONAFLOW_SERVE_HOST': 'BentoML server address',
     'PERSONAFLOW_SERVE_PORT': 'BentoML server address',
-    'PERSONAFLOW_SERVE_MAX_IN_FLIGHT': 'requests in flight before the server sheds load with 503',
+    'PERSONAFLOW_SERVE_MAX_IN_FLIGHT': 'requests in flight in a worker before the server sheds load with 429',
     'PERSONAFLOW_FORGET_KEY': 'key of the forgotten-id pseudonyms (`personaflow forget`), supplied by the operator',
     'PERSONAFLOW_FORGET_KEY_FILE': 'else this key file: 0600, generated, beside the home, not in it',
     'PERSONAFLOW_DEBUG': '`true`: a failing CLI command prints its traceback (same as `--debug`)',

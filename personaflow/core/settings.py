@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     seed: int = 42
     serve_host: str = "127.0.0.1"
     serve_port: int = 3000
-    # Requests past this many in flight get 503 at once instead of queueing without bound.
+    # Requests past this many in flight in a worker get 429 at once (BentoML's traffic.max_concurrency)
+    # instead of queueing without bound.
     serve_max_in_flight: int = 256
     # Bearer tokens for the API's state-changing calls (POST /events), comma separated; without
     # any, the token in PERSONAFLOW_API_TOKEN_FILE (generated 0600 on the server's first start).

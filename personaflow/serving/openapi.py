@@ -6,8 +6,8 @@ BentoML 1.4.39 generates the document from the service, and three things in it w
 - an optional answer field (`arm`, `mean_recency_days`) lost its `null`: BentoML flattens pydantic's
   `anyOf: [X, {type: null}]` to X, so every `/recommend` answer broke its own schema. The answer
   schemas are rebuilt here from our pydantic models, in OpenAPI 3.0's form (`nullable: true`);
-- the refusals (personaflow/serving/api.py: 401, 403, 413, 415, 422, 503) were not documented, nor that
-  a request body is required; the routes parse their bodies themselves (strict JSON, our 422), so the
+- the refusals (personaflow/serving/api.py: 401, 403, 413, 415, 422; BentoML's 429) were not documented,
+  nor that a request body is required; the routes parse their bodies themselves (strict JSON, our 422), so the
   request bodies are documented here from the request models;
 - `/metrics` is listed as an infrastructure endpoint even with metrics off (it then answers 404).
 
@@ -22,8 +22,9 @@ from typing import Any
 from pydantic import BaseModel
 
 ERROR_SCHEMA = "PersonaflowError"
-# What the request checks (and the APIs' own refusals) may answer on every API path, and why; 408 and
-# 429 come from the reverse proxy in front (slow bodies, connections per client).
+# What the request checks (and the APIs' own refusals) may answer on every API path, and why; 408 comes
+# from the reverse proxy in front (slow bodies), 429 from it (connections per client) or from BentoML's
+# load shedding (requests in flight).
 GUARD_ANSWERS = {
     "401": "Authorization: Bearer <token> missing or wrong (POST /events; reads when api_protect_reads)",
     "403": "a Host or Origin this server does not answer to",
@@ -32,9 +33,9 @@ GUARD_ANSWERS = {
     "413": "the body is larger than the server's limit",
     "415": "the body is not application/json",
     "422": "invalid request: the field at fault and why (schema or business rule)",
-    "429": "behind the reverse proxy: too many connections from one client address",
+    "429": "too many requests in flight in the server, or (behind the reverse proxy) too many connections "
+    "from one client address; retry shortly",
     "500": "an unexpected error of the server's (logged with its traceback)",
-    "503": "server overloaded: too many requests in flight; retry after the Retry-After seconds",
 }
 
 

@@ -13,11 +13,11 @@ Workers: PERSONAFLOW_SERVE_WORKERS processes, which needs PERSONAFLOW_REDIS_URL:
 the live counters and the /events dedupe are in Redis and nothing two workers must agree on is in a
 process. What stays per process is either a cache of a shared file, re-read when the file changes (the
 model and its pointer, the A/B test state, erased customers, audience inputs) or a limit meant per
-process (the in-flight count of personaflow/serving/api.py: the server takes workers x the limit).
+process (the in-flight limit, BentoML's `traffic.max_concurrency`: the server takes workers x the limit).
 
 The API is a FastAPI app (personaflow/serving/api.py) mounted in the service with BentoML's documented
 `@bentoml.asgi_app`; its routes (below the class) call this worker's service instance. Bad input
-answers 4xx naming the field, overload answers 503; POST /events needs a bearer token, bodies are JSON
+answers 4xx naming the field, overload answers 429; POST /events needs a bearer token, bodies are JSON
 only (FastAPI dependencies, personaflow/serving/api.py). Slow clients are cut by the reverse proxy
 (deploy/nginx/personaflow.conf).
 """
@@ -48,7 +48,7 @@ from personaflow.serving.answers import answer as _answer
 from personaflow.serving.answers import gone as _gone
 from personaflow.serving.answers import invalid as _invalid
 from personaflow.serving.answers import no_profile as _no_profile
-from personaflow.serving.api import Checks, Policy, current_service, make_app
+from personaflow.serving.api import Checks, Policy, make_app
 from personaflow.serving.audiences import AudienceInputs
 from personaflow.serving.audiences import answer as answer_audience
 from personaflow.serving.experiment import ExperimentRouter
@@ -92,15 +92,15 @@ app = make_app()
 # The policy (tokens, Host names) is the one this worker's service instance loaded at start.
 checks = Checks(lambda: bentoml.get_current_service().policy)
 READ = [Depends(checks.host), Depends(checks.origin), Depends(checks.reader)]
-WRITE = [Depends(checks.host), Depends(checks.origin), Depends(checks.writer)]
 
 
-# Each route's body, parsed strictly by its request model (personaflow/serving/api.py: 415, 413, 422).
-RecommendBody = Annotated[RecommendRequest, Depends(checks.json(RecommendRequest))]
-SimilarItemsBody = Annotated[SimilarItemsRequest, Depends(checks.json(SimilarItemsRequest))]
-ProfileBody = Annotated[ProfileRequest, Depends(checks.json(ProfileRequest))]
-AudienceBody = Annotated[AudienceRequest, Depends(checks.json(AudienceRequest))]
-EventBody = Annotated[EventRequest, Depends(checks.json(EventRequest))]
+# Each route's checks and body, parsed strictly by its request model (personaflow/serving/api.py: 403, 401,
+# 415, 413, 422), as one dependency.
+RecommendBody = Annotated[RecommendRequest, Depends(checks.request(RecommendRequest))]
+SimilarItemsBody = Annotated[SimilarItemsRequest, Depends(checks.request(SimilarItemsRequest))]
+ProfileBody = Annotated[ProfileRequest, Depends(checks.request(ProfileRequest))]
+AudienceBody = Annotated[AudienceRequest, Depends(checks.request(AudienceRequest))]
+EventBody = Annotated[EventRequest, Depends(checks.request(EventRequest, write=True))]
 
 
 def _json(body: Any) -> Response:
@@ -118,10 +118,16 @@ METRICS_ENABLED = False  # /docs.json then leaves /metrics out (personaflow/serv
 # Per-request work BentoML lets a service turn off, all of it costing more than our scoring: no access
 # log, no Prometheus metrics middleware (/metrics then has nothing of ours), and the OpenTelemetry
 # middleware (always installed) passes our API paths straight through (no span per request).
+_settings = settings.load()
+_workers = serve_workers(_settings)
+
+
+# Load shedding is BentoML's: past `max_concurrency` requests in flight (which it divides among the
+# workers, hence the product: the setting is per worker) it answers 429 at once rather than queue.
 @bentoml.service(
     name="personaflow-recommender",
-    workers=serve_workers(settings.load()),
-    traffic={"timeout": 10},
+    workers=_workers,
+    traffic={"timeout": 10, "max_concurrency": _settings.serve_max_in_flight * _workers},
     logging={"access": {"enabled": False}},
     metrics={"enabled": METRICS_ENABLED, "namespace": "personaflow"},
     tracing={"excluded_urls": list(API_PATHS)},
@@ -328,43 +334,46 @@ class Recommender:
 
 
 # -- API: the FastAPI routes, each given this worker's service instance ------------------------------
-Service = Annotated[Any, Depends(current_service)]
+# Looked up in the route, not injected: a dependency is solved on every request and costs more than this
+# context-variable read (BentoML's FastAPI class views inject `self` with a plain `def`, which FastAPI runs
+# in its thread pool).
+_service = bentoml.get_current_service
 
 
 def _doc(name: str) -> str | None:
     return inspect.getdoc(getattr(Recommender.inner, name))
 
 
-@app.post("/recommend", dependencies=READ, description=_doc("recommend"))
-async def recommend(ask: RecommendBody, service: Service) -> Response:
-    return _json(await service.recommend(**dict(ask)))
+@app.post("/recommend", description=_doc("recommend"))
+async def recommend(ask: RecommendBody) -> Response:
+    return _json(await _service().recommend(**dict(ask)))
 
 
-@app.post("/similar_items", dependencies=READ, description=_doc("similar_items"))
-async def similar_items(ask: SimilarItemsBody, service: Service) -> Response:
-    return _json(await service.similar_items(**dict(ask)))
+@app.post("/similar_items", description=_doc("similar_items"))
+async def similar_items(ask: SimilarItemsBody) -> Response:
+    return _json(await _service().similar_items(**dict(ask)))
 
 
-@app.post("/profile", dependencies=READ, description=_doc("profile"))
-async def profile(ask: ProfileBody, service: Service) -> Response:
-    return _json(await service.profile(**dict(ask)))
+@app.post("/profile", description=_doc("profile"))
+async def profile(ask: ProfileBody) -> Response:
+    return _json(await _service().profile(**dict(ask)))
 
 
-@app.post("/audiences", dependencies=READ, description=_doc("audiences"))
-async def audiences(ask: AudienceBody, service: Service) -> Response:
-    return _json(await service.audiences(**dict(ask)))
+@app.post("/audiences", description=_doc("audiences"))
+async def audiences(ask: AudienceBody) -> Response:
+    return _json(await _service().audiences(**dict(ask)))
 
 
-@app.post("/events", dependencies=WRITE, description=_doc("events"))
-async def events(ask: EventBody, service: Service) -> Response:
-    return _json(await service.events(**dict(ask)))
+@app.post("/events", description=_doc("events"))
+async def events(ask: EventBody) -> Response:
+    return _json(await _service().events(**dict(ask)))
 
 
 # GET and POST: it takes no input, so a body is checked (JSON, size) and then dropped, not parsed.
 @app.get("/metadata", dependencies=[*READ, Depends(checks.body)], description=_doc("metadata"))
 @app.post("/metadata", dependencies=[*READ, Depends(checks.body)], description=_doc("metadata"))
-async def metadata(service: Service) -> Response:
-    return _json(await service.metadata())
+async def metadata() -> Response:
+    return _json(await _service().metadata())
 
 
 # The document BentoML builds (our FastAPI routes included), corrected (personaflow/serving/openapi.py);
