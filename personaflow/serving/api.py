@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import bentoml
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -203,13 +202,6 @@ class Checks:
         one separately on every request, and five of them cost about a tenth of a /recommend answer
         (benchmarks/serving.py)."""
         return self.json(model, (self.host, self.origin, self.writer if write else self.reader))
-
-
-async def current_service() -> Any:
-    """This worker's service instance, for the routes (`bentoml.get_current_service`). From an `async def`
-    dependency: BentoML's FastAPI class views inject `self` with a plain `def`, which FastAPI runs in its
-    thread pool on every request."""
-    return bentoml.get_current_service()
 
 
 def _raw(request: Request, name: bytes) -> bytes | None:
