@@ -197,7 +197,7 @@ def test_old_warehouse_gets_the_v2_columns(landed):
         )
         con.execute("insert into raw.events (event_id, batch_date) values ('old-1', '2026-01-01')")
     load_batch(warehouse, landing, DAY)
-    sql = "select column_name from information_schema.columns where table_schema = 'raw' and table_name = ?"
+    sql = "select column_name from information_schema.columns where table_schema = 'raw' and table_name = $1"
     columns = [r[0] for r in _query(warehouse, sql, ["events"])]
     assert columns[-5:] == ["order_id", "description", "country", "source_format", "source_row"]
     assert _query(warehouse, "select source_format from raw.events where event_id = 'old-1'") == [(None,)]
