@@ -208,7 +208,7 @@ def run_engine(
     with wh.connect(warehouse, read_only=True) as con:
         out[f"{name}_events"] = con.execute("select count(*) from raw.events").fetchone()[0]
         out[f"{name}_day_events"] = con.execute(
-            "select count(*) from raw.events where batch_date = ?", [last]
+            "select count(*) from raw.events where batch_date = $1", [last]
         ).fetchone()[0]
         for mart in ("interactions", "sessions", "user_features", "item_features", "co_purchase"):
             out[f"{name}_{mart}_rows"] = con.execute(f"select count(*) from marts.{mart}").fetchone()[0]

@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from personaflow.core import tool_env
+from personaflow.core.placeholders import spark_named
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,11 @@ def _translate(exc: Exception) -> SparkError:
 class SparkConnection:
     """The DuckDB-shaped subset of personaflow/core/warehouse.py over the process's SparkSession.
 
-    `execute(sql, params)` takes one statement with `?` placeholders (Spark 3.5's positional
-    parameters); `begin` / `commit` / `rollback` do nothing: Spark tables have no multi-statement
-    transactions, so the Spark loaders make each step a single overwrite of whole partitions instead
-    (re-running a step gives the same table). `close` leaves the session running for the next stage.
+    `execute(sql, params)` takes one statement with the warehouse's `$1, $2, ...` placeholders, bound
+    as Spark 3.5's named parameters `:p1, :p2, ...` (personaflow/core/placeholders.py); `begin` /
+    `commit` / `rollback` do nothing: Spark tables have no multi-statement transactions, so the Spark
+    loaders make each step a single overwrite of whole partitions instead (re-running a step gives the
+    same table). `close` leaves the session running for the next stage.
     """
 
     engine = "spark"
@@ -183,8 +185,11 @@ class SparkConnection:
 
         statement = sql.strip().rstrip(";")
         try:
-            args = list(params) if params else None
-            self._frame = self.spark.sql(statement, args=args) if args else self.spark.sql(statement)
+            if params:
+                statement, args = spark_named(statement, list(params))
+                self._frame = self.spark.sql(statement, args=args)
+            else:
+                self._frame = self.spark.sql(statement)
         except PySparkException as exc:
             raise _translate(exc) from exc
         return self

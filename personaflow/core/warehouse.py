@@ -5,7 +5,8 @@ Spark.
 a Spark catalog (`SparkWarehouse`: master, warehouse dir, confs; personaflow/core/spark.py holds the
 session and its connection); unset, it is the DuckDB file at `PERSONAFLOW_WAREHOUSE`. Every stage opens
 it with `connect(location(settings))` and talks the small DuckDB-shaped API the engines offer here:
-`execute(sql, params)` with `?` placeholders, then `fetchall()` / `fetchone()` / `df()` / `arrow()`;
+`execute(sql, params)` with `$1, $2, ...` placeholders (both engines' own; personaflow/core/placeholders.py),
+then `fetchall()` / `fetchone()` / `df()` / `arrow()`;
 `register(name, frame)` to use a frame in SQL (a temp table filled by one `COPY` on PostgreSQL, a temp
 view on Spark); `begin()` / `commit()` / `rollback()` (no-ops on Spark). SQL that DuckDB and PostgreSQL
 read is written once (`double precision`, not `double`); what only one dialect has goes through
@@ -24,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from personaflow.core.placeholders import check
 from personaflow.core.spark import SparkError, SparkMissingTable, SparkWarehouse
 
 Location = Path | str | SparkWarehouse
@@ -156,6 +158,8 @@ class DuckConnection(_Transactions):
         self.path = path
 
     def execute(self, sql: str, params: Sequence | None = None) -> DuckConnection:
+        if params is not None:
+            check(sql)  # DuckDB binds `?` too: a DuckDB-only run would never see PostgreSQL refuse it
         try:
             self.raw.execute(sql, params) if params is not None else self.raw.execute(sql)
         except duckdb.IOException as exc:
@@ -185,7 +189,7 @@ class DuckConnection(_Transactions):
     def table_exists(self, qualified: str) -> bool:
         schema, table = qualified.split(".")
         return bool(self.raw.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            "select count(*) from information_schema.tables where table_schema = $1 and table_name = $2",
             [schema, table],
         ).fetchall()[0][0])
 
@@ -207,11 +211,6 @@ def _pg_type(kind: pa.DataType) -> str:
     return "text"
 
 
-def _placeholders(sql: str) -> str:
-    """DuckDB's `?` placeholders as psycopg's `%s` (a literal `%` doubled)."""
-    return sql.replace("%", "%%").replace("?", "%s")
-
-
 class PgConnection(_Transactions):
     """A psycopg connection speaking the DuckDB-shaped subset above (autocommit unless `begin()`)."""
 
@@ -220,7 +219,9 @@ class PgConnection(_Transactions):
     def __init__(self, url: str, read_only: bool = False) -> None:
         if psycopg is None:
             raise RuntimeError("PERSONAFLOW_WAREHOUSE_URL is PostgreSQL but psycopg is not installed")
-        self.raw = psycopg.connect(url, autocommit=True)
+        # RawCursor: psycopg sends the SQL as written, with PostgreSQL's own `$n` markers (no `%s`
+        # parsing, so a `%` or `?` in a literal is left alone)
+        self.raw = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.RawCursor)
         if read_only:
             self.raw.execute("set default_transaction_read_only = on")
         self._cursor: Any = None
@@ -230,7 +231,8 @@ class PgConnection(_Transactions):
         if params is None:
             cursor.execute(sql)  # without parameters psycopg runs several statements in one string
         else:
-            cursor.execute(_placeholders(sql), list(params))
+            check(sql)
+            cursor.execute(sql, list(params))
         self._cursor = cursor
         return self
 
@@ -264,5 +266,5 @@ class PgConnection(_Transactions):
         self.raw.execute(f'drop table if exists "{name}"')
 
     def table_exists(self, qualified: str) -> bool:
-        return self.raw.execute("select to_regclass(%s) is not null", [qualified]).fetchone()[0]
+        return self.raw.execute("select to_regclass($1) is not null", [qualified]).fetchone()[0]
 

@@ -207,7 +207,7 @@ def _load_day(
     rows = _typed_rows(local, table, live, present, path, live_file, batch_date)
     found = con.execute(
         "select sha256, status, row_count, previous_rows, previous_sha256 from raw.batches "
-        "where batch_date = ?",
+        "where batch_date = $1",
         [batch_date],
     ).fetchall()
     before = found[0] if found else None
@@ -222,19 +222,20 @@ def _load_day(
     try:
         con.begin()
         if redelivery and not held:
-            con.execute("delete from raw.replaced_events where batch_date = ?", [batch_date])
+            con.execute("delete from raw.replaced_events where batch_date = $1", [batch_date])
             con.execute(
                 f"insert into raw.replaced_events ({COLUMN_LIST}, replaced_at, replaced_sha256) "
-                f"select {COLUMN_LIST}, cast(now() as timestamp), cast(? as varchar) from raw.events "
-                "where batch_date = ?",
+                f"select {COLUMN_LIST}, cast(now() as timestamp), cast($1 as varchar) from raw.events "
+                "where batch_date = $2",
                 [before[0], batch_date],
             )
-        con.execute("delete from raw.events where batch_date = ?", [batch_date])
+        con.execute("delete from raw.events where batch_date = $1", [batch_date])
         con.execute(f"insert into raw.events ({COLUMN_LIST}) select {COLUMN_LIST} from landing_rows")
-        con.execute("delete from raw.batches where batch_date = ?", [batch_date])
+        con.execute("delete from raw.batches where batch_date = $1", [batch_date])
         con.execute(
             "insert into raw.batches (batch_date, source_file, row_count, sha256, status, loaded_at, "
-            "previous_rows, previous_sha256) values (?, ?, ?, ?, 'loaded', cast(now() as timestamp), ?, ?)",
+            "previous_rows, previous_sha256) "
+            "values ($1, $2, $3, $4, 'loaded', cast(now() as timestamp), $5, $6)",
             [batch_date, str(path), rows.num_rows, digest, *previous],
         )
         con.commit()

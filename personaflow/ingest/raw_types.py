@@ -75,7 +75,7 @@ def check_types(con: duckdb.DuckDBPyConnection, view: str, types: dict[str, str]
     for i, column in enumerate(bad):
         n, line = found[2 * i], found[2 * i + 1]
         if n:
-            [(value,)] = con.execute(f"select {column} from {view} where _line = ?", [line]).fetchall()
+            [(value,)] = con.execute(f"select {column} from {view} where _line = $1", [line]).fetchall()
             raise IngestError(
                 f"{path}:{line}: column {column}: {value!r} is not a valid {types[column]} "
                 f"({n} bad value(s) in this column); nothing was loaded"
@@ -104,7 +104,7 @@ def typed_events(
             exprs.append(f"cast(nullif(trim({column}), '') as {kind})")
     aliased = [f"{e} as {c}" for e, c in zip(exprs, [*EVENT_TYPES, *V2_TYPES], strict=True)]
     return local.sql(
-        f"select {', '.join(aliased)}, cast(? as date) as batch_date, cast(? as varchar) as source_file, "
+        f"select {', '.join(aliased)}, cast($1 as date) as batch_date, cast($2 as varchar) as source_file, "
         f"cast(now() as timestamp) as loaded_at from {view}",
         params=[batch_date, str(path)],
     ).to_arrow_table()

@@ -352,23 +352,23 @@ def load_reviews(
     with wh.connect(warehouse) as con:
         con.execute(RAW_REVIEWS_DDL)
         found = con.execute(
-            "select sha256, status from raw.review_batches where batch_id = ?", [batch_id]
+            "select sha256, status from raw.review_batches where batch_id = $1", [batch_id]
         ).fetchall()
         con.register("review_rows", table)
         try:
             con.begin()
             con.execute(
-                "delete from raw.reviews where source = ? "
+                "delete from raw.reviews where source = $1 "
                 "and review_id in (select review_id from review_rows)",
                 [source],
             )
             con.execute(
                 f"insert into raw.reviews ({', '.join(COLUMNS)}) select {', '.join(COLUMNS)} from review_rows"
             )
-            con.execute("delete from raw.review_batches where batch_id = ?", [batch_id])
+            con.execute("delete from raw.review_batches where batch_id = $1", [batch_id])
             con.execute(
                 "insert into raw.review_batches (batch_id, source, source_file, sha256, row_count, repeats, "
-                "empty_text, status, loaded_at) values (?, ?, ?, ?, ?, ?, ?, 'loaded', ?)",
+                "empty_text, status, loaded_at) values ($1, $2, $3, $4, $5, $6, $7, 'loaded', $8)",
                 [batch_id, source, str(frame["source_file"].iloc[0]) if len(frame) else "", digest,
                  len(frame), report["repeats_dropped"], report["empty_text"], now],
             )  # fmt: skip
@@ -378,5 +378,5 @@ def load_reviews(
             raise IngestError(f"raw.reviews: {exc}") from exc
         finally:
             con.unregister("review_rows")
-        [(total,)] = con.execute("select count(*) from raw.reviews where source = ?", [source]).fetchall()
+        [(total,)] = con.execute("select count(*) from raw.reviews where source = $1", [source]).fetchall()
     return {"batch_id": batch_id, "replay": bool(found and found[0][0] == digest), "source_rows": int(total)}

@@ -19,7 +19,7 @@ from personaflow.experiments.state import exposures_dir, read
 
 PURCHASES_SQL = """
     select user_id, item_id, event_ts as ts, quantity, price
-    from raw.events where event_type = 'purchase' and user_id is not null and event_ts >= ?
+    from raw.events where event_type = 'purchase' and user_id is not null and event_ts >= $1
 """
 
 

@@ -94,11 +94,11 @@ def _warehouse_rows(s: Settings, user_id: str) -> dict[str, list[dict[str, Any]]
             users = [c for c, _ in cols if is_user_column(c)]
             if not users:
                 continue
-            test = " or ".join(
-                f'cast("{c}" as varchar) ~ ?' if postgres else f'regexp_matches(cast("{c}" as varchar), ?)'
+            test = " or ".join(  # every test reads the one pattern, $1
+                f'cast("{c}" as varchar) ~ $1' if postgres else f'regexp_matches(cast("{c}" as varchar), $1)'
                 for c in users
             )
-            frame = con.execute(f'select * from "{schema}"."{table}" where {test}', [whole] * len(users)).df()
+            frame = con.execute(f'select * from "{schema}"."{table}" where {test}', [whole]).df()
             if len(frame):
                 out[f"{schema}.{table}"] = _records(frame)
     return out

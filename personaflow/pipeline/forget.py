@@ -268,10 +268,11 @@ def _by_column(con: Any, tables: dict, user_id: str, tombstone: str, postgres: b
     whole, session, quoted = _sql_patterns(user_id)
 
     def match(column: str, flags: str = "") -> str:
+        # every test reads the one pattern, $1 (numbered markers can repeat)
         text = f'cast("{column}" as varchar)'
         if postgres:
-            return f"{text} {'~*' if 'i' in flags else '~'} ?"
-        return f"regexp_matches({text}, ?, '{flags}')" if flags else f"regexp_matches({text}, ?)"
+            return f"{text} {'~*' if 'i' in flags else '~'} $1"
+        return f"regexp_matches({text}, $1, '{flags}')" if flags else f"regexp_matches({text}, $1)"
 
     text_kinds = ("text", "character varying") if postgres else ("VARCHAR",)
     removed, touched, found = 0, set(), []
@@ -280,9 +281,9 @@ def _by_column(con: Any, tables: dict, user_id: str, tombstone: str, postgres: b
         users = [c for c, _ in cols if is_user_column(c)]
         if users:
             where = "where " + " or ".join(match(c) for c in users)
-            [(n,)] = con.execute(f"select count(*) from {name} {where}", [whole] * len(users)).fetchall()
+            [(n,)] = con.execute(f"select count(*) from {name} {where}", [whole]).fetchall()
             if n and erase:
-                con.execute(f"delete from {name} {where}", [whole] * len(users))
+                con.execute(f"delete from {name} {where}", [whole])
                 removed, touched = removed + n, touched | {name}
             elif n:
                 found.append(f"{schema}.{table}: " + ", ".join(users))
@@ -298,11 +299,11 @@ def _by_column(con: Any, tables: dict, user_id: str, tombstone: str, postgres: b
                 found.append(f"{schema}.{table}: {column}")
                 continue
             if is_session_column(column):
-                con.execute(f'update {name} set "{column}" = ? {where}', [tombstone, pattern])
+                con.execute(f'update {name} set "{column}" = $2 {where}', [pattern, tombstone])
             else:
                 con.execute(
-                    f'update {name} set "{column}" = regexp_replace("{column}", ?, ?, \'gi\') {where}',
-                    [pattern, rf"\1\2{tombstone}\4", pattern],
+                    f'update {name} set "{column}" = regexp_replace("{column}", $1, $2, \'gi\') {where}',
+                    [pattern, rf"\1\2{tombstone}\4"],
                 )
             touched.add(name)
     return removed, touched, found

@@ -30,7 +30,7 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
     )
     from personaflow.profiles.segments import TooFewUsers, fit_segments
 
-    profile = read_mart(location(s), "select * from marts.user_features where as_of_date = ?", [as_of])
+    profile = read_mart(location(s), "select * from marts.user_features where as_of_date = $1", [as_of])
     if profile.empty:
         raise ValueError(f"marts.user_features has no rows as of {as_of}: run `personaflow transform`")
     try:
@@ -79,7 +79,7 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
 _CHURN_FEATURES_NOW = """
     select user_id, recency_days, frequency, monetary,
         as_of_date - cast(first_purchase_ts as date) as days_since_first_purchase,
-        n_orders_90d from marts.user_features where as_of_date = ? and frequency > 0
+        n_orders_90d from marts.user_features where as_of_date = $1 and frequency > 0
 """
 
 

@@ -117,7 +117,7 @@ def score_reviews(
     for name in sources:
         with wh.connect(where, read_only=True) as con:
             rows = con.execute(
-                "select review_id, title, text, rating from raw.reviews where source = ? order by review_id",
+                "select review_id, title, text, rating from raw.reviews where source = $1 order by review_id",
                 [name],
             ).df()
         if rows.empty:
@@ -162,8 +162,8 @@ def _replace(where: wh.Location, source: str, scored: pd.DataFrame, complaints: 
         con.register("complaint_rows", pa.Table.from_pandas(complaints, preserve_index=False))
         try:
             con.begin()
-            con.execute("delete from raw.review_scores where source = ?", [source])
-            con.execute("delete from raw.review_complaints where source = ?", [source])
+            con.execute("delete from raw.review_scores where source = $1", [source])
+            con.execute("delete from raw.review_complaints where source = $1", [source])
             con.execute(
                 "insert into raw.review_scores (review_id, source, sentiment, sentiment_label, language, "
                 "model_kind, scored_at) select review_id, source, sentiment, sentiment_label, language, "
@@ -231,18 +231,19 @@ def reviews_of(user_id: str, s: Settings) -> dict[str, Any]:
                 "select r.source, r.review_id, r.item_id, r.rating, r.title, r.text, r.review_ts, "
                 "r.category, r.source_file, r.source_row, r.raw_record, s.sentiment, s.sentiment_label, "
                 "s.language, s.model_kind from raw.reviews r left join raw.review_scores s "
-                "on s.source = r.source and s.review_id = r.review_id where r.user_id = ? "
+                "on s.source = r.source and s.review_id = r.review_id where r.user_id = $1 "
                 "order by r.review_ts, r.review_id",
                 [user_id],
             ).df()
             complaints = con.execute(
                 "select c.source, c.review_id, c.kind, c.keyword from raw.review_complaints c "
-                "join raw.reviews r on r.source = c.source and r.review_id = c.review_id where r.user_id = ?",
+                "join raw.reviews r on r.source = c.source and r.review_id = c.review_id "
+                "where r.user_id = $1",
                 [user_id],
             ).df()
             try:
                 summary = con.execute(
-                    f"select {', '.join(SUMMARY_COLUMNS)} from marts.customer_reviews where user_id = ?",
+                    f"select {', '.join(SUMMARY_COLUMNS)} from marts.customer_reviews where user_id = $1",
                     [user_id],
                 ).df()
             except wh.MISSING_TABLE:

@@ -118,13 +118,13 @@ def _read(warehouse: Location, first: date, last: date) -> tuple[pd.DataFrame, p
     with wh.connect(warehouse, read_only=True) as con:
         batches = read_frame(
             con,
-            "select * from raw.batches where batch_date between ? and ? and status = 'loaded' "
+            "select * from raw.batches where batch_date between $1 and $2 and status = 'loaded' "
             "order by batch_date",
             [first, last],
         )
         events = read_frame(
             con,
-            "select * from raw.events where batch_date between ? and ? order by batch_date, source_row",
+            "select * from raw.events where batch_date between $1 and $2 order by batch_date, source_row",
             [first, last],
         )
     return batches, events

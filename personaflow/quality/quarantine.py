@@ -33,7 +33,7 @@ def quarantine_batch(
     con = wh.connect(warehouse)
     try:
         found = con.execute(
-            "SELECT source_file FROM raw.batches WHERE batch_date = ?", [batch_date]
+            "SELECT source_file FROM raw.batches WHERE batch_date = $1", [batch_date]
         ).fetchall()
         row = found[0] if found else None
         if row is None:
@@ -62,20 +62,20 @@ def quarantine_batch(
             )
             raw_columns = _add_new_raw_columns(con)
             [(n_raw,)] = con.execute(
-                "select count(*) as n from raw.events where batch_date = ?", [batch_date]
+                "select count(*) as n from raw.events where batch_date = $1", [batch_date]
             ).fetchall()
             if n_raw:
                 # A re-loaded batch that fails again replaces its earlier quarantined copy.
                 names = ", ".join(f'"{c}"' for c in raw_columns)
-                con.execute("delete from quarantine.events where batch_date = ?", [batch_date])
+                con.execute("delete from quarantine.events where batch_date = $1", [batch_date])
                 con.execute(
                     f"insert into quarantine.events ({names}, quarantined_at, reason) "
-                    f"select {names}, cast(? as timestamp), cast(? as varchar) "
-                    "from raw.events where batch_date = ?",
+                    f"select {names}, cast($1 as timestamp), cast($2 as varchar) "
+                    "from raw.events where batch_date = $3",
                     [now, reason_text, batch_date],
                 )
-                con.execute("delete from raw.events where batch_date = ?", [batch_date])
-            con.execute("update raw.batches set status = 'quarantined' where batch_date = ?", [batch_date])
+                con.execute("delete from raw.events where batch_date = $1", [batch_date])
+            con.execute("update raw.batches set status = 'quarantined' where batch_date = $1", [batch_date])
             restored = _restore_replaced(con, batch_date, raw_columns)
             con.commit()
         except BaseException:
@@ -111,11 +111,11 @@ def _quarantine_spark(con: Any, batch_date: date, now: datetime, reason: str) ->
         f"select {names}, cast(null as timestamp) as quarantined_at, cast(null as string) as reason, "
         "batch_date from raw.events limit 0"
     )
-    [(n_raw,)] = con.execute("select count(*) from raw.events where batch_date = ?", [batch_date]).fetchall()
+    [(n_raw,)] = con.execute("select count(*) from raw.events where batch_date = $1", [batch_date]).fetchall()
     if n_raw:
         con.execute(
             f"insert overwrite table quarantine.events partition (batch_date) select {names}, "
-            "cast(? as timestamp), cast(? as string), batch_date from raw.events where batch_date = ?",
+            "cast($1 as timestamp), cast($2 as string), batch_date from raw.events where batch_date = $3",
             [now, reason, batch_date],
         )
         day = batch_date.isoformat()
@@ -143,15 +143,15 @@ def accept_batch(warehouse: Location, batch_date: date) -> bool:
         if con.engine == "spark" or not _holds_replaced(con):  # the Spark loader holds no replaced load
             return False
         held = con.execute(
-            "select previous_sha256 from raw.batches where batch_date = ? and previous_sha256 is not null",
+            "select previous_sha256 from raw.batches where batch_date = $1 and previous_sha256 is not null",
             [batch_date],
         ).fetchall()
         if not held:
             return False
         con.begin()
-        con.execute("delete from raw.replaced_events where batch_date = ?", [batch_date])
+        con.execute("delete from raw.replaced_events where batch_date = $1", [batch_date])
         con.execute(
-            "update raw.batches set previous_sha256 = null, previous_rows = null where batch_date = ?",
+            "update raw.batches set previous_sha256 = null, previous_rows = null where batch_date = $1",
             [batch_date],
         )
         con.commit()
@@ -166,7 +166,7 @@ def _restore_replaced(con: wh.DuckConnection | wh.PgConnection, batch_date: date
     if not _holds_replaced(con):
         return None
     [(previous_sha, previous_rows, failed_sha)] = con.execute(
-        "select previous_sha256, previous_rows, sha256 from raw.batches where batch_date = ?", [batch_date]
+        "select previous_sha256, previous_rows, sha256 from raw.batches where batch_date = $1", [batch_date]
     ).fetchall()
     if previous_sha is None:
         return None
@@ -174,13 +174,13 @@ def _restore_replaced(con: wh.DuckConnection | wh.PgConnection, batch_date: date
     names = ", ".join(f'"{c}"' for c in raw_columns)
     con.execute(
         f"insert into raw.events ({names}) select {names} "
-        "from raw.replaced_events where batch_date = ? and replaced_sha256 = ?",
+        "from raw.replaced_events where batch_date = $1 and replaced_sha256 = $2",
         [batch_date, previous_sha],
     )
-    con.execute("delete from raw.replaced_events where batch_date = ?", [batch_date])
+    con.execute("delete from raw.replaced_events where batch_date = $1", [batch_date])
     con.execute(
         "update raw.batches set status = 'loaded', sha256 = previous_sha256, row_count = previous_rows, "
-        "quarantined_sha256 = ?, previous_sha256 = null, previous_rows = null where batch_date = ?",
+        "quarantined_sha256 = $1, previous_sha256 = null, previous_rows = null where batch_date = $2",
         [failed_sha, batch_date],
     )
     return int(previous_rows or 0)
@@ -192,7 +192,7 @@ def _add_new_raw_columns(con: wh.DuckConnection | wh.PgConnection) -> list[str]:
     columns of raw.events. (information_schema's data_type is each engine's own spelling of the type.)"""
     columns = (
         "select column_name, data_type from information_schema.columns "
-        "where table_schema = ? and table_name = 'events' order by ordinal_position"
+        "where table_schema = $1 and table_name = 'events' order by ordinal_position"
     )
     have = {name for name, _ in con.execute(columns, ["quarantine"]).fetchall()}
     raw = con.execute(columns, ["raw"]).fetchall()
@@ -281,10 +281,10 @@ def quarantine_table_batch(
         con.register("failed_rows", frame)
         con.begin()
         try:
-            con.execute(f"delete from quarantine.{table} where batch_id = ?", [batch_id])
+            con.execute(f"delete from quarantine.{table} where batch_id = $1", [batch_id])
             con.execute(
                 f"insert into quarantine.{table} ({cols}, quarantined_at, reason) "
-                f"select {cols}, cast(? as timestamp), cast(? as varchar) from failed_rows",
+                f"select {cols}, cast($1 as timestamp), cast($2 as varchar) from failed_rows",
                 [now, "; ".join(reasons)],
             )
             con.commit()

@@ -65,7 +65,7 @@ def quarantine_reviews(warehouse: Location, batch_id: str, quarantine_dir: Path,
     target.mkdir(parents=True, exist_ok=True)
     reasons = [f.describe() for f in result.failures]
     with wh.connect(warehouse) as con:
-        rows = con.execute("select * from raw.reviews where batch_id = ?", [batch_id]).df()
+        rows = con.execute("select * from raw.reviews where batch_id = $1", [batch_id]).df()
         con.begin()
         try:
             con.execute("create schema if not exists quarantine")
@@ -73,14 +73,16 @@ def quarantine_reviews(warehouse: Location, batch_id: str, quarantine_dir: Path,
                 "create table if not exists quarantine.reviews as select *, cast(null as timestamp) as "
                 "quarantined_at, cast(null as varchar) as reason from raw.reviews limit 0"
             )
-            con.execute("delete from quarantine.reviews where batch_id = ?", [batch_id])
+            con.execute("delete from quarantine.reviews where batch_id = $1", [batch_id])
             con.execute(
-                "insert into quarantine.reviews select *, cast(? as timestamp), cast(? as varchar) "
-                "from raw.reviews where batch_id = ?",
+                "insert into quarantine.reviews select *, cast($1 as timestamp), cast($2 as varchar) "
+                "from raw.reviews where batch_id = $3",
                 [now, "; ".join(reasons), batch_id],
             )
-            con.execute("delete from raw.reviews where batch_id = ?", [batch_id])
-            con.execute("update raw.review_batches set status = 'quarantined' where batch_id = ?", [batch_id])
+            con.execute("delete from raw.reviews where batch_id = $1", [batch_id])
+            con.execute(
+                "update raw.review_batches set status = 'quarantined' where batch_id = $1", [batch_id]
+            )
             con.commit()
         except BaseException:
             con.rollback()

@@ -84,29 +84,31 @@ def validate_batch(
     started = time.perf_counter()
     with _read_only(warehouse) as con:
         # select *: previous_rows exists only in warehouses the loader migrated (personaflow/ingest/load.py)
-        found = read_frame(con, "select * from raw.batches where batch_date = ?", [batch_date])
+        found = read_frame(con, "select * from raw.batches where batch_date = $1", [batch_date])
         batch = [{k: None if pd.isna(v) else v for k, v in r.items()} for r in found.to_dict("records")]
         if not batch:
             raise LookupError(
                 f"batch {batch_date} has no row in raw.batches of {wh.describe(warehouse)}: load it first"
             )
         day = [batch_date]
-        [(n_rows,)] = con.execute("select count(*) as n from raw.events where batch_date = ?", day).fetchall()
+        [(n_rows,)] = con.execute(
+            "select count(*) as n from raw.events where batch_date = $1", day
+        ).fetchall()
         # The day's landing format (live rows ride along); an empty batch (a closed day) has no rows to
         # tell it: use the shop's latest one.
         formats = con.execute(
-            "select source_format, count(*) as n from raw.events where batch_date = ? "
+            "select source_format, count(*) as n from raw.events where batch_date = $1 "
             "and source_format <> 'live' group by source_format order by n desc, source_format limit 1",
             [batch_date],
         ).fetchall()
         latest = con.execute(
-            "select source_format from raw.events where batch_date < ? and source_format <> 'live' "
+            "select source_format from raw.events where batch_date < $1 and source_format <> 'live' "
             "order by batch_date desc limit 1",
             [batch_date],
         ).fetchall()
         trailing = con.execute(
-            "select row_count from raw.batches where batch_date < ? and status = 'loaded' and row_count > 0 "
-            "order by batch_date desc limit ?",
+            "select row_count from raw.batches where batch_date < $1 and status = 'loaded' and row_count > 0 "
+            "order by batch_date desc limit $2",
             [batch_date, limits.trailing_batches],
         ).fetchall()
         if con.engine == "postgres":  # validated where it lies (personaflow/quality/sql_source.py)
@@ -118,7 +120,7 @@ def validate_batch(
                 warehouse, "raw.events", int(n_rows), "batch_date", batch_date, key="event_id"
             )
         else:
-            events = read_frame(con, "select * from raw.events where batch_date = ?", [batch_date])
+            events = read_frame(con, "select * from raw.events where batch_date = $1", [batch_date])
     source_file, row_count, status = batch[0]["source_file"], batch[0]["row_count"], batch[0]["status"]
     previous_rows = batch[0].get("previous_rows")
     if status == "quarantined" and not n_rows:

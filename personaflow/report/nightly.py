@@ -61,7 +61,7 @@ def _query(s: Settings, sql: str, params: list | None = None) -> pd.DataFrame | 
 def _quality(s: Settings, as_of: date) -> dict[str, Any]:
     days = _query(
         s,
-        "select * from marts.data_quality_days where batch_date <= ? order by batch_date desc limit ?",
+        "select * from marts.data_quality_days where batch_date <= $1 order by batch_date desc limit $2",
         [as_of, DAYS_SHOWN],
     )
     items = _query(
@@ -81,7 +81,7 @@ def _quality(s: Settings, as_of: date) -> dict[str, Any]:
 
 
 def _rfm_chart(s: Settings, as_of: date) -> str | None:
-    counts = _query(s, "select rfm_segment, count(*) as n from marts.user_features where as_of_date = ? "
+    counts = _query(s, "select rfm_segment, count(*) as n from marts.user_features where as_of_date = $1 "
                     "group by 1 order by 2", [as_of])  # fmt: skip
     if counts is None or counts.empty:
         return None

@@ -51,7 +51,7 @@ def test_the_night_landed_in_postgres_and_redis_not_in_the_embedded_stores(scale
     assert not (stack.s.features_dir / "online_store.db").exists(), "the SQLite online store was written"
     with warehouse.connect(warehouse.location(stack.s), read_only=True) as con:
         assert con.engine == "postgres"
-        day = con.execute("select status from raw.batches where batch_date = ?", [stack.last]).fetchone()
+        day = con.execute("select status from raw.batches where batch_date = $1", [stack.last]).fetchone()
         users = con.execute("select count(distinct user_id) as n from marts.user_features").fetchone()[0]
     assert day is not None and day[0] != "quarantined", day
     assert users > 0

@@ -251,7 +251,7 @@ def test_stage_readers_read_the_same_from_either_engine(built, tmp_path):
         seen[name] = {
             "mart": plain(pipeline_common.read_mart(wh.location(s), "select * from marts.churn_labels", []),
                           MARTS["churn_labels"]),
-            "report": plain(_query(s, "select * from marts.data_quality_days where batch_date <= ?", [LAST]),
+            "report": plain(_query(s, "select * from marts.data_quality_days where batch_date <= $1", [LAST]),
                             ["batch_date"]),
             "missing": _query(s, "select * from marts.no_such_mart"),
             "profile": plain(profile, ["user_id"]), "bought": plain(bought, ["user_id", "item_id"]),

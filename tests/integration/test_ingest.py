@@ -197,7 +197,7 @@ def test_old_warehouse_gets_the_v2_columns(landed):
         )
         con.execute("insert into raw.events (event_id, batch_date) values ('old-1', '2026-01-01')")
     load_batch(warehouse, landing, DAY)
-    sql = "select column_name from information_schema.columns where table_schema = 'raw' and table_name = ?"
+    sql = "select column_name from information_schema.columns where table_schema = 'raw' and table_name = $1"
     columns = [r[0] for r in _query(warehouse, sql, ["events"])]
     assert columns[-5:] == ["order_id", "description", "country", "source_format", "source_row"]
     assert _query(warehouse, "select source_format from raw.events where event_id = 'old-1'") == [(None,)]
@@ -239,14 +239,14 @@ def test_forgetting_a_customer_clears_the_warehouse_on_either_engine(landed):
     with wh.connect(warehouse) as con:  # a note quoting them, as an alert or a report would
         con.execute("create table raw.notes (note varchar)")
         con.execute(
-            "insert into raw.notes values (?), (?), ('someone else')",
+            "insert into raw.notes values ($1), ($2), ('someone else')",
             [f"refund for customer {user}, see", f"item {user} of the catalogue"],
         )
     before = _count(warehouse, "select count(*) from raw.events")
     removed = _warehouse(warehouse, user, "forgotten-abc")
     assert removed == theirs + 1  # their day's events and their raw.users row
     assert _count(warehouse, "select count(*) from raw.events") == before - theirs
-    assert _query(warehouse, "select count(*) from raw.events where user_id = ?", [user]) == [(0,)]
+    assert _query(warehouse, "select count(*) from raw.events where user_id = $1", [user]) == [(0,)]
     assert _query(warehouse, "select note from raw.notes order by 1") == [
         (f"item {user} of the catalogue",), ("refund for customer forgotten-abc, see",), ("someone else",)
     ]

@@ -92,9 +92,9 @@ def _assert_quarantined(home, landing: Path, n_rows: int, day=DAY) -> None:
     wh = home["warehouse"]
     assert landing.is_file()
     assert (home["quarantine"] / day.isoformat() / landing.name).read_bytes() == landing.read_bytes()
-    assert execute(wh, "SELECT count(*) FROM quarantine.events WHERE batch_date = ?", [day]) == [(n_rows,)]
-    assert execute(wh, "SELECT count(*) FROM raw.events WHERE batch_date = ?", [day]) == [(0,)]
-    assert execute(wh, "SELECT status FROM raw.batches WHERE batch_date = ?", [day]) == [("quarantined",)]
+    assert execute(wh, "SELECT count(*) FROM quarantine.events WHERE batch_date = $1", [day]) == [(n_rows,)]
+    assert execute(wh, "SELECT count(*) FROM raw.events WHERE batch_date = $1", [day]) == [(0,)]
+    assert execute(wh, "SELECT status FROM raw.batches WHERE batch_date = $1", [day]) == [("quarantined",)]
 
 
 @pytest.mark.parametrize(
@@ -163,10 +163,10 @@ def test_volume_drop_is_a_warning_not_a_stop(home, smtp):
     assert "FAILED (critical)" not in body
     # Not quarantined: the rows stay in raw and the batch stays loaded.
     assert landing.is_file() and not (home["quarantine"] / "2024-03-06").exists()
-    assert execute(home["warehouse"], "SELECT status FROM raw.batches WHERE batch_date = ?", [small]) == [
+    assert execute(home["warehouse"], "SELECT status FROM raw.batches WHERE batch_date = $1", [small]) == [
         ("loaded",)
     ]
-    assert execute(home["warehouse"], "SELECT count(*) FROM raw.events WHERE batch_date = ?", [small]) == [
+    assert execute(home["warehouse"], "SELECT count(*) FROM raw.events WHERE batch_date = $1", [small]) == [
         (40,)
     ]
     # A normal day after it: no alert at all.
@@ -212,14 +212,14 @@ def test_a_fixed_batch_comes_back_with_one_command(home, smtp, edge_env_restored
     assert json.loads(checked.output)["severity"] == "ok"
 
     wh = home["warehouse"]
-    assert execute(wh, "SELECT status, row_count FROM raw.batches WHERE batch_date = ?", [DAY]) == [
+    assert execute(wh, "SELECT status, row_count FROM raw.batches WHERE batch_date = $1", [DAY]) == [
         ("loaded", 120)
     ]
-    assert execute(wh, "SELECT count(*), min(price) FROM raw.events WHERE batch_date = ?", [DAY]) == [
+    assert execute(wh, "SELECT count(*), min(price) FROM raw.events WHERE batch_date = $1", [DAY]) == [
         (120, 1.0)
     ]
     # The quarantined copy stays as evidence of what was wrong.
-    assert execute(wh, "SELECT count(*) FROM quarantine.events WHERE batch_date = ?", [DAY]) == [(120,)]
+    assert execute(wh, "SELECT count(*) FROM quarantine.events WHERE batch_date = $1", [DAY]) == [(120,)]
     assert len(inbox.envelopes) == 1
 
 
@@ -261,19 +261,19 @@ def test_a_bad_redelivery_is_held_then_the_good_day_is_put_back(home, smtp):
     again = load_batch(home["warehouse"], home["landing"], DAY)
     assert (again["rows"], again["replaces_rows"]) == (0, 150)
     wh = home["warehouse"]
-    assert execute(wh, "select count(*) from raw.replaced_events where batch_date = ?", [DAY]) == [(150,)]
-    assert execute(wh, "select previous_rows, row_count from raw.batches where batch_date = ?", [DAY]) == [
+    assert execute(wh, "select count(*) from raw.replaced_events where batch_date = $1", [DAY]) == [(150,)]
+    assert execute(wh, "select previous_rows, row_count from raw.batches where batch_date = $1", [DAY]) == [
         (150, 0)
     ]
     with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
         _validate(home, config)
-    assert execute(wh, "select count(*) as n from raw.events where batch_date = ?", [DAY]) == [(150,)]
+    assert execute(wh, "select count(*) as n from raw.events where batch_date = $1", [DAY]) == [(150,)]
     assert execute(
         wh, "select status, row_count, previous_sha256, quarantined_sha256 is not null from raw.batches"
     ) == [("loaded", 150, None, True)]
     assert execute(wh, "select count(*) as n from raw.replaced_events") == [(0,)]
     assert execute(
-        wh, "select suite, severity, n_rows from raw.batch_validations where batch_date = ?", [DAY]
+        wh, "select suite, severity, n_rows from raw.batch_validations where batch_date = $1", [DAY]
     ) == [("raw_events", "critical", 0)]  # the day's latest validation replaced the first
     assert "a re-delivery of a day that held 150 rows is not empty" in inbox.messages()[0][1]
 
@@ -317,11 +317,12 @@ def test_a_load_retried_before_validation_still_guards_the_day(home, smtp):
     for _ in range(3):
         again = load_batch(wh, home["landing"], DAY)
         assert (again["rows"], again["replaces_rows"]) == (0, 150)
-        assert execute(wh, "select previous_rows from raw.batches where batch_date = ?", [DAY]) == [(150,)]
-        assert execute(wh, "select count(*) from raw.replaced_events where batch_date = ?", [DAY]) == [(150,)]
+        assert execute(wh, "select previous_rows from raw.batches where batch_date = $1", [DAY]) == [(150,)]
+        replaced = "select count(*) from raw.replaced_events where batch_date = $1"
+        assert execute(wh, replaced, [DAY]) == [(150,)]
     with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
         _validate(home, config)
-    assert execute(wh, "select count(*) from raw.events where batch_date = ?", [DAY]) == [(150,)]
+    assert execute(wh, "select count(*) from raw.events where batch_date = $1", [DAY]) == [(150,)]
     assert len(inbox.envelopes) == 1 and "held 150 rows is not empty" in inbox.messages()[0][1]
 
 
@@ -334,14 +335,14 @@ def test_a_second_redelivery_before_validation_is_compared_with_the_accepted_day
     assert _validate(home, config)["severity"] == "ok"
     _land(home, DAY, make_events(DAY, 190, seed=2))
     landing = _land(home, DAY, make_events(DAY, 10, seed=3))
-    assert execute(wh, "select previous_rows, row_count from raw.batches where batch_date = ?", [DAY]) == [
+    assert execute(wh, "select previous_rows, row_count from raw.batches where batch_date = $1", [DAY]) == [
         (200, 10)
     ]
     landing.write_bytes(landing.read_bytes().split(b"\n", 1)[0] + b"\n")
     load_batch(wh, home["landing"], DAY)
     with pytest.raises(DataQualityError):
         _validate(home, config)
-    assert execute(wh, "select count(*) from raw.events where batch_date = ?", [DAY]) == [(200,)]
+    assert execute(wh, "select count(*) from raw.events where batch_date = $1", [DAY]) == [(200,)]
 
 
 def test_a_redelivery_with_half_the_rows_is_a_mailed_warning_then_the_new_reference(home, smtp):
@@ -359,9 +360,9 @@ def test_a_redelivery_with_half_the_rows_is_a_mailed_warning_then_the_new_refere
     [(msg, body)] = inbox.messages()
     assert msg["X-Personaflow-Severity"] == "warning"
     assert "a re-delivery keeps at least 90% of the 200 rows it replaces" in body and "observed: 100" in body
-    assert execute(wh, "select count(*) from raw.events where batch_date = ?", [DAY]) == [(100,)]
+    assert execute(wh, "select count(*) from raw.events where batch_date = $1", [DAY]) == [(100,)]
     # accepted: nothing held any more, and a small drop from the new reference is no warning
-    held = "select previous_rows, previous_sha256 from raw.batches where batch_date = ?"
+    held = "select previous_rows, previous_sha256 from raw.batches where batch_date = $1"
     assert execute(wh, held, [DAY]) == [(None, None)]
     assert execute(wh, "select count(*) from raw.replaced_events") == [(0,)]
     _land(home, DAY, make_events(DAY, 95, seed=3))

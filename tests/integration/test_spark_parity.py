@@ -44,6 +44,7 @@ import pytest
 from personaflow.core import spark
 from personaflow.core import warehouse as wh
 from personaflow.core.alert import SmtpConfig
+from personaflow.core.placeholders import PlaceholderError
 from personaflow.core.settings import Settings
 from personaflow.ingest.load import load_batch, load_pending
 from personaflow.pipeline.ingest import import_events
@@ -231,6 +232,21 @@ def test_columns_and_key_figures_agree(built):
     for column in ("monetary", "frequency", "recency_days", "rfm_segment"):
         assert users["duckdb"][column].tolist() == users["spark"][column].tolist(), column
     assert users["spark"]["monetary"].map(math.isfinite).all()
+
+
+def test_the_warehouse_dollar_markers_bind_on_spark_and_literals_stay_text(built):
+    """The SQL the other engines read, `$n` markers and all, on Spark (bound as `:pn`): a `?`, `%` or
+    `$1` in a literal or a backquoted name is text, a marker may repeat, and a `?` marker is refused."""
+    day = AS_OF - timedelta(days=1)
+    with wh.connect(built["spark"], read_only=True) as con:
+        got = con.execute(
+            "select $1 as d, 'is 50%? ask $1' as `why? $2`, $2 || '?' as s, $1 = $1 as same "
+            "from raw.batches where batch_date <= $1 limit 1",
+            [day, "%s and $1"],
+        ).fetchone()
+        assert got == (day, "is 50%? ask $1", "%s and $1?", True)
+        with pytest.raises(PlaceholderError):
+            con.execute("select count(*) from raw.batches where batch_date = ?", [day])
 
 
 def test_canonical_rows_tell_engines_apart():

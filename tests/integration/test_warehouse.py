@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from personaflow.core import warehouse as wh
+from personaflow.core.placeholders import PlaceholderError
 
 FRAME = pa.table(
     {
@@ -41,8 +42,8 @@ def test_register_insert_and_read_back_the_same_rows(where):
 def test_parameters_transactions_and_missing_tables(where):
     with wh.connect(where) as con:
         con.execute("create schema if not exists raw; create table raw.t (a varchar, n bigint);")
-        con.execute("insert into raw.t values (?, ?), (?, ?)", ["50% off", 1, "b", 2])
-        assert con.execute("select a from raw.t where n = ?", [1]).fetchone() == ("50% off",)
+        con.execute("insert into raw.t values ($1, $2), ($3, $4)", ["50% off", 1, "b", 2])
+        assert con.execute("select a from raw.t where n = $1", [1]).fetchone() == ("50% off",)
         con.begin()
         con.execute("delete from raw.t")
         con.rollback()
@@ -50,6 +51,33 @@ def test_parameters_transactions_and_missing_tables(where):
         assert con.table_exists("raw.t") and not con.table_exists("raw.nope")
         with pytest.raises(wh.MISSING_TABLE):
             con.execute("select * from marts.nope")
+
+
+def test_a_question_mark_and_a_percent_in_literals_stay_literals(where):
+    """Statements reach both engines as written: a `?` or `%` (or `$1`) inside a literal, quoted
+    identifier or comment is text, next to real `$n` parameters, one of them used twice. (The old
+    `?` -> `%s` rewrite turned the `?` in the literal into a parameter and doubled the `%`.)"""
+    with wh.connect(where) as con:
+        con.execute('create schema if not exists raw; create table raw.t ("why?" varchar, n bigint);')
+        con.execute(
+            """insert into raw.t ("why?", n) values ('is 50% off? ask $1', $1), ($2, $1 + 1) -- why? 100%""",
+            [7, "%s and ?"],
+        )
+        got = con.execute(
+            """select "why?", n, 'a?b%c' as lit from raw.t where n >= $1 and "why?" like '%?%' order by n""",
+            [7],
+        ).fetchall()
+    assert got == [("is 50% off? ask $1", 7, "a?b%c"), ("%s and ?", 8, "a?b%c")]
+
+
+def test_a_question_mark_placeholder_is_refused_on_every_engine(where):
+    """DuckDB alone would bind `?`: the connection refuses it, so a DuckDB-only run cannot hide SQL
+    that PostgreSQL would reject."""
+    with wh.connect(where) as con:
+        con.execute("create schema if not exists raw; create table raw.t (a varchar);")
+        with pytest.raises(PlaceholderError, match="placeholder"):
+            con.execute("insert into raw.t values (?)", ["x"])
+        assert con.execute("select count(*) from raw.t where a = $1", ["x"]).fetchone() == (0,)
 
 
 def test_read_only_connection_refuses_writes(where):
