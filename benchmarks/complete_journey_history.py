@@ -2,8 +2,8 @@
 household, on this machine.
 
 1. `personaflow history ../shared/data/complete-journey --manifest complete-journey` (transactions,
-   demographics, the product catalogue, campaigns with their members, their coupons (since issue 23's
-   coupons import; the committed results predate it), coupon redemptions; the shipped
+   demographics, the product catalogue, campaigns with their members, their coupons, coupon
+   redemptions; the shipped
    manifest personaflow/ingest/mappings/complete-journey.toml) as one child process under
    `/usr/bin/time -v`: wall time, CPU time and its peak RSS, plus each stage's time and peak memory as
    the command reports them.
@@ -12,7 +12,9 @@ household, on this machine.
    `--no-train` (then no model is served, and step 2 is skipped: /profile needs a production model).
 2. `bentoml serve` on 127.0.0.1 (a free port) over that home, and POST /profile for every household of
    the transactions: how many answer, how many with demographics (801 have a record), how many with a
-   campaign history (1,559 were reached by a campaign), and the requests' time.
+   campaign history (1,559 were reached by a campaign), how many with coupon redemptions and the coupons'
+   departments in it (410 households redeemed), how many with review fields (the set has no reviews:
+   none, and none invented), and the requests' time.
 3. `personaflow export-customer` of one household with demographics and a redemption: seconds and size.
 
 Writes benchmarks/results/complete_journey_history.json (flat keys with units, cores, data size, whether
@@ -125,6 +127,10 @@ def profiles(home: Path, env: dict[str, str]) -> dict[str, object]:
     reached = set(
         pd.read_parquet(DATA / "campaigns.parquet", columns=["household_id"])["household_id"].astype(str)
     )
+    redeemed = set(
+        pd.read_parquet(DATA / "coupon_redemptions.parquet", columns=["household_id"])["household_id"]
+        .astype(str)
+    )
     port = _free_port()
     proc = process.start("127.0.0.1", port, env={**env, "PERSONAFLOW_SERVE_PORT": str(port)},
                          log_file=home / "serve.log")  # fmt: skip
@@ -141,6 +147,8 @@ def profiles(home: Path, env: dict[str, str]) -> dict[str, object]:
     }
     with_campaigns = {u for u, a in ok.items() if a.get("campaigns") is not None}
     reached_any = {u for u, a in ok.items() if ((a.get("campaigns") or {}).get("campaigns_reached") or 0) > 0}
+    with_coupons = {u for u, a in ok.items() if ((a.get("campaigns") or {}).get("coupons_redeemed") or 0) > 0}
+    coupon_departments = {u for u in with_coupons if ok[u]["campaigns"].get("coupon_departments")}
     return {
         "served_model": pointer.get("tag"),
         "served_model_forced_past_gate": bool(pointer.get("forced")),
@@ -158,6 +166,11 @@ def profiles(home: Path, env: dict[str, str]) -> dict[str, object]:
         "profile_households_with_redeem_score": sum(
             1 for a in ok.values() if (a.get("campaigns") or {}).get("redeem_score") is not None
         ),
+        "profile_households_with_coupons_redeemed": len(with_coupons),
+        "profile_households_with_coupons_redeemed_expected": len(redeemed & set(households)),
+        "profile_coupons_match_source": with_coupons == (redeemed & set(households)),
+        "profile_households_with_coupon_departments": len(coupon_departments),
+        "profile_households_with_reviews": sum(1 for a in ok.values() if a.get("reviews") is not None),
         "profile_requests_s": round(seconds, 2),
         "profile_requests_per_s": round(len(households) / seconds, 1),
     }

@@ -10,9 +10,16 @@
 
     Every one of the 25 cells has exactly one name; the `else` only catches scores outside 1..5,
     which the accepted_values tests on the scores report.
+
+    With `frequency` (orders), a customer without an order is "No Purchase Yet" whatever the grid
+    says: recency then counts their last view or review, and "New Customers" or "Lost" would claim
+    purchases that never happened (a reviews-only or browse-only shop is all such customers).
 #}
-{% macro rfm_segment(r, f) -%}
+{% macro rfm_segment(r, f, frequency=none) -%}
     case
+        {% if frequency is not none -%}
+        when {{ frequency }} = 0 then 'No Purchase Yet'
+        {% endif -%}
         when {{ r }} = 5 and {{ f }} >= 4 then 'Champions'
         when {{ r }} between 3 and 4 and {{ f }} >= 4 then 'Loyal Customers'
         when {{ r }} >= 4 and {{ f }} between 2 and 3 then 'Potential Loyalists'

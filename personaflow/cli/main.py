@@ -216,6 +216,14 @@ def history(
     verbose: bool = typer.Option(
         False, "--verbose", help="Also show the tools' own output (dbt, Feast, GX, epochs) on the terminal."
     ),
+    empty_days: Annotated[
+        str,
+        typer.Option(
+            help="Days without events: land (a header-only batch each, a closed shop), skip (only days "
+            "with events are batches), or auto: land unless fewer than half the days have events (a "
+            "sparse log, e.g. years of reviews)."
+        ),
+    ] = "auto",
 ) -> None:
     """Build everything from a history at once: import and load every day (and a folder's other
     tables), validate every day with the batch suite, marts, segments, churn, features, a first model
@@ -232,7 +240,7 @@ def history(
             console.line(f"the tools' output (dbt, Feast, GX, epochs): {log_file}")
         result = build_history(
             path, fmt, s, mapping=mapping, overwrite=overwrite, train=train, progress=console.line,
-            manifest=manifest,
+            manifest=manifest, empty_days=empty_days,
         )  # fmt: skip
     full = s.reports_dir / f"history_{result['as_of']}.json"
     full.parent.mkdir(parents=True, exist_ok=True)
@@ -242,6 +250,8 @@ def history(
         "as_of": result["as_of"], "rows": imported["rows"], "customers": imported["customers"],
         "products": imported["products"], "faults": imported.get("faults", {}),
         "days": result["validate_history"]["days"], "failed_days": result["validate_history"]["failed_days"],
+        "span_days": imported["batches"].get("days"),
+        "empty_days_not_landed": imported["batches"].get("empty_days_not_landed", 0),
         "production": promoted.get("tag") if promoted.get("promoted") else None,
         "stages": result["stages"], "total_seconds": result["total_seconds"], "report": str(full),
         "log": None if verbose else str(log_file),

@@ -11,6 +11,11 @@ batch suite (personaflow/quality/history.py), build the marts as of the last day
 them, segments and churn, Feast features, train a first model and promote it through the gate. After
 that the nightly DAG carries on day by day (or `personaflow backfill` replays the last days).
 
+A long, sparse log (most days without an event: years of a shop's reviews) lands only its days with
+events as batches (`empty_days="auto"`, personaflow/ingest/landing.py): every stage's cost per day is
+then paid for the days that have something to load and check, and the marts as of the last day, and
+any day, hold the same events.
+
 Each stage prints one progress line when it ends (time, peak memory) and the summary keeps the
 timings, so benchmarks/history.py measures exactly this path.
 """
@@ -74,9 +79,11 @@ def build_history(
     train: bool = True,
     progress: Progress | None = None,
     manifest: str | None = None,
+    empty_days: str = "auto",
 ) -> dict[str, Any]:
     """Import `path` (an export, or a folder of the shop's tables) and build every stage from it;
-    returns each stage's result and its cost."""
+    returns each stage's result and its cost. `empty_days` ("auto", "land", "skip"): whether the days
+    without events become header-only batches (module docstring)."""
     say = progress or (lambda _line: None)
     timings: dict[str, dict[str, float]] = {}
     out: dict[str, Any] = {"source": str(path), "format": source_format, "stages": timings}
@@ -110,8 +117,9 @@ def build_history(
     imported = run(
         "import",
         lambda: ingest_stage.import_events(
-            path, source_format, s, mapping=mapping, overwrite=overwrite, constants=constants
-        ),
+            path, source_format, s, mapping=mapping, overwrite=overwrite, constants=constants,
+            empty_days=empty_days,
+        ),  # fmt: skip
     )
     first, last = _days(imported)
     for table in folder.tables if folder else []:
@@ -177,6 +185,11 @@ def _gist(name: str, result: Any) -> str:
         extra = result.get("extra_columns")
         n_aside = result.get("rows_set_aside", 0)
         aside = f"; {n_aside:,} faulty rows set aside" if n_aside else ""
+        if result["batches"].get("empty_days_not_landed"):  # a sparse log: say what became a batch
+            aside += (
+                f"; a sparse log: only the {result['batches']['days_with_events']:,} days with events are "
+                f"batches ({result['batches']['empty_days_not_landed']:,} empty days not landed)"
+            )
         return (
             f": {result.get('rows', 0):,} rows, {result['batches'].get('days', 0)} days{aside}"
             + (f"; faults: {faults}" if faults else "")

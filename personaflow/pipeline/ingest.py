@@ -48,9 +48,12 @@ def import_events(
     max_rejects: int = 0,
     overwrite: bool = False,
     constants: dict[str, str] | None = None,
+    empty_days: str = "land",
 ) -> dict[str, Any]:
     """Land a shop export as daily batch files; with `load`, load its days (up to `through`) too.
-    `constants` fill columns a csv/parquet export lacks (e.g. event_type = purchase).
+    `constants` fill columns a csv/parquet export lacks (e.g. event_type = purchase). `empty_days`
+    ("land", "skip", "auto"): whether days without events become (header-only) batches too; "auto", what
+    `personaflow history` uses, lands them unless the log is sparse (personaflow/ingest/landing.py).
 
     Without `load` the files wait for the nightly DAG to load and validate them day by day.
     """
@@ -63,18 +66,22 @@ def import_events(
     report = land(
         path, source_format, s.landing_dir, parse_mapping(mapping), max_rejects, overwrite,
         keep=lambda frame: drop_forgotten(frame, s), screen=set_aside, constants=constants,
+        empty_days=empty_days,
     )  # fmt: skip
     for warning in import_warnings(report):  # stderr (CLI) and the task log (Airflow)
         log.warning(warning)
     days = imported_days(report)
     if load and days:
+        from personaflow.core.landing import batch_dates
+
         last = min(through or days[1], days[1])
         loaded = ingest_history(last, s, since=days[0])
+        landed = sum(1 for d in batch_dates(s.landing_dir) if days[0] <= d <= last)  # not every day: sparse
         report["loaded"] = {
             "through": last.isoformat(),
             "batches": len(loaded),
             "rows": sum(int(b["rows"]) for b in loaded),
             # Loaded before from the same file (a replay of the import), or quarantined: left as they are.
-            "skipped": (last - days[0]).days + 1 - len(loaded),
+            "skipped": landed - len(loaded),
         }
     return report

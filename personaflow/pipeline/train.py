@@ -22,22 +22,29 @@ def train(
     """Fit the recommender (settings' model unless given; "auto", the default, chooses the recipe on the
     shop's validation window: personaflow/training/choice.py) on a time-based split; save it as a
     candidate with its metrics and the gate's evidence."""
-    from personaflow.training.data.features import nightly_source
     from personaflow.training.pipeline import train_candidate
 
     where = location(s)
-    catalogue = read_mart(where, "select item_id, category, brand, price from marts.item_features", [])
-    offline = where if wh.is_spark(where) else None  # Feast's Spark offline store (the features stage)
     return train_candidate(
         where, s.holdout_days, s.seed, epochs=epochs, dim=dim, reports_dir=s.reports_dir / "training",
         pointer_path=s.production_pointer, model=model or s.model,
         hybrid=s.hybrid if hybrid is None else hybrid, rerank=s.rerank if rerank is None else rerank,
-        features=nightly_source(s.feature_repo_dir, s.features_dir, catalogue.set_index("item_id"), offline),
-        customers=_customers(s),
+        features=features(s), customers=customers(s),
     )  # fmt: skip
 
 
-def _customers(s: Settings) -> Any:
+def features(s: Settings) -> Any:
+    """The nightly feature source (Feast as of each split's cut, with the catalogue as fallback):
+    what the train stage fits re-rankers with, and what the promote stage re-fits them with."""
+    from personaflow.training.data.features import nightly_source
+
+    where = location(s)
+    catalogue = read_mart(where, "select item_id, category, brand, price from marts.item_features", [])
+    offline = where if wh.is_spark(where) else None  # Feast's Spark offline store (the features stage)
+    return nightly_source(s.feature_repo_dir, s.features_dir, catalogue.set_index("item_id"), offline)
+
+
+def customers(s: Settings) -> Any:
     """The shop's customer table (every version, with valid_from) for the re-ranker's demographics
     (tried, kept only where they pay: personaflow/training/choice.py); None without one."""
     where = location(s)

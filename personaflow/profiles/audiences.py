@@ -38,10 +38,11 @@ COLUMNS = [
     "monetary", "country", "favourite_categories",
 ]  # fmt: skip
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-# The RFM grid's names (dbt_project/macros/rfm_segment.sql; "Unscored" only for scores outside 1..5).
+# The RFM grid's names (dbt_project/macros/rfm_segment.sql; "Unscored" only for scores outside 1..5), and
+# "No Purchase Yet" for a customer without an order (marts.user_features).
 RFM_SEGMENTS = (
     "Champions", "Loyal Customers", "Potential Loyalists", "New Customers", "Promising", "Need Attention",
-    "About To Sleep", "Cannot Lose Them", "At Risk", "Hibernating", "Lost",
+    "About To Sleep", "Cannot Lose Them", "At Risk", "Hibernating", "Lost", "No Purchase Yet",
 )  # fmt: skip
 
 

@@ -93,10 +93,21 @@ def fit_segments(profile: pd.DataFrame, k_range: range = range(2, 9), seed: int 
     return SegmentResult(best, CRITERION, silhouettes, assignments, segments)
 
 
-def _label(rank_recent: float, rank_monetary: float, rank_frequency: float, mean_frequency: float) -> str:
-    """Rule on the segment's rank among segments (0 = lowest, 1 = highest); recency rank 1 = most recent."""
+def _label(
+    rank_recent: float,
+    rank_monetary: float,
+    rank_frequency: float,
+    mean_frequency: float,
+    reviewer_share: float = 0.0,
+) -> str:
+    """Rule on the segment's rank among segments (0 = lowest, 1 = highest); recency rank 1 = most recent.
+    `reviewer_share`: the share of the segment's users with a review (0 where the shop has none)."""
     when = "recent" if rank_recent >= 0.5 else "lapsed"
-    if mean_frequency < 0.5:
+    if mean_frequency < 0.5 and reviewer_share >= 0.5:
+        # mostly users who never bought but wrote reviews (a reviews-only shop is all of them): what they
+        # did is review, and their recency is their last review's, not a purchase's
+        what = "reviewers, no purchase yet"
+    elif mean_frequency < 0.5:
         what = "browsers"  # mostly users who never bought
     elif mean_frequency < 1.5:
         what = "one-timers"
@@ -110,7 +121,9 @@ def _label(rank_recent: float, rank_monetary: float, rank_frequency: float, mean
 
 
 def describe_segments(profile: pd.DataFrame, segment_ids: np.ndarray) -> list[dict[str, Any]]:
-    """One readable row per segment: size, share, mean RFM, dominant rfm_segment, top categories, label."""
+    """One readable row per segment: size, share, mean RFM, dominant rfm_segment, top categories, label.
+    With an `n_reviews` column (the shop has reviews), also the share of its users who reviewed, which
+    names a segment of reviewers who never bought as such."""
     frame = profile.assign(segment_id=np.asarray(segment_ids).astype(int))
     means = frame.groupby("segment_id")[list(FEATURES)].mean()
     # ranks among segments scaled to [0, 1] (0 = lowest, 1 = highest, so with k = 2 one is 0 and one 1);
@@ -126,6 +139,9 @@ def describe_segments(profile: pd.DataFrame, segment_ids: np.ndarray) -> list[di
                 cats.update(c.strip() for c in str(value).split(",") if c.strip())
         rfm = rows["rfm_segment"].mode() if "rfm_segment" in rows else pd.Series(dtype=str)
         m = means.loc[seg]
+        reviewed = None
+        if "n_reviews" in rows:
+            reviewed = round(float((rows["n_reviews"].fillna(0).astype(float) > 0).mean()), 4)
         out.append(
             {
                 "segment_id": int(seg),
@@ -142,7 +158,9 @@ def describe_segments(profile: pd.DataFrame, segment_ids: np.ndarray) -> list[di
                     ranks.loc[seg, "monetary"],
                     ranks.loc[seg, "frequency"],
                     float(m["frequency"]),
+                    reviewed or 0.0,
                 ),
+                **({"share_reviewers": reviewed} if reviewed is not None else {}),
             }
         )
     # the rule can give two segments the same words; keep labels unique so they work as a feature value

@@ -389,18 +389,19 @@ def choose(
                 chosen = _with_rerank(chosen, split, base, features)
                 option.fit_cpu_s += _cpu() - cpu
                 option.fit_wall_s += time.perf_counter() - wall
-                chosen_recipe = replace(chosen_recipe, rerank=True)
-                with_demo = " with demographics" if option.name == RERANK_DEMOGRAPHICS else ""
+                # recorded with the model, so a gate re-fit of it (registry/fair.py) keeps the bands
+                demographics = option.name == RERANK_DEMOGRAPHICS
+                chosen_recipe = replace(chosen_recipe, rerank=True, demographics=demographics)
+                with_demo = " with demographics" if chosen_recipe.demographics else ""
                 reason += (
                     f"; the re-ranker{with_demo} over it beats it on validation (ndcg@10 "
                     f"{option.val_ndcg_at_10:.4f}, gain interval [{gain['gain_ci_low']:.4f}, "
                     f"{gain['gain_ci_high']:.4f}])"
                 )
                 option.note = "kept"
-    demo_kept = rows.get(RERANK_DEMOGRAPHICS) is not None and rows[RERANK_DEMOGRAPHICS].note == "kept"
     report = {
         "chosen": winner.name + ("+rerank" if chosen_recipe.rerank else "")
-        + ("+demographics" if chosen_recipe.rerank and demo_kept else ""),
+        + ("+demographics" if chosen_recipe.demographics else ""),
         "reason": reason,
         "options": {name: o.row() for name, o in rows.items()},
         "comparisons": ties,

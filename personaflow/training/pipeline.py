@@ -71,7 +71,8 @@ def _params(recipe: Recipe, built, split: Split) -> dict[str, Any]:
         "cutoff": split.cutoff.isoformat(), "last_date": split.last_date.isoformat(),
         "n_train_rows": int(len(split.train)), "n_users": split.maps.n_users, "n_items": split.maps.n_items,
         "n_truth_items_unrankable": split.n_truth_items_unrankable, "data_sha256": split_fingerprint(split),
-        "exclude_bought": recipe.exclude_bought, **_validation_size(built.fitted.val_split, split),
+        "exclude_bought": recipe.exclude_bought, "demographics": recipe.demographics,
+        **_validation_size(built.fitted.val_split, split),
         **built.extra,
     }  # fmt: skip
 
@@ -155,7 +156,10 @@ def train_candidate(
         for m, value in evaluate(fn, split, k=10).items()
         if m in METRICS
     }
-    ev = {**base_metrics, **evidence(candidate_fn, split, recipe, base_fns, pointer_path, features)}
+    ev = {
+        **base_metrics,
+        **evidence(candidate_fn, split, recipe, base_fns, pointer_path, features, customers=customers),
+    }
     if refused & set(BASELINES):
         ev["gate_baselines_refused"] = ",".join(sorted(refused & set(BASELINES)))
     result = _save(recipe, built, split, candidate_fn, ev, built.fit_seconds, started)
@@ -164,7 +168,10 @@ def train_candidate(
     if serve_baseline and not recipe.is_baseline and not metrics.get("gate_vs_baseline_gain_ci_low", 1.0) > 0:
         brecipe = Recipe(best, seed=seed, val_days=holdout_days, exclude_bought=exclude)
         bases[best].extra.update(repeat_rate=rate)
-        bev = {**base_metrics, **evidence(base_fns[best], split, brecipe, base_fns, pointer_path, features)}
+        bev = {
+            **base_metrics,
+            **evidence(base_fns[best], split, brecipe, base_fns, pointer_path, features, customers=customers),
+        }
         learned = result
         result = _save(brecipe, bases[best], split, base_fns[best], bev, bases[best].fit_seconds, started)
         result["learned_tag"] = learned["tag"]
@@ -212,19 +219,23 @@ def evidence_now(
     holdout_days: int,
     pointer_path: Path,
     features: FeatureSource | None = None,
+    customers: Any = None,
 ) -> dict[str, Any]:
     """The gate's evidence for saved model `tag` on *today's* split (manual promotion): the candidate
-    and production each scored fairly there (re-fitted on today's cut if their artefact saw the window)."""
+    and production each scored fairly there (re-fitted on today's cut if their artefact saw the window;
+    `customers`: the shop's customer table, for a recipe whose re-ranker uses demographics)."""
     from personaflow.training.registry.fair import scored_fairly
 
     split = time_split(load_interactions(warehouse), holdout_days)
     popular = popularity_ranking(split)
-    candidate_fn, basis, recipe = scored_fairly(tag, split, features)
+    candidate_fn, basis, recipe = scored_fairly(tag, split, features, customers)
     if recipe.exclude_bought:  # what the candidate's user bought up to today's cut, not its own
         candidate_fn = excluding(candidate_fn, bought_matrix(split))
     bases = baseline_models(split, holdout_days, recipe.exclude_bought)
     base_fns = {name: LoadedModel.of(b.exported, split.maps, popular).scores for name, b in bases.items()}
-    ev = evidence(candidate_fn, split, recipe, base_fns, pointer_path, features, candidate_tag=tag)
+    ev = evidence(
+        candidate_fn, split, recipe, base_fns, pointer_path, features, candidate_tag=tag, customers=customers
+    )
     scored = evaluate(candidate_fn, split, k=10)
     base = evaluate(base_fns["popularity"], split, k=10)
     return {
@@ -242,12 +253,14 @@ def promote_candidate(
     holdout_days: int | None = None,
     force: bool = False,
     features: FeatureSource | None = None,
+    customers: Any = None,
 ) -> dict[str, Any]:
     """Run the promotion gate; the decision dict is the result either way.
 
     With a `warehouse` (manual promotion), the gate runs on today's split: the evidence the candidate
     recorded is reused only when it was measured on today's cut against today's production, else it
-    is measured afresh (`evidence_now`). `force` promotes despite a refusal (logged and shown).
+    is measured afresh (`evidence_now`; `features` and `customers` for recipes that re-rank, with
+    demographics). `force` promotes despite a refusal (logged and shown).
     """
     ev = None
     if warehouse is not None and wh.exists(warehouse):
@@ -259,7 +272,7 @@ def promote_candidate(
         if not fresh or (current is not None and "production_tag" not in recorded):
             days = holdout_days or int(model_info(tag)["params"].get("holdout_days", 7))
             try:
-                ev = evidence_now(tag, warehouse, days, Path(pointer_path), features)
+                ev = evidence_now(tag, warehouse, days, Path(pointer_path), features, customers)
             except ValueError as exc:  # e.g. a re-ranked recipe to re-fit and no feature source given
                 ev = {"gate_sanity_failures": [f"not measurable on today's split: {exc}"]}
     decision = promote(tag, Path(pointer_path), min_gain=min_gain, evidence=ev, force=force)

@@ -2,7 +2,9 @@
 fits it on a split and returns what serving will score (personaflow/training/export.py).
 
 Recipes are recorded with every saved model (its params), so the gate can re-fit production's recipe on
-a candidate's cut when production's own artefact has seen the candidate's test window.
+a candidate's cut when production's own artefact has seen the candidate's test window. That includes
+whether the re-ranker was kept with the customers' demographic bands (`demographics`, chosen where they
+pay: training/choice.py): a re-fit without them would be another model than the one that was promoted.
 Baselines (repeat-buy, TIFU-KNN, popularity) are recipes too: servable models like any other, fitted
 in seconds (TIFU-KNN's parameters tuned on the validation view, never on the test window). So is
 item-kNN (models/item_knn.py), a collaborative model served the same way (sparse per-user scores) but
@@ -19,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from personaflow.training import export
-from personaflow.training.data.features import FeatureSource
+from personaflow.training.data.features import FeatureSource, with_demographics
 from personaflow.training.data.interactions import Split
 from personaflow.training.evaluation.baselines import (
     SparseScores,
@@ -55,29 +57,38 @@ class Recipe:
     seed: int = 0
     val_days: int = 7
     exclude_bought: bool = False  # a shop without re-buys: bought items last everywhere
+    # the re-ranker's user features include the demographic bands as of the cut (data/features.py
+    # with_demographics); only meaningful with rerank, so a recipe without it never carries it
+    demographics: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in KNOWN:
             raise ValueError(f"unknown model {self.model!r}; choose one of {KNOWN}")
+        if self.demographics and not self.rerank:
+            raise ValueError("demographics=True is a re-ranker feature set: it needs rerank=True")
 
     @property
     def is_baseline(self) -> bool:
         return self.model in BASELINES and not self.rerank
 
     @property
-    def key(self) -> tuple[str, bool, bool, bool]:
+    def key(self) -> tuple[str, bool, bool, bool, bool]:
         """What makes two recipes the same model (epochs, seed and cut aside)."""
-        return (self.model, self.hybrid and self.model not in SPARSE, self.rerank, self.exclude_bought)
+        hybrid = self.hybrid and self.model not in SPARSE
+        return (self.model, hybrid, self.rerank, self.exclude_bought, self.demographics)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Recipe:
-        """The recipe a saved model's params recorded (older models: bpr, as they were)."""
+        """The recipe a saved model's params recorded (older models: bpr, as they were; models saved before
+        `demographics` was recorded read False, which is what their re-fit did then)."""
+        rerank = bool(params.get("rerank", False))
         return cls(
             model=str(params.get("model", "bpr")), hybrid=bool(params.get("hybrid", False)),
-            rerank=bool(params.get("rerank", False)), epochs=int(params.get("epochs", 20)),
+            rerank=rerank, epochs=int(params.get("epochs", 20)),
             dim=int(params.get("dim", 64)), seed=int(params.get("seed", 0)),
             val_days=int(params.get("holdout_days", 7)),
             exclude_bought=bool(params.get("exclude_bought", False)),
+            demographics=rerank and bool(params.get("demographics", False)),
         )  # fmt: skip
 
 
@@ -146,12 +157,25 @@ def fit_baseline(
 
 
 def build(
-    recipe: Recipe, split: Split, features: FeatureSource | None = None, budget_s: float | None = FIT_BUDGET_S
+    recipe: Recipe,
+    split: Split,
+    features: FeatureSource | None = None,
+    budget_s: float | None = FIT_BUDGET_S,
+    customers: Any = None,
 ) -> Built:
     """Fit `recipe` on `split.train`; the result is scored exactly as serving will score it. A learned
-    fit estimated above `budget_s` CPU seconds is refused (models/fit.py OverBudget), never cut short."""
+    fit estimated above `budget_s` CPU seconds is refused (models/fit.py OverBudget), never cut short.
+    `customers` (the shop's customer table, every version with valid_from): needed when the recipe's
+    re-ranker uses demographics, read as of the split's cut (O(users) more feature memory)."""
     if recipe.rerank and features is None:
         raise ValueError("rerank=True needs a feature source (features=...) for the DeepFM re-ranker")
+    rerank_features = features  # the retrieval learns from the plain features, as the choice fitted it
+    if recipe.demographics:
+        if customers is None or not len(customers):
+            raise ValueError(
+                "the recipe's re-ranker uses demographics: it needs the shop's customer table (customers=...)"
+            )
+        rerank_features = with_demographics(features, customers)
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     if recipe.model in SPARSE:
@@ -178,7 +202,7 @@ def build(
             exported = export.with_history(exported, *history_parts(split), info["weight"])
             extra = {"blend_weight": info["weight"], "blend_val_ndcg_curve": info["val_ndcg_curve"]}
     if recipe.rerank:
-        reranked, info = fit_reranker(split, fitted, features)
+        reranked, info = fit_reranker(split, fitted, rerank_features)
         exported = export.with_rerank(exported, reranked, split.maps.n_users)
         extra.update({f"rerank_{k}": v for k, v in info.items()})
     if recipe.exclude_bought:

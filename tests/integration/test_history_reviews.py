@@ -2,7 +2,8 @@
 of 2018, read from ../shared/data and written to a temporary folder, never into the repo) through the
 shipped manifest `amazon-all-beauty-shop` (--no-train). The set has reviews only, so each review is a
 view event of its reviewer; the exact repeats are dropped once, counted, and never become events; the
-review marts, Feast's review view and /profile's review fields are filled for every reviewer."""
+review marts, Feast's review view and /profile's review fields are filled for every reviewer, and
+their segments say that none of them bought (not RFM's "New Customers")."""
 
 from __future__ import annotations
 
@@ -63,9 +64,17 @@ def test_real_reviews_in_a_history_folder_fill_the_marts_feast_and_the_profile(t
             "select count(*) from marts.user_features where rfm_segment is null"
         ).fetchone()[0]
         types = con.execute("select distinct event_type from raw.events").fetchall()
+        rfm = con.execute("select distinct rfm_segment from marts.user_features").fetchall()
     assert marts == per_reviewer.to_dict()  # every reviewer, each review once
     assert {u: views[u] for u in marts} == marts and types == [("view",)]  # one view per review, no sale
     assert unsegmented == 0
+    # nobody bought: /profile's `segment` (RFM) and `segment_label` (K-means) say so, not "New Customers"
+    assert rfm == [("No Purchase Yet",)]
+    segments = pd.read_parquet(home / "features" / "user_segments.parquet")
+    assert set(segments["user_id"]) == set(per_reviewer.index)
+    labels = set(segments["segment_label"])
+    assert labels and all("reviewers, no purchase yet" in label for label in labels), labels
+    assert set(segments["persona"]) == {"not yet buyers"}
 
     feast = pd.read_parquet(home / "features" / "user_reviews.parquet")
     assert set(feast["user_id"]) == set(per_reviewer.index)

@@ -163,7 +163,7 @@ def test_user_features_rfm_by_hand(built):
     assert rows == [
         ("u1", d, 0, 2, 40.0, 5, 4, 5, "Champions", 1, 1, 2, 2, False),
         ("u2", d, 5, 1, 10.0, 2, 2, 2, "Hibernating", 1, 1, 1, 1, False),
-        ("u3", d, 2, 0, 0.0, 4, 1, 1, "Promising", 1, 0, 0, 1, True),
+        ("u3", d, 2, 0, 0.0, 4, 1, 1, "No Purchase Yet", 1, 0, 0, 1, True),  # viewed, never bought
         ("u4", d, 8, 2, 20.0, 1, 4, 3, "At Risk", 0, 0, 2, 2, False),
         ("u5", d, 3, 1, 30.0, 3, 2, 4, "About To Sleep", 0, 0, 2, 1, False),
     ]

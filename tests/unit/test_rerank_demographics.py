@@ -86,5 +86,7 @@ def test_the_choice_tries_the_reranker_with_demographics_and_keeps_them_only_whe
     assert choice.report["chosen"].endswith("+demographics") == (
         verdict["pays"] and rows[RERANK_DEMOGRAPHICS]["note"] == "kept"
     )
+    # what the report says is what the recipe records (and the gate re-fits: test_recipe_demographics.py)
+    assert choice.recipe.demographics == choice.report["chosen"].endswith("+demographics")
     if not verdict["pays"]:
         assert "demographics do not pay" in rows[RERANK_DEMOGRAPHICS]["note"]

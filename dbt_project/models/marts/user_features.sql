@@ -189,7 +189,7 @@ final as (
         rfm_scores.r_score,
         rfm_scores.f_score,
         rfm_scores.m_score,
-        {{ rfm_segment('rfm_scores.r_score', 'rfm_scores.f_score') }} as rfm_segment,
+        {{ rfm_segment('rfm_scores.r_score', 'rfm_scores.f_score', 'rfm_scores.frequency') }} as rfm_segment,
         rfm_scores.n_views,
         rfm_scores.n_carts,
         rfm_scores.n_purchases,

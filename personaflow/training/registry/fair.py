@@ -37,15 +37,17 @@ def saw_window(params: dict[str, Any], split: Split) -> bool:
 
 
 def scored_fairly(
-    tag: str, split: Split, features: FeatureSource | None = None
+    tag: str, split: Split, features: FeatureSource | None = None, customers: Any = None
 ) -> tuple[ScoresFn, str, Recipe]:
-    """Scores of saved model `tag` over `split` that never saw its test window, how, and its recipe."""
+    """Scores of saved model `tag` over `split` that never saw its test window, how, and its recipe.
+    A re-fit is of the whole recipe as recorded: a re-ranker that kept the demographic bands is re-fitted
+    with them (as of this cut, from `customers`), else it would be judged as a model nobody promoted."""
     params = model_info(tag)["params"]
     recipe = Recipe.from_params(params)
     if not saw_window(params, split):
         return transferred_scores_fn(load_model(tag), split.maps), AFTER_BOTH_CUTS, recipe
     log.info("%s trained past %s: re-fitting its recipe %s on this cut", tag, split.cutoff, recipe.key)
-    built = build(recipe, split, features)
+    built = build(recipe, split, features, customers=customers)
     fn = LoadedModel.of(built.exported, split.maps, popularity_ranking(split), tag).scores
     return (
         fn,
@@ -89,17 +91,19 @@ def evidence(
     pointer_path: Path | None,
     features: FeatureSource | None = None,
     candidate_tag: str | None = None,
+    customers: Any = None,
 ) -> dict[str, Any]:
     """The gate's evidence for a candidate of `recipe` on `split`, production scored fairly.
 
     `candidate_tag`: a saved candidate (manual promotion); without it the candidate is being fitted
-    on `split`. Whether both learned from the same data is compared by the recorded `data_sha256`."""
+    on `split`. Whether both learned from the same data is compared by the recorded `data_sha256`.
+    `customers`: the shop's customer table, for a production recipe whose re-ranker uses demographics."""
     pointer = read_pointer(Path(pointer_path)) if pointer_path is not None else None
     production_fn, basis, same, same_data = None, "no production model", False, False
     prod_tag = pointer["tag"] if pointer else None
     if prod_tag is not None and prod_tag != candidate_tag:
         try:
-            production_fn, basis, prod_recipe = scored_fairly(prod_tag, split, features)
+            production_fn, basis, prod_recipe = scored_fairly(prod_tag, split, features, customers)
             same = prod_recipe.key == recipe.key
             learned_from = model_info(candidate_tag)["params"] if candidate_tag else {}
             data = learned_from.get("data_sha256") if candidate_tag else split_fingerprint(split)
