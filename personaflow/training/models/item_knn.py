@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from personaflow.training.data.interactions import Split
-from personaflow.training.evaluation.baselines import popularity_vector, user_item_matrix
+from personaflow.training.evaluation.baselines import SparseScores, popularity_vector, user_item_matrix
 from personaflow.training.evaluation.metrics import ScoresFn, evaluate, tuning_sample
 from personaflow.training.evaluation.rebuy import bought_matrix, excluding
 
@@ -93,7 +93,7 @@ def knn_parts(
 
 
 def scorer(scores: sp.csr_matrix, fill: np.ndarray) -> ScoresFn:
-    return lambda users: scores[np.asarray(users, dtype=np.int64)].toarray() + fill
+    return SparseScores(scores, fill)  # ranked from its sparse rows (evaluation/sparse_top.py)
 
 
 def tune(
