@@ -150,6 +150,12 @@ bench-reviews: install
 bench-train-scaling: install
 	$(BIN)/python benchmarks/train_scaling.py $(ARGS)
 
+# One evaluation pass of a sparse model ranked from its sparse rows vs the dense path it replaced
+# (issue 21), at 100k customers. Writes benchmarks/results/sparse_eval.json.
+.PHONY: bench-sparse-eval
+bench-sparse-eval: install
+	$(BIN)/python benchmarks/sparse_eval.py $(ARGS)
+
 # Customer segments (table, k by silhouette) and churn ROC/PR AUC on a shop longer than the horizon.
 .PHONY: bench-profiles
 bench-profiles: install

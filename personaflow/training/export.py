@@ -22,7 +22,9 @@ import scipy.sparse as sp
 import torch
 
 from personaflow.training.data.interactions import Split
+from personaflow.training.evaluation.metrics import ScoresFn
 from personaflow.training.evaluation.rebuy import mask_rows
+from personaflow.training.evaluation.sparse_top import SparseTop
 from personaflow.training.models.sequence import last_windows, user_sequences
 from personaflow.training.rerank.hybrid import blend_rows
 
@@ -157,3 +159,54 @@ def score_users(model: Embeddings, user_idx: int | np.ndarray) -> np.ndarray:
     ):  # already-bought items last (personaflow/training/evaluation/rebuy.py)
         scores = mask_rows(scores, model.exclude[np.atleast_1d(user_idx)])
     return scores
+
+
+def _sparse_only(model) -> bool:
+    """Whether `model` scores as its sparse history alone: a baseline or item-kNN export (zero user
+    vectors, no item bias), so its ranking is the history's plus the re-ranked candidates."""
+    return (
+        model.history is not None
+        and model.history_fill is not None
+        and not np.any(model.user_emb)
+        and not np.any(model.item_bias)
+        and bool(np.isfinite(model.item_emb).all())
+        and bool(np.isfinite(model.blend_weight))
+    )
+
+
+class ModelScores:
+    """`score_users(model, users)` as a ScoresFn (what serving and the gate score), with a `top(users, k)`
+    where the model is sparse (`_sparse_only`): the same top-k, ties included, from its sparse rows
+    (evaluation/sparse_top.py), so the gate never scores test users x the catalogue for a baseline.
+    A learned model has no `top`: evaluation scores it in bounded batches (metrics.top_k).
+    `exclude`: bought items ranked last on top of the model's own rule (rebuy.excluding)."""
+
+    def __init__(self, model, exclude: sp.csr_matrix | None = None) -> None:
+        self.model = model
+        self.extra_exclude = exclude
+        self._top: SparseTop | None = None
+        self._checked = False
+
+    def __call__(self, user_idx: int | np.ndarray) -> np.ndarray:
+        scores = score_users(self.model, user_idx)
+        if self.extra_exclude is None:
+            return scores
+        return mask_rows(scores, self.extra_exclude[np.atleast_1d(user_idx)])
+
+    @property
+    def top(self) -> SparseTop | None:
+        if not self._checked:  # once per model: the check reads every user vector
+            self._checked = True
+            own = getattr(self.model, "exclude", None)
+            if _sparse_only(self.model) and (own is None or self.extra_exclude is None):
+                self._top = SparseTop(
+                    self.model.history, self.model.history_fill, self, normalise=True,
+                    rerank=self.model.rerank, exclude=own if own is not None else self.extra_exclude,
+                )  # fmt: skip
+        return self._top if self._top is not None and self._top.usable else None
+
+    def excluding(self, bought: sp.csr_matrix) -> ScoresFn:
+        if self.extra_exclude is None:
+            return ModelScores(self.model, bought)
+        return lambda users: mask_rows(self(users), bought[np.asarray(users, dtype=np.int64)])
+

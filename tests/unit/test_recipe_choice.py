@@ -167,3 +167,34 @@ def test_on_a_big_shop_a_learned_option_is_refused_from_a_probe_before_its_first
     row = choice.report["options"]["sasrec"]
     assert row["status"] == "refused" and "probes on 1/16" in row["note"] and row["estimate_cpu_s"] > 0
     assert "sasrec" not in epochs  # the full fit never started
+
+
+def test_item_knn_is_priced_by_its_products_at_the_shops_density_not_the_probes():
+    """The probe's 1/8 of the users has an eighth of the buyers per item, so fewer neighbours per item
+    and fewer products per user: scaled by the users alone it estimated 3.9 CPU-s for a fit that took
+    17 at 100k customers (issue 21). The shop here has the scale benchmark's shape (a tenth as many
+    items as customers, about 10 events each)."""
+    import time
+
+    from personaflow.training import choice as choice_mod
+    from personaflow.training.models import item_knn
+    from personaflow.training.recipe import build
+
+    # big enough that the fits' products, not their fixed costs, are what the clock sees
+    shop = generate_shop(users=30_000, items=3000, days=60, seed=5, sessions_per_day=0.033)
+    split = split_purchases(purchases_from_events(shop.events), test_days=7)
+    sub = choice_mod._probe_split(split, 0)
+    widest = max(item_knn.K_GRID)
+    per_user = item_knn.products(split, widest)[1] / split.maps.n_users
+    per_probe_user = item_knn.products(sub, widest)[1] / sub.maps.n_users
+    assert per_user > 2 * per_probe_user  # denser at full size: more products per user
+    # the products counted bound the ones computed: the scores B @ S of the final fit
+    binary = (item_knn.user_item_matrix(split) > 0).astype(np.float64).tocsr()
+    sim = item_knn.neighbours(binary, widest)
+    computed = float(np.asarray(binary.sum(axis=0)).ravel() @ np.diff(sim.indptr))
+    assert computed <= item_knn.products(split, widest)[1] <= 2 * computed
+    estimate = choice_mod._probe_sparse("item_knn", split, seed=0)
+    started = time.process_time()
+    build(Recipe(model="item_knn", val_days=7), split)
+    spent = time.process_time() - started
+    assert 0.5 < estimate / spent < 2.0, (estimate, spent)  # by the users alone: a fifth at 100k

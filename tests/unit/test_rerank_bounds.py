@@ -69,6 +69,33 @@ def test_the_reranker_trains_on_at_most_its_budget_of_lists(split, fitted, shop)
     assert small["candidate_recall_test"] == pytest.approx(full["candidate_recall_test"])
 
 
+def test_the_test_views_candidate_recall_reads_a_seeded_sample_of_its_truth_users(split, fitted, shop):
+    """Pools for every truth user of the test view cost as much as the export (issue 21): the diagnostic
+    reads a seeded sample (metrics.tuning_sample), the same one every run."""
+    from personaflow.training.evaluation.metrics import tuning_sample
+
+    source = purchases_source(shop.items.set_index("item_id"))
+    model = DeepFMConfig(epochs=1, patience=1, lr=5e-3, batch_users=8, device="cpu")
+    cfg = RerankConfig(Quotas(30, 15, 15, 15), model, ensemble=1, trees=None, recall_users=15)
+    assert len(split.test_truth) > 30  # the sample binds
+    built = []
+    real_chunks = CandidateBuilder.chunks
+
+    def chunks(self, users, batch=512):
+        if self.split is split:  # pools on the test view: only the recall's
+            built.append(np.asarray(users).size)
+        return real_chunks(self, users, batch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CandidateBuilder, "chunks", chunks)
+        scores_fn, info = fit_reranker(split, fitted, source, cfg)
+    assert info["candidate_recall_test_users"] == 15 and built == [15]
+    sample = tuning_sample(split, 15, cfg.sample_seed)
+    users = np.array([split.maps.user_index[u] for u in sorted(sample.test_truth)])
+    whole = candidate_recall(scores_fn.builder.build(users), sample)
+    assert info["candidate_recall_test"] == pytest.approx(whole)
+
+
 def test_chunked_pools_score_and_export_as_one_dense_pass(split, small_reranker, monkeypatch):
     scores_fn = small_reranker
     users = np.arange(split.maps.n_users)

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from personaflow.training.data.interactions import Split, cut_time, event_times
 from personaflow.training.evaluation.metrics import ScoresFn
+from personaflow.training.evaluation.sparse_top import SparseTop
 
 POPULARITY_DAYS = 30
 
@@ -23,14 +24,40 @@ POPULARITY_DAYS = 30
 class SparseScores:
     """A ScoresFn of sparse per-(user, item) scores over a per-item fill (matrix[u] + fill), that also
     shows its parts: the re-ranker's candidate pools read the sparse rows instead of scoring the whole
-    catalogue per user (personaflow/training/rerank/candidates.py)."""
+    catalogue per user (personaflow/training/rerank/candidates.py), and `top` ranks a user from them
+    (evaluation/sparse_top.py: the dense ranking's items and ties, memory linear in the stored scores).
+    `exclude` (users x items, bought): those items ranked last (evaluation/rebuy.py `excluding`)."""
 
-    def __init__(self, matrix: sp.csr_matrix, fill: np.ndarray) -> None:
+    def __init__(self, matrix: sp.csr_matrix, fill: np.ndarray, exclude: sp.csr_matrix | None = None) -> None:
         self.matrix = matrix.tocsr()
         self.fill = np.asarray(fill, dtype=np.float64)
+        self.exclude = exclude
+        self._top: SparseTop | None = None
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
-        return self.matrix[np.asarray(users, dtype=np.int64)].toarray() + self.fill
+        users = np.asarray(users, dtype=np.int64)
+        rows = self.matrix[users].toarray() + self.fill
+        if self.exclude is None:
+            return rows
+        from personaflow.training.evaluation.rebuy import mask_rows
+
+        return mask_rows(rows, self.exclude[users])
+
+    @property
+    def top(self) -> SparseTop | None:
+        """(users, k) -> top-k item indices, as ranking __call__'s rows (None: a NaN fill, ranked densely)."""
+        if self._top is None:
+            self._top = SparseTop(self.matrix, self.fill, self, exclude=self.exclude)
+        return self._top if self._top.usable else None
+
+    def excluding(self, bought: sp.csr_matrix) -> ScoresFn:
+        """The same scores with `bought` items ranked last (rebuy.excluding keeps them sparse). Masked
+        twice, the second mask goes below the first (mask_rows): that stays a dense mask."""
+        if self.exclude is None:
+            return SparseScores(self.matrix, self.fill, bought)
+        from personaflow.training.evaluation.rebuy import mask_rows
+
+        return lambda users: mask_rows(self(users), bought[np.asarray(users, dtype=np.int64)])
 
 
 def user_item_matrix(split: Split, since: pd.Timestamp | None = None) -> sp.csr_matrix:

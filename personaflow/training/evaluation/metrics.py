@@ -73,18 +73,39 @@ def tuning_sample(split: Split, n: int = TUNING_USERS, seed: int = 0) -> Split:
     return replace(split, test_truth={str(u): split.test_truth[str(u)] for u in users})
 
 
+# Dense scoring holds at most this many (user, item) scores per batch (64 MB as float64; a model's
+# scoring makes a few such arrays): at 100k items a batch is 83 users, not 1,024 x the catalogue
+BLOCK_VALUES = 1 << 23
+
+
+def batch_rows(n_items: int, batch_users: int = 1024, block_values: int | None = None) -> int:
+    """Users scored at once over the whole catalogue: at most `batch_users`, at most `block_values`
+    (BLOCK_VALUES) scores in all, at least one user."""
+    block = BLOCK_VALUES if block_values is None else block_values
+    return max(1, min(batch_users, block // max(1, n_items)))
+
+
 def top_k(
     scores_fn: ScoresFn, split: Split, k: int = 10, batch_users: int = 1024
 ) -> tuple[list[str], np.ndarray]:
     """Test users (sorted) and their top-k item indices (n_users, k), best first, ties by item order.
 
+    A scorer with a `top(users, k)` (a sparse model: evaluation/sparse_top.py) ranks from its sparse
+    rows, never a dense users x items block: memory O(batch_users x its stored scores per user). Any
+    other is scored over the whole catalogue in batches of at most BLOCK_VALUES scores (batch_rows):
+    memory O(BLOCK_VALUES), time O(test users x items).
     NaN scores are a model fault, not a ranking: they raise, naming the first user and item.
     """
     users = sorted(split.test_truth)
     out = np.zeros((len(users), min(k, split.maps.n_items)), dtype=np.int64)
-    for start in range(0, len(users), batch_users):
-        chunk = users[start : start + batch_users]
+    top = getattr(scores_fn, "top", None)
+    batch = batch_users if top is not None else batch_rows(split.maps.n_items, batch_users)
+    for start in range(0, len(users), batch):
+        chunk = users[start : start + batch]
         idx = np.array([split.maps.user_index[u] for u in chunk], dtype=np.int64)
+        if top is not None:
+            out[start : start + len(chunk)] = top(idx, out.shape[1])
+            continue
         scores = np.asarray(scores_fn(idx), dtype=np.float64)
         if scores.shape != (len(chunk), split.maps.n_items):
             raise ValueError(

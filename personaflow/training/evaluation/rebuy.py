@@ -66,4 +66,8 @@ def mask_rows(scores: np.ndarray, bought_rows: sp.csr_matrix) -> np.ndarray:
 
 
 def excluding(scores_fn: ScoresFn, bought: sp.csr_matrix) -> ScoresFn:
+    """`scores_fn` with `bought` items last; a scorer that can exclude them itself (a sparse model:
+    baselines.SparseScores, export.ModelScores) does, so it still ranks from its sparse rows."""
+    if hasattr(scores_fn, "excluding"):
+        return scores_fn.excluding(bought)
     return lambda users: mask_rows(scores_fn(users), bought[np.asarray(users, dtype=np.int64)])

@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from personaflow.training.data.interactions import Split, event_times
-from personaflow.training.evaluation.baselines import popularity_vector
+from personaflow.training.evaluation.baselines import SparseScores, popularity_vector
 from personaflow.training.evaluation.metrics import ScoresFn, evaluate, tuning_sample
 
 
@@ -282,7 +282,16 @@ def tifu_parts(split: Split, params: TifuParams, batch: int = 1024) -> tuple[sp.
 
 def tifu(split: Split, params: TifuParams | None = None) -> ScoresFn:
     matrix, fill = tifu_parts(split, params or TifuParams())
-    return lambda users: matrix[np.asarray(users, dtype=np.int64)].toarray() + fill
+    return SparseScores(matrix, fill)  # ranked from its sparse rows (evaluation/sparse_top.py)
+
+
+def _at_rows(rows: sp.csr_matrix, users: np.ndarray, n_users: int) -> sp.csr_matrix:
+    """(n_users, n_items) with `rows[j]` at row users[j] (users sorted, distinct), the rest empty."""
+    rows = rows.tocsr()
+    counts = np.zeros(n_users, dtype=np.int64)
+    counts[users] = np.diff(rows.indptr)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return sp.csr_matrix((rows.data, rows.indices, indptr), shape=(n_users, rows.shape[1]))
 
 
 def tune_tifu(
@@ -299,8 +308,6 @@ def tune_tifu(
     curve: dict[str, float] = {}
     best, best_params = -1.0, TifuParams()
     users = np.array(sorted(val_split.maps.user_index[u] for u in val_split.test_truth), dtype=np.int64)
-    row_of = np.full(val_split.maps.n_users, -1, dtype=np.int64)
-    row_of[users] = np.arange(users.size)
     pop = popularity_vector(val_split)
     fill = pop / (pop.max() + 1.0) * 1e-7
     for decay, neighbours in product(grid["decay"], grid["neighbours"]):
@@ -313,9 +320,8 @@ def tune_tifu(
         own = r[users]
         for alpha in grid["alpha"]:
             blended = (alpha * own + (1.0 - alpha) * near).tocsr()
-            ndcg = evaluate(
-                lambda u, m=blended, f=fill: m[row_of[np.asarray(u, dtype=np.int64)]].toarray() + f, val_split
-            )["ndcg_at_10"]
+            # the sample's rows at their user indices (the others empty): ranked from the sparse rows
+            ndcg = evaluate(SparseScores(_at_rows(blended, users, r.shape[0]), fill), val_split)["ndcg_at_10"]
             params = TifuParams(decay=decay, neighbours=neighbours, alpha=alpha, search=search)
             curve[str(tuple(asdict(params).values())[:3])] = ndcg
             if ndcg > best:

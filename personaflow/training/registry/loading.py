@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 
 from personaflow.training.data.interactions import IdMaps
 from personaflow.training.evaluation.metrics import ScoresFn
-from personaflow.training.export import Embeddings, score_users
+from personaflow.training.export import Embeddings, ModelScores
 from personaflow.training.registry.pointer import read_pointer
 from personaflow.training.registry.store import (
     EXCLUDE_FILE,
@@ -57,9 +58,12 @@ class LoadedModel:
             emb.history, emb.history_fill, emb.blend_weight, emb.rerank, emb.exclude,
         )  # fmt: skip
 
-    def scores(self, user_idx: int | np.ndarray) -> np.ndarray:
-        """Scores over all items for one user index (n_items,) or several (n, n_items)."""
-        return score_users(self, user_idx)
+    @cached_property
+    def scores(self) -> ModelScores:
+        """Scores over all items for one user index (n_items,) or several (n, n_items): `scores(idx)`.
+        Also `scores.top(users, k)` for a sparse model (export.ModelScores: evaluation ranks it from its
+        sparse rows). Built once per model (a frozen dataclass still has its __dict__ for this)."""
+        return ModelScores(self)
 
     def recommend(self, user_id: str, k: int) -> tuple[list[tuple[str, float]], str | None]:
         """Top-k (item_id, score) for a known user; popularity (flagged) for an unknown one."""

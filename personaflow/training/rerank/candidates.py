@@ -118,7 +118,7 @@ class CandidateBuilder:
         # A sparse retrieval (TIFU-KNN, repeat-buy, popularity) whose every stored score outranks every
         # fill-only item builds pools from its rows alone (_pick_sparse); anything else scores the
         # whole catalogue per user (_pick_dense)
-        self.sparse = isinstance(retrieval, SparseScores) and (
+        self.sparse = isinstance(retrieval, SparseScores) and retrieval.exclude is None and (
             retrieval.matrix.nnz == 0
             or retrieval.matrix.data.min() + retrieval.fill.min() > retrieval.fill.max()
         )

@@ -30,7 +30,7 @@ import pandas as pd
 
 from personaflow.training.data.features import FeatureSource, FeatureTables, encode
 from personaflow.training.data.interactions import IdMaps, Split, cut_time
-from personaflow.training.evaluation.metrics import ScoresFn
+from personaflow.training.evaluation.metrics import TUNING_USERS, ScoresFn, tuning_sample
 from personaflow.training.models.deepfm import DeepFMConfig, Lists, fit_deepfm, predict
 from personaflow.training.models.fit import FitResult, validation_view
 from personaflow.training.models.trees import TreesConfig, fit_trees, tree_logits
@@ -68,6 +68,9 @@ class RerankConfig:
     # such users each, so all of them are kept there. 0 = no budget (every user, memory grows).
     max_lists: int = 4096
     sample_seed: int = 0
+    # the test view's candidate recall (a diagnostic in `info`) over a seeded sample of this many truth
+    # users (metrics.tuning_sample): pools for every truth user cost as much as the export (issue 21)
+    recall_users: int = TUNING_USERS
 
 
 class _Fields:
@@ -314,7 +317,10 @@ def fit_reranker(
     builder = CandidateBuilder(split, fitted.scores_fn, cfg.quotas, fields.item_codes(tables, split.maps))
     scores_fn = RerankedScores(builder, fields, tables, models, trees, fallback, cfg.batch_users)
     fit_s = time.perf_counter() - started
-    truth_users = _truth_users(split)
+    # a seeded sample of the test view's truth users: their pools cost O(sample), not O(truth users)
+    recall_split = tuning_sample(split, cfg.recall_users, cfg.sample_seed)
+    recall_users = _truth_users(recall_split)
+    recall_test = candidate_recall(builder.chunks(recall_users, cfg.batch_users), recall_split)
     info = {
         "train_rows": int(labels.size),
         "train_lists": int(users.size),
@@ -322,7 +328,8 @@ def fit_reranker(
         "train_windows": len(parts),
         "positive_rate": float(labels.mean()),
         "candidate_recall_val": candidate_recall(cands, val),
-        "candidate_recall_test": candidate_recall(builder.chunks(truth_users, cfg.batch_users), split),
+        "candidate_recall_test": recall_test,
+        "candidate_recall_test_users": int(recall_users.size),
         "pool_size": int(cands.items.shape[1]),
         "best_epoch": int(best["epoch"]),
         "holdout_ndcg_at_10": float(best["holdout_ndcg_at_10"]),
