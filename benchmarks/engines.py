@@ -24,9 +24,11 @@ backends: their CPU is added (`_server_cpu_s`, included in `_cpu_s`) and their m
 PostgreSQL is a local durable cluster (personaflow/ops/local_servers.py), Spark runs `local[2]` with
 a 2 GB driver (its executors are threads of that JVM).
 
-Each engine gets `--engine-timeout` seconds per size (default 25 min); a stage still running when it
+Each engine gets `--engine-timeout` seconds per size (default 25 min; with `--total-timeout`, at most
+an equal share of what is left of the run, `<engine>_<size>_budget_s`); a stage still running when it
 is spent is killed and recorded as `timeout after N s: <its last log line>`, the stages after it as not
-run. Keys (flat, with units): <engine>_<size>_<stage>_{wall_s,cpu_s,peak_rss_mb,status}, plus rows,
+run. Keys (flat, with units): <engine>_<size>_<stage>_{wall_s,cpu_s,peak_rss_mb,status}, on Spark
+`_jvm_cpu_s` (the JVM's share of the CPU: executors and the driver's JVM; the rest is Python), plus rows,
 cores, load averages; written to benchmarks/results/engines.json after every stage (merged with the
 other size's keys), so an interrupted run keeps what it measured. Memory of this parent: O(1); each
 stage's memory is its own (ingest: one day's batch; dbt and GX: the engine's; features: O(users +
@@ -46,6 +48,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -71,7 +74,7 @@ SPARK_CONF = "spark.driver.memory=2g"
 def last_json(log: Path) -> dict:
     """The CLI prints its result as JSON: the last line-led `{` that starts an object (a JVM's shutdown
     lines may follow it in the log)."""
-    text = log.read_text(errors="replace")
+    text = "\n" + log.read_text(errors="replace")  # a log that is only the answer starts with `{`
     start = len(text)
     while (start := text.rfind("\n{", 0, start)) >= 0:
         try:
@@ -226,6 +229,9 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--engine-timeout", type=float, default=1500.0,
                         help="seconds each engine gets per size, all its stages together")  # fmt: skip
+    parser.add_argument("--total-timeout", type=float, default=None,
+                        help="seconds for the whole run: each engine gets at most an equal share "
+                             "of what is left when it starts (one done early leaves the rest)")  # fmt: skip
     work = Path(tempfile.gettempdir()) / "personaflow-bench-engines"
     parser.add_argument("--work", type=Path, default=work, help="landing files, homes and stage logs")
     parser.add_argument("--note", action="append", default=[], metavar="KEY=TEXT",
@@ -241,11 +247,12 @@ def main() -> None:
     from personaflow.ops.local_servers import Postgres, default_os_user, free_port
 
     args.work.mkdir(parents=True, exist_ok=True)
+    run_started = time.monotonic()
     load = os.getloadavg()
     out: dict[str, object] = {
         "cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
         "spark_master": SPARK_MASTER, "spark_conf": SPARK_CONF, "postgres_durable": True,
-        "online_store": "sqlite (every engine)", "engine_timeout_s": args.engine_timeout,
+        "online_store": "sqlite (every engine)",
         "loadavg_1m_at_start": round(load[0], 2), "loadavg_5m_at_start": round(load[1], 2),
         # 2 cores shared with other work: not idle unless the load average says so
         "machine_idle": load[0] < 0.5,
@@ -261,10 +268,16 @@ def main() -> None:
     try:
         for size in args.sizes:
             landing = args.work / f"landing-{size}"
+            out[f"{size}_engine_timeout_s"] = args.engine_timeout  # what each engine got at this size
             last = generate(size, landing, args.work, out)
             merge_results(RESULTS, out)
-            for engine in args.engines:
-                run_engine(engine, size, args.work, landing, last, args.engine_timeout, pg, out)
+            for i, engine in enumerate(args.engines):
+                budget = args.engine_timeout
+                if args.total_timeout is not None:
+                    left = args.total_timeout - (time.monotonic() - run_started)
+                    budget = min(budget, max(left, 60) / (len(args.engines) - i))
+                out[f"{engine}_{size}_budget_s"] = round(budget)
+                run_engine(engine, size, args.work, landing, last, budget, pg, out)
             shutil.rmtree(landing, ignore_errors=True)
         load = os.getloadavg()
         out["loadavg_1m_at_end"], out["loadavg_5m_at_end"] = round(load[0], 2), round(load[1], 2)
