@@ -230,6 +230,14 @@ bench-ingest-engines: install servers
 bench-airflow-celery: install servers
 	$(BIN)/python benchmarks/airflow_celery.py $(ARGS)
 
+# The night's warehouse stages on DuckDB, PostgreSQL and Spark (local[2]) side by side, one run (issue 24):
+# connect, ingest, transform (dbt), mart checks (GX), features (Feast) at ~1 M and ~10 M synthetic events,
+# each stage's wall s, CPU s and peak memory of its whole process tree (Spark's JVM, PostgreSQL's backends).
+# Each engine gets 25 min per size. ARGS="--sizes 1m" for one size. Writes benchmarks/results/engines.json.
+.PHONY: bench-engines
+bench-engines: install servers java
+	$(BIN)/python benchmarks/engines.py $(ARGS)
+
 # Embedded vs scale stack, same data, same machine (issue 12): transform at 1 M/10 M events on DuckDB
 # vs PostgreSQL, Feast materialize SQLite vs Redis, /recommend /profile /events on 1-2 BentoML workers
 # next to the FastAPI floor, one night on LocalExecutor vs CeleryExecutor. One part alone:

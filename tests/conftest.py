@@ -43,7 +43,8 @@ SHARED_STACKS = {
 }  # fmt: skip
 # The longest units start first, so that the short ones fill the other process meanwhile instead of
 # one long unit running alone at the end (measured with `pytest --durations`; the rest keeps file order).
-LONGEST_FIRST = ("airflow_stack", "airflow_celery_stack", "test_spark_parity.py", "test_real_data.py")
+LONGEST_FIRST = ("airflow_stack", "airflow_celery_stack", "test_spark_parity.py", "test_e2e_spark.py",
+                 "test_real_data.py")
 
 
 def unit_of(nodeid: str) -> str:

@@ -16,6 +16,15 @@ What `session` sets, and why (a shop's own confs, PERSONAFLOW_SPARK_CONF, win ov
 - dynamic partition overwrite: `insert overwrite` of a partitioned table replaces only the
   partitions (days) its rows hold (personaflow/ingest/spark_load.py relies on it).
 
+- one process at a time on the embedded metastore: Derby boots its database in one JVM only (a second
+  JVM fails with "Another instance of Derby may have already booted the database"), and a night's
+  tasks are separate processes (Airflow's LocalExecutor children, Celery workers on one machine), two
+  of which may run at once (segments beside churn). `session` takes an exclusive lock on
+  `metastore.lock` in the Spark dir before it starts the JVM and holds it until the process exits;
+  another process waits for it (up to METASTORE_WAIT_S), then for the previous holder's JVM to be gone
+  (it outlives its Python process by a moment: it exits on its stdin's end). With a shared metastore
+  (`spark.hadoop.hive.metastore.uris`, a cluster's) or a JDBC one, nothing is locked.
+
 This module imports pyspark only inside its functions (its import costs ~0.4 s), so
 personaflow/core/warehouse.py can name `SparkWarehouse` on every path.
 
@@ -26,10 +35,11 @@ the connection's `register` sends one frame (a day's batch) through the driver.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import pandas as pd
 import pyarrow as pa
@@ -59,6 +69,10 @@ class SparkMissingTable(SparkError):
 
 _LOCK = threading.Lock()
 _ACTIVE: tuple[SparkWarehouse, Any] | None = None
+# How long a process waits for another one's hold on the embedded metastore: a night's task beside a
+# long one (a dbt build of a big shop), never forever.
+METASTORE_WAIT_S = 3600.0
+_HELD: dict[Path, IO[str]] = {}  # the metastore locks this process holds, by Spark dir (until it exits)
 # pyspark's error classes for a table or schema that is not there (a stage treats those as "not built").
 _MISSING = {"TABLE_OR_VIEW_NOT_FOUND", "SCHEMA_NOT_FOUND", "PATH_NOT_FOUND"}
 
@@ -110,6 +124,64 @@ def confs(where: SparkWarehouse) -> dict[str, str]:
     return conf
 
 
+def embedded_metastore(conf: dict[str, str]) -> bool:
+    """Whether the session's Hive metastore is the embedded Derby one (one JVM at a time)."""
+    url = conf.get("spark.hadoop.javax.jdo.option.ConnectionURL", "")
+    return url.startswith("jdbc:derby:;") and not conf.get("spark.hadoop.hive.metastore.uris")
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie whose parent has not reaped it yet counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            text = fh.read()
+    except OSError:
+        return True
+    return text[text.rindex(")") + 2] in "ZX"
+
+
+def hold_metastore(directory: Path, timeout: float = METASTORE_WAIT_S) -> IO[str]:
+    """An exclusive lock on `directory`'s embedded metastore for this process (module text), waiting up
+    to `timeout` s for another process's; the lock file names the holder's JVM, so that the next holder
+    waits for that JVM to exit too. Held until the returned file is closed (the process exits)."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / "metastore.lock", "a+")  # noqa: SIM115 - held for the process's life
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise SparkError(
+                    f"the embedded Spark metastore in {directory} stayed held by another process (JVM "
+                    f"{holder}) for {timeout:.0f} s; a Spark warehouse on one machine runs one process "
+                    "at a time (a cluster's shared metastore has no such limit: docs/guides/spark.md)"
+                ) from None
+            time.sleep(0.5)
+    handle.seek(0)
+    previous = handle.read().strip()
+    while previous.isdigit() and not _gone(int(previous)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return handle
+
+
+def _record_jvm(handle: IO[str], spark: Any) -> None:
+    """Write this session's JVM pid into the lock file. pyspark keeps the JVM's Popen on its gateway
+    (`gateway.proc`, set by pyspark.java_gateway.launch_gateway); without it nothing is written and the
+    next holder does not wait for the JVM."""
+    proc = getattr(getattr(spark.sparkContext, "_gateway", None), "proc", None)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(proc.pid) if proc is not None else "")
+    handle.flush()
+
+
 def session(where: SparkWarehouse) -> Any:
     """The process's SparkSession for `where`, started on first use (Hive catalog on Derby).
 
@@ -131,10 +203,17 @@ def session(where: SparkWarehouse) -> Any:
         if is_local(where.master):
             tool_env.spark_local_ip()
         where.directory.mkdir(parents=True, exist_ok=True)
+        conf = confs(where)
+        directory = where.directory.resolve()
+        held = None
+        if embedded_metastore(conf) and directory not in _HELD:
+            held = _HELD[directory] = hold_metastore(directory)
         builder = SparkSession.builder.master(where.master)
-        for key, value in confs(where).items():
+        for key, value in conf.items():
             builder = builder.config(key, value)
         spark = builder.enableHiveSupport().getOrCreate()
+        if held is not None:
+            _record_jvm(held, spark)
         # Hive's metastore logs each partition's stats update at WARN; failures raise anyway.
         spark.sparkContext.setLogLevel("ERROR")
         _ACTIVE = (where, spark)
@@ -304,6 +383,6 @@ def java_available() -> bool:
 
 
 __all__ = [
-    "CHUNK_ROWS", "SparkConnection", "confs", "day_chunks", "java_available", "is_local", "read_by_days",
-    "running", "session", "stop",
+    "CHUNK_ROWS", "METASTORE_WAIT_S", "SparkConnection", "confs", "day_chunks", "embedded_metastore",
+    "hold_metastore", "java_available", "is_local", "read_by_days", "running", "session", "stop",
 ]  # fmt: skip

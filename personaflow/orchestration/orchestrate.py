@@ -81,6 +81,11 @@ def airflow_env(s: Settings) -> dict[str, str]:
             "PERSONAFLOW_CHURN_HORIZON_DAYS": str(s.churn_horizon_days),
             # The scale path: the tasks on every worker must land in the same warehouse and store.
             "PERSONAFLOW_WAREHOUSE_URL": s.warehouse_url,
+            # With the Spark warehouse: every task's session on the same master, catalog and confs (a
+            # task that fell back to the defaults would start local[*] on another metastore dir).
+            "PERSONAFLOW_SPARK_MASTER": s.spark_master,
+            "PERSONAFLOW_SPARK_DIR": str(s.spark_dir),
+            "PERSONAFLOW_SPARK_CONF": ",".join(s.spark_conf),
             "PERSONAFLOW_REDIS_URL": s.redis_url,
             "PERSONAFLOW_SERVE_WORKERS": str(s.serve_workers),
         }

@@ -420,6 +420,12 @@ def point_in_time(store: Any, purchases: pd.DataFrame, service: str = "recommend
         keys = list(store.get_feature_view(projection.name).join_keys)
         columns = [f.name for f in projection.features]
         entity = out[[*keys, "event_timestamp"]].drop_duplicates().reset_index(drop=True)
+        if entity.empty:
+            # no purchase left (an earlier view had features for none: a first night, whose only
+            # snapshot is tonight's): nothing to join, and Feast's Spark store cannot upload an empty
+            # entity frame (pyspark infers no schema from it)
+            out = out.assign(**{c: pd.Series([], dtype=object) for c in columns})
+            continue
         refs = [f"{projection.name}:{c}" for c in columns]
         found = store.get_historical_features(entity_df=entity, features=refs).to_df()
         found = found.assign(event_timestamp=_utc(found["event_timestamp"])).dropna(subset=columns, how="all")

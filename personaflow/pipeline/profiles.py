@@ -39,7 +39,7 @@ def segments(as_of: date, s: Settings) -> dict[str, Any]:
     except TooFewUsers as exc:
         return skipped("segments", as_of, s, str(exc))
     started = time.perf_counter()
-    behaviour = read_mart(location(s), behaviour_sql(), [])
+    behaviour = read_mart(location(s), behaviour_sql(engine=engine_of(location(s))), [])
     # in user_id order: the warehouse returns rows in no set order, and K-means' seeded starts pick rows
     # by position (a re-run must write the same personas)
     behaviour = behaviour.loc[behaviour["user_id"].isin(profile["user_id"])].sort_values("user_id")
@@ -92,11 +92,25 @@ def _with_review_counts(warehouse: wh.Location, profile: Any) -> Any:
 
 # Today's features in the shape of marts.churn_labels' (the model was fitted at past cut-offs).
 # Only buyers: churn_labels only has users who bought before a cut-off, so the model knows no others.
+# Days between two dates: an integer on DuckDB and PostgreSQL, an interval on Spark (hence datediff).
 _CHURN_FEATURES_NOW = """
-    select user_id, recency_days, frequency, monetary,
-        as_of_date - cast(first_purchase_ts as date) as days_since_first_purchase,
+    select user_id, recency_days, frequency, monetary, {days_since_first} as days_since_first_purchase,
         n_orders_90d from marts.user_features where as_of_date = $1 and frequency > 0
 """
+_DAYS_SINCE_FIRST = {
+    "duckdb": "as_of_date - cast(first_purchase_ts as date)",
+    "postgres": "as_of_date - cast(first_purchase_ts as date)",
+    "spark": "datediff(as_of_date, cast(first_purchase_ts as date))",
+}
+
+
+def engine_of(where: wh.Location) -> str:
+    """The dialect a warehouse location speaks: duckdb, postgres or spark (a connection's `engine`)."""
+    return "spark" if wh.is_spark(where) else "postgres" if wh.is_postgres(where) else "duckdb"
+
+
+def churn_features_sql(engine: str) -> str:
+    return _CHURN_FEATURES_NOW.format(days_since_first=_DAYS_SINCE_FIRST[engine])
 
 
 def _log_span(warehouse: wh.Location, as_of: date) -> str:
@@ -152,7 +166,8 @@ def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str
         result = train_churn(with_demographics(labels, customers), seed=s.seed)
     except CannotTrain as exc:
         return skipped("churn", as_of, s, str(exc))
-    today = with_demographics(read_mart(location(s), _CHURN_FEATURES_NOW, [as_of]), customers, when=as_of)
+    now_sql = churn_features_sql(engine_of(location(s)))
+    today = with_demographics(read_mart(location(s), now_sql, [as_of]), customers, when=as_of)
     now = score_users(result.model, today, result.features)
     s.features_dir.mkdir(parents=True, exist_ok=True)
     path = s.features_dir / "churn_scores.parquet"

@@ -4,10 +4,11 @@ recency / frequency / monetary, with k chosen for use and a name, description an
 The RFM segment (marts.user_features.rfm_segment) says *how much and how lately* a customer buys; a persona
 says *how* they buy, so a campaign can be cut by both ("Champions" × "bulk re-stockers").
 
-- `BEHAVIOUR_SQL`: one row per buyer of behaviour features, aggregated inside the warehouse (DuckDB or
-  PostgreSQL) from the usable purchase and return lines. Memory in Python: O(buyers × features); the
-  engine groups by (user, order) and (user, item), so its work is linear in the lines (the gaps' window
-  sorts each user's orders: O(orders log orders)), never customers × customers or customers × items.
+- `BEHAVIOUR_SQL`: one row per buyer of behaviour features, aggregated inside the warehouse (DuckDB,
+  PostgreSQL or Spark: `behaviour_sql(engine=...)`) from the usable purchase and return lines. Memory
+  in Python: O(buyers × features); the engine groups by (user, order) and (user, item), so its work is
+  linear in the lines (the gaps' window sorts each user's orders: O(orders log orders)), never
+  customers × customers or customers × items.
 - `fit_personas`: K-means on the scaled features for each k, an admissibility rule, a stated criterion.
   Memory O(buyers × features × k); the silhouette, quadratic in the rows it scores, scores a fixed-seed
   sample of at most `SILHOUETTE_SAMPLE` buyers, and above `MINIBATCH_ABOVE` buyers MiniBatchKMeans
@@ -78,18 +79,16 @@ orders as (
     from lines group by user_id, order_key
 ),
 gaps as (
-    select user_id,
-        extract(epoch from order_ts - lag(order_ts) over (partition by user_id order by order_ts, order_key))
-            / 86400.0 as gap_days
+    select user_id, {gap_seconds} / 86400.0 as gap_days
     from orders
 ),
 per_order as (
     select user_id, count(*) as n_orders,
-        avg(cast(n_items as double precision)) as basket_items,
-        avg(cast(order_value as double precision)) as basket_value,
-        avg(cast(n_categories as double precision)) as basket_categories,
-        avg(case when extract(dow from order_ts) in (0, 6) then 1.0 else 0.0 end) as weekend_share,
-        avg(case when extract(hour from order_ts) >= 17 then 1.0 else 0.0 end) as evening_share
+        avg(cast(n_items as {double})) as basket_items,
+        avg(cast(order_value as {double})) as basket_value,
+        avg(cast(n_categories as {double})) as basket_categories,
+        avg(case when {weekend} then 1e0 else 0e0 end) as weekend_share,
+        avg(case when extract(hour from order_ts) >= 17 then 1e0 else 0e0 end) as evening_share
     from orders group by user_id
 ),
 per_item as (
@@ -98,14 +97,14 @@ per_item as (
 ),
 rebuy as (
     -- over the buyers with two orders or more (one order: nothing could be bought again, so null)
-    select user_id, avg(case when n_orders >= 2 then 1.0 else 0.0 end) as rebuy_share
+    select user_id, avg(case when n_orders >= 2 then 1e0 else 0e0 end) as rebuy_share
     from per_item where user_id in (select user_id from orders group by user_id having count(*) >= 2)
     group by user_id
 ),
 per_line as (
     select user_id,
-        cast(sum(quantity) as double precision) / count(*) as units_per_line,
-        cast(sum(revenue) as double precision) / nullif(sum(quantity), 0) as unit_price,
+        cast(sum(quantity) as {double}) / count(*) as units_per_line,
+        cast(sum(revenue) as {double}) / nullif(sum(quantity), 0) as unit_price,
         sum(revenue) as gross_value,
         count(distinct category) as n_categories
     from lines group by user_id
@@ -122,8 +121,8 @@ returned as (
 select per_order.user_id, per_order.n_orders, per_order.basket_items, per_order.basket_value,
     per_order.basket_categories, per_line.units_per_line, per_line.unit_price, per_line.n_categories,
     rebuy.rebuy_share,
-    coalesce(cast(returned.returned_value as double precision), 0.0)
-        / nullif(cast(per_line.gross_value as double precision), 0) as return_rate,
+    coalesce(cast(returned.returned_value as {double}), 0.0)
+        / nullif(cast(per_line.gross_value as {double}), 0) as return_rate,
     per_order.weekend_share, per_order.evening_share, regularity.mean_gap_days, regularity.gap_cv
 from per_order
 join per_line on per_order.user_id = per_line.user_id
@@ -134,11 +133,34 @@ order by per_order.user_id
 """
 
 
+# What the dialects spell differently (DuckDB and PostgreSQL read the same SQL): Spark has no `double
+# precision`, no epoch of an interval (SPARK-33500: timestamps only), and numbers the days of the week
+# from Sunday = 1 (DuckDB and PostgreSQL: Sunday = 0), so its weekend is 1 and 7. The shares average
+# `1e0`/`0e0` (a double on DuckDB and Spark): Spark's average of the decimal `1.0` keeps 5 places only.
+_ORDER_GAP = "over (partition by user_id order by order_ts, order_key)"
+DIALECTS = {
+    "duckdb": {
+        "double": "double precision",
+        "gap_seconds": f"extract(epoch from order_ts - lag(order_ts) {_ORDER_GAP})",
+        "weekend": "extract(dow from order_ts) in (0, 6)",
+    },
+    "spark": {
+        "double": "double",
+        "gap_seconds": f"(unix_micros(order_ts) - unix_micros(lag(order_ts) {_ORDER_GAP})) / 1e6",
+        "weekend": "dayofweek(order_ts) in (1, 7)",
+    },
+}
+DIALECTS["postgres"] = DIALECTS["duckdb"]
+
+
 def behaviour_sql(
-    events: str = "intermediate.int_events_as_of", items: str = "intermediate.int_items"
+    events: str = "intermediate.int_events_as_of",
+    items: str = "intermediate.int_items",
+    engine: str = "duckdb",
 ) -> str:
-    """BEHAVIOUR_SQL over the named relations (the nightly marts' usable events and items by default)."""
-    return BEHAVIOUR_SQL.format(events=events, items=items)
+    """BEHAVIOUR_SQL over the named relations (the nightly marts' usable events and items by default), in
+    the dialect of `engine` (a connection's `engine`: duckdb, postgres or spark)."""
+    return BEHAVIOUR_SQL.format(events=events, items=items, **DIALECTS[engine])
 
 
 @dataclass

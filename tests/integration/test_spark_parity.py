@@ -249,6 +249,30 @@ def test_the_warehouse_dollar_markers_bind_on_spark_and_literals_stay_text(built
             con.execute("select count(*) from raw.batches where batch_date = ?", [day])
 
 
+def test_the_profile_stages_sql_reads_the_same_on_spark(built):
+    """The SQL the profile stages send to the warehouse (the personas' behaviour features, today's churn
+    features) in Spark's dialect gives DuckDB's numbers: Spark numbers the weekdays from Sunday = 1, has
+    no epoch of an interval, makes an interval of date - date, and averages the decimal 1.0 to 5 places
+    (personaflow/profiles/personas.py, personaflow/pipeline/profiles.py)."""
+    from personaflow.pipeline.profiles import churn_features_sql
+    from personaflow.profiles.personas import behaviour_sql
+
+    got: dict[str, list[pd.DataFrame]] = {}
+    for engine, where in (("duckdb", built["duck"]), ("spark", built["spark"])):
+        with wh.connect(where, read_only=True) as con:
+            got[engine] = [con.execute(behaviour_sql(engine=engine)).df(),
+                           con.execute(churn_features_sql(engine), [AS_OF]).df()]  # fmt: skip
+    behaviour = got["duckdb"][0]
+    assert len(behaviour) > 500 and (behaviour["weekend_share"] > 0).any()  # the real log sells on Sundays
+    for duck, on_spark in zip(got["duckdb"], got["spark"], strict=True):
+        duck, on_spark = (f.sort_values("user_id").set_index("user_id") for f in (duck, on_spark))
+        assert list(on_spark.index) == list(duck.index) and len(duck) > 100
+        assert sorted(on_spark.columns) == sorted(duck.columns)
+        for column in duck.columns:
+            a, b = on_spark[column].astype(float).to_numpy(), duck[column].astype(float).to_numpy()
+            assert np.allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True), column
+
+
 def test_canonical_rows_tell_engines_apart():
     """The comparison can fail: a cent, a NULL or a day of difference changes the hash."""
     days = pd.to_datetime(["2011-01-01", "2011-01-02"])

@@ -4,6 +4,10 @@ starts one)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +89,52 @@ def test_forget_leaves_the_spark_warehouse_files_to_spark(tmp_path: Path) -> Non
     assert set(_files(s)) == {landing}
     on_duckdb = Settings(home=tmp_path)  # a Spark dir that is not the warehouse is files like any other
     assert part in set(_files(on_duckdb))
+
+
+def test_the_embedded_metastore_is_locked_a_shared_one_is_not(tmp_path: Path) -> None:
+    local = spark.confs(warehouse.location(Settings(home=tmp_path, warehouse_url="spark")))
+    assert spark.embedded_metastore(local)
+    shared = Settings(home=tmp_path, warehouse_url="spark", spark_master="yarn",
+                      spark_conf="spark.hadoop.hive.metastore.uris=thrift://metastore:9083")  # fmt: skip
+    assert not spark.embedded_metastore(spark.confs(warehouse.location(shared)))
+
+
+def _holder(directory: Path, seconds: float) -> subprocess.Popen:
+    """Another process holding the metastore lock for `seconds` (as a night's other task would)."""
+    code = (
+        "import time; from pathlib import Path; from personaflow.core import spark; "
+        f"h = spark.hold_metastore(Path({str(directory)!r})); print('held', flush=True); "
+        f"time.sleep({seconds})"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_process_waits_for_the_metastore_and_gives_up_with_a_reason(tmp_path: Path) -> None:
+    holder = _holder(tmp_path, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(spark.SparkError, match="stayed held by another process"):
+            spark.hold_metastore(tmp_path, timeout=1.5)
+        assert time.monotonic() - started >= 1.5
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder gone (its lock went with it), the metastore is free at once
+    started = time.monotonic()
+    spark.hold_metastore(tmp_path, timeout=5).close()
+    assert time.monotonic() - started < 2
+
+
+def test_the_next_holder_waits_for_the_previous_holders_jvm_to_exit(tmp_path: Path) -> None:
+    # the previous holder's JVM (here a stand-in) outlives its Python process by a moment
+    jvm = subprocess.Popen(["sleep", "3"])
+    (tmp_path / "metastore.lock").write_text(str(jvm.pid))
+    waiter = threading.Thread(target=jvm.wait)  # its parent reaps it, as init would
+    waiter.start()
+    started = time.monotonic()
+    spark.hold_metastore(tmp_path, timeout=30).close()
+    waited = time.monotonic() - started
+    waiter.join()
+    assert jvm.returncode == 0 and waited >= 1.0, waited
