@@ -59,7 +59,7 @@ java:
 # leaves a core idle; the units of work (a module, or the modules sharing one server stack) are in
 # tests/conftest.py. TEST_PROCESSES=0 runs it in one process.
 # The Airflow night on Spark (tests/e2e/test_e2e_spark.py, a JVM per task) is `make test-spark`'s: with it
-# the suite took 24 min on 2 cores, without it about 17.
+# the suite took 24 min on 2 cores, without it 19.
 TEST_PROCESSES ?= 2
 SPARK_NIGHT = tests/e2e/test_e2e_spark.py
 test: install browser servers java
