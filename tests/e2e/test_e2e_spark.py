@@ -23,10 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from personaflow.ops.airflow_service import worker_pids
 from personaflow.ops.demo import free_port
-from personaflow.orchestration.orchestrate import DAG_ID
-from tests.e2e_helpers import TASKS, run_day, running_stack
+from tests.e2e_helpers import assert_night_on_the_workers, print_task_times, run_day, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -55,24 +53,16 @@ def spark_night(tmp_path_factory, inbox, postgres_server, redis_server):
         ready = time.perf_counter() - started
         run = run_day(stack, stack.last, timeout=1800)
         print(f"\nnight on Spark + celery: {run.seconds:.0f} s (history and Airflow start {ready:.0f} s)")
+        print_task_times(stack, run)
         yield stack, run
 
 
 def test_the_night_runs_on_spark_task_by_task_on_the_celery_workers(spark_night):
     stack, run = spark_night
-    assert run.state == "success", run.tasks
-    assert set(run.tasks) == TASKS
-    states = dict(run.tasks)
-    assert states.pop("profiles.churn") == "skipped", states  # 21 days of log: no churn model
-    assert all(state == "success" for state in states.values()), states
-    tis = {ti["task_id"]: ti for ti in stack.client.task_instances(DAG_ID, run.run_id)}
-    nodes = {w["node"] for w in worker_pids(stack.s).values()}
-    hosts = {ti["hostname"] for ti in tis.values() if ti["state"] == "success"}
-    assert hosts and hosts <= nodes, f"tasks ran on {hosts}, not only on the workers {nodes}"
+    tis = assert_night_on_the_workers(stack, run)
     # every warehouse task was a process of its own: the catalog outlived each one
     processes = {(tis[t]["hostname"], tis[t]["pid"]) for t in SPARK_TASKS}
     assert len(processes) == len(SPARK_TASKS), processes
-    assert stack.s.production_pointer.exists(), "the night promoted no model"
 
 
 def test_the_night_landed_in_the_spark_catalog_and_redis_not_in_duckdb(spark_night):
