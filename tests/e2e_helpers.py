@@ -1,7 +1,8 @@
 """Session fixtures for the end-to-end tests: a generated shop, a real SMTP server, and ONE running
 Airflow (standalone: api-server, scheduler, dag-processor, triggerer) shared by the scheduler tests and
 the browser test, so its ~30 s start is paid once; `airflow_celery_stack` is the same in celery mode
-(two workers, PostgreSQL metadata DB, Redis broker). Registered in conftest.py.
+(two workers, PostgreSQL metadata DB, Redis broker). Registered in conftest.py, which stops each of
+the two after the last test that uses it (`close_stack`), not at the session's end.
 
 Nothing here patches os.environ for the session: the settings are built once from a private
 environment and everything Airflow runs gets them through `orchestrate.airflow_env`.
