@@ -11,8 +11,10 @@ Feast's online store on the test Redis, on db numbers of their own (the celery s
 test_e2e_celery.py may be running on the same servers). The history before the night (20 days of a
 400-user shop) is loaded by a `personaflow ingest` child, as a shop would from the CLI.
 
-Kept to one night on a tiny shop: each Spark task pays its JVM's start, which is most of this module's
-time (21 min here with the machine at load 10-18, the night itself 1,099 s of it; not measured idle).
+Kept to one night on a tiny shop: each Spark task pays its JVM's start and warm-up, which is most of
+this module's time. Measured alone at load average 8-13 (not idle): 1,369 s with the JVM's default JIT
+(the night 1,237 s), 898 s since local mode runs the driver with the quick JIT alone (the night 756 s;
+per task: docs/guides/spark.md). `pytest -s` prints each task's time.
 """
 
 from __future__ import annotations
