@@ -77,8 +77,11 @@ _HELD: dict[Path, IO[str]] = {}  # the metastore locks this process holds, by Sp
 _MISSING = {"TABLE_OR_VIEW_NOT_FOUND", "SCHEMA_NOT_FOUND", "PATH_NOT_FOUND"}
 
 
-# The local driver's JIT: the quick compiler only (why: `confs`).
-LOCAL_JIT = "-XX:TieredStopAtLevel=1"
+# The local driver's JIT: the quick compiler only (why: `confs`). With C1 alone the JVM shrinks its code
+# cache to 48 MB (the old client VM's size); a long local session (the parity test's two months: every
+# dbt model, GX, Feast, forget) generates enough classes through Janino to fill it, and the JVM then
+# fails ("Out of space in CodeCache for adapters"). 240 MB is the size it has with C2 on.
+LOCAL_JIT = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 # Confs whose value a shop's PERSONAFLOW_SPARK_CONF extends instead of replacing (JVM options).
 _APPENDED = {"spark.driver.extraJavaOptions"}
 
