@@ -27,7 +27,7 @@ os.environ.update(
 # Session fixtures of the end-to-end tests (one Airflow for test_e2e.py and test_e2e_ui.py).
 # A real PostgreSQL and Redis for the scale-path tests (tests/_servers.py).
 from tests._servers import postgres_server, postgres_url, redis_server, redis_url  # noqa: E402,F401
-from tests.e2e_helpers import airflow_celery_stack, airflow_stack, good_run, inbox  # noqa: E402,F401
+from tests.e2e_helpers import airflow_celery_stack, airflow_stack, close_stack, good_run, inbox  # noqa: E402,F401
 
 TIERS = ("unit", "integration", "e2e")  # tests/<tier>/: what a test needs, and its marker
 
@@ -65,9 +65,15 @@ def pytest_xdist_make_scheduler(config, log):
     return ByUnit(config, log)
 
 
+# The last collected test of each shared stack's unit: the stack is stopped when that test is done.
+# (A test deselected later, by -k, only means the stack runs to the session's end, as before.)
+_LAST_OF_STACK: dict[str, str] = {}
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test under tests/<tier>/ carries that tier's marker (`pytest -m unit`); on a parallel run
-    the longest units come first (stable: file order kept within and after them)."""
+    the longest units come first (stable: file order kept within and after them); the last test of
+    each shared stack's unit is noted for `pytest_runtest_teardown`."""
     for item in items:
         parts = Path(str(item.path)).resolve().relative_to(_REPO / "tests").parts
         if len(parts) > 1 and parts[0] in TIERS:
@@ -75,6 +81,20 @@ def pytest_collection_modifyitems(config, items):
     if config.getoption("dist", "no") != "no":
         rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
         items.sort(key=lambda item: rank.get(unit_of(item.nodeid), len(rank)))
+    _LAST_OF_STACK.clear()
+    for item in items:
+        if unit_of(item.nodeid) in SHARED_STACKS:
+            _LAST_OF_STACK[unit_of(item.nodeid)] = item.nodeid
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own teardown of the test's fixtures
+def pytest_runtest_teardown(item, nextitem):
+    """Stop a shared stack (airflow_stack, airflow_celery_stack) right after the last test of its unit
+    instead of at the session's end: the unit's modules run together on one process (xdist) or in file
+    order (serial), so no later test needs it, and an idle Airflow kept the other process's cores busy."""
+    unit = unit_of(item.nodeid)
+    if _LAST_OF_STACK.get(unit) == item.nodeid:
+        close_stack(unit)
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,8 @@
 """Session fixtures for the end-to-end tests: a generated shop, a real SMTP server, and ONE running
 Airflow (standalone: api-server, scheduler, dag-processor, triggerer) shared by the scheduler tests and
 the browser test, so its ~30 s start is paid once; `airflow_celery_stack` is the same in celery mode
-(two workers, PostgreSQL metadata DB, Redis broker). Registered in conftest.py.
+(two workers, PostgreSQL metadata DB, Redis broker). Registered in conftest.py, which stops each of
+the two after the last test that uses it (`close_stack`), not at the session's end.
 
 Nothing here patches os.environ for the session: the settings are built once from a private
 environment and everything Airflow runs gets them through `orchestrate.airflow_env`.
@@ -26,7 +27,7 @@ from aiosmtpd.controller import Controller
 from personaflow.core import settings as config
 from personaflow.core import warehouse
 from personaflow.ingest.generate import generate_shop, write_shop
-from personaflow.ops.airflow_service import down, port_open, start_airflow
+from personaflow.ops.airflow_service import down, port_open, start_airflow, worker_pids
 from personaflow.ops.demo import free_port
 from personaflow.orchestration.airflow_api import AirflowClient
 from personaflow.orchestration.orchestrate import DAG_ID, airflow_env
@@ -167,9 +168,37 @@ def running_stack(home: Path, inbox, settings: dict[str, str] | None = None) -> 
     assert not port_open(s.airflow_host, s.airflow_port), "Airflow still listens after `down`"
 
 
+# The shared stacks still running, by fixture name: `close_stack` stops one as soon as the last test
+# that uses it is done (tests/conftest.py), not at the session's end. An idle Airflow is not free: its
+# scheduler, DAG processor, triggerer and api-server (and the Celery stack's two workers) took ~8 CPU
+# s a minute here, and ~1.5 GB, for the rest of the session, on the two cores the other tests run on.
+_OPEN: dict[str, contextlib.ExitStack] = {}
+
+
+def close_stack(name: str) -> None:
+    """Stop the shared stack `name` now if it runs (its checks on `down` run here); a later request of
+    the fixture would get a stopped stack, so only the caller that knows no test needs it calls this."""
+    exits = _OPEN.pop(name, None)
+    if exits is not None:
+        started = time.perf_counter()
+        exits.close()
+        print(f"\n{name} stopped after its last test ({time.perf_counter() - started:.0f} s)")
+
+
+@contextlib.contextmanager
+def _shared(name: str, stack: contextlib.AbstractContextManager[Stack]) -> Iterator[Stack]:
+    with contextlib.ExitStack() as exits:
+        running = exits.enter_context(stack)
+        _OPEN[name] = exits
+        try:
+            yield running
+        finally:
+            _OPEN.pop(name, None)
+
+
 @pytest.fixture(scope="session")
 def airflow_stack(tmp_path_factory, inbox):
-    with running_stack(tmp_path_factory.mktemp("e2e"), inbox) as stack:
+    with _shared("airflow_stack", running_stack(tmp_path_factory.mktemp("e2e"), inbox)) as stack:
         yield stack
 
 
@@ -178,7 +207,8 @@ def airflow_celery_stack(tmp_path_factory, inbox, postgres_server, redis_server)
     """The same stack on the scale path: two celery workers, metadata DB and warehouse on the test
     PostgreSQL, Redis broker and online store."""
     settings = scale_settings(postgres_server, redis_server)
-    with running_stack(tmp_path_factory.mktemp("e2e-celery"), inbox, settings) as stack:
+    home = tmp_path_factory.mktemp("e2e-celery")
+    with _shared("airflow_celery_stack", running_stack(home, inbox, settings)) as stack:
         yield stack
 
 
@@ -189,6 +219,32 @@ def run_day(stack: Stack, day: date, timeout: float = 600) -> Run:
     run = stack.client.wait(DAG_ID, run_id, timeout=timeout)
     states = stack.client.task_states(DAG_ID, run_id)
     return Run(run_id, day, run["state"], states, time.perf_counter() - started)
+
+
+def print_task_times(stack: Stack, run: Run) -> None:
+    """Each task's time as Airflow recorded it, in start order (seen with `pytest -s`): where a night's
+    minutes go."""
+    tis = sorted(stack.client.task_instances(DAG_ID, run.run_id), key=lambda t: t["start_date"] or "")
+    for ti in tis:
+        print(f"  {ti['task_id']:<26} {ti['state']:<8} {ti['duration'] or 0:7.1f} s  from {ti['start_date']}")
+
+
+def assert_night_on_the_workers(stack: Stack, run: Run) -> dict[str, dict]:
+    """The night succeeded task by task on the Celery workers: every task of the DAG ran, churn was
+    skipped (21 days of log train no churn model), every other task succeeded, each on one of the
+    workers' nodes (never the scheduler's), and a model was promoted. Returns the task instances by
+    task id, for the caller's own checks (the pool, the process each task ran in)."""
+    assert run.state == "success", run.tasks
+    assert set(run.tasks) == TASKS
+    states = dict(run.tasks)
+    assert states.pop("profiles.churn") == "skipped", states
+    assert all(state == "success" for state in states.values()), states
+    tis = {ti["task_id"]: ti for ti in stack.client.task_instances(DAG_ID, run.run_id)}
+    nodes = {w["node"] for w in worker_pids(stack.s).values()}
+    hosts = {ti["hostname"] for ti in tis.values() if ti["state"] == "success"}
+    assert hosts and hosts <= nodes, f"tasks ran on {hosts}, not only on the workers {nodes}"
+    assert stack.s.production_pointer.exists(), "the night promoted no model"
+    return tis
 
 
 @pytest.fixture(scope="session")

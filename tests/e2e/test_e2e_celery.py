@@ -11,11 +11,10 @@ import pytest
 import redis
 
 from personaflow.core import warehouse
-from personaflow.ops.airflow_service import worker_pids
 from personaflow.ops.demo import free_port
-from personaflow.orchestration.orchestrate import DAG_ID, airflow_env
+from personaflow.orchestration.orchestrate import airflow_env
 from personaflow.serving.auth import read_token_file
-from tests.e2e_helpers import TASKS, run_day
+from tests.e2e_helpers import assert_night_on_the_workers, print_task_times, run_day
 
 pytestmark = pytest.mark.e2e
 
@@ -25,23 +24,14 @@ def scale_run(airflow_celery_stack):
     stack = airflow_celery_stack
     run = run_day(stack, stack.last, timeout=900)
     print(f"\nnightly on the scale stack: {run.seconds:.0f} s (start {stack.start_seconds:.0f} s)")
+    print_task_times(stack, run)
     return stack, run
 
 
 def test_nightly_run_succeeds_on_celery_workers(scale_run):
     stack, run = scale_run
-    assert run.state == "success", run.tasks
-    assert set(run.tasks) == TASKS
-    states = dict(run.tasks)
-    assert states.pop("profiles.churn") == "skipped", states  # 21 days of log: no churn model
-    assert all(state == "success" for state in states.values()), states
-    tis = stack.client.task_instances(DAG_ID, run.run_id)
-    nodes = {w["node"] for w in worker_pids(stack.s).values()}
-    hosts = {ti["hostname"] for ti in tis if ti["state"] == "success"}
-    assert hosts and hosts <= nodes, f"tasks ran on {hosts}, not only on the workers {nodes}"
-    train = next(ti for ti in tis if ti["task_id"] == "model.train")
-    assert train["pool"] == "gpu" and train["hostname"] in nodes
-    assert stack.s.production_pointer.exists(), "the night promoted no model"
+    tis = assert_night_on_the_workers(stack, run)
+    assert tis["model.train"]["pool"] == "gpu"  # on a worker's node: checked above for every task
 
 
 def test_the_night_landed_in_postgres_and_redis_not_in_the_embedded_stores(scale_run):

@@ -60,6 +60,24 @@ def test_a_cluster_master_binds_nothing_and_the_shop_confs_win(tmp_path: Path) -
     assert conf["spark.sql.shuffle.partitions"] == "200"
 
 
+def test_a_local_driver_uses_the_quick_jit_and_a_shop_can_append_its_own_jvm_options(tmp_path: Path) -> None:
+    local = spark.confs(warehouse.location(Settings(home=tmp_path, warehouse_url="spark")))
+    jit = spark.LOCAL_JIT.split()
+    options = local["spark.driver.extraJavaOptions"].split()
+    assert options[-len(jit):] == jit == ["-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m"]
+    # a cluster's driver keeps the JVM's default JIT: it runs no executor work
+    yarn = Settings(home=tmp_path, warehouse_url="spark", spark_master="yarn")
+    cluster = spark.confs(warehouse.location(yarn))
+    assert not set(jit) & set(cluster["spark.driver.extraJavaOptions"].split())
+    # the shop's options come last (the JVM takes a flag's last value); Derby's home stays
+    s = Settings(home=tmp_path, warehouse_url="spark",
+                 spark_conf="spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=4 -Xss4m")  # fmt: skip
+    options = spark.confs(warehouse.location(s))["spark.driver.extraJavaOptions"].split()
+    assert options[-2:] == ["-XX:TieredStopAtLevel=4", "-Xss4m"], options
+    assert f"-Dderby.system.home={(tmp_path / 'spark').resolve()}" in options
+    assert options.index(jit[0]) < options.index("-XX:TieredStopAtLevel=4")
+
+
 def test_spark_conf_entries_must_be_key_value(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="key=value"):
         Settings(home=tmp_path, spark_conf="spark.executor.memory")
