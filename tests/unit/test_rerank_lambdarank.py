@@ -85,8 +85,20 @@ def test_the_reranker_serves_lambdarank_alone_reproducibly_and_beats_random(shop
     assert evaluate(fn, split)["ndcg_at_10"] > random + 0.1
 
 
+def test_the_default_ranker_is_lambdarank_members_alone():
+    cfg = RerankConfig()
+    assert (
+        cfg.ensemble == 0 and cfg.trees is None and cfg.lambdarank is not None and cfg.lambdarank_members > 1
+    )
+
+
 def test_a_reranker_without_members_is_refused(shop_split_fitted):
     shop, split, fitted = shop_split_fitted
     source = purchases_source(shop.items.set_index("item_id"))
     with pytest.raises(ValueError, match="no member"):
-        fit_reranker(split, fitted, source, RerankConfig(Quotas(40, 20, 20, 20), ensemble=0, trees=None))
+        fit_reranker(
+            split,
+            fitted,
+            source,
+            RerankConfig(Quotas(40, 20, 20, 20), ensemble=0, trees=None, lambdarank=None),
+        )
