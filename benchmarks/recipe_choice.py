@@ -127,6 +127,9 @@ def main() -> None:
         )
         result[f"{key}_{name}_fit_cpu_s"] = row["fit_cpu_s"]
         result[f"{key}_{name}_fit_wall_s"] = row["fit_wall_s"]
+        for part in ("serve_fit_cpu_s", "serve_fit_wall_s"):  # the re-ranker's serving fit, once kept
+            if part in row:
+                result[f"{key}_{name}_{part}"] = row[part]
         if row.get("note"):
             result[f"{key}_{name}_note"] = row["note"]
     for name in BASELINES:  # context on the test window: what the gate will compare the choice with

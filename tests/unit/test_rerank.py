@@ -22,6 +22,9 @@ from personaflow.training.rerank.candidates import (
 from personaflow.training.rerank.reranker import RerankConfig, _vote, fit_reranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# the DeepFM ensemble with its tree vote, as these tests were written for (the default ranker is now
+# LambdaRank members: tests/unit/test_rerank_lambdarank.py)
+DEEPFM = {"trees": TreesConfig(), "lambdarank": None}
 
 
 # Cut = 2025-02-20 - 30 days = 2025-01-21. Rows on/after the cut are the test window.
@@ -122,7 +125,7 @@ def test_reranked_scores_give_every_user_k_finite_items_and_beat_random():
     fitted = fit_model("bpr", split, FitConfig(epochs=2, val_days=10, dim=16, device="cpu"))
     source, quotas = purchases_source(shop.items.set_index("item_id")), Quotas(40, 20, 20, 20)
     trained = DeepFMConfig(epochs=6, patience=2, lr=5e-3, batch_users=8, device="cpu")
-    scores_fn, info = fit_reranker(split, fitted, source, RerankConfig(quotas, trained, ensemble=1))
+    scores_fn, info = fit_reranker(split, fitted, source, RerankConfig(quotas, trained, ensemble=1, **DEEPFM))
     assert info["train_rows"] == info["train_lists"] * 40 and 0 < info["positive_rate"] < 1
     assert 0.3 < info["candidate_recall_val"] <= 1 and 0.3 < info["candidate_recall_test"] <= 1
 
@@ -137,19 +140,23 @@ def test_reranked_scores_give_every_user_k_finite_items_and_beat_random():
 
     # an untrained DeepFM ranks below the pool's repeat-buy order on the held-out lists: it is not served
     untrained = DeepFMConfig(epochs=1, lr=1e-7, device="cpu")
-    fallback_fn, fallback = fit_reranker(split, fitted, source, RerankConfig(quotas, untrained))
+    fallback_fn, fallback = fit_reranker(
+        split, fitted, source, RerankConfig(quotas, untrained, ensemble=5, **DEEPFM)
+    )
     assert fallback["fallback"] and fallback["holdout_ndcg_at_10"] < fallback["holdout_prior_ndcg_at_10"]
     assert evaluate(fallback_fn, split)["ndcg_at_10"] > random + 0.1
 
     # an ensemble of three (seeds 42, 43, 44, each with its own held-out slice) averages their logits:
     # another order than the first member alone, as good as chance allows on this shop
-    trio_fn, trio = fit_reranker(split, fitted, source, RerankConfig(quotas, trained, ensemble=3))
+    trio_fn, trio = fit_reranker(split, fitted, source, RerankConfig(quotas, trained, ensemble=3, **DEEPFM))
     assert trio["ensemble"] == 3 and info["ensemble"] == 1 and trio["tree_rounds"] > 0
     trio_scores = trio_fn(users)
     assert ((trio_scores > 1.0).sum(axis=1) == 40).all()
     assert (np.argsort(-trio_scores, axis=1)[:, :10] != np.argsort(-scores, axis=1)[:, :10]).any()
     assert evaluate(trio_fn, split)["ndcg_at_10"] > random + 0.1
     # without the tree vote: DeepFMs alone, another order
-    bare_fn, bare = fit_reranker(split, fitted, source, RerankConfig(quotas, trained, ensemble=3, trees=None))
+    bare_fn, bare = fit_reranker(
+        split, fitted, source, RerankConfig(quotas, trained, ensemble=3, trees=None, lambdarank=None)
+    )
     assert bare["tree_rounds"] == 0
     assert (np.argsort(-bare_fn(users), axis=1)[:, :10] != np.argsort(-trio_scores, axis=1)[:, :10]).any()

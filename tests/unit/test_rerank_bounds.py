@@ -39,7 +39,10 @@ def small_reranker(split, fitted, shop):
     source = purchases_source(shop.items.set_index("item_id"))
     model = DeepFMConfig(epochs=2, patience=1, lr=5e-3, batch_users=8, device="cpu")
     return fit_reranker(
-        split, fitted, source, RerankConfig(Quotas(30, 15, 15, 15), model, ensemble=1, trees=None)
+        split,
+        fitted,
+        source,
+        RerankConfig(Quotas(30, 15, 15, 15), model, ensemble=1, trees=None, lambdarank=None),
     )[0]
 
 
@@ -58,9 +61,11 @@ def test_the_reranker_trains_on_at_most_its_budget_of_lists(split, fitted, shop)
     source = purchases_source(shop.items.set_index("item_id"))
     model = DeepFMConfig(epochs=2, patience=1, lr=5e-3, batch_users=8, device="cpu")
     quotas = Quotas(30, 15, 15, 15)
-    full_fn, full = fit_reranker(split, fitted, source, RerankConfig(quotas, model, ensemble=1, trees=None))
+    full_fn, full = fit_reranker(
+        split, fitted, source, RerankConfig(quotas, model, ensemble=1, trees=None, lambdarank=None)
+    )
     assert full["train_lists"] > 20  # the budget below binds
-    cfg = RerankConfig(quotas, model, ensemble=1, trees=None, max_lists=20, windows=2)
+    cfg = RerankConfig(quotas, model, ensemble=1, trees=None, lambdarank=None, max_lists=20, windows=2)
     small_fn, small = fit_reranker(split, fitted, source, cfg)
     assert small["train_lists"] <= 20 and small["train_rows"] == small["train_lists"] * 30
     users = np.array([split.maps.user_index[u] for u in sorted(split.test_truth)])
@@ -76,7 +81,9 @@ def test_the_test_views_candidate_recall_reads_a_seeded_sample_of_its_truth_user
 
     source = purchases_source(shop.items.set_index("item_id"))
     model = DeepFMConfig(epochs=1, patience=1, lr=5e-3, batch_users=8, device="cpu")
-    cfg = RerankConfig(Quotas(30, 15, 15, 15), model, ensemble=1, trees=None, recall_users=15)
+    cfg = RerankConfig(
+        Quotas(30, 15, 15, 15), model, ensemble=1, trees=None, lambdarank=None, recall_users=15
+    )
     assert len(split.test_truth) > 30  # the sample binds
     built = []
     real_chunks = CandidateBuilder.chunks
