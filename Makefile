@@ -14,7 +14,11 @@ export UV_COMPILE_BYTECODE := 1
 
 install: $(VENV)/.installed
 
+# LightGBM's wheel (the re-ranker's LambdaRanks) links the system's OpenMP runtime; a slim Debian image
+# lacks it, so it is installed from Debian once if missing, as the servers below are.
 $(VENV)/.installed: pyproject.toml requirements.lock
+	ldconfig -p | grep -q 'libgomp.so.1 ' || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libgomp1)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.9
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_FLAGS) -r requirements.lock
