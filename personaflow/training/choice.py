@@ -81,6 +81,10 @@ PROBE_SHARE = 8  # sparse options: fitted on 1/8 of the users first to estimate 
 # learned options on a shop this big: one epoch on 1/8 of the users first (below it the first epoch
 # itself is seconds and fit.py's first-epoch rule refuses as cheaply)
 PROBE_LEARNED_MIN_USERS = 50_000
+# the larger learned probe holds at most this many users (1/8 of the 100k shop the rule was measured on):
+# past 100k customers the probes' share shrinks, so refusing SASRec at 1M customers costs what it costs at
+# 100k, not ten times more (its two probe epochs took 716 s wall at 1M, loaded machine)
+PROBE_LEARNED_USERS = 12_500
 N_BOOT = 1000
 # most epochs per learned option (early stopping usually ends sooner): fixed, the same for every shop.
 # SASRec's best epoch on Online Retail was 2-4 (issue 21); 10 leaves room and keeps its worst case
@@ -184,10 +188,11 @@ def _probe_split(split: Split, seed: int, share: int = PROBE_SHARE) -> Split:
     return replace(split, train=split.train[split.train["user_id"].isin(set(keep))], maps=maps)
 
 
-def _probe_learned(name: str, base: Recipe, split: Split, features, epochs: int) -> float:
-    """Per torch thread CPU seconds a learned fit is expected to take, as fit.py's first-epoch rule
-    counts them (one epoch x its most epochs), from one epoch on a seeded 1/(2 PROBE_SHARE) and one on
-    a 1/PROBE_SHARE of the users: on a big shop the first epoch itself is minutes (SASRec at 1M
+def _probe_learned(name: str, base: Recipe, split: Split, features, epochs: int) -> tuple[float, int]:
+    """(Per torch thread CPU seconds a learned fit is expected to take, as fit.py's first-epoch rule
+    counts them (one epoch x its most epochs), the probes' share): from one epoch on a seeded 1/(2 share)
+    and one on a 1/share of the users, share = PROBE_SHARE up to 100k customers, PROBE_LEARNED_USERS in
+    the larger probe above: on a big shop the first epoch itself is minutes (SASRec at 1M
     customers), spent only to be refused. An epoch costs a part fixed in users (its validation sample,
     the catalogue's side) plus a part per user; the two probes give both, so the fixed part is not
     multiplied."""
@@ -196,18 +201,19 @@ def _probe_learned(name: str, base: Recipe, split: Split, features, epochs: int)
         exclude_bought=base.exclude_bought,
     )  # fmt: skip
     costs = []
-    for share in (2 * PROBE_SHARE, PROBE_SHARE):
+    share = max(PROBE_SHARE, round(split.maps.n_users / PROBE_LEARNED_USERS))
+    for probe_share in (2 * share, share):
         # the epoch's validation sample shrinks with the users too (the full fit's is capped at
         # cfg.val_users, reached on a big shop): else the probes' evaluation looks fixed-cost-free
         # and per user, and the estimate overstated SASRec at 100k customers 2.5 times
-        probe_cfg = replace(cfg, val_users=max(1, cfg.val_users // share))
+        probe_cfg = replace(cfg, val_users=max(1, cfg.val_users // probe_share))
         started = fit_clock()
-        fit_model(name, _probe_split(split, base.seed, share), probe_cfg, features=features)
+        fit_model(name, _probe_split(split, base.seed, probe_share), probe_cfg, features=features)
         costs.append((fit_clock() - started) / (2 if name in REFIT else 1))  # a probe refits once too
     small, large = costs
-    per_user_part = max(large - small, 0.0) * 2 * PROBE_SHARE  # the per-user cost of all the users
-    per_epoch = max(large, large - per_user_part / PROBE_SHARE + per_user_part)
-    return per_epoch * most_epochs(name, replace(cfg, epochs=epochs))
+    per_user_part = max(large - small, 0.0) * 2 * share  # the per-user cost of all the users
+    per_epoch = max(large, large - per_user_part / share + per_user_part)
+    return per_epoch * most_epochs(name, replace(cfg, epochs=epochs)), share
 
 
 def _tie(best: Option, other: Option, seed: int) -> tuple[bool, dict[str, float]]:
@@ -244,14 +250,14 @@ def _fit_option(
     epochs = min(base.epochs, MAX_EPOCHS.get(name, base.epochs))
     if name in MODELS and split.maps.n_users >= PROBE_LEARNED_MIN_USERS:
         try:
-            option.estimate_cpu_s = _probe_learned(name, base, split, features, epochs)
+            option.estimate_cpu_s, share = _probe_learned(name, base, split, features, epochs)
         except ValueError:  # too few rows in the probe for a validation view: the first epoch decides
             option.estimate_cpu_s = None
         if option.estimate_cpu_s is not None and option.estimate_cpu_s > budget_s:
             option.status = "refused"
             option.note = (
-                f"estimated {option.estimate_cpu_s:.3g} CPU-s (one epoch from probes on 1/{2 * PROBE_SHARE} "
-                f"and 1/{PROBE_SHARE} of the users, x its most epochs) > budget {budget_s:.3g}"
+                f"estimated {option.estimate_cpu_s:.3g} CPU-s (one epoch from probes on 1/{2 * share} "
+                f"and 1/{share} of the users, x its most epochs) > budget {budget_s:.3g}"
             )
             return option, None
     cpu, wall = _cpu(), time.perf_counter()

@@ -198,3 +198,21 @@ def test_item_knn_is_priced_by_its_products_at_the_shops_density_not_the_probes(
     build(Recipe(model="item_knn", val_days=7), split)
     spent = time.process_time() - started
     assert 0.5 < estimate / spent < 2.0, (estimate, spent)  # by the users alone: a fifth at 100k
+
+
+def test_past_the_probe_size_the_learned_probes_keep_their_users_not_their_share(monkeypatch):
+    """At 1M customers 1/8 of the users made SASRec's refusal cost two long epochs: the larger probe
+    holds at most PROBE_LEARNED_USERS users, so its share of a bigger shop shrinks."""
+    from personaflow.training import choice as choice_mod
+
+    split, base = _shop(rebuy=False)
+    monkeypatch.setattr(choice_mod, "PROBE_LEARNED_MIN_USERS", 0)
+    monkeypatch.setattr(choice_mod, "PROBE_LEARNED_USERS", split.maps.n_users / 20)
+    sizes = []
+    real_split = choice_mod._probe_split
+    monkeypatch.setattr(
+        choice_mod, "_probe_split", lambda s, seed, share=8: sizes.append(share) or real_split(s, seed, share)
+    )
+    choice = choose(split, base, options=("popularity", "sasrec"), rerank=False, budget_s=1e-9)
+    row = choice.report["options"]["sasrec"]
+    assert sizes == [40, 20] and "probes on 1/40 and 1/20" in row["note"], (sizes, row["note"])
