@@ -79,6 +79,28 @@ def _gain(with_: dict, without: dict, prefix: str, seed: int) -> dict[str, float
     }
 
 
+def _write(result: dict, args: argparse.Namespace, key: str, started: float, load_before: float) -> None:
+    import torch
+
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    shops = sorted({*str(previous.get("data", "")).split(", "), args.data} - {""})
+    result.update(
+        {
+            f"{key}_wall_s": round(time.perf_counter() - started, 1),
+            "data": ", ".join(shops),
+            "protocol": f"time cut: last {args.test_days} days test, the {args.test_days} before them "
+            "validation",
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            f"{key}_load_avg_1m_before": round(load_before, 2),
+            # other jobs' load below half the cores when the run started
+            f"{key}_machine_idle": load_before < 0.5 * (os.cpu_count() or 1),
+        }
+    )
+    print(json.dumps(result, indent=2))
+    merge_results(RESULTS, result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,6 +109,10 @@ def main() -> None:
     parser.add_argument("--test-days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-choose", action="store_true", help="skip the choice over sparse options")
+    parser.add_argument(
+        "--choose-options", default="popularity,repeat_buy,repeat_cadence",
+        help="the choice's options (add tifu,item_knn for the whole sparse set: minutes more)",
+    )
     parser.add_argument("--rerank", action="store_true", help="also the re-ranker with and without cadence")
     parser.add_argument("--ensemble", type=int, default=1, help="DeepFMs averaged in --rerank (night: 5)")
     args = parser.parse_args()
@@ -94,9 +120,9 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from personaflow.training.evaluation.baselines import popularity_ranking
-    from personaflow.training.evaluation.cadence import cadence_table
-    from personaflow.training.evaluation.metrics import per_user_metrics
+    from personaflow.training.evaluation.baselines import SparseScores, popularity_ranking
+    from personaflow.training.evaluation.cadence import WEIGHTS, cadence_parts, cadence_table
+    from personaflow.training.evaluation.metrics import evaluate, per_user_metrics
     from personaflow.training.evaluation.rebuy import bought_matrix, decide_exclusion, excluding
     from personaflow.training.models.fit import validation_view
     from personaflow.training.recipe import Recipe, build
@@ -152,11 +178,18 @@ def main() -> None:
     for part in ("val", "test"):
         with_, without = per_user["repeat_cadence"][part], per_user["repeat_buy"][part]
         result.update(_gain(with_, without, f"{key}_cadence_{part}", args.seed))
+    # the test window at every weight of the grid (never read by the choice): would another have paid?
+    test_cadence = cadence_table(split)
+    result[f"{key}_cadence_test_curve"] = {
+        str(w): round(evaluate(SparseScores(*cadence_parts(split, w, test_cadence)), split)["ndcg_at_10"], 4)
+        for w in WEIGHTS
+    }
+    _write(result, args, key, started, load_before)  # each phase's figures are kept if a later one stops
 
     if not args.no_choose:
         from personaflow.training.choice import choose
 
-        options = ("popularity", "repeat_buy", "repeat_cadence", "tifu", "item_knn")
+        options = tuple(args.choose_options.split(","))
         base = Recipe(epochs=1, dim=64, seed=args.seed, val_days=args.test_days, exclude_bought=exclude)
         cpu = time.process_time()
         choice = choose(split, base, None, rerank=False, options=options)
@@ -171,6 +204,7 @@ def main() -> None:
         test_fn = LoadedModel.of(choice.built.exported, split.maps, popular).scores
         result.update(_parts(per_user_metrics(test_fn, split), f"{key}_chosen_test"))
         tifu = choice.fits.get("tifu")
+        _write(result, args, key, started, load_before)
     else:
         tifu = None
 
@@ -201,23 +235,7 @@ def main() -> None:
             result.update(_gain(runs["cadence"][part], runs["plain"][part], f"{key}_rerank_cadence_{part}",
                                 args.seed))  # fmt: skip
 
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    shops = sorted({*str(previous.get("data", "")).split(", "), args.data} - {""})
-    result.update(
-        {
-            f"{key}_wall_s": round(time.perf_counter() - started, 1),
-            "data": ", ".join(shops),
-            "protocol": f"time cut: last {args.test_days} days test, the {args.test_days} before them "
-            "validation",
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            f"{key}_load_avg_1m_before": round(load_before, 2),
-            f"{key}_machine_idle": load_before < 0.5 * (os.cpu_count() or 1),
-        }
-    )
-    print(json.dumps(result, indent=2))
-    merge_results(RESULTS, result)
-
+    _write(result, args, key, started, load_before)
 
 if __name__ == "__main__":
     main()

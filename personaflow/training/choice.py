@@ -361,7 +361,7 @@ def _try_cadence(
     if not pays:
         option.note = f"cadence does not pay over {plain.name} ({interval})"
         return plain, False
-    option.note, plain.note = "kept", f"cadence pays ({interval}): the re-ranker with it goes on"
+    option.note = f"kept: cadence pays over {plain.name} ({interval})"
     return option, True
 
 
