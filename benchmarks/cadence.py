@@ -4,12 +4,13 @@ On a real shop, the retail-30d protocol (the last 30 days test, the 30 before th
 1. the cheap retrieval: repeat_cadence (repeat-buy x (1 + weight x due), the weight chosen on the
    validation view) against repeat-buy, validation and test NDCG@10 overall, on repeat items and on
    explore items, with the paired bootstrap 95 % interval of the per-user gain, and the fit's CPU s;
-   then (`--choose`, default on) the nightly choice (training/choice.py) over the sparse options
-   popularity, repeat_buy, repeat_cadence, tifu, item_knn: which it picks and why.
-2. (`--rerank`) the re-ranker over TIFU-KNN with and without the cadence cross features in its pools,
-   trained at the validation cut and scored on the validation view (what the choice compares), and
-   trained as the night does and scored on the test window. `--ensemble` lowers the DeepFMs averaged
-   (the night's default is 5; the figures say which was used) to keep the comparison affordable.
+   then (unless `--no-choose`) the nightly choice (training/choice.py) over popularity, repeat_buy and
+   repeat_cadence (`--choose-options` adds tifu, item_knn): which it picks and why.
+2. (`--rerank`) the re-ranker over TIFU-KNN (or `--retrieval repeat_buy`) with and without the cadence
+   cross features in its pools, trained at the validation cut and scored on the validation view (what
+   the choice compares), and trained as the night does and scored on the test window. `--ensemble`
+   lowers the DeepFMs averaged (the night's default is 5; the figures say which was used) to keep the
+   comparison affordable.
 
 The validation figures of repeat_cadence use the weight tuned on that same view (as TIFU-KNN's are in the
 choice): they are the choice's numbers, optimistic for the tuned model; the test window decides.
@@ -114,6 +115,10 @@ def main() -> None:
         help="the choice's options (add tifu,item_knn for the whole sparse set: minutes more)",
     )
     parser.add_argument("--rerank", action="store_true", help="also the re-ranker with and without cadence")
+    parser.add_argument(
+        "--retrieval", default="tifu", choices=("tifu", "repeat_buy"),
+        help="the re-ranker's retrieval in --rerank (the night's on Online Retail: tifu)",
+    )
     parser.add_argument("--ensemble", type=int, default=1, help="DeepFMs averaged in --rerank (night: 5)")
     args = parser.parse_args()
 
@@ -214,28 +219,37 @@ def main() -> None:
         from personaflow.training.rerank.reranker import RerankConfig, fit_reranker
 
         features = purchases_source(None)
-        base = Recipe(model="tifu", seed=args.seed, val_days=args.test_days, exclude_bought=exclude)
-        tifu = tifu or build(base, split)
+        retrieval = args.retrieval
+        base = Recipe(model=retrieval, seed=args.seed, val_days=args.test_days, exclude_bought=exclude)
+        tifu = tifu if retrieval == "tifu" and tifu is not None else build(base, split)
         plain_cfg = RerankConfig(ensemble=args.ensemble, model=replace(RerankConfig().model, seed=args.seed))
         result[f"{key}_rerank_ensemble"] = args.ensemble
-        result[f"{key}_rerank_retrieval"] = "tifu"
-        runs: dict[str, dict] = {}
-        for label, cfg in (("plain", plain_cfg), ("cadence", replace(plain_cfg, quotas=replace(
-                plain_cfg.quotas, cadence=True)))):  # fmt: skip
-            cpu = time.process_time()
-            at_val = _rerank_at_validation(tifu, val, base, features, cfg)
-            val_per_user = per_user_metrics(at_val if bought is None else excluding(at_val, bought), val)
-            scores_fn, info = fit_reranker(split, tifu.fitted, features, cfg)
-            runs[label] = {"val": val_per_user, "test": per_user_metrics(scores_fn, split)}
-            result[f"{key}_rerank_{label}_fit_cpu_s"] = round(time.process_time() - cpu, 1)
-            for part in ("val", "test"):
+        result[f"{key}_rerank_retrieval"] = retrieval
+        cadence_cfg = replace(plain_cfg, quotas=replace(plain_cfg.quotas, cadence=True))
+        runs: dict[str, dict] = {"plain": {}, "cadence": {}}
+        # the test window first (trained as the night trains it), then the validation view (trained one
+        # cut earlier, as the choice compares them); each figure is written as soon as it exists
+        for part in ("test", "val"):
+            for label, cfg in (("plain", plain_cfg), ("cadence", cadence_cfg)):
+                cpu = time.process_time()
+                if part == "val":
+                    at_val = _rerank_at_validation(tifu, val, base, features, cfg)
+                    runs[label][part] = per_user_metrics(
+                        at_val if bought is None else excluding(at_val, bought), val
+                    )
+                else:
+                    scores_fn, info = fit_reranker(split, tifu.fitted, features, cfg)
+                    runs[label][part] = per_user_metrics(scores_fn, split)
+                    recall = round(info["candidate_recall_test"], 4)
+                    result[f"{key}_rerank_{label}_candidate_recall_test"] = recall
+                result[f"{key}_rerank_{label}_{part}_fit_cpu_s"] = round(time.process_time() - cpu, 1)
                 result.update(_parts(runs[label][part], f"{key}_rerank_{label}_{part}"))
-            result[f"{key}_rerank_{label}_candidate_recall_test"] = round(info["candidate_recall_test"], 4)
-        for part in ("val", "test"):
+                _write(result, args, key, started, load_before)
             result.update(_gain(runs["cadence"][part], runs["plain"][part], f"{key}_rerank_cadence_{part}",
                                 args.seed))  # fmt: skip
 
     _write(result, args, key, started, load_before)
+
 
 if __name__ == "__main__":
     main()
