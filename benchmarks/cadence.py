@@ -18,6 +18,7 @@ choice): they are the choice's numbers, optimistic for the tuned model; the test
 Writes benchmarks/results/cadence.json (merged: one shop's run keeps the other's keys), flat keys
 `<shop>_<model>_<val|test>_<ndcg|repeat_ndcg|explore_ndcg>_at_10`,
 `<shop>_<model>_fit_cpu_s`, `<shop>_cadence_<val|test>_gain_ndcg_at_10[_ci_low|_ci_high]`,
+`<shop>_cadence_w<weight>_<val|test>_ndcg_at_10` (every weight of the grid, `0_5` = 0.5),
 `<shop>_rerank_cadence_...` with `--rerank`, sizes, `cores`, `load_avg_1m_before`, `machine_idle`.
 
     make bench-cadence                                  # Online Retail
@@ -178,17 +179,16 @@ def main() -> None:
             result.update(_parts(per_user[name][part], f"{key}_{name}_{part}"))
         if name == "repeat_cadence":
             result[f"{key}_cadence_weight"] = built.extra["cadence_weight"]
-            result[f"{key}_cadence_val_curve"] = {k: round(v, 4) for k, v in
-                                                  built.extra["cadence_val_ndcg_curve"].items()}  # fmt: skip
+            for weight, ndcg in built.extra["cadence_val_ndcg_curve"].items():  # flat keys, one per weight
+                result[f"{key}_cadence_w{weight.replace('.', '_')}_val_ndcg_at_10"] = round(ndcg, 4)
     for part in ("val", "test"):
         with_, without = per_user["repeat_cadence"][part], per_user["repeat_buy"][part]
         result.update(_gain(with_, without, f"{key}_cadence_{part}", args.seed))
     # the test window at every weight of the grid (never read by the choice): would another have paid?
     test_cadence = cadence_table(split)
-    result[f"{key}_cadence_test_curve"] = {
-        str(w): round(evaluate(SparseScores(*cadence_parts(split, w, test_cadence)), split)["ndcg_at_10"], 4)
-        for w in WEIGHTS
-    }
+    for w in WEIGHTS:
+        ndcg = evaluate(SparseScores(*cadence_parts(split, w, test_cadence)), split)["ndcg_at_10"]
+        result[f"{key}_cadence_w{str(w).replace('.', '_')}_test_ndcg_at_10"] = round(ndcg, 4)
     _write(result, args, key, started, load_before)  # each phase's figures are kept if a later one stops
 
     if not args.no_choose:
