@@ -203,6 +203,8 @@ def main() -> None:
         result[f"{key}_chosen"] = choice.report["chosen"]
         result[f"{key}_chosen_reason"] = choice.report["reason"]
         for name, row in choice.report["options"].items():
+            if row["status"] == "not tried":  # the re-ranker (switched off here)
+                continue
             if row["val_ndcg_at_10"] is not None:
                 result[f"{key}_choice_{name}_val_ndcg_at_10"] = round(row["val_ndcg_at_10"], 4)
             result[f"{key}_choice_{name}_fit_cpu_s"] = row["fit_cpu_s"]
