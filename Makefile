@@ -273,3 +273,12 @@ clean:
 .PHONY: bench-scale-night
 bench-scale-night: install
 	$(BIN)/python benchmarks/scale_night.py --features-series 100000 $(ARGS)
+
+# Repurchase cadence (issue 21, item 4): the cadence-aware repeat retrieval (repeat_cadence) against
+# repeat-buy, validation and test NDCG@10 overall, repeat and explore, with the paired gain interval and
+# fit CPU s, and the nightly choice over the sparse options; ARGS="--rerank --ensemble 1": the re-ranker
+# with and without the cadence cross features. ARGS="--data complete-journey" for the grocery shop.
+# Writes benchmarks/results/cadence.json.
+.PHONY: bench-cadence
+bench-cadence: install
+	$(BIN)/python benchmarks/cadence.py $(ARGS)

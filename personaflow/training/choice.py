@@ -2,7 +2,8 @@
 
 Options, in a fixed order of cost (cheapest first; the order is the tie-break, so the choice never
 depends on how busy the machine was while it measured):
-  popularity < repeat_buy < tifu (the baselines) < item_knn (collaborative, models/item_knn.py)
+  popularity < repeat_buy < repeat_cadence (repeat-buy weighted by how due each item is,
+  evaluation/cadence.py) < tifu (the baselines) < item_knn (collaborative, models/item_knn.py)
   < sasrec (sequence, models/sequence.py, at most MAX_EPOCHS epochs)
   < the DeepFM re-ranker over the chosen retrieval.
 
@@ -34,6 +35,12 @@ Rules:
   kept only when the paired bootstrap 95 % interval of its validation NDCG@10 gain over the re-ranker
   without them is above 0 (and the gain above TIE_EPS); otherwise the report says they do not pay.
   The re-ranker kept (with or without them) must then beat its retrieval as above.
+- Cadence (issue 21, item 4; where the shop re-buys: else bought items rank last and a rhythm has nothing
+  to reorder) is tried the same way over the re-ranker kept so far: trained again with each (user, item)'s
+  repurchase cadence in its pools (evaluation/cadence.py: typical interval, days since / interval, the
+  chance it is due in the window), kept only when its paired gain interval over that re-ranker is above
+  0 and the gain above TIE_EPS; recorded in the recipe (`cadence`), so the gate's re-fit keeps it. The
+  cheap retrieval with the same rhythm, repeat_cadence, competes with the other options as any does.
 Nothing here is tuned by hand per shop: the grids, the order and the rules are the same everywhere.
 """
 
@@ -52,6 +59,7 @@ from personaflow.training.data.features import FeatureSource
 from personaflow.training.data.interactions import IdMaps, Split
 from personaflow.training.evaluation.baselines import user_item_matrix
 from personaflow.training.evaluation.bootstrap import paired_bootstrap
+from personaflow.training.evaluation.cadence import WEIGHTS as CADENCE_WEIGHTS
 from personaflow.training.evaluation.metrics import ScoresFn, per_user_metrics
 from personaflow.training.evaluation.rebuy import bought_matrix, excluding
 from personaflow.training.evaluation.tifu import GRID as TIFU_GRID
@@ -70,9 +78,10 @@ from personaflow.training.models.fit import (
 from personaflow.training.recipe import FIT_BUDGET_S, SPARSE, Built, Recipe, baseline_parts, build
 
 log = logging.getLogger(__name__)
-OPTIONS = ("popularity", "repeat_buy", "tifu", "item_knn", "sasrec")  # cheapest first
+OPTIONS = ("popularity", "repeat_buy", "repeat_cadence", "tifu", "item_knn", "sasrec")  # cheapest first
 RERANK = "rerank"
 RERANK_DEMOGRAPHICS = "rerank+demographics"
+RERANK_CADENCE = "rerank+cadence"
 VAL_USERS = 5000  # validation users scored per option (a seeded sample on a big shop)
 TIE_EPS = 0.002  # NDCG@10 below which a gain is a tie whatever its interval
 FLOOR = ("popularity", "repeat_buy")  # one counting pass over the rows, no tuning: never refused, so a
@@ -92,7 +101,10 @@ N_BOOT = 1000
 MAX_EPOCHS = {"sasrec": 10}
 # fits of the whole model a sparse option's tuning needs (grid points at the validation cut + 1 final);
 # item-kNN is priced by its sparse products instead (_probe_item_knn)
-FITS = {"tifu": int(np.prod([len(v) for v in TIFU_GRID.values()])) + 1}
+FITS = {
+    "tifu": int(np.prod([len(v) for v in TIFU_GRID.values()])) + 1,
+    "repeat_cadence": len(CADENCE_WEIGHTS) + 1,
+}
 
 
 @dataclass
@@ -273,9 +285,11 @@ def _fit_option(
     return option, built
 
 
-def _rerank_at_validation(retrieval: Built, val: Split, base: Recipe, features: FeatureSource) -> ScoresFn:
+def _rerank_at_validation(
+    retrieval: Built, val: Split, base: Recipe, features: FeatureSource, cfg: Any = None
+) -> ScoresFn:
     """The re-ranker trained one cut earlier (lists from windows before the validation cut), scoring the
-    validation view: what it would have served there."""
+    validation view: what it would have served there. `cfg`: its RerankConfig (None: the defaults)."""
     from personaflow.training.rerank.reranker import fit_reranker
 
     fitted = retrieval.fitted
@@ -284,14 +298,16 @@ def _rerank_at_validation(retrieval: Built, val: Split, base: Recipe, features: 
         fitted.name, fitted.val_scores_fn, [], 0, fitted.device, fitted.scorer_at(earlier), earlier, None,
         fitted.scorer_at,
     )  # fmt: skip
-    return fit_reranker(val, at_val, features)[0]
+    return fit_reranker(val, at_val, features, cfg)[0]
 
 
-def _with_rerank(retrieval: Built, split: Split, base: Recipe, features: FeatureSource) -> Built:
+def _with_rerank(
+    retrieval: Built, split: Split, base: Recipe, features: FeatureSource, cfg: Any = None
+) -> Built:
     from personaflow.training.rerank.reranker import fit_reranker
 
     started = time.perf_counter()
-    reranked, info = fit_reranker(split, retrieval.fitted, features)
+    reranked, info = fit_reranker(split, retrieval.fitted, features, cfg)
     exported = export.with_rerank(retrieval.exported, reranked, split.maps.n_users)
     if base.exclude_bought:
         exported = replace(exported, exclude=bought_matrix(split))
@@ -329,6 +345,36 @@ def _try_demographics(
     option.note, plain.note = "kept", f"demographics pay ({interval}): the re-ranker with them goes on"
     option.estimate_cpu_s = option.fit_cpu_s / max(1, torch.get_num_threads())
     return option, demo_features
+
+
+def _try_cadence(
+    rows: dict[str, Option], ties: dict[str, Any], plain: Option, chosen: Built, val: Split, base: Recipe,
+    features: FeatureSource, sample: Split, bought: Any,
+) -> tuple[Option, bool]:  # fmt: skip
+    """The re-ranker trained again with the cadence cross features in its pools; (the re-ranker option to
+    go on with, whether cadence is kept): kept only when its paired gain interval over `plain` (the
+    re-ranker so far, with demographics where they paid) is above 0 and the gain above TIE_EPS."""
+    cfg = replace(base, rerank=True, cadence=True, demographics=False).rerank_config
+    option = rows[RERANK_CADENCE] = Option(RERANK_CADENCE, status="not tried")
+    cpu, wall = _cpu(), time.perf_counter()
+    try:
+        fn = _rerank_at_validation(chosen, val, base, features, cfg)
+        _scored(option, fn, sample, bought)
+        option.status = "scored"
+    except ValueError as exc:
+        option.status, option.note = "failed", str(exc)
+    option.fit_cpu_s, option.fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
+    if option.status != "scored":
+        return plain, False
+    tied, gain = _tie(option, plain, base.seed)
+    pays = option.val_ndcg_at_10 > plain.val_ndcg_at_10 and not tied
+    ties[RERANK_CADENCE] = {"pays": pays, **{f"vs_{plain.name}_{k}": v for k, v in gain.items()}}
+    interval = f"gain interval [{gain['gain_ci_low']:.4f}, {gain['gain_ci_high']:.4f}]"
+    if not pays:
+        option.note = f"cadence does not pay over {plain.name} ({interval})"
+        return plain, False
+    option.note = f"kept: cadence pays over {plain.name} ({interval})"
+    return option, True
 
 
 def choose(
@@ -407,6 +453,14 @@ def choose(
         if option.status == "scored" and customers is not None and len(customers):
             option, features = _try_demographics(rows, ties, option, chosen, val, base, features, customers,
                                                  sample, bought)  # fmt: skip
+        with_demographics, with_cadence = option.name == RERANK_DEMOGRAPHICS, False
+        if option.status == "scored" and base.exclude_bought:
+            rows[RERANK_CADENCE] = Option(RERANK_CADENCE, status="not tried")
+            rows[RERANK_CADENCE].note = "the shop does not re-buy: bought items rank last, no rhythm to use"
+        elif option.status == "scored":
+            option, with_cadence = _try_cadence(rows, ties, option, chosen, val, base, features, sample,
+                                                bought)  # fmt: skip
+        rerank_cfg = replace(base, rerank=True, cadence=with_cadence).rerank_config
         # The serving fit learns from as many lists, then scores every user's pool for the export: the
         # validation sample's scoring, per user, times the shop's users (linear, but at 1M customers the
         # export outweighs the fit). Per torch thread, as a learned fit's budget counts. (With
@@ -427,14 +481,15 @@ def choose(
                 )
             else:
                 cpu, wall = _cpu(), time.perf_counter()
-                chosen = _with_rerank(chosen, split, base, features)
+                chosen = _with_rerank(chosen, split, base, features, rerank_cfg)
                 option.serve_fit_cpu_s, option.serve_fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
                 option.fit_cpu_s += option.serve_fit_cpu_s
                 option.fit_wall_s += option.serve_fit_wall_s
                 # recorded with the model, so a gate re-fit of it (registry/fair.py) keeps the bands
-                demographics = option.name == RERANK_DEMOGRAPHICS
-                chosen_recipe = replace(chosen_recipe, rerank=True, demographics=demographics)
+                chosen_recipe = replace(chosen_recipe, rerank=True, demographics=with_demographics,
+                                        cadence=with_cadence)  # fmt: skip
                 with_demo = " with demographics" if chosen_recipe.demographics else ""
+                with_demo += " with cadence" if chosen_recipe.cadence else ""
                 reason += (
                     f"; the re-ranker{with_demo} over it beats it on validation (ndcg@10 "
                     f"{option.val_ndcg_at_10:.4f}, gain interval [{gain['gain_ci_low']:.4f}, "
@@ -444,7 +499,8 @@ def choose(
     report = {
         "chosen": winner.name
         + ("+rerank" if chosen_recipe.rerank else "")
-        + ("+demographics" if chosen_recipe.demographics else ""),
+        + ("+demographics" if chosen_recipe.demographics else "")
+        + ("+cadence" if chosen_recipe.cadence else ""),
         "reason": reason,
         "options": {name: o.row() for name, o in rows.items()},
         "comparisons": ties,

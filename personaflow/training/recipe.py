@@ -5,10 +5,12 @@ Recipes are recorded with every saved model (its params), so the gate can re-fit
 a candidate's cut when production's own artefact has seen the candidate's test window. That includes
 whether the re-ranker was kept with the customers' demographic bands (`demographics`, chosen where they
 pay: training/choice.py): a re-fit without them would be another model than the one that was promoted.
+The same holds for the re-ranker's repurchase-cadence features (`cadence`, evaluation/cadence.py).
 Baselines (repeat-buy, TIFU-KNN, popularity) are recipes too: servable models like any other, fitted
 in seconds (TIFU-KNN's parameters tuned on the validation view, never on the test window). So is
 item-kNN (models/item_knn.py), a collaborative model served the same way (sparse per-user scores) but
-not a gate baseline: it must beat them.
+not a gate baseline: it must beat them. So is repeat_cadence (evaluation/cadence.py): repeat-buy's scores
+weighted by how due each bought item is, its weight chosen on the validation view.
 """
 
 from __future__ import annotations
@@ -29,18 +31,20 @@ from personaflow.training.evaluation.baselines import (
     popularity_vector,
     user_item_matrix,
 )
+from personaflow.training.evaluation.cadence import cadence_parts, tune_cadence
 from personaflow.training.evaluation.rebuy import bought_matrix
 from personaflow.training.evaluation.tifu import TifuParams, tifu_parts, tune_tifu
 from personaflow.training.models import item_knn
 from personaflow.training.models.config import FitConfig
 from personaflow.training.models.fit import MODELS, FitResult, fit_model, validation_view
 from personaflow.training.rerank.hybrid import hybrid as blend_with_history
-from personaflow.training.rerank.reranker import fit_reranker
+from personaflow.training.rerank.reranker import RerankConfig, fit_reranker
 
 BASELINES = tuple(export.BASELINE_KINDS)
 COLLABORATIVE = ("item_knn",)  # fitted without epochs, served as sparse per-user scores like a baseline
-SPARSE = (*BASELINES, *COLLABORATIVE)
-SPARSE_KINDS = {**export.BASELINE_KINDS, "item_knn": "item-knn"}
+REPEAT_AWARE = ("repeat_cadence",)  # the same, from the user's own history: not a gate baseline either
+SPARSE = (*BASELINES, *COLLABORATIVE, *REPEAT_AWARE)
+SPARSE_KINDS = {**export.BASELINE_KINDS, "item_knn": "item-knn", "repeat_cadence": "repeat-cadence"}
 KNOWN = (*MODELS, *SPARSE)
 # CPU seconds a learned fit may be estimated to take (FitConfig.budget_s): above it the fit is refused
 # after its first epoch (models/fit.py OverBudget), never cut short. Its length is early stopping's.
@@ -60,27 +64,38 @@ class Recipe:
     # the re-ranker's user features include the demographic bands as of the cut (data/features.py
     # with_demographics); only meaningful with rerank, so a recipe without it never carries it
     demographics: bool = False
+    # the re-ranker's pools carry each (user, item)'s repurchase cadence (evaluation/cadence.py): only
+    # meaningful with rerank, as demographics
+    cadence: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in KNOWN:
             raise ValueError(f"unknown model {self.model!r}; choose one of {KNOWN}")
         if self.demographics and not self.rerank:
             raise ValueError("demographics=True is a re-ranker feature set: it needs rerank=True")
+        if self.cadence and not self.rerank:
+            raise ValueError("cadence=True is a re-ranker feature set: it needs rerank=True")
 
     @property
     def is_baseline(self) -> bool:
         return self.model in BASELINES and not self.rerank
 
     @property
-    def key(self) -> tuple[str, bool, bool, bool, bool]:
+    def key(self) -> tuple[str, bool, bool, bool, bool, bool]:
         """What makes two recipes the same model (epochs, seed and cut aside)."""
         hybrid = self.hybrid and self.model not in SPARSE
-        return (self.model, hybrid, self.rerank, self.exclude_bought, self.demographics)
+        return (self.model, hybrid, self.rerank, self.exclude_bought, self.demographics, self.cadence)
+
+    @property
+    def rerank_config(self) -> RerankConfig:
+        """The re-ranker's config for this recipe: the defaults, its pools with cadence when recorded."""
+        cfg = RerankConfig()
+        return replace(cfg, quotas=replace(cfg.quotas, cadence=True)) if self.cadence else cfg
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Recipe:
         """The recipe a saved model's params recorded (older models: bpr, as they were; models saved before
-        `demographics` was recorded read False, which is what their re-fit did then)."""
+        `demographics` or `cadence` was recorded read False, which is what their re-fit did then)."""
         rerank = bool(params.get("rerank", False))
         return cls(
             model=str(params.get("model", "bpr")), hybrid=bool(params.get("hybrid", False)),
@@ -89,6 +104,7 @@ class Recipe:
             val_days=int(params.get("holdout_days", 7)),
             exclude_bought=bool(params.get("exclude_bought", False)),
             demographics=rerank and bool(params.get("demographics", False)),
+            cadence=rerank and bool(params.get("cadence", False)),
         )  # fmt: skip
 
 
@@ -121,6 +137,10 @@ def baseline_parts(
         kparams, curve = item_knn.tune(val, exclude) if val is not None else (item_knn.KnnParams(), {})
         scores, fill = item_knn.knn_parts(split, kparams)
         return scores, fill, {"item_knn_params": asdict(kparams), "item_knn_val_ndcg_curve": curve}
+    if name == "repeat_cadence":
+        weight, curve = tune_cadence(val) if val is not None else (1.0, {})
+        scores, fill = cadence_parts(split, weight)
+        return scores, fill, {"cadence_weight": weight, "cadence_val_ndcg_curve": curve}
     raise ValueError(f"unknown baseline {name!r}; choose one of {SPARSE}")
 
 
@@ -130,6 +150,8 @@ def _parts_at(name: str, view: Split, info: dict) -> tuple[sp.csr_matrix, np.nda
         return tifu_parts(view, TifuParams(**info["tifu_params"]))
     if name == "item_knn":
         return item_knn.knn_parts(view, item_knn.KnnParams(**info["item_knn_params"]))
+    if name == "repeat_cadence":
+        return cadence_parts(view, info["cadence_weight"])
     return baseline_parts(name, view)[:2]
 
 
@@ -202,7 +224,7 @@ def build(
             exported = export.with_history(exported, *history_parts(split), info["weight"])
             extra = {"blend_weight": info["weight"], "blend_val_ndcg_curve": info["val_ndcg_curve"]}
     if recipe.rerank:
-        reranked, info = fit_reranker(split, fitted, rerank_features)
+        reranked, info = fit_reranker(split, fitted, rerank_features, recipe.rerank_config)
         exported = export.with_rerank(exported, reranked, split.maps.n_users)
         extra.update({f"rerank_{k}": v for k, v in info.items()})
     if recipe.exclude_bought:

@@ -41,9 +41,9 @@ def _spy_on_reranker(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     seen: list[tuple[str, ...]] = []
     real = recipe_module.fit_reranker
 
-    def spy(split, fitted, features):
+    def spy(split, fitted, features, *cfg):
         seen.append(features(split).user_categorical)
-        return real(split, fitted, features)
+        return real(split, fitted, features, *cfg)
 
     monkeypatch.setattr(recipe_module, "fit_reranker", spy)
     return seen

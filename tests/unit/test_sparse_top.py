@@ -108,7 +108,7 @@ def _real_split(shop: str):
 
 
 @pytest.mark.parametrize("shop", ["online-retail", "synthetic-norebuy"])
-@pytest.mark.parametrize("model", ["popularity", "repeat_buy", "tifu", "item_knn"])
+@pytest.mark.parametrize("model", ["popularity", "repeat_buy", "repeat_cadence", "tifu", "item_knn"])
 def test_the_gate_ranks_every_sparse_model_from_its_rows_exactly_as_the_dense_path(shop, model):
     split = _real_split(shop)
     exclude, _ = decide_exclusion(split)

@@ -9,17 +9,21 @@ so no source can crowd out the others; recent popularity fills up to `size`:
 - popularity: purchases in the last 30 days before the cut.
 Features per (user, candidate): retrieval score (per-user min-max) and rank; times bought (all and in
 the last 30 days) and days since last bought (NaN if never); co-purchase score; recent popularity;
-item and user re-buy rates; source flags; and, given item groups (category, brand), the user's share
-of purchases in the candidate's group.
+item and user re-buy rates; source flags; given item groups (category, brand), the user's share
+of purchases in the candidate's group; and, with `Quotas.cadence`, the pair's repurchase cadence
+(evaluation/cadence.py: its typical interval, days since / interval, and the chance it is due in the
+window; NaN, NaN and 0 for an item bought on fewer than 2 days or never).
 Everything is computed from `split.train` (rows before the split's cut) and the ScoresFn alone, so a
 validation view's candidates never see its validation window and the test's never see the test window.
 
 Memory (issue 21): the builder holds sparse per-(user, item) tables (nnz of the training rows), the
 item-item co-purchase cosine (at most the sum over baskets of basket size^2 entries) and, per item
-group column, a sparse users x groups share table. `build(users)` works on a dense chunk of
-len(users) x n_items per source; `chunks` cuts the users so one chunk holds at most CHUNK_CELLS
-(user, item) cells, whatever the shop's size. A pass over all users costs O(n_users x n_items) time,
-because a ScoresFn scores the whole catalogue; its memory stays that of one chunk plus the output.
+group column, a sparse users x groups share table; with cadence, a few numbers per bought (user, item)
+pair (evaluation/cadence.py, linear in the distinct (user, item, day) purchase rows). `build(users)`
+works on a dense chunk of len(users) x n_items per source; `chunks` cuts the users so one chunk holds at
+most CHUNK_CELLS (user, item) cells, whatever the shop's size. A pass over all users costs
+O(n_users x n_items) time, because a ScoresFn scores the whole catalogue; its memory stays that of one
+chunk plus the output.
 """
 
 from __future__ import annotations
@@ -38,12 +42,14 @@ from personaflow.training.evaluation.baselines import (
     recency_matrix,
     user_item_matrix,
 )
+from personaflow.training.evaluation.cadence import cadence_features, cadence_table
 from personaflow.training.evaluation.metrics import ScoresFn
 
 CROSS_FEATURES = (
     "ret_score", "ret_rank", "n_bought", "n_bought_recent", "days_since", "co_score", "pop_recent",
     "item_repeat_rate", "user_repeat_rate", "in_retrieval", "in_history", "in_copurchase",
 )  # fmt: skip
+CADENCE_FEATURES = ("cad_interval", "cad_ratio", "cad_due")  # with Quotas.cadence (issue 21, item 4)
 RECENT_DAYS = 30
 # at most this many (user, item) cells per chunk in `CandidateBuilder.chunks`: ~12 dense float64 arrays
 # of that size live at once in `build`, ~200 MB; retail-30d (3,625 items) keeps its 512-user chunks
@@ -56,6 +62,10 @@ class Quotas:
     retrieval: int = 50
     history: int = 50
     copurchase: int = 50
+    # the pools also carry the cadence cross features (CADENCE_FEATURES). Here, with the pool's shape,
+    # because every CandidateBuilder of a re-ranker is made from its config's quotas: the training
+    # windows' and the serving split's pools then always carry the same features
+    cadence: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class CandidateBuilder:
             retrieval=min(quotas.retrieval, n_items),
             history=min(quotas.history, n_items),
             copurchase=min(quotas.copurchase, n_items),
+            cadence=quotas.cadence,
         )
         self.counts = user_item_matrix(split).tocsr()
         self.recent = user_item_matrix(split, cut_time(split) - pd.Timedelta(days=RECENT_DAYS)).tocsr()
@@ -130,6 +141,8 @@ class CandidateBuilder:
         # of purchases in the candidate's group, a taste feature per group column.
         self.groups = np.zeros((n_items, 0), np.int64) if item_groups is None else np.asarray(item_groups)
         self.group_share = [self._share(self.groups[:, g]) for g in range(self.groups.shape[1])]
+        # the split's own cut and window: a training window's pools are as of its cut, as serving's
+        self.cadence = cadence_table(split) if self.quotas.cadence else None
 
     def _share(self, codes: np.ndarray) -> sp.csr_matrix:
         """users x groups share of purchases, sparse (a brand column has thousands of groups)."""
@@ -160,7 +173,8 @@ class CandidateBuilder:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return CROSS_FEATURES + tuple(f"group{g}_share" for g in range(self.groups.shape[1]))
+        groups = tuple(f"group{g}_share" for g in range(self.groups.shape[1]))
+        return CROSS_FEATURES + groups + (CADENCE_FEATURES if self.cadence is not None else ())
 
     def build(self, users: np.ndarray) -> Candidates:
         users = np.asarray(users, dtype=np.int64)
@@ -183,6 +197,8 @@ class CandidateBuilder:
         }
         for g, share in enumerate(self.group_share):
             feats[f"group{g}_share"] = _pairs(share[users], self.groups[items, g])
+        if self.cadence is not None:
+            feats.update(cadence_features(self.cadence, users, items))
         assert all(v.shape == (n, q.size) for v in feats.values())
         return Candidates(users, items, {k: v.astype(np.float32) for k, v in feats.items()})
 
