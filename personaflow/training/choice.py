@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -315,30 +316,45 @@ def _with_rerank(
     return Built(exported, retrieval.fitted, extra, retrieval.fit_seconds + time.perf_counter() - started)
 
 
-def _try_demographics(
-    rows: dict[str, Option], ties: dict[str, Any], plain: Option, chosen: Built, val: Split, base: Recipe,
-    features: FeatureSource, customers: Any, sample: Split, bought: Any,
-) -> tuple[Option, FeatureSource]:  # fmt: skip
-    """The re-ranker trained again with the users' demographic bands; (the re-ranker option to go on
-    with, its feature source): the one with demographics only when its paired gain interval over
-    `plain` is above 0."""
-    from personaflow.training.data.features import with_demographics
-
-    demo_features = with_demographics(features, customers)
-    option = rows[RERANK_DEMOGRAPHICS] = Option(RERANK_DEMOGRAPHICS, status="not tried")
+def _try_variant(
+    rows: dict[str, Option], ties: dict[str, Any], name: str, plain: Option,
+    at_validation: Callable[[], ScoresFn], seed: int, sample: Split, bought: Any,
+) -> tuple[Option, bool, str]:  # fmt: skip
+    """The re-ranker `plain` trained again another way (`at_validation` fits it and returns its
+    validation-view scorer), scored on the same validation users: (its option, whether it pays over
+    `plain`: a higher score and a paired gain interval above 0 with the gain above TIE_EPS, the interval
+    as text). Demographics and cadence are each tried this way."""
+    option = rows[name] = Option(name, status="not tried")
     cpu, wall = _cpu(), time.perf_counter()
     try:
-        _scored(option, _rerank_at_validation(chosen, val, base, demo_features), sample, bought)
+        _scored(option, at_validation(), sample, bought)
         option.status = "scored"
     except ValueError as exc:
         option.status, option.note = "failed", str(exc)
     option.fit_cpu_s, option.fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
     if option.status != "scored":
-        return plain, features
-    tied, gain = _tie(option, plain, base.seed)
+        return option, False, ""
+    tied, gain = _tie(option, plain, seed)
     pays = option.val_ndcg_at_10 > plain.val_ndcg_at_10 and not tied
-    ties[RERANK_DEMOGRAPHICS] = {"pays": pays, **{f"vs_rerank_{k}": v for k, v in gain.items()}}
-    interval = f"gain interval [{gain['gain_ci_low']:.4f}, {gain['gain_ci_high']:.4f}]"
+    ties[name] = {"pays": pays, **{f"vs_{plain.name}_{k}": v for k, v in gain.items()}}
+    return option, pays, f"gain interval [{gain['gain_ci_low']:.4f}, {gain['gain_ci_high']:.4f}]"
+
+
+def _try_demographics(
+    rows: dict[str, Option], ties: dict[str, Any], plain: Option, chosen: Built, val: Split, base: Recipe,
+    features: FeatureSource, customers: Any, sample: Split, bought: Any,
+) -> tuple[Option, FeatureSource]:  # fmt: skip
+    """The re-ranker trained again with the users' demographic bands; (the re-ranker option to go on
+    with, its feature source): the one with demographics only when it pays over `plain`."""
+    from personaflow.training.data.features import with_demographics
+
+    demo_features = with_demographics(features, customers)
+    option, pays, interval = _try_variant(
+        rows, ties, RERANK_DEMOGRAPHICS, plain,
+        lambda: _rerank_at_validation(chosen, val, base, demo_features), base.seed, sample, bought,
+    )  # fmt: skip
+    if option.status != "scored":
+        return plain, features
     if not pays:
         option.note = f"demographics do not pay over the re-ranker without them ({interval})"
         return plain, features
@@ -352,24 +368,15 @@ def _try_cadence(
     features: FeatureSource, sample: Split, bought: Any,
 ) -> tuple[Option, bool]:  # fmt: skip
     """The re-ranker trained again with the cadence cross features in its pools; (the re-ranker option to
-    go on with, whether cadence is kept): kept only when its paired gain interval over `plain` (the
-    re-ranker so far, with demographics where they paid) is above 0 and the gain above TIE_EPS."""
+    go on with, whether cadence is kept): kept only when it pays over `plain` (the re-ranker so far, with
+    demographics where they paid)."""
     cfg = replace(base, rerank=True, cadence=True, demographics=False).rerank_config
-    option = rows[RERANK_CADENCE] = Option(RERANK_CADENCE, status="not tried")
-    cpu, wall = _cpu(), time.perf_counter()
-    try:
-        fn = _rerank_at_validation(chosen, val, base, features, cfg)
-        _scored(option, fn, sample, bought)
-        option.status = "scored"
-    except ValueError as exc:
-        option.status, option.note = "failed", str(exc)
-    option.fit_cpu_s, option.fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
+    option, pays, interval = _try_variant(
+        rows, ties, RERANK_CADENCE, plain, lambda: _rerank_at_validation(chosen, val, base, features, cfg),
+        base.seed, sample, bought,
+    )  # fmt: skip
     if option.status != "scored":
         return plain, False
-    tied, gain = _tie(option, plain, base.seed)
-    pays = option.val_ndcg_at_10 > plain.val_ndcg_at_10 and not tied
-    ties[RERANK_CADENCE] = {"pays": pays, **{f"vs_{plain.name}_{k}": v for k, v in gain.items()}}
-    interval = f"gain interval [{gain['gain_ci_low']:.4f}, {gain['gain_ci_high']:.4f}]"
     if not pays:
         option.note = f"cadence does not pay over {plain.name} ({interval})"
         return plain, False
