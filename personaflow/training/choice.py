@@ -47,6 +47,7 @@ Nothing here is tuned by hand per shop: the grids, the order and the rules are t
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -77,6 +78,7 @@ from personaflow.training.models.fit import (
     validation_view,
 )
 from personaflow.training.recipe import FIT_BUDGET_S, SPARSE, Built, Recipe, baseline_parts, build
+from personaflow.training.rerank.reranker import RerankConfig
 
 log = logging.getLogger(__name__)
 OPTIONS = ("popularity", "repeat_buy", "repeat_cadence", "tifu", "item_knn", "sasrec")  # cheapest first
@@ -359,8 +361,18 @@ def _try_demographics(
         option.note = f"demographics do not pay over the re-ranker without them ({interval})"
         return plain, features
     option.note, plain.note = "kept", f"demographics pay ({interval}): the re-ranker with them goes on"
-    option.estimate_cpu_s = option.fit_cpu_s / max(1, torch.get_num_threads())
+    option.estimate_cpu_s = option.fit_cpu_s / _rerank_threads(base.rerank_config)
     return option, demo_features
+
+
+def _rerank_threads(cfg: RerankConfig) -> int:
+    """Threads the re-ranker's members fit on, the divisor of its CPU estimate: torch's where DeepFMs
+    are members, else the LambdaRanks' own (one by default: its CPU-s are its wall-s)."""
+    if cfg.ensemble:
+        return max(1, torch.get_num_threads())
+    if cfg.lambdarank is not None and cfg.lambdarank_members:
+        return max(1, cfg.lambdarank.threads or os.cpu_count() or 1)
+    return 1
 
 
 def _try_cadence(
@@ -470,10 +482,11 @@ def choose(
         rerank_cfg = replace(base, rerank=True, cadence=with_cadence).rerank_config
         # The serving fit learns from as many lists, then scores every user's pool for the export: the
         # validation sample's scoring, per user, times the shop's users (linear, but at 1M customers the
-        # export outweighs the fit). Per torch thread, as a learned fit's budget counts. (With
-        # demographics kept, their option's fit includes its own scoring, about the plain one's.)
+        # export outweighs the fit). Per thread the members fit on, as a learned fit's budget counts
+        # (one for the default LambdaRanks, torch's for DeepFMs). (With demographics kept, their
+        # option's fit includes its own scoring, about the plain one's.)
         export_cpu = scoring_cpu / max(1, len(sample.test_truth)) * split.maps.n_users
-        threads = max(1, torch.get_num_threads())
+        threads = _rerank_threads(rerank_cfg)
         option.estimate_cpu_s = (option.fit_cpu_s - scoring_cpu + export_cpu) / threads
         if option.status == "scored":
             tied, gain = _tie(option, winner, base.seed)

@@ -126,7 +126,7 @@ def with_rerank(emb: Embeddings, scores_fn, n_users: int, batch: int = 512) -> E
             blocks.append(sp.csr_matrix(np.where(block > 1.0, block, 0.0)))
     matrix = sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((0, emb.item_emb.shape[0]))
     return Embeddings(
-        f"{emb.kind}+deepfm", emb.user_emb, emb.item_emb, emb.item_bias, emb.history, emb.history_fill,
+        f"{emb.kind}+rerank", emb.user_emb, emb.item_emb, emb.item_bias, emb.history, emb.history_fill,
         emb.blend_weight, matrix,
     )  # fmt: skip
 

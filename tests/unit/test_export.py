@@ -108,7 +108,7 @@ def test_a_reranked_model_serves_its_frozen_candidates_first(store, warehouse):
         warehouse, holdout_days=7, seed=4, epochs=2, dim=8, model="bpr", rerank=True,
         features=purchases_source(None), serve_baseline=False,
     )  # fmt: skip
-    assert result["params"]["kind"] == "bpr-mf+deepfm" and result["params"]["rerank_pool_size"] > 0
+    assert result["params"]["kind"] == "bpr-mf+rerank" and result["params"]["rerank_pool_size"] > 0
     loaded = load_model(result["tag"])
     split = time_split(make_interactions(seed=8), holdout_days=7)
     assert evaluate(loaded.scores, split)["ndcg_at_10"] == pytest.approx(result["metrics"]["ndcg_at_10"])
