@@ -14,6 +14,7 @@ from personaflow.training.evaluation.tifu import (
     neighbour_mean,
     personal_vectors,
     search_method,
+    tifu,
     tifu_parts,
     tune_tifu,
 )
@@ -98,4 +99,21 @@ def test_tune_tifu_scores_only_validation_users_and_matches_the_full_search(shop
             full = (alpha * r + (1 - alpha) * near).tocsr()
             want = evaluate(lambda u, m=full: m[u].toarray() + fill, shop_split)["ndcg_at_10"]
             assert curve[str((decay, 30, alpha))] == pytest.approx(want, abs=1e-12)
+    assert curve[str((params.decay, 30, params.alpha))] == max(curve.values())
+
+
+def test_tune_tifu_scores_each_grid_point_as_the_served_model_ranks(shop_split):
+    """Each tuning row is cut to its `keep` best and lifted over the fill as tifu_parts does the served
+    model's (issue 21: the cut made the tuning 5x cheaper): with rows cut to 20 of 300 items, every point
+    of the curve is the NDCG@10 of the model tifu() would serve with those parameters, and the best is
+    picked."""
+    grid = {"decay": (0.8, 1.0), "neighbours": (30,), "alpha": (0.4, 0.8)}
+    params, curve = tune_tifu(shop_split, grid, search="exact", keep=20)
+    for decay, alpha in [(d, a) for d in grid["decay"] for a in grid["alpha"]]:
+        served = tifu(
+            shop_split, TifuParams(decay=decay, neighbours=30, alpha=alpha, keep=20, search="exact")
+        )
+        want = evaluate(served, shop_split)["ndcg_at_10"]
+        assert curve[str((decay, 30, alpha))] == pytest.approx(want, abs=1e-12)
+    assert params.keep == 20
     assert curve[str((params.decay, 30, params.alpha))] == max(curve.values())
