@@ -74,7 +74,9 @@ from personaflow.training.models.fit import (
     OverBudget,
     fit_clock,
     fit_model,
+    fit_threads,
     most_epochs,
+    torch_threads,
     validation_view,
 )
 from personaflow.training.recipe import FIT_BUDGET_S, SPARSE, Built, Recipe, baseline_parts, build
@@ -215,20 +217,23 @@ def _probe_learned(name: str, base: Recipe, split: Split, features, epochs: int)
         epochs=1, dim=base.dim, seed=base.seed, val_days=base.val_days, lr=3e-3,
         exclude_bought=base.exclude_bought,
     )  # fmt: skip
-    costs = []
     share = max(PROBE_SHARE, round(split.maps.n_users / PROBE_LEARNED_USERS))
-    for probe_share in (2 * share, share):
-        # the epoch's validation sample shrinks with the users too (the full fit's is capped at
-        # cfg.val_users, reached on a big shop): else the probes' evaluation looks fixed-cost-free
-        # and per user, and the estimate overstated SASRec at 100k customers 2.5 times
-        probe_cfg = replace(cfg, val_users=max(1, cfg.val_users // probe_share))
-        started = fit_clock()
-        fit_model(name, _probe_split(split, base.seed, probe_share), probe_cfg, features=features)
-        costs.append((fit_clock() - started) / (2 if name in REFIT else 1))  # a probe refits once too
-    small, large = costs
+    with torch_threads(fit_threads(name, cfg)):  # fit_clock divides by the threads the fit runs on
+        small, large = (_probe_cost(name, split, features, cfg, s) for s in (2 * share, share))
     per_user_part = max(large - small, 0.0) * 2 * share  # the per-user cost of all the users
     per_epoch = max(large, large - per_user_part / share + per_user_part)
     return per_epoch * most_epochs(name, replace(cfg, epochs=epochs)), share
+
+
+def _probe_cost(name: str, split: Split, features, cfg: FitConfig, probe_share: int) -> float:
+    """One epoch's fit_clock seconds on a seeded 1/probe_share of the users (_probe_learned)."""
+    # the epoch's validation sample shrinks with the users too (the full fit's is capped at
+    # cfg.val_users, reached on a big shop): else the probes' evaluation looks fixed-cost-free
+    # and per user, and the estimate overstated SASRec at 100k customers 2.5 times
+    probe_cfg = replace(cfg, val_users=max(1, cfg.val_users // probe_share))
+    started = fit_clock()
+    fit_model(name, _probe_split(split, cfg.seed, probe_share), probe_cfg, features=features)
+    return (fit_clock() - started) / (2 if name in REFIT else 1)  # a probe refits once too
 
 
 def _tie(best: Option, other: Option, seed: int) -> tuple[bool, dict[str, float]]:

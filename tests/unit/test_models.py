@@ -205,6 +205,34 @@ def test_the_same_data_and_seed_give_the_same_model_however_busy_the_machine(mon
     np.testing.assert_array_equal(busy.scores_fn(users), idle.scores_fn(users))
 
 
+def test_sasrec_fits_on_one_torch_thread_and_gives_torch_its_setting_back(monkeypatch):
+    """Issue 21: SASRec's epochs run on one torch thread (on a loaded 2-core machine two spun: 31 CPU-s an
+    epoch on Online Retail against 7 on one); cfg.threads=0 keeps torch's own setting; either way torch's
+    setting is back after the fit, and the budget's clock divides by the threads the fit ran on."""
+    import torch
+
+    import personaflow.training.models.fit as fit
+    from personaflow.training.models.sequence import SequenceLearner
+
+    seen: list[int] = []
+    real = SequenceLearner.epoch
+    monkeypatch.setattr(
+        SequenceLearner, "epoch", lambda self: seen.append(torch.get_num_threads()) or real(self)
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = FitConfig(epochs=2, patience=2, val_days=7, dim=8, seed=3, device="cpu", max_len=10)
+        fit_model("sasrec", _small_split(), cfg)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        fit_model("sasrec", _small_split(), FitConfig(**{**cfg.__dict__, "threads": 0}))
+        assert seen and set(seen) == {2} and torch.get_num_threads() == 2
+        assert fit.fit_threads("bpr", cfg) == 2 and fit.fit_threads("sasrec", cfg) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_top_per_row_keeps_each_rows_largest_lower_column_on_ties():
     """item-kNN's per-row cut against a row-by-row reference: value down, then column up; duplicates
     summed first (the sort relies on sum_duplicates leaving each row's columns ascending)."""

@@ -38,4 +38,7 @@ class FitConfig:
     # A shop without re-buys (personaflow/training/evaluation/rebuy.py): validation ranks bought items last
     # too.
     exclude_bought: bool = False
+    # torch threads the fit runs on (models/fit.py fit_threads); None: ONE_THREAD models on one, the others
+    # on torch's setting; 0: torch's setting
+    threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -41,6 +42,12 @@ log = logging.getLogger(__name__)
 MODELS = ("bpr", "sasrec", "gru", "two_tower")
 FEATURE_MODELS = ("two_tower",)  # these need `features=` in fit_model
 REFIT = ("bpr", "two_tower")  # refit on the whole training period for the best number of epochs
+# Fitted on one torch thread by default (FitConfig.threads None). SASRec's tensors are small (256 windows
+# x 50 tokens x 64 dims a step): a second thread buys little on idle cores, and on a loaded machine
+# torch's OpenMP threads spin waiting for each other. Measured on Online Retail's validation view (6,115
+# windows, 24 steps an epoch), load 12-15 on 2 cores: one epoch 31.0 CPU-s / 114 s wall on two threads,
+# 7.0 CPU-s / 42 s wall on one (issue 21: the option's fit had taken 346 CPU-s, over the 60 s bar).
+ONE_THREAD = ("sasrec",)
 
 
 class OverBudget(RuntimeError):
@@ -58,6 +65,25 @@ def fit_clock() -> float:
     the thread count (wall time would charge it for other jobs sharing the cores). Read only to refuse
     a fit up front, never to end one."""
     return time.process_time() / max(1, torch.get_num_threads())
+
+
+def fit_threads(name: str, cfg: FitConfig) -> int:
+    """Torch threads a fit of `name` runs on: cfg.threads when set (0: torch's setting), else one for the
+    ONE_THREAD models and torch's setting for the others."""
+    if cfg.threads is None:
+        return 1 if name in ONE_THREAD else torch.get_num_threads()
+    return cfg.threads or torch.get_num_threads()
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` inside, restored after (fit_clock divides by them inside)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def most_epochs(name: str, cfg: FitConfig) -> int:
@@ -113,6 +139,11 @@ def fit_model(
     if name in FEATURE_MODELS and features is None:
         raise ValueError(f"model {name!r} needs user/item features: pass features=<FeatureSource>")
     cfg = cfg or FitConfig()
+    with torch_threads(fit_threads(name, cfg)):
+        return _fit(name, split, cfg, features)
+
+
+def _fit(name: str, split: PurchaseSplit, cfg: FitConfig, features: FeatureSource | None) -> FitResult:
     device = cfg.device or default_device()
     torch.manual_seed(cfg.seed)
     val = validation_view(split, cfg.val_days)
