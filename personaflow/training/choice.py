@@ -101,8 +101,11 @@ PROBE_LEARNED_MIN_USERS = 50_000
 PROBE_LEARNED_USERS = 12_500
 N_BOOT = 1000
 # most epochs per learned option (early stopping usually ends sooner): fixed, the same for every shop.
-# SASRec's best epoch on Online Retail was 2-4 (issue 21); 10 leaves room and keeps its worst case
-# (first epoch x 10) inside the budget there (20 did not: 365 CPU-s estimated on 2 cores)
+# 10 keeps SASRec's worst case (first epoch x 10) inside the budget on Online Retail (20 did not: 365 CPU-s
+# estimated on 2 cores). Fewer would cost quality there: on one thread (models/fit.py ONE_THREAD) its
+# validation NDCG@10 was 0.085 after epoch 1, 0.120 after 4, 0.145 after 5 and 0.1865 for the best of
+# all 10 (early stopping never ended it), and the 10 epochs took 81 CPU-s (load 12-15 on 2 cores, 7-8 CPU-s
+# an epoch; issue 21)
 MAX_EPOCHS = {"sasrec": 10}
 # fits of the whole model a sparse option's tuning needs (grid points at the validation cut + 1 final);
 # item-kNN is priced by its sparse products instead (_probe_item_knn)
