@@ -13,7 +13,11 @@ snapshots are `features` tables partitioned by night, written by Spark from the 
 driver), the profile stages' files are read by Spark where they lie, and every source is a SparkSource
 over a query (personaflow/core/spark_features.py); the scratch store, the reused training rows and the
 intervals below are the same code. Memory on the driver there: the purchases (read from Spark in ranges
-of days) and the training set, as below, and one view's night at a time in Feast's materialization.
+of days) and the training set, as below, and one view's night at a time in Feast's materialization; in
+local mode what Feast hands back (materialization's night, the joined rows) comes as Parquet that Spark
+writes in the scratch window and pyarrow reads, never through the JVM's heap (issue 24: a `toPandas` of
+the first night's join ran the 2 GB driver out of memory at 10 M events).
+Only purchases some night can serve go to Feast (`joinable`): on a first night, none.
 
 Cost per night does not grow with the nights already run:
 - each view's source is a folder (`user_features.parquet/`, ...) of one Parquet file per as-of day;
@@ -56,7 +60,7 @@ from personaflow.core.feature_store import (
     open_store,
 )
 from personaflow.core.settings import Settings
-from personaflow.core.spark import SparkWarehouse, read_by_days
+from personaflow.core.spark import SparkWarehouse, is_local, read_by_days
 from personaflow.core.spark_features import (
     SPARK_TYPES,
     SnapshotTable,
@@ -352,9 +356,12 @@ def _scratch(
             for name, stamps in spark_nights.items()
         }
         queries = spark_queries(window, kept)
-    # On Spark the retrieval jobs' rows come back as Parquet that Spark writes under the window (removed
-    # with it), never through a driver-side collect (feature_store.spark_offline_store)
-    staging = window / STAGING_DIR if offline is not None else None
+    # On local Spark the retrieval jobs' rows come back as Parquet that Spark writes under the window
+    # (removed with it), never through a collect into the driver's heap, which in local mode is also
+    # every executor's (feature_store.spark_offline_store). On a cluster a bare path would name the
+    # cluster's default file system (HDFS), not one this process lists: there the rows are collected
+    # into the driver, whose heap is its own (PERSONAFLOW_SPARK_DRIVER_MEMORY).
+    staging = window / STAGING_DIR if offline is not None and is_local(offline.master) else None
     store = open_store(
         repo_dir, features_dir, redis_url, registry_dir=window, offline=offline, staging_dir=staging
     )
