@@ -149,6 +149,7 @@ def what_it_did(stage: str, result: dict) -> dict[str, object]:
         return {"expectations": result.get("expectations"), "rows": result.get("rows")}
     if stage == "features":
         return {"training_set_rows": result.get("training_set_rows"),
+                "training_rows_joined_tonight": result.get("training_rows_joined_tonight"),
                 "user_snapshot_rows": result.get("user_snapshot_rows"),
                 "stage_own_s": result.get("seconds")}  # fmt: skip
     return {}
