@@ -22,7 +22,9 @@ their subreaper and reaps it, so its CPU counts). On PostgreSQL the work happens
 backends: their CPU is added (`_server_cpu_s`, included in `_cpu_s`) and their memory given as PSS
 (`_server_peak_pss_mb`; shared buffers counted once), `_peak_total_mb` being client RSS + server PSS.
 PostgreSQL is a local durable cluster (personaflow/ops/local_servers.py), Spark runs `local[2]` with
-a 2 GB driver (its executors are threads of that JVM).
+a 2 GB driver heap (PERSONAFLOW_SPARK_DRIVER_MEMORY=2g, under the quarter of memory a local driver gets
+by default, so that the figures compare with earlier runs and leave memory to what else runs here; its
+executors are threads of that JVM).
 
 Each engine gets `--engine-timeout` seconds per size (default 25 min; with `--total-timeout`, at most
 an equal share of what is left of the run, `<engine>_<size>_budget_s`); a stage still running when it
@@ -68,7 +70,7 @@ SIZES = {
 ENGINES = ("duckdb", "postgres", "spark")
 STAGES = ("connect", "ingest", "transform", "mart_checks", "features")
 SPARK_MASTER = "local[2]"
-SPARK_CONF = "spark.driver.memory=2g"
+SPARK_DRIVER_MEMORY = "2g"
 
 
 def last_json(log: Path) -> dict:
@@ -120,7 +122,7 @@ def engine_env(engine: str, home: Path, landing: Path, pg_url: str | None) -> di
         env["PERSONAFLOW_WAREHOUSE_URL"] = str(pg_url)
     elif engine == "spark":
         env.update({"PERSONAFLOW_WAREHOUSE_URL": "spark", "PERSONAFLOW_SPARK_MASTER": SPARK_MASTER,
-                    "PERSONAFLOW_SPARK_CONF": SPARK_CONF})  # fmt: skip
+                    "PERSONAFLOW_SPARK_DRIVER_MEMORY": SPARK_DRIVER_MEMORY})  # fmt: skip
     return env
 
 
@@ -147,6 +149,7 @@ def what_it_did(stage: str, result: dict) -> dict[str, object]:
         return {"expectations": result.get("expectations"), "rows": result.get("rows")}
     if stage == "features":
         return {"training_set_rows": result.get("training_set_rows"),
+                "training_rows_joined_tonight": result.get("training_rows_joined_tonight"),
                 "user_snapshot_rows": result.get("user_snapshot_rows"),
                 "stage_own_s": result.get("seconds")}  # fmt: skip
     return {}
@@ -251,7 +254,8 @@ def main() -> None:
     load = os.getloadavg()
     out: dict[str, object] = {
         "cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-        "spark_master": SPARK_MASTER, "spark_conf": SPARK_CONF, "postgres_durable": True,
+        "spark_master": SPARK_MASTER, "spark_driver_memory": SPARK_DRIVER_MEMORY, "spark_conf": "",
+        "postgres_durable": True,
         "online_store": "sqlite (every engine)",
         "loadavg_1m_at_start": round(load[0], 2), "loadavg_5m_at_start": round(load[1], 2),
         # 2 cores shared with other work: not idle unless the load average says so

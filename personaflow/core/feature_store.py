@@ -109,14 +109,25 @@ def feast_redis_connection(url: str) -> str:
     return ",".join(out)
 
 
-def spark_offline_store(where: SparkWarehouse) -> dict[str, object]:
+def spark_offline_store(where: SparkWarehouse, staging: Path | None = None) -> dict[str, object]:
     """Feast's Spark offline store config for the warehouse's session. Feast takes the process's active
     SparkSession (personaflow/core/spark.py starts it with the Hive catalog the `features` tables live
-    in); the confs are what Feast would start one with if none ran, the same session as `spark.session`."""
+    in); the confs are what Feast would start one with if none ran, the same session as `spark.session`.
+
+    `staging`: a folder for the store's `staging_location`. With it a retrieval job's `to_arrow` (what
+    Feast's materialization reads a view's interval through, and what the features stage reads its
+    point-in-time rows through) has Spark write the rows as Parquet there and reads the files with
+    pyarrow; without it `to_arrow` is a `toPandas`, which gathers every partition's Arrow batches in the
+    driver JVM's heap before Python sees one ("serve-Arrow" OutOfMemoryError at 10 M events, issue 24).
+    Feast never removes what it writes there: give a scratch folder that is removed afterwards (on a
+    cluster one on shared storage, as the features dir)."""
     from personaflow.core.spark import confs
 
     conf = confs(where) | {"spark.master": where.master, "spark.sql.catalogImplementation": "hive"}
-    return {"type": "spark", "spark_conf": conf}
+    store: dict[str, object] = {"type": "spark", "spark_conf": conf}
+    if staging is not None:
+        store["staging_location"] = str(Path(staging).resolve())  # Feast takes only absolute local paths
+    return store
 
 
 @contextlib.contextmanager
@@ -141,6 +152,7 @@ def open_store(
     redis_url: str | None = None,
     registry_dir: Path | None = None,
     offline: SparkWarehouse | None = None,
+    staging_dir: Path | None = None,
 ):
     """A FeatureStore over our repo, its registry and SQLite online store under `features_dir`.
 
@@ -149,7 +161,8 @@ def open_store(
     URL (default: the PERSONAFLOW_REDIS_URL setting) the online store is Feast's redis store; the yaml
     keeps the embedded SQLite default (a yaml variable cannot switch the store's type and its fields
     together). With `offline` (a Spark warehouse) the offline store is Feast's Spark store on its
-    session: the registry the features stage applied there holds SparkSources, which only it reads."""
+    session: the registry the features stage applied there holds SparkSources, which only it reads;
+    `staging_dir` is its staging folder (`spark_offline_store`)."""
     import yaml
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
@@ -164,7 +177,7 @@ def open_store(
     if registry_dir is not None:  # a scratch registry over the same online store (the features stage)
         raw["registry"]["path"] = str(Path(registry_dir) / "registry.db")
     if offline is not None:
-        raw["offline_store"] = spark_offline_store(offline)
+        raw["offline_store"] = spark_offline_store(offline, staging_dir)
     if redis_url:
         raw["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
     config = RepoConfig(**raw)

@@ -9,6 +9,7 @@ BentoML, Airflow) are written once, at the process edge, by personaflow/core/too
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -128,6 +129,12 @@ class Settings(BaseSettings):
     # Further Spark confs, comma separated key=value (spark.executor.memory=8g,spark.executor.cores=4):
     # what a shop passes to spark-submit --conf. They win over the defaults personaflow/core/spark.py sets.
     spark_conf: CommaList = ()
+    # The Spark driver JVM's heap (spark.driver.memory: 4g, 3072m), set when the session starts its JVM.
+    # In local mode that JVM runs the executors' tasks too, so it is all the memory Spark computes in;
+    # empty: there a quarter of this machine's memory (its cgroup limit if lower), at least 1g and at most
+    # 8g (personaflow/core/spark.py: default_driver_memory), and on a cluster Spark's own default (the
+    # driver only plans and collects). A `spark.driver.memory` in PERSONAFLOW_SPARK_CONF wins over it.
+    spark_driver_memory: str = ""
     # A redis:// URL moves Feast's online store and the API's live counters to Redis; empty: SQLite.
     redis_url: str = ""
     # BentoML worker processes; more than one needs the Redis online store (nothing shared in-process).
@@ -173,6 +180,14 @@ class Settings(BaseSettings):
         bad = [part for part in value if "=" not in part or not part.split("=", 1)[0].strip()]
         if bad:
             raise ValueError(f"PERSONAFLOW_SPARK_CONF entries must be key=value, got {', '.join(bad)}")
+        return value
+
+    @field_validator("spark_driver_memory", mode="after")
+    @classmethod
+    def _jvm_size(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and not re.fullmatch(r"[1-9][0-9]*[kmgt]?", value):
+            raise ValueError(f"PERSONAFLOW_SPARK_DRIVER_MEMORY must be a JVM size (4g, 3072m), got {value!r}")
         return value
 
     @field_validator("airflow_executor", "dbt_tasks", mode="before")

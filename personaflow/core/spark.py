@@ -51,11 +51,13 @@ from personaflow.core.placeholders import spark_named
 @dataclass(frozen=True)
 class SparkWarehouse:
     """The Spark warehouse a run uses: where its session runs (`master`), where its tables' files and
-    its Derby metastore live (`directory`), and the extra confs (`conf`, key=value pairs)."""
+    its Derby metastore live (`directory`), the extra confs (`conf`, key=value pairs) and the driver
+    JVM's heap (`driver_memory`, PERSONAFLOW_SPARK_DRIVER_MEMORY; empty: `confs` picks one)."""
 
     master: str
     directory: Path
     conf: tuple[str, ...] = ()
+    driver_memory: str = ""
 
 
 class SparkError(RuntimeError):
@@ -88,6 +90,34 @@ _APPENDED = {"spark.driver.extraJavaOptions"}
 
 def is_local(master: str) -> bool:
     return master.strip().lower().startswith("local")
+
+
+def machine_memory_bytes() -> int:
+    """This machine's memory as a process here can use it: the physical memory, or the cgroup's limit
+    (a container's) when that is lower."""
+    import os
+
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+        break
+    return total
+
+
+def default_driver_memory(total_bytes: int | None = None) -> str:
+    """The local driver's heap when PERSONAFLOW_SPARK_DRIVER_MEMORY is empty: a quarter of the machine's
+    memory (what the JVM itself takes by default; Spark's own default of 1g is for a driver that only
+    plans, and in local mode the driver runs every task: 2g ran out collecting at 10 M events, issue 24),
+    at least 1g, and at most 8g (the night's other processes share the machine: Airflow, the online
+    store, a PostgreSQL)."""
+    total = machine_memory_bytes() if total_bytes is None else total_bytes
+    mb = min(max(total // 4 // 2**20, 1024), 8192)
+    return f"{mb}m"
 
 
 def confs(where: SparkWarehouse) -> dict[str, str]:
@@ -136,6 +166,10 @@ def confs(where: SparkWarehouse) -> dict[str, str]:
         # write with six joins and aggregations 45 s instead of 58 s. A shop whose local jobs run for
         # long appends -XX:TieredStopAtLevel=4 (PERSONAFLOW_SPARK_CONF, below: the last flag wins).
         conf["spark.driver.extraJavaOptions"] += " " + LOCAL_JIT
+    # The heap is fixed when the JVM starts (pyspark passes it to spark-submit as the session starts
+    # one). A cluster's driver keeps Spark's default unless the setting names one.
+    if where.driver_memory or is_local(where.master):
+        conf["spark.driver.memory"] = where.driver_memory or default_driver_memory()
     for entry in where.conf:
         key, value = (part.strip() for part in entry.split("=", 1))
         # the shop's JVM options come after ours (the JVM takes a flag's last value): Derby's home
@@ -404,6 +438,7 @@ def java_available() -> bool:
 
 __all__ = [
     "CHUNK_ROWS", "LOCAL_JIT", "METASTORE_WAIT_S", "SparkConnection", "confs", "day_chunks",
-    "embedded_metastore", "hold_metastore", "java_available", "is_local", "read_by_days", "running",
+    "default_driver_memory", "embedded_metastore", "hold_metastore", "java_available", "is_local",
+    "machine_memory_bytes", "read_by_days", "running",
     "session", "stop",
 ]  # fmt: skip

@@ -59,7 +59,8 @@ def location(settings: Any) -> Location:
     else the DuckDB file."""
     url = getattr(settings, "warehouse_url", "")
     if url.strip().lower() == "spark":
-        return SparkWarehouse(settings.spark_master, Path(settings.spark_dir), tuple(settings.spark_conf))
+        return SparkWarehouse(settings.spark_master, Path(settings.spark_dir), tuple(settings.spark_conf),
+                              getattr(settings, "spark_driver_memory", ""))  # fmt: skip
     return url if url else Path(settings.warehouse)
 
 

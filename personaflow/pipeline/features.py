@@ -13,7 +13,11 @@ snapshots are `features` tables partitioned by night, written by Spark from the 
 driver), the profile stages' files are read by Spark where they lie, and every source is a SparkSource
 over a query (personaflow/core/spark_features.py); the scratch store, the reused training rows and the
 intervals below are the same code. Memory on the driver there: the purchases (read from Spark in ranges
-of days) and the training set, as below, and one view's night at a time in Feast's materialization.
+of days) and the training set, as below, and one view's night at a time in Feast's materialization; in
+local mode what Feast hands back (materialization's night, the joined rows) comes as Parquet that Spark
+writes in the scratch window and pyarrow reads, never through the JVM's heap (issue 24: a `toPandas` of
+the first night's join ran the 2 GB driver out of memory at 10 M events).
+Only purchases some night can serve go to Feast (`joinable`): on a first night, none.
 
 Cost per night does not grow with the nights already run:
 - each view's source is a folder (`user_features.parquet/`, ...) of one Parquet file per as-of day;
@@ -56,7 +60,7 @@ from personaflow.core.feature_store import (
     open_store,
 )
 from personaflow.core.settings import Settings
-from personaflow.core.spark import SparkWarehouse, read_by_days
+from personaflow.core.spark import SparkWarehouse, is_local, read_by_days
 from personaflow.core.spark_features import (
     SPARK_TYPES,
     SnapshotTable,
@@ -288,6 +292,7 @@ TRAINING_FILE = "training_set.parquet"
 DROPPED_FILE = "training_set.dropped.parquet"  # purchases Feast found no features for (keys only)
 JOIN_KEYS = ["user_id", "item_id", "event_timestamp"]
 WINDOW_DIR = ".pit-window"  # the scratch Feast repo of tonight's join (removed after it)
+STAGING_DIR = "spark-staging"  # in the window: the Parquet Feast's Spark store hands rows back through
 JOINED_SOURCES = ("user_features", "item_features")  # what the recommender_features service reads
 
 
@@ -351,7 +356,15 @@ def _scratch(
             for name, stamps in spark_nights.items()
         }
         queries = spark_queries(window, kept)
-    store = open_store(repo_dir, features_dir, redis_url, registry_dir=window, offline=offline)
+    # On local Spark the retrieval jobs' rows come back as Parquet that Spark writes under the window
+    # (removed with it), never through a collect into the driver's heap, which in local mode is also
+    # every executor's (feature_store.spark_offline_store). On a cluster a bare path would name the
+    # cluster's default file system (HDFS), not one this process lists: there the rows are collected
+    # into the driver, whose heap is its own (PERSONAFLOW_SPARK_DRIVER_MEMORY).
+    staging = window / STAGING_DIR if offline is not None and is_local(offline.master) else None
+    store = open_store(
+        repo_dir, features_dir, redis_url, registry_dir=window, offline=offline, staging_dir=staging
+    )
     store.apply(load_definitions(repo_dir, window, queries).DEFINITIONS)
     return store
 
@@ -406,6 +419,42 @@ def _utc(stamps: pd.Series) -> pd.Series:
     return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
 
 
+def retrieved(job: Any, store: Any) -> pd.DataFrame:
+    """A Feast retrieval job's rows as pandas. On a Spark store with a staging folder (the features
+    stage's scratch store) through `to_arrow`: Spark writes the rows as Parquet and pyarrow reads them,
+    so the driver JVM never holds them all (`to_df` there is a `toPandas`, every partition's Arrow
+    batches in the JVM's heap at once: issue 24). Elsewhere `to_df`. Memory: O(the rows), in Python."""
+    if getattr(store.config.offline_store, "staging_location", None):
+        return job.to_arrow().to_pandas()
+    return job.to_df()
+
+
+def joinable(purchases: pd.DataFrame, earliest: dict[str, pd.Timestamp | None]) -> pd.DataFrame:
+    """The purchase rows a point-in-time join can give features to: those at or after the earliest
+    night of every view the join reads (`earliest`: each joined source's first night, None for a source
+    with none). A row before one of them gets nothing from that view and `point_in_time` leaves it out
+    whatever the others give, so it is not sent to Feast at all: on a shop's first night that is every
+    purchase in its history (each one precedes tonight's stamp), which Feast's Spark store would
+    otherwise upload, join and hand back as rows of NULLs."""
+    if purchases.empty:
+        return purchases
+    if any(t is None for t in earliest.values()):
+        return purchases.iloc[0:0]
+    floor = max(earliest.values(), default=None)
+    if floor is None:
+        return purchases
+    return purchases[purchases["event_timestamp"] >= floor].reset_index(drop=True)
+
+
+def _empty_dtype(field: Any) -> str:
+    """The pandas dtype a Feast feature's column has in a join's result when it may hold NULLs (numbers
+    as float64, stamps as UTC): an empty set keeps the types a joined one has."""
+    kind = field.dtype.to_value_type().name
+    if kind in ("INT32", "INT64", "FLOAT", "DOUBLE"):
+        return "float64"
+    return "datetime64[ns, UTC]" if kind == "UNIX_TIMESTAMP" else "object"
+
+
 def point_in_time(store: Any, purchases: pd.DataFrame, service: str = "recommender_features") -> pd.DataFrame:
     """Each purchase row with the features of every view of `service` valid at its time; a purchase a
     view has no features for (no snapshot before it, within the view's TTL) is left out.
@@ -424,10 +473,10 @@ def point_in_time(store: Any, purchases: pd.DataFrame, service: str = "recommend
             # no purchase left (an earlier view had features for none: a first night, whose only
             # snapshot is tonight's): nothing to join, and Feast's Spark store cannot upload an empty
             # entity frame (pyspark infers no schema from it)
-            out = out.assign(**{c: pd.Series([], dtype=object) for c in columns})
+            out = out.assign(**{f.name: pd.Series([], dtype=_empty_dtype(f)) for f in projection.features})
             continue
         refs = [f"{projection.name}:{c}" for c in columns]
-        found = store.get_historical_features(entity_df=entity, features=refs).to_df()
+        found = retrieved(store.get_historical_features(entity_df=entity, features=refs), store)
         found = found.assign(event_timestamp=_utc(found["event_timestamp"])).dropna(subset=columns, how="all")
         on = [*keys, "event_timestamp"]
         out = out.merge(found[[*on, *columns]], on=on, how="inner")
@@ -578,16 +627,23 @@ def _build_features(
         start = view.most_recent_end_time.replace(tzinfo=None) if view.most_recent_end_time else None
         start = min(start, end - timedelta(days=1)) if start else end - timedelta(days=1)
         intervals[name] = (start, end + timedelta(seconds=1))
+    sources = {name: view.batch_source.name.removesuffix("_source") for name, view in views.items()}
+    stamps_of: dict[str, list[pd.Timestamp]] = {}  # each source's nights (file or table), oldest first
+    for source in set(sources.values()):
+        if spark_nights is not None and source in spark_nights:
+            stamps_of[source] = spark_nights[source]
+        elif (features_dir / f"{source}.parquet").exists():
+            stamps_of[source] = night_stamps(features_dir / f"{source}.parquet")
+    # only rows some night can serve go to Feast (`joinable`; the rest are recorded as dropped below)
+    to_join = joinable(todo, {s: (stamps_of.get(s) or [None])[0] for s in JOINED_SOURCES})
     keep: dict[str, Callable[[pd.Timestamp], bool]] = {}
-    for name, view in views.items():
-        source = view.batch_source.name.removesuffix("_source")  # the file's (or table's) name
-        on_spark = spark_nights is not None and source in spark_nights
-        if name not in intervals or not (on_spark or (features_dir / f"{source}.parquet").exists()):
+    for name, source in sources.items():
+        if name not in intervals or source not in stamps_of:
             continue
         low, high = (pd.Timestamp(t, tz="UTC") for t in intervals[name])
-        stamps = spark_nights[source] if on_spark else night_stamps(features_dir / f"{source}.parquet")
-        joined = window_stamps(stamps, todo["event_timestamp"]) \
-            if source in JOINED_SOURCES and len(todo) else set()  # fmt: skip
+        stamps = stamps_of[source]
+        joined = window_stamps(stamps, to_join["event_timestamp"]) \
+            if source in JOINED_SOURCES and len(to_join) else set()  # fmt: skip
         keep[source] = lambda t, low=low, high=high, joined=joined: low <= t <= high or t in joined
     window = features_dir / WINDOW_DIR
     shutil.rmtree(window, ignore_errors=True)
@@ -604,10 +660,11 @@ def _build_features(
                 stop.replace(tzinfo=UTC),
             )
             materialized[name] = f"{start.isoformat()} .. {end.isoformat()}"
-        joined = point_in_time(scratch, todo) if len(todo) else None
+        # with no row to join (a first night) this sends nothing to Feast and only gives the columns
+        joined = point_in_time(scratch, to_join) if len(todo) else None
     finally:
         shutil.rmtree(window, ignore_errors=True)
-    if joined is None:
+    if joined is None or (joined.empty and not reused.empty):  # an empty frame adds no rows, nor dtypes
         training = reused.reset_index(drop=True)
     elif reused.empty:
         training = joined

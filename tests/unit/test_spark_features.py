@@ -14,7 +14,7 @@ from personaflow.core.feature_store import load_definitions, spark_offline_store
 from personaflow.core.settings import Settings
 from personaflow.core.spark import day_chunks
 from personaflow.core.spark_features import file_query, table_query
-from personaflow.pipeline.features import SPARK_SNAPSHOTS, spark_queries, spark_snapshot_tables
+from personaflow.pipeline.features import SPARK_SNAPSHOTS, joinable, spark_queries, spark_snapshot_tables
 
 REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 DAY = date(2011, 1, 1)
@@ -78,6 +78,10 @@ def test_a_spark_warehouse_gets_feasts_spark_store_and_spark_sources(tmp_path: P
     assert config["spark_conf"]["spark.master"] == "local[2]"
     assert config["spark_conf"]["spark.sql.catalogImplementation"] == "hive"
     assert config["spark_conf"]["spark.sql.legacy.parquet.nanosAsLong"] == "true"
+    # no staging folder unless given: Feast would leave its Parquet wherever it pointed
+    assert "staging_location" not in config
+    staged = spark_offline_store(where, tmp_path / "window" / ".." / "window" / "spark-staging")
+    assert staged["staging_location"] == str((tmp_path / "window" / "spark-staging").resolve())
     module = load_definitions(REPO, tmp_path, spark_queries(tmp_path))
     sources = {fv.name: fv.batch_source for fv in module.DEFINITIONS if hasattr(fv, "batch_source")}
     assert {type(s).__name__ for s in sources.values() if s is not None} == {"SparkSource"}
@@ -85,3 +89,27 @@ def test_a_spark_warehouse_gets_feasts_spark_store_and_spark_sources(tmp_path: P
     plain = load_definitions(REPO, tmp_path)  # DuckDB / PostgreSQL: the Parquet files, as before
     assert {type(fv.batch_source).__name__ for fv in plain.DEFINITIONS if hasattr(fv, "batch_source")} == {
         "FileSource"}  # fmt: skip
+
+
+def _purchases(*stamps: str) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [f"u{i}" for i in range(len(stamps))], "item_id": "i1",
+                         "event_timestamp": pd.to_datetime(list(stamps), utc=True)})  # fmt: skip
+
+
+def test_only_purchases_every_joined_view_has_a_night_for_go_to_feast() -> None:
+    rows = _purchases(
+        "2011-01-10 10:00:00", "2011-01-15 23:59:59", "2011-01-16 08:00:00", "2011-01-20 12:00:00"
+    )
+    user, item = pd.Timestamp("2011-01-15 23:59:59", tz="UTC"), pd.Timestamp("2011-01-10 23:59:59", tz="UTC")
+    # a row at a view's first night takes it (Feast: feature time <= the row's); the latest first night
+    # of the joined views is the floor, since a row must get features from every view to be kept
+    kept = joinable(rows, {"user_features": user, "item_features": item})
+    assert list(kept["user_id"]) == ["u1", "u2", "u3"]
+    early = pd.Timestamp("2011-01-01 23:59:59", tz="UTC")
+    assert len(joinable(rows, {"user_features": early, "item_features": early})) == len(rows)
+    # a first night: every purchase precedes tonight's stamp, none is sent
+    tonight = pd.Timestamp("2011-01-31 23:59:59", tz="UTC")
+    assert joinable(rows, {"user_features": tonight, "item_features": tonight}).empty
+    # a view without any night serves no row; no purchases, nothing
+    assert joinable(rows, {"user_features": user, "item_features": None}).empty
+    assert joinable(rows.iloc[0:0], {"user_features": user}).empty

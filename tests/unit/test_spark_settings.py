@@ -60,6 +60,36 @@ def test_a_cluster_master_binds_nothing_and_the_shop_confs_win(tmp_path: Path) -
     assert conf["spark.sql.shuffle.partitions"] == "200"
 
 
+def test_a_local_driver_gets_a_quarter_of_the_machine_and_the_setting_or_a_shop_conf_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gib = 2**30
+    assert spark.default_driver_memory(24 * gib) == "6144m"  # a quarter
+    assert spark.default_driver_memory(2 * gib) == "1024m"  # never under 1g
+    assert spark.default_driver_memory(256 * gib) == "8192m"  # never over 8g
+    monkeypatch.setattr(spark, "machine_memory_bytes", lambda: 16 * gib)
+    local = spark.confs(warehouse.location(Settings(home=tmp_path, warehouse_url="spark")))
+    assert local["spark.driver.memory"] == "4096m"
+    # PERSONAFLOW_SPARK_DRIVER_MEMORY, read through the one settings channel
+    monkeypatch.setenv("PERSONAFLOW_SPARK_DRIVER_MEMORY", " 3G ")
+    s = Settings(home=tmp_path, warehouse_url="spark")
+    assert s.spark_driver_memory == "3g"
+    assert spark.confs(warehouse.location(s))["spark.driver.memory"] == "3g"
+    # a cluster's driver only plans and collects: Spark's own default unless the setting names one
+    monkeypatch.delenv("PERSONAFLOW_SPARK_DRIVER_MEMORY")
+    yarn = Settings(home=tmp_path, warehouse_url="spark", spark_master="yarn")
+    assert "spark.driver.memory" not in spark.confs(warehouse.location(yarn))
+    named = Settings(home=tmp_path, warehouse_url="spark", spark_master="yarn", spark_driver_memory="6g")
+    assert spark.confs(warehouse.location(named))["spark.driver.memory"] == "6g"
+    # a spark.driver.memory among the shop's confs wins, as every conf there does
+    both = Settings(home=tmp_path, warehouse_url="spark", spark_driver_memory="6g",
+                    spark_conf="spark.driver.memory=12g")  # fmt: skip
+    assert spark.confs(warehouse.location(both))["spark.driver.memory"] == "12g"
+    for bad in ("lots", "4 g", "0g", "-1g", "4gb"):
+        with pytest.raises(ValidationError, match="SPARK_DRIVER_MEMORY"):
+            Settings(home=tmp_path, spark_driver_memory=bad)
+
+
 def test_a_local_driver_uses_the_quick_jit_and_a_shop_can_append_its_own_jvm_options(tmp_path: Path) -> None:
     local = spark.confs(warehouse.location(Settings(home=tmp_path, warehouse_url="spark")))
     jit = spark.LOCAL_JIT.split()
