@@ -5,10 +5,11 @@ task is a process of its own on one of two `airflow celery worker`s and starts i
 the same catalog, the tables' Parquet files and the embedded Derby metastore under the Spark dir, which
 must outlive every task process: ingest.load registers the day's partition that transform builds on, the
 marts that the checks, profiles, features, train, promote and the report read. Derby takes one JVM at a
-time, so a task that runs beside another (segments beside churn) waits for the metastore lock
-(personaflow/core/spark.py). Airflow's metadata DB is on the test PostgreSQL; the Celery broker and
-Feast's online store on the test Redis, on db numbers of their own (the celery stack of
-test_e2e_celery.py may be running on the same servers). The history before the night (20 days of a
+time, so a task that runs beside another (segments beside a churn that trains) waits for the metastore
+lock (personaflow/core/spark.py); tonight's churn skips on dbt's record of its empty mart, no JVM.
+Airflow's metadata DB is on the test PostgreSQL; the Celery broker and Feast's online store on the test
+Redis, on db numbers of their own (the celery stack of test_e2e_celery.py may be running on the same
+servers). The history before the night (20 days of a
 400-user shop) is loaded by a `personaflow ingest` child, as a shop would from the CLI.
 
 Kept to one night on a tiny shop: each Spark task pays its JVM's start and warm-up, which is most of
