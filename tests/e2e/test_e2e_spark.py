@@ -14,8 +14,9 @@ servers). The history before the night (20 days of a
 
 Kept to one night on a tiny shop: each Spark task pays its JVM's start and warm-up, which is most of
 this module's time. Measured alone at load average 8-13 (not idle): 1,369 s with the JVM's default JIT
-(the night 1,237 s), 898 s since local mode runs the driver with the quick JIT alone (the night 756 s;
-per task: docs/guides/spark.md). `pytest -s` prints each task's time.
+(the night 1,237 s), 898 s since local mode runs the driver with the quick JIT alone (the night 756 s),
+578 s since churn skips on dbt's record of its empty mart (the night 484 s; one run at load 11-15, per
+task and the caveats: docs/guides/spark.md). `pytest -s` prints each task's time.
 """
 
 from __future__ import annotations
