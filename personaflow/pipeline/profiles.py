@@ -11,6 +11,7 @@ from personaflow.core import warehouse as wh
 from personaflow.core.settings import Settings
 from personaflow.core.warehouse import location
 from personaflow.pipeline._common import read_mart, skipped, write_json
+from personaflow.pipeline.transform import built_rows, state_dir
 
 
 def segments(as_of: date, s: Settings) -> dict[str, Any]:
@@ -148,6 +149,15 @@ def churn(as_of: date, s: Settings, horizon_days: int | None = None) -> dict[str
     from personaflow.profiles.churn import CannotTrain, score_users, train_churn, with_demographics
 
     expected = horizon_days or s.churn_horizon_days
+    if wh.is_spark(location(s)) and built_rows(state_dir(s), "marts.churn_labels", as_of) == 0:
+        # Tonight's dbt build left the mart empty (its record, transform.BUILT_ROWS): on Spark, reading it
+        # would start a JVM (and wait for the metastore, held by segments beside this task) only to
+        # skip. DuckDB and PostgreSQL cost nothing to ask, and name the log's span in the reason.
+        reason = (
+            f"marts.churn_labels is empty (0 rows after the dbt build as of {as_of}): the event log is not "
+            f"longer than the {expected}-day churn horizon, so no cut-off has an observed outcome yet"
+        )
+        return skipped("churn", as_of, s, reason)
     labels = read_mart(location(s), "select * from marts.churn_labels", [])
     if labels.empty:
         reason = (

@@ -5,20 +5,23 @@ task is a process of its own on one of two `airflow celery worker`s and starts i
 the same catalog, the tables' Parquet files and the embedded Derby metastore under the Spark dir, which
 must outlive every task process: ingest.load registers the day's partition that transform builds on, the
 marts that the checks, profiles, features, train, promote and the report read. Derby takes one JVM at a
-time, so a task that runs beside another (segments beside churn) waits for the metastore lock
-(personaflow/core/spark.py). Airflow's metadata DB is on the test PostgreSQL; the Celery broker and
-Feast's online store on the test Redis, on db numbers of their own (the celery stack of
-test_e2e_celery.py may be running on the same servers). The history before the night (20 days of a
+time, so a task that runs beside another (segments beside a churn that trains) waits for the metastore
+lock (personaflow/core/spark.py); tonight's churn skips on dbt's record of its empty mart, no JVM.
+Airflow's metadata DB is on the test PostgreSQL; the Celery broker and Feast's online store on the test
+Redis, on db numbers of their own (the celery stack of test_e2e_celery.py may be running on the same
+servers). The history before the night (20 days of a
 400-user shop) is loaded by a `personaflow ingest` child, as a shop would from the CLI.
 
 Kept to one night on a tiny shop: each Spark task pays its JVM's start and warm-up, which is most of
 this module's time. Measured alone at load average 8-13 (not idle): 1,369 s with the JVM's default JIT
-(the night 1,237 s), 898 s since local mode runs the driver with the quick JIT alone (the night 756 s;
-per task: docs/guides/spark.md). `pytest -s` prints each task's time.
+(the night 1,237 s), 898 s since local mode runs the driver with the quick JIT alone (the night 756 s),
+578 s since churn skips on dbt's record of its empty mart (the night 484 s; one run at load 11-15, per
+task and the caveats: docs/guides/spark.md). `pytest -s` prints each task's time.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import pyarrow.parquet as pq
@@ -30,10 +33,11 @@ from tests.e2e_helpers import assert_night_on_the_workers, print_task_times, run
 
 pytestmark = pytest.mark.e2e
 
-# The tasks that open the warehouse (the others read files: the sensor, drift, prune).
+# The tasks that open the warehouse (the others read files: the sensor, drift, prune, and churn, which
+# skips on dbt's record of an empty marts.churn_labels without starting a JVM).
 SPARK_TASKS = {
     "ingest.load", "ingest.validate_batch", "transform.dbt_build", "transform.validate_marts",
-    "profiles.segments", "profiles.churn", "profiles.audiences", "features.materialize", "model.train",
+    "profiles.segments", "profiles.audiences", "features.materialize", "model.train",
     "model.promote", "report.render",
 }  # fmt: skip
 
@@ -65,6 +69,9 @@ def test_the_night_runs_on_spark_task_by_task_on_the_celery_workers(spark_night)
     # every warehouse task was a process of its own: the catalog outlived each one
     processes = {(tis[t]["hostname"], tis[t]["pid"]) for t in SPARK_TASKS}
     assert len(processes) == len(SPARK_TASKS), processes
+    # churn skipped on the dbt build's record (transform.BUILT_ROWS), not by reading the mart on Spark
+    churn = json.loads((stack.s.reports_dir / "churn" / f"churn_{stack.last.isoformat()}.json").read_text())
+    assert "(0 rows after the dbt build as of" in churn["reason"], churn
 
 
 def test_the_night_landed_in_the_spark_catalog_and_redis_not_in_duckdb(spark_night):

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from personaflow.pipeline.transform import TransformError, run_dbt
+from personaflow.pipeline.transform import TransformError, _record_rows, built_rows, run_dbt
 
 PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 AS_OF = date(2024, 1, 10)
@@ -146,6 +146,8 @@ def test_summary_counts_models_tests_and_rows(built):
         "marts.customer_demographics": 0,  # no customer table: built empty (macros/raw_table_present.sql)
     }
     assert summary["seconds"] > 0
+    # the same counts recorded for later stages, which need not open the warehouse to see a mart is empty
+    assert {rel: built_rows(root / "state", rel, AS_OF) for rel in summary["rows"]} == summary["rows"]
     # dbt's artefacts land in state_dir, not in the repository's dbt_project/
     assert (root / "state" / "target" / "run_results.json").is_file()
     assert (root / "state" / "logs" / "dbt.log").is_file()
@@ -277,8 +279,12 @@ def test_as_of_defaults_to_newest_event_day(tmp_path):
 def test_failing_data_test_raises_naming_it(tmp_path):
     bad = ("e99", "u2", "i2", "Refund", "2024-01-06 10:00:00", "s10", 1, 20.0)
     warehouse = make_raw(tmp_path / "warehouse.duckdb", extra_events=[bad])
+    (tmp_path / "state").mkdir()
+    _record_rows(tmp_path / "state", AS_OF, {"marts.churn_labels": 0})  # an earlier build's record
     with pytest.raises(TransformError) as failure:
         run_dbt(warehouse, AS_OF, PROJECT, tmp_path / "state")
+    # a failed build leaves no record: what its models hold is unknown
+    assert built_rows(tmp_path / "state", "marts.churn_labels", AS_OF) is None
     message = str(failure.value)
     assert "test.personaflow.accepted_values_stg_events_event_type__view__cart__purchase__return" in message
     assert "[fail, 1 failing rows]" in message
