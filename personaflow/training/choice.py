@@ -47,7 +47,6 @@ Nothing here is tuned by hand per shop: the grids, the order and the rules are t
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -379,7 +378,7 @@ def _rerank_threads(cfg: RerankConfig) -> int:
     if cfg.ensemble:
         return max(1, torch.get_num_threads())
     if cfg.lambdarank is not None and cfg.lambdarank_members:
-        return max(1, cfg.lambdarank.threads or os.cpu_count() or 1)
+        return cfg.lambdarank.n_jobs
     return 1
 
 

@@ -47,6 +47,11 @@ class LambdaRankConfig:
     # 10 CPU-s on one, the same trees). 0: every core (os.cpu_count()), for a machine of its own.
     threads: int = 1
 
+    @property
+    def n_jobs(self) -> int:
+        """The threads a fit runs on: `threads`, or every core for 0."""
+        return self.threads or os.cpu_count() or 1
+
 
 def fit_lambdarank(
     numeric: np.ndarray,
@@ -81,7 +86,7 @@ def fit_lambdarank(
         subsample_freq=1,
         colsample_bytree=cfg.colsample_bytree,
         random_state=cfg.seed,
-        n_jobs=cfg.threads or os.cpu_count() or 1,
+        n_jobs=cfg.n_jobs,
         deterministic=True,
         force_col_wise=True,
         verbose=-1,
