@@ -54,6 +54,8 @@ class RerankConfig:
     # Measured on retail-30d (test NDCG@10, seed 42), TIFU-KNN candidates: one DeepFM 0.391 (seeds
     # 42..46: 0.386-0.395); 5 averaged 0.397; 5 over a pool of 150 0.399; the same over 2 windows
     # 0.400 (3 windows 0.400); 10 averaged 0.398. Single models: 3 windows 0.3927 vs 1 window 0.3939.
+    # The LambdaRank members over repeat-buy, on the choice's validation cut: 2 windows 0.3284, 3 0.3303, 4
+    # 0.3300 (paired intervals of both gains include 0; their fits 1.5x and 2x): 2 stays.
     windows: int = 2
     # The ranker's members, their standardised logits averaged (_vote). Default: five LightGBM
     # LambdaRanks (training.models.lambdarank; seeds lambdarank.seed + j, each early-stopped on its own
