@@ -90,3 +90,24 @@ def test_the_choice_tries_the_reranker_with_demographics_and_keeps_them_only_whe
     assert choice.recipe.demographics == choice.report["chosen"].endswith("+demographics")
     if not verdict["pays"]:
         assert "demographics do not pay" in rows[RERANK_DEMOGRAPHICS]["note"]
+
+
+def test_the_lambdaranks_read_the_bands_as_categorical_columns() -> None:
+    """The default re-ranker's members are LambdaRanks, which read numerics: the bands reach them as
+    user-code columns after the numerics (without, a re-ranker 'with demographics' was the same model)."""
+    from personaflow.training.rerank.candidates import Candidates
+    from personaflow.training.rerank.reranker import _Fields
+
+    split = split_purchases(_purchases(), test_days=30)
+    users = np.array([split.maps.user_index[u] for u in ("u0", "u1", "u5")])
+    cands = Candidates(users, np.tile(np.arange(4), (3, 1)), {})
+    numeric = np.zeros((3, 4, 2))
+    plain = purchases_source(None)(split)
+    assert _Fields(plain, 4).ranked(cands, numeric, plain, split.maps) is numeric
+    tables = with_demographics(purchases_source(None), CUSTOMERS)(split)
+    fields = _Fields(tables, 4)
+    ranked = fields.ranked(cands, numeric, tables, split.maps)
+    assert ranked.shape == (3, 4, 2 + len(DEMOGRAPHIC_USER_CATEGORICAL))
+    codes = ranked[:, 0, 2:]
+    assert (codes > 0).all() and (ranked[:, :, 2:] == codes[:, None, :]).all()  # one code per user
+    assert len({tuple(row) for row in codes}) == 3  # young / old / unknown differ

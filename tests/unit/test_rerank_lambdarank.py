@@ -102,3 +102,23 @@ def test_a_reranker_without_members_is_refused(shop_split_fitted):
             source,
             RerankConfig(Quotas(40, 20, 20, 20), ensemble=0, trees=None, lambdarank=None),
         )
+
+
+def test_a_user_code_column_is_split_on_as_a_category():
+    """Which items a user wants depends on their band (a user code, constant over the list, 0 =
+    unknown); band 1 wants feature 0 high, band 2 low, band 3 feature 1 high. Only through that column can
+    a ranker learn it; LightGBM keeps it as a category (its values listed, no order assumed)."""
+    rng = np.random.default_rng(0)
+    users, pool = 600, 20
+    numeric = rng.normal(size=(users, pool, 2))
+    band = rng.integers(1, 4, users)
+    want = np.where(band[:, None] == 1, numeric[..., 0], np.where(band[:, None] == 2, -numeric[..., 0],
+                                                                  numeric[..., 1]))  # fmt: skip
+    labels = (want > 1.0).astype(np.float32)
+    n_truth = np.maximum(labels.sum(1), 1).astype(np.int64)
+    coded = np.concatenate([numeric, np.repeat(band[:, None, None], pool, axis=1).astype(float)], axis=-1)
+    cfg = LambdaRankConfig(rounds=300, min_child_samples=20, patience=10, threads=1)
+    _, without = fit_lambdarank(numeric, labels, n_truth, cfg)
+    model, with_band = fit_lambdarank(coded, labels, n_truth, cfg, categorical=1)
+    assert with_band["holdout_ndcg_at_10"] > 0.9 > without["holdout_ndcg_at_10"] + 0.2
+    assert model.booster_.dump_model()["feature_infos"]["Column_2"]["values"]  # a categorical's values

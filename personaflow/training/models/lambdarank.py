@@ -59,11 +59,14 @@ def fit_lambdarank(
     n_truth: np.ndarray,
     cfg: LambdaRankConfig,
     prior: np.ndarray | None = None,
+    categorical: int = 0,
 ):
     """LambdaRank on (U, N, D) numerics and (U, N) 0/1 labels, one group per list, early-stopped on a
     seeded held-out `cfg.holdout` of the lists. Returns (model, info): info holds the held-out NDCG@10
     of the model and of `prior` (the pool's own order) on the same lists, as fit_deepfm's history does,
-    and the best round; model is None when no list has a positive (nothing to learn)."""
+    and the best round; model is None when no list has a positive (nothing to learn). The last
+    `categorical` columns are integer codes (0 = missing), split on as LightGBM categoricals, not as
+    ordered values."""
     from lightgbm import LGBMRanker, early_stopping
 
     u, n, d = numeric.shape
@@ -100,6 +103,7 @@ def fit_lambdarank(
         eval_group=[np.full(hold.size, n)],
         eval_at=[10],
         callbacks=[early_stopping(cfg.patience, verbose=False)],
+        categorical_feature=list(range(d - categorical, d)) if categorical else "auto",
     )
     scores = lambdarank_logits(model, numeric[hold])
     info = {

@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personaflow.training.data.features import FeatureSource, FeatureTables, encode
+from personaflow.training.data.features import (
+    DEMOGRAPHIC_USER_CATEGORICAL,
+    FeatureSource,
+    FeatureTables,
+    encode,
+)
 from personaflow.training.data.interactions import IdMaps, Split, cut_time
 from personaflow.training.evaluation.metrics import TUNING_USERS, ScoresFn, tuning_sample
 from personaflow.training.models.deepfm import DeepFMConfig, Lists, fit_deepfm, predict
@@ -102,6 +107,15 @@ class _Fields:
         self.user_vocab = {c: _vocab(tables.users[c]) for c in tables.user_categorical}
         self.item_vocab = {c: _vocab(tables.items[c]) for c in tables.item_categorical}
         self._cache: list[tuple[FeatureTables, IdMaps, dict[str, Any]]] = []
+        # The user categoricals the LambdaRanks read, as LightGBM categorical columns after the numerics
+        # (`ranked`): the demographic bands, where the choice tries them (training/choice.py). Before,
+        # only the DeepFMs read categoricals, so with the LambdaRank members the demographics try
+        # re-fitted the same ranker and could never pay (The Complete Journey, 2,469 households: gain
+        # 0.0000 [0.0000, 0.0000]). A shop's favourite category already enters as the group-share cross
+        # features.
+        self.ranked_columns = [
+            j for j, c in enumerate(tables.user_categorical) if c in DEMOGRAPHIC_USER_CATEGORICAL
+        ]
 
     def _of(self, tables: FeatureTables, maps: IdMaps, what: str) -> Any:
         """encode() and the user and item codes of these tables in these maps' order, computed once per
@@ -131,6 +145,15 @@ class _Fields:
         n = cands.items.shape[1]
         user = np.repeat(enc.user_num[cands.users][:, None, :], n, axis=1)
         return np.concatenate([cross, user, enc.item_num[cands.items]], axis=-1)
+
+    def ranked(self, cands: Candidates, numeric: np.ndarray, tables: FeatureTables, maps: IdMaps):
+        """The LambdaRanks' inputs: `numeric`, then the user codes of `ranked_columns` (0 = missing), the
+        last `len(ranked_columns)` columns (fit_lambdarank's `categorical`)."""
+        if not self.ranked_columns:
+            return numeric
+        codes = self._of(tables, maps, "users")[cands.users][:, self.ranked_columns].astype(np.float64)
+        n = cands.items.shape[1]
+        return np.concatenate([numeric, np.repeat(codes[:, None, :], n, axis=1)], axis=-1)
 
     def fit(self, numeric: np.ndarray) -> _Fields:
         flat = numeric.reshape(-1, numeric.shape[-1])
@@ -250,7 +273,9 @@ class Members:
         if self.deepfms:  # the codes and scaled inputs only DeepFM reads
             arrays = fields.arrays(chunk, num, tables, maps)
             votes += [predict(model, *arrays) for model in self.deepfms]
-        votes += [lambdarank_logits(model, num) for model in self.lambdaranks]
+        if self.lambdaranks:
+            ranked = fields.ranked(chunk, num, tables, maps)
+            votes += [lambdarank_logits(model, ranked) for model in self.lambdaranks]
         if self.trees is not None:
             votes.append(tree_logits(self.trees, num))
         return _vote(votes)
@@ -366,9 +391,15 @@ def fit_members(lists: dict, cfg: RerankConfig) -> tuple[Members, dict]:
         seconds["deepfm_fit_s"] = time.perf_counter() - started
     if cfg.lambdarank is not None:
         started = time.perf_counter()
+        parts = lists["parts"]
+        ranked = np.concatenate(
+            [fields.ranked(p["cands"], p["numeric"], p["tables"], p["view"].maps) for p in parts]
+        )
         for j in range(cfg.lambdarank_members):
             lr_cfg = replace(cfg.lambdarank, seed=cfg.lambdarank.seed + j)
-            model, best = fit_lambdarank(numeric, labels, sizes, lr_cfg, prior)
+            model, best = fit_lambdarank(
+                ranked, labels, sizes, lr_cfg, prior, categorical=len(fields.ranked_columns)
+            )
             if model is not None:
                 members.lambdaranks.append(model)
                 held.append(best)
