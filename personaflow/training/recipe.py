@@ -50,10 +50,10 @@ KNOWN = (*MODELS, *SPARSE)
 # after its first epoch (models/fit.py OverBudget), never cut short. Its length is early stopping's.
 FIT_BUDGET_S = 300.0
 # Adam's learning rate per learned model (3e-3 for any other). SASRec at 3e-3 was still climbing when its
-# MAX_EPOCHS (training/choice.py) ended it; at 6e-3 it gets there in fewer epochs. Validation NDCG@10 of
-# the choice's fit, seed 42, one thread (issue 21): Online Retail retail-30d 0.1865 after 10 epochs at
-# 3e-3, 0.1913 after 7 at 6e-3; The Complete Journey retail-30d 0.2478 (best of 10) at
-# 3e-3, 0.2446 after 7 at 6e-3 (0.2552 best of 10)
+# MAX_EPOCHS (training/choice.py) ended it; at 6e-3 it gets there in fewer epochs. The choice's fit, seed
+# 42, one thread (issue 21; benchmarks/results/models.json `*_option_sasrec_*`): Online Retail retail-30d
+# validation NDCG@10 0.1865 in 70 CPU-s (10 epochs at 3e-3), 0.1913 in 43 (7 at 6e-3); The Complete
+# Journey retail-30d 0.2478 in 235 CPU-s, 0.2400 in 152 (far below TIFU-KNN's 0.4065 either way)
 LEARNING_RATE = {"sasrec": 6e-3}
 
 
