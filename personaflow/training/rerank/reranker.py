@@ -1,7 +1,9 @@
-"""A DeepFM re-ranker over pooled candidates, trained on the validation view, scored on the test view.
+"""A re-ranker over pooled candidates, trained on the validation view, scored on the test view.
 
-The ranker is an ensemble: `ensemble` DeepFMs (seeds and losses alternating) and, by default, one
-gradient-boosted tree model over the same numerics; their per-list standardised logits are averaged.
+The ranker is an ensemble whose per-list standardised logits are averaged: by default five LightGBM
+LambdaRanks over the numerics (and the demographic bands as categorical columns, where the features
+carry them: `_Fields.ranked`); optionally `ensemble` DeepFMs (seeds and losses alternating) and one
+gradient-boosted tree model over the same numerics (RerankConfig).
 
 Training lists: candidates (training.rerank.candidates) for the users of `fitted.val_split` (the inner
 training period and its validation window, both before the test cut), from `fitted.val_scores_fn` and
