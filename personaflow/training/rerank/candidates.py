@@ -335,7 +335,8 @@ def _row(matrix: sp.csr_matrix, row: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _lookup(cols: np.ndarray, vals: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """vals at `items` of one sparse row given as sorted (cols, vals), 0 where not stored (as _pairs)."""
+    """vals at `items` given sorted keys `cols` and their `vals`, 0 where not stored: one sparse row's
+    (indices, data), or _pairs' flattened (row, column) keys."""
     if cols.size == 0:
         return np.zeros(items.shape)
     pos = np.minimum(np.searchsorted(cols, items), cols.size - 1)
@@ -351,10 +352,7 @@ def _pairs(rows: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
     width = rows.shape[1]
     keys = np.repeat(np.arange(rows.shape[0], dtype=np.int64), np.diff(rows.indptr)) * width + rows.indices
     want = (np.arange(items.shape[0], dtype=np.int64)[:, None] * width + items).ravel()
-    if keys.size == 0:
-        return np.zeros(items.shape)
-    pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
-    return np.where(keys[pos] == want, rows.data[pos], 0.0).astype(np.float64).reshape(items.shape)
+    return _lookup(keys, rows.data, want).astype(np.float64).reshape(items.shape)
 
 
 def recall_counts(cands: Candidates, split: Split) -> tuple[int, int]:
