@@ -239,3 +239,54 @@ def test_a_source_written_before_row_groups_per_night_is_split_and_read_by_night
     latest = read_nights(path, lambda t: t == stamps[-1]).to_pandas()
     assert latest["churn_score"].tolist() == [0.5, 0.6]
     assert len(pd.read_parquet(path)) == 6  # readers of the whole file see every night
+
+
+def test_a_nights_append_does_not_decode_or_move_the_earlier_nights(tmp_path, monkeypatch):
+    """Issue 21: appending a night adds its row group after the earlier ones, whose bytes stay where
+    they were and are never decoded (the stage's cost does not grow with the nights run); a re-export
+    of a night, and a column added later (NULL in the earlier nights), still rewrite the file."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from personaflow.pipeline import features
+    from personaflow.pipeline.features import _footer_start, append_snapshot, night_stamps, snapshot
+
+    path = tmp_path / "user_churn.parquet"
+    scores = [k / 50 for k in range(50)]
+    users = pd.DataFrame({"user_id": [f"u{k}" for k in range(50)], "churn_score": scores})
+    for d in range(1, 6):
+        night = snapshot(users, ["user_id", "churn_score"], date(2026, 9, d), datetime(2026, 9, d))
+        append_snapshot(path, night)
+    prefix = path.read_bytes()[: _footer_start(path)]
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an earlier night was decoded")
+
+    with monkeypatch.context() as m:
+        for name in ("read_row_group", "read_row_groups", "read", "iter_batches"):
+            m.setattr(pq.ParquetFile, name, no_decoding)
+        m.setattr(features.pq, "read_table", no_decoding)
+        sixth = snapshot(users.assign(churn_score=0.9), ["user_id", "churn_score"], date(2026, 9, 6),
+                         datetime(2026, 9, 6))  # fmt: skip
+        assert append_snapshot(path, sixth) == 300
+    assert path.read_bytes()[: len(prefix)] == prefix  # the earlier nights' bytes untouched
+    file = pq.ParquetFile(path)
+    assert file.num_row_groups == 6 and file.metadata.num_rows == 300
+    frame = pd.read_parquet(path)
+    assert frame.groupby(frame["feature_ts"].dt.day)["churn_score"].max().to_dict() == {
+        1: 0.98, 2: 0.98, 3: 0.98, 4: 0.98, 5: 0.98, 6: 0.9
+    }
+    assert [t.day for t in night_stamps(path)] == [1, 2, 3, 4, 5, 6]
+
+    again = snapshot(users.assign(churn_score=0.5), ["user_id", "churn_score"], date(2026, 9, 3),
+                     datetime(2026, 9, 7))  # fmt: skip
+    assert append_snapshot(path, again) == 300  # replaces the night of 9/3, adds nothing
+    frame = pd.read_parquet(path)
+    assert set(frame.loc[frame["feature_ts"].dt.day == 3, "churn_score"]) == {0.5}
+    assert pq.ParquetFile(path).num_row_groups == 6
+
+    wider = snapshot(users.assign(persona="p"), ["user_id", "churn_score", "persona"], date(2026, 9, 8),
+                     datetime(2026, 9, 8))  # fmt: skip
+    assert append_snapshot(path, wider) == 350
+    frame = pd.read_parquet(path)
+    assert frame["persona"].notna().sum() == 50 and pq.ParquetFile(path).num_row_groups == 7
