@@ -20,18 +20,27 @@ the first night's join ran the 2 GB driver out of memory at 10 M events).
 Only purchases some night can serve go to Feast (`joinable`): on a first night, none.
 
 Cost per night does not grow with the nights already run:
-- each view's source is a folder (`user_features.parquet/`, ...) of one Parquet file per as-of day;
-  a night writes its own day's file (O(users + items)) and never rewrites the earlier ones;
+- each view's source is one Parquet file (`user_features.parquet`, ...) holding one row group per
+  as-of night (the group's statistics give its night). One file, not a folder of one file per night:
+  Feast's dask offline store sorts a source across its partitions, which fails on a folder (dask
+  cannot compute the divisions of the `created_ts` its TTL filter has set to NULL), and the training
+  stage's `from_feast` reads the shop's store. A night is appended as one more row group without
+  decoding the earlier ones (`append_snapshot`: a byte copy of the file and a new footer; CPU
+  O(tonight's rows)); a re-export of a night replaces that night's row group;
+- materialization loads the nights since the last one (a night this stage wrote was loaded by the
+  run that wrote it), on a second, scratch Feast registry whose sources hold only those nights;
 - the point-in-time training set is kept from night to night: a purchase row whose features were
   joined before, and which tonight's snapshot cannot change (it is older than tonight's stamp), is
   reused; only the other rows (tonight's purchases, or rows at or after a re-exported day) go
-  through Feast's `get_historical_features`, on a second, scratch Feast registry whose sources hold
-  only the day files those rows can reach (the latest snapshot at or before the earliest of them, up
-  to tonight). Every night's snapshot holds every user and item (the marts are cumulative), so an
-  older file cannot be the latest one at or before a row's time: the rows are what a full rebuild
-  over every file gives (tests/integration/test_features.py checks it).
+  through Feast's `get_historical_features` on the scratch registry, whose joined sources then also
+  hold the nights those rows can reach (the latest snapshot at or before each of them; added after
+  materialization, which so reads tonight's night alone). Every night's snapshot holds every user
+  and item (the marts are cumulative), so an older night cannot be the latest one at or before a
+  row's time: the rows are what a full rebuild over every night gives
+  (tests/integration/test_features.py checks it).
 Memory bound: O(tonight's snapshot + the training set's rows + the rows joined tonight times the
-files in their window, usually two); the day files of earlier nights are only listed.
+nights in their window, usually two); the earlier nights' row groups are only listed (their
+statistics), never decoded.
 """
 
 from __future__ import annotations
@@ -578,6 +587,7 @@ def full_training_set(
 
 
 SPARK_SNAPSHOTS = ("user_features", "item_features", "user_purchases")  # `features` tables on Spark
+OWN_SOURCES = (*SPARK_SNAPSHOTS, *REVIEW_SOURCES)  # the sources only this stage writes
 
 
 def spark_snapshot_tables(item_columns: set[str]) -> tuple[SnapshotTable, ...]:
@@ -706,14 +716,22 @@ def _build_features(
     end = day_end(as_of)
     reused, todo = split_training_rows(features_dir, purchases, as_of)
     views = {fv.name: fv for fv in store.list_feature_views()}
+    sources = {name: view.batch_source.name.removesuffix("_source") for name, view in views.items()}
     intervals: dict[str, tuple[datetime, datetime]] = {}
     for name, view in views.items():
         if name in getattr(definitions, "PUSH_FED_VIEWS", ()):
             continue  # filled by POST /events through the push source, not from a batch file
         start = view.most_recent_end_time.replace(tzinfo=None) if view.most_recent_end_time else None
-        start = min(start, end - timedelta(days=1)) if start else end - timedelta(days=1)
+        if start is None:
+            start = end - timedelta(days=1)
+        elif sources[name] in OWN_SOURCES:
+            # a night this stage wrote was loaded by the run that wrote it: start at the last stop (one
+            # second past that night's stamp), not a day back, so the night before is not read again
+            # (it was, every night: half of materialization's reads); a re-run starts at tonight's stamp
+            start = min(start, end)
+        else:  # a profile stage may have added the night before after that night's features run
+            start = min(start, end - timedelta(days=1))
         intervals[name] = (start, end + timedelta(seconds=1))
-    sources = {name: view.batch_source.name.removesuffix("_source") for name, view in views.items()}
     stamps_of: dict[str, list[pd.Timestamp]] = {}  # each source's nights (file or table), oldest first
     for source in set(sources.values()):
         if spark_nights is not None and source in spark_nights:
@@ -722,7 +740,8 @@ def _build_features(
             stamps_of[source] = night_stamps(features_dir / f"{source}.parquet")
     # only rows some night can serve go to Feast (`joinable`; the rest are recorded as dropped below)
     to_join = joinable(todo, {s: (stamps_of.get(s) or [None])[0] for s in JOINED_SOURCES})
-    keep: dict[str, Callable[[pd.Timestamp], bool]] = {}
+    keep: dict[str, Callable[[pd.Timestamp], bool]] = {}  # what materialization reads
+    join_keep: dict[str, Callable[[pd.Timestamp], bool]] = {}  # and the point-in-time join after it
     for name, source in sources.items():
         if name not in intervals or source not in stamps_of:
             continue
@@ -730,7 +749,12 @@ def _build_features(
         stamps = stamps_of[source]
         joined = window_stamps(stamps, to_join["event_timestamp"]) \
             if source in JOINED_SOURCES and len(to_join) else set()  # fmt: skip
-        keep[source] = lambda t, low=low, high=high, joined=joined: low <= t <= high or t in joined
+        both = lambda t, low=low, high=high, joined=joined: low <= t <= high or t in joined  # noqa: E731
+        # On files the join's nights are added to the scratch sources after materialization, which so
+        # reads tonight's night alone, as on a first night; Spark's scratch queries are fixed at apply.
+        keep[source] = (lambda t, low=low, high=high: low <= t <= high) if offline is None else both
+        if joined and offline is None:
+            join_keep[source] = both
     window = features_dir / WINDOW_DIR
     shutil.rmtree(window, ignore_errors=True)
     try:
@@ -746,6 +770,10 @@ def _build_features(
                 stop.replace(tzinfo=UTC),
             )
             materialized[name] = f"{start.isoformat()} .. {end.isoformat()}"
+        for source, wanted in join_keep.items():  # Feast reads a FileSource's file at each query
+            table = read_nights(features_dir / f"{source}.parquet", wanted)
+            if table is not None:
+                pq.write_table(table, window / f"{source}.parquet")
         # with no row to join (a first night) this sends nothing to Feast and only gives the columns
         joined = point_in_time(scratch, to_join) if len(todo) else None
     finally:
