@@ -41,6 +41,10 @@ Rules:
   chance it is due in the window), kept only when its paired gain interval over that re-ranker is above
   0 and the gain above TIE_EPS; recorded in the recipe (`cadence`), so the gate's re-fit keeps it. The
   cheap retrieval with the same rhythm, repeat_cadence, competes with the other options as any does.
+- The SVD features (rerank/candidates.py SVD_FEATURES: each pair's PureSVD score, the user's distinct
+  items, the item's buyers) are tried the same way, before cadence, over the re-ranker kept so far, and
+  recorded in the recipe (`svd`). They pay on Online Retail retail-30d and the no-re-buy shop, not on
+  The Complete Journey (whose TIFU-KNN neighbours already carry them): so each shop's validation decides.
 Nothing here is tuned by hand per shop: the grids, the order and the rules are the same everywhere.
 """
 
@@ -93,6 +97,7 @@ log = logging.getLogger(__name__)
 OPTIONS = ("popularity", "repeat_buy", "repeat_cadence", "tifu", "item_knn", "sasrec")  # cheapest first
 RERANK = "rerank"
 RERANK_DEMOGRAPHICS = "rerank+demographics"
+RERANK_SVD = "rerank+svd"
 RERANK_CADENCE = "rerank+cadence"
 VAL_USERS = 5000  # validation users scored per option (a seeded sample on a big shop)
 TIE_EPS = 0.002  # NDCG@10 below which a gain is a tie whatever its interval
@@ -340,7 +345,7 @@ def _try_variant(
     """The re-ranker `plain` trained again another way (`at_validation` fits it and returns its
     validation-view scorer), scored on the same validation users: (its option, whether it pays over
     `plain`: a higher score and a paired gain interval above 0 with the gain above TIE_EPS, the interval
-    as text). Demographics and cadence are each tried this way."""
+    as text). Demographics, the SVD features and cadence are each tried this way."""
     option = rows[name] = Option(name, status="not tried")
     cpu, wall = _cpu(), time.perf_counter()
     try:
@@ -390,24 +395,25 @@ def _rerank_threads(cfg: RerankConfig) -> int:
     return 1
 
 
-def _try_cadence(
-    rows: dict[str, Option], ties: dict[str, Any], plain: Option, chosen: Built, val: Split, base: Recipe,
-    features: FeatureSource, sample: Split, bought: Any,
+def _try_pools(
+    rows: dict[str, Option], ties: dict[str, Any], name: str, plain: Option, chosen: Built, val: Split,
+    base: Recipe, features: FeatureSource, sample: Split, bought: Any, **pools: bool,
 ) -> tuple[Option, bool]:  # fmt: skip
-    """The re-ranker trained again with the cadence cross features in its pools; (the re-ranker option to
-    go on with, whether cadence is kept): kept only when it pays over `plain` (the re-ranker so far, with
-    demographics where they paid)."""
-    cfg = replace(base, rerank=True, cadence=True, demographics=False).rerank_config
+    """The re-ranker trained again with more cross features in its pools (`pools`: the Recipe fields that
+    add them, cadence or svd, with those already kept); (the re-ranker option to go on with, whether
+    they are kept): kept only when they pay over `plain` (the re-ranker so far)."""
+    cfg = replace(base, rerank=True, demographics=False, **pools).rerank_config
     option, pays, interval = _try_variant(
-        rows, ties, RERANK_CADENCE, plain, lambda: _rerank_at_validation(chosen, val, base, features, cfg),
+        rows, ties, name, plain, lambda: _rerank_at_validation(chosen, val, base, features, cfg),
         base.seed, sample, bought,
     )  # fmt: skip
+    what = name.removeprefix(f"{RERANK}+")
     if option.status != "scored":
         return plain, False
     if not pays:
-        option.note = f"cadence does not pay over {plain.name} ({interval})"
+        option.note = f"{what} does not pay over {plain.name} ({interval})"
         return plain, False
-    option.note = f"kept: cadence pays over {plain.name} ({interval})"
+    option.note = f"kept: {what} pays over {plain.name} ({interval})"
     return option, True
 
 
@@ -487,14 +493,17 @@ def choose(
         if option.status == "scored" and customers is not None and len(customers):
             option, features = _try_demographics(rows, ties, option, chosen, val, base, features, customers,
                                                  sample, bought)  # fmt: skip
-        with_demographics, with_cadence = option.name == RERANK_DEMOGRAPHICS, False
+        with_demographics, with_cadence, with_svd = option.name == RERANK_DEMOGRAPHICS, False, False
+        if option.status == "scored":
+            option, with_svd = _try_pools(rows, ties, RERANK_SVD, option, chosen, val, base, features,
+                                          sample, bought, svd=True)  # fmt: skip
         if option.status == "scored" and base.exclude_bought:
             rows[RERANK_CADENCE] = Option(RERANK_CADENCE, status="not tried")
             rows[RERANK_CADENCE].note = "the shop does not re-buy: bought items rank last, no rhythm to use"
         elif option.status == "scored":
-            option, with_cadence = _try_cadence(rows, ties, option, chosen, val, base, features, sample,
-                                                bought)  # fmt: skip
-        rerank_cfg = replace(base, rerank=True, cadence=with_cadence).rerank_config
+            option, with_cadence = _try_pools(rows, ties, RERANK_CADENCE, option, chosen, val, base, features,
+                                              sample, bought, cadence=True, svd=with_svd)  # fmt: skip
+        rerank_cfg = replace(base, rerank=True, cadence=with_cadence, svd=with_svd).rerank_config
         # The serving fit learns from as many lists, then scores every user's pool for the export: the
         # validation sample's scoring, per user, times the shop's users (linear, but at 1M customers the
         # export outweighs the fit). Per thread the members fit on, as a learned fit's budget counts
@@ -522,8 +531,9 @@ def choose(
                 option.fit_wall_s += option.serve_fit_wall_s
                 # recorded with the model, so a gate re-fit of it (registry/fair.py) keeps the bands
                 chosen_recipe = replace(chosen_recipe, rerank=True, demographics=with_demographics,
-                                        cadence=with_cadence)  # fmt: skip
+                                        cadence=with_cadence, svd=with_svd)  # fmt: skip
                 with_demo = " with demographics" if chosen_recipe.demographics else ""
+                with_demo += " with the SVD features" if chosen_recipe.svd else ""
                 with_demo += " with cadence" if chosen_recipe.cadence else ""
                 reason += (
                     f"; the re-ranker{with_demo} over it beats it on validation (ndcg@10 "
@@ -535,6 +545,7 @@ def choose(
         "chosen": winner.name
         + ("+rerank" if chosen_recipe.rerank else "")
         + ("+demographics" if chosen_recipe.demographics else "")
+        + ("+svd" if chosen_recipe.svd else "")
         + ("+cadence" if chosen_recipe.cadence else ""),
         "reason": reason,
         "options": {name: o.row() for name, o in rows.items()},

@@ -72,7 +72,7 @@ def _params(recipe: Recipe, built, split: Split) -> dict[str, Any]:
         "n_train_rows": int(len(split.train)), "n_users": split.maps.n_users, "n_items": split.maps.n_items,
         "n_truth_items_unrankable": split.n_truth_items_unrankable, "data_sha256": split_fingerprint(split),
         "exclude_bought": recipe.exclude_bought, "demographics": recipe.demographics,
-        "cadence": recipe.cadence,
+        "cadence": recipe.cadence, "svd": recipe.svd,
         **_validation_size(built.fitted.val_split, split),
         **built.extra,
     }  # fmt: skip

@@ -78,6 +78,9 @@ class Recipe:
     # the re-ranker's pools carry each (user, item)'s repurchase cadence (evaluation/cadence.py): only
     # meaningful with rerank, as demographics
     cadence: bool = False
+    # the re-ranker's pools carry the PureSVD score and the breadth counts (rerank/candidates.py
+    # SVD_FEATURES): only meaningful with rerank, as demographics
+    svd: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in KNOWN:
@@ -86,27 +89,32 @@ class Recipe:
             raise ValueError("demographics=True is a re-ranker feature set: it needs rerank=True")
         if self.cadence and not self.rerank:
             raise ValueError("cadence=True is a re-ranker feature set: it needs rerank=True")
+        if self.svd and not self.rerank:
+            raise ValueError("svd=True is a re-ranker feature set: it needs rerank=True")
 
     @property
     def is_baseline(self) -> bool:
         return self.model in BASELINES and not self.rerank
 
     @property
-    def key(self) -> tuple[str, bool, bool, bool, bool, bool]:
+    def key(self) -> tuple[str, bool, bool, bool, bool, bool, bool]:
         """What makes two recipes the same model (epochs, seed and cut aside)."""
         hybrid = self.hybrid and self.model not in SPARSE
-        return (self.model, hybrid, self.rerank, self.exclude_bought, self.demographics, self.cadence)
+        return (
+            self.model, hybrid, self.rerank, self.exclude_bought, self.demographics, self.cadence, self.svd
+        )  # fmt: skip
 
     @property
     def rerank_config(self) -> RerankConfig:
-        """The re-ranker's config for this recipe: the defaults, its pools with cadence when recorded."""
+        """The re-ranker's config for this recipe: the defaults, its pools with cadence and the SVD
+        features where recorded."""
         cfg = RerankConfig()
-        return replace(cfg, quotas=replace(cfg.quotas, cadence=True)) if self.cadence else cfg
+        return replace(cfg, quotas=replace(cfg.quotas, cadence=self.cadence, svd=self.svd))
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Recipe:
         """The recipe a saved model's params recorded (older models: bpr, as they were; models saved before
-        `demographics` or `cadence` was recorded read False, which is what their re-fit did then)."""
+        `demographics`, `cadence` or `svd` was recorded read False, which is what their re-fit did then)."""
         rerank = bool(params.get("rerank", False))
         return cls(
             model=str(params.get("model", "bpr")), hybrid=bool(params.get("hybrid", False)),
@@ -116,6 +124,7 @@ class Recipe:
             exclude_bought=bool(params.get("exclude_bought", False)),
             demographics=rerank and bool(params.get("demographics", False)),
             cadence=rerank and bool(params.get("cadence", False)),
+            svd=rerank and bool(params.get("svd", False)),
         )  # fmt: skip
 
 

@@ -214,18 +214,23 @@ def test_the_choice_takes_repeat_cadence_where_customers_reorder_on_a_rhythm():
     assert cadence > repeat + 0.01
 
 
-def test_the_choice_tries_the_reranker_with_cadence_and_records_what_it_kept():
-    from personaflow.training.choice import RERANK, RERANK_CADENCE, TIE_EPS, choose
+def test_the_choice_tries_the_reranker_with_the_svd_features_and_cadence_and_records_what_it_kept():
+    from personaflow.training.choice import RERANK, RERANK_CADENCE, RERANK_SVD, TIE_EPS, choose
 
     split = _rhythmic_shop(jitter_days=1, seed=1)
     base = Recipe(epochs=3, dim=16, seed=0, val_days=14, exclude_bought=False)
     choice = choose(split, base, purchases_source(None), options=("popularity", "repeat_buy"))
     rows, comparisons = choice.report["options"], choice.report["comparisons"]
-    assert rows[RERANK]["status"] == rows[RERANK_CADENCE]["status"] == "scored", rows
-    verdict = comparisons[RERANK_CADENCE]
-    assert verdict["pays"] == (verdict["vs_rerank_gain_ci_low"] > 0 and verdict["vs_rerank_gain"] >= TIE_EPS)
-    kept = rows[RERANK_CADENCE]["note"] == "kept"
+    assert rows[RERANK]["status"] == rows[RERANK_SVD]["status"] == rows[RERANK_CADENCE]["status"] == "scored"
     chosen = choice.report["chosen"]
-    assert choice.recipe.cadence == chosen.endswith("+cadence") == (kept and choice.recipe.rerank)
-    if not verdict["pays"]:
-        assert "cadence does not pay" in rows[RERANK_CADENCE]["note"]
+    plain = RERANK  # each try is judged over the re-ranker kept before it: svd first, then cadence
+    for name, what, flag in ((RERANK_SVD, "svd", "svd"), (RERANK_CADENCE, "cadence", "cadence")):
+        verdict = comparisons[name]
+        low, gain = verdict[f"vs_{plain}_gain_ci_low"], verdict[f"vs_{plain}_gain"]
+        assert verdict["pays"] == (low > 0 and gain >= TIE_EPS), verdict
+        if not verdict["pays"]:
+            assert f"{what} does not pay" in rows[name]["note"]
+        else:
+            plain = name
+        assert getattr(choice.recipe, flag) == (f"+{flag}" in chosen)
+        assert getattr(choice.recipe, flag) == (verdict["pays"] and choice.recipe.rerank)
