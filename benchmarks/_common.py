@@ -27,6 +27,19 @@ def run_measured(
     return round(seconds, 2), round(usage.ru_maxrss / 1024, 1)  # ru_maxrss is in KiB on Linux
 
 
+def code_commit() -> str:
+    """The short commit of the code a benchmark runs, "+dirty" when the package has uncommitted changes:
+    a figure can then be traced to its code (the docs quote it beside each run)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "personaflow") else "")
+
+
 def merge_results(path: Path, result: dict[str, object]) -> None:
     """Write `result` over the keys already in `path`, so runs of one size keep the other sizes' figures."""
     path.parent.mkdir(parents=True, exist_ok=True)

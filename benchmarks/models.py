@@ -42,7 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _common import PeakRss
+from _common import PeakRss, code_commit
 from _datasets import load_purchases, rerank_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -277,6 +277,7 @@ def main() -> None:
         f"{data_prefix}_purchase_rows": len(purchases),
         f"{data_prefix}_load_avg_1m_at_start": round(load_start, 2),
         f"{data_prefix}_machine_idle": load_start < 0.5,
+        f"{data_prefix}_code_commit": code_commit(),
     }
     if args.data == "complete-journey":
         from _datasets import CJ_MIN_HOUSEHOLDS
@@ -294,6 +295,7 @@ def main() -> None:
     features = rerank_features(args)
     for protocol in args.protocols:
         out.update(run_protocol(args, data_prefix, purchases, protocol, features))
+        out[f"{data_prefix}_{protocol}_code_commit"] = out[f"{data_prefix}_code_commit"]
         _write(args.data, args.protocols, out)
     out[f"{data_prefix}_{'_'.join(args.protocols)}_run_s"] = round(time.perf_counter() - started, 1)
     _write(args.data, args.protocols, out)

@@ -55,8 +55,8 @@ CADENCE_FEATURES = ("cad_interval", "cad_ratio", "cad_due")  # with Quotas.caden
 SVD_FEATURES = ("svd_score", "user_items", "item_buyers")  # with Quotas.svd
 RECENT_DAYS = 30
 # PureSVD's rank (item_factors). On Online Retail retail-30d, the re-ranker over repeat-buy on the
-# choice's validation cut (the three SVD_FEATURES but user_items and item_buyers): 16 factors 0.3300,
-# 32 0.3309, 64 0.3323, 128 0.3306; without the score 0.3284
+# choice's validation cut with the score alone (float64 factors): 16 factors 0.3300, 32 0.3309, 64
+# 0.3323, 128 0.3306 (and 1.9x the fit); without the score 0.3284
 SVD_RANK = 64
 # below this many items the factors are the exact eigenvectors of the dense items x items Gram matrix
 # (ARPACK needs k < min(shape), and eigh is the cheaper of the two at this size)
@@ -79,7 +79,8 @@ class Quotas:
     # the pools also carry SVD_FEATURES: each pair's PureSVD score (item_factors), the user's distinct
     # items and the item's buyers. Tried by the choice like cadence, kept where validation says they pay:
     # over the re-ranker without them (its validation cut, paired gain) on Online Retail retail-30d
-    # +0.0042 [0.0015, 0.0069], the no-re-buy shop +0.0044 [0.0004, 0.0087] (retail-30d) and +0.0091
+    # +0.0037 [0.0012, 0.0063] (0.3321 vs 0.3284); measured before with float64 factors: the no-re-buy
+    # shop +0.0044 [0.0004, 0.0087] (retail-30d) and +0.0091
     # [0.0041, 0.0146] (last basket), Online Retail's last basket +0.0012 [-0.0006, 0.0028], The
     # Complete Journey's -0.0003 [-0.0021, 0.0013] and retail-30d -0.0023 [-0.0036, -0.0011] (TIFU-KNN's
     # neighbours there already carry what the factors add)
