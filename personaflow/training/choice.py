@@ -490,26 +490,36 @@ def choose(
         except ValueError as exc:  # e.g. no validation users before the validation cut
             option.status, option.note = "failed", str(exc)
         option.fit_cpu_s, option.fit_wall_s = _cpu() - cpu, time.perf_counter() - wall
-        if option.status == "scored" and customers is not None and len(customers):
-            option, features = _try_demographics(rows, ties, option, chosen, val, base, features, customers,
-                                                 sample, bought)  # fmt: skip
-        with_demographics, with_cadence, with_svd = option.name == RERANK_DEMOGRAPHICS, False, False
-        if option.status == "scored":
-            option, with_svd = _try_pools(rows, ties, RERANK_SVD, option, chosen, val, base, features,
-                                          sample, bought, svd=True)  # fmt: skip
-        if option.status == "scored" and base.exclude_bought:
-            rows[RERANK_CADENCE] = Option(RERANK_CADENCE, status="not tried")
-            rows[RERANK_CADENCE].note = "the shop does not re-buy: bought items rank last, no rhythm to use"
-        elif option.status == "scored":
-            option, with_cadence = _try_pools(rows, ties, RERANK_CADENCE, option, chosen, val, base, features,
-                                              sample, bought, cadence=True, svd=with_svd)  # fmt: skip
-        rerank_cfg = replace(base, rerank=True, cadence=with_cadence, svd=with_svd).rerank_config
         # The serving fit learns from as many lists, then scores every user's pool for the export: the
         # validation sample's scoring, per user, times the shop's users (linear, but at 1M customers the
         # export outweighs the fit). Per thread the members fit on, as a learned fit's budget counts
         # (one for the default LambdaRanks, torch's for DeepFMs). (With demographics kept, their
         # option's fit includes its own scoring, about the plain one's.)
         export_cpu = scoring_cpu / max(1, len(sample.test_truth)) * split.maps.n_users
+        plain_estimate = (option.fit_cpu_s - scoring_cpu + export_cpu) / _rerank_threads(base.rerank_config)
+        # Each feature set only adds work to the fit and the export: where the plain re-ranker is over the
+        # budget, every variant would be refused too, so none is fitted (at 1M customers each try was
+        # another ~260 CPU-s validation fit for nothing)
+        tries = option.status == "scored" and plain_estimate <= budget_s
+        if option.status == "scored" and not tries:
+            demographics = (RERANK_DEMOGRAPHICS,) if customers is not None and len(customers) else ()
+            for name in (*demographics, RERANK_SVD, RERANK_CADENCE):
+                rows[name] = Option(name, status="not tried")
+                rows[name].note = f"the re-ranker is over the budget ({plain_estimate:.3g} CPU-s estimated)"
+        if tries and customers is not None and len(customers):
+            option, features = _try_demographics(rows, ties, option, chosen, val, base, features, customers,
+                                                 sample, bought)  # fmt: skip
+        with_demographics, with_cadence, with_svd = option.name == RERANK_DEMOGRAPHICS, False, False
+        if tries:
+            option, with_svd = _try_pools(rows, ties, RERANK_SVD, option, chosen, val, base, features,
+                                          sample, bought, svd=True)  # fmt: skip
+        if tries and base.exclude_bought:
+            rows[RERANK_CADENCE] = Option(RERANK_CADENCE, status="not tried")
+            rows[RERANK_CADENCE].note = "the shop does not re-buy: bought items rank last, no rhythm to use"
+        elif tries:
+            option, with_cadence = _try_pools(rows, ties, RERANK_CADENCE, option, chosen, val, base, features,
+                                              sample, bought, cadence=True, svd=with_svd)  # fmt: skip
+        rerank_cfg = replace(base, rerank=True, cadence=with_cadence, svd=with_svd).rerank_config
         threads = _rerank_threads(rerank_cfg)
         option.estimate_cpu_s = (option.fit_cpu_s - scoring_cpu + export_cpu) / threads
         if option.status == "scored":

@@ -234,3 +234,27 @@ def test_the_choice_tries_the_reranker_with_the_svd_features_and_cadence_and_rec
             plain = name
         assert getattr(choice.recipe, flag) == (f"+{flag}" in chosen)
         assert getattr(choice.recipe, flag) == (verdict["pays"] and choice.recipe.rerank)
+
+
+def test_no_feature_set_is_tried_over_a_reranker_its_estimate_refuses(monkeypatch):
+    """Each try is another validation fit of the re-ranker; where the plain one's estimate is over the
+    budget, every variant would be refused as well: none is fitted."""
+    from personaflow.training import choice as choice_mod
+    from personaflow.training.choice import RERANK, RERANK_CADENCE, RERANK_SVD, choose
+
+    fits: list[object] = []
+    real = choice_mod._rerank_at_validation
+
+    def counted(*args, **kwargs):
+        fits.append(args[-1] if len(args) > 4 else kwargs.get("cfg"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(choice_mod, "_rerank_at_validation", counted)
+    split = _rhythmic_shop(jitter_days=1, seed=1)
+    base = Recipe(epochs=3, dim=16, seed=0, val_days=14, exclude_bought=False)
+    choice = choose(split, base, purchases_source(None), options=("popularity", "repeat_buy"), budget_s=1e-9)
+    rows = choice.report["options"]
+    assert rows[RERANK]["status"] in ("scored", "refused") and len(fits) == 1  # the plain fit alone
+    for name in (RERANK_SVD, RERANK_CADENCE):
+        assert rows[name]["status"] == "not tried" and "over the budget" in rows[name]["note"], rows[name]
+    assert not (choice.recipe.svd or choice.recipe.cadence or choice.recipe.rerank)
