@@ -140,30 +140,31 @@ def test_the_reranker_pools_carry_the_cadence_features_only_when_asked():
     assert np.isnan(cands.features["cad_interval"][1, y_of_b]) and cands.features["cad_due"][1, y_of_b] == 0
 
 
-WITH_CADENCE = Recipe(model="repeat_buy", rerank=True, cadence=True, seed=0, val_days=7)
-
-
-def test_a_recipe_with_cadence_round_trips_and_is_refitted_with_it(monkeypatch):
+@pytest.mark.parametrize("flag", ["cadence", "svd"])
+def test_a_recipe_with_a_pool_feature_set_round_trips_and_is_refitted_with_it(monkeypatch, flag):
+    """cadence and the SVD features (rerank/candidates.py Quotas) are recorded in the saved model's params,
+    so the gate's re-fit of it keeps them."""
+    recipe = Recipe(model="repeat_buy", rerank=True, seed=0, val_days=7, **{flag: True})
     frame = make_interactions(seed=8)
     split = time_split(frame, 7)
     seen: list[bool] = []
     real = recipe_module.fit_reranker
 
     def spy(split, fitted, features, cfg=None):
-        seen.append(bool(cfg is not None and cfg.quotas.cadence))
+        seen.append(bool(cfg is not None and getattr(cfg.quotas, flag)))
         return real(split, fitted, features, cfg)
 
     monkeypatch.setattr(recipe_module, "fit_reranker", spy)
-    built = build(WITH_CADENCE, split, purchases_source(None))
-    assert seen == [True]  # the re-ranker learned with cadence in its pools
+    built = build(recipe, split, purchases_source(None))
+    assert seen == [True]  # the re-ranker learned with the feature set in its pools
     assert any(k.startswith("rerank_") for k in built.extra)
-    params = _params(WITH_CADENCE, built, split)
-    assert params["cadence"] is True
-    assert Recipe.from_params(params) == WITH_CADENCE  # what the gate's re-fit (registry/fair.py) reads
-    assert WITH_CADENCE.key != Recipe(model="repeat_buy", rerank=True).key
-    assert Recipe.from_params({k: v for k, v in params.items() if k != "cadence"}).cadence is False
+    params = _params(recipe, built, split)
+    assert params[flag] is True
+    assert Recipe.from_params(params) == recipe  # what the gate's re-fit (registry/fair.py) reads
+    assert recipe.key != Recipe(model="repeat_buy", rerank=True).key
+    assert getattr(Recipe.from_params({k: v for k, v in params.items() if k != flag}), flag) is False
     with pytest.raises(ValueError, match="rerank=True"):
-        Recipe(model="repeat_buy", cadence=True)
+        Recipe(model="repeat_buy", **{flag: True})
     # the recorded recipe re-fitted on another cut keeps it
     seen.clear()
     build(Recipe.from_params(params), time_split(frame, 10), purchases_source(None))

@@ -8,14 +8,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from personaflow.training import recipe as recipe_module
-from personaflow.training.data.features import purchases_source
-from personaflow.training.data.interactions import time_split
 from personaflow.training.data.purchases import split_purchases
-from personaflow.training.data.synthetic import make_interactions
 from personaflow.training.evaluation.baselines import SparseScores, history_parts
-from personaflow.training.pipeline import _params
-from personaflow.training.recipe import Recipe, build
 from personaflow.training.rerank import candidates
 from personaflow.training.rerank.candidates import (
     SVD_FEATURES,
@@ -101,28 +95,3 @@ def test_the_pools_carry_the_svd_features_only_when_asked():
 def test_factors_of_an_empty_or_one_user_matrix_are_empty():
     assert item_factors(sp.csr_matrix((5, 7))).shape == (7, 0)
     assert item_factors(sp.csr_matrix(np.ones((1, 7)))).shape == (7, 0)
-
-
-WITH_SVD = Recipe(model="repeat_buy", rerank=True, svd=True, seed=0, val_days=7)
-
-
-def test_a_recipe_with_the_svd_features_round_trips_and_is_refitted_with_them(monkeypatch):
-    frame = make_interactions(seed=8)
-    split = time_split(frame, 7)
-    seen: list[bool] = []
-    real = recipe_module.fit_reranker
-
-    def spy(split, fitted, features, cfg=None):
-        seen.append(bool(cfg is not None and cfg.quotas.svd))
-        return real(split, fitted, features, cfg)
-
-    monkeypatch.setattr(recipe_module, "fit_reranker", spy)
-    built = build(WITH_SVD, split, purchases_source(None))
-    assert seen == [True]
-    params = _params(WITH_SVD, built, split)
-    assert params["svd"] is True
-    assert Recipe.from_params(params) == WITH_SVD  # what the gate's re-fit (registry/fair.py) reads
-    assert WITH_SVD.key != Recipe(model="repeat_buy", rerank=True).key
-    assert Recipe.from_params({k: v for k, v in params.items() if k != "svd"}).svd is False
-    with pytest.raises(ValueError, match="rerank=True"):
-        Recipe(model="repeat_buy", svd=True)
