@@ -1,5 +1,6 @@
 """The re-ranker's SVD features (rerank/candidates.py: item_factors, Quotas.svd): PureSVD scores on a
-hand-made two-taste shop, the same scores from both factorisations, the pools (the recipe: test_cadence.py)."""
+hand-made two-taste shop, the same scores from both factorisations, the pools (the recipe's round trip
+is in test_cadence.py)."""
 
 from __future__ import annotations
 
