@@ -40,12 +40,17 @@ def code_commit() -> str:
     return commit + ("+dirty" if git("status", "--porcelain", "--", "personaflow") else "")
 
 
-def merge_results(path: Path, result: dict[str, object]) -> None:
-    """Write `result` over the keys already in `path`, so runs of one size keep the other sizes' figures."""
+def merge_results(
+    path: Path, result: dict[str, object], replacing: tuple[str, ...] = (), sort_keys: bool = False
+) -> None:
+    """Write `result` over the keys already in `path`, so runs of one size keep the other sizes' figures.
+    Earlier keys starting with any of `replacing` are dropped first: they are this run's alone (a shop or
+    protocol re-run must not keep an earlier run's keys that it no longer writes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps({**previous, **result}, indent=2) + "\n")
-    print(f"wrote {path}")
+    kept = {k: v for k, v in previous.items() if not (replacing and k.startswith(replacing))}
+    path.write_text(json.dumps({**kept, **result}, indent=2, sort_keys=sort_keys) + "\n")
+    print(f"wrote {path}", flush=True)
 
 
 def settings_with(env: dict[str, str]):

@@ -33,7 +33,6 @@ benchmarks/results/models.json (`--protocols last_basket` re-runs one).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -42,7 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _common import PeakRss, code_commit
+from _common import PeakRss, code_commit, merge_results
 from _datasets import load_purchases, rerank_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -305,12 +304,7 @@ def _write(data: str, protocols: list[str], result: dict) -> None:
     """Merge `result` into the JSON: the run replaces its data set's keys of the protocols it ran (and
     its own data-level keys), so one protocol can be re-run alone."""
     prefixes = tuple(f"{data.replace('-', '_')}_{p}_" for p in protocols)
-    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    merged = {k: v for k, v in merged.items() if not k.startswith(prefixes)}
-    merged.update(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
-    print(f"wrote {RESULTS}", flush=True)
+    merge_results(RESULTS, result, replacing=prefixes, sort_keys=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _common import merge_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "recipe_choice.json"
 PATHS = {
@@ -147,9 +148,7 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     # this shop's keys are this run's alone: an option left out of it (--options) or a row without a note
     # this time must not keep an earlier run's figures beside the new ones
-    kept = {k: v for k, v in previous.items() if not k.startswith(f"{key}_")}
-    RESULTS.write_text(json.dumps({**kept, **result}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    merge_results(RESULTS, result, replacing=(f"{key}_",))
 
 
 if __name__ == "__main__":

@@ -169,23 +169,22 @@ def read_nights(path: Path, keep: Callable[[pd.Timestamp], bool]) -> pa.Table | 
     return pa.concat_tables(parts) if parts else file.schema_arrow.empty_table()
 
 
-def _footer_start(path: Path) -> int:
-    """Where a Parquet file's footer (metadata, its length, the closing magic) begins."""
-    size = path.stat().st_size
+def _footer_start(path: Path, end: int | None = None) -> int:
+    """Where the footer (metadata, its length, the closing magic) of the Parquet file that ends at byte
+    `end` of `path` (default: the file's end) begins."""
+    end = path.stat().st_size if end is None else end
     with path.open("rb") as f:
-        f.seek(size - 8)
+        f.seek(end - 8)
         tail = f.read(8)
-    if size < 12 or tail[4:] != b"PAR1":
+    if end < 12 or tail[4:] != b"PAR1":
         raise ValueError(f"{path} is not a Parquet file")
-    return size - 8 - int.from_bytes(tail[:4], "little")
+    return end - 8 - int.from_bytes(tail[:4], "little")
 
 
 def _footer(path: Path, end: int) -> tuple[int, pq.FileMetaData]:
     """(where it begins, the metadata) of the footer a Parquet writer ended at byte `end` of `path`."""
+    start = _footer_start(path, end)
     with path.open("rb") as f:
-        f.seek(end - 8)
-        tail = f.read(8)
-        start = end - 8 - int.from_bytes(tail[:4], "little")
         f.seek(start)
         footer = f.read(end - start)
     return start, pq.read_metadata(pa.BufferReader(b"PAR1" + footer))

@@ -173,6 +173,7 @@ class CandidateBuilder:
         total = np.asarray(self.counts.sum(axis=1)).ravel()
         distinct = np.diff(self.counts.indptr)
         self.user_repeat = (total - distinct) / np.maximum(total, 1)
+        self.user_items = distinct.astype(np.float64)  # distinct items bought (an SVD feature)
         self.cosine = copurchase_similarity(split)
         self.pop = popularity_vector(split)
         self.pop_rank = np.argsort(np.argsort(-self.pop, kind="stable"), kind="stable").astype(np.float64)
@@ -256,8 +257,7 @@ class CandidateBuilder:
         if self.factors is not None:
             projected = log_counts(self.counts[users]) @ self.factors  # x_u V, (n, k)
             feats["svd_score"] = np.einsum("uk,unk->un", projected, self.factors[items])
-            distinct = np.diff(self.counts[users].indptr).astype(np.float64)
-            feats["user_items"] = np.repeat(distinct[:, None], q.size, axis=1)
+            feats["user_items"] = np.repeat(self.user_items[users][:, None], q.size, axis=1)
             feats["item_buyers"] = self.buyers[items]
         assert all(v.shape == (n, q.size) for v in feats.values())
         return Candidates(users, items, {k: v.astype(np.float32) for k, v in feats.items()})
