@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personaflow.training.data.purchases import LastBasketSplit, assemble, last_basket_split, validation_split
+from personaflow.training.data.features import from_purchases
+from personaflow.training.data.purchases import (
+    LastBasketSplit,
+    assemble,
+    last_basket_split,
+    split_purchases,
+    validation_split,
+)
 from personaflow.training.evaluation.baselines import gp_topfreq, p_topfreq
 from personaflow.training.evaluation.metrics import evaluate, per_user_metrics
 
@@ -121,3 +128,18 @@ def test_p_topfreq_and_gp_topfreq_rank_by_basket_frequency_then_popularity():
     assert gp["b"] == pytest.approx(2 + 3 / 4) and gp["c"] == pytest.approx(1 + 2 / 4)
     assert gp["a"] == pytest.approx(3 / 4) and gp["f"] == pytest.approx(1 / 4)
     assert sorted(items, key=lambda i: -gp[i]) == ["b", "c", "a", "f"]
+
+
+@pytest.mark.parametrize("protocol", ["retail_30d", "last_basket"])
+def test_a_validation_view_keeps_the_units_its_split_has(protocol):
+    """The re-ranker learns on validation views and serves on the split: both must read the same units,
+    or its user numerics (monetary) count lines in training and units at serving."""
+    log = _baskets_log()
+    log["quantity"] = np.arange(1, len(log) + 1) * 10
+    split = split_purchases(log, test_days=5) if protocol == "retail_30d" else last_basket_split(log, 3)
+    val = validation_split(split, val_days=7, min_users=1)
+    assert "quantity" in val.train
+    users = from_purchases(val.train, val.train["ts"].max()).users
+    spent = val.train.groupby("user_id")["quantity"].sum()
+    assert (spent > val.train.groupby("user_id").size()).all()  # units are not line counts here
+    pd.testing.assert_series_equal(users["monetary"].astype(float), spent.astype(float), check_names=False)

@@ -208,5 +208,9 @@ def validation_split(split: Split, val_days: int, min_users: int = MIN_VAL_USERS
 
 def _cut_again(split: Split, days: int) -> Split:
     if isinstance(split, PurchaseSplit):
-        return split_purchases(split.train[PURCHASE_COLUMNS], test_days=days)
+        # `quantity` too, as the last-basket branch keeps it: the re-ranker's training windows are these
+        # views, and without it their user numerics (features.from_purchases' monetary) counted lines
+        # while the serving split's counted units, a train/serve skew (found in session 17)
+        columns = [c for c in (*PURCHASE_COLUMNS, "quantity") if c in split.train]
+        return split_purchases(split.train[columns], test_days=days)
     return time_split(split.train, days)
