@@ -191,9 +191,27 @@ def stages(
             out[f"{p}_served_ndcg_at_10"] = metrics.get("ndcg_at_10")
             out[f"{p}_best_baseline"] = metrics.get("gate_best_baseline")
             out[f"{p}_best_baseline_ndcg_at_10"] = metrics.get("gate_best_baseline_ndcg_at_10")
+            out.update(choice_keys(p, trained.get("choice")))
         if stage == "promote" and result["status"] == "ok":
             promoted = last_json(logs / "promote.log") or {}
             out[f"{p}_promoted"] = promoted.get("promoted")
+    return out
+
+
+def choice_keys(prefix: str, choice: dict | None) -> dict[str, object]:
+    """The recipe choice of a night's train, flat: what it chose and each option's status, validation
+    NDCG@10, fit CPU seconds and CPU estimate (where a budget refused or skipped it, the note says why)."""
+    if not choice:
+        return {}
+    out: dict[str, object] = {
+        f"{prefix}_train_chosen": choice.get("chosen"),
+        f"{prefix}_train_reason": choice.get("reason"),
+    }
+    for name, row in choice.get("options", {}).items():
+        key = f"{prefix}_train_option_{name.replace('+', '_')}"
+        for field in ("status", "val_ndcg_at_10", "fit_cpu_s", "serve_fit_cpu_s", "estimate_cpu_s", "note"):
+            if row.get(field) is not None:
+                out[f"{key}_{field}"] = row[field]
     return out
 
 
@@ -350,7 +368,9 @@ def main() -> None:
         result.update(features_series(args.features_series, args))
     end = "features_series_load_avg_1min_at_end" if args.series_only else "load_avg_1min_at_end"
     result[end] = round(os.getloadavg()[0], 2)
-    merge_results(RESULTS, result)
+    # a whole night of a size replaces that size's rerun keys: they described a train rerun of an older shop
+    fresh = () if args.series_only or args.home else tuple(f"n{size}_rerun_" for size in args.sizes)
+    merge_results(RESULTS, result, replacing=fresh)
 
 
 if __name__ == "__main__":
