@@ -190,8 +190,7 @@ def validation_split(split: Split, val_days: int, min_users: int = MIN_VAL_USERS
     A last-basket split is cut again per user, whatever `val_days`: each user's last training basket
     is the validation truth (users with at least two training baskets)."""
     if isinstance(split, LastBasketSplit):
-        columns = [c for c in (*PURCHASE_COLUMNS, "quantity") if c in split.train]
-        return last_basket_split(split.train[columns], max(2, split.min_baskets - 1), split.by_day)
+        return last_basket_split(_purchase_rows(split.train), max(2, split.min_baskets - 1), split.by_day)
     days, best = val_days, None
     while True:
         try:
@@ -208,9 +207,12 @@ def validation_split(split: Split, val_days: int, min_users: int = MIN_VAL_USERS
 
 def _cut_again(split: Split, days: int) -> Split:
     if isinstance(split, PurchaseSplit):
-        # `quantity` too, as the last-basket branch keeps it: the re-ranker's training windows are these
-        # views, and without it their user numerics (features.from_purchases' monetary) counted lines
-        # while the serving split's counted units, a train/serve skew (found in session 17)
-        columns = [c for c in (*PURCHASE_COLUMNS, "quantity") if c in split.train]
-        return split_purchases(split.train[columns], test_days=days)
+        return split_purchases(_purchase_rows(split.train), test_days=days)
     return time_split(split.train, days)
+
+
+def _purchase_rows(train: pd.DataFrame) -> pd.DataFrame:
+    """A split's training rows as purchases to cut again: `quantity` kept where present, because the
+    re-ranker's training windows are these views, and without it their user numerics
+    (features.from_purchases' monetary) counted lines while the serving split's counted units."""
+    return train[[c for c in (*PURCHASE_COLUMNS, "quantity") if c in train]]
